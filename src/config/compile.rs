@@ -1,0 +1,255 @@
+//! Validation and compilation of the whole config into a [`Gateway`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use regex::Regex;
+
+use super::raw::{BackendSection, FaultRuleSection, GatewayFile, RoutesFile};
+use super::{ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_route, units};
+use crate::backend::{Backend, BackendSettings, BasicAuth};
+use crate::pipeline::faults::FaultRule;
+use crate::pipeline::route::RouteTable;
+use crate::schema::wsdl::{self, ReadOptions};
+use crate::schema::SoapVersion;
+
+/// Adjustments made by the caller rather than the files (dev mode points backends at the
+/// in-process ERP).
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// Backend name → endpoint URL, replacing the configured one.
+    pub backend_urls: BTreeMap<String, String>,
+}
+
+/// A file's text plus where it came from, for locating problems.
+pub(crate) struct FileText {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl FileText {
+    /// A problem in this file, at the first line (from `after` on) containing `needle`.
+    pub fn problem(&self, needle: &str, after: usize, message: impl Into<String>) -> ConfigProblem {
+        ConfigProblem { file: self.path.clone(), line: self.line_of(needle, after), message: message.into() }
+    }
+
+    /// 1-based line of the first occurrence of `needle` at or after line `after`.
+    pub fn line_of(&self, needle: &str, after: usize) -> Option<usize> {
+        self.text
+            .lines()
+            .enumerate()
+            .skip(after.saturating_sub(1))
+            .find(|(_, l)| l.contains(needle))
+            .map(|(i, _)| i + 1)
+    }
+}
+
+fn read_text(source: &ConfigSource, rel: &Path) -> Result<FileText, ConfigProblem> {
+    let bytes = source.read(rel)?;
+    let text = String::from_utf8(bytes).map_err(|_| ConfigProblem { file: rel.into(), line: None, message: "not UTF-8 text".into() })?;
+    Ok(FileText { path: rel.into(), text })
+}
+
+fn parse_yaml<T: serde::de::DeserializeOwned>(file: &FileText) -> Result<T, ConfigProblem> {
+    if file.text.trim().is_empty() {
+        // An empty file is an empty mapping, not an error.
+        return yaml_serde::from_str("{}").map_err(|e| ConfigProblem { file: file.path.clone(), line: None, message: e.to_string() });
+    }
+    yaml_serde::from_str(&file.text).map_err(|e| ConfigProblem {
+        file: file.path.clone(),
+        line: e.location().map(|l| l.line()),
+        message: format!("{e}"),
+    })
+}
+
+/// Loads, validates and compiles the config; every problem is reported at once.
+pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gateway, ConfigError> {
+    let mut problems = Vec::new();
+    let gateway_file = read_text(source, Path::new("gateway.yaml")).map_err(|p| ConfigError(vec![p]))?;
+    let raw: GatewayFile = parse_yaml(&gateway_file).map_err(|p| ConfigError(vec![p]))?;
+
+    let server = server_settings(&gateway_file, &raw, &mut problems);
+    let mut backends = BTreeMap::new();
+    for (name, section) in &raw.backends {
+        match backend(source, &gateway_file, name, section, options) {
+            Ok(b) => {
+                backends.insert(name.clone(), Arc::new(b));
+            }
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+
+    let mut routes = Vec::new();
+    let files = source.route_files().unwrap_or_else(|p| {
+        problems.push(p);
+        Vec::new()
+    });
+    for rel in files {
+        let file = match read_text(source, &rel) {
+            Ok(f) => f,
+            Err(p) => {
+                problems.push(p);
+                continue;
+            }
+        };
+        let parsed: RoutesFile = match parse_yaml(&file) {
+            Ok(r) => r,
+            Err(p) => {
+                problems.push(p);
+                continue;
+            }
+        };
+        for section in &parsed.routes {
+            match compile_route::compile(&file, section, &backends, raw.backends.contains_key(&section.backend)) {
+                Ok(route) => routes.push((route, file.problem(&section.route, 1, ""))),
+                Err(mut p) => problems.append(&mut p),
+            }
+        }
+    }
+    let routes = RouteTable::build(routes).unwrap_or_else(|mut p| {
+        problems.append(&mut p);
+        RouteTable::default()
+    });
+    if problems.is_empty() { Ok(Gateway { server, backends, routes }) } else { Err(ConfigError(problems)) }
+}
+
+fn server_settings(file: &FileText, raw: &GatewayFile, problems: &mut Vec<ConfigProblem>) -> ServerSettings {
+    let s = &raw.server;
+    let mut settings = ServerSettings { listen: None, max_body: 1024 * 1024, request_timeout: Duration::from_secs(30) };
+    if let Some(listen) = &s.listen {
+        match listen.parse::<SocketAddr>() {
+            Ok(a) => settings.listen = Some(a),
+            Err(_) => problems.push(file.problem("listen:", 1, format!("server.listen {listen:?} is not an address; write e.g. \"127.0.0.1:8080\""))),
+        }
+    }
+    if let Some(size) = &s.max_body {
+        match units::size(size) {
+            Ok(n) => settings.max_body = n,
+            Err(m) => problems.push(file.problem("max_body:", 1, format!("server.max_body: {m}"))),
+        }
+    }
+    if let Some(t) = &s.request_timeout {
+        match units::duration(t) {
+            Ok(d) => settings.request_timeout = d,
+            Err(m) => problems.push(file.problem("request_timeout:", 1, format!("server.request_timeout: {m}"))),
+        }
+    }
+    settings
+}
+
+fn backend(source: &ConfigSource, file: &FileText, name: &str, s: &BackendSection, options: &CompileOptions) -> Result<Backend, Vec<ConfigProblem>> {
+    let at = file.line_of(&format!("{name}:"), 1).unwrap_or(1);
+    let here = |needle: &str, message: String| file.problem(needle, at, format!("backend {name}: {message}"));
+    let mut problems = Vec::new();
+
+    let url = match (options.backend_urls.get(name), &s.url, &s.url_env) {
+        (Some(u), _, _) => Some(u.clone()),
+        (None, Some(u), None) => Some(u.clone()),
+        (None, None, Some(var)) => std::env::var(var).map_err(|_| problems.push(here("url_env:", format!("environment variable {var} is not set")))).ok(),
+        (None, Some(_), Some(_)) => {
+            problems.push(here("url", "set either url or url_env, not both".into()));
+            None
+        }
+        (None, None, None) => {
+            problems.push(here(&format!("{name}:"), "no endpoint; add url: \"http://host:port/path\" or url_env: VAR".into()));
+            None
+        }
+    };
+    let url = url.and_then(|u| match reqwest::Url::parse(&u) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Some(parsed),
+        _ => {
+            problems.push(here("url", format!("{u:?} is not an http(s) URL")));
+            None
+        }
+    });
+
+    let soap_version = match s.soap_version.as_deref() {
+        None => None,
+        Some("1.1") => Some(SoapVersion::V11),
+        Some("1.2") => Some(SoapVersion::V12),
+        Some(v) => {
+            problems.push(here("soap_version:", format!("soap_version {v:?} is unknown; write \"1.1\" or \"1.2\"")));
+            None
+        }
+    };
+    let model = source
+        .read(Path::new(&s.wsdl))
+        .map_err(|p| here("wsdl:", p.message))
+        .and_then(|bytes| {
+            wsdl::read(&bytes, ReadOptions { soap_version, naming: s.json_naming }).map_err(|e| ConfigProblem {
+                file: PathBuf::from(&s.wsdl),
+                line: match &e {
+                    wsdl::WsdlError::Xml(x) => Some(x.line),
+                    wsdl::WsdlError::Invalid { line, .. } => Some(*line),
+                },
+                message: format!("WSDL of backend {name}: {}", match &e {
+                    wsdl::WsdlError::Xml(x) => x.message.clone(),
+                    wsdl::WsdlError::Invalid { message, .. } => message.clone(),
+                }),
+            })
+        })
+        .map_err(|p| problems.push(p))
+        .ok();
+
+    let mut duration = |key: &str, value: &Option<String>, default: Duration| match value.as_deref().map(units::duration) {
+        None => default,
+        Some(Ok(d)) => d,
+        Some(Err(m)) => {
+            problems.push(here(&format!("{key}:"), format!("{key}: {m}")));
+            default
+        }
+    };
+    let timeout = duration("timeout", &s.timeout, Duration::from_secs(30));
+    let connect_timeout = duration("connect_timeout", &s.connect_timeout, Duration::from_secs(5));
+    let basic = s.auth.as_ref().and_then(|a| a.basic.as_ref()).and_then(|b| {
+        let secret = match (&b.password_env, &b.password_file) {
+            (Some(var), None) => std::env::var(var).map_err(|_| format!("environment variable {var} (password_env) is not set")),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|p| p.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read password_file {path}: {e}")),
+            _ => Err("auth.basic needs exactly one of password_env or password_file (never a plain password)".into()),
+        };
+        secret.map(|password| BasicAuth { username: b.username.clone(), password }).map_err(|m| problems.push(here("basic:", m))).ok()
+    });
+    let faults = fault_rules(file, at, &s.faults, &mut problems);
+
+    match (url, model, problems.is_empty()) {
+        (Some(url), Some(model), true) => {
+            let settings = BackendSettings { name: name.to_string(), url, timeout, connect_timeout, basic, faults };
+            Backend::new(settings, model).map_err(|m| vec![here(&format!("{name}:"), m)])
+        }
+        _ => Err(problems),
+    }
+}
+
+/// Compiles fault rules, recording problems against the file.
+pub(crate) fn fault_rules(file: &FileText, at: usize, sections: &[FaultRuleSection], problems: &mut Vec<ConfigProblem>) -> Vec<FaultRule> {
+    let mut rules = Vec::new();
+    for r in sections {
+        let status = match StatusCode::from_u16(r.status) {
+            Ok(s) if s.is_client_error() || s.is_server_error() => s,
+            _ => {
+                problems.push(file.problem("status:", at, format!("fault status {} is not an HTTP error status; use 400–599", r.status)));
+                continue;
+            }
+        };
+        let reason = match r.reason.as_deref().map(Regex::new) {
+            None => None,
+            Some(Ok(re)) => Some(re),
+            Some(Err(e)) => {
+                problems.push(file.problem("reason:", at, format!("fault reason is not a valid regular expression: {e}")));
+                continue;
+            }
+        };
+        if r.code.is_none() && reason.is_none() {
+            problems.push(file.problem("status:", at, "a fault rule needs code:, reason: or both"));
+            continue;
+        }
+        rules.push(FaultRule { code: r.code.clone(), reason, status });
+    }
+    rules
+}

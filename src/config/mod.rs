@@ -1,0 +1,82 @@
+//! Configuration: files → typed structs → validated, compiled, immutable [`Gateway`].
+//!
+//! Invariant: a [`Gateway`] is built whole or not at all; requests only read it, and a
+//! reload swaps the whole snapshot, never patches it. Every problem found names the file,
+//! the line where it can be found, and what to write instead.
+
+pub mod compile;
+mod compile_route;
+pub mod raw;
+pub mod source;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use compile::compile;
+pub use source::ConfigSource;
+
+use crate::backend::Backend;
+use crate::pipeline::route::RouteTable;
+
+/// One problem in the config, located as precisely as possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The file, relative to the config directory.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every problem found in a config; compilation reports all of them, not just the first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Listener settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Address from the config file, if any (the CLI may override it).
+    pub listen: Option<SocketAddr>,
+    /// Largest accepted request body in bytes.
+    pub max_body: usize,
+    /// Whole-request deadline.
+    pub request_timeout: Duration,
+}
+
+/// The compiled, immutable gateway: everything a request needs, nothing it must parse.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Listener settings.
+    pub server: ServerSettings,
+    /// Backends by name.
+    pub backends: BTreeMap<String, Arc<Backend>>,
+    /// Routes and the path matcher over them.
+    pub routes: RouteTable,
+}

@@ -1,0 +1,255 @@
+//! The gateway's one error type and the one place it becomes `application/problem+json`
+//! (RFC 9457).
+//!
+//! Each variant records who failed (the caller, the backend, the gateway) so the HTTP
+//! status follows from the variant alone. Handlers return `Result<_, GatewayError>` and
+//! never build error responses themselves.
+
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::translate::fault::Fault;
+
+/// Media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One problem with one input value; several are reported at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// JSON pointer (RFC 6901) into the request body, when the value came from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// `path`, `query` or `header` when the value came from a parameter.
+    #[serde(rename = "in", skip_serializing_if = "Option::is_none")]
+    pub location: Option<&'static str>,
+    /// The parameter's name, with `in`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// What is wrong and what is expected.
+    pub detail: String,
+}
+
+impl FieldError {
+    /// An error about the value at a JSON pointer of the SOAP input being built.
+    pub fn at(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        FieldError { pointer: Some(pointer.into()), location: None, parameter: None, detail: detail.into() }
+    }
+}
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The body is not JSON.
+    #[error("malformed JSON: {detail}")]
+    MalformedJson {
+        /// Parser message with line and column.
+        detail: String,
+    },
+    /// Input values do not fit the operation's schema.
+    #[error("{} invalid input value(s)", .0.len())]
+    Validation(Vec<FieldError>),
+    /// The body exceeds `server.max_body`.
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A body arrived with a media type other than JSON.
+    #[error("unsupported media type {0:?}")]
+    UnsupportedMediaType(String),
+    /// No route has this path.
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    /// The path exists, the method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed(Vec<Method>),
+    /// The backend answered with a SOAP Fault, mapped to `status`.
+    #[error("SOAP fault from backend {backend}: {}", fault.reason)]
+    Fault {
+        /// Backend name.
+        backend: String,
+        /// The parsed fault.
+        fault: Fault,
+        /// Status chosen by the fault mapping.
+        status: StatusCode,
+    },
+    /// The backend did not answer in time.
+    #[error("backend {backend} did not answer within {timeout_ms} ms")]
+    BackendTimeout {
+        /// Backend name.
+        backend: String,
+        /// The timeout that expired.
+        timeout_ms: u128,
+    },
+    /// The backend could not be reached, or dropped the connection.
+    #[error("backend {backend} is unreachable: {reason}")]
+    BackendUnreachable {
+        /// Backend name.
+        backend: String,
+        /// Refused, reset, DNS…
+        reason: String,
+    },
+    /// The backend answered, but not with a usable SOAP response.
+    #[error("backend {backend} sent an unusable response: {title}: {detail}")]
+    BackendResponse {
+        /// Backend name.
+        backend: String,
+        /// Short, stable summary (the problem title).
+        title: &'static str,
+        /// Specifics.
+        detail: String,
+    },
+    /// A bug or a panic caught at the edge; never expected.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The RFC 9457 body.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    /// URI naming the problem type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary, the same for every occurrence of the type.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// This occurrence.
+    pub detail: String,
+    /// Input problems, each with a pointer or parameter.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// The SOAP fault, for fault problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Value>,
+    /// The backend involved, for backend problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+}
+
+fn problem_type(slug: &str) -> String {
+    format!("urn:veneer:problem:{slug}")
+}
+
+impl GatewayError {
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::MalformedJson { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::Fault { status, .. } => *status,
+            GatewayError::BackendTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::BackendUnreachable { .. } | GatewayError::BackendResponse { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem document for this error.
+    pub fn to_problem(&self) -> Problem {
+        let status = self.status();
+        let mut p = Problem {
+            kind: String::new(),
+            title: String::new(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors: Vec::new(),
+            fault: None,
+            backend: None,
+        };
+        let (slug, title) = match self {
+            GatewayError::MalformedJson { .. } => ("malformed-json", "Request body is not valid JSON"),
+            GatewayError::Validation(errors) => {
+                p.errors = errors.clone();
+                p.detail = format!("{} input value(s) do not match the operation's schema; see errors", errors.len());
+                ("validation", "Invalid input")
+            }
+            GatewayError::PayloadTooLarge { .. } => ("payload-too-large", "Request body too large"),
+            GatewayError::UnsupportedMediaType(got) => {
+                p.detail = format!("send the body as application/json (got {got:?})");
+                ("unsupported-media-type", "Unsupported media type")
+            }
+            GatewayError::RouteNotFound(_) => ("not-found", "No such route"),
+            GatewayError::MethodNotAllowed(allow) => {
+                p.detail = format!("this path accepts {}", allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", "));
+                ("method-not-allowed", "Method not allowed")
+            }
+            GatewayError::Fault { backend, fault, .. } => {
+                p.detail = fault.reason.clone();
+                p.fault = Some(fault.to_json());
+                p.backend = Some(backend.clone());
+                ("soap-fault", "The backend rejected the request")
+            }
+            GatewayError::BackendTimeout { backend, .. } => {
+                p.backend = Some(backend.clone());
+                ("backend-timeout", "Backend timed out")
+            }
+            GatewayError::BackendUnreachable { backend, .. } => {
+                p.backend = Some(backend.clone());
+                ("backend-unreachable", "Backend unreachable")
+            }
+            GatewayError::BackendResponse { backend, title, detail } => {
+                p.backend = Some(backend.clone());
+                p.detail = detail.clone();
+                ("backend-response", *title)
+            }
+            GatewayError::Internal(_) => {
+                // Internals stay in the log, not in the response.
+                p.detail = "the gateway hit an unexpected condition; the request id identifies it in the logs".into();
+                ("internal", "Internal error")
+            }
+        };
+        p.kind = problem_type(slug);
+        p.title = title.to_string();
+        p
+    }
+}
+
+/// A problem response for a status produced outside the pipeline (timeouts, panics…).
+pub fn bare_status_problem(status: StatusCode) -> Response {
+    let problem = Problem {
+        kind: problem_type(&status.as_u16().to_string()),
+        title: status.canonical_reason().unwrap_or("Error").to_string(),
+        status: status.as_u16(),
+        detail: match status {
+            StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => {
+                "the request took longer than the gateway's request timeout".into()
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => "the request body exceeds the configured limit".into(),
+            _ => status.canonical_reason().unwrap_or("error").to_string(),
+        },
+        errors: Vec::new(),
+        fault: None,
+        backend: None,
+    };
+    problem_response(status, &problem)
+}
+
+fn problem_response(status: StatusCode, problem: &Problem) -> Response {
+    let body = serde_json::to_vec(problem).unwrap_or_else(|_| b"{}".to_vec());
+    let mut res = (status, body).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    res
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "request failed");
+        }
+        let mut res = problem_response(status, &self.to_problem());
+        if let GatewayError::MethodNotAllowed(allow) = &self {
+            let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+            if let Ok(v) = HeaderValue::from_str(&list) {
+                res.headers_mut().insert(header::ALLOW, v);
+            }
+        }
+        res
+    }
+}

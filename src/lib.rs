@@ -1,0 +1,24 @@
+//! Veneer: a REST/JSON facade in front of SOAP ERPs.
+//!
+//! Data flows one way, and each step has its own module:
+//!
+//! - [`config`]: YAML files → validated, compiled, immutable [`config::Gateway`] snapshot.
+//! - [`schema`]: the operation model (element trees, XSD types) read from a WSDL.
+//! - [`translate`]: the pure core, JSON ⇄ SOAP. No IO, no panics on any input.
+//! - [`pipeline`]: one request through a compiled route: collect inputs → encode →
+//!   [`backend`] call → decode → JSON or problem.
+//! - [`backend`]: pooled HTTP clients for the SOAP services.
+//! - [`server`]: the axum app, its middleware stack, health endpoints, graceful shutdown.
+//! - [`error`]: the one error type and its mapping to `application/problem+json`.
+//! - [`dev`]: the in-process sample ERP behind `veneer serve --dev`.
+//! - [`cli`]: the `veneer` command line.
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod error;
+pub mod pipeline;
+pub mod schema;
+pub mod server;
+pub mod translate;

@@ -1,0 +1,153 @@
+//! Compiled routes and the path matcher over them.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderName, Method, StatusCode};
+use serde_json::Value;
+
+use super::faults::FaultRule;
+use crate::backend::Backend;
+use crate::config::ConfigProblem;
+use crate::error::GatewayError;
+use crate::schema::Operation;
+
+/// Where one piece of the SOAP input comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A path parameter (always present once the route matched).
+    Path(String),
+    /// A query parameter.
+    Query(String),
+    /// A request header.
+    Header(HeaderName),
+    /// The JSON body, or the value at these keys inside it (empty = whole body).
+    Body(Vec<String>),
+    /// A constant from the route config.
+    Literal(Value),
+    /// A JSON object built field by field; `spread` fills the keys not mapped explicitly.
+    Object {
+        /// JSON key → source.
+        fields: Vec<(String, Source)>,
+        /// `"...": "{body}"`: the rest of the object comes from here.
+        spread: Option<Box<Source>>,
+    },
+}
+
+impl Source {
+    /// True when any part of the input comes from the request body.
+    pub fn reads_body(&self) -> bool {
+        match self {
+            Source::Body(_) => true,
+            Source::Object { fields, spread } => fields.iter().any(|(_, s)| s.reads_body()) || spread.as_ref().is_some_and(|s| s.reads_body()),
+            _ => false,
+        }
+    }
+}
+
+/// A route, compiled: everything a request needs, nothing to parse.
+#[derive(Debug)]
+pub struct Route {
+    /// HTTP method.
+    pub method: Method,
+    /// Path template as configured (`/items/{no}`).
+    pub path: String,
+    /// The backend it calls.
+    pub backend: Arc<Backend>,
+    /// Index of the operation in the backend's model.
+    pub operation: usize,
+    /// How the operation's input is filled.
+    pub input: Source,
+    /// JSON keys from the output element's content down to the response body.
+    pub response: Vec<String>,
+    /// Status of a successful answer.
+    pub status: StatusCode,
+    /// Route-level fault rules (tried before the backend's).
+    pub faults: Vec<FaultRule>,
+    /// Docs: summary.
+    pub summary: Option<String>,
+    /// Docs: description.
+    pub description: Option<String>,
+}
+
+impl Route {
+    /// The SOAP operation this route calls.
+    pub fn operation(&self) -> &Operation {
+        &self.backend.model.operations[self.operation]
+    }
+}
+
+/// All routes plus a matcher from path to the routes on it.
+#[derive(Default)]
+pub struct RouteTable {
+    routes: Vec<Arc<Route>>,
+    matcher: matchit::Router<Vec<usize>>,
+}
+
+impl std::fmt::Debug for RouteTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.routes.iter().map(|r| format!("{} {}", r.method, r.path))).finish()
+    }
+}
+
+impl RouteTable {
+    /// Builds the matcher; each route comes with a problem template locating it in its file.
+    pub fn build(routes: Vec<(Route, ConfigProblem)>) -> Result<Self, Vec<ConfigProblem>> {
+        let mut table = RouteTable::default();
+        let mut problems = Vec::new();
+        let mut paths: Vec<(String, Vec<usize>)> = Vec::new();
+        for (route, at) in routes {
+            let idx = table.routes.len();
+            match paths.iter_mut().find(|(p, _)| *p == route.path) {
+                Some((_, ids)) => {
+                    if ids.iter().any(|&i| table.routes[i].method == route.method) {
+                        problems.push(ConfigProblem { message: format!("route {} {} is defined twice; remove or rename one", route.method, route.path), ..at });
+                        continue;
+                    }
+                    ids.push(idx);
+                }
+                None => paths.push((route.path.clone(), vec![idx])),
+            }
+            table.routes.push(Arc::new(route));
+        }
+        for (path, ids) in paths {
+            if let Err(e) = table.matcher.insert(path.clone(), ids.clone()) {
+                let route = &table.routes[ids[0]];
+                problems.push(ConfigProblem {
+                    file: "routes".into(),
+                    line: None,
+                    message: format!("route path {path} ({} {}) overlaps another route: {e}; use the same parameter names or distinct literal segments", route.method, route.path),
+                });
+            }
+        }
+        if problems.is_empty() { Ok(table) } else { Err(problems) }
+    }
+
+    /// Every route, in config order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter()
+    }
+
+    /// The route for a request, with its percent-decoded path parameters.
+    pub fn find(&self, method: &Method, path: &str) -> Result<(Arc<Route>, Vec<(String, String)>), GatewayError> {
+        let m = self.matcher.at(path).map_err(|_| GatewayError::RouteNotFound(path.to_string()))?;
+        let route = m
+            .value
+            .iter()
+            .map(|&i| &self.routes[i])
+            .find(|r| r.method == method || (method == Method::HEAD && r.method == Method::GET))
+            .ok_or_else(|| GatewayError::MethodNotAllowed(m.value.iter().map(|&i| self.routes[i].method.clone()).collect()))?;
+        let mut params = Vec::with_capacity(m.params.len());
+        for (k, v) in m.params.iter() {
+            let decoded = percent_encoding::percent_decode_str(v)
+                .decode_utf8()
+                .map_err(|_| GatewayError::Validation(vec![crate::error::FieldError {
+                    pointer: None,
+                    location: Some("path"),
+                    parameter: Some(k.to_string()),
+                    detail: "is not valid UTF-8 after percent-decoding".into(),
+                }]))?;
+            params.push((k.to_string(), decoded.into_owned()));
+        }
+        Ok((route.clone(), params))
+    }
+}

@@ -1,0 +1,303 @@
+//! XSD built-in simple types: lexical checks and their JSON representation.
+//!
+//! Checks are on the lexical form (what travels in XML), so a value accepted here is one the
+//! backend's schema validator also accepts. Nothing here allocates on the success path
+//! except number normalisation.
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+
+/// The XSD built-in types Veneer tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Builtin {
+    /// `xs:string`, `normalizedString`, `token`, `anyURI`, `QName`, `duration`, … (free text).
+    #[default]
+    String,
+    /// `xs:boolean`.
+    Boolean,
+    /// `xs:decimal`: arbitrary precision, every digit kept.
+    Decimal,
+    /// `xs:float` / `xs:double`.
+    Float,
+    /// An integer type with inclusive bounds (`None` = unbounded).
+    Integer {
+        /// Lower bound.
+        min: Option<i128>,
+        /// Upper bound.
+        max: Option<i128>,
+    },
+    /// `xs:date`.
+    Date,
+    /// `xs:dateTime`.
+    DateTime,
+    /// `xs:time`.
+    Time,
+    /// `xs:base64Binary`.
+    Base64,
+    /// `xs:hexBinary`.
+    Hex,
+    /// `xs:anyType` / `anySimpleType`: passed through as text.
+    Any,
+}
+
+/// How a built-in type appears in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonKind {
+    /// A JSON string.
+    String,
+    /// A JSON number.
+    Number,
+    /// A JSON boolean.
+    Boolean,
+}
+
+impl Builtin {
+    /// The built-in type for an XSD local name, or `None` when it is not a built-in.
+    pub fn from_xsd(local: &str) -> Option<Builtin> {
+        let int = |min: Option<i128>, max: Option<i128>| Some(Builtin::Integer { min, max });
+        match local {
+            "string" | "normalizedString" | "token" | "language" | "Name" | "NCName" | "ID"
+            | "IDREF" | "IDREFS" | "ENTITY" | "ENTITIES" | "NMTOKEN" | "NMTOKENS" | "anyURI"
+            | "QName" | "NOTATION" | "duration" | "gYear" | "gYearMonth" | "gMonth"
+            | "gMonthDay" | "gDay" | "char" | "guid" => Some(Builtin::String),
+            "boolean" => Some(Builtin::Boolean),
+            "decimal" => Some(Builtin::Decimal),
+            "float" | "double" => Some(Builtin::Float),
+            "integer" => int(None, None),
+            "long" => int(Some(i64::MIN.into()), Some(i64::MAX.into())),
+            "int" => int(Some(i32::MIN.into()), Some(i32::MAX.into())),
+            "short" => int(Some(i16::MIN.into()), Some(i16::MAX.into())),
+            "byte" => int(Some(i8::MIN.into()), Some(i8::MAX.into())),
+            "nonNegativeInteger" => int(Some(0), None),
+            "positiveInteger" => int(Some(1), None),
+            "nonPositiveInteger" => int(None, Some(0)),
+            "negativeInteger" => int(None, Some(-1)),
+            "unsignedLong" => int(Some(0), Some(u64::MAX.into())),
+            "unsignedInt" => int(Some(0), Some(u32::MAX.into())),
+            "unsignedShort" => int(Some(0), Some(u16::MAX.into())),
+            "unsignedByte" => int(Some(0), Some(u8::MAX.into())),
+            "date" => Some(Builtin::Date),
+            "dateTime" => Some(Builtin::DateTime),
+            "time" => Some(Builtin::Time),
+            "base64Binary" => Some(Builtin::Base64),
+            "hexBinary" => Some(Builtin::Hex),
+            "anyType" | "anySimpleType" => Some(Builtin::Any),
+            _ => None,
+        }
+    }
+
+    /// How values of this type look in JSON.
+    pub fn json_kind(self) -> JsonKind {
+        match self {
+            Builtin::Boolean => JsonKind::Boolean,
+            Builtin::Decimal | Builtin::Float | Builtin::Integer { .. } => JsonKind::Number,
+            _ => JsonKind::String,
+        }
+    }
+
+    /// Checks an XML lexical form; `Err` says what is expected, for a problem detail.
+    pub fn check(self, text: &str) -> Result<(), String> {
+        let ok = match self {
+            Builtin::String | Builtin::Any => true,
+            Builtin::Boolean => parse_bool(text).is_some(),
+            Builtin::Decimal => is_decimal(text),
+            Builtin::Float => is_float(text),
+            Builtin::Integer { min, max } => return check_integer(text, min, max),
+            Builtin::Date => parse_date(text),
+            Builtin::DateTime => parse_date_time(text),
+            Builtin::Time => parse_time(text),
+            Builtin::Base64 => text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/= \n\r\t".contains(&b)),
+            Builtin::Hex => text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()),
+        };
+        if ok { Ok(()) } else { Err(format!("expected {}", self.describe())) }
+    }
+
+    /// A short human description, used in error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Builtin::String | Builtin::Any => "a string",
+            Builtin::Boolean => "a boolean (true or false)",
+            Builtin::Decimal => "a decimal number",
+            Builtin::Float => "a floating-point number",
+            Builtin::Integer { .. } => "an integer",
+            Builtin::Date => "a date (YYYY-MM-DD)",
+            Builtin::DateTime => "a date-time (YYYY-MM-DDThh:mm:ss, optional fraction and offset)",
+            Builtin::Time => "a time (hh:mm:ss)",
+            Builtin::Base64 => "base64 data",
+            Builtin::Hex => "hex data",
+        }
+    }
+}
+
+/// `true`/`1` and `false`/`0`, as XSD defines them.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn is_decimal(text: &str) -> bool {
+    let t = text.trim();
+    let t = t.strip_prefix(['+', '-']).unwrap_or(t);
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    (!int.is_empty() || !frac.is_empty())
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_float(text: &str) -> bool {
+    let t = text.trim();
+    matches!(t, "INF" | "-INF" | "+INF" | "NaN")
+        || (t.parse::<f64>().is_ok() && !t.contains(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E'))
+}
+
+fn check_integer(text: &str, min: Option<i128>, max: Option<i128>) -> Result<(), String> {
+    let t = text.trim();
+    let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("expected an integer".into());
+    }
+    // Beyond i128 only unbounded types (xs:integer) can still be valid.
+    let Ok(value) = t.parse::<i128>() else {
+        return if min.is_none() && max.is_none() { Ok(()) } else { Err(range_msg(min, max)) };
+    };
+    if min.is_some_and(|m| value < m) || max.is_some_and(|m| value > m) {
+        return Err(range_msg(min, max));
+    }
+    Ok(())
+}
+
+fn range_msg(min: Option<i128>, max: Option<i128>) -> String {
+    match (min, max) {
+        (Some(a), Some(b)) => format!("expected an integer from {a} to {b}"),
+        (Some(a), None) => format!("expected an integer of at least {a}"),
+        (None, Some(b)) => format!("expected an integer of at most {b}"),
+        (None, None) => "expected an integer".into(),
+    }
+}
+
+/// Splits a trailing `Z` or `±hh:mm` timezone off an XSD date/time form.
+fn split_tz(t: &str) -> Option<&str> {
+    if let Some(rest) = t.strip_suffix('Z') {
+        return Some(rest);
+    }
+    let bytes = t.as_bytes();
+    if bytes.len() > 6 && matches!(bytes[bytes.len() - 6], b'+' | b'-') && bytes[bytes.len() - 3] == b':' {
+        let (rest, tz) = t.split_at(t.len() - 6);
+        let (h, m) = (tz[1..3].parse::<u8>().ok()?, tz[4..6].parse::<u8>().ok()?);
+        return (h <= 14 && m < 60).then_some(rest);
+    }
+    Some(t)
+}
+
+fn parse_date(text: &str) -> bool {
+    let t = text.trim();
+    // A date's timezone is `Z` or `±hh:mm`; the '-' separators inside the date are not one.
+    let body = if t.len() > 10 { split_tz(t) } else { Some(t) };
+    body.is_some_and(|d| d.len() == 10 && NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok())
+}
+
+fn parse_date_time(text: &str) -> bool {
+    split_tz(text.trim()).is_some_and(|dt| {
+        dt.len() >= 19 && NaiveDateTime::parse_from_str(dt, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+    })
+}
+
+fn parse_time(text: &str) -> bool {
+    split_tz(text.trim()).is_some_and(|t| t.len() >= 8 && NaiveTime::parse_from_str(t, "%H:%M:%S%.f").is_ok())
+}
+
+/// Rewrites an XSD decimal/float lexical form into a valid JSON number, keeping every digit
+/// (`+1.50` → `1.50`, `.5` → `0.5`, `007` → `7`). `None` for forms JSON cannot carry (`NaN`, `INF`).
+pub fn json_number_text(text: &str) -> Option<String> {
+    let t = text.trim();
+    let (neg, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (mantissa, exp) = match t.find(['e', 'E']) {
+        Some(i) => (&t[..i], Some(&t[i + 1..])),
+        None => (t, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let mut out = String::with_capacity(t.len() + 2);
+    if neg {
+        out.push('-');
+    }
+    out.push_str(if int.is_empty() { "0" } else { int });
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
+    if let Some(exp) = exp {
+        let e = exp.strip_prefix('+').unwrap_or(exp);
+        let digits = e.strip_prefix('-').unwrap_or(e);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        out.push('e');
+        out.push_str(e);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_respect_their_ranges() {
+        let int = Builtin::from_xsd("int").expect("int is built in");
+        assert!(int.check("2147483647").is_ok());
+        assert!(int.check("2147483648").is_err());
+        assert!(int.check("-5").is_ok());
+        assert!(int.check("5.0").is_err());
+        let unsigned = Builtin::from_xsd("unsignedByte").expect("built in");
+        assert!(unsigned.check("-1").is_err());
+        assert!(Builtin::from_xsd("integer").expect("built in").check("123456789012345678901234567890123456789012").is_ok());
+    }
+
+    #[test]
+    fn dates_and_times() {
+        assert!(Builtin::Date.check("2026-11-25").is_ok());
+        assert!(Builtin::Date.check("2026-11-25Z").is_ok());
+        assert!(Builtin::Date.check("2026-11-25+01:00").is_ok());
+        assert!(Builtin::Date.check("2026-02-30").is_err());
+        assert!(Builtin::Date.check("25.11.2026").is_err());
+        assert!(Builtin::DateTime.check("2026-11-25T08:30:00").is_ok());
+        assert!(Builtin::DateTime.check("2026-11-25T08:30:00.125Z").is_ok());
+        assert!(Builtin::DateTime.check("2026-11-25T08:30:00-05:00").is_ok());
+        assert!(Builtin::DateTime.check("2026-11-25 08:30").is_err());
+        assert!(Builtin::Time.check("08:30:00").is_ok());
+    }
+
+    #[test]
+    fn decimals_keep_every_digit_in_json() {
+        assert_eq!(json_number_text("12345678901234567.123456").as_deref(), Some("12345678901234567.123456"));
+        assert_eq!(json_number_text("+1.50").as_deref(), Some("1.50"));
+        assert_eq!(json_number_text(".5").as_deref(), Some("0.5"));
+        assert_eq!(json_number_text("-007").as_deref(), Some("-7"));
+        assert_eq!(json_number_text("1E+3").as_deref(), Some("1e3"));
+        assert_eq!(json_number_text("NaN"), None);
+        assert_eq!(json_number_text("1.2.3"), None);
+        assert!(Builtin::Decimal.check("1e3").is_err());
+    }
+
+    #[test]
+    fn booleans_accept_both_lexical_forms() {
+        assert_eq!(parse_bool("1"), Some(true));
+        assert_eq!(parse_bool("false"), Some(false));
+        assert_eq!(parse_bool("yes"), None);
+    }
+}

@@ -1,0 +1,221 @@
+//! The operation model: what a SOAP operation sends and receives, read from a WSDL.
+//!
+//! Element trees refer to complex types by index into [`SchemaSet::types`], so recursive
+//! types cost nothing and the model can grow (extension, choice, attributes, imports)
+//! without changing the translators' shape. Everything here is immutable after loading.
+
+pub mod builtin;
+pub mod dom;
+pub mod naming;
+pub mod wsdl;
+
+use std::sync::Arc;
+
+pub use builtin::Builtin;
+
+/// Index of a complex type in [`SchemaSet::types`].
+pub type TypeId = usize;
+
+/// Every complex type reachable from a WSDL's operations.
+#[derive(Debug, Default)]
+pub struct SchemaSet {
+    /// Complex types, addressed by [`TypeId`].
+    pub types: Vec<ComplexType>,
+}
+
+impl SchemaSet {
+    /// The complex type behind an id.
+    pub fn complex(&self, id: TypeId) -> &ComplexType {
+        &self.types[id]
+    }
+}
+
+/// One element declaration with its occurrence and type.
+#[derive(Debug, Clone)]
+pub struct Element {
+    /// Local name as written in XML (after schema resolution).
+    pub name: String,
+    /// The key used for this element in JSON (see [`naming`]).
+    pub json_name: String,
+    /// Namespace the element is qualified with, `None` when unqualified.
+    pub namespace: Option<Arc<str>>,
+    /// Its type.
+    pub ty: TypeRef,
+    /// `minOccurs`.
+    pub min_occurs: u32,
+    /// `maxOccurs`; `None` means unbounded.
+    pub max_occurs: Option<u32>,
+    /// `nillable="true"`.
+    pub nillable: bool,
+    /// `xsd:documentation`, for generated docs.
+    pub doc: Option<String>,
+}
+
+impl Element {
+    /// True when the element becomes a JSON array (maxOccurs > 1), whatever the count.
+    pub fn is_array(&self) -> bool {
+        self.max_occurs != Some(1) && self.max_occurs != Some(0)
+    }
+
+    /// True when the element must appear at least once.
+    pub fn is_required(&self) -> bool {
+        self.min_occurs > 0
+    }
+}
+
+/// The type of an element or attribute.
+#[derive(Debug, Clone)]
+pub enum TypeRef {
+    /// A simple type: text content checked against a built-in base and facets.
+    Simple(Arc<SimpleType>),
+    /// A complex type in the [`SchemaSet`].
+    Complex(TypeId),
+}
+
+/// How the child particles of a complex type are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compositor {
+    /// `xsd:sequence`: children in schema order.
+    Sequence,
+    /// `xsd:all`: any order on the wire; we write schema order.
+    All,
+    /// `xsd:choice`: exactly one of the children.
+    Choice,
+}
+
+/// A complex type: child elements, attributes and optionally simple text content.
+#[derive(Debug, Clone)]
+pub struct ComplexType {
+    /// `{namespace}name` for named types, for messages and docs.
+    pub name: Option<String>,
+    /// How `children` combine.
+    pub compositor: Compositor,
+    /// Child elements in schema order (a base type's children first after extension).
+    pub children: Vec<Element>,
+    /// Attributes, kept as JSON keys beside the children.
+    pub attributes: Vec<Attribute>,
+    /// `simpleContent`: the text of the element, exposed as [`SIMPLE_CONTENT_KEY`].
+    pub simple_content: Option<Arc<SimpleType>>,
+    /// `mixed="true"` or `xsd:any` seen: content we cannot type precisely.
+    pub open: bool,
+}
+
+/// JSON key holding the text of an element with simple content and attributes.
+pub const SIMPLE_CONTENT_KEY: &str = "value";
+
+/// An attribute declaration.
+#[derive(Debug, Clone)]
+pub struct Attribute {
+    /// Local name in XML.
+    pub name: String,
+    /// JSON key.
+    pub json_name: String,
+    /// Its simple type.
+    pub ty: Arc<SimpleType>,
+    /// `use="required"`.
+    pub required: bool,
+}
+
+/// A simple type: a built-in base plus restricting facets.
+#[derive(Debug, Clone, Default)]
+pub struct SimpleType {
+    /// `{namespace}name` for named types.
+    pub name: Option<String>,
+    /// The built-in type it derives from.
+    pub base: Builtin,
+    /// Restrictions on the value.
+    pub facets: Facets,
+}
+
+impl SimpleType {
+    /// A bare built-in type with no facets.
+    pub fn builtin(base: Builtin) -> Self {
+        SimpleType { name: None, base, facets: Facets::default() }
+    }
+}
+
+/// XSD constraining facets that the encoder checks before anything is sent.
+#[derive(Debug, Clone, Default)]
+pub struct Facets {
+    /// Allowed values; empty means any.
+    pub enumeration: Vec<String>,
+    /// `xsd:length`.
+    pub length: Option<usize>,
+    /// `xsd:minLength`.
+    pub min_length: Option<usize>,
+    /// `xsd:maxLength`.
+    pub max_length: Option<usize>,
+    /// `xsd:minInclusive`, as written.
+    pub min_inclusive: Option<String>,
+    /// `xsd:maxInclusive`, as written.
+    pub max_inclusive: Option<String>,
+    /// `xsd:totalDigits`.
+    pub total_digits: Option<u32>,
+    /// `xsd:fractionDigits`.
+    pub fraction_digits: Option<u32>,
+}
+
+/// SOAP protocol version of a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoapVersion {
+    /// SOAP 1.1: `text/xml` and a `SOAPAction` header.
+    V11,
+    /// SOAP 1.2: `application/soap+xml; action=…`.
+    V12,
+}
+
+impl SoapVersion {
+    /// The envelope namespace.
+    pub fn envelope_ns(self) -> &'static str {
+        match self {
+            SoapVersion::V11 => "http://schemas.xmlsoap.org/soap/envelope/",
+            SoapVersion::V12 => "http://www.w3.org/2003/05/soap-envelope",
+        }
+    }
+}
+
+/// Binding style of an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// document/literal: the body holds the message element.
+    Document,
+    /// rpc/literal: the body holds an element named after the operation (issue: full WSDL import).
+    Rpc,
+}
+
+/// One SOAP operation of a bound port.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    /// The WSDL operation name.
+    pub name: String,
+    /// `soapAction` from the binding (may be empty).
+    pub soap_action: String,
+    /// SOAP version of the binding it came from.
+    pub soap_version: SoapVersion,
+    /// Binding style.
+    pub style: Style,
+    /// The request body element (the wrapper in document/literal wrapped).
+    pub input: Element,
+    /// The response body element.
+    pub output: Element,
+    /// `wsdl:documentation`.
+    pub doc: Option<String>,
+}
+
+/// A WSDL read into operations and the types they use.
+#[derive(Debug)]
+pub struct ServiceModel {
+    /// Types referenced by the operations.
+    pub schema: SchemaSet,
+    /// Operations of the chosen binding, in WSDL order.
+    pub operations: Vec<Operation>,
+    /// `soap:address` of the chosen port, when present.
+    pub endpoint: Option<String>,
+}
+
+impl ServiceModel {
+    /// The operation with this WSDL name.
+    pub fn operation(&self, name: &str) -> Option<&Operation> {
+        self.operations.iter().find(|op| op.name == name)
+    }
+}

@@ -1,0 +1,447 @@
+//! Reads a WSDL 1.1 document with inline `xsd:schema`s into a [`ServiceModel`].
+//!
+//! Covers document/literal (wrapped and bare) over SOAP 1.1 and 1.2 bindings, named and
+//! anonymous types, `ref=`, sequence/all/choice, complexContent extension, simpleContent
+//! and attributes. Operations in styles it cannot model yet are listed in
+//! [`ServiceModel`]-building errors only when a route asks for them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::dom::{self, Node};
+use super::naming::JsonNaming;
+use super::{
+    Attribute, Builtin, ComplexType, Compositor, Element, Facets, Operation, SchemaSet, ServiceModel,
+    SimpleType, SoapVersion, Style, TypeId, TypeRef,
+};
+
+const WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
+const XSD: &str = "http://www.w3.org/2001/XMLSchema";
+const SOAP11: &str = "http://schemas.xmlsoap.org/wsdl/soap/";
+const SOAP12: &str = "http://schemas.xmlsoap.org/wsdl/soap12/";
+
+/// Why a WSDL could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WsdlError {
+    /// Not well-formed XML.
+    #[error("{0}")]
+    Xml(#[from] dom::DomError),
+    /// Well-formed, but not a WSDL this reader understands.
+    #[error("line {line}: {message}")]
+    Invalid {
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(node: &Node, message: impl Into<String>) -> WsdlError {
+    WsdlError::Invalid { line: node.line, message: message.into() }
+}
+
+/// Which binding to take when a WSDL offers both SOAP versions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions {
+    /// Prefer this SOAP version; `None` takes 1.1 when both exist.
+    pub soap_version: Option<SoapVersion>,
+    /// JSON naming for element and attribute keys.
+    pub naming: JsonNaming,
+}
+
+/// Reads a WSDL document.
+pub fn read(bytes: &[u8], options: ReadOptions) -> Result<ServiceModel, WsdlError> {
+    let root = dom::parse(bytes)?;
+    if root.ns != WSDL || root.local != "definitions" {
+        return Err(invalid(&root, "the root element is not a WSDL 1.1 <definitions>"));
+    }
+    let mut reader = Reader::new(&root, options.naming);
+    let operations = reader.operations(&root, options.soap_version)?;
+    Ok(ServiceModel { schema: reader.set, operations: operations.0, endpoint: operations.1 })
+}
+
+struct SchemaInfo {
+    target_ns: String,
+    qualified: bool,
+}
+
+struct Reader<'a> {
+    naming: JsonNaming,
+    schemas: Vec<SchemaInfo>,
+    elements: HashMap<(String, String), (usize, &'a Node)>,
+    complex: HashMap<(String, String), (usize, &'a Node)>,
+    simple: HashMap<(String, String), (usize, &'a Node)>,
+    named_complex_ids: HashMap<(String, String), TypeId>,
+    named_simple: HashMap<(String, String), Arc<SimpleType>>,
+    set: SchemaSet,
+    depth: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(root: &'a Node, naming: JsonNaming) -> Self {
+        let mut r = Reader {
+            naming,
+            schemas: Vec::new(),
+            elements: HashMap::new(),
+            complex: HashMap::new(),
+            simple: HashMap::new(),
+            named_complex_ids: HashMap::new(),
+            named_simple: HashMap::new(),
+            set: SchemaSet::default(),
+            depth: 0,
+        };
+        for types in root.children_named(WSDL, "types") {
+            for schema in types.children_named(XSD, "schema") {
+                let idx = r.schemas.len();
+                let target_ns = schema.attr("targetNamespace").unwrap_or("").to_string();
+                r.schemas.push(SchemaInfo {
+                    qualified: schema.attr("elementFormDefault") == Some("qualified"),
+                    target_ns: target_ns.clone(),
+                });
+                for item in &schema.children {
+                    let (Some(name), true) = (item.attr("name"), item.ns == XSD) else { continue };
+                    let key = (target_ns.clone(), name.to_string());
+                    match item.local.as_str() {
+                        "element" => r.elements.insert(key, (idx, item)),
+                        "complexType" => r.complex.insert(key, (idx, item)),
+                        "simpleType" => r.simple.insert(key, (idx, item)),
+                        _ => None,
+                    };
+                }
+            }
+        }
+        r
+    }
+
+    /// Reads the operations of the chosen SOAP binding and the address of its port.
+    fn operations(&mut self, root: &'a Node, prefer: Option<SoapVersion>) -> Result<(Vec<Operation>, Option<String>), WsdlError> {
+        let bindings: Vec<(&Node, SoapVersion)> = root
+            .children_named(WSDL, "binding")
+            .filter_map(|b| {
+                if b.child(SOAP11, "binding").is_some() {
+                    Some((b, SoapVersion::V11))
+                } else if b.child(SOAP12, "binding").is_some() {
+                    Some((b, SoapVersion::V12))
+                } else {
+                    None // HTTP GET/POST bindings carry no SOAP.
+                }
+            })
+            .collect();
+        let want = prefer.unwrap_or(SoapVersion::V11);
+        let Some(&(binding, version)) = bindings.iter().find(|(_, v)| *v == want).or(bindings.first()) else {
+            return Err(invalid(root, "the WSDL has no SOAP binding (an abstract WSDL needs its binding and service too)"));
+        };
+        if prefer.is_some_and(|p| p != version) {
+            return Err(invalid(binding, format!("the WSDL has no SOAP {} binding", if want == SoapVersion::V11 { "1.1" } else { "1.2" })));
+        }
+        let soap_ns = if version == SoapVersion::V11 { SOAP11 } else { SOAP12 };
+        let default_style = binding.child(soap_ns, "binding").and_then(|b| b.attr("style")).unwrap_or("document").to_string();
+        let port_type_name = binding.resolve_qname(binding.attr("type").unwrap_or("")).1;
+        let port_type = root
+            .children_named(WSDL, "portType")
+            .find(|p| p.attr("name") == Some(port_type_name.as_str()))
+            .ok_or_else(|| invalid(binding, format!("the binding refers to portType {port_type_name:?}, which is not defined")))?;
+        let mut ops = Vec::new();
+        for bop in binding.children_named(WSDL, "operation") {
+            let name = bop.attr("name").unwrap_or("").to_string();
+            let soap_op = bop.child(soap_ns, "operation");
+            let style = soap_op.and_then(|o| o.attr("style")).unwrap_or(&default_style);
+            if style != "document" {
+                // rpc style arrives with the full WSDL importer; skip rather than mis-model it.
+                continue;
+            }
+            let literal = |dir: &str| {
+                bop.child(WSDL, dir)
+                    .and_then(|d| d.child(soap_ns, "body"))
+                    .and_then(|b| b.attr("use"))
+                    .is_none_or(|u| u == "literal")
+            };
+            if !literal("input") || !literal("output") {
+                continue;
+            }
+            let Some(pt_op) = port_type.children_named(WSDL, "operation").find(|o| o.attr("name") == Some(name.as_str())) else {
+                continue;
+            };
+            let input = self.message_element(root, pt_op, "input")?;
+            let output = self.message_element(root, pt_op, "output")?;
+            let doc = pt_op.child(WSDL, "documentation").map(|d| d.text.trim().to_string()).filter(|d| !d.is_empty());
+            ops.push(Operation {
+                soap_action: soap_op.and_then(|o| o.attr("soapAction")).unwrap_or("").to_string(),
+                soap_version: version,
+                style: Style::Document,
+                name,
+                input,
+                output,
+                doc,
+            });
+        }
+        let binding_name = binding.attr("name").unwrap_or("");
+        let endpoint = root
+            .children_named(WSDL, "service")
+            .flat_map(|s| s.children_named(WSDL, "port"))
+            .find(|p| p.attr("binding").is_some_and(|b| p.resolve_qname(b).1 == binding_name))
+            .and_then(|p| p.child(soap_ns, "address"))
+            .and_then(|a| a.attr("location"))
+            .map(str::to_string);
+        Ok((ops, endpoint))
+    }
+
+    /// The body element of an operation's input or output message (document/literal).
+    fn message_element(&mut self, root: &'a Node, pt_op: &'a Node, dir: &str) -> Result<Element, WsdlError> {
+        let io = pt_op.child(WSDL, dir).ok_or_else(|| invalid(pt_op, format!("operation has no <{dir}>")))?;
+        let msg_name = io.resolve_qname(io.attr("message").unwrap_or("")).1;
+        let message = root
+            .children_named(WSDL, "message")
+            .find(|m| m.attr("name") == Some(msg_name.as_str()))
+            .ok_or_else(|| invalid(io, format!("message {msg_name:?} is not defined")))?;
+        let parts: Vec<&Node> = message.children_named(WSDL, "part").collect();
+        let [part] = parts.as_slice() else {
+            return Err(invalid(message, format!("message {msg_name:?} has {} body parts; document/literal needs exactly one", parts.len())));
+        };
+        let el = part.attr("element").ok_or_else(|| invalid(part, "a document/literal part needs element=, not type="))?;
+        let key = part.resolve_qname(el);
+        let &(schema, node) = self.elements.get(&key).ok_or_else(|| invalid(part, format!("element {{{}}}{} is not declared in the WSDL's schemas", key.0, key.1)))?;
+        self.element(node, schema, true)
+    }
+
+    fn element(&mut self, node: &'a Node, schema: usize, global: bool) -> Result<Element, WsdlError> {
+        if let Some(r) = node.attr("ref") {
+            let key = node.resolve_qname(r);
+            let &(s, target) = self.elements.get(&key).ok_or_else(|| invalid(node, format!("ref {r:?} names no global element")))?;
+            let mut el = self.element(target, s, true)?;
+            el.min_occurs = occurs(node.attr("minOccurs"), 1).unwrap_or(1);
+            el.max_occurs = occurs(node.attr("maxOccurs"), 1);
+            return Ok(el);
+        }
+        let name = node.attr("name").ok_or_else(|| invalid(node, "element without name= or ref="))?.to_string();
+        let info = &self.schemas[schema];
+        let qualified = global || node.attr("form").map_or(info.qualified, |f| f == "qualified");
+        let namespace = (qualified && !info.target_ns.is_empty()).then(|| Arc::from(info.target_ns.as_str()));
+        let ty = if let Some(t) = node.attr("type") {
+            self.type_ref(node, &node.resolve_qname(t))?
+        } else if let Some(ct) = node.child(XSD, "complexType") {
+            TypeRef::Complex(self.complex_type(ct, schema, None)?)
+        } else if let Some(st) = node.child(XSD, "simpleType") {
+            TypeRef::Simple(Arc::new(self.simple_type(st, None)?))
+        } else {
+            TypeRef::Simple(Arc::new(SimpleType::builtin(Builtin::Any)))
+        };
+        Ok(Element {
+            json_name: self.naming.apply(&name),
+            name,
+            namespace,
+            ty,
+            min_occurs: occurs(node.attr("minOccurs"), 1).unwrap_or(1),
+            max_occurs: occurs(node.attr("maxOccurs"), 1),
+            nillable: node.attr("nillable") == Some("true"),
+            doc: documentation(node),
+        })
+    }
+
+    fn type_ref(&mut self, at: &Node, key: &(String, String)) -> Result<TypeRef, WsdlError> {
+        if key.0 == XSD {
+            let b = Builtin::from_xsd(&key.1).ok_or_else(|| invalid(at, format!("unknown XSD built-in type {:?}", key.1)))?;
+            return Ok(TypeRef::Simple(Arc::new(SimpleType::builtin(b))));
+        }
+        if let Some(&(schema, node)) = self.complex.get(key) {
+            if let Some(&id) = self.named_complex_ids.get(key) {
+                return Ok(TypeRef::Complex(id));
+            }
+            return Ok(TypeRef::Complex(self.complex_type(node, schema, Some(key.clone()))?));
+        }
+        Ok(TypeRef::Simple(self.named_simple_type(at, key)?))
+    }
+
+    fn named_simple_type(&mut self, at: &Node, key: &(String, String)) -> Result<Arc<SimpleType>, WsdlError> {
+        if key.0 == XSD {
+            let b = Builtin::from_xsd(&key.1).ok_or_else(|| invalid(at, format!("unknown XSD built-in type {:?}", key.1)))?;
+            return Ok(Arc::new(SimpleType::builtin(b)));
+        }
+        if let Some(st) = self.named_simple.get(key) {
+            return Ok(st.clone());
+        }
+        let &(_, node) = self.simple.get(key).ok_or_else(|| invalid(at, format!("type {{{}}}{} is not declared", key.0, key.1)))?;
+        self.guard(at)?;
+        let st = Arc::new(self.simple_type(node, Some(format!("{{{}}}{}", key.0, key.1)))?);
+        self.depth -= 1;
+        self.named_simple.insert(key.clone(), st.clone());
+        Ok(st)
+    }
+
+    /// Bounds nesting of simple-type derivations, so a cyclic restriction cannot loop.
+    fn guard(&mut self, at: &Node) -> Result<(), WsdlError> {
+        self.depth += 1;
+        if self.depth > 64 {
+            return Err(invalid(at, "type derivation nests more than 64 levels (a cycle?)"));
+        }
+        Ok(())
+    }
+
+    fn simple_type(&mut self, node: &'a Node, name: Option<String>) -> Result<SimpleType, WsdlError> {
+        let Some(restriction) = node.child(XSD, "restriction") else {
+            // list and union: carried as text until the full XSD importer types them.
+            return Ok(SimpleType { name, ..SimpleType::builtin(Builtin::String) });
+        };
+        let mut st = match restriction.attr("base") {
+            Some(base) => (*self.named_simple_type(restriction, &restriction.resolve_qname(base))?).clone(),
+            None => match restriction.child(XSD, "simpleType") {
+                Some(inner) => self.simple_type(inner, None)?,
+                None => SimpleType::builtin(Builtin::String),
+            },
+        };
+        st.name = name;
+        apply_facets(&mut st.facets, restriction);
+        Ok(st)
+    }
+
+    fn complex_type(&mut self, node: &'a Node, schema: usize, key: Option<(String, String)>) -> Result<TypeId, WsdlError> {
+        // Reserve the id first so a recursive reference finds it instead of looping.
+        let id = self.set.types.len();
+        self.set.types.push(ComplexType {
+            name: key.as_ref().map(|(ns, n)| format!("{{{ns}}}{n}")),
+            compositor: Compositor::Sequence,
+            children: Vec::new(),
+            attributes: Vec::new(),
+            simple_content: None,
+            open: node.attr("mixed") == Some("true"),
+        });
+        if let Some(key) = key {
+            self.named_complex_ids.insert(key, id);
+        }
+        let mut ct = self.set.types[id].clone();
+        self.content(node, schema, &mut ct)?;
+        self.set.types[id] = ct;
+        Ok(id)
+    }
+
+    /// Fills children, attributes and simple content from a complexType (or extension) node.
+    fn content(&mut self, node: &'a Node, schema: usize, ct: &mut ComplexType) -> Result<(), WsdlError> {
+        for child in node.children.iter().filter(|c| c.ns == XSD) {
+            match child.local.as_str() {
+                "sequence" | "all" | "choice" => {
+                    ct.compositor = match child.local.as_str() {
+                        "all" => Compositor::All,
+                        "choice" => Compositor::Choice,
+                        _ => Compositor::Sequence,
+                    };
+                    self.particles(child, schema, ct, false)?;
+                }
+                "attribute" => ct.attributes.push(self.attribute(child)?),
+                "anyAttribute" | "annotation" | "attributeGroup" => {}
+                "complexContent" | "simpleContent" => {
+                    let Some(derive) = child.children.iter().find(|c| c.ns == XSD && (c.local == "extension" || c.local == "restriction")) else {
+                        continue;
+                    };
+                    let base = derive.attr("base").map(|b| derive.resolve_qname(b));
+                    if child.local == "simpleContent" {
+                        if let Some(base) = &base {
+                            ct.simple_content = Some(self.simple_content_base(derive, base)?);
+                        }
+                    } else if derive.local == "extension" {
+                        if let Some(base) = &base {
+                            self.inherit(derive, base, ct)?;
+                        }
+                    }
+                    self.content(derive, schema, ct)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn simple_content_base(&mut self, at: &'a Node, base: &(String, String)) -> Result<Arc<SimpleType>, WsdlError> {
+        if let Some(&(schema, node)) = self.complex.get(base) {
+            let id = match self.named_complex_ids.get(base) {
+                Some(&id) => id,
+                None => self.complex_type(node, schema, Some(base.clone()))?,
+            };
+            return Ok(self.set.types[id].simple_content.clone().unwrap_or_else(|| Arc::new(SimpleType::builtin(Builtin::String))));
+        }
+        self.named_simple_type(at, base)
+    }
+
+    /// complexContent extension: the base's children and attributes come first.
+    fn inherit(&mut self, at: &'a Node, base: &(String, String), ct: &mut ComplexType) -> Result<(), WsdlError> {
+        if base.0 == XSD {
+            return Ok(()); // anyType base: nothing to inherit
+        }
+        self.guard(at)?;
+        let TypeRef::Complex(id) = self.type_ref(at, base)? else {
+            return Err(invalid(at, "complexContent extends a simple type"));
+        };
+        self.depth -= 1;
+        let base_ct = self.set.types[id].clone();
+        ct.children.extend(base_ct.children);
+        ct.attributes.extend(base_ct.attributes);
+        ct.open |= base_ct.open;
+        Ok(())
+    }
+
+    fn particles(&mut self, group: &'a Node, schema: usize, ct: &mut ComplexType, optional: bool) -> Result<(), WsdlError> {
+        // Inside a choice, or a group that may be absent, every element is optional.
+        let optional = optional || group.local == "choice" || group.attr("minOccurs") == Some("0");
+        let repeated = occurs(group.attr("maxOccurs"), 1) != Some(1);
+        for child in group.children.iter().filter(|c| c.ns == XSD) {
+            match child.local.as_str() {
+                "element" => {
+                    let mut el = self.element(child, schema, false)?;
+                    if optional {
+                        el.min_occurs = 0;
+                    }
+                    if repeated {
+                        el.max_occurs = None;
+                    }
+                    ct.children.push(el);
+                }
+                "sequence" | "choice" | "all" => self.particles(child, schema, ct, optional)?,
+                "any" | "group" => ct.open = true,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn attribute(&mut self, node: &'a Node) -> Result<Attribute, WsdlError> {
+        let name = node.attr("name").or(node.attr("ref")).unwrap_or("").rsplit(':').next().unwrap_or("").to_string();
+        let ty = match (node.attr("type"), node.child(XSD, "simpleType")) {
+            (Some(t), _) => self.named_simple_type(node, &node.resolve_qname(t))?,
+            (None, Some(st)) => Arc::new(self.simple_type(st, None)?),
+            (None, None) => Arc::new(SimpleType::builtin(Builtin::String)),
+        };
+        Ok(Attribute { json_name: self.naming.apply(&name), name, ty, required: node.attr("use") == Some("required") })
+    }
+}
+
+fn apply_facets(f: &mut Facets, restriction: &Node) {
+    for facet in restriction.children.iter().filter(|c| c.ns == XSD) {
+        let value = facet.attr("value").unwrap_or("");
+        let num = || value.trim().parse().ok();
+        match facet.local.as_str() {
+            "enumeration" => f.enumeration.push(value.to_string()),
+            "length" => f.length = num(),
+            "minLength" => f.min_length = num(),
+            "maxLength" => f.max_length = num(),
+            "minInclusive" => f.min_inclusive = Some(value.to_string()),
+            "maxInclusive" => f.max_inclusive = Some(value.to_string()),
+            "totalDigits" => f.total_digits = value.trim().parse().ok(),
+            "fractionDigits" => f.fraction_digits = value.trim().parse().ok(),
+            _ => {}
+        }
+    }
+}
+
+/// Parses minOccurs/maxOccurs; `None` means unbounded.
+fn occurs(value: Option<&str>, default: u32) -> Option<u32> {
+    match value.map(str::trim) {
+        None => Some(default),
+        Some("unbounded") => None,
+        Some(v) => Some(v.parse().unwrap_or(default)),
+    }
+}
+
+fn documentation(node: &Node) -> Option<String> {
+    let ann = node.child(XSD, "annotation")?;
+    let doc = ann.child(XSD, "documentation")?;
+    Some(doc.text.trim().to_string()).filter(|d| !d.is_empty())
+}

@@ -1,0 +1,53 @@
+//! The middleware stack, in one place. Layers listed first wrap everything after them.
+
+use std::any::Any;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::backend::REQUEST_ID;
+use crate::error::{GatewayError, PROBLEM_JSON, bare_status_problem};
+
+/// Wraps the app in the gateway's middleware.
+pub fn wrap(router: Router, request_timeout: Duration) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    // `Router::layer` wraps everything added before it: read from the bottom up for the
+    // order a request passes through.
+    router
+        // A whole-request deadline, above the per-backend timeouts.
+        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, request_timeout))
+        // A panic anywhere below becomes a 500 problem, never a dropped connection.
+        .layer(CatchPanicLayer::custom(panic_problem))
+        // Errors produced by the layers below come without a body: give them one.
+        .layer(axum::middleware::map_response(problem_for_bare_errors))
+        // The id goes back to the client, to match their logs with ours.
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http())
+        // Every request gets an id (a client's own is kept) before anything logs.
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // Credentials never reach logs: marked before the trace layer sees headers.
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+}
+
+async fn problem_for_bare_errors(res: Response) -> Response {
+    let is_problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if res.status().is_client_error() || res.status().is_server_error() {
+        if !is_problem {
+            return bare_status_problem(res.status());
+        }
+    }
+    res
+}
+
+fn panic_problem(err: Box<dyn Any + Send + 'static>) -> Response {
+    let what = err.downcast_ref::<String>().map(String::as_str).or_else(|| err.downcast_ref::<&str>().copied()).unwrap_or("unknown panic");
+    tracing::error!(panic = what, "request handler panicked");
+    GatewayError::Internal(what.to_string()).into_response()
+}

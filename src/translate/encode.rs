@@ -1,0 +1,261 @@
+//! JSON → SOAP envelope, guided by the operation's schema.
+//!
+//! Elements are written in schema order whatever the JSON key order; every value is checked
+//! against its XSD type and facets and every problem is collected, so a client sees all of
+//! them at once; text is always escaped, so JSON can never inject markup.
+
+use serde_json::{Map, Value};
+
+use super::xmltext::{escape_into, is_xml_char};
+use super::{XSI, pointer_push};
+use crate::error::FieldError;
+use crate::schema::builtin::{Builtin, JsonKind};
+use crate::schema::{ComplexType, Element, Operation, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TypeRef};
+
+/// Deepest element nesting written; guards against recursive types fed deep JSON.
+const MAX_DEPTH: usize = 64;
+
+/// Builds the full SOAP envelope for `input` (the JSON content of the operation's input element).
+pub fn envelope(op: &Operation, schema: &SchemaSet, input: &Value) -> Result<String, Vec<FieldError>> {
+    let mut out = String::with_capacity(512);
+    out.push_str(r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap=""#);
+    out.push_str(op.soap_version.envelope_ns());
+    out.push_str(r#"" xmlns:xsi=""#);
+    out.push_str(XSI);
+    out.push_str(r#""><soap:Body>"#);
+    body_element(&mut out, &op.input, schema, input)?;
+    out.push_str("</soap:Body></soap:Envelope>");
+    Ok(out)
+}
+
+/// Writes one top-level element (the message element) for `value`.
+pub fn body_element(out: &mut String, el: &Element, schema: &SchemaSet, value: &Value) -> Result<(), Vec<FieldError>> {
+    let mut enc = Encoder { schema, out, errors: Vec::new() };
+    enc.element_value(el, value, None, "", 0);
+    if enc.errors.is_empty() { Ok(()) } else { Err(enc.errors) }
+}
+
+/// The `Content-Type` and optional `SOAPAction` header for an operation.
+pub fn http_headers(op: &Operation) -> (String, Option<String>) {
+    match op.soap_version {
+        SoapVersion::V11 => ("text/xml; charset=utf-8".into(), Some(format!("\"{}\"", op.soap_action))),
+        SoapVersion::V12 if op.soap_action.is_empty() => ("application/soap+xml; charset=utf-8".into(), None),
+        SoapVersion::V12 => (format!("application/soap+xml; charset=utf-8; action=\"{}\"", op.soap_action), None),
+    }
+}
+
+struct Encoder<'a> {
+    schema: &'a SchemaSet,
+    out: &'a mut String,
+    errors: Vec<FieldError>,
+}
+
+impl Encoder<'_> {
+    fn fail(&mut self, pointer: &str, detail: impl Into<String>) {
+        self.errors.push(FieldError::at(pointer, detail));
+    }
+
+    fn open_tag(&mut self, el: &Element, parent_ns: Option<&str>) {
+        self.out.push('<');
+        self.out.push_str(&el.name);
+        // A default-namespace declaration wherever the namespace changes: no prefixes to
+        // track, and unqualified children of qualified parents get xmlns="".
+        let ns = el.namespace.as_deref();
+        if ns != parent_ns {
+            self.out.push_str(" xmlns=\"");
+            escape_into(self.out, ns.unwrap_or(""));
+            self.out.push('"');
+        }
+    }
+
+    fn close_tag(&mut self, el: &Element) {
+        self.out.push_str("</");
+        self.out.push_str(&el.name);
+        self.out.push('>');
+    }
+
+    /// Writes all occurrences of `el` for `value` (an array for repeated elements).
+    fn element_value(&mut self, el: &Element, value: &Value, parent_ns: Option<&str>, pointer: &str, depth: usize) {
+        if el.is_array() {
+            let Value::Array(items) = value else {
+                return self.fail(pointer, "expected an array");
+            };
+            if (items.len() as u64) < u64::from(el.min_occurs) {
+                self.fail(pointer, format!("expected at least {} item(s)", el.min_occurs));
+            }
+            if let Some(max) = el.max_occurs.filter(|&m| items.len() as u64 > u64::from(m)) {
+                self.fail(pointer, format!("expected at most {max} item(s)"));
+            }
+            for (i, item) in items.iter().enumerate() {
+                self.one(el, item, parent_ns, &pointer_push(pointer, &i.to_string()), depth);
+            }
+        } else {
+            self.one(el, value, parent_ns, pointer, depth);
+        }
+    }
+
+    fn one(&mut self, el: &Element, value: &Value, parent_ns: Option<&str>, pointer: &str, depth: usize) {
+        if depth > MAX_DEPTH {
+            return self.fail(pointer, "nested too deeply");
+        }
+        if value.is_null() {
+            if !el.nillable {
+                return self.fail(pointer, "must not be null");
+            }
+            self.open_tag(el, parent_ns);
+            self.out.push_str(" xsi:nil=\"true\"/>");
+            return;
+        }
+        match &el.ty {
+            TypeRef::Simple(st) => {
+                let Some(text) = self.simple_text(st, value, pointer) else { return };
+                self.open_tag(el, parent_ns);
+                self.out.push('>');
+                escape_into(self.out, &text);
+                self.close_tag(el);
+            }
+            TypeRef::Complex(id) => {
+                let schema = self.schema;
+                let ct = schema.complex(*id);
+                let Value::Object(map) = value else {
+                    return self.fail(pointer, "expected an object");
+                };
+                self.open_tag(el, parent_ns);
+                self.attributes(ct, map, pointer);
+                self.out.push('>');
+                self.complex_content(ct, map, el.namespace.as_deref(), pointer, depth);
+                self.close_tag(el);
+            }
+        }
+    }
+
+    fn attributes(&mut self, ct: &ComplexType, map: &Map<String, Value>, pointer: &str) {
+        for attr in &ct.attributes {
+            let p = pointer_push(pointer, &attr.json_name);
+            match map.get(&attr.json_name) {
+                None | Some(Value::Null) if attr.required => self.fail(&p, "required attribute is missing"),
+                None | Some(Value::Null) => {}
+                Some(v) => {
+                    if let Some(text) = self.simple_text(&attr.ty, v, &p) {
+                        self.out.push(' ');
+                        self.out.push_str(&attr.name);
+                        self.out.push_str("=\"");
+                        escape_into(self.out, &text);
+                        self.out.push('"');
+                    }
+                }
+            }
+        }
+    }
+
+    fn complex_content(&mut self, ct: &ComplexType, map: &Map<String, Value>, ns: Option<&str>, pointer: &str, depth: usize) {
+        let known = |key: &str| {
+            ct.children.iter().any(|c| c.json_name == key)
+                || ct.attributes.iter().any(|a| a.json_name == key)
+                || (ct.simple_content.is_some() && key == SIMPLE_CONTENT_KEY)
+        };
+        if !ct.open {
+            for key in map.keys().filter(|k| !known(k)) {
+                self.fail(&pointer_push(pointer, key), "unknown field");
+            }
+        }
+        if let Some(st) = &ct.simple_content {
+            let p = pointer_push(pointer, SIMPLE_CONTENT_KEY);
+            match map.get(SIMPLE_CONTENT_KEY) {
+                Some(v) => {
+                    if let Some(text) = self.simple_text(st, v, &p) {
+                        escape_into(self.out, &text);
+                    }
+                }
+                None => self.fail(&p, "required field is missing"),
+            }
+        }
+        for child in &ct.children {
+            let p = pointer_push(pointer, &child.json_name);
+            match map.get(&child.json_name) {
+                Some(v) => self.element_value(child, v, ns, &p, depth + 1),
+                None if child.is_required() => self.fail(&p, "required field is missing"),
+                None => {}
+            }
+        }
+    }
+
+    /// The XML text for a simple value, or `None` after recording why it is invalid.
+    fn simple_text(&mut self, st: &SimpleType, value: &Value, pointer: &str) -> Option<String> {
+        let kind = st.base.json_kind();
+        let text = match value {
+            Value::String(s) => s.clone(),
+            // Numbers and booleans are accepted for their own kinds; strings carry any type
+            // in its XML lexical form (path and query values are always strings).
+            Value::Number(n) if kind == JsonKind::Number => n.to_string(),
+            Value::Bool(b) if kind == JsonKind::Boolean => b.to_string(),
+            _ => {
+                self.fail(pointer, format!("expected {}", expected_json(st.base)));
+                return None;
+            }
+        };
+        if let Some(bad) = text.chars().find(|c| !is_xml_char(*c)) {
+            self.fail(pointer, format!("contains the control character U+{:04X}, which XML cannot carry", bad as u32));
+            return None;
+        }
+        if let Err(msg) = st.base.check(&text).and_then(|()| check_facets(st, &text)) {
+            self.fail(pointer, msg);
+            return None;
+        }
+        Some(text)
+    }
+}
+
+fn expected_json(b: Builtin) -> String {
+    match b.json_kind() {
+        JsonKind::String => b.describe().to_string(),
+        JsonKind::Number => format!("{} (a JSON number or a numeric string)", b.describe()),
+        JsonKind::Boolean => "a boolean".to_string(),
+    }
+}
+
+fn check_facets(st: &SimpleType, text: &str) -> Result<(), String> {
+    let f = &st.facets;
+    if !f.enumeration.is_empty() && !f.enumeration.iter().any(|e| e == text) {
+        let shown: Vec<&str> = f.enumeration.iter().take(20).map(String::as_str).collect();
+        let more = if f.enumeration.len() > 20 { ", …" } else { "" };
+        return Err(format!("expected one of: {}{more}", shown.join(", ")));
+    }
+    let len = text.chars().count();
+    if f.length.is_some_and(|l| len != l) {
+        return Err(format!("expected exactly {} characters", f.length.unwrap_or_default()));
+    }
+    if let Some(min) = f.min_length.filter(|&m| len < m) {
+        return Err(format!("expected at least {min} characters"));
+    }
+    if let Some(max) = f.max_length.filter(|&m| len > m) {
+        return Err(format!("expected at most {max} characters"));
+    }
+    if st.base.json_kind() == JsonKind::Number {
+        check_numeric_facets(st, text)?;
+    }
+    Ok(())
+}
+
+fn check_numeric_facets(st: &SimpleType, text: &str) -> Result<(), String> {
+    let f = &st.facets;
+    // Bounds compare as f64: exact enough for the bounds ERPs declare (prices, quantities).
+    let value: f64 = text.trim().parse().map_err(|_| format!("expected {}", st.base.describe()))?;
+    if let Some(min) = f.min_inclusive.as_deref().filter(|m| m.parse::<f64>().is_ok_and(|m| value < m)) {
+        return Err(format!("expected a value of at least {min}"));
+    }
+    if let Some(max) = f.max_inclusive.as_deref().filter(|m| m.parse::<f64>().is_ok_and(|m| value > m)) {
+        return Err(format!("expected a value of at most {max}"));
+    }
+    let t = text.trim().trim_start_matches(['+', '-']);
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let frac = frac.trim_end_matches('0');
+    let digits = int.trim_start_matches('0').len() + frac.len();
+    if let Some(total) = f.total_digits.filter(|&d| digits > d as usize) {
+        return Err(format!("expected at most {total} digits"));
+    }
+    if let Some(fd) = f.fraction_digits.filter(|&d| frac.len() > d as usize) {
+        return Err(format!("expected at most {fd} decimal places"));
+    }
+    Ok(())
+}

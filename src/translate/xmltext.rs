@@ -1,0 +1,107 @@
+//! Text-level XML helpers shared by the decoders: character encodings, references, escaping.
+
+use std::borrow::Cow;
+
+use encoding_rs::Encoding;
+use quick_xml::events::BytesRef;
+
+/// Returns the document as UTF-8, transcoding from the encoding its BOM or XML declaration
+/// names (ERPs still send ISO-8859-1 and windows-1252).
+pub fn to_utf8(bytes: &[u8]) -> Result<Cow<'_, str>, String> {
+    let (encoding, body) = match Encoding::for_bom(bytes) {
+        Some((enc, bom_len)) => (enc, &bytes[bom_len..]),
+        None => (declared_encoding(bytes)?.unwrap_or(encoding_rs::UTF_8), bytes),
+    };
+    if encoding == encoding_rs::UTF_8 {
+        return std::str::from_utf8(body)
+            .map(Cow::Borrowed)
+            .map_err(|e| format!("the document is not valid UTF-8 (byte {})", e.valid_up_to()));
+    }
+    let (text, _, had_errors) = encoding.decode(body);
+    if had_errors {
+        return Err(format!("the document is not valid {}", encoding.name()));
+    }
+    Ok(text)
+}
+
+/// The `encoding="…"` of an XML declaration, if any.
+fn declared_encoding(bytes: &[u8]) -> Result<Option<&'static Encoding>, String> {
+    if !bytes.starts_with(b"<?xml") {
+        return Ok(None);
+    }
+    let end = bytes.iter().take(256).position(|&b| b == b'>').unwrap_or(0);
+    let decl = String::from_utf8_lossy(&bytes[..end]);
+    let Some(pos) = decl.find("encoding") else { return Ok(None) };
+    let rest = decl[pos + "encoding".len()..].trim_start().trim_start_matches('=').trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'');
+    let Some(quote) = quote else { return Ok(None) };
+    let label = rest[1..].split(quote).next().unwrap_or("");
+    Encoding::for_label(label.as_bytes())
+        .map(Some)
+        .ok_or_else(|| format!("unknown character encoding {label:?} in the XML declaration"))
+}
+
+/// Resolves `&amp;`-style and `&#…;` references. Only the five predefined entities exist:
+/// there is no DTD, so nothing can expand into more text.
+pub fn resolve_ref(r: &BytesRef<'_>) -> Result<char, String> {
+    if r.is_char_ref() {
+        return match r.resolve_char_ref() {
+            Ok(Some(c)) => Ok(c),
+            _ => Err(format!("invalid character reference &{};", r.xml10_content())),
+        };
+    }
+    match r.xml10_content().as_ref() {
+        "amp" => Ok('&'),
+        "lt" => Ok('<'),
+        "gt" => Ok('>'),
+        "quot" => Ok('"'),
+        "apos" => Ok('\''),
+        other => Err(format!("undefined entity &{other};")),
+    }
+}
+
+/// Appends `text` to `out` escaped for element content or a double-quoted attribute.
+pub fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // CR would be normalised away by the receiver's parser; keep it as a reference.
+            '\r' => out.push_str("&#13;"),
+            _ => out.push(c),
+        }
+    }
+}
+
+/// True for characters XML 1.0 can carry at all (control characters other than tab, LF, CR
+/// cannot be sent, not even escaped).
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latin1_declaration_is_transcoded() {
+        let bytes = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>M\xfcller</a>";
+        assert_eq!(to_utf8(bytes).expect("latin-1 decodes").as_ref(), "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>Müller</a>");
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_not_a_panic() {
+        assert!(to_utf8(b"<a>\xff</a>").is_err());
+        assert!(to_utf8(b"<?xml version=\"1.0\" encoding=\"klingon\"?><a/>").is_err());
+    }
+
+    #[test]
+    fn escaping_turns_markup_into_text() {
+        let mut out = String::new();
+        escape_into(&mut out, "</No><Admin>1</Admin> & \"q\"");
+        assert_eq!(out, "&lt;/No&gt;&lt;Admin&gt;1&lt;/Admin&gt; &amp; &quot;q&quot;");
+    }
+}

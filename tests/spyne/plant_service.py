@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Small real SOAP 1.1 server (spyne) used as a backend by the gateway's e2e tests.
+
+Usage: python3 tests/spyne/plant_service.py --port PORT
+Binds 127.0.0.1 only; WSDL at GET /?wsdl.
+"""
+import argparse
+import datetime
+import logging
+import signal
+import sys
+from decimal import Decimal as D
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from spyne import (Application, Array, Boolean, ComplexModel, DateTime, Decimal,
+                   Fault, Service, Unicode, rpc)
+from spyne.protocol.soap import Soap11
+from spyne.server.wsgi import WsgiApplication
+
+TNS = "urn:veneer:test:plant"
+UTC = datetime.timezone.utc
+
+
+class Part(ComplexModel):
+    __namespace__ = TNS
+    # A list of pairs (not class attributes) pins the element order in the
+    # WSDL and in responses, which the tests assert on.
+    _type_info = [
+        ("PartNo", Unicode),
+        ("Description", Unicode),
+        ("Price", Decimal),
+        ("Active", Boolean),
+        ("UpdatedAt", DateTime),
+        ("Tags", Array(Unicode)),
+    ]
+
+
+PARTS = {
+    # 17 integer digits + 6 fraction digits: more than an f64 can hold, so the
+    # tests can prove the gateway never round-trips Price through a float.
+    "P-1": dict(Description="Hex bolt M8", Price=D("12345678901234567.123456"),
+                Active=True, UpdatedAt=datetime.datetime(2026, 11, 1, 8, 30, tzinfo=UTC),
+                Tags=["steel", "m8", "din933"]),
+    # Exactly one tag: exercises single-element arrays (no "object instead of list").
+    "P-2": dict(Description="Washer", Price=D("0.05"), Active=False,
+                UpdatedAt=datetime.datetime(2026, 10, 15, 12, 0, tzinfo=UTC),
+                Tags=["zinc"]),
+}
+
+# Mandatory inputs: min_occurs=1 + nillable=False makes the WSDL say
+# minOccurs="1" and lets the lxml validator reject requests missing them.
+Req = dict(min_occurs=1, nillable=False)
+
+
+class PlantService(Service):
+    @rpc(Unicode, _returns=Part)
+    def GetPart(ctx, PartNo):
+        data = PARTS.get(PartNo)
+        if data is None:
+            raise Fault(faultcode="Client.NotFound",
+                        faultstring="Part %s not found" % PartNo)
+        return Part(PartNo=PartNo, **data)
+
+    @rpc(Unicode, _returns=Unicode)
+    def Echo(ctx, Text):
+        return Text
+
+    @rpc(Unicode(**Req), Unicode, Decimal(**Req), Boolean(**Req),
+         _args=("PartNo", "Description", "Price", "Active"), _returns=Part)
+    def CreatePart(ctx, PartNo, Description, Price, Active):
+        if Price < 0:
+            raise Fault(faultcode="Client.Validation",
+                        faultstring="Price must not be negative")
+        return Part(PartNo=PartNo, Description=Description, Price=Price,
+                    Active=Active,
+                    UpdatedAt=datetime.datetime(2026, 11, 25, tzinfo=UTC),
+                    Tags=["new"])
+
+    @rpc(_returns=Unicode)
+    def Crash(ctx):
+        # Deliberately not a Fault: spyne must map it to a generic Server fault.
+        raise RuntimeError("boom")
+
+
+application = Application(
+    [PlantService], tns=TNS, name="PlantService",
+    in_protocol=Soap11(validator="lxml"), out_protocol=Soap11(),
+)
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    # One stalled client (e.g. a test that aborts mid-request) must not block
+    # every other test talking to this server; daemon threads don't delay exit.
+    daemon_threads = True
+
+
+class QuietHandler(WSGIRequestHandler):
+    # Per-request access lines only add noise to cargo test output.
+    def log_message(self, *args):
+        pass
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    port = ap.parse_args().port
+
+    # spyne logs every Fault (incl. the expected ones) with tracebacks; keep
+    # stderr for real problems only.
+    logging.basicConfig(level=logging.CRITICAL)
+
+    server = make_server("127.0.0.1", port, WsgiApplication(application),
+                         server_class=ThreadingWSGIServer,
+                         handler_class=QuietHandler)
+    # A client hanging up mid-response (BrokenPipe/ConnectionReset) must not
+    # print a traceback or take the server down; swallow it per request.
+    server.handle_error = lambda request, client_address: None
+
+    # Turn SIGTERM into the same clean path as Ctrl-C.
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
