@@ -252,6 +252,37 @@ pub fn json_number_text(text: &str) -> Option<String> {
     Some(out)
 }
 
+/// Rewrites a JSON number in exponent form (`1.5e-7`, `9.8e16`) as a plain decimal
+/// (`0.00000015`, `98000000000000000`), since `xs:decimal` has no exponent. Exponents beyond
+/// ±400 are refused rather than expanded into huge strings.
+pub fn plain_decimal(text: &str) -> Option<String> {
+    let t = text.trim();
+    let (mantissa, exp) = t.split_once(['e', 'E'])?;
+    let exp: i64 = exp.strip_prefix('+').unwrap_or(exp).parse().ok().filter(|e: &i64| e.abs() <= 400)?;
+    let (neg, m) = mantissa.strip_prefix('-').map_or((false, mantissa), |m| (true, m));
+    let (int, frac) = m.split_once('.').unwrap_or((m, ""));
+    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) || int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    let point = int.len() as i64 + exp; // position of the decimal point within `digits`
+    let (int_part, frac_part) = if point <= 0 {
+        ("0".to_string(), format!("{}{digits}", "0".repeat(point.unsigned_abs() as usize)))
+    } else if point as usize >= digits.len() {
+        (format!("{digits}{}", "0".repeat(point as usize - digits.len())), String::new())
+    } else {
+        (digits[..point as usize].to_string(), digits[point as usize..].to_string())
+    };
+    let int_part = int_part.trim_start_matches('0');
+    let mut out = String::from(if neg { "-" } else { "" });
+    out.push_str(if int_part.is_empty() { "0" } else { int_part });
+    if !frac_part.is_empty() {
+        out.push('.');
+        out.push_str(&frac_part);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +323,11 @@ mod tests {
         assert_eq!(json_number_text("NaN"), None);
         assert_eq!(json_number_text("1.2.3"), None);
         assert!(Builtin::Decimal.check("1e3").is_err());
+        assert_eq!(plain_decimal("1.5e-7").as_deref(), Some("0.00000015"));
+        assert_eq!(plain_decimal("9.876543210987654e16").as_deref(), Some("98765432109876540"));
+        assert_eq!(plain_decimal("-2E+2").as_deref(), Some("-200"));
+        assert_eq!(plain_decimal("12.5"), None);
+        assert_eq!(plain_decimal("1e999"), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::xmltext::{escape_into, is_xml_char};
 use super::{XSI, pointer_push};
 use crate::error::FieldError;
-use crate::schema::builtin::{Builtin, JsonKind};
+use crate::schema::builtin::{Builtin, JsonKind, plain_decimal};
 use crate::schema::{ComplexType, Element, Operation, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TypeRef};
 
 /// Deepest element nesting written; guards against recursive types fed deep JSON.
@@ -187,7 +187,11 @@ impl Encoder<'_> {
             Value::String(s) => s.clone(),
             // Numbers and booleans are accepted for their own kinds; strings carry any type
             // in its XML lexical form (path and query values are always strings).
-            Value::Number(n) if kind == JsonKind::Number => n.to_string(),
+            Value::Number(n) if kind == JsonKind::Number => {
+                let text = n.to_string();
+                // JSON allows exponents, xs:decimal and the integer types do not.
+                plain_decimal(&text).unwrap_or(text)
+            }
             Value::Bool(b) if kind == JsonKind::Boolean => b.to_string(),
             _ => {
                 self.fail(pointer, format!("expected {}", expected_json(st.base)));

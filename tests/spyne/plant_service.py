@@ -48,8 +48,9 @@ PARTS = {
                 Tags=["zinc"]),
 }
 
-# Mandatory inputs: min_occurs=1 + nillable=False makes the WSDL say
-# minOccurs="1" and lets the lxml validator reject requests missing them.
+# Mandatory inputs: the lxml validator then rejects requests that omit them or
+# send xsi:nil. In the WSDL this shows as *no* minOccurs/nillable attribute
+# (spyne leaves out XSD defaults) rather than a literal minOccurs="1".
 Req = dict(min_occurs=1, nillable=False)
 
 
@@ -66,8 +67,7 @@ class PlantService(Service):
     def Echo(ctx, Text):
         return Text
 
-    @rpc(Unicode(**Req), Unicode, Decimal(**Req), Boolean(**Req),
-         _args=("PartNo", "Description", "Price", "Active"), _returns=Part)
+    @rpc(Unicode(**Req), Unicode, Decimal(**Req), Boolean(**Req), _returns=Part)
     def CreatePart(ctx, PartNo, Description, Price, Active):
         if Price < 0:
             raise Fault(faultcode="Client.Validation",
@@ -106,8 +106,8 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     port = ap.parse_args().port
 
-    # spyne logs every Fault (incl. the expected ones) with tracebacks; keep
-    # stderr for real problems only.
+    # spyne logs client Faults with tracebacks; keep stderr for unexpected
+    # errors (a traceback still appears for each Crash call, by design).
     logging.basicConfig(level=logging.CRITICAL)
 
     server = make_server("127.0.0.1", port, WsgiApplication(application),
@@ -117,11 +117,17 @@ def main():
     # print a traceback or take the server down; swallow it per request.
     server.handle_error = lambda request, client_address: None
 
-    # Turn SIGTERM into the same clean path as Ctrl-C.
+    # Install both handlers explicitly: a parent that started us in the
+    # background may have left SIGINT ignored (then Python never raises
+    # KeyboardInterrupt), and SIGTERM has no Python handler by default.
     def stop(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
+    # Lets a harness started with --port 0 learn the real port, and marks
+    # the socket as already listening (no connect-retry loop needed).
+    print("LISTENING 127.0.0.1:%d" % server.server_port, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
