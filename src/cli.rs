@@ -50,7 +50,11 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(config),
-        Command::Serve { config, listen, dev } => match serve(config, listen, dev).await {
+        Command::Serve {
+            config,
+            listen,
+            dev,
+        } => match serve(config, listen, dev).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("error: {message}");
@@ -63,7 +67,12 @@ pub async fn run(cli: Cli) -> ExitCode {
 fn check(dir: PathBuf) -> ExitCode {
     match config::compile(&ConfigSource::Dir(dir.clone()), &CompileOptions::default()) {
         Ok(gw) => {
-            println!("{}: OK ({} routes, {} backends)", dir.display(), gw.routes.iter().count(), gw.backends.len());
+            println!(
+                "{}: OK ({} routes, {} backends)",
+                dir.display(),
+                gw.routes.iter().count(),
+                gw.backends.len()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -78,23 +87,48 @@ fn check(dir: PathBuf) -> ExitCode {
 
 async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Result<(), String> {
     let (source, options, erp) = if dev_mode {
-        let erp = dev::start().await.map_err(|e| format!("cannot start the sample ERP: {e}"))?;
-        let options = CompileOptions { backend_urls: [("erp".to_string(), erp.url.clone())].into() };
+        let erp = dev::start()
+            .await
+            .map_err(|e| format!("cannot start the sample ERP: {e}"))?;
+        let options = CompileOptions {
+            backend_urls: [("erp".to_string(), erp.url.clone())].into(),
+        };
         (ConfigSource::Embedded, options, Some(erp))
     } else {
-        (ConfigSource::Dir(dir.clone()), CompileOptions::default(), None)
+        (
+            ConfigSource::Dir(dir.clone()),
+            CompileOptions::default(),
+            None,
+        )
     };
     let gateway = config::compile(&source, &options).map_err(|e| {
-        let lines: Vec<String> = e.0.iter().map(|p| ConfigSource::display_path(&dir, p)).collect();
-        format!("the config has {} problem(s):\n  {}", lines.len(), lines.join("\n  "))
+        let lines: Vec<String> =
+            e.0.iter()
+                .map(|p| ConfigSource::display_path(&dir, p))
+                .collect();
+        format!(
+            "the config has {} problem(s):\n  {}",
+            lines.len(),
+            lines.join("\n  ")
+        )
     })?;
     let default_listen: SocketAddr = DEFAULT_LISTEN.parse().map_err(|e| format!("{e}"))?;
-    let addr = listen.or(if dev_mode { None } else { gateway.server.listen }).unwrap_or(default_listen);
-    let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let addr = listen
+        .or(if dev_mode {
+            None
+        } else {
+            gateway.server.listen
+        })
+        .unwrap_or(default_listen);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%local, routes = gateway.routes.iter().count(), "veneer is listening");
     if let Some(erp) = &erp {
         dev::print_welcome(local, erp);
     }
-    server::run(listener, AppState::new(gateway), server::shutdown_signal()).await.map_err(|e| e.to_string())
+    server::run(listener, AppState::new(gateway), server::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
 }

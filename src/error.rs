@@ -34,7 +34,12 @@ pub struct FieldError {
 impl FieldError {
     /// An error about the value at a JSON pointer of the SOAP input being built.
     pub fn at(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
-        FieldError { pointer: Some(pointer.into()), location: None, parameter: None, detail: detail.into() }
+        FieldError {
+            pointer: Some(pointer.into()),
+            location: None,
+            parameter: None,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -70,8 +75,8 @@ pub enum GatewayError {
     Fault {
         /// Backend name.
         backend: String,
-        /// The parsed fault.
-        fault: Fault,
+        /// The parsed fault (boxed: it is large and rare).
+        fault: Box<Fault>,
         /// Status chosen by the fault mapping.
         status: StatusCode,
     },
@@ -145,7 +150,9 @@ impl GatewayError {
             GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Fault { status, .. } => *status,
             GatewayError::BackendTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::BackendUnreachable { .. } | GatewayError::BackendResponse { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::BackendUnreachable { .. } | GatewayError::BackendResponse { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -163,10 +170,15 @@ impl GatewayError {
             backend: None,
         };
         let (slug, title) = match self {
-            GatewayError::MalformedJson { .. } => ("malformed-json", "Request body is not valid JSON"),
+            GatewayError::MalformedJson { .. } => {
+                ("malformed-json", "Request body is not valid JSON")
+            }
             GatewayError::Validation(errors) => {
                 p.errors = errors.clone();
-                p.detail = format!("{} input value(s) do not match the operation's schema; see errors", errors.len());
+                p.detail = format!(
+                    "{} input value(s) do not match the operation's schema; see errors",
+                    errors.len()
+                );
                 ("validation", "Invalid input")
             }
             GatewayError::PayloadTooLarge { .. } => ("payload-too-large", "Request body too large"),
@@ -176,7 +188,14 @@ impl GatewayError {
             }
             GatewayError::RouteNotFound(_) => ("not-found", "No such route"),
             GatewayError::MethodNotAllowed(allow) => {
-                p.detail = format!("this path accepts {}", allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", "));
+                p.detail = format!(
+                    "this path accepts {}",
+                    allow
+                        .iter()
+                        .map(Method::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
                 ("method-not-allowed", "Method not allowed")
             }
             GatewayError::Fault { backend, fault, .. } => {
@@ -193,7 +212,11 @@ impl GatewayError {
                 p.backend = Some(backend.clone());
                 ("backend-unreachable", "Backend unreachable")
             }
-            GatewayError::BackendResponse { backend, title, detail } => {
+            GatewayError::BackendResponse {
+                backend,
+                title,
+                detail,
+            } => {
                 p.backend = Some(backend.clone());
                 p.detail = detail.clone();
                 ("backend-response", *title)
@@ -217,7 +240,9 @@ pub fn bare_status_problem(status: StatusCode) -> Response {
         title: status.canonical_reason().unwrap_or("Error").to_string(),
         status: status.as_u16(),
         detail: match status {
-            StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => {
+            StatusCode::REQUEST_TIMEOUT
+            | StatusCode::GATEWAY_TIMEOUT
+            | StatusCode::SERVICE_UNAVAILABLE => {
                 "the request took longer than the gateway's request timeout".into()
             }
             StatusCode::PAYLOAD_TOO_LARGE => "the request body exceeds the configured limit".into(),
@@ -233,7 +258,8 @@ pub fn bare_status_problem(status: StatusCode) -> Response {
 fn problem_response(status: StatusCode, problem: &Problem) -> Response {
     let body = serde_json::to_vec(problem).unwrap_or_else(|_| b"{}".to_vec());
     let mut res = (status, body).into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     res
 }
 
@@ -245,7 +271,11 @@ impl IntoResponse for GatewayError {
         }
         let mut res = problem_response(status, &self.to_problem());
         if let GatewayError::MethodNotAllowed(allow) = &self {
-            let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+            let list = allow
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
             if let Ok(v) = HeaderValue::from_str(&list) {
                 res.headers_mut().insert(header::ALLOW, v);
             }

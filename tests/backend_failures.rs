@@ -32,7 +32,10 @@ async fn backend(behaviour: Behaviour) -> String {
                 read_request(&mut sock).await;
                 match behaviour {
                     Behaviour::Reply(status, ct, body) => {
-                        let head = format!("HTTP/1.1 {status} X\r\ncontent-type: {ct}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                        let head = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: {ct}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        );
                         let _ = sock.write_all(head.as_bytes()).await;
                         let _ = sock.write_all(body.as_bytes()).await;
                     }
@@ -50,7 +53,9 @@ async fn read_request(sock: &mut tokio::net::TcpStream) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        let Ok(n) = sock.read(&mut chunk).await else { return };
+        let Ok(n) = sock.read(&mut chunk).await else {
+            return;
+        };
         if n == 0 {
             return;
         }
@@ -59,7 +64,11 @@ async fn read_request(sock: &mut tokio::net::TcpStream) {
         if let Some(end) = text.find("\r\n\r\n") {
             let len = text[..end]
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
                 .unwrap_or(0);
             if buf.len() >= end + 4 + len {
                 return;
@@ -79,8 +88,12 @@ fn config_for(url: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join("gateway.yaml"), gateway).expect("write");
     for sub in ["routes", "wsdl"] {
         std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
-        for entry in std::fs::read_dir(root.join(sub)).expect("read dir").flatten() {
-            std::fs::copy(entry.path(), dir.path().join(sub).join(entry.file_name())).expect("copy");
+        for entry in std::fs::read_dir(root.join(sub))
+            .expect("read dir")
+            .flatten()
+        {
+            std::fs::copy(entry.path(), dir.path().join(sub).join(entry.file_name()))
+                .expect("copy");
         }
     }
     dir
@@ -90,12 +103,17 @@ async fn get_item_via(behaviour: Behaviour) -> (u16, serde_json::Value) {
     let url = backend(behaviour).await;
     let dir = config_for(&url);
     let gw = common::with_config(dir.path()).await;
-    let res = common::client().get(gw.url("/items/1000")).send().await.expect("request");
+    let res = common::client()
+        .get(gw.url("/items/1000"))
+        .send()
+        .await
+        .expect("request");
     let status = res.status().as_u16();
     (status, common::problem(res, status).await)
 }
 
-const ENV11: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>"#;
+const ENV11: &str =
+    r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>"#;
 
 #[tokio::test]
 async fn slow_backend_is_504() {
@@ -107,10 +125,19 @@ async fn slow_backend_is_504() {
 #[tokio::test]
 async fn refused_connection_is_502() {
     // Bind then drop: the port is free and nothing listens on it.
-    let port = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr").port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let dir = config_for(&format!("http://127.0.0.1:{port}/erp"));
     let gw = common::with_config(dir.path()).await;
-    let res = common::client().get(gw.url("/items/1000")).send().await.expect("request");
+    let res = common::client()
+        .get(gw.url("/items/1000"))
+        .send()
+        .await
+        .expect("request");
     let p = common::problem(res, 502).await;
     assert_eq!(p["title"], "Backend unreachable");
 }
@@ -124,23 +151,36 @@ async fn connection_closed_without_answer_is_502() {
 
 #[tokio::test]
 async fn garbage_is_502() {
-    let (status, p) = get_item_via(Behaviour::Reply(200, "text/xml", "\u{1}\u{2} not xml at all".into())).await;
+    let (status, p) = get_item_via(Behaviour::Reply(
+        200,
+        "text/xml",
+        "\u{1}\u{2} not xml at all".into(),
+    ))
+    .await;
     assert_eq!(status, 502);
     assert_eq!(p["title"], "Backend response is not a SOAP envelope");
 }
 
 #[tokio::test]
 async fn html_error_page_is_502_with_clear_title() {
-    let html = "<html><head><title>503 Service Unavailable</title></head><body>down</body></html>".to_string();
+    let html = "<html><head><title>503 Service Unavailable</title></head><body>down</body></html>"
+        .to_string();
     let (status, p) = get_item_via(Behaviour::Reply(503, "text/html", html)).await;
     assert_eq!(status, 502);
     assert_eq!(p["title"], "Backend returned an HTTP error");
-    assert!(p["detail"].as_str().is_some_and(|d| d.contains("HTML") && d.contains("503")), "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("HTML") && d.contains("503")),
+        "{p}"
+    );
 }
 
 #[tokio::test]
 async fn truncated_xml_is_502() {
-    let body = format!("{ENV11}<GetItemResponse xmlns=\"urn:veneer:sample-erp\"><GetItemResult><No>1000</No><Descr");
+    let body = format!(
+        "{ENV11}<GetItemResponse xmlns=\"urn:veneer:sample-erp\"><GetItemResult><No>1000</No><Descr"
+    );
     let (status, p) = get_item_via(Behaviour::Reply(200, "text/xml", body)).await;
     assert_eq!(status, 502);
     assert_eq!(p["title"], "Backend response is not well-formed XML");
@@ -159,12 +199,17 @@ async fn external_entity_is_refused() {
     let xxe = r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>&xxe;</soap:Body></soap:Envelope>"#;
     let (status, p) = get_item_via(Behaviour::Reply(500, "text/xml", xxe.into())).await;
     assert_eq!(status, 502);
-    assert!(!p.to_string().contains("root:"), "no file content may leak: {p}");
+    assert!(
+        !p.to_string().contains("root:"),
+        "no file content may leak: {p}"
+    );
 }
 
 #[tokio::test]
 async fn fault_with_http_200_is_still_a_fault() {
-    let body = format!("{ENV11}<soap:Fault><faultcode>soap:Client</faultcode><faultstring>Item 1000 does not exist</faultstring><detail><code>NAV-17</code></detail></soap:Fault></soap:Body></soap:Envelope>");
+    let body = format!(
+        "{ENV11}<soap:Fault><faultcode>soap:Client</faultcode><faultstring>Item 1000 does not exist</faultstring><detail><code>NAV-17</code></detail></soap:Fault></soap:Body></soap:Envelope>"
+    );
     let (status, p) = get_item_via(Behaviour::Reply(200, "text/xml", body)).await;
     assert_eq!(status, 404);
     assert_eq!(p["fault"]["detail"]["code"], "NAV-17");
@@ -173,7 +218,8 @@ async fn fault_with_http_200_is_still_a_fault() {
 #[tokio::test]
 async fn soap12_receiver_fault_defaults_to_502() {
     let body = r#"<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Body><env:Fault><env:Code><env:Value>env:Receiver</env:Value><env:Subcode><env:Value>erp:Deadlock</env:Value></env:Subcode></env:Code><env:Reason><env:Text xml:lang="en">Deadlock on table Item</env:Text></env:Reason></env:Fault></env:Body></env:Envelope>"#;
-    let (status, p) = get_item_via(Behaviour::Reply(500, "application/soap+xml", body.into())).await;
+    let (status, p) =
+        get_item_via(Behaviour::Reply(500, "application/soap+xml", body.into())).await;
     assert_eq!(status, 502);
     assert_eq!(p["fault"]["code"], "Receiver");
     assert_eq!(p["fault"]["subcodes"][0], "Deadlock");
@@ -182,18 +228,27 @@ async fn soap12_receiver_fault_defaults_to_502() {
 
 #[tokio::test]
 async fn client_fault_without_rule_is_422() {
-    let body = format!("{ENV11}<soap:Fault><faultcode>soap:Client</faultcode><faultstring>Quantity must be positive</faultstring></soap:Fault></soap:Body></soap:Envelope>");
+    let body = format!(
+        "{ENV11}<soap:Fault><faultcode>soap:Client</faultcode><faultstring>Quantity must be positive</faultstring></soap:Fault></soap:Body></soap:Envelope>"
+    );
     let (status, _) = get_item_via(Behaviour::Reply(500, "text/xml", body)).await;
     assert_eq!(status, 422);
 }
 
 #[tokio::test]
 async fn response_that_breaks_the_schema_is_502() {
-    let body = format!("{ENV11}<GetItemResponse xmlns=\"urn:veneer:sample-erp\"><GetItemResult><No>1000</No><Inventory>lots</Inventory></GetItemResult></GetItemResponse></soap:Body></soap:Envelope>");
+    let body = format!(
+        "{ENV11}<GetItemResponse xmlns=\"urn:veneer:sample-erp\"><GetItemResult><No>1000</No><Inventory>lots</Inventory></GetItemResult></GetItemResponse></soap:Body></soap:Envelope>"
+    );
     let (status, p) = get_item_via(Behaviour::Reply(200, "text/xml", body)).await;
     assert_eq!(status, 502);
     assert_eq!(p["title"], "Backend response does not match the WSDL");
-    assert!(p["detail"].as_str().is_some_and(|d| d.contains("Inventory")), "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("Inventory")),
+        "{p}"
+    );
 }
 
 #[tokio::test]
@@ -201,5 +256,10 @@ async fn wrong_body_element_is_502() {
     let body = format!("{ENV11}<Other xmlns=\"urn:x\"/></soap:Body></soap:Envelope>");
     let (status, p) = get_item_via(Behaviour::Reply(200, "text/xml", body)).await;
     assert_eq!(status, 502);
-    assert!(p["detail"].as_str().is_some_and(|d| d.contains("GetItemResponse")), "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("GetItemResponse")),
+        "{p}"
+    );
 }

@@ -29,7 +29,11 @@ pub struct BasicAuth {
 impl fmt::Debug for BasicAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the password, not even in debug output.
-        write!(f, "BasicAuth {{ username: {:?}, password: \"***\" }}", self.username)
+        write!(
+            f,
+            "BasicAuth {{ username: {:?}, password: \"***\" }}",
+            self.username
+        )
     }
 }
 
@@ -82,7 +86,11 @@ impl Backend {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        Ok(Backend { settings, model, client })
+        Ok(Backend {
+            settings,
+            model,
+            client,
+        })
     }
 
     /// The backend's name.
@@ -91,9 +99,18 @@ impl Backend {
     }
 
     /// Posts an envelope for `op` and returns the raw reply.
-    pub async fn call(&self, op: &Operation, envelope: String, request_id: Option<&HeaderValue>) -> Result<Reply, GatewayError> {
+    pub async fn call(
+        &self,
+        op: &Operation,
+        envelope: String,
+        request_id: Option<&HeaderValue>,
+    ) -> Result<Reply, GatewayError> {
         let (content_type, soap_action) = encode::http_headers(op);
-        let mut req = self.client.post(self.settings.url.clone()).header(reqwest::header::CONTENT_TYPE, content_type).body(envelope);
+        let mut req = self
+            .client
+            .post(self.settings.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(envelope);
         if let Some(action) = soap_action {
             req = req.header("SOAPAction", action);
         }
@@ -113,7 +130,10 @@ impl Backend {
     fn transport_error(&self, e: reqwest::Error) -> GatewayError {
         let backend = self.settings.name.clone();
         if e.is_timeout() {
-            return GatewayError::BackendTimeout { backend, timeout_ms: self.settings.timeout.as_millis() };
+            return GatewayError::BackendTimeout {
+                backend,
+                timeout_ms: self.settings.timeout.as_millis(),
+            };
         }
         // The source chain names the cause (refused, reset, closed before a full response).
         let mut reason = e.to_string();

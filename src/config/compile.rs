@@ -10,12 +10,14 @@ use axum::http::StatusCode;
 use regex::Regex;
 
 use super::raw::{BackendSection, FaultRuleSection, GatewayFile, RoutesFile};
-use super::{ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_route, units};
+use super::{
+    ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_route, units,
+};
 use crate::backend::{Backend, BackendSettings, BasicAuth};
 use crate::pipeline::faults::FaultRule;
 use crate::pipeline::route::RouteTable;
-use crate::schema::wsdl::{self, ReadOptions};
 use crate::schema::SoapVersion;
+use crate::schema::wsdl::{self, ReadOptions};
 
 /// Adjustments made by the caller rather than the files (dev mode points backends at the
 /// in-process ERP).
@@ -34,7 +36,11 @@ pub(crate) struct FileText {
 impl FileText {
     /// A problem in this file, at the first line (from `after` on) containing `needle`.
     pub fn problem(&self, needle: &str, after: usize, message: impl Into<String>) -> ConfigProblem {
-        ConfigProblem { file: self.path.clone(), line: self.line_of(needle, after), message: message.into() }
+        ConfigProblem {
+            file: self.path.clone(),
+            line: self.line_of(needle, after),
+            message: message.into(),
+        }
     }
 
     /// 1-based line of the first occurrence of `needle` at or after line `after`.
@@ -50,14 +56,25 @@ impl FileText {
 
 fn read_text(source: &ConfigSource, rel: &Path) -> Result<FileText, ConfigProblem> {
     let bytes = source.read(rel)?;
-    let text = String::from_utf8(bytes).map_err(|_| ConfigProblem { file: rel.into(), line: None, message: "not UTF-8 text".into() })?;
-    Ok(FileText { path: rel.into(), text })
+    let text = String::from_utf8(bytes).map_err(|_| ConfigProblem {
+        file: rel.into(),
+        line: None,
+        message: "not UTF-8 text".into(),
+    })?;
+    Ok(FileText {
+        path: rel.into(),
+        text,
+    })
 }
 
 fn parse_yaml<T: serde::de::DeserializeOwned>(file: &FileText) -> Result<T, ConfigProblem> {
     if file.text.trim().is_empty() {
         // An empty file is an empty mapping, not an error.
-        return yaml_serde::from_str("{}").map_err(|e| ConfigProblem { file: file.path.clone(), line: None, message: e.to_string() });
+        return yaml_serde::from_str("{}").map_err(|e| ConfigProblem {
+            file: file.path.clone(),
+            line: None,
+            message: e.to_string(),
+        });
     }
     yaml_serde::from_str(&file.text).map_err(|e| ConfigProblem {
         file: file.path.clone(),
@@ -69,7 +86,8 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(file: &FileText) -> Result<T, Conf
 /// Loads, validates and compiles the config; every problem is reported at once.
 pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gateway, ConfigError> {
     let mut problems = Vec::new();
-    let gateway_file = read_text(source, Path::new("gateway.yaml")).map_err(|p| ConfigError(vec![p]))?;
+    let gateway_file =
+        read_text(source, Path::new("gateway.yaml")).map_err(|p| ConfigError(vec![p]))?;
     let raw: GatewayFile = parse_yaml(&gateway_file).map_err(|p| ConfigError(vec![p]))?;
 
     let server = server_settings(&gateway_file, &raw, &mut problems);
@@ -104,7 +122,12 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
             }
         };
         for section in &parsed.routes {
-            match compile_route::compile(&file, section, &backends, raw.backends.contains_key(&section.backend)) {
+            match compile_route::compile(
+                &file,
+                section,
+                &backends,
+                raw.backends.contains_key(&section.backend),
+            ) {
                 Ok(route) => routes.push((route, file.problem(&section.route, 1, ""))),
                 Err(mut p) => problems.append(&mut p),
             }
@@ -114,16 +137,38 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
         problems.append(&mut p);
         RouteTable::default()
     });
-    if problems.is_empty() { Ok(Gateway { server, backends, routes }) } else { Err(ConfigError(problems)) }
+    if problems.is_empty() {
+        Ok(Gateway {
+            server,
+            backends,
+            routes,
+        })
+    } else {
+        Err(ConfigError(problems))
+    }
 }
 
-fn server_settings(file: &FileText, raw: &GatewayFile, problems: &mut Vec<ConfigProblem>) -> ServerSettings {
+fn server_settings(
+    file: &FileText,
+    raw: &GatewayFile,
+    problems: &mut Vec<ConfigProblem>,
+) -> ServerSettings {
     let s = &raw.server;
-    let mut settings = ServerSettings { listen: None, max_body: 1024 * 1024, request_timeout: Duration::from_secs(30) };
+    let mut settings = ServerSettings {
+        listen: None,
+        max_body: 1024 * 1024,
+        request_timeout: Duration::from_secs(30),
+    };
     if let Some(listen) = &s.listen {
         match listen.parse::<SocketAddr>() {
             Ok(a) => settings.listen = Some(a),
-            Err(_) => problems.push(file.problem("listen:", 1, format!("server.listen {listen:?} is not an address; write e.g. \"127.0.0.1:8080\""))),
+            Err(_) => problems.push(file.problem(
+                "listen:",
+                1,
+                format!(
+                    "server.listen {listen:?} is not an address; write e.g. \"127.0.0.1:8080\""
+                ),
+            )),
         }
     }
     if let Some(size) = &s.max_body {
@@ -135,27 +180,49 @@ fn server_settings(file: &FileText, raw: &GatewayFile, problems: &mut Vec<Config
     if let Some(t) = &s.request_timeout {
         match units::duration(t) {
             Ok(d) => settings.request_timeout = d,
-            Err(m) => problems.push(file.problem("request_timeout:", 1, format!("server.request_timeout: {m}"))),
+            Err(m) => problems.push(file.problem(
+                "request_timeout:",
+                1,
+                format!("server.request_timeout: {m}"),
+            )),
         }
     }
     settings
 }
 
-fn backend(source: &ConfigSource, file: &FileText, name: &str, s: &BackendSection, options: &CompileOptions) -> Result<Backend, Vec<ConfigProblem>> {
+fn backend(
+    source: &ConfigSource,
+    file: &FileText,
+    name: &str,
+    s: &BackendSection,
+    options: &CompileOptions,
+) -> Result<Backend, Vec<ConfigProblem>> {
     let at = file.line_of(&format!("{name}:"), 1).unwrap_or(1);
-    let here = |needle: &str, message: String| file.problem(needle, at, format!("backend {name}: {message}"));
+    let here = |needle: &str, message: String| {
+        file.problem(needle, at, format!("backend {name}: {message}"))
+    };
     let mut problems = Vec::new();
 
     let url = match (options.backend_urls.get(name), &s.url, &s.url_env) {
         (Some(u), _, _) => Some(u.clone()),
         (None, Some(u), None) => Some(u.clone()),
-        (None, None, Some(var)) => std::env::var(var).map_err(|_| problems.push(here("url_env:", format!("environment variable {var} is not set")))).ok(),
+        (None, None, Some(var)) => std::env::var(var)
+            .map_err(|_| {
+                problems.push(here(
+                    "url_env:",
+                    format!("environment variable {var} is not set"),
+                ))
+            })
+            .ok(),
         (None, Some(_), Some(_)) => {
             problems.push(here("url", "set either url or url_env, not both".into()));
             None
         }
         (None, None, None) => {
-            problems.push(here(&format!("{name}:"), "no endpoint; add url: \"http://host:port/path\" or url_env: VAR".into()));
+            problems.push(here(
+                &format!("{name}:"),
+                "no endpoint; add url: \"http://host:port/path\" or url_env: VAR".into(),
+            ));
             None
         }
     };
@@ -172,7 +239,10 @@ fn backend(source: &ConfigSource, file: &FileText, name: &str, s: &BackendSectio
         Some("1.1") => Some(SoapVersion::V11),
         Some("1.2") => Some(SoapVersion::V12),
         Some(v) => {
-            problems.push(here("soap_version:", format!("soap_version {v:?} is unknown; write \"1.1\" or \"1.2\"")));
+            problems.push(here(
+                "soap_version:",
+                format!("soap_version {v:?} is unknown; write \"1.1\" or \"1.2\""),
+            ));
             None
         }
     };
@@ -180,22 +250,35 @@ fn backend(source: &ConfigSource, file: &FileText, name: &str, s: &BackendSectio
         .read(Path::new(&s.wsdl))
         .map_err(|p| here("wsdl:", p.message))
         .and_then(|bytes| {
-            wsdl::read(&bytes, ReadOptions { soap_version, naming: s.json_naming }).map_err(|e| ConfigProblem {
+            wsdl::read(
+                &bytes,
+                ReadOptions {
+                    soap_version,
+                    naming: s.json_naming,
+                },
+            )
+            .map_err(|e| ConfigProblem {
                 file: PathBuf::from(&s.wsdl),
                 line: match &e {
                     wsdl::WsdlError::Xml(x) => Some(x.line),
                     wsdl::WsdlError::Invalid { line, .. } => Some(*line),
                 },
-                message: format!("WSDL of backend {name}: {}", match &e {
-                    wsdl::WsdlError::Xml(x) => x.message.clone(),
-                    wsdl::WsdlError::Invalid { message, .. } => message.clone(),
-                }),
+                message: format!(
+                    "WSDL of backend {name}: {}",
+                    match &e {
+                        wsdl::WsdlError::Xml(x) => x.message.clone(),
+                        wsdl::WsdlError::Invalid { message, .. } => message.clone(),
+                    }
+                ),
             })
         })
         .map_err(|p| problems.push(p))
         .ok();
 
-    let mut duration = |key: &str, value: &Option<String>, default: Duration| match value.as_deref().map(units::duration) {
+    let mut duration = |key: &str, value: &Option<String>, default: Duration| match value
+        .as_deref()
+        .map(units::duration)
+    {
         None => default,
         Some(Ok(d)) => d,
         Some(Err(m)) => {
@@ -204,7 +287,11 @@ fn backend(source: &ConfigSource, file: &FileText, name: &str, s: &BackendSectio
         }
     };
     let timeout = duration("timeout", &s.timeout, Duration::from_secs(30));
-    let connect_timeout = duration("connect_timeout", &s.connect_timeout, Duration::from_secs(5));
+    let connect_timeout = duration(
+        "connect_timeout",
+        &s.connect_timeout,
+        Duration::from_secs(5),
+    );
     let basic = s.auth.as_ref().and_then(|a| a.basic.as_ref()).and_then(|b| {
         let secret = match (&b.password_env, &b.password_file) {
             (Some(var), None) => std::env::var(var).map_err(|_| format!("environment variable {var} (password_env) is not set")),
@@ -219,7 +306,14 @@ fn backend(source: &ConfigSource, file: &FileText, name: &str, s: &BackendSectio
 
     match (url, model, problems.is_empty()) {
         (Some(url), Some(model), true) => {
-            let settings = BackendSettings { name: name.to_string(), url, timeout, connect_timeout, basic, faults };
+            let settings = BackendSettings {
+                name: name.to_string(),
+                url,
+                timeout,
+                connect_timeout,
+                basic,
+                faults,
+            };
             Backend::new(settings, model).map_err(|m| vec![here(&format!("{name}:"), m)])
         }
         _ => Err(problems),
@@ -227,13 +321,25 @@ fn backend(source: &ConfigSource, file: &FileText, name: &str, s: &BackendSectio
 }
 
 /// Compiles fault rules, recording problems against the file.
-pub(crate) fn fault_rules(file: &FileText, at: usize, sections: &[FaultRuleSection], problems: &mut Vec<ConfigProblem>) -> Vec<FaultRule> {
+pub(crate) fn fault_rules(
+    file: &FileText,
+    at: usize,
+    sections: &[FaultRuleSection],
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<FaultRule> {
     let mut rules = Vec::new();
     for r in sections {
         let status = match StatusCode::from_u16(r.status) {
             Ok(s) if s.is_client_error() || s.is_server_error() => s,
             _ => {
-                problems.push(file.problem("status:", at, format!("fault status {} is not an HTTP error status; use 400–599", r.status)));
+                problems.push(file.problem(
+                    "status:",
+                    at,
+                    format!(
+                        "fault status {} is not an HTTP error status; use 400–599",
+                        r.status
+                    ),
+                ));
                 continue;
             }
         };
@@ -241,7 +347,11 @@ pub(crate) fn fault_rules(file: &FileText, at: usize, sections: &[FaultRuleSecti
             None => None,
             Some(Ok(re)) => Some(re),
             Some(Err(e)) => {
-                problems.push(file.problem("reason:", at, format!("fault reason is not a valid regular expression: {e}")));
+                problems.push(file.problem(
+                    "reason:",
+                    at,
+                    format!("fault reason is not a valid regular expression: {e}"),
+                ));
                 continue;
             }
         };
@@ -249,7 +359,11 @@ pub(crate) fn fault_rules(file: &FileText, at: usize, sections: &[FaultRuleSecti
             problems.push(file.problem("status:", at, "a fault rule needs code:, reason: or both"));
             continue;
         }
-        rules.push(FaultRule { code: r.code.clone(), reason, status });
+        rules.push(FaultRule {
+            code: r.code.clone(),
+            reason,
+            status,
+        });
     }
     rules
 }

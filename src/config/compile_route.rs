@@ -9,17 +9,24 @@ use std::sync::Arc;
 use axum::http::{HeaderName, Method, StatusCode};
 use yaml_serde::Value as Yaml;
 
+use super::ConfigProblem;
 use super::compile::{FileText, fault_rules};
 use super::raw::RouteSection;
-use super::ConfigProblem;
 use crate::backend::Backend;
 use crate::pipeline::route::{Route, Source};
 use crate::schema::{Element, SchemaSet, TypeRef};
 
 /// Compiles a route; `backend_declared` distinguishes a typo from a backend that failed to compile.
-pub fn compile(file: &FileText, s: &RouteSection, backends: &BTreeMap<String, Arc<Backend>>, backend_declared: bool) -> Result<Route, Vec<ConfigProblem>> {
+pub fn compile(
+    file: &FileText,
+    s: &RouteSection,
+    backends: &BTreeMap<String, Arc<Backend>>,
+    backend_declared: bool,
+) -> Result<Route, Vec<ConfigProblem>> {
     let at = file.line_of(&s.route, 1).unwrap_or(1);
-    let here = |needle: &str, message: String| file.problem(needle, at, format!("route {:?}: {message}", s.route));
+    let here = |needle: &str, message: String| {
+        file.problem(needle, at, format!("route {:?}: {message}", s.route))
+    };
     let mut problems = Vec::new();
 
     let (method, path, params) = match parse_route(&s.route) {
@@ -31,22 +38,61 @@ pub fn compile(file: &FileText, s: &RouteSection, backends: &BTreeMap<String, Ar
             return Err(Vec::new()); // its own problems are already reported
         }
         let known: Vec<&str> = backends.keys().map(String::as_str).collect();
-        return Err(vec![here("backend:", format!("unknown backend {:?}; defined in gateway.yaml: {}", s.backend, known.join(", ")))]);
+        return Err(vec![here(
+            "backend:",
+            format!(
+                "unknown backend {:?}; defined in gateway.yaml: {}",
+                s.backend,
+                known.join(", ")
+            ),
+        )]);
     };
-    let Some(op_index) = backend.model.operations.iter().position(|o| o.name == s.operation) else {
-        let known: Vec<&str> = backend.model.operations.iter().map(|o| o.name.as_str()).collect();
-        return Err(vec![here("operation:", format!("backend {} has no operation {:?}; its WSDL offers: {}", s.backend, s.operation, known.join(", ")))]);
+    let Some(op_index) = backend
+        .model
+        .operations
+        .iter()
+        .position(|o| o.name == s.operation)
+    else {
+        let known: Vec<&str> = backend
+            .model
+            .operations
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect();
+        return Err(vec![here(
+            "operation:",
+            format!(
+                "backend {} has no operation {:?}; its WSDL offers: {}",
+                s.backend,
+                s.operation,
+                known.join(", ")
+            ),
+        )]);
     };
     let op = &backend.model.operations[op_index];
     let schema = &backend.model.schema;
 
-    let ctx = MapCtx { schema, params: &params, problems: &mut problems, here: &here };
+    let ctx = MapCtx {
+        schema,
+        params: &params,
+        problems: &mut problems,
+        here: &here,
+    };
     let input = match &s.request {
-        None if matches!(method, Method::GET | Method::DELETE | Method::HEAD) => Some(Source::Object { fields: Vec::new(), spread: None }),
+        None if matches!(method, Method::GET | Method::DELETE | Method::HEAD) => {
+            Some(Source::Object {
+                fields: Vec::new(),
+                spread: None,
+            })
+        }
         None => Some(Source::Body(Vec::new())),
         Some(value) => ctx.source(&op.input, value, &op.input.name),
     };
-    if let Some(Source::Object { fields, spread: None }) = &input {
+    if let Some(Source::Object {
+        fields,
+        spread: None,
+    }) = &input
+    {
         check_required(&op.input, schema, fields, &mut problems, &here);
     }
     let response = match response_path(&op.output, schema, s.response.as_deref()) {
@@ -60,7 +106,10 @@ pub fn compile(file: &FileText, s: &RouteSection, backends: &BTreeMap<String, Ar
         None => StatusCode::OK,
         Some(Ok(st)) if st.is_success() => st,
         Some(_) => {
-            problems.push(here("status:", "status must be a 2xx code such as 200 or 201".into()));
+            problems.push(here(
+                "status:",
+                "status must be a 2xx code such as 200 or 201".into(),
+            ));
             StatusCode::OK
         }
     };
@@ -85,14 +134,21 @@ pub fn compile(file: &FileText, s: &RouteSection, backends: &BTreeMap<String, Ar
 /// `"GET /items/{no}"` → (method, path, parameter names).
 fn parse_route(text: &str) -> Result<(Method, String, Vec<String>), String> {
     let hint = "write it as \"METHOD /path/{param}\", e.g. \"GET /items/{no}\"";
-    let (method, path) = text.trim().split_once(' ').ok_or_else(|| format!("{hint}"))?;
+    let (method, path) = text
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| hint.to_string())?;
     let method = match method {
         "GET" => Method::GET,
         "POST" => Method::POST,
         "PUT" => Method::PUT,
         "PATCH" => Method::PATCH,
         "DELETE" => Method::DELETE,
-        other => return Err(format!("method {other:?} is not one of GET, POST, PUT, PATCH, DELETE; {hint}")),
+        other => {
+            return Err(format!(
+                "method {other:?} is not one of GET, POST, PUT, PATCH, DELETE; {hint}"
+            ));
+        }
     };
     let path = path.trim();
     if !path.starts_with('/') {
@@ -102,14 +158,21 @@ fn parse_route(text: &str) -> Result<(Method, String, Vec<String>), String> {
     for seg in path.split('/').skip(1) {
         if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("path parameter {{{name}}} must be a name of letters, digits and _"));
+                return Err(format!(
+                    "path parameter {{{name}}} must be a name of letters, digits and _"
+                ));
             }
             if params.iter().any(|p| p == name) {
                 return Err(format!("path parameter {{{name}}} appears twice"));
             }
             params.push(name.to_string());
-        } else if !seg.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)) {
-            return Err(format!("path segment {seg:?} may hold only letters, digits, -._~ or a whole {{param}}"));
+        } else if !seg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+        {
+            return Err(format!(
+                "path segment {seg:?} may hold only letters, digits, -._~ or a whole {{param}}"
+            ));
         }
     }
     Ok((method, path.to_string(), params))
@@ -132,7 +195,11 @@ impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
         match value {
             Yaml::String(s) => self.expression(s, at),
             Yaml::Bool(b) => Some(Source::Literal((*b).into())),
-            Yaml::Number(n) => n.to_string().parse::<serde_json::Number>().ok().map(|n| Source::Literal(n.into())),
+            Yaml::Number(n) => n
+                .to_string()
+                .parse::<serde_json::Number>()
+                .ok()
+                .map(|n| Source::Literal(n.into())),
             Yaml::Mapping(map) => {
                 let TypeRef::Complex(id) = el.ty else {
                     self.problems.push((self.here)(at, format!("{at} is a simple value; map it to one source such as \"{{path.x}}\", not to fields")));
@@ -143,16 +210,30 @@ impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
                 let mut spread = None;
                 for (k, v) in map {
                     let Some(key) = k.as_str() else {
-                        self.problems.push((self.here)(at, format!("keys under {at} must be element names")));
+                        self.problems.push((self.here)(
+                            at,
+                            format!("keys under {at} must be element names"),
+                        ));
                         continue;
                     };
                     if key == "..." {
                         spread = self.source_mut(el, v, at).map(Box::new);
                         continue;
                     }
-                    let Some(child) = ct.children.iter().find(|c| c.name == key || c.json_name == key) else {
-                        let names: Vec<&str> = ct.children.iter().map(|c| c.name.as_str()).collect();
-                        self.problems.push((self.here)(key, format!("{at} has no element {key:?}; its elements are: {}", names.join(", "))));
+                    let Some(child) = ct
+                        .children
+                        .iter()
+                        .find(|c| c.name == key || c.json_name == key)
+                    else {
+                        let names: Vec<&str> =
+                            ct.children.iter().map(|c| c.name.as_str()).collect();
+                        self.problems.push((self.here)(
+                            key,
+                            format!(
+                                "{at} has no element {key:?}; its elements are: {}",
+                                names.join(", ")
+                            ),
+                        ));
                         continue;
                     };
                     if let Some(src) = self.source_mut(child, v, key) {
@@ -179,14 +260,18 @@ impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
             ("body", keys) => Source::Body(keys.split('.').map(str::to_string).collect()),
             ("path", p) if self.params.iter().any(|x| x == p) => Source::Path(p.to_string()),
             ("path", p) => {
-                self.problems.push(fail(format!("{{path.{p}}} is not a parameter of the route path (it has: {})", self.params.join(", "))));
+                self.problems.push(fail(format!(
+                    "{{path.{p}}} is not a parameter of the route path (it has: {})",
+                    self.params.join(", ")
+                )));
                 return None;
             }
             ("query", q) if !q.is_empty() => Source::Query(q.to_string()),
             ("header", h) => match HeaderName::from_bytes(h.as_bytes()) {
                 Ok(name) => Source::Header(name),
                 Err(_) => {
-                    self.problems.push(fail(format!("{h:?} is not a valid header name")));
+                    self.problems
+                        .push(fail(format!("{h:?} is not a valid header name")));
                     return None;
                 }
             },
@@ -200,9 +285,22 @@ impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
 }
 
 /// Every required child of the input element must be mapped when the body is not spread.
-fn check_required(input: &Element, schema: &SchemaSet, fields: &[(String, Source)], problems: &mut Vec<ConfigProblem>, here: &impl Fn(&str, String) -> ConfigProblem) {
-    let TypeRef::Complex(id) = input.ty else { return };
-    for child in schema.complex(id).children.iter().filter(|c| c.is_required()) {
+fn check_required(
+    input: &Element,
+    schema: &SchemaSet,
+    fields: &[(String, Source)],
+    problems: &mut Vec<ConfigProblem>,
+    here: &impl Fn(&str, String) -> ConfigProblem,
+) {
+    let TypeRef::Complex(id) = input.ty else {
+        return;
+    };
+    for child in schema
+        .complex(id)
+        .children
+        .iter()
+        .filter(|c| c.is_required())
+    {
         if !fields.iter().any(|(k, _)| *k == child.json_name) {
             problems.push(here("request:", format!(
                 "the operation's input requires element {0} but the route does not fill it; add under request: `{0}: \"{{query.{1}}}\"` (or a path/header/body source)",
@@ -214,8 +312,14 @@ fn check_required(input: &Element, schema: &SchemaSet, fields: &[(String, Source
 
 /// Resolves `response:` (dot-separated element names under the output element) to JSON keys.
 /// Without it, a wrapper holding a single element answers with that element.
-fn response_path(output: &Element, schema: &SchemaSet, spec: Option<&str>) -> Result<Vec<String>, String> {
-    let TypeRef::Complex(id) = output.ty else { return Ok(Vec::new()) };
+fn response_path(
+    output: &Element,
+    schema: &SchemaSet,
+    spec: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let TypeRef::Complex(id) = output.ty else {
+        return Ok(Vec::new());
+    };
     let Some(spec) = spec else {
         let ct = schema.complex(id);
         return Ok(match (ct.children.as_slice(), ct.attributes.is_empty()) {
@@ -226,11 +330,20 @@ fn response_path(output: &Element, schema: &SchemaSet, spec: Option<&str>) -> Re
     let mut keys = Vec::new();
     let mut ty = Some(id);
     for name in spec.split('.').filter(|n| !n.is_empty()) {
-        let ct = ty.map(|t| schema.complex(t)).ok_or_else(|| format!("response: {name:?} is below a simple value"))?;
-        let child = ct.children.iter().find(|c| c.name == name || c.json_name == name).ok_or_else(|| {
-            let names: Vec<&str> = ct.children.iter().map(|c| c.name.as_str()).collect();
-            format!("response: no element {name:?} here; available: {}", names.join(", "))
-        })?;
+        let ct = ty
+            .map(|t| schema.complex(t))
+            .ok_or_else(|| format!("response: {name:?} is below a simple value"))?;
+        let child = ct
+            .children
+            .iter()
+            .find(|c| c.name == name || c.json_name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ct.children.iter().map(|c| c.name.as_str()).collect();
+                format!(
+                    "response: no element {name:?} here; available: {}",
+                    names.join(", ")
+                )
+            })?;
         keys.push(child.json_name.clone());
         ty = match child.ty {
             TypeRef::Complex(t) => Some(t),

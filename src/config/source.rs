@@ -7,9 +7,18 @@ use super::ConfigProblem;
 /// The sample config shipped in `config/`, embedded so `serve --dev` needs no files.
 const EMBEDDED: &[(&str, &str)] = &[
     ("gateway.yaml", include_str!("../../config/gateway.yaml")),
-    ("routes/items.yaml", include_str!("../../config/routes/items.yaml")),
-    ("routes/production.yaml", include_str!("../../config/routes/production.yaml")),
-    ("wsdl/sample-erp.wsdl", include_str!("../../config/wsdl/sample-erp.wsdl")),
+    (
+        "routes/items.yaml",
+        include_str!("../../config/routes/items.yaml"),
+    ),
+    (
+        "routes/production.yaml",
+        include_str!("../../config/routes/production.yaml"),
+    ),
+    (
+        "wsdl/sample-erp.wsdl",
+        include_str!("../../config/wsdl/sample-erp.wsdl"),
+    ),
 ];
 
 /// A set of config files addressed by paths relative to the config directory.
@@ -24,7 +33,11 @@ pub enum ConfigSource {
 impl ConfigSource {
     /// Reads one file.
     pub fn read(&self, rel: &Path) -> Result<Vec<u8>, ConfigProblem> {
-        let problem = |message: String| ConfigProblem { file: rel.to_path_buf(), line: None, message };
+        let problem = |message: String| ConfigProblem {
+            file: rel.to_path_buf(),
+            line: None,
+            message,
+        };
         match self {
             ConfigSource::Dir(dir) => std::fs::read(dir.join(rel))
                 .map_err(|e| problem(format!("cannot read {}: {e}", dir.join(rel).display()))),
@@ -46,13 +59,21 @@ impl ConfigSource {
                     return Ok(Vec::new());
                 }
                 std::fs::read_dir(&routes)
-                    .map_err(|e| ConfigProblem { file: "routes".into(), line: None, message: format!("cannot list {}: {e}", routes.display()) })?
+                    .map_err(|e| ConfigProblem {
+                        file: "routes".into(),
+                        line: None,
+                        message: format!("cannot list {}: {e}", routes.display()),
+                    })?
                     .filter_map(|entry| entry.ok().map(|e| e.path()))
                     .filter(|p| is_yaml(p))
                     .filter_map(|p| p.file_name().map(|n| Path::new("routes").join(n)))
                     .collect()
             }
-            ConfigSource::Embedded => EMBEDDED.iter().map(|(p, _)| PathBuf::from(p)).filter(|p| p.starts_with("routes") && is_yaml(p)).collect(),
+            ConfigSource::Embedded => EMBEDDED
+                .iter()
+                .map(|(p, _)| PathBuf::from(p))
+                .filter(|p| p.starts_with("routes") && is_yaml(p))
+                .collect(),
         };
         files.sort();
         Ok(files)
@@ -62,6 +83,10 @@ impl ConfigSource {
 impl ConfigSource {
     /// A problem with its file shown under the config directory, as a user would open it.
     pub fn display_path(dir: &Path, p: &ConfigProblem) -> String {
-        ConfigProblem { file: dir.join(&p.file), ..p.clone() }.to_string()
+        ConfigProblem {
+            file: dir.join(&p.file),
+            ..p.clone()
+        }
+        .to_string()
     }
 }

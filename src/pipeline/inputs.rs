@@ -22,9 +22,21 @@ pub struct RequestValues<'a> {
 /// Builds the input value; `None` when the source has no value in this request.
 pub fn assemble(source: &Source, req: &RequestValues<'_>) -> Option<Value> {
     match source {
-        Source::Path(name) => req.path.iter().find(|(k, _)| k == name).map(|(_, v)| Value::String(v.clone())),
-        Source::Query(name) => req.query.iter().find(|(k, _)| k == name).map(|(_, v)| Value::String(v.clone())),
-        Source::Header(name) => req.headers.get(name).and_then(|v| v.to_str().ok()).map(|v| Value::String(v.to_string())),
+        Source::Path(name) => req
+            .path
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| Value::String(v.clone())),
+        Source::Query(name) => req
+            .query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| Value::String(v.clone())),
+        Source::Header(name) => req
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| Value::String(v.to_string())),
         Source::Body(keys) => keys.iter().try_fold(req.body?, |v, k| v.get(k)).cloned(),
         Source::Literal(v) => Some(v.clone()),
         Source::Object { fields, spread } => {
@@ -57,17 +69,31 @@ pub fn locate(source: &Source, err: FieldError) -> FieldError {
 }
 
 fn relocate(source: &Source, pointer: &str, err: FieldError) -> FieldError {
-    let param = |location: &'static str, name: &str| FieldError { pointer: None, location: Some(location), parameter: Some(name.to_string()), detail: err.detail.clone() };
+    let param = |location: &'static str, name: &str| FieldError {
+        pointer: None,
+        location: Some(location),
+        parameter: Some(name.to_string()),
+        detail: err.detail.clone(),
+    };
     match source {
         Source::Path(name) => param("path", name),
         Source::Query(name) => param("query", name),
         Source::Header(name) => param("header", name.as_str()),
         Source::Body(keys) => {
-            let mut p: String = keys.iter().fold(String::new(), |acc, k| crate::translate::pointer_push(&acc, k));
+            let mut p: String = keys.iter().fold(String::new(), |acc, k| {
+                crate::translate::pointer_push(&acc, k)
+            });
             p.push_str(pointer);
-            FieldError { pointer: Some(p), ..err }
+            FieldError {
+                pointer: Some(p),
+                ..err
+            }
         }
-        Source::Literal(_) => FieldError { pointer: None, detail: format!("the route's configured value is invalid: {}", err.detail), ..err },
+        Source::Literal(_) => FieldError {
+            pointer: None,
+            detail: format!("the route's configured value is invalid: {}", err.detail),
+            ..err
+        },
         Source::Object { fields, spread } => {
             let (first, rest) = split_first(pointer);
             if let Some((_, src)) = fields.iter().find(|(k, _)| *k == first) {
@@ -96,19 +122,40 @@ mod tests {
     #[test]
     fn fields_override_the_spread_body_and_errors_find_their_origin() {
         let source = Source::Object {
-            fields: vec![("orderNo".into(), Source::Path("no".into())), ("qty".into(), Source::Body(vec!["quantity".into()]))],
+            fields: vec![
+                ("orderNo".into(), Source::Path("no".into())),
+                ("qty".into(), Source::Body(vec!["quantity".into()])),
+            ],
             spread: Some(Box::new(Source::Body(vec![]))),
         };
         let body = json!({"orderNo": "evil", "quantity": 5, "note": "x"});
         let headers = HeaderMap::new();
-        let req = RequestValues { path: &[("no".into(), "PO-1".into())], query: &[], headers: &headers, body: Some(&body) };
+        let req = RequestValues {
+            path: &[("no".into(), "PO-1".into())],
+            query: &[],
+            headers: &headers,
+            body: Some(&body),
+        };
         let v = assemble(&source, &req).expect("object");
         assert_eq!(v["orderNo"], "PO-1");
         assert_eq!(v["qty"], 5);
         assert_eq!(v["note"], "x");
         let e = locate(&source, FieldError::at("/orderNo", "bad"));
-        assert_eq!((e.location, e.parameter.as_deref(), e.pointer), (Some("path"), Some("no"), None));
-        assert_eq!(locate(&source, FieldError::at("/qty", "bad")).pointer.as_deref(), Some("/quantity"));
-        assert_eq!(locate(&source, FieldError::at("/note/0", "bad")).pointer.as_deref(), Some("/note/0"));
+        assert_eq!(
+            (e.location, e.parameter.as_deref(), e.pointer),
+            (Some("path"), Some("no"), None)
+        );
+        assert_eq!(
+            locate(&source, FieldError::at("/qty", "bad"))
+                .pointer
+                .as_deref(),
+            Some("/quantity")
+        );
+        assert_eq!(
+            locate(&source, FieldError::at("/note/0", "bad"))
+                .pointer
+                .as_deref(),
+            Some("/note/0")
+        );
     }
 }

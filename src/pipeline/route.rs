@@ -38,7 +38,10 @@ impl Source {
     pub fn reads_body(&self) -> bool {
         match self {
             Source::Body(_) => true,
-            Source::Object { fields, spread } => fields.iter().any(|(_, s)| s.reads_body()) || spread.as_ref().is_some_and(|s| s.reads_body()),
+            Source::Object { fields, spread } => {
+                fields.iter().any(|(_, s)| s.reads_body())
+                    || spread.as_ref().is_some_and(|s| s.reads_body())
+            }
             _ => false,
         }
     }
@@ -76,6 +79,14 @@ impl Route {
     }
 }
 
+/// A route matched for a request.
+pub struct Matched {
+    /// The route.
+    pub route: Arc<Route>,
+    /// Percent-decoded path parameters, in path order.
+    pub params: Vec<(String, String)>,
+}
+
 /// All routes plus a matcher from path to the routes on it.
 #[derive(Default)]
 pub struct RouteTable {
@@ -85,7 +96,13 @@ pub struct RouteTable {
 
 impl std::fmt::Debug for RouteTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.routes.iter().map(|r| format!("{} {}", r.method, r.path))).finish()
+        f.debug_list()
+            .entries(
+                self.routes
+                    .iter()
+                    .map(|r| format!("{} {}", r.method, r.path)),
+            )
+            .finish()
     }
 }
 
@@ -100,7 +117,13 @@ impl RouteTable {
             match paths.iter_mut().find(|(p, _)| *p == route.path) {
                 Some((_, ids)) => {
                     if ids.iter().any(|&i| table.routes[i].method == route.method) {
-                        problems.push(ConfigProblem { message: format!("route {} {} is defined twice; remove or rename one", route.method, route.path), ..at });
+                        problems.push(ConfigProblem {
+                            message: format!(
+                                "route {} {} is defined twice; remove or rename one",
+                                route.method, route.path
+                            ),
+                            ..at
+                        });
                         continue;
                     }
                     ids.push(idx);
@@ -119,7 +142,11 @@ impl RouteTable {
                 });
             }
         }
-        if problems.is_empty() { Ok(table) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(table)
+        } else {
+            Err(problems)
+        }
     }
 
     /// Every route, in config order.
@@ -128,26 +155,41 @@ impl RouteTable {
     }
 
     /// The route for a request, with its percent-decoded path parameters.
-    pub fn find(&self, method: &Method, path: &str) -> Result<(Arc<Route>, Vec<(String, String)>), GatewayError> {
-        let m = self.matcher.at(path).map_err(|_| GatewayError::RouteNotFound(path.to_string()))?;
+    pub fn find(&self, method: &Method, path: &str) -> Result<Matched, GatewayError> {
+        let m = self
+            .matcher
+            .at(path)
+            .map_err(|_| GatewayError::RouteNotFound(path.to_string()))?;
         let route = m
             .value
             .iter()
             .map(|&i| &self.routes[i])
             .find(|r| r.method == method || (method == Method::HEAD && r.method == Method::GET))
-            .ok_or_else(|| GatewayError::MethodNotAllowed(m.value.iter().map(|&i| self.routes[i].method.clone()).collect()))?;
+            .ok_or_else(|| {
+                GatewayError::MethodNotAllowed(
+                    m.value
+                        .iter()
+                        .map(|&i| self.routes[i].method.clone())
+                        .collect(),
+                )
+            })?;
         let mut params = Vec::with_capacity(m.params.len());
         for (k, v) in m.params.iter() {
             let decoded = percent_encoding::percent_decode_str(v)
                 .decode_utf8()
-                .map_err(|_| GatewayError::Validation(vec![crate::error::FieldError {
-                    pointer: None,
-                    location: Some("path"),
-                    parameter: Some(k.to_string()),
-                    detail: "is not valid UTF-8 after percent-decoding".into(),
-                }]))?;
+                .map_err(|_| {
+                    GatewayError::Validation(vec![crate::error::FieldError {
+                        pointer: None,
+                        location: Some("path"),
+                        parameter: Some(k.to_string()),
+                        detail: "is not valid UTF-8 after percent-decoding".into(),
+                    }])
+                })?;
             params.push((k.to_string(), decoded.into_owned()));
         }
-        Ok((route.clone(), params))
+        Ok(Matched {
+            route: route.clone(),
+            params,
+        })
     }
 }

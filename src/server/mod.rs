@@ -27,7 +27,9 @@ pub struct AppState {
 impl AppState {
     /// State serving `gateway`.
     pub fn new(gateway: Gateway) -> Self {
-        AppState { gateway: Arc::new(ArcSwap::from_pointee(gateway)) }
+        AppState {
+            gateway: Arc::new(ArcSwap::from_pointee(gateway)),
+        }
     }
 }
 
@@ -49,8 +51,14 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests.
-pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

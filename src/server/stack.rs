@@ -22,7 +22,10 @@ pub fn wrap(router: Router, request_timeout: Duration) -> Router {
     // order a request passes through.
     router
         // A whole-request deadline, above the per-backend timeouts.
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            request_timeout,
+        ))
         // A panic anywhere below becomes a 500 problem, never a dropped connection.
         .layer(CatchPanicLayer::custom(panic_problem))
         // Errors produced by the layers below come without a body: give them one.
@@ -33,21 +36,29 @@ pub fn wrap(router: Router, request_timeout: Duration) -> Router {
         // Every request gets an id (a client's own is kept) before anything logs.
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         // Credentials never reach logs: marked before the trace layer sees headers.
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
 }
 
 async fn problem_for_bare_errors(res: Response) -> Response {
-    let is_problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if res.status().is_client_error() || res.status().is_server_error() {
-        if !is_problem {
-            return bare_status_problem(res.status());
-        }
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if (res.status().is_client_error() || res.status().is_server_error()) && !is_problem {
+        return bare_status_problem(res.status());
     }
     res
 }
 
 fn panic_problem(err: Box<dyn Any + Send + 'static>) -> Response {
-    let what = err.downcast_ref::<String>().map(String::as_str).or_else(|| err.downcast_ref::<&str>().copied()).unwrap_or("unknown panic");
+    let what = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
     tracing::error!(panic = what, "request handler panicked");
     GatewayError::Internal(what.to_string()).into_response()
 }

@@ -35,41 +35,74 @@ impl Drop for Gateway {
 }
 
 async fn start(source: ConfigSource, options: CompileOptions) -> Gateway {
-    let gateway = config::compile(&source, &options).unwrap_or_else(|e| panic!("test config must compile:\n{e}"));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let gateway = config::compile(&source, &options)
+        .unwrap_or_else(|e| panic!("test config must compile:\n{e}"));
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
     let addr: SocketAddr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(server::run(listener, AppState::new(gateway), async move {
         let _ = rx.await;
     }));
-    Gateway { base: format!("http://{addr}"), stop: Some(tx) }
+    Gateway {
+        base: format!("http://{addr}"),
+        stop: Some(tx),
+    }
 }
 
 /// The gateway over the embedded sample config, with the sample ERP in-process (dev mode).
 pub async fn dev() -> Gateway {
     let erp = veneer::dev::start().await.expect("sample ERP starts");
-    start(ConfigSource::Embedded, CompileOptions { backend_urls: [("erp".to_string(), erp.url)].into() }).await
+    start(
+        ConfigSource::Embedded,
+        CompileOptions {
+            backend_urls: [("erp".to_string(), erp.url)].into(),
+        },
+    )
+    .await
 }
 
 /// The gateway over a config directory.
 pub async fn with_config(dir: &Path) -> Gateway {
-    start(ConfigSource::Dir(dir.to_path_buf()), CompileOptions::default()).await
+    start(
+        ConfigSource::Dir(dir.to_path_buf()),
+        CompileOptions::default(),
+    )
+    .await
 }
 
 /// An HTTP client that never uses a proxy (tests talk to loopback only).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
 }
 
 /// Asserts a problem+json response and returns its body.
 pub async fn problem(res: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(res.status().as_u16(), status, "status");
-    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     assert_eq!(ct, "application/problem+json", "content type");
     let body: serde_json::Value = res.json().await.expect("problem body is JSON");
     assert_eq!(body["status"], status, "problem status member: {body}");
-    assert!(body["type"].as_str().is_some_and(|t| !t.is_empty()), "problem type: {body}");
-    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "problem title: {body}");
-    assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "problem detail: {body}");
+    assert!(
+        body["type"].as_str().is_some_and(|t| !t.is_empty()),
+        "problem type: {body}"
+    );
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "problem title: {body}"
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|t| !t.is_empty()),
+        "problem detail: {body}"
+    );
     body
 }

@@ -1,0 +1,23 @@
+# Multi-stage build: a Rust builder (gcc for aws-lc-sys) and a slim runtime.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+COPY config config
+RUN cargo build --release --locked && strip target/release/veneer
+
+FROM debian:bookworm-slim
+# ca-certificates: HTTPS backends are verified against the system roots.
+# curl: the HEALTHCHECK below.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home veneer
+COPY --from=build /src/target/release/veneer /usr/local/bin/veneer
+COPY config /etc/veneer
+USER veneer
+ENV VENEER_CONFIG=/etc/veneer VENEER_LISTEN=0.0.0.0:8080
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=2s --retries=3 CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+ENTRYPOINT ["veneer"]
+CMD ["serve"]
