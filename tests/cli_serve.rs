@@ -18,19 +18,36 @@ async fn dev_mode_prints_working_commands_and_stops_cleanly() {
     let mut curl = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("stdout line");
-        if let Some(cmd) = line.trim().strip_prefix("curl -s http://").filter(|c| c.ends_with("/items/1000")) {
+        if let Some(cmd) = line
+            .trim()
+            .strip_prefix("curl -s http://")
+            .filter(|c| c.ends_with("/items/1000"))
+        {
             curl = Some(format!("http://{cmd}"));
             break;
         }
     }
     let url = curl.expect("dev mode prints a curl for /items/1000");
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
-    let item: serde_json::Value = client.get(&url).send().await.expect("request").json().await.expect("json");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let item: serde_json::Value = client
+        .get(&url)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(item["blocked"], false);
     assert!(item["inventory"].is_number());
     assert!(item["location"].is_array());
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
     assert!(status.success());
     let exit = child.wait().expect("veneer exits");
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
