@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::config::{self, ConfigSource, compile::CompileOptions};
-use crate::dev;
 use crate::server::{self, AppState};
+use crate::{admin, dev};
 
 /// A REST/JSON facade for SOAP ERPs.
 #[derive(Debug, Parser)]
@@ -42,6 +42,48 @@ pub enum Command {
         #[arg(long, env = "VENEER_CONFIG", default_value = "config")]
         config: PathBuf,
     },
+    /// Manage the signing keys of the built-in token issuer.
+    Keys {
+        /// What to do with keys.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Register OAuth2 clients.
+    Client {
+        /// What to do.
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+/// `veneer keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a signing key in DIR (the newest key signs; older ones keep verifying).
+    New {
+        /// Key directory (auth.signing_keys).
+        #[arg(long, default_value = "config/keys")]
+        dir: PathBuf,
+        /// ES256 or EdDSA.
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+    },
+}
+
+/// `veneer client …`.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a client: prints its secret once and the config lines with the secret's hash.
+    New {
+        /// client_id.
+        #[arg(long)]
+        id: String,
+        /// Comma-separated scopes it may be granted.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+    /// Hash a secret read from standard input (for secrets made elsewhere).
+    Hash,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -50,11 +92,10 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(config),
-        Command::Serve {
-            config,
-            listen,
-            dev,
-        } => match serve(config, listen, dev).await {
+        Command::Keys { command: KeysCommand::New { dir, alg } } => report(admin::new_key(&dir, &alg)),
+        Command::Client { command: ClientCommand::New { id, scopes } } => report(admin::new_client(&id, &scopes)),
+        Command::Client { command: ClientCommand::Hash } => report(admin::hash_stdin()),
+        Command::Serve { config, listen, dev } => match serve(config, listen, dev).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("error: {message}");
@@ -64,15 +105,23 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+fn report(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn check(dir: PathBuf) -> ExitCode {
     match config::compile(&ConfigSource::Dir(dir.clone()), &CompileOptions::default()) {
         Ok(gw) => {
-            println!(
-                "{}: OK ({} routes, {} backends)",
-                dir.display(),
-                gw.routes.iter().count(),
-                gw.backends.len()
-            );
+            println!("{}: OK ({} routes, {} backends)", dir.display(), gw.routes.iter().count(), gw.backends.len());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -86,49 +135,38 @@ fn check(dir: PathBuf) -> ExitCode {
 }
 
 async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Result<(), String> {
-    let (source, options, erp) = if dev_mode {
-        let erp = dev::start()
-            .await
-            .map_err(|e| format!("cannot start the sample ERP: {e}"))?;
+    let default_listen: SocketAddr = DEFAULT_LISTEN.parse().map_err(|e| format!("{e}"))?;
+    let problems = |dir: &PathBuf, e: config::ConfigError| {
+        let lines: Vec<String> = e.0.iter().map(|p| ConfigSource::display_path(dir, p)).collect();
+        format!("the config has {} problem(s):\n  {}", lines.len(), lines.join("\n  "))
+    };
+    if dev_mode {
+        let erp = dev::start().await.map_err(|e| format!("cannot start the sample ERP: {e}"))?;
+        let addr = listen.unwrap_or(default_listen);
+        let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let secret = std::env::var("VENEER_DEV_SECRET").unwrap_or_else(|_| admin::random_secret());
         let options = CompileOptions {
             backend_urls: [("erp".to_string(), erp.url.clone())].into(),
+            // Tokens name the address clients actually reach.
+            issuer: Some(format!("http://{local}")),
+            dev_client: Some((dev::DEMO_CLIENT.to_string(), secret.clone())),
         };
-        (ConfigSource::Embedded, options, Some(erp))
-    } else {
-        (
-            ConfigSource::Dir(dir.clone()),
-            CompileOptions::default(),
-            None,
-        )
-    };
-    let gateway = config::compile(&source, &options).map_err(|e| {
-        let lines: Vec<String> =
-            e.0.iter()
-                .map(|p| ConfigSource::display_path(&dir, p))
-                .collect();
-        format!(
-            "the config has {} problem(s):\n  {}",
-            lines.len(),
-            lines.join("\n  ")
-        )
-    })?;
-    let default_listen: SocketAddr = DEFAULT_LISTEN.parse().map_err(|e| format!("{e}"))?;
-    let addr = listen
-        .or(if dev_mode {
-            None
-        } else {
-            gateway.server.listen
-        })
-        .unwrap_or(default_listen);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let gateway =
+            config::compile(&ConfigSource::Embedded, &options).map_err(|e| problems(&"(embedded)".into(), e))?;
+        dev::print_welcome(local, &erp, &secret);
+        return server::run(listener, AppState::new(gateway), server::shutdown_signal())
+            .await
+            .map_err(|e| e.to_string());
+    }
+    let gateway =
+        config::compile(&ConfigSource::Dir(dir.clone()), &CompileOptions::default()).map_err(|e| problems(&dir, e))?;
+    let addr = listen.or(gateway.server.listen).unwrap_or(default_listen);
+    let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%local, routes = gateway.routes.iter().count(), "veneer is listening");
-    if let Some(erp) = &erp {
-        dev::print_welcome(local, erp);
+    if gateway.auth.is_none() {
+        tracing::warn!("gateway.yaml has no auth: section; every route is open to anyone who can reach it");
     }
-    server::run(listener, AppState::new(gateway), server::shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    server::run(listener, AppState::new(gateway), server::shutdown_signal()).await.map_err(|e| e.to_string())
 }

@@ -34,12 +34,7 @@ pub struct FieldError {
 impl FieldError {
     /// An error about the value at a JSON pointer of the SOAP input being built.
     pub fn at(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
-        FieldError {
-            pointer: Some(pointer.into()),
-            location: None,
-            parameter: None,
-            detail: detail.into(),
-        }
+        FieldError { pointer: Some(pointer.into()), location: None, parameter: None, detail: detail.into() }
     }
 }
 
@@ -106,6 +101,12 @@ pub enum GatewayError {
         /// Specifics.
         detail: String,
     },
+    /// No valid bearer token.
+    #[error("{0}")]
+    Unauthorized(#[from] crate::auth::verify::AuthError),
+    /// A valid token without the scopes the route needs.
+    #[error("the token lacks the scope(s) {}", .0.join(" "))]
+    Forbidden(Vec<String>),
     /// A bug or a panic caught at the edge; never expected.
     #[error("internal error: {0}")]
     Internal(String),
@@ -150,9 +151,9 @@ impl GatewayError {
             GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Fault { status, .. } => *status,
             GatewayError::BackendTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::BackendUnreachable { .. } | GatewayError::BackendResponse { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            GatewayError::BackendUnreachable { .. } | GatewayError::BackendResponse { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -170,15 +171,10 @@ impl GatewayError {
             backend: None,
         };
         let (slug, title) = match self {
-            GatewayError::MalformedJson { .. } => {
-                ("malformed-json", "Request body is not valid JSON")
-            }
+            GatewayError::MalformedJson { .. } => ("malformed-json", "Request body is not valid JSON"),
             GatewayError::Validation(errors) => {
                 p.errors = errors.clone();
-                p.detail = format!(
-                    "{} input value(s) do not match the operation's schema; see errors",
-                    errors.len()
-                );
+                p.detail = format!("{} input value(s) do not match the operation's schema; see errors", errors.len());
                 ("validation", "Invalid input")
             }
             GatewayError::PayloadTooLarge { .. } => ("payload-too-large", "Request body too large"),
@@ -188,14 +184,8 @@ impl GatewayError {
             }
             GatewayError::RouteNotFound(_) => ("not-found", "No such route"),
             GatewayError::MethodNotAllowed(allow) => {
-                p.detail = format!(
-                    "this path accepts {}",
-                    allow
-                        .iter()
-                        .map(Method::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
+                p.detail =
+                    format!("this path accepts {}", allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", "));
                 ("method-not-allowed", "Method not allowed")
             }
             GatewayError::Fault { backend, fault, .. } => {
@@ -212,15 +202,13 @@ impl GatewayError {
                 p.backend = Some(backend.clone());
                 ("backend-unreachable", "Backend unreachable")
             }
-            GatewayError::BackendResponse {
-                backend,
-                title,
-                detail,
-            } => {
+            GatewayError::BackendResponse { backend, title, detail } => {
                 p.backend = Some(backend.clone());
                 p.detail = detail.clone();
                 ("backend-response", *title)
             }
+            GatewayError::Unauthorized(_) => ("unauthorized", "Authentication required"),
+            GatewayError::Forbidden(_) => ("forbidden", "Insufficient scope"),
             GatewayError::Internal(_) => {
                 // Internals stay in the log, not in the response.
                 p.detail = "the gateway hit an unexpected condition; the request id identifies it in the logs".into();
@@ -233,6 +221,29 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// The RFC 6750 `WWW-Authenticate` challenge for 401 and 403.
+    fn challenge(&self) -> Option<HeaderValue> {
+        let quote = |s: &str| s.replace(['"', '\\'], "'");
+        let value = match self {
+            GatewayError::Unauthorized(crate::auth::verify::AuthError::Missing) => {
+                "Bearer realm=\"veneer\"".to_string()
+            }
+            GatewayError::Unauthorized(e) => {
+                format!(
+                    "Bearer realm=\"veneer\", error=\"invalid_token\", error_description=\"{}\"",
+                    quote(&e.to_string())
+                )
+            }
+            GatewayError::Forbidden(scopes) => {
+                format!("Bearer realm=\"veneer\", error=\"insufficient_scope\", scope=\"{}\"", quote(&scopes.join(" ")))
+            }
+            _ => return None,
+        };
+        HeaderValue::from_str(&value).ok()
+    }
+}
+
 /// A problem response for a status produced outside the pipeline (timeouts, panics…).
 pub fn bare_status_problem(status: StatusCode) -> Response {
     let problem = Problem {
@@ -240,9 +251,7 @@ pub fn bare_status_problem(status: StatusCode) -> Response {
         title: status.canonical_reason().unwrap_or("Error").to_string(),
         status: status.as_u16(),
         detail: match status {
-            StatusCode::REQUEST_TIMEOUT
-            | StatusCode::GATEWAY_TIMEOUT
-            | StatusCode::SERVICE_UNAVAILABLE => {
+            StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => {
                 "the request took longer than the gateway's request timeout".into()
             }
             StatusCode::PAYLOAD_TOO_LARGE => "the request body exceeds the configured limit".into(),
@@ -258,8 +267,7 @@ pub fn bare_status_problem(status: StatusCode) -> Response {
 fn problem_response(status: StatusCode, problem: &Problem) -> Response {
     let body = serde_json::to_vec(problem).unwrap_or_else(|_| b"{}".to_vec());
     let mut res = (status, body).into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     res
 }
 
@@ -270,12 +278,11 @@ impl IntoResponse for GatewayError {
             tracing::warn!(error = %self, "request failed");
         }
         let mut res = problem_response(status, &self.to_problem());
+        if let Some(challenge) = self.challenge() {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
         if let GatewayError::MethodNotAllowed(allow) = &self {
-            let list = allow
-                .iter()
-                .map(Method::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
             if let Ok(v) = HeaderValue::from_str(&list) {
                 res.headers_mut().insert(header::ALLOW, v);
             }

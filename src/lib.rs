@@ -13,6 +13,8 @@
 //! - [`dev`]: the in-process sample ERP behind `veneer serve --dev`.
 //! - [`cli`]: the `veneer` command line.
 
+pub mod admin;
+pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod config;

@@ -1,5 +1,5 @@
-//! The README's first command, as a user runs it: `veneer serve --dev` prints a working
-//! curl, serves typed JSON, and exits 0 on SIGTERM after draining.
+//! The README's first command, as a user runs it: `veneer serve --dev` prints a demo client
+//! and working commands, serves typed JSON to a token holder, and exits 0 on SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -9,31 +9,49 @@ async fn dev_mode_prints_working_commands_and_stops_cleanly() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_veneer"))
         .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
+        .env("VENEER_DEV_SECRET", "cli-test-secret")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("veneer starts");
     let stdout = child.stdout.take().expect("stdout");
-    // Readiness: the welcome text is printed only once the listener is bound.
-    let mut curl = None;
+    // Readiness: the welcome text is printed only once the listener is bound. It is read up to
+    // its last line, so a changed text fails here instead of hanging.
+    let (mut base, mut credentials, mut item_curl) = (None, None, false);
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("stdout line");
-        if let Some(cmd) = line
-            .trim()
-            .strip_prefix("curl -s http://")
-            .filter(|c| c.ends_with("/items/1000"))
-        {
-            curl = Some(format!("http://{cmd}"));
+        if let Some(rest) = line.split("gateway at ").nth(1) {
+            base = Some(rest.trim().to_string());
+        }
+        if line.contains("client_id=demo client_secret=cli-test-secret") {
+            credentials = Some(());
+        }
+        item_curl |= line.contains("Authorization: Bearer $TOKEN") && line.trim_end().ends_with("/items/1000");
+        if line.contains("a SOAP fault, mapped to 404") {
             break;
         }
     }
-    let url = curl.expect("dev mode prints a curl for /items/1000");
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
+    let base = base.expect("dev mode prints the gateway address");
+    assert!(credentials.is_some(), "dev mode prints the demo client");
+    assert!(item_curl, "dev mode prints a curl for /items/1000");
+
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let unauthenticated = client.get(format!("{base}/items/1000")).send().await.expect("request");
+    assert_eq!(unauthenticated.status(), 401);
+    let token: serde_json::Value = client
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth("demo", Some("cli-test-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let bearer = token["access_token"].as_str().expect("access_token");
     let item: serde_json::Value = client
-        .get(&url)
+        .get(format!("{base}/items/1000"))
+        .bearer_auth(bearer)
         .send()
         .await
         .expect("request")
@@ -44,10 +62,7 @@ async fn dev_mode_prints_working_commands_and_stops_cleanly() {
     assert!(item["inventory"].is_number());
     assert!(item["location"].is_array());
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());
     let exit = child.wait().expect("veneer exits");
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");

@@ -7,19 +7,12 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn get_item_returns_typed_json() {
     let gw = common::dev().await;
-    let res = common::client()
-        .get(gw.url("/items/1000"))
-        .send()
-        .await
-        .expect("request");
+    let res = gw.client().get(gw.url("/items/1000")).send().await.expect("request");
     assert_eq!(res.status(), 200);
     assert!(res.headers().contains_key("x-request-id"));
     let text = res.text().await.expect("body");
     // Every digit of the decimal survives: checked on the raw text, before any float parsing.
-    assert!(
-        text.contains(r#""unitPrice":12345678901234567.123456"#),
-        "{text}"
-    );
+    assert!(text.contains(r#""unitPrice":12345678901234567.123456"#), "{text}");
     let item: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(item["no"], "1000");
     assert_eq!(item["inventory"], json!(1520.25));
@@ -27,46 +20,21 @@ async fn get_item_returns_typed_json() {
     assert_eq!(item["lastDateModified"], "2026-11-20T14:03:11Z");
     assert_eq!(item["safetyLeadTime"], Value::Null, "xsi:nil becomes null");
     assert_eq!(item["location"].as_array().map(Vec::len), Some(2));
-    assert_eq!(
-        item["location"][1],
-        json!({"code": "LINE3", "bin": "L3-FEED", "quantity": 320.25})
-    );
-    let keys: Vec<&str> = item
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys.first(),
-        Some(&"no"),
-        "keys follow schema order: {keys:?}"
-    );
+    assert_eq!(item["location"][1], json!({"code": "LINE3", "bin": "L3-FEED", "quantity": 320.25}));
+    let keys: Vec<&str> = item.as_object().expect("object").keys().map(String::as_str).collect();
+    assert_eq!(keys.first(), Some(&"no"), "keys follow schema order: {keys:?}");
 }
 
 #[tokio::test]
 async fn arrays_stay_arrays_with_one_or_zero_entries() {
     let gw = common::dev().await;
-    let one: Value = common::client()
-        .get(gw.url("/items/1001"))
-        .send()
-        .await
-        .expect("req")
-        .json()
-        .await
-        .expect("json");
+    let one: Value = gw.client().get(gw.url("/items/1001")).send().await.expect("req").json().await.expect("json");
     assert_eq!(one["location"], json!([{"code": "MAIN", "quantity": 42}]));
     assert_eq!(one["blocked"], true);
-    let none: Value = common::client()
-        .get(gw.url("/items/2000"))
-        .send()
-        .await
-        .expect("req")
-        .json()
-        .await
-        .expect("json");
+    let none: Value = gw.client().get(gw.url("/items/2000")).send().await.expect("req").json().await.expect("json");
     assert_eq!(none["location"], json!([]));
-    let orders: Value = common::client()
+    let orders: Value = gw
+        .client()
         .get(gw.url("/production-orders?status=Finished"))
         .send()
         .await
@@ -80,11 +48,7 @@ async fn arrays_stay_arrays_with_one_or_zero_entries() {
 #[tokio::test]
 async fn unknown_item_fault_maps_to_404() {
     let gw = common::dev().await;
-    let res = common::client()
-        .get(gw.url("/items/9999"))
-        .send()
-        .await
-        .expect("request");
+    let res = gw.client().get(gw.url("/items/9999")).send().await.expect("request");
     let p = common::problem(res, 404).await;
     assert_eq!(p["fault"]["code"], "Client");
     assert_eq!(p["fault"]["reason"], "Item 9999 does not exist");
@@ -94,24 +58,21 @@ async fn unknown_item_fault_maps_to_404() {
 #[tokio::test]
 async fn route_level_fault_rule_wins() {
     let gw = common::dev().await;
-    let res = common::client()
+    let res = gw
+        .client()
         .post(gw.url("/production-orders/PO-1003/output"))
         .json(&json!({"quantity": 1, "finishedAt": "2026-11-25T10:00:00Z"}))
         .send()
         .await
         .expect("request");
     let p = common::problem(res, 409).await;
-    assert!(
-        p["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("not released"))
-    );
+    assert!(p["detail"].as_str().is_some_and(|d| d.contains("not released")));
 }
 
 #[tokio::test]
 async fn post_routes_round_trip() {
     let gw = common::dev().await;
-    let c = common::client();
+    let c = gw.client();
     let res = c
         .post(gw.url("/sensor-readings"))
         .json(&json!({"unit": "C", "value": 71.25, "timestamp": "2026-11-25T08:00:00Z", "sensorId": "T-100"}))
@@ -138,7 +99,7 @@ async fn post_routes_round_trip() {
 #[tokio::test]
 async fn invalid_input_lists_every_problem_with_pointers() {
     let gw = common::dev().await;
-    let res = common::client()
+    let res = gw.client()
         .post(gw.url("/sensor-readings"))
         .json(&json!({"sensorId": "a-sensor-id-much-longer-than-twenty", "timestamp": "yesterday", "value": true, "colour": "red"}))
         .send()
@@ -146,38 +107,21 @@ async fn invalid_input_lists_every_problem_with_pointers() {
         .expect("request");
     let p = common::problem(res, 422).await;
     let errors = p["errors"].as_array().expect("errors array");
-    let find = |ptr: &str| {
-        errors
-            .iter()
-            .find(|e| e["pointer"] == ptr)
-            .map(|e| e["detail"].as_str().unwrap_or("").to_string())
-    };
-    assert!(
-        find("/sensorId").is_some_and(|d| d.contains("at most 20")),
-        "{p}"
-    );
-    assert!(
-        find("/timestamp").is_some_and(|d| d.contains("date-time")),
-        "{p}"
-    );
+    let find =
+        |ptr: &str| errors.iter().find(|e| e["pointer"] == ptr).map(|e| e["detail"].as_str().unwrap_or("").to_string());
+    assert!(find("/sensorId").is_some_and(|d| d.contains("at most 20")), "{p}");
+    assert!(find("/timestamp").is_some_and(|d| d.contains("date-time")), "{p}");
     assert!(find("/value").is_some_and(|d| d.contains("decimal")), "{p}");
     assert!(find("/unit").is_some_and(|d| d.contains("required")), "{p}");
-    assert!(
-        find("/colour").is_some_and(|d| d.contains("unknown")),
-        "{p}"
-    );
+    assert!(find("/colour").is_some_and(|d| d.contains("unknown")), "{p}");
     assert_eq!(errors.len(), 5, "{p}");
 }
 
 #[tokio::test]
 async fn query_and_path_errors_name_the_parameter() {
     let gw = common::dev().await;
-    let c = common::client();
-    let res = c
-        .get(gw.url("/production-orders?limit=ten"))
-        .send()
-        .await
-        .expect("request");
+    let c = gw.client();
+    let res = c.get(gw.url("/production-orders?limit=ten")).send().await.expect("request");
     let p = common::problem(res, 422).await;
     let errors = p["errors"].as_array().expect("errors");
     assert!(
@@ -186,19 +130,10 @@ async fn query_and_path_errors_name_the_parameter() {
             && e["detail"].as_str().is_some_and(|d| d.contains("required"))),
         "{p}"
     );
-    assert!(
-        errors
-            .iter()
-            .any(|e| e["in"] == "query" && e["parameter"] == "limit"),
-        "{p}"
-    );
+    assert!(errors.iter().any(|e| e["in"] == "query" && e["parameter"] == "limit"), "{p}");
 
     let long = "x".repeat(21);
-    let res = c
-        .get(gw.url(&format!("/items/{long}")))
-        .send()
-        .await
-        .expect("request");
+    let res = c.get(gw.url(&format!("/items/{long}"))).send().await.expect("request");
     let p = common::problem(res, 422).await;
     assert_eq!(p["errors"][0]["in"], "path");
     assert_eq!(p["errors"][0]["parameter"], "no");
@@ -207,7 +142,8 @@ async fn query_and_path_errors_name_the_parameter() {
 #[tokio::test]
 async fn malformed_json_is_400() {
     let gw = common::dev().await;
-    let res = common::client()
+    let res = gw
+        .client()
         .post(gw.url("/sensor-readings"))
         .header("content-type", "application/json")
         .body(r#"{"sensorId": "T-1", "#)
@@ -215,12 +151,10 @@ async fn malformed_json_is_400() {
         .await
         .expect("request");
     let p = common::problem(res, 400).await;
-    assert!(
-        p["detail"].as_str().is_some_and(|d| d.contains("line 1")),
-        "{p}"
-    );
+    assert!(p["detail"].as_str().is_some_and(|d| d.contains("line 1")), "{p}");
 
-    let res = common::client()
+    let res = gw
+        .client()
         .post(gw.url("/sensor-readings"))
         .header("content-type", "application/json")
         .send()
@@ -232,7 +166,8 @@ async fn malformed_json_is_400() {
 #[tokio::test]
 async fn wrong_content_type_is_415() {
     let gw = common::dev().await;
-    let res = common::client()
+    let res = gw
+        .client()
         .post(gw.url("/sensor-readings"))
         .header("content-type", "application/xml")
         .body("<reading/>")
@@ -246,7 +181,8 @@ async fn wrong_content_type_is_415() {
 async fn oversized_body_is_413() {
     let gw = common::dev().await;
     let big = format!(r#"{{"sensorId": "{}"}}"#, "x".repeat(2 * 1024 * 1024));
-    let res = common::client()
+    let res = gw
+        .client()
         .post(gw.url("/sensor-readings"))
         .header("content-type", "application/json")
         .body(big)
@@ -261,7 +197,8 @@ async fn oversized_chunked_body_is_413() {
     let gw = common::dev().await;
     let chunks = (0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024]));
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let res = common::client()
+    let res = gw
+        .client()
         .post(gw.url("/sensor-readings"))
         .header("content-type", "application/json")
         .body(body)
@@ -274,46 +211,18 @@ async fn oversized_chunked_body_is_413() {
 #[tokio::test]
 async fn unknown_route_is_404_and_wrong_method_405() {
     let gw = common::dev().await;
-    let c = common::client();
-    common::problem(
-        c.get(gw.url("/nothing/here"))
-            .send()
-            .await
-            .expect("request"),
-        404,
-    )
-    .await;
-    let res = c
-        .delete(gw.url("/items/1000"))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(
-        res.headers().get("allow").and_then(|v| v.to_str().ok()),
-        Some("GET")
-    );
+    let c = gw.client();
+    common::problem(c.get(gw.url("/nothing/here")).send().await.expect("request"), 404).await;
+    let res = c.delete(gw.url("/items/1000")).send().await.expect("request");
+    assert_eq!(res.headers().get("allow").and_then(|v| v.to_str().ok()), Some("GET"));
     common::problem(res, 405).await;
 }
 
 #[tokio::test]
 async fn health_endpoints() {
     let gw = common::dev().await;
-    let c = common::client();
-    assert_eq!(
-        c.get(gw.url("/healthz"))
-            .send()
-            .await
-            .expect("request")
-            .status(),
-        200
-    );
-    let ready: Value = c
-        .get(gw.url("/readyz"))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let c = gw.client();
+    assert_eq!(c.get(gw.url("/healthz")).send().await.expect("request").status(), 200);
+    let ready: Value = c.get(gw.url("/readyz")).send().await.expect("request").json().await.expect("json");
     assert_eq!(ready["routes"], 4);
 }

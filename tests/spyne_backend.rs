@@ -38,15 +38,10 @@ fn start_spyne() -> Spyne {
     let read = BufReader::new(stdout).read_line(&mut line);
     let addr = line.trim().strip_prefix("LISTENING ").map(str::to_string);
     match (read, addr) {
-        (Ok(_), Some(addr)) => Spyne {
-            child,
-            base: format!("http://{addr}"),
-        },
+        (Ok(_), Some(addr)) => Spyne { child, base: format!("http://{addr}") },
         _ => {
             let _ = child.kill();
-            panic!(
-                "spyne did not start (is `pip install spyne==2.14.0 lxml` done?); it printed {line:?}"
-            );
+            panic!("spyne did not start (is `pip install spyne==2.14.0 lxml` done?); it printed {line:?}");
         }
     }
 }
@@ -100,36 +95,19 @@ async fn gateway(spyne: &Spyne) -> (common::Gateway, tempfile::TempDir) {
 async fn get_round_trips_types_and_arrays() {
     let spyne = start_spyne();
     let (gw, _dir) = gateway(&spyne).await;
-    let res = common::client()
-        .get(gw.url("/parts/P-1"))
-        .send()
-        .await
-        .expect("request");
+    let res = common::client().get(gw.url("/parts/P-1")).send().await.expect("request");
     assert_eq!(res.status(), 200);
     let text = res.text().await.expect("body");
-    assert!(
-        text.contains(r#""price":12345678901234567.123456"#),
-        "decimal digits kept: {text}"
-    );
+    assert!(text.contains(r#""price":12345678901234567.123456"#), "decimal digits kept: {text}");
     let part: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(part["partNo"], "P-1");
     assert_eq!(part["active"], true);
     assert_eq!(part["updatedAt"], "2026-11-01T08:30:00+00:00");
     assert_eq!(part["tags"]["string"], json!(["steel", "m8", "din933"]));
 
-    let one: Value = common::client()
-        .get(gw.url("/parts/P-2"))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        one["tags"]["string"],
-        json!(["zinc"]),
-        "one entry is still an array"
-    );
+    let one: Value =
+        common::client().get(gw.url("/parts/P-2")).send().await.expect("request").json().await.expect("json");
+    assert_eq!(one["tags"]["string"], json!(["zinc"]), "one entry is still an array");
     assert_eq!(one["active"], false);
     assert_eq!(one["price"], json!(0.05));
 }
@@ -149,10 +127,7 @@ async fn post_round_trips_and_faults_map() {
         .expect("request");
     assert_eq!(res.status(), 201);
     let text = res.text().await.expect("body");
-    assert!(
-        text.contains(r#""price":98765432109876543.000001"#),
-        "{text}"
-    );
+    assert!(text.contains(r#""price":98765432109876543.000001"#), "{text}");
     let part: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(part["tags"]["string"], json!(["new"]));
 
@@ -165,11 +140,7 @@ async fn post_round_trips_and_faults_map() {
     let p = common::problem(res, 422).await;
     assert_eq!(p["fault"]["code"], "Client.Validation");
 
-    let p = common::problem(
-        c.get(gw.url("/parts/P-404")).send().await.expect("request"),
-        404,
-    )
-    .await;
+    let p = common::problem(c.get(gw.url("/parts/P-404")).send().await.expect("request"), 404).await;
     assert_eq!(p["detail"], "Part P-404 not found");
 
     let p = common::problem(c.get(gw.url("/crash")).send().await.expect("request"), 502).await;
@@ -180,25 +151,11 @@ async fn post_round_trips_and_faults_map() {
 async fn injection_arrives_as_literal_text() {
     let spyne = start_spyne();
     let (gw, _dir) = gateway(&spyne).await;
-    for evil in [
-        "</Text><Admin>1</Admin>",
-        "]]><x/><![CDATA[",
-        "&amp; &lt;",
-        "<!DOCTYPE x [<!ENTITY e \"e\">]>&e;",
-    ] {
-        let res = common::client()
-            .post(gw.url("/echo"))
-            .json(&json!({ "text": evil }))
-            .send()
-            .await
-            .expect("request");
+    for evil in ["</Text><Admin>1</Admin>", "]]><x/><![CDATA[", "&amp; &lt;", "<!DOCTYPE x [<!ENTITY e \"e\">]>&e;"] {
+        let res = common::client().post(gw.url("/echo")).json(&json!({ "text": evil })).send().await.expect("request");
         assert_eq!(res.status(), 200);
         let echoed: Value = res.json().await.expect("json");
-        assert_eq!(
-            echoed,
-            json!(evil),
-            "spyne must receive exactly the text sent"
-        );
+        assert_eq!(echoed, json!(evil), "spyne must receive exactly the text sent");
     }
 }
 
@@ -213,11 +170,7 @@ async fn missing_required_input_never_reaches_the_backend() {
         .await
         .expect("request");
     let p = common::problem(res, 422).await;
-    let pointers: Vec<&str> = p["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .filter_map(|e| e["pointer"].as_str())
-        .collect();
+    let pointers: Vec<&str> =
+        p["errors"].as_array().expect("errors").iter().filter_map(|e| e["pointer"].as_str()).collect();
     assert_eq!(pointers, ["/partNo", "/price", "/active"]);
 }

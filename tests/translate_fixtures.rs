@@ -24,38 +24,19 @@ fn fixtures() -> PathBuf {
 }
 
 fn setting<'a>(case: &'a str, key: &str) -> Option<&'a str> {
-    case.lines().find_map(|l| {
-        l.strip_prefix(key)
-            .and_then(|r| r.strip_prefix(':'))
-            .map(str::trim)
-    })
+    case.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')).map(str::trim))
 }
 
 fn load(case_dir: &Path) -> (ServiceModel, String) {
     let case = std::fs::read_to_string(case_dir.join("case.txt")).expect("case.txt");
     let wsdl_file = setting(&case, "wsdl").expect("case.txt names a wsdl");
     let options = ReadOptions {
-        soap_version: setting(&case, "soap").map(|v| {
-            if v == "1.2" {
-                SoapVersion::V12
-            } else {
-                SoapVersion::V11
-            }
-        }),
-        naming: if setting(&case, "naming") == Some("original") {
-            JsonNaming::Original
-        } else {
-            JsonNaming::CamelCase
-        },
+        soap_version: setting(&case, "soap").map(|v| if v == "1.2" { SoapVersion::V12 } else { SoapVersion::V11 }),
+        naming: if setting(&case, "naming") == Some("original") { JsonNaming::Original } else { JsonNaming::CamelCase },
     };
     let bytes = std::fs::read(fixtures().join("wsdl").join(wsdl_file)).expect("wsdl file");
     let model = wsdl::read(&bytes, options).unwrap_or_else(|e| panic!("{wsdl_file}: {e}"));
-    (
-        model,
-        setting(&case, "operation")
-            .expect("case.txt names an operation")
-            .to_string(),
-    )
+    (model, setting(&case, "operation").expect("case.txt names an operation").to_string())
 }
 
 fn check_or_bless(path: &Path, actual: &str) -> Option<String> {
@@ -63,23 +44,15 @@ fn check_or_bless(path: &Path, actual: &str) -> Option<String> {
         std::fs::write(path, actual).expect("bless");
         return None;
     }
-    let expected =
-        std::fs::read_to_string(path).unwrap_or_else(|_| panic!("missing {}", path.display()));
+    let expected = std::fs::read_to_string(path).unwrap_or_else(|_| panic!("missing {}", path.display()));
     (expected.trim_end() != actual.trim_end()).then(|| {
-        format!(
-            "{}:\n--- expected\n{}\n--- actual\n{}",
-            path.display(),
-            expected.trim_end(),
-            actual.trim_end()
-        )
+        format!("{}:\n--- expected\n{}\n--- actual\n{}", path.display(), expected.trim_end(), actual.trim_end())
     })
 }
 
 fn run_case(dir: &Path) -> Vec<String> {
     let (model, op_name) = load(dir);
-    let op = model
-        .operation(&op_name)
-        .unwrap_or_else(|| panic!("{}: no operation {op_name}", dir.display()));
+    let op = model.operation(&op_name).unwrap_or_else(|| panic!("{}: no operation {op_name}", dir.display()));
     let mut failures = Vec::new();
     if let Ok(request) = std::fs::read_to_string(dir.join("request.json")) {
         let input: Value = serde_json::from_str(&request).expect("request.json is JSON");
@@ -114,10 +87,5 @@ fn translation_fixtures() {
     cases.sort();
     assert!(cases.len() >= 6, "fixture cases went missing: {cases:?}");
     let failures: Vec<String> = cases.iter().flat_map(|c| run_case(c)).collect();
-    assert!(
-        failures.is_empty(),
-        "{} fixture mismatch(es):\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} fixture mismatch(es):\n{}", failures.len(), failures.join("\n\n"));
 }

@@ -29,11 +29,7 @@ pub struct BasicAuth {
 impl fmt::Debug for BasicAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the password, not even in debug output.
-        write!(
-            f,
-            "BasicAuth {{ username: {:?}, password: \"***\" }}",
-            self.username
-        )
+        write!(f, "BasicAuth {{ username: {:?}, password: \"***\" }}", self.username)
     }
 }
 
@@ -86,11 +82,7 @@ impl Backend {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        Ok(Backend {
-            settings,
-            model,
-            client,
-        })
+        Ok(Backend { settings, model, client })
     }
 
     /// The backend's name.
@@ -130,10 +122,7 @@ impl Backend {
     fn transport_error(&self, e: reqwest::Error) -> GatewayError {
         let backend = self.settings.name.clone();
         if e.is_timeout() {
-            return GatewayError::BackendTimeout {
-                backend,
-                timeout_ms: self.settings.timeout.as_millis(),
-            };
+            return GatewayError::BackendTimeout { backend, timeout_ms: self.settings.timeout.as_millis() };
         }
         // The source chain names the cause (refused, reset, closed before a full response).
         let mut reason = e.to_string();

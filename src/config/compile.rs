@@ -1,6 +1,6 @@
 //! Validation and compilation of the whole config into a [`Gateway`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use regex::Regex;
 
 use super::raw::{BackendSection, FaultRuleSection, GatewayFile, RoutesFile};
 use super::{
-    ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_route, units,
+    ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_route, secret, units,
 };
 use crate::backend::{Backend, BackendSettings, BasicAuth};
 use crate::pipeline::faults::FaultRule;
@@ -25,6 +25,10 @@ use crate::schema::wsdl::{self, ReadOptions};
 pub struct CompileOptions {
     /// Backend name → endpoint URL, replacing the configured one.
     pub backend_urls: BTreeMap<String, String>,
+    /// Replaces `auth.issuer` (dev mode: the address actually bound).
+    pub issuer: Option<String>,
+    /// A client (id, secret) granted every scope routes use (dev mode's demo client).
+    pub dev_client: Option<(String, String)>,
 }
 
 /// A file's text plus where it came from, for locating problems.
@@ -36,11 +40,7 @@ pub(crate) struct FileText {
 impl FileText {
     /// A problem in this file, at the first line (from `after` on) containing `needle`.
     pub fn problem(&self, needle: &str, after: usize, message: impl Into<String>) -> ConfigProblem {
-        ConfigProblem {
-            file: self.path.clone(),
-            line: self.line_of(needle, after),
-            message: message.into(),
-        }
+        ConfigProblem { file: self.path.clone(), line: self.line_of(needle, after), message: message.into() }
     }
 
     /// 1-based line of the first occurrence of `needle` at or after line `after`.
@@ -61,10 +61,7 @@ fn read_text(source: &ConfigSource, rel: &Path) -> Result<FileText, ConfigProble
         line: None,
         message: "not UTF-8 text".into(),
     })?;
-    Ok(FileText {
-        path: rel.into(),
-        text,
-    })
+    Ok(FileText { path: rel.into(), text })
 }
 
 fn parse_yaml<T: serde::de::DeserializeOwned>(file: &FileText) -> Result<T, ConfigProblem> {
@@ -86,8 +83,7 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(file: &FileText) -> Result<T, Conf
 /// Loads, validates and compiles the config; every problem is reported at once.
 pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gateway, ConfigError> {
     let mut problems = Vec::new();
-    let gateway_file =
-        read_text(source, Path::new("gateway.yaml")).map_err(|p| ConfigError(vec![p]))?;
+    let gateway_file = read_text(source, Path::new("gateway.yaml")).map_err(|p| ConfigError(vec![p]))?;
     let raw: GatewayFile = parse_yaml(&gateway_file).map_err(|p| ConfigError(vec![p]))?;
 
     let server = server_settings(&gateway_file, &raw, &mut problems);
@@ -122,52 +118,45 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
             }
         };
         for section in &parsed.routes {
-            match compile_route::compile(
-                &file,
-                section,
-                &backends,
-                raw.backends.contains_key(&section.backend),
-            ) {
+            match compile_route::compile(&file, section, &backends, raw.backends.contains_key(&section.backend)) {
                 Ok(route) => routes.push((route, file.problem(&section.route, 1, ""))),
                 Err(mut p) => problems.append(&mut p),
             }
         }
     }
+    let route_scopes: BTreeSet<String> = routes.iter().flat_map(|(r, _)| r.scopes.iter().cloned()).collect();
+    let auth = match &raw.auth {
+        Some(section) => compile_auth::compile(source, &gateway_file, section, options, &route_scopes, &mut problems),
+        None => {
+            for (route, at) in routes.iter().filter(|(r, _)| !r.scopes.is_empty()) {
+                problems.push(ConfigProblem {
+                    message: format!(
+                        "route {} {} requires scopes, but gateway.yaml has no auth: section to check them",
+                        route.method, route.path
+                    ),
+                    ..at.clone()
+                });
+            }
+            None
+        }
+    };
     let routes = RouteTable::build(routes).unwrap_or_else(|mut p| {
         problems.append(&mut p);
         RouteTable::default()
     });
-    if problems.is_empty() {
-        Ok(Gateway {
-            server,
-            backends,
-            routes,
-        })
-    } else {
-        Err(ConfigError(problems))
-    }
+    if problems.is_empty() { Ok(Gateway { server, backends, routes, auth }) } else { Err(ConfigError(problems)) }
 }
 
-fn server_settings(
-    file: &FileText,
-    raw: &GatewayFile,
-    problems: &mut Vec<ConfigProblem>,
-) -> ServerSettings {
+fn server_settings(file: &FileText, raw: &GatewayFile, problems: &mut Vec<ConfigProblem>) -> ServerSettings {
     let s = &raw.server;
-    let mut settings = ServerSettings {
-        listen: None,
-        max_body: 1024 * 1024,
-        request_timeout: Duration::from_secs(30),
-    };
+    let mut settings = ServerSettings { listen: None, max_body: 1024 * 1024, request_timeout: Duration::from_secs(30) };
     if let Some(listen) = &s.listen {
         match listen.parse::<SocketAddr>() {
             Ok(a) => settings.listen = Some(a),
             Err(_) => problems.push(file.problem(
                 "listen:",
                 1,
-                format!(
-                    "server.listen {listen:?} is not an address; write e.g. \"127.0.0.1:8080\""
-                ),
+                format!("server.listen {listen:?} is not an address; write e.g. \"127.0.0.1:8080\""),
             )),
         }
     }
@@ -180,11 +169,7 @@ fn server_settings(
     if let Some(t) = &s.request_timeout {
         match units::duration(t) {
             Ok(d) => settings.request_timeout = d,
-            Err(m) => problems.push(file.problem(
-                "request_timeout:",
-                1,
-                format!("server.request_timeout: {m}"),
-            )),
+            Err(m) => problems.push(file.problem("request_timeout:", 1, format!("server.request_timeout: {m}"))),
         }
     }
     settings
@@ -198,21 +183,14 @@ fn backend(
     options: &CompileOptions,
 ) -> Result<Backend, Vec<ConfigProblem>> {
     let at = file.line_of(&format!("{name}:"), 1).unwrap_or(1);
-    let here = |needle: &str, message: String| {
-        file.problem(needle, at, format!("backend {name}: {message}"))
-    };
+    let here = |needle: &str, message: String| file.problem(needle, at, format!("backend {name}: {message}"));
     let mut problems = Vec::new();
 
     let url = match (options.backend_urls.get(name), &s.url, &s.url_env) {
         (Some(u), _, _) => Some(u.clone()),
         (None, Some(u), None) => Some(u.clone()),
         (None, None, Some(var)) => std::env::var(var)
-            .map_err(|_| {
-                problems.push(here(
-                    "url_env:",
-                    format!("environment variable {var} is not set"),
-                ))
-            })
+            .map_err(|_| problems.push(here("url_env:", format!("environment variable {var} is not set"))))
             .ok(),
         (None, Some(_), Some(_)) => {
             problems.push(here("url", "set either url or url_env, not both".into()));
@@ -239,10 +217,7 @@ fn backend(
         Some("1.1") => Some(SoapVersion::V11),
         Some("1.2") => Some(SoapVersion::V12),
         Some(v) => {
-            problems.push(here(
-                "soap_version:",
-                format!("soap_version {v:?} is unknown; write \"1.1\" or \"1.2\""),
-            ));
+            problems.push(here("soap_version:", format!("soap_version {v:?} is unknown; write \"1.1\" or \"1.2\"")));
             None
         }
     };
@@ -250,14 +225,7 @@ fn backend(
         .read(Path::new(&s.wsdl))
         .map_err(|p| here("wsdl:", p.message))
         .and_then(|bytes| {
-            wsdl::read(
-                &bytes,
-                ReadOptions {
-                    soap_version,
-                    naming: s.json_naming,
-                },
-            )
-            .map_err(|e| ConfigProblem {
+            wsdl::read(&bytes, ReadOptions { soap_version, naming: s.json_naming }).map_err(|e| ConfigProblem {
                 file: PathBuf::from(&s.wsdl),
                 line: match &e {
                     wsdl::WsdlError::Xml(x) => Some(x.line),
@@ -275,45 +243,29 @@ fn backend(
         .map_err(|p| problems.push(p))
         .ok();
 
-    let mut duration = |key: &str, value: &Option<String>, default: Duration| match value
-        .as_deref()
-        .map(units::duration)
-    {
-        None => default,
-        Some(Ok(d)) => d,
-        Some(Err(m)) => {
-            problems.push(here(&format!("{key}:"), format!("{key}: {m}")));
-            default
-        }
-    };
-    let timeout = duration("timeout", &s.timeout, Duration::from_secs(30));
-    let connect_timeout = duration(
-        "connect_timeout",
-        &s.connect_timeout,
-        Duration::from_secs(5),
-    );
-    let basic = s.auth.as_ref().and_then(|a| a.basic.as_ref()).and_then(|b| {
-        let secret = match (&b.password_env, &b.password_file) {
-            (Some(var), None) => std::env::var(var).map_err(|_| format!("environment variable {var} (password_env) is not set")),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|p| p.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("cannot read password_file {path}: {e}")),
-            _ => Err("auth.basic needs exactly one of password_env or password_file (never a plain password)".into()),
+    let mut duration =
+        |key: &str, value: &Option<String>, default: Duration| match value.as_deref().map(units::duration) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(m)) => {
+                problems.push(here(&format!("{key}:"), format!("{key}: {m}")));
+                default
+            }
         };
-        secret.map(|password| BasicAuth { username: b.username.clone(), password }).map_err(|m| problems.push(here("basic:", m))).ok()
+    let timeout = duration("timeout", &s.timeout, Duration::from_secs(30));
+    let connect_timeout = duration("connect_timeout", &s.connect_timeout, Duration::from_secs(5));
+    let basic = s.auth.as_ref().and_then(|a| a.basic.as_ref()).and_then(|b| {
+        let secret = secret::resolve(b.password_env.as_deref(), b.password_file.as_deref(), "password");
+        secret
+            .map(|password| BasicAuth { username: b.username.clone(), password })
+            .map_err(|m| problems.push(here("basic:", m)))
+            .ok()
     });
     let faults = fault_rules(file, at, &s.faults, &mut problems);
 
     match (url, model, problems.is_empty()) {
         (Some(url), Some(model), true) => {
-            let settings = BackendSettings {
-                name: name.to_string(),
-                url,
-                timeout,
-                connect_timeout,
-                basic,
-                faults,
-            };
+            let settings = BackendSettings { name: name.to_string(), url, timeout, connect_timeout, basic, faults };
             Backend::new(settings, model).map_err(|m| vec![here(&format!("{name}:"), m)])
         }
         _ => Err(problems),
@@ -335,10 +287,7 @@ pub(crate) fn fault_rules(
                 problems.push(file.problem(
                     "status:",
                     at,
-                    format!(
-                        "fault status {} is not an HTTP error status; use 400–599",
-                        r.status
-                    ),
+                    format!("fault status {} is not an HTTP error status; use 400–599", r.status),
                 ));
                 continue;
             }
@@ -359,11 +308,7 @@ pub(crate) fn fault_rules(
             problems.push(file.problem("status:", at, "a fault rule needs code:, reason: or both"));
             continue;
         }
-        rules.push(FaultRule {
-            code: r.code.clone(),
-            reason,
-            status,
-        });
+        rules.push(FaultRule { code: r.code.clone(), reason, status });
     }
     rules
 }

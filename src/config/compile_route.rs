@@ -24,9 +24,7 @@ pub fn compile(
     backend_declared: bool,
 ) -> Result<Route, Vec<ConfigProblem>> {
     let at = file.line_of(&s.route, 1).unwrap_or(1);
-    let here = |needle: &str, message: String| {
-        file.problem(needle, at, format!("route {:?}: {message}", s.route))
-    };
+    let here = |needle: &str, message: String| file.problem(needle, at, format!("route {:?}: {message}", s.route));
     let mut problems = Vec::new();
 
     let (method, path, params) = match parse_route(&s.route) {
@@ -40,59 +38,28 @@ pub fn compile(
         let known: Vec<&str> = backends.keys().map(String::as_str).collect();
         return Err(vec![here(
             "backend:",
-            format!(
-                "unknown backend {:?}; defined in gateway.yaml: {}",
-                s.backend,
-                known.join(", ")
-            ),
+            format!("unknown backend {:?}; defined in gateway.yaml: {}", s.backend, known.join(", ")),
         )]);
     };
-    let Some(op_index) = backend
-        .model
-        .operations
-        .iter()
-        .position(|o| o.name == s.operation)
-    else {
-        let known: Vec<&str> = backend
-            .model
-            .operations
-            .iter()
-            .map(|o| o.name.as_str())
-            .collect();
+    let Some(op_index) = backend.model.operations.iter().position(|o| o.name == s.operation) else {
+        let known: Vec<&str> = backend.model.operations.iter().map(|o| o.name.as_str()).collect();
         return Err(vec![here(
             "operation:",
-            format!(
-                "backend {} has no operation {:?}; its WSDL offers: {}",
-                s.backend,
-                s.operation,
-                known.join(", ")
-            ),
+            format!("backend {} has no operation {:?}; its WSDL offers: {}", s.backend, s.operation, known.join(", ")),
         )]);
     };
     let op = &backend.model.operations[op_index];
     let schema = &backend.model.schema;
 
-    let ctx = MapCtx {
-        schema,
-        params: &params,
-        problems: &mut problems,
-        here: &here,
-    };
+    let ctx = MapCtx { schema, params: &params, problems: &mut problems, here: &here };
     let input = match &s.request {
         None if matches!(method, Method::GET | Method::DELETE | Method::HEAD) => {
-            Some(Source::Object {
-                fields: Vec::new(),
-                spread: None,
-            })
+            Some(Source::Object { fields: Vec::new(), spread: None })
         }
         None => Some(Source::Body(Vec::new())),
         Some(value) => ctx.source(&op.input, value, &op.input.name),
     };
-    if let Some(Source::Object {
-        fields,
-        spread: None,
-    }) = &input
-    {
+    if let Some(Source::Object { fields, spread: None }) = &input {
         check_required(&op.input, schema, fields, &mut problems, &here);
     }
     let response = match response_path(&op.output, schema, s.response.as_deref()) {
@@ -106,10 +73,7 @@ pub fn compile(
         None => StatusCode::OK,
         Some(Ok(st)) if st.is_success() => st,
         Some(_) => {
-            problems.push(here(
-                "status:",
-                "status must be a 2xx code such as 200 or 201".into(),
-            ));
+            problems.push(here("status:", "status must be a 2xx code such as 200 or 201".into()));
             StatusCode::OK
         }
     };
@@ -124,6 +88,8 @@ pub fn compile(
             response,
             status,
             faults,
+            scopes: s.scopes.clone(),
+            public: s.public,
             summary: s.summary.clone(),
             description: s.description.clone().or_else(|| op.doc.clone()),
         }),
@@ -134,10 +100,7 @@ pub fn compile(
 /// `"GET /items/{no}"` → (method, path, parameter names).
 fn parse_route(text: &str) -> Result<(Method, String, Vec<String>), String> {
     let hint = "write it as \"METHOD /path/{param}\", e.g. \"GET /items/{no}\"";
-    let (method, path) = text
-        .trim()
-        .split_once(' ')
-        .ok_or_else(|| hint.to_string())?;
+    let (method, path) = text.trim().split_once(' ').ok_or_else(|| hint.to_string())?;
     let method = match method {
         "GET" => Method::GET,
         "POST" => Method::POST,
@@ -145,9 +108,7 @@ fn parse_route(text: &str) -> Result<(Method, String, Vec<String>), String> {
         "PATCH" => Method::PATCH,
         "DELETE" => Method::DELETE,
         other => {
-            return Err(format!(
-                "method {other:?} is not one of GET, POST, PUT, PATCH, DELETE; {hint}"
-            ));
+            return Err(format!("method {other:?} is not one of GET, POST, PUT, PATCH, DELETE; {hint}"));
         }
     };
     let path = path.trim();
@@ -158,21 +119,14 @@ fn parse_route(text: &str) -> Result<(Method, String, Vec<String>), String> {
     for seg in path.split('/').skip(1) {
         if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "path parameter {{{name}}} must be a name of letters, digits and _"
-                ));
+                return Err(format!("path parameter {{{name}}} must be a name of letters, digits and _"));
             }
             if params.iter().any(|p| p == name) {
                 return Err(format!("path parameter {{{name}}} appears twice"));
             }
             params.push(name.to_string());
-        } else if !seg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
-        {
-            return Err(format!(
-                "path segment {seg:?} may hold only letters, digits, -._~ or a whole {{param}}"
-            ));
+        } else if !seg.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)) {
+            return Err(format!("path segment {seg:?} may hold only letters, digits, -._~ or a whole {{param}}"));
         }
     }
     Ok((method, path.to_string(), params))
@@ -195,14 +149,13 @@ impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
         match value {
             Yaml::String(s) => self.expression(s, at),
             Yaml::Bool(b) => Some(Source::Literal((*b).into())),
-            Yaml::Number(n) => n
-                .to_string()
-                .parse::<serde_json::Number>()
-                .ok()
-                .map(|n| Source::Literal(n.into())),
+            Yaml::Number(n) => n.to_string().parse::<serde_json::Number>().ok().map(|n| Source::Literal(n.into())),
             Yaml::Mapping(map) => {
                 let TypeRef::Complex(id) = el.ty else {
-                    self.problems.push((self.here)(at, format!("{at} is a simple value; map it to one source such as \"{{path.x}}\", not to fields")));
+                    self.problems.push((self.here)(
+                        at,
+                        format!("{at} is a simple value; map it to one source such as \"{{path.x}}\", not to fields"),
+                    ));
                     return None;
                 };
                 let ct = self.schema.complex(id);
@@ -210,29 +163,18 @@ impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
                 let mut spread = None;
                 for (k, v) in map {
                     let Some(key) = k.as_str() else {
-                        self.problems.push((self.here)(
-                            at,
-                            format!("keys under {at} must be element names"),
-                        ));
+                        self.problems.push((self.here)(at, format!("keys under {at} must be element names")));
                         continue;
                     };
                     if key == "..." {
                         spread = self.source_mut(el, v, at).map(Box::new);
                         continue;
                     }
-                    let Some(child) = ct
-                        .children
-                        .iter()
-                        .find(|c| c.name == key || c.json_name == key)
-                    else {
-                        let names: Vec<&str> =
-                            ct.children.iter().map(|c| c.name.as_str()).collect();
+                    let Some(child) = ct.children.iter().find(|c| c.name == key || c.json_name == key) else {
+                        let names: Vec<&str> = ct.children.iter().map(|c| c.name.as_str()).collect();
                         self.problems.push((self.here)(
                             key,
-                            format!(
-                                "{at} has no element {key:?}; its elements are: {}",
-                                names.join(", ")
-                            ),
+                            format!("{at} has no element {key:?}; its elements are: {}", names.join(", ")),
                         ));
                         continue;
                     };
@@ -270,8 +212,7 @@ impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
             ("header", h) => match HeaderName::from_bytes(h.as_bytes()) {
                 Ok(name) => Source::Header(name),
                 Err(_) => {
-                    self.problems
-                        .push(fail(format!("{h:?} is not a valid header name")));
+                    self.problems.push(fail(format!("{h:?} is not a valid header name")));
                     return None;
                 }
             },
@@ -295,12 +236,7 @@ fn check_required(
     let TypeRef::Complex(id) = input.ty else {
         return;
     };
-    for child in schema
-        .complex(id)
-        .children
-        .iter()
-        .filter(|c| c.is_required())
-    {
+    for child in schema.complex(id).children.iter().filter(|c| c.is_required()) {
         if !fields.iter().any(|(k, _)| *k == child.json_name) {
             problems.push(here("request:", format!(
                 "the operation's input requires element {0} but the route does not fill it; add under request: `{0}: \"{{query.{1}}}\"` (or a path/header/body source)",
@@ -312,11 +248,7 @@ fn check_required(
 
 /// Resolves `response:` (dot-separated element names under the output element) to JSON keys.
 /// Without it, a wrapper holding a single element answers with that element.
-fn response_path(
-    output: &Element,
-    schema: &SchemaSet,
-    spec: Option<&str>,
-) -> Result<Vec<String>, String> {
+fn response_path(output: &Element, schema: &SchemaSet, spec: Option<&str>) -> Result<Vec<String>, String> {
     let TypeRef::Complex(id) = output.ty else {
         return Ok(Vec::new());
     };
@@ -330,20 +262,11 @@ fn response_path(
     let mut keys = Vec::new();
     let mut ty = Some(id);
     for name in spec.split('.').filter(|n| !n.is_empty()) {
-        let ct = ty
-            .map(|t| schema.complex(t))
-            .ok_or_else(|| format!("response: {name:?} is below a simple value"))?;
-        let child = ct
-            .children
-            .iter()
-            .find(|c| c.name == name || c.json_name == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = ct.children.iter().map(|c| c.name.as_str()).collect();
-                format!(
-                    "response: no element {name:?} here; available: {}",
-                    names.join(", ")
-                )
-            })?;
+        let ct = ty.map(|t| schema.complex(t)).ok_or_else(|| format!("response: {name:?} is below a simple value"))?;
+        let child = ct.children.iter().find(|c| c.name == name || c.json_name == name).ok_or_else(|| {
+            let names: Vec<&str> = ct.children.iter().map(|c| c.name.as_str()).collect();
+            format!("response: no element {name:?} here; available: {}", names.join(", "))
+        })?;
         keys.push(child.json_name.clone());
         ty = match child.ty {
             TypeRef::Complex(t) => Some(t),

@@ -5,8 +5,10 @@
 //! the line where it can be found, and what to write instead.
 
 pub mod compile;
+mod compile_auth;
 mod compile_route;
 pub mod raw;
+pub mod secret;
 pub mod source;
 pub mod units;
 
@@ -20,6 +22,7 @@ use std::time::Duration;
 pub use compile::compile;
 pub use source::ConfigSource;
 
+use crate::auth::Auth;
 use crate::backend::Backend;
 use crate::pipeline::route::RouteTable;
 
@@ -79,4 +82,6 @@ pub struct Gateway {
     pub backends: BTreeMap<String, Arc<Backend>>,
     /// Routes and the path matcher over them.
     pub routes: RouteTable,
+    /// OAuth2; `None` leaves routes open (no `auth:` section).
+    pub auth: Option<Auth>,
 }

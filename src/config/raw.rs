@@ -19,6 +19,105 @@ pub struct GatewayFile {
     /// SOAP backends by name.
     #[serde(default)]
     pub backends: BTreeMap<String, BackendSection>,
+    /// OAuth2: the built-in issuer, external issuers, introspection.
+    pub auth: Option<AuthConfigSection>,
+}
+
+/// `auth:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfigSection {
+    /// `iss` of tokens Veneer issues: its public base URL.
+    pub issuer: Option<String>,
+    /// `aud` of tokens Veneer issues (default: the issuer).
+    pub audience: Option<String>,
+    /// Directory of PEM signing keys (`veneer keys new`).
+    pub signing_keys: Option<String>,
+    /// Access-token lifetime, e.g. `15m`.
+    pub token_ttl: Option<String>,
+    /// Allowed clock skew, e.g. `30s`.
+    pub leeway: Option<String>,
+    /// Registered clients.
+    #[serde(default)]
+    pub clients: Vec<ClientSection>,
+    /// Trusted external issuers.
+    #[serde(default)]
+    pub external_issuers: Vec<ExternalIssuerSection>,
+    /// RFC 7662 introspection for opaque tokens.
+    pub introspection: Option<IntrospectionSection>,
+}
+
+/// One registered client.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// `client_id`.
+    pub id: String,
+    /// argon2id hash of its secret (`veneer client new`).
+    pub secret_hash: Option<String>,
+    /// Public JWK for `private_key_jwt`.
+    pub jwk: Option<serde_json::Value>,
+    /// Scopes it may be granted.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Refuse it tokens, and reject tokens it already has.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// One external issuer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalIssuerSection {
+    /// Exact `iss`.
+    pub issuer: String,
+    /// Accepted audience(s).
+    pub audience: OneOrMany,
+    /// JWKS URL; default: OpenID discovery.
+    pub jwks_uri: Option<String>,
+    /// Allowed algorithms (asymmetric only), default `[RS256, ES256]`.
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    /// Claim carrying scopes, e.g. `roles`.
+    pub scope_claim: Option<String>,
+    /// Least time between JWKS refreshes, default `60s`.
+    pub refresh_interval: Option<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One value.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// As a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// RFC 7662 introspection endpoint and Veneer's credentials for it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionSection {
+    /// Endpoint URL.
+    pub endpoint: String,
+    /// Veneer's client id at the introspection endpoint.
+    pub client_id: String,
+    /// Env var holding the secret.
+    pub client_secret_env: Option<String>,
+    /// File holding the secret.
+    pub client_secret_file: Option<String>,
+    /// Longest time to trust an answer without `exp`, default `60s`.
+    pub max_cache: Option<String>,
 }
 
 /// `server:`.
@@ -120,6 +219,12 @@ pub struct RouteSection {
     pub response: Option<String>,
     /// HTTP status of a successful answer (default 200).
     pub status: Option<u16>,
+    /// Scopes a token must carry (all of them).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// No token needed (only meaningful when `auth:` is configured).
+    #[serde(default)]
+    pub public: bool,
     /// Fault → HTTP status rules, tried before the backend's.
     #[serde(default)]
     pub faults: Vec<FaultRuleSection>,

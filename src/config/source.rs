@@ -7,18 +7,9 @@ use super::ConfigProblem;
 /// The sample config shipped in `config/`, embedded so `serve --dev` needs no files.
 const EMBEDDED: &[(&str, &str)] = &[
     ("gateway.yaml", include_str!("../../config/gateway.yaml")),
-    (
-        "routes/items.yaml",
-        include_str!("../../config/routes/items.yaml"),
-    ),
-    (
-        "routes/production.yaml",
-        include_str!("../../config/routes/production.yaml"),
-    ),
-    (
-        "wsdl/sample-erp.wsdl",
-        include_str!("../../config/wsdl/sample-erp.wsdl"),
-    ),
+    ("routes/items.yaml", include_str!("../../config/routes/items.yaml")),
+    ("routes/production.yaml", include_str!("../../config/routes/production.yaml")),
+    ("wsdl/sample-erp.wsdl", include_str!("../../config/wsdl/sample-erp.wsdl")),
 ];
 
 /// A set of config files addressed by paths relative to the config directory.
@@ -33,11 +24,7 @@ pub enum ConfigSource {
 impl ConfigSource {
     /// Reads one file.
     pub fn read(&self, rel: &Path) -> Result<Vec<u8>, ConfigProblem> {
-        let problem = |message: String| ConfigProblem {
-            file: rel.to_path_buf(),
-            line: None,
-            message,
-        };
+        let problem = |message: String| ConfigProblem { file: rel.to_path_buf(), line: None, message };
         match self {
             ConfigSource::Dir(dir) => std::fs::read(dir.join(rel))
                 .map_err(|e| problem(format!("cannot read {}: {e}", dir.join(rel).display()))),
@@ -83,10 +70,6 @@ impl ConfigSource {
 impl ConfigSource {
     /// A problem with its file shown under the config directory, as a user would open it.
     pub fn display_path(dir: &Path, p: &ConfigProblem) -> String {
-        ConfigProblem {
-            file: dir.join(&p.file),
-            ..p.clone()
-        }
-        .to_string()
+        ConfigProblem { file: dir.join(&p.file), ..p.clone() }.to_string()
     }
 }

@@ -40,15 +40,8 @@ struct Data {
 
 /// Starts the ERP on a free loopback port; it runs until the process ends.
 pub async fn start() -> std::io::Result<SampleErp> {
-    let model =
-        wsdl::read(WSDL.as_bytes(), ReadOptions::default()).map_err(std::io::Error::other)?;
-    let erp = Arc::new(Erp {
-        model,
-        data: Mutex::new(Data {
-            orders: orders(),
-            next_entry: 1,
-        }),
-    });
+    let model = wsdl::read(WSDL.as_bytes(), ReadOptions::default()).map_err(std::io::Error::other)?;
+    let erp = Arc::new(Erp { model, data: Mutex::new(Data { orders: orders(), next_entry: 1 }) });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/erp", listener.local_addr()?);
     let app = Router::new().route("/erp", post(soap)).with_state(erp);
@@ -61,17 +54,8 @@ pub async fn start() -> std::io::Result<SampleErp> {
 }
 
 async fn soap(State(erp): State<Arc<Erp>>, headers: HeaderMap, body: Bytes) -> Response {
-    let action = headers
-        .get("soapaction")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .trim_matches('"');
-    let Some(op) = erp
-        .model
-        .operations
-        .iter()
-        .find(|o| o.soap_action == action)
-    else {
+    let action = headers.get("soapaction").and_then(|v| v.to_str().ok()).unwrap_or("").trim_matches('"');
+    let Some(op) = erp.model.operations.iter().find(|o| o.soap_action == action) else {
         return fault("Client", &format!("unknown SOAPAction {action:?}"));
     };
     let input = match decode::response(&op.input, &erp.model.schema, &body) {
@@ -97,18 +81,10 @@ fn respond(erp: &Erp, op: &Operation, output: &Value) -> Response {
         r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soap:Body>"#,
     );
     if let Err(errors) = encode::body_element(&mut xml, &op.output, &erp.model.schema, output) {
-        return fault(
-            "Server",
-            &format!("response does not match the WSDL: {errors:?}"),
-        );
+        return fault("Server", &format!("response does not match the WSDL: {errors:?}"));
     }
     xml.push_str("</soap:Body></soap:Envelope>");
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        xml,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
 }
 
 fn fault(code: &str, reason: &str) -> Response {
@@ -117,12 +93,7 @@ fn fault(code: &str, reason: &str) -> Response {
     );
     escape_into(&mut xml, reason);
     xml.push_str("</faultstring></soap:Fault></soap:Body></soap:Envelope>");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        xml,
-    )
-        .into_response()
+    (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
 }
 
 fn get_item(input: &Value) -> Result<Value, String> {
@@ -165,25 +136,14 @@ impl Erp {
     fn list_orders(&self, input: &Value) -> Result<Value, String> {
         let status = input["status"].as_str().unwrap_or_default();
         let max = input["maxRows"].as_u64().unwrap_or(u64::MAX);
-        let data = self
-            .data
-            .lock()
-            .map_err(|_| "ERP state poisoned".to_string())?;
-        let found: Vec<Value> = data
-            .orders
-            .iter()
-            .filter(|o| o["status"] == status)
-            .take(max as usize)
-            .cloned()
-            .collect();
+        let data = self.data.lock().map_err(|_| "ERP state poisoned".to_string())?;
+        let found: Vec<Value> =
+            data.orders.iter().filter(|o| o["status"] == status).take(max as usize).cloned().collect();
         Ok(json!({ "productionOrder": found }))
     }
 
     fn post_reading(&self) -> Result<Value, String> {
-        let mut data = self
-            .data
-            .lock()
-            .map_err(|_| "ERP state poisoned".to_string())?;
+        let mut data = self.data.lock().map_err(|_| "ERP state poisoned".to_string())?;
         let entry = data.next_entry;
         data.next_entry += 1;
         Ok(json!({ "entryNo": entry, "accepted": true }))
@@ -191,14 +151,8 @@ impl Erp {
 
     fn report_output(&self, input: &Value) -> Result<Value, String> {
         let no = input["orderNo"].as_str().unwrap_or_default();
-        let qty: f64 = input["quantity"]
-            .to_string()
-            .parse()
-            .map_err(|_| "Quantity is not a number".to_string())?;
-        let mut data = self
-            .data
-            .lock()
-            .map_err(|_| "ERP state poisoned".to_string())?;
+        let qty: f64 = input["quantity"].to_string().parse().map_err(|_| "Quantity is not a number".to_string())?;
+        let mut data = self.data.lock().map_err(|_| "ERP state poisoned".to_string())?;
         let order = data
             .orders
             .iter_mut()

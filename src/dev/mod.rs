@@ -1,4 +1,5 @@
-//! Dev mode: the sample manufacturing ERP, in-process, speaking SOAP from its own WSDL.
+//! Dev mode: the sample manufacturing ERP, in-process, speaking SOAP from its own WSDL, and
+//! a demo OAuth2 client granted every scope the sample routes use.
 
 mod erp;
 
@@ -6,16 +7,23 @@ use std::net::SocketAddr;
 
 pub use erp::{SampleErp, start};
 
+/// client_id of the dev-mode demo client.
+pub const DEMO_CLIENT: &str = "demo";
+
 /// Prints how to try the gateway, with commands that work as printed.
-pub fn print_welcome(addr: SocketAddr, erp: &SampleErp) {
+pub fn print_welcome(addr: SocketAddr, erp: &SampleErp, secret: &str) {
     println!(
-        "\nVeneer dev mode: sample ERP (SOAP) at {erp}, gateway at http://{addr}\n\n\
-         Try:\n  \
-         curl -s http://{addr}/items/1000\n  \
-         curl -s 'http://{addr}/production-orders?status=Released'\n  \
-         curl -s -X POST http://{addr}/sensor-readings -H 'content-type: application/json' \\\n    \
+        "\nVeneer dev mode: sample ERP (SOAP) at {erp}, gateway at http://{addr}\n\
+         Demo OAuth2 client: client_id={DEMO_CLIENT} client_secret={secret}\n\
+         (set VENEER_DEV_SECRET to choose the secret)\n\n\
+         Get a token, then call a route with it:\n  \
+         TOKEN=$(curl -s -u {DEMO_CLIENT}:{secret} -d grant_type=client_credentials http://{addr}/oauth2/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n  \
+         curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/items/1000\n\n\
+         More:\n  \
+         curl -s -H \"Authorization: Bearer $TOKEN\" 'http://{addr}/production-orders?status=Released'\n  \
+         curl -s -H \"Authorization: Bearer $TOKEN\" -X POST http://{addr}/sensor-readings -H 'content-type: application/json' \\\n    \
          -d '{{\"sensorId\":\"T-100\",\"timestamp\":\"2026-11-25T08:00:00Z\",\"value\":71.25,\"unit\":\"C\"}}'\n  \
-         curl -s http://{addr}/items/9999      # a SOAP fault, mapped to 404\n",
+         curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/items/9999      # a SOAP fault, mapped to 404\n",
         erp = erp.url
     );
 }

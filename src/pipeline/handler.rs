@@ -27,42 +27,31 @@ pub async fn handle(gateway: Arc<Gateway>, req: Request) -> Response {
 
 async fn serve(gateway: &Gateway, req: Request) -> Result<Response, GatewayError> {
     let (parts, body) = req.into_parts();
-    let Matched {
-        route,
-        params: path,
-    } = gateway.routes.find(&parts.method, parts.uri.path())?;
+    let Matched { route, params: path } = gateway.routes.find(&parts.method, parts.uri.path())?;
+    if let Some(auth) = gateway.auth.as_ref().filter(|_| !route.public) {
+        let principal = auth.authenticate(&parts.headers).await?;
+        let missing: Vec<String> = route.scopes.iter().filter(|s| !principal.scopes.contains(*s)).cloned().collect();
+        if !missing.is_empty() {
+            return Err(GatewayError::Forbidden(missing));
+        }
+    }
     let query: Vec<(String, String)> =
-        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
     let body = if route.input.reads_body() {
         Some(read_json(&parts.headers, body, gateway.server.max_body).await?)
     } else {
         None
     };
 
-    let values = RequestValues {
-        path: &path,
-        query: &query,
-        headers: &parts.headers,
-        body: body.as_ref(),
-    };
-    let input =
-        inputs::assemble(&route.input, &values).unwrap_or(Value::Object(Default::default()));
+    let values = RequestValues { path: &path, query: &query, headers: &parts.headers, body: body.as_ref() };
+    let input = inputs::assemble(&route.input, &values).unwrap_or(Value::Object(Default::default()));
     let op = route.operation();
     let backend = &route.backend;
     let envelope = encode::envelope(op, &backend.model.schema, &input).map_err(|errors| {
-        GatewayError::Validation(
-            errors
-                .into_iter()
-                .map(|e| inputs::locate(&route.input, e))
-                .collect(),
-        )
+        GatewayError::Validation(errors.into_iter().map(|e| inputs::locate(&route.input, e)).collect())
     })?;
 
-    let reply = backend
-        .call(op, envelope, parts.headers.get(REQUEST_ID))
-        .await?;
+    let reply = backend.call(op, envelope, parts.headers.get(REQUEST_ID)).await?;
     let decoded = decode::response(&op.output, &backend.model.schema, &reply.body);
     let bad_response = |title: &'static str, detail: String| GatewayError::BackendResponse {
         backend: backend.name().to_string(),
@@ -72,34 +61,21 @@ async fn serve(gateway: &Gateway, req: Request) -> Result<Response, GatewayError
     match decoded {
         Ok(Decoded::Fault(fault)) => {
             let status = faults::status_for(&route.faults, &backend.settings.faults, &fault);
-            Err(GatewayError::Fault {
-                backend: backend.name().to_string(),
-                fault: Box::new(fault),
-                status,
-            })
+            Err(GatewayError::Fault { backend: backend.name().to_string(), fault: Box::new(fault), status })
         }
         Ok(Decoded::Body(_)) if !reply.status.is_success() => Err(bad_response(
             "Backend returned an HTTP error",
             format!("HTTP {} with a SOAP body that is not a Fault", reply.status),
         )),
         Ok(Decoded::Body(value)) => {
-            let selected = route
-                .response
-                .iter()
-                .try_fold(&value, |v, k| v.get(k))
-                .cloned()
-                .unwrap_or(Value::Null);
+            let selected = route.response.iter().try_fold(&value, |v, k| v.get(k)).cloned().unwrap_or(Value::Null);
             Ok(json_response(route.status, &selected))
         }
         Err(e) if !reply.status.is_success() && !matches!(e, DecodeError::Doctype) => {
-            let shown =
-                String::from_utf8_lossy(&reply.body[..reply.body.len().min(200)]).into_owned();
+            let shown = String::from_utf8_lossy(&reply.body[..reply.body.len().min(200)]).into_owned();
             Err(bad_response(
                 "Backend returned an HTTP error",
-                format!(
-                    "HTTP {} without a SOAP Fault ({e}); body starts with {shown:?}",
-                    reply.status
-                ),
+                format!("HTTP {} without a SOAP Fault ({e}); body starts with {shown:?}", reply.status),
             ))
         }
         Err(e) => Err(bad_response(e.title(), e.to_string())),
@@ -116,42 +92,27 @@ fn json_response(status: StatusCode, value: &Value) -> Response {
 /// Reads and parses a JSON body: 415 for another media type, 413 past the limit, 400 when
 /// it does not parse.
 async fn read_json(headers: &HeaderMap, body: Body, limit: usize) -> Result<Value, GatewayError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if essence != "application/json" && !essence.ends_with("+json") {
-        return Err(GatewayError::UnsupportedMediaType(
-            if content_type.is_empty() {
-                "(none)".into()
-            } else {
-                content_type.to_string()
-            },
-        ));
+        return Err(GatewayError::UnsupportedMediaType(if content_type.is_empty() {
+            "(none)".into()
+        } else {
+            content_type.to_string()
+        }));
     }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         // to_bytes fails for over-limit bodies and for broken uploads; tell them apart.
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_large {
             GatewayError::PayloadTooLarge { limit }
         } else {
-            GatewayError::MalformedJson {
-                detail: format!("the body could not be read: {e}"),
-            }
+            GatewayError::MalformedJson { detail: format!("the body could not be read: {e}") }
         }
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -159,7 +120,5 @@ async fn read_json(headers: &HeaderMap, body: Body, limit: usize) -> Result<Valu
             detail: "this route needs a JSON body, and the request has none".into(),
         });
     }
-    serde_json::from_slice(&bytes).map_err(|e| GatewayError::MalformedJson {
-        detail: e.to_string(),
-    })
+    serde_json::from_slice(&bytes).map_err(|e| GatewayError::MalformedJson { detail: e.to_string() })
 }

@@ -22,21 +22,11 @@ pub struct RequestValues<'a> {
 /// Builds the input value; `None` when the source has no value in this request.
 pub fn assemble(source: &Source, req: &RequestValues<'_>) -> Option<Value> {
     match source {
-        Source::Path(name) => req
-            .path
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| Value::String(v.clone())),
-        Source::Query(name) => req
-            .query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| Value::String(v.clone())),
-        Source::Header(name) => req
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| Value::String(v.to_string())),
+        Source::Path(name) => req.path.iter().find(|(k, _)| k == name).map(|(_, v)| Value::String(v.clone())),
+        Source::Query(name) => req.query.iter().find(|(k, _)| k == name).map(|(_, v)| Value::String(v.clone())),
+        Source::Header(name) => {
+            req.headers.get(name).and_then(|v| v.to_str().ok()).map(|v| Value::String(v.to_string()))
+        }
         Source::Body(keys) => keys.iter().try_fold(req.body?, |v, k| v.get(k)).cloned(),
         Source::Literal(v) => Some(v.clone()),
         Source::Object { fields, spread } => {
@@ -80,14 +70,9 @@ fn relocate(source: &Source, pointer: &str, err: FieldError) -> FieldError {
         Source::Query(name) => param("query", name),
         Source::Header(name) => param("header", name.as_str()),
         Source::Body(keys) => {
-            let mut p: String = keys.iter().fold(String::new(), |acc, k| {
-                crate::translate::pointer_push(&acc, k)
-            });
+            let mut p: String = keys.iter().fold(String::new(), |acc, k| crate::translate::pointer_push(&acc, k));
             p.push_str(pointer);
-            FieldError {
-                pointer: Some(p),
-                ..err
-            }
+            FieldError { pointer: Some(p), ..err }
         }
         Source::Literal(_) => FieldError {
             pointer: None,
@@ -130,32 +115,15 @@ mod tests {
         };
         let body = json!({"orderNo": "evil", "quantity": 5, "note": "x"});
         let headers = HeaderMap::new();
-        let req = RequestValues {
-            path: &[("no".into(), "PO-1".into())],
-            query: &[],
-            headers: &headers,
-            body: Some(&body),
-        };
+        let req =
+            RequestValues { path: &[("no".into(), "PO-1".into())], query: &[], headers: &headers, body: Some(&body) };
         let v = assemble(&source, &req).expect("object");
         assert_eq!(v["orderNo"], "PO-1");
         assert_eq!(v["qty"], 5);
         assert_eq!(v["note"], "x");
         let e = locate(&source, FieldError::at("/orderNo", "bad"));
-        assert_eq!(
-            (e.location, e.parameter.as_deref(), e.pointer),
-            (Some("path"), Some("no"), None)
-        );
-        assert_eq!(
-            locate(&source, FieldError::at("/qty", "bad"))
-                .pointer
-                .as_deref(),
-            Some("/quantity")
-        );
-        assert_eq!(
-            locate(&source, FieldError::at("/note/0", "bad"))
-                .pointer
-                .as_deref(),
-            Some("/note/0")
-        );
+        assert_eq!((e.location, e.parameter.as_deref(), e.pointer), (Some("path"), Some("no"), None));
+        assert_eq!(locate(&source, FieldError::at("/qty", "bad")).pointer.as_deref(), Some("/quantity"));
+        assert_eq!(locate(&source, FieldError::at("/note/0", "bad")).pointer.as_deref(), Some("/note/0"));
     }
 }

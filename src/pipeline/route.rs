@@ -39,8 +39,7 @@ impl Source {
         match self {
             Source::Body(_) => true,
             Source::Object { fields, spread } => {
-                fields.iter().any(|(_, s)| s.reads_body())
-                    || spread.as_ref().is_some_and(|s| s.reads_body())
+                fields.iter().any(|(_, s)| s.reads_body()) || spread.as_ref().is_some_and(|s| s.reads_body())
             }
             _ => false,
         }
@@ -66,6 +65,10 @@ pub struct Route {
     pub status: StatusCode,
     /// Route-level fault rules (tried before the backend's).
     pub faults: Vec<FaultRule>,
+    /// Scopes a token must carry.
+    pub scopes: Vec<String>,
+    /// Served without a token.
+    pub public: bool,
     /// Docs: summary.
     pub summary: Option<String>,
     /// Docs: description.
@@ -96,13 +99,7 @@ pub struct RouteTable {
 
 impl std::fmt::Debug for RouteTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(
-                self.routes
-                    .iter()
-                    .map(|r| format!("{} {}", r.method, r.path)),
-            )
-            .finish()
+        f.debug_list().entries(self.routes.iter().map(|r| format!("{} {}", r.method, r.path))).finish()
     }
 }
 
@@ -142,11 +139,7 @@ impl RouteTable {
                 });
             }
         }
-        if problems.is_empty() {
-            Ok(table)
-        } else {
-            Err(problems)
-        }
+        if problems.is_empty() { Ok(table) } else { Err(problems) }
     }
 
     /// Every route, in config order.
@@ -156,40 +149,27 @@ impl RouteTable {
 
     /// The route for a request, with its percent-decoded path parameters.
     pub fn find(&self, method: &Method, path: &str) -> Result<Matched, GatewayError> {
-        let m = self
-            .matcher
-            .at(path)
-            .map_err(|_| GatewayError::RouteNotFound(path.to_string()))?;
+        let m = self.matcher.at(path).map_err(|_| GatewayError::RouteNotFound(path.to_string()))?;
         let route = m
             .value
             .iter()
             .map(|&i| &self.routes[i])
             .find(|r| r.method == method || (method == Method::HEAD && r.method == Method::GET))
             .ok_or_else(|| {
-                GatewayError::MethodNotAllowed(
-                    m.value
-                        .iter()
-                        .map(|&i| self.routes[i].method.clone())
-                        .collect(),
-                )
+                GatewayError::MethodNotAllowed(m.value.iter().map(|&i| self.routes[i].method.clone()).collect())
             })?;
         let mut params = Vec::with_capacity(m.params.len());
         for (k, v) in m.params.iter() {
-            let decoded = percent_encoding::percent_decode_str(v)
-                .decode_utf8()
-                .map_err(|_| {
-                    GatewayError::Validation(vec![crate::error::FieldError {
-                        pointer: None,
-                        location: Some("path"),
-                        parameter: Some(k.to_string()),
-                        detail: "is not valid UTF-8 after percent-decoding".into(),
-                    }])
-                })?;
+            let decoded = percent_encoding::percent_decode_str(v).decode_utf8().map_err(|_| {
+                GatewayError::Validation(vec![crate::error::FieldError {
+                    pointer: None,
+                    location: Some("path"),
+                    parameter: Some(k.to_string()),
+                    detail: "is not valid UTF-8 after percent-decoding".into(),
+                }])
+            })?;
             params.push((k.to_string(), decoded.into_owned()));
         }
-        Ok(Matched {
-            route: route.clone(),
-            params,
-        })
+        Ok(Matched { route: route.clone(), params })
     }
 }

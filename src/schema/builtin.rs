@@ -55,10 +55,9 @@ impl Builtin {
     pub fn from_xsd(local: &str) -> Option<Builtin> {
         let int = |min: Option<i128>, max: Option<i128>| Some(Builtin::Integer { min, max });
         match local {
-            "string" | "normalizedString" | "token" | "language" | "Name" | "NCName" | "ID"
-            | "IDREF" | "IDREFS" | "ENTITY" | "ENTITIES" | "NMTOKEN" | "NMTOKENS" | "anyURI"
-            | "QName" | "NOTATION" | "duration" | "gYear" | "gYearMonth" | "gMonth"
-            | "gMonthDay" | "gDay" | "char" | "guid" => Some(Builtin::String),
+            "string" | "normalizedString" | "token" | "language" | "Name" | "NCName" | "ID" | "IDREF" | "IDREFS"
+            | "ENTITY" | "ENTITIES" | "NMTOKEN" | "NMTOKENS" | "anyURI" | "QName" | "NOTATION" | "duration"
+            | "gYear" | "gYearMonth" | "gMonth" | "gMonthDay" | "gDay" | "char" | "guid" => Some(Builtin::String),
             "boolean" => Some(Builtin::Boolean),
             "decimal" => Some(Builtin::Decimal),
             "float" | "double" => Some(Builtin::Float),
@@ -105,16 +104,10 @@ impl Builtin {
             Builtin::Date => parse_date(text),
             Builtin::DateTime => parse_date_time(text),
             Builtin::Time => parse_time(text),
-            Builtin::Base64 => text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+/= \n\r\t".contains(&b)),
+            Builtin::Base64 => text.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/= \n\r\t".contains(&b)),
             Builtin::Hex => text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()),
         };
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("expected {}", self.describe()))
-        }
+        if ok { Ok(()) } else { Err(format!("expected {}", self.describe())) }
     }
 
     /// A short human description, used in error messages.
@@ -155,8 +148,7 @@ fn is_decimal(text: &str) -> bool {
 fn is_float(text: &str) -> bool {
     let t = text.trim();
     matches!(t, "INF" | "-INF" | "+INF" | "NaN")
-        || (t.parse::<f64>().is_ok()
-            && !t.contains(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E'))
+        || (t.parse::<f64>().is_ok() && !t.contains(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E'))
 }
 
 fn check_integer(text: &str, min: Option<i128>, max: Option<i128>) -> Result<(), String> {
@@ -167,11 +159,7 @@ fn check_integer(text: &str, min: Option<i128>, max: Option<i128>) -> Result<(),
     }
     // Beyond i128 only unbounded types (xs:integer) can still be valid.
     let Ok(value) = t.parse::<i128>() else {
-        return if min.is_none() && max.is_none() {
-            Ok(())
-        } else {
-            Err(range_msg(min, max))
-        };
+        return if min.is_none() && max.is_none() { Ok(()) } else { Err(range_msg(min, max)) };
     };
     if min.is_some_and(|m| value < m) || max.is_some_and(|m| value > m) {
         return Err(range_msg(min, max));
@@ -194,10 +182,7 @@ fn split_tz(t: &str) -> Option<&str> {
         return Some(rest);
     }
     let bytes = t.as_bytes();
-    if bytes.len() > 6
-        && matches!(bytes[bytes.len() - 6], b'+' | b'-')
-        && bytes[bytes.len() - 3] == b':'
-    {
+    if bytes.len() > 6 && matches!(bytes[bytes.len() - 6], b'+' | b'-') && bytes[bytes.len() - 3] == b':' {
         let (rest, tz) = t.split_at(t.len() - 6);
         let (h, m) = (tz[1..3].parse::<u8>().ok()?, tz[4..6].parse::<u8>().ok()?);
         return (h <= 14 && m < 60).then_some(rest);
@@ -213,14 +198,12 @@ fn parse_date(text: &str) -> bool {
 }
 
 fn parse_date_time(text: &str) -> bool {
-    split_tz(text.trim()).is_some_and(|dt| {
-        dt.len() >= 19 && NaiveDateTime::parse_from_str(dt, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
-    })
+    split_tz(text.trim())
+        .is_some_and(|dt| dt.len() >= 19 && NaiveDateTime::parse_from_str(dt, "%Y-%m-%dT%H:%M:%S%.f").is_ok())
 }
 
 fn parse_time(text: &str) -> bool {
-    split_tz(text.trim())
-        .is_some_and(|t| t.len() >= 8 && NaiveTime::parse_from_str(t, "%H:%M:%S%.f").is_ok())
+    split_tz(text.trim()).is_some_and(|t| t.len() >= 8 && NaiveTime::parse_from_str(t, "%H:%M:%S%.f").is_ok())
 }
 
 /// Rewrites an XSD decimal/float lexical form into a valid JSON number, keeping every digit
@@ -271,38 +254,20 @@ pub fn json_number_text(text: &str) -> Option<String> {
 pub fn plain_decimal(text: &str) -> Option<String> {
     let t = text.trim();
     let (mantissa, exp) = t.split_once(['e', 'E'])?;
-    let exp: i64 = exp
-        .strip_prefix('+')
-        .unwrap_or(exp)
-        .parse()
-        .ok()
-        .filter(|e: &i64| e.abs() <= 400)?;
-    let (neg, m) = mantissa
-        .strip_prefix('-')
-        .map_or((false, mantissa), |m| (true, m));
+    let exp: i64 = exp.strip_prefix('+').unwrap_or(exp).parse().ok().filter(|e: &i64| e.abs() <= 400)?;
+    let (neg, m) = mantissa.strip_prefix('-').map_or((false, mantissa), |m| (true, m));
     let (int, frac) = m.split_once('.').unwrap_or((m, ""));
-    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-        || int.is_empty() && frac.is_empty()
-    {
+    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) || int.is_empty() && frac.is_empty() {
         return None;
     }
     let digits = format!("{int}{frac}");
     let point = int.len() as i64 + exp; // position of the decimal point within `digits`
     let (int_part, frac_part) = if point <= 0 {
-        (
-            "0".to_string(),
-            format!("{}{digits}", "0".repeat(point.unsigned_abs() as usize)),
-        )
+        ("0".to_string(), format!("{}{digits}", "0".repeat(point.unsigned_abs() as usize)))
     } else if point as usize >= digits.len() {
-        (
-            format!("{digits}{}", "0".repeat(point as usize - digits.len())),
-            String::new(),
-        )
+        (format!("{digits}{}", "0".repeat(point as usize - digits.len())), String::new())
     } else {
-        (
-            digits[..point as usize].to_string(),
-            digits[point as usize..].to_string(),
-        )
+        (digits[..point as usize].to_string(), digits[point as usize..].to_string())
     };
     let int_part = int_part.trim_start_matches('0');
     let mut out = String::from(if neg { "-" } else { "" });
@@ -328,10 +293,7 @@ mod tests {
         let unsigned = Builtin::from_xsd("unsignedByte").expect("built in");
         assert!(unsigned.check("-1").is_err());
         assert!(
-            Builtin::from_xsd("integer")
-                .expect("built in")
-                .check("123456789012345678901234567890123456789012")
-                .is_ok()
+            Builtin::from_xsd("integer").expect("built in").check("123456789012345678901234567890123456789012").is_ok()
         );
     }
 
@@ -351,10 +313,7 @@ mod tests {
 
     #[test]
     fn decimals_keep_every_digit_in_json() {
-        assert_eq!(
-            json_number_text("12345678901234567.123456").as_deref(),
-            Some("12345678901234567.123456")
-        );
+        assert_eq!(json_number_text("12345678901234567.123456").as_deref(), Some("12345678901234567.123456"));
         assert_eq!(json_number_text("+1.50").as_deref(), Some("1.50"));
         assert_eq!(json_number_text(".5").as_deref(), Some("0.5"));
         assert_eq!(json_number_text("-007").as_deref(), Some("-7"));
@@ -363,10 +322,7 @@ mod tests {
         assert_eq!(json_number_text("1.2.3"), None);
         assert!(Builtin::Decimal.check("1e3").is_err());
         assert_eq!(plain_decimal("1.5e-7").as_deref(), Some("0.00000015"));
-        assert_eq!(
-            plain_decimal("9.876543210987654e16").as_deref(),
-            Some("98765432109876540")
-        );
+        assert_eq!(plain_decimal("9.876543210987654e16").as_deref(), Some("98765432109876540"));
         assert_eq!(plain_decimal("-2E+2").as_deref(), Some("-200"));
         assert_eq!(plain_decimal("12.5"), None);
         assert_eq!(plain_decimal("1e999"), None);

@@ -32,28 +32,17 @@ pub struct Node {
 impl Node {
     /// An attribute's value.
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// Child elements in a namespace with a local name.
-    pub fn children_named<'a>(
-        &'a self,
-        ns: &'a str,
-        local: &'a str,
-    ) -> impl Iterator<Item = &'a Node> + 'a {
-        self.children
-            .iter()
-            .filter(move |c| c.ns == ns && c.local == local)
+    pub fn children_named<'a>(&'a self, ns: &'a str, local: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        self.children.iter().filter(move |c| c.ns == ns && c.local == local)
     }
 
     /// The first child with that name.
     pub fn child(&self, ns: &str, local: &str) -> Option<&Node> {
-        self.children
-            .iter()
-            .find(|c| c.ns == ns && c.local == local)
+        self.children.iter().find(|c| c.ns == ns && c.local == local)
     }
 
     /// Resolves a QName value (`tns:Item`, or `Item` in the default namespace) to `(ns, local)`.
@@ -78,25 +67,16 @@ pub struct DomError {
 pub fn parse(bytes: &[u8]) -> Result<Node, DomError> {
     let text = xmltext::to_utf8(bytes).map_err(|message| DomError { line: 1, message })?;
     let mut reader = NsReader::from_str(&text);
-    let line_of = |pos: u64| {
-        text.as_bytes()[..(pos as usize).min(text.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
-    };
+    let line_of =
+        |pos: u64| text.as_bytes()[..(pos as usize).min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
     let mut stack: Vec<Node> = Vec::new();
-    let mut scope = Rc::new(HashMap::from([(
-        "xml".to_string(),
-        "http://www.w3.org/XML/1998/namespace".to_string(),
-    )]));
+    let mut scope = Rc::new(HashMap::from([("xml".to_string(), "http://www.w3.org/XML/1998/namespace".to_string())]));
     let mut scopes: Vec<Rc<HashMap<String, String>>> = Vec::new();
     loop {
         let pos = reader.buffer_position();
-        let event = reader.read_event().map_err(|e| DomError {
-            line: line_of(reader.error_position()),
-            message: e.to_string(),
-        })?;
+        let event = reader
+            .read_event()
+            .map_err(|e| DomError { line: line_of(reader.error_position()), message: e.to_string() })?;
         match event {
             Event::Start(start) => {
                 scopes.push(scope.clone());
@@ -112,10 +92,8 @@ pub fn parse(bytes: &[u8]) -> Result<Node, DomError> {
                 }
             }
             Event::End(_) => {
-                let node = stack.pop().ok_or_else(|| DomError {
-                    line: line_of(pos),
-                    message: "unexpected end tag".into(),
-                })?;
+                let node =
+                    stack.pop().ok_or_else(|| DomError { line: line_of(pos), message: "unexpected end tag".into() })?;
                 scope = scopes.pop().unwrap_or_default();
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(node),
@@ -133,10 +111,7 @@ pub fn parse(bytes: &[u8]) -> Result<Node, DomError> {
                 }
             }
             Event::GeneralRef(r) => {
-                let c = xmltext::resolve_ref(&r).map_err(|message| DomError {
-                    line: line_of(pos),
-                    message,
-                })?;
+                let c = xmltext::resolve_ref(&r).map_err(|message| DomError { line: line_of(pos), message })?;
                 if let Some(node) = stack.last_mut() {
                     node.text.push(c);
                 }
@@ -158,22 +133,12 @@ pub fn parse(bytes: &[u8]) -> Result<Node, DomError> {
     }
 }
 
-fn extend_scope(
-    scope: &Rc<HashMap<String, String>>,
-    start: &BytesStart,
-) -> Rc<HashMap<String, String>> {
+fn extend_scope(scope: &Rc<HashMap<String, String>>, start: &BytesStart) -> Rc<HashMap<String, String>> {
     let mut added: Vec<(String, String)> = Vec::new();
     for attr in start.attributes().flatten() {
         let key = attr.key.as_ref();
-        let prefix = if key == "xmlns" {
-            Some("")
-        } else {
-            key.strip_prefix("xmlns:")
-        };
-        if let (Some(prefix), Ok(value)) = (
-            prefix,
-            attr.normalized_value(quick_xml::XmlVersion::Implicit1_0),
-        ) {
+        let prefix = if key == "xmlns" { Some("") } else { key.strip_prefix("xmlns:") };
+        if let (Some(prefix), Ok(value)) = (prefix, attr.normalized_value(quick_xml::XmlVersion::Implicit1_0)) {
             added.push((prefix.to_string(), value.into_owned()));
         }
     }
@@ -185,21 +150,14 @@ fn extend_scope(
     Rc::new(map)
 }
 
-fn new_node(
-    start: &BytesStart,
-    scope: &Rc<HashMap<String, String>>,
-    line: usize,
-) -> Result<Node, DomError> {
+fn new_node(start: &BytesStart, scope: &Rc<HashMap<String, String>>, line: usize) -> Result<Node, DomError> {
     let name = start.name();
     let full = name.as_ref();
     let (prefix, local) = full.split_once(':').unwrap_or(("", full));
     let ns = scope.get(prefix).cloned().unwrap_or_default();
     let mut attrs = Vec::new();
     for attr in start.attributes() {
-        let attr = attr.map_err(|e| DomError {
-            line,
-            message: e.to_string(),
-        })?;
+        let attr = attr.map_err(|e| DomError { line, message: e.to_string() })?;
         let key = attr.key.as_ref();
         if key == "xmlns" || key.starts_with("xmlns:") {
             continue;
@@ -207,10 +165,7 @@ fn new_node(
         let local_key = key.rsplit(':').next().unwrap_or(key).to_string();
         let value = attr
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-            .map_err(|e| DomError {
-                line,
-                message: e.to_string(),
-            })?;
+            .map_err(|e| DomError { line, message: e.to_string() })?;
         attrs.push((local_key, value.into_owned()));
     }
     Ok(Node {

@@ -130,11 +130,7 @@ pub struct SimpleType {
 impl SimpleType {
     /// A bare built-in type with no facets.
     pub fn builtin(base: Builtin) -> Self {
-        SimpleType {
-            name: None,
-            base,
-            facets: Facets::default(),
-        }
+        SimpleType { name: None, base, facets: Facets::default() }
     }
 }
 

@@ -55,11 +55,7 @@ pub fn decode_xml_name(name: &str) -> String {
 /// lowered as one word (`URLPath` → `urlPath`, `ID` → `id`).
 fn camel_case(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
-    for (i, word) in name
-        .split(['_', '-', '.', ' '])
-        .filter(|w| !w.is_empty())
-        .enumerate()
-    {
+    for (i, word) in name.split(['_', '-', '.', ' ']).filter(|w| !w.is_empty()).enumerate() {
         if i == 0 {
             out.push_str(&lower_leading_caps(word));
         } else {
@@ -70,22 +66,14 @@ fn camel_case(name: &str) -> String {
             }
         }
     }
-    if out.is_empty() {
-        name.to_string()
-    } else {
-        out
-    }
+    if out.is_empty() { name.to_string() } else { out }
 }
 
 fn lower_leading_caps(word: &str) -> String {
     let chars: Vec<char> = word.chars().collect();
     let run = chars.iter().take_while(|c| c.is_uppercase()).count();
     // In "URLPath" the 'P' starts the next word, so it keeps its capital.
-    let lower_upto = if run > 1 && run < chars.len() && chars[run].is_lowercase() {
-        run - 1
-    } else {
-        run
-    };
+    let lower_upto = if run > 1 && run < chars.len() && chars[run].is_lowercase() { run - 1 } else { run };
     let mut out = String::with_capacity(word.len());
     for (i, c) in chars.iter().enumerate() {
         if i < lower_upto.max(1) {
@@ -111,10 +99,7 @@ mod tests {
         assert_eq!(n.apply("ID"), "id");
         assert_eq!(n.apply("SensorID"), "sensorID");
         assert_eq!(n.apply("_x0033_rd_Party_Loader_Type"), "3rdPartyLoaderType");
-        assert_eq!(
-            n.apply("ShortcutDimCode_x005B_3_x005D_"),
-            "shortcutDimCode[3]"
-        );
+        assert_eq!(n.apply("ShortcutDimCode_x005B_3_x005D_"), "shortcutDimCode[3]");
         assert_eq!(n.apply("КонтактнаяИнформация"), "контактнаяИнформация");
         assert_eq!(n.apply("_"), "_");
     }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use super::dom::{self, Node};
 use super::naming::JsonNaming;
 use super::{
-    Attribute, Builtin, ComplexType, Compositor, Element, Facets, Operation, SchemaSet,
-    ServiceModel, SimpleType, SoapVersion, Style, TypeId, TypeRef,
+    Attribute, Builtin, ComplexType, Compositor, Element, Facets, Operation, SchemaSet, ServiceModel, SimpleType,
+    SoapVersion, Style, TypeId, TypeRef,
 };
 
 const WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
@@ -37,10 +37,7 @@ pub enum WsdlError {
 }
 
 fn invalid(node: &Node, message: impl Into<String>) -> WsdlError {
-    WsdlError::Invalid {
-        line: node.line,
-        message: message.into(),
-    }
+    WsdlError::Invalid { line: node.line, message: message.into() }
 }
 
 /// Which binding to take when a WSDL offers both SOAP versions.
@@ -56,18 +53,11 @@ pub struct ReadOptions {
 pub fn read(bytes: &[u8], options: ReadOptions) -> Result<ServiceModel, WsdlError> {
     let root = dom::parse(bytes)?;
     if root.ns != WSDL || root.local != "definitions" {
-        return Err(invalid(
-            &root,
-            "the root element is not a WSDL 1.1 <definitions>",
-        ));
+        return Err(invalid(&root, "the root element is not a WSDL 1.1 <definitions>"));
     }
     let mut reader = Reader::new(&root, options.naming);
     let operations = reader.operations(&root, options.soap_version)?;
-    Ok(ServiceModel {
-        schema: reader.set,
-        operations: operations.0,
-        endpoint: operations.1,
-    })
+    Ok(ServiceModel { schema: reader.set, operations: operations.0, endpoint: operations.1 })
 }
 
 struct SchemaInfo {
@@ -144,11 +134,7 @@ impl<'a> Reader<'a> {
             })
             .collect();
         let want = prefer.unwrap_or(SoapVersion::V11);
-        let Some(&(binding, version)) = bindings
-            .iter()
-            .find(|(_, v)| *v == want)
-            .or(bindings.first())
-        else {
+        let Some(&(binding, version)) = bindings.iter().find(|(_, v)| *v == want).or(bindings.first()) else {
             return Err(invalid(
                 root,
                 "the WSDL has no SOAP binding (an abstract WSDL needs its binding and service too)",
@@ -157,45 +143,24 @@ impl<'a> Reader<'a> {
         if prefer.is_some_and(|p| p != version) {
             return Err(invalid(
                 binding,
-                format!(
-                    "the WSDL has no SOAP {} binding",
-                    if want == SoapVersion::V11 {
-                        "1.1"
-                    } else {
-                        "1.2"
-                    }
-                ),
+                format!("the WSDL has no SOAP {} binding", if want == SoapVersion::V11 { "1.1" } else { "1.2" }),
             ));
         }
-        let soap_ns = if version == SoapVersion::V11 {
-            SOAP11
-        } else {
-            SOAP12
-        };
-        let default_style = binding
-            .child(soap_ns, "binding")
-            .and_then(|b| b.attr("style"))
-            .unwrap_or("document")
-            .to_string();
+        let soap_ns = if version == SoapVersion::V11 { SOAP11 } else { SOAP12 };
+        let default_style =
+            binding.child(soap_ns, "binding").and_then(|b| b.attr("style")).unwrap_or("document").to_string();
         let port_type_name = binding.resolve_qname(binding.attr("type").unwrap_or("")).1;
         let port_type = root
             .children_named(WSDL, "portType")
             .find(|p| p.attr("name") == Some(port_type_name.as_str()))
             .ok_or_else(|| {
-                invalid(
-                    binding,
-                    format!(
-                        "the binding refers to portType {port_type_name:?}, which is not defined"
-                    ),
-                )
+                invalid(binding, format!("the binding refers to portType {port_type_name:?}, which is not defined"))
             })?;
         let mut ops = Vec::new();
         for bop in binding.children_named(WSDL, "operation") {
             let name = bop.attr("name").unwrap_or("").to_string();
             let soap_op = bop.child(soap_ns, "operation");
-            let style = soap_op
-                .and_then(|o| o.attr("style"))
-                .unwrap_or(&default_style);
+            let style = soap_op.and_then(|o| o.attr("style")).unwrap_or(&default_style);
             if style != "document" {
                 // rpc style arrives with the full WSDL importer; skip rather than mis-model it.
                 continue;
@@ -209,23 +174,16 @@ impl<'a> Reader<'a> {
             if !literal("input") || !literal("output") {
                 continue;
             }
-            let Some(pt_op) = port_type
-                .children_named(WSDL, "operation")
-                .find(|o| o.attr("name") == Some(name.as_str()))
+            let Some(pt_op) =
+                port_type.children_named(WSDL, "operation").find(|o| o.attr("name") == Some(name.as_str()))
             else {
                 continue;
             };
             let input = self.message_element(root, pt_op, "input")?;
             let output = self.message_element(root, pt_op, "output")?;
-            let doc = pt_op
-                .child(WSDL, "documentation")
-                .map(|d| d.text.trim().to_string())
-                .filter(|d| !d.is_empty());
+            let doc = pt_op.child(WSDL, "documentation").map(|d| d.text.trim().to_string()).filter(|d| !d.is_empty());
             ops.push(Operation {
-                soap_action: soap_op
-                    .and_then(|o| o.attr("soapAction"))
-                    .unwrap_or("")
-                    .to_string(),
+                soap_action: soap_op.and_then(|o| o.attr("soapAction")).unwrap_or("").to_string(),
                 soap_version: version,
                 style: Style::Document,
                 name,
@@ -238,10 +196,7 @@ impl<'a> Reader<'a> {
         let endpoint = root
             .children_named(WSDL, "service")
             .flat_map(|s| s.children_named(WSDL, "port"))
-            .find(|p| {
-                p.attr("binding")
-                    .is_some_and(|b| p.resolve_qname(b).1 == binding_name)
-            })
+            .find(|p| p.attr("binding").is_some_and(|b| p.resolve_qname(b).1 == binding_name))
             .and_then(|p| p.child(soap_ns, "address"))
             .and_then(|a| a.attr("location"))
             .map(str::to_string);
@@ -249,15 +204,8 @@ impl<'a> Reader<'a> {
     }
 
     /// The body element of an operation's input or output message (document/literal).
-    fn message_element(
-        &mut self,
-        root: &'a Node,
-        pt_op: &'a Node,
-        dir: &str,
-    ) -> Result<Element, WsdlError> {
-        let io = pt_op
-            .child(WSDL, dir)
-            .ok_or_else(|| invalid(pt_op, format!("operation has no <{dir}>")))?;
+    fn message_element(&mut self, root: &'a Node, pt_op: &'a Node, dir: &str) -> Result<Element, WsdlError> {
+        let io = pt_op.child(WSDL, dir).ok_or_else(|| invalid(pt_op, format!("operation has no <{dir}>")))?;
         let msg_name = io.resolve_qname(io.attr("message").unwrap_or("")).1;
         let message = root
             .children_named(WSDL, "message")
@@ -267,56 +215,32 @@ impl<'a> Reader<'a> {
         let [part] = parts.as_slice() else {
             return Err(invalid(
                 message,
-                format!(
-                    "message {msg_name:?} has {} body parts; document/literal needs exactly one",
-                    parts.len()
-                ),
+                format!("message {msg_name:?} has {} body parts; document/literal needs exactly one", parts.len()),
             ));
         };
-        let el = part
-            .attr("element")
-            .ok_or_else(|| invalid(part, "a document/literal part needs element=, not type="))?;
+        let el =
+            part.attr("element").ok_or_else(|| invalid(part, "a document/literal part needs element=, not type="))?;
         let key = part.resolve_qname(el);
         let &(schema, node) = self.elements.get(&key).ok_or_else(|| {
-            invalid(
-                part,
-                format!(
-                    "element {{{}}}{} is not declared in the WSDL's schemas",
-                    key.0, key.1
-                ),
-            )
+            invalid(part, format!("element {{{}}}{} is not declared in the WSDL's schemas", key.0, key.1))
         })?;
         self.element(node, schema, true)
     }
 
-    fn element(
-        &mut self,
-        node: &'a Node,
-        schema: usize,
-        global: bool,
-    ) -> Result<Element, WsdlError> {
+    fn element(&mut self, node: &'a Node, schema: usize, global: bool) -> Result<Element, WsdlError> {
         if let Some(r) = node.attr("ref") {
             let key = node.resolve_qname(r);
-            let &(s, target) = self
-                .elements
-                .get(&key)
-                .ok_or_else(|| invalid(node, format!("ref {r:?} names no global element")))?;
+            let &(s, target) =
+                self.elements.get(&key).ok_or_else(|| invalid(node, format!("ref {r:?} names no global element")))?;
             let mut el = self.element(target, s, true)?;
             el.min_occurs = occurs(node.attr("minOccurs"), 1).unwrap_or(1);
             el.max_occurs = occurs(node.attr("maxOccurs"), 1);
             return Ok(el);
         }
-        let name = node
-            .attr("name")
-            .ok_or_else(|| invalid(node, "element without name= or ref="))?
-            .to_string();
+        let name = node.attr("name").ok_or_else(|| invalid(node, "element without name= or ref="))?.to_string();
         let info = &self.schemas[schema];
-        let qualified = global
-            || node
-                .attr("form")
-                .map_or(info.qualified, |f| f == "qualified");
-        let namespace =
-            (qualified && !info.target_ns.is_empty()).then(|| Arc::from(info.target_ns.as_str()));
+        let qualified = global || node.attr("form").map_or(info.qualified, |f| f == "qualified");
+        let namespace = (qualified && !info.target_ns.is_empty()).then(|| Arc::from(info.target_ns.as_str()));
         let ty = if let Some(t) = node.attr("type") {
             self.type_ref(node, &node.resolve_qname(t))?
         } else if let Some(ct) = node.child(XSD, "complexType") {
@@ -348,20 +272,12 @@ impl<'a> Reader<'a> {
             if let Some(&id) = self.named_complex_ids.get(key) {
                 return Ok(TypeRef::Complex(id));
             }
-            return Ok(TypeRef::Complex(self.complex_type(
-                node,
-                schema,
-                Some(key.clone()),
-            )?));
+            return Ok(TypeRef::Complex(self.complex_type(node, schema, Some(key.clone()))?));
         }
         Ok(TypeRef::Simple(self.named_simple_type(at, key)?))
     }
 
-    fn named_simple_type(
-        &mut self,
-        at: &Node,
-        key: &(String, String),
-    ) -> Result<Arc<SimpleType>, WsdlError> {
+    fn named_simple_type(&mut self, at: &Node, key: &(String, String)) -> Result<Arc<SimpleType>, WsdlError> {
         if key.0 == XSD {
             let b = Builtin::from_xsd(&key.1)
                 .ok_or_else(|| invalid(at, format!("unknown XSD built-in type {:?}", key.1)))?;
@@ -370,10 +286,8 @@ impl<'a> Reader<'a> {
         if let Some(st) = self.named_simple.get(key) {
             return Ok(st.clone());
         }
-        let &(_, node) = self
-            .simple
-            .get(key)
-            .ok_or_else(|| invalid(at, format!("type {{{}}}{} is not declared", key.0, key.1)))?;
+        let &(_, node) =
+            self.simple.get(key).ok_or_else(|| invalid(at, format!("type {{{}}}{} is not declared", key.0, key.1)))?;
         self.guard(at)?;
         let st = Arc::new(self.simple_type(node, Some(format!("{{{}}}{}", key.0, key.1)))?);
         self.depth -= 1;
@@ -385,30 +299,18 @@ impl<'a> Reader<'a> {
     fn guard(&mut self, at: &Node) -> Result<(), WsdlError> {
         self.depth += 1;
         if self.depth > 64 {
-            return Err(invalid(
-                at,
-                "type derivation nests more than 64 levels (a cycle?)",
-            ));
+            return Err(invalid(at, "type derivation nests more than 64 levels (a cycle?)"));
         }
         Ok(())
     }
 
-    fn simple_type(
-        &mut self,
-        node: &'a Node,
-        name: Option<String>,
-    ) -> Result<SimpleType, WsdlError> {
+    fn simple_type(&mut self, node: &'a Node, name: Option<String>) -> Result<SimpleType, WsdlError> {
         let Some(restriction) = node.child(XSD, "restriction") else {
             // list and union: carried as text until the full XSD importer types them.
-            return Ok(SimpleType {
-                name,
-                ..SimpleType::builtin(Builtin::String)
-            });
+            return Ok(SimpleType { name, ..SimpleType::builtin(Builtin::String) });
         };
         let mut st = match restriction.attr("base") {
-            Some(base) => {
-                (*self.named_simple_type(restriction, &restriction.resolve_qname(base))?).clone()
-            }
+            Some(base) => (*self.named_simple_type(restriction, &restriction.resolve_qname(base))?).clone(),
             None => match restriction.child(XSD, "simpleType") {
                 Some(inner) => self.simple_type(inner, None)?,
                 None => SimpleType::builtin(Builtin::String),
@@ -445,12 +347,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Fills children, attributes and simple content from a complexType (or extension) node.
-    fn content(
-        &mut self,
-        node: &'a Node,
-        schema: usize,
-        ct: &mut ComplexType,
-    ) -> Result<(), WsdlError> {
+    fn content(&mut self, node: &'a Node, schema: usize, ct: &mut ComplexType) -> Result<(), WsdlError> {
         for child in node.children.iter().filter(|c| c.ns == XSD) {
             match child.local.as_str() {
                 "sequence" | "all" | "choice" => {
@@ -464,9 +361,11 @@ impl<'a> Reader<'a> {
                 "attribute" => ct.attributes.push(self.attribute(child)?),
                 "anyAttribute" | "annotation" | "attributeGroup" => {}
                 "complexContent" | "simpleContent" => {
-                    let Some(derive) = child.children.iter().find(|c| {
-                        c.ns == XSD && (c.local == "extension" || c.local == "restriction")
-                    }) else {
+                    let Some(derive) = child
+                        .children
+                        .iter()
+                        .find(|c| c.ns == XSD && (c.local == "extension" || c.local == "restriction"))
+                    else {
                         continue;
                     };
                     let base = derive.attr("base").map(|b| derive.resolve_qname(b));
@@ -487,11 +386,7 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn simple_content_base(
-        &mut self,
-        at: &'a Node,
-        base: &(String, String),
-    ) -> Result<Arc<SimpleType>, WsdlError> {
+    fn simple_content_base(&mut self, at: &'a Node, base: &(String, String)) -> Result<Arc<SimpleType>, WsdlError> {
         if let Some(&(schema, node)) = self.complex.get(base) {
             let id = match self.named_complex_ids.get(base) {
                 Some(&id) => id,
@@ -506,12 +401,7 @@ impl<'a> Reader<'a> {
     }
 
     /// complexContent extension: the base's children and attributes come first.
-    fn inherit(
-        &mut self,
-        at: &'a Node,
-        base: &(String, String),
-        ct: &mut ComplexType,
-    ) -> Result<(), WsdlError> {
+    fn inherit(&mut self, at: &'a Node, base: &(String, String), ct: &mut ComplexType) -> Result<(), WsdlError> {
         if base.0 == XSD {
             return Ok(()); // anyType base: nothing to inherit
         }
@@ -558,25 +448,13 @@ impl<'a> Reader<'a> {
     }
 
     fn attribute(&mut self, node: &'a Node) -> Result<Attribute, WsdlError> {
-        let name = node
-            .attr("name")
-            .or(node.attr("ref"))
-            .unwrap_or("")
-            .rsplit(':')
-            .next()
-            .unwrap_or("")
-            .to_string();
+        let name = node.attr("name").or(node.attr("ref")).unwrap_or("").rsplit(':').next().unwrap_or("").to_string();
         let ty = match (node.attr("type"), node.child(XSD, "simpleType")) {
             (Some(t), _) => self.named_simple_type(node, &node.resolve_qname(t))?,
             (None, Some(st)) => Arc::new(self.simple_type(st, None)?),
             (None, None) => Arc::new(SimpleType::builtin(Builtin::String)),
         };
-        Ok(Attribute {
-            json_name: self.naming.apply(&name),
-            name,
-            ty,
-            required: node.attr("use") == Some("required"),
-        })
+        Ok(Attribute { json_name: self.naming.apply(&name), name, ty, required: node.attr("use") == Some("required") })
     }
 }
 

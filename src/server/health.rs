@@ -14,7 +14,5 @@ pub async fn healthz() -> Json<Value> {
 /// Readiness: reports the loaded snapshot.
 pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
     let gw = state.gateway.load();
-    Json(
-        json!({ "status": "ready", "routes": gw.routes.iter().count(), "backends": gw.backends.len() }),
-    )
+    Json(json!({ "status": "ready", "routes": gw.routes.iter().count(), "backends": gw.backends.len() }))
 }

@@ -2,6 +2,7 @@
 //! stack, health endpoints and graceful shutdown.
 
 mod health;
+mod oauth;
 mod stack;
 
 use std::future::Future;
@@ -11,7 +12,7 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::config::Gateway;
@@ -27,9 +28,7 @@ pub struct AppState {
 impl AppState {
     /// State serving `gateway`.
     pub fn new(gateway: Gateway) -> Self {
-        AppState {
-            gateway: Arc::new(ArcSwap::from_pointee(gateway)),
-        }
+        AppState { gateway: Arc::new(ArcSwap::from_pointee(gateway)) }
     }
 }
 
@@ -40,6 +39,9 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/oauth2/token", post(oauth::token))
+        .route("/.well-known/jwks.json", get(oauth::jwks))
+        .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
         .fallback(dispatch)
         .with_state(state);
     stack::wrap(router, request_timeout)
@@ -56,9 +58,7 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

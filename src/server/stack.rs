@@ -22,10 +22,7 @@ pub fn wrap(router: Router, request_timeout: Duration) -> Router {
     // order a request passes through.
     router
         // A whole-request deadline, above the per-backend timeouts.
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            request_timeout,
-        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, request_timeout))
         // A panic anywhere below becomes a 500 problem, never a dropped connection.
         .layer(CatchPanicLayer::custom(panic_problem))
         // Errors produced by the layers below come without a body: give them one.
@@ -36,17 +33,12 @@ pub fn wrap(router: Router, request_timeout: Duration) -> Router {
         // Every request gets an id (a client's own is kept) before anything logs.
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         // Credentials never reach logs: marked before the trace layer sees headers.
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            header::COOKIE,
-        ]))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
 }
 
 async fn problem_for_bare_errors(res: Response) -> Response {
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    let is_problem =
+        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
     if (res.status().is_client_error() || res.status().is_server_error()) && !is_problem {
         return bare_status_problem(res.status());
     }

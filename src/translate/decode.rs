@@ -15,9 +15,7 @@ use serde_json::{Map, Number, Value};
 use super::fault::{self, Fault, XNode};
 use super::xmltext;
 use crate::schema::builtin::{JsonKind, json_number_text, parse_bool};
-use crate::schema::{
-    ComplexType, Element, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TypeRef,
-};
+use crate::schema::{ComplexType, Element, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TypeRef};
 
 /// Deepest nesting accepted from a backend (bounds recursion on hostile input).
 const MAX_DEPTH: usize = 128;
@@ -61,17 +59,9 @@ impl DecodeError {
 }
 
 /// Decodes a response whose body should hold `expected` (an operation's output element).
-pub fn response(
-    expected: &Element,
-    schema: &SchemaSet,
-    bytes: &[u8],
-) -> Result<Decoded, DecodeError> {
+pub fn response(expected: &Element, schema: &SchemaSet, bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let text = xmltext::to_utf8(bytes).map_err(DecodeError::Malformed)?;
-    let mut d = Decoder {
-        r: NsReader::from_str(&text),
-        schema,
-        path: Vec::new(),
-    };
+    let mut d = Decoder { r: NsReader::from_str(&text), schema, path: Vec::new() };
     d.envelope(expected)
 }
 
@@ -91,14 +81,11 @@ impl<'x, 's> Decoder<'x, 's> {
     fn next(&mut self) -> Result<Event<'x>, DecodeError> {
         match self.r.read_event() {
             Ok(Event::DocType(_)) => Err(DecodeError::Doctype),
-            Ok(Event::Eof) => Err(DecodeError::Malformed(
-                "the response ends before the SOAP envelope is complete".into(),
-            )),
+            Ok(Event::Eof) => {
+                Err(DecodeError::Malformed("the response ends before the SOAP envelope is complete".into()))
+            }
             Ok(e) => Ok(e),
-            Err(e) => Err(DecodeError::Malformed(format!(
-                "at byte {}: {e}",
-                self.r.error_position()
-            ))),
+            Err(e) => Err(DecodeError::Malformed(format!("at byte {}: {e}", self.r.error_position()))),
         }
     }
 
@@ -107,19 +94,13 @@ impl<'x, 's> Decoder<'x, 's> {
         loop {
             match self.next()? {
                 Event::Start(start) => {
-                    return Ok(Some(Open {
-                        start,
-                        empty: false,
-                    }));
+                    return Ok(Some(Open { start, empty: false }));
                 }
                 Event::Empty(start) => return Ok(Some(Open { start, empty: true })),
                 Event::End(_) => return Ok(None),
                 Event::Text(t) if t.xml10_content().trim().is_empty() => {}
                 Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) => {
-                    return Err(DecodeError::Schema(format!(
-                        "unexpected text inside {}",
-                        self.where_()
-                    )));
+                    return Err(DecodeError::Schema(format!("unexpected text inside {}", self.where_())));
                 }
                 _ => {}
             }
@@ -127,11 +108,7 @@ impl<'x, 's> Decoder<'x, 's> {
     }
 
     fn where_(&self) -> String {
-        if self.path.is_empty() {
-            "the envelope".into()
-        } else {
-            format!("/{}", self.path.join("/"))
-        }
+        if self.path.is_empty() { "the envelope".into() } else { format!("/{}", self.path.join("/")) }
     }
 
     /// The namespace URI and local name of a start tag.
@@ -147,9 +124,7 @@ impl<'x, 's> Decoder<'x, 's> {
     fn skip(&mut self, open: &Open<'x>) -> Result<(), DecodeError> {
         if !open.empty {
             let end = open.start.name();
-            self.r
-                .read_to_end(end)
-                .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+            self.r.read_to_end(end).map_err(|e| DecodeError::Malformed(e.to_string()))?;
         }
         Ok(())
     }
@@ -159,9 +134,7 @@ impl<'x, 's> Decoder<'x, 's> {
             match self.next()? {
                 Event::Start(start) => break start,
                 Event::Empty(_) => {
-                    return Err(DecodeError::NotSoap(
-                        "the response is an empty element, not a SOAP envelope".into(),
-                    ));
+                    return Err(DecodeError::NotSoap("the response is an empty element, not a SOAP envelope".into()));
                 }
                 Event::Text(t) if t.xml10_content().trim().is_empty() => {}
                 Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) => {
@@ -175,14 +148,10 @@ impl<'x, 's> Decoder<'x, 's> {
             ("http://schemas.xmlsoap.org/soap/envelope/", "Envelope") => SoapVersion::V11,
             ("http://www.w3.org/2003/05/soap-envelope", "Envelope") => SoapVersion::V12,
             (_, l) if l.eq_ignore_ascii_case("html") => {
-                return Err(DecodeError::NotSoap(
-                    "the backend answered with an HTML page".into(),
-                ));
+                return Err(DecodeError::NotSoap("the backend answered with an HTML page".into()));
             }
             _ => {
-                return Err(DecodeError::NotSoap(format!(
-                    "the root element is <{local}>, not a SOAP Envelope"
-                )));
+                return Err(DecodeError::NotSoap(format!("the root element is <{local}>, not a SOAP Envelope")));
             }
         };
         let env_ns = version.envelope_ns();
@@ -210,11 +179,7 @@ impl<'x, 's> Decoder<'x, 's> {
         result.ok_or_else(|| DecodeError::Schema("the SOAP envelope has no Body".into()))
     }
 
-    fn body(
-        &mut self,
-        version: SoapVersion,
-        expected: &'s Element,
-    ) -> Result<Decoded, DecodeError> {
+    fn body(&mut self, version: SoapVersion, expected: &'s Element) -> Result<Decoded, DecodeError> {
         let Some(open) = self.next_open()? else {
             return Err(DecodeError::Schema("the SOAP Body is empty".into()));
         };
@@ -228,10 +193,7 @@ impl<'x, 's> Decoder<'x, 's> {
             self.path.pop();
             Decoded::Body(v)
         } else {
-            return Err(DecodeError::Schema(format!(
-                "expected <{}> in the SOAP Body, found <{local}>",
-                expected.name
-            )));
+            return Err(DecodeError::Schema(format!("expected <{}> in the SOAP Body, found <{local}>", expected.name)));
         };
         // Whatever follows in the Body (nothing, normally) is skipped.
         while let Some(open) = self.next_open()? {
@@ -241,16 +203,9 @@ impl<'x, 's> Decoder<'x, 's> {
     }
 
     /// Decodes one occurrence of `el` whose start tag was just read.
-    fn value(
-        &mut self,
-        el: &'s Element,
-        open: &Open<'x>,
-        depth: usize,
-    ) -> Result<Value, DecodeError> {
+    fn value(&mut self, el: &'s Element, open: &Open<'x>, depth: usize) -> Result<Value, DecodeError> {
         if depth > MAX_DEPTH {
-            return Err(DecodeError::Schema(format!(
-                "elements nest deeper than {MAX_DEPTH} levels"
-            )));
+            return Err(DecodeError::Schema(format!("elements nest deeper than {MAX_DEPTH} levels")));
         }
         if open.start.attributes().has_nil(self.r.resolver()) {
             self.skip(open)?;
@@ -258,11 +213,7 @@ impl<'x, 's> Decoder<'x, 's> {
         }
         match &el.ty {
             TypeRef::Simple(st) => {
-                let text = if open.empty {
-                    String::new()
-                } else {
-                    self.text()?
-                };
+                let text = if open.empty { String::new() } else { self.text()? };
                 self.typed(st, text)
             }
             TypeRef::Complex(id) => {
@@ -272,12 +223,7 @@ impl<'x, 's> Decoder<'x, 's> {
         }
     }
 
-    fn complex(
-        &mut self,
-        ct: &'s ComplexType,
-        open: &Open<'x>,
-        depth: usize,
-    ) -> Result<Value, DecodeError> {
+    fn complex(&mut self, ct: &'s ComplexType, open: &Open<'x>, depth: usize) -> Result<Value, DecodeError> {
         let mut map = Map::new();
         for attr in open.start.attributes().flatten() {
             let key = attr.key.local_name();
@@ -287,10 +233,7 @@ impl<'x, 's> Decoder<'x, 's> {
             let value = attr
                 .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                 .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-            map.insert(
-                decl.json_name.clone(),
-                self.typed(&decl.ty, value.into_owned())?,
-            );
+            map.insert(decl.json_name.clone(), self.typed(&decl.ty, value.into_owned())?);
         }
         for child in ct.children.iter().filter(|c| c.is_array()) {
             map.insert(child.json_name.clone(), Value::Array(Vec::new()));
@@ -301,24 +244,12 @@ impl<'x, 's> Decoder<'x, 's> {
         let mut text = String::new();
         loop {
             match self.next()? {
-                Event::Start(start) => self.child(
-                    ct,
-                    &mut map,
-                    Open {
-                        start,
-                        empty: false,
-                    },
-                    depth,
-                )?,
-                Event::Empty(start) => {
-                    self.child(ct, &mut map, Open { start, empty: true }, depth)?
-                }
+                Event::Start(start) => self.child(ct, &mut map, Open { start, empty: false }, depth)?,
+                Event::Empty(start) => self.child(ct, &mut map, Open { start, empty: true }, depth)?,
                 Event::End(_) => break,
                 Event::Text(t) => text.push_str(&t.xml10_content()),
                 Event::CData(t) => text.push_str(&t.xml10_content()),
-                Event::GeneralRef(r) => {
-                    text.push(xmltext::resolve_ref(&r).map_err(DecodeError::Malformed)?)
-                }
+                Event::GeneralRef(r) => text.push(xmltext::resolve_ref(&r).map_err(DecodeError::Malformed)?),
                 _ => {}
             }
         }
@@ -337,11 +268,7 @@ impl<'x, 's> Decoder<'x, 's> {
         if ct.children.iter().any(Element::is_array) {
             // Arrays were inserted up front (so absent ones are []); restore schema order.
             let mut ordered = Map::with_capacity(map.len());
-            let keys = ct
-                .attributes
-                .iter()
-                .map(|a| &a.json_name)
-                .chain(ct.children.iter().map(|c| &c.json_name));
+            let keys = ct.attributes.iter().map(|a| &a.json_name).chain(ct.children.iter().map(|c| &c.json_name));
             for key in keys {
                 if let Some(v) = map.remove(key) {
                     ordered.insert(key.clone(), v);
@@ -385,15 +312,10 @@ impl<'x, 's> Decoder<'x, 's> {
             match self.next()? {
                 Event::Text(t) => text.push_str(&t.xml10_content()),
                 Event::CData(t) => text.push_str(&t.xml10_content()),
-                Event::GeneralRef(r) => {
-                    text.push(xmltext::resolve_ref(&r).map_err(DecodeError::Malformed)?)
-                }
+                Event::GeneralRef(r) => text.push(xmltext::resolve_ref(&r).map_err(DecodeError::Malformed)?),
                 Event::End(_) => return Ok(text),
                 Event::Start(start) => {
-                    let open = Open {
-                        start,
-                        empty: false,
-                    };
+                    let open = Open { start, empty: false };
                     self.skip(&open)?;
                 }
                 _ => {}
@@ -408,16 +330,12 @@ impl<'x, 's> Decoder<'x, 's> {
         }
         match kind {
             JsonKind::String => Ok(Value::String(text)),
-            JsonKind::Boolean => parse_bool(&text)
-                .map(Value::Bool)
-                .ok_or_else(|| self.mismatch(&text, "a boolean")),
+            JsonKind::Boolean => parse_bool(&text).map(Value::Bool).ok_or_else(|| self.mismatch(&text, "a boolean")),
             JsonKind::Number => {
                 match json_number_text(&text).and_then(|t| Number::from_str(&t).ok()) {
                     Some(n) => Ok(Value::Number(n)),
                     // xs:float/double may be INF or NaN, which JSON numbers cannot hold.
-                    None if matches!(text.trim(), "INF" | "-INF" | "NaN") => {
-                        Ok(Value::String(text.trim().to_string()))
-                    }
+                    None if matches!(text.trim(), "INF" | "-INF" | "NaN") => Ok(Value::String(text.trim().to_string())),
                     None => Err(self.mismatch(&text, st.base.describe())),
                 }
             }
@@ -426,31 +344,22 @@ impl<'x, 's> Decoder<'x, 's> {
 
     fn mismatch(&self, text: &str, expected: &str) -> DecodeError {
         let shown: String = text.chars().take(40).collect();
-        DecodeError::Schema(format!(
-            "{}: expected {expected}, got {shown:?}",
-            self.where_()
-        ))
+        DecodeError::Schema(format!("{}: expected {expected}, got {shown:?}", self.where_()))
     }
 
     /// Reads an element into an untyped tree (fault bodies).
     fn tree(&mut self, open: &Open<'x>, depth: usize) -> Result<XNode, DecodeError> {
         if depth > MAX_DEPTH {
-            return Err(DecodeError::Schema(format!(
-                "fault detail nests deeper than {MAX_DEPTH} levels"
-            )));
+            return Err(DecodeError::Schema(format!("fault detail nests deeper than {MAX_DEPTH} levels")));
         }
-        let mut node = XNode {
-            name: open.start.local_name().as_ref().to_string(),
-            ..XNode::default()
-        };
+        let mut node = XNode { name: open.start.local_name().as_ref().to_string(), ..XNode::default() };
         for attr in open.start.attributes().flatten() {
             let key = attr.key.as_ref();
             if key == "xmlns" || key.starts_with("xmlns:") {
                 continue;
             }
             if let Ok(v) = attr.normalized_value(quick_xml::XmlVersion::Implicit1_0) {
-                node.attrs
-                    .push((attr.key.local_name().as_ref().to_string(), v.into_owned()));
+                node.attrs.push((attr.key.local_name().as_ref().to_string(), v.into_owned()));
             }
         }
         if open.empty {
@@ -458,21 +367,11 @@ impl<'x, 's> Decoder<'x, 's> {
         }
         loop {
             match self.next()? {
-                Event::Start(start) => node.children.push(self.tree(
-                    &Open {
-                        start,
-                        empty: false,
-                    },
-                    depth + 1,
-                )?),
-                Event::Empty(start) => node
-                    .children
-                    .push(self.tree(&Open { start, empty: true }, depth + 1)?),
+                Event::Start(start) => node.children.push(self.tree(&Open { start, empty: false }, depth + 1)?),
+                Event::Empty(start) => node.children.push(self.tree(&Open { start, empty: true }, depth + 1)?),
                 Event::Text(t) => node.text.push_str(&t.xml10_content()),
                 Event::CData(t) => node.text.push_str(&t.xml10_content()),
-                Event::GeneralRef(r) => node
-                    .text
-                    .push(xmltext::resolve_ref(&r).map_err(DecodeError::Malformed)?),
+                Event::GeneralRef(r) => node.text.push(xmltext::resolve_ref(&r).map_err(DecodeError::Malformed)?),
                 Event::End(_) => return Ok(node),
                 _ => {}
             }

@@ -10,20 +10,13 @@ use super::xmltext::{escape_into, is_xml_char};
 use super::{XSI, pointer_push};
 use crate::error::FieldError;
 use crate::schema::builtin::{Builtin, JsonKind, plain_decimal};
-use crate::schema::{
-    ComplexType, Element, Operation, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion,
-    TypeRef,
-};
+use crate::schema::{ComplexType, Element, Operation, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TypeRef};
 
 /// Deepest element nesting written; guards against recursive types fed deep JSON.
 const MAX_DEPTH: usize = 64;
 
 /// Builds the full SOAP envelope for `input` (the JSON content of the operation's input element).
-pub fn envelope(
-    op: &Operation,
-    schema: &SchemaSet,
-    input: &Value,
-) -> Result<String, Vec<FieldError>> {
+pub fn envelope(op: &Operation, schema: &SchemaSet, input: &Value) -> Result<String, Vec<FieldError>> {
     let mut out = String::with_capacity(512);
     out.push_str(r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap=""#);
     out.push_str(op.soap_version.envelope_ns());
@@ -36,42 +29,18 @@ pub fn envelope(
 }
 
 /// Writes one top-level element (the message element) for `value`.
-pub fn body_element(
-    out: &mut String,
-    el: &Element,
-    schema: &SchemaSet,
-    value: &Value,
-) -> Result<(), Vec<FieldError>> {
-    let mut enc = Encoder {
-        schema,
-        out,
-        errors: Vec::new(),
-    };
+pub fn body_element(out: &mut String, el: &Element, schema: &SchemaSet, value: &Value) -> Result<(), Vec<FieldError>> {
+    let mut enc = Encoder { schema, out, errors: Vec::new() };
     enc.element_value(el, value, None, "", 0);
-    if enc.errors.is_empty() {
-        Ok(())
-    } else {
-        Err(enc.errors)
-    }
+    if enc.errors.is_empty() { Ok(()) } else { Err(enc.errors) }
 }
 
 /// The `Content-Type` and optional `SOAPAction` header for an operation.
 pub fn http_headers(op: &Operation) -> (String, Option<String>) {
     match op.soap_version {
-        SoapVersion::V11 => (
-            "text/xml; charset=utf-8".into(),
-            Some(format!("\"{}\"", op.soap_action)),
-        ),
-        SoapVersion::V12 if op.soap_action.is_empty() => {
-            ("application/soap+xml; charset=utf-8".into(), None)
-        }
-        SoapVersion::V12 => (
-            format!(
-                "application/soap+xml; charset=utf-8; action=\"{}\"",
-                op.soap_action
-            ),
-            None,
-        ),
+        SoapVersion::V11 => ("text/xml; charset=utf-8".into(), Some(format!("\"{}\"", op.soap_action))),
+        SoapVersion::V12 if op.soap_action.is_empty() => ("application/soap+xml; charset=utf-8".into(), None),
+        SoapVersion::V12 => (format!("application/soap+xml; charset=utf-8; action=\"{}\"", op.soap_action), None),
     }
 }
 
@@ -106,49 +75,26 @@ impl Encoder<'_> {
     }
 
     /// Writes all occurrences of `el` for `value` (an array for repeated elements).
-    fn element_value(
-        &mut self,
-        el: &Element,
-        value: &Value,
-        parent_ns: Option<&str>,
-        pointer: &str,
-        depth: usize,
-    ) {
+    fn element_value(&mut self, el: &Element, value: &Value, parent_ns: Option<&str>, pointer: &str, depth: usize) {
         if el.is_array() {
             let Value::Array(items) = value else {
                 return self.fail(pointer, "expected an array");
             };
             if (items.len() as u64) < u64::from(el.min_occurs) {
-                self.fail(
-                    pointer,
-                    format!("expected at least {} item(s)", el.min_occurs),
-                );
+                self.fail(pointer, format!("expected at least {} item(s)", el.min_occurs));
             }
             if let Some(max) = el.max_occurs.filter(|&m| items.len() as u64 > u64::from(m)) {
                 self.fail(pointer, format!("expected at most {max} item(s)"));
             }
             for (i, item) in items.iter().enumerate() {
-                self.one(
-                    el,
-                    item,
-                    parent_ns,
-                    &pointer_push(pointer, &i.to_string()),
-                    depth,
-                );
+                self.one(el, item, parent_ns, &pointer_push(pointer, &i.to_string()), depth);
             }
         } else {
             self.one(el, value, parent_ns, pointer, depth);
         }
     }
 
-    fn one(
-        &mut self,
-        el: &Element,
-        value: &Value,
-        parent_ns: Option<&str>,
-        pointer: &str,
-        depth: usize,
-    ) {
+    fn one(&mut self, el: &Element, value: &Value, parent_ns: Option<&str>, pointer: &str, depth: usize) {
         if depth > MAX_DEPTH {
             return self.fail(pointer, "nested too deeply");
         }
@@ -189,9 +135,7 @@ impl Encoder<'_> {
         for attr in &ct.attributes {
             let p = pointer_push(pointer, &attr.json_name);
             match map.get(&attr.json_name) {
-                None | Some(Value::Null) if attr.required => {
-                    self.fail(&p, "required attribute is missing")
-                }
+                None | Some(Value::Null) if attr.required => self.fail(&p, "required attribute is missing"),
                 None | Some(Value::Null) => {}
                 Some(v) => {
                     if let Some(text) = self.simple_text(&attr.ty, v, &p) {
@@ -264,13 +208,7 @@ impl Encoder<'_> {
             }
         };
         if let Some(bad) = text.chars().find(|c| !is_xml_char(*c)) {
-            self.fail(
-                pointer,
-                format!(
-                    "contains the control character U+{:04X}, which XML cannot carry",
-                    bad as u32
-                ),
-            );
+            self.fail(pointer, format!("contains the control character U+{:04X}, which XML cannot carry", bad as u32));
             return None;
         }
         if let Err(msg) = st.base.check(&text).and_then(|()| check_facets(st, &text)) {
@@ -293,19 +231,12 @@ fn check_facets(st: &SimpleType, text: &str) -> Result<(), String> {
     let f = &st.facets;
     if !f.enumeration.is_empty() && !f.enumeration.iter().any(|e| e == text) {
         let shown: Vec<&str> = f.enumeration.iter().take(20).map(String::as_str).collect();
-        let more = if f.enumeration.len() > 20 {
-            ", …"
-        } else {
-            ""
-        };
+        let more = if f.enumeration.len() > 20 { ", …" } else { "" };
         return Err(format!("expected one of: {}{more}", shown.join(", ")));
     }
     let len = text.chars().count();
     if f.length.is_some_and(|l| len != l) {
-        return Err(format!(
-            "expected exactly {} characters",
-            f.length.unwrap_or_default()
-        ));
+        return Err(format!("expected exactly {} characters", f.length.unwrap_or_default()));
     }
     if let Some(min) = f.min_length.filter(|&m| len < m) {
         return Err(format!("expected at least {min} characters"));
@@ -322,22 +253,11 @@ fn check_facets(st: &SimpleType, text: &str) -> Result<(), String> {
 fn check_numeric_facets(st: &SimpleType, text: &str) -> Result<(), String> {
     let f = &st.facets;
     // Bounds compare as f64: exact enough for the bounds ERPs declare (prices, quantities).
-    let value: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected {}", st.base.describe()))?;
-    if let Some(min) = f
-        .min_inclusive
-        .as_deref()
-        .filter(|m| m.parse::<f64>().is_ok_and(|m| value < m))
-    {
+    let value: f64 = text.trim().parse().map_err(|_| format!("expected {}", st.base.describe()))?;
+    if let Some(min) = f.min_inclusive.as_deref().filter(|m| m.parse::<f64>().is_ok_and(|m| value < m)) {
         return Err(format!("expected a value of at least {min}"));
     }
-    if let Some(max) = f
-        .max_inclusive
-        .as_deref()
-        .filter(|m| m.parse::<f64>().is_ok_and(|m| value > m))
-    {
+    if let Some(max) = f.max_inclusive.as_deref().filter(|m| m.parse::<f64>().is_ok_and(|m| value > m)) {
         return Err(format!("expected a value of at most {max}"));
     }
     let t = text.trim().trim_start_matches(['+', '-']);

@@ -23,10 +23,7 @@ pub struct Fault {
 
 /// The local part of a QName value (`soap:Client.NotFound` → `Client.NotFound`).
 pub fn local_part(qname: &str) -> &str {
-    qname
-        .trim()
-        .rsplit_once(':')
-        .map_or(qname.trim(), |(_, l)| l)
+    qname.trim().rsplit_once(':').map_or(qname.trim(), |(_, l)| l)
 }
 
 impl Fault {
@@ -51,15 +48,7 @@ impl Fault {
         let mut m = Map::new();
         m.insert("code".into(), json!(self.code_local()));
         if !self.subcodes.is_empty() {
-            m.insert(
-                "subcodes".into(),
-                json!(
-                    self.subcodes
-                        .iter()
-                        .map(|s| local_part(s))
-                        .collect::<Vec<_>>()
-                ),
-            );
+            m.insert("subcodes".into(), json!(self.subcodes.iter().map(|s| local_part(s)).collect::<Vec<_>>()));
         }
         m.insert("reason".into(), json!(self.reason));
         if let Some(actor) = &self.actor {
@@ -123,31 +112,20 @@ impl XNode {
 /// Reads a `Fault` element tree into a [`Fault`].
 pub fn from_tree(version: SoapVersion, node: &XNode) -> Fault {
     let detail_of = |n: Option<&XNode>| {
-        n.filter(|d| !d.children.is_empty() || !d.text.trim().is_empty())
-            .map(|d| {
-                let mut m = Map::new();
-                for c in &d.children {
-                    m.insert(c.name.clone(), c.to_json());
-                }
-                if m.is_empty() {
-                    Value::String(d.text.trim().to_string())
-                } else {
-                    Value::Object(m)
-                }
-            })
+        n.filter(|d| !d.children.is_empty() || !d.text.trim().is_empty()).map(|d| {
+            let mut m = Map::new();
+            for c in &d.children {
+                m.insert(c.name.clone(), c.to_json());
+            }
+            if m.is_empty() { Value::String(d.text.trim().to_string()) } else { Value::Object(m) }
+        })
     };
     match version {
         SoapVersion::V11 => Fault {
             version,
-            code: node
-                .child("faultcode")
-                .map(|c| c.text.trim().to_string())
-                .unwrap_or_default(),
+            code: node.child("faultcode").map(|c| c.text.trim().to_string()).unwrap_or_default(),
             subcodes: Vec::new(),
-            reason: node
-                .child("faultstring")
-                .map(|c| c.text.trim().to_string())
-                .unwrap_or_default(),
+            reason: node.child("faultstring").map(|c| c.text.trim().to_string()).unwrap_or_default(),
             actor: node.child("faultactor").map(|c| c.text.trim().to_string()),
             detail: detail_of(node.child("detail")),
         },
@@ -163,10 +141,7 @@ pub fn from_tree(version: SoapVersion, node: &XNode) -> Fault {
             }
             Fault {
                 version,
-                code: code
-                    .and_then(|c| c.child("Value"))
-                    .map(|v| v.text.trim().to_string())
-                    .unwrap_or_default(),
+                code: code.and_then(|c| c.child("Value")).map(|v| v.text.trim().to_string()).unwrap_or_default(),
                 subcodes,
                 reason: node
                     .child("Reason")

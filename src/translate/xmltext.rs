@@ -10,10 +10,7 @@ use quick_xml::events::BytesRef;
 pub fn to_utf8(bytes: &[u8]) -> Result<Cow<'_, str>, String> {
     let (encoding, body) = match Encoding::for_bom(bytes) {
         Some((enc, bom_len)) => (enc, &bytes[bom_len..]),
-        None => (
-            declared_encoding(bytes)?.unwrap_or(encoding_rs::UTF_8),
-            bytes,
-        ),
+        None => (declared_encoding(bytes)?.unwrap_or(encoding_rs::UTF_8), bytes),
     };
     if encoding == encoding_rs::UTF_8 {
         return std::str::from_utf8(body)
@@ -37,10 +34,7 @@ fn declared_encoding(bytes: &[u8]) -> Result<Option<&'static Encoding>, String> 
     let Some(pos) = decl.find("encoding") else {
         return Ok(None);
     };
-    let rest = decl[pos + "encoding".len()..]
-        .trim_start()
-        .trim_start_matches('=')
-        .trim_start();
+    let rest = decl[pos + "encoding".len()..].trim_start().trim_start_matches('=').trim_start();
     let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'');
     let Some(quote) = quote else { return Ok(None) };
     let label = rest[1..].split(quote).next().unwrap_or("");
@@ -55,10 +49,7 @@ pub fn resolve_ref(r: &BytesRef<'_>) -> Result<char, String> {
     if r.is_char_ref() {
         return match r.resolve_char_ref() {
             Ok(Some(c)) => Ok(c),
-            _ => Err(format!(
-                "invalid character reference &{};",
-                r.xml10_content()
-            )),
+            _ => Err(format!("invalid character reference &{};", r.xml10_content())),
         };
     }
     match r.xml10_content().as_ref() {
@@ -116,9 +107,6 @@ mod tests {
     fn escaping_turns_markup_into_text() {
         let mut out = String::new();
         escape_into(&mut out, "</No><Admin>1</Admin> & \"q\"");
-        assert_eq!(
-            out,
-            "&lt;/No&gt;&lt;Admin&gt;1&lt;/Admin&gt; &amp; &quot;q&quot;"
-        );
+        assert_eq!(out, "&lt;/No&gt;&lt;Admin&gt;1&lt;/Admin&gt; &amp; &quot;q&quot;");
     }
 }

@@ -12,10 +12,15 @@ use veneer::config::compile::CompileOptions;
 use veneer::config::{self, ConfigSource};
 use veneer::server::{self, AppState};
 
+/// The dev-mode demo client's secret in tests.
+pub const DEV_SECRET: &str = "test-dev-secret";
+
 /// A running gateway; stopped (gracefully) when dropped.
 pub struct Gateway {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// A token of the demo client (dev mode only).
+    pub token: Option<String>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -23,6 +28,15 @@ impl Gateway {
     /// The URL of a path on this gateway.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A client that sends the demo client's bearer token, when there is one.
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = &self.token {
+            headers.insert("authorization", format!("Bearer {t}").parse().expect("header value"));
+        }
+        reqwest::Client::builder().no_proxy().default_headers(headers).build().expect("client")
     }
 }
 
@@ -34,75 +48,67 @@ impl Drop for Gateway {
     }
 }
 
-async fn start(source: ConfigSource, options: CompileOptions) -> Gateway {
-    let gateway = config::compile(&source, &options)
-        .unwrap_or_else(|e| panic!("test config must compile:\n{e}"));
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
+/// Binds a free loopback port, compiles the config (knowing its own URL) and serves it.
+async fn start(source: ConfigSource, mut options: CompileOptions) -> Gateway {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr: SocketAddr = listener.local_addr().expect("local addr");
+    let base = format!("http://{addr}");
+    if options.dev_client.is_some() {
+        options.issuer = Some(base.clone());
+    }
+    let gateway = config::compile(&source, &options).unwrap_or_else(|e| panic!("test config must compile:\n{e}"));
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(server::run(listener, AppState::new(gateway), async move {
         let _ = rx.await;
     }));
-    Gateway {
-        base: format!("http://{addr}"),
-        stop: Some(tx),
-    }
+    Gateway { base, token: None, stop: Some(tx) }
 }
 
-/// The gateway over the embedded sample config, with the sample ERP in-process (dev mode).
+/// Gets a client-credentials token from the gateway's own token endpoint.
+pub async fn token(gw: &Gateway, id: &str, secret: &str, scope: Option<&str>) -> reqwest::Response {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    client().post(gw.url("/oauth2/token")).basic_auth(id, Some(secret)).form(&form).send().await.expect("token request")
+}
+
+/// The gateway over the embedded sample config, with the sample ERP in-process (dev mode),
+/// holding a demo-client token with every scope.
 pub async fn dev() -> Gateway {
     let erp = veneer::dev::start().await.expect("sample ERP starts");
-    start(
-        ConfigSource::Embedded,
-        CompileOptions {
-            backend_urls: [("erp".to_string(), erp.url)].into(),
-        },
-    )
-    .await
+    let options = CompileOptions {
+        backend_urls: [("erp".to_string(), erp.url)].into(),
+        issuer: None,
+        dev_client: Some((veneer::dev::DEMO_CLIENT.to_string(), DEV_SECRET.to_string())),
+    };
+    let mut gw = start(ConfigSource::Embedded, options).await;
+    let res = token(&gw, veneer::dev::DEMO_CLIENT, DEV_SECRET, None).await;
+    assert_eq!(res.status(), 200, "dev token");
+    let body: serde_json::Value = res.json().await.expect("token json");
+    gw.token = body["access_token"].as_str().map(str::to_string);
+    gw
 }
 
 /// The gateway over a config directory.
 pub async fn with_config(dir: &Path) -> Gateway {
-    start(
-        ConfigSource::Dir(dir.to_path_buf()),
-        CompileOptions::default(),
-    )
-    .await
+    start(ConfigSource::Dir(dir.to_path_buf()), CompileOptions::default()).await
 }
 
 /// An HTTP client that never uses a proxy (tests talk to loopback only).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
+    reqwest::Client::builder().no_proxy().build().expect("client")
 }
 
 /// Asserts a problem+json response and returns its body.
 pub async fn problem(res: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(res.status().as_u16(), status, "status");
-    let ct = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     assert_eq!(ct, "application/problem+json", "content type");
     let body: serde_json::Value = res.json().await.expect("problem body is JSON");
     assert_eq!(body["status"], status, "problem status member: {body}");
-    assert!(
-        body["type"].as_str().is_some_and(|t| !t.is_empty()),
-        "problem type: {body}"
-    );
-    assert!(
-        body["title"].as_str().is_some_and(|t| !t.is_empty()),
-        "problem title: {body}"
-    );
-    assert!(
-        body["detail"].as_str().is_some_and(|t| !t.is_empty()),
-        "problem detail: {body}"
-    );
+    assert!(body["type"].as_str().is_some_and(|t| !t.is_empty()), "problem type: {body}");
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "problem title: {body}");
+    assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "problem detail: {body}");
     body
 }

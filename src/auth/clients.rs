@@ -1,0 +1,97 @@
+//! Registered OAuth2 clients (from config) and how they prove who they are.
+
+use std::collections::BTreeSet;
+
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+/// A client registered by IT.
+pub struct Client {
+    /// `client_id`.
+    pub id: String,
+    /// argon2id PHC string of the secret (`client_secret_basic`/`_post`).
+    pub secret_hash: Option<String>,
+    /// Public key for `private_key_jwt`, with the algorithms it may sign with.
+    pub key: Option<(DecodingKey, Vec<Algorithm>)>,
+    /// Scopes it may be granted.
+    pub scopes: BTreeSet<String>,
+    /// Disabled clients get no tokens, and their earlier tokens stop working.
+    pub disabled: bool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("scopes", &self.scopes)
+            .field("disabled", &self.disabled)
+            .finish()
+    }
+}
+
+/// A fixed, valid argon2id hash nobody knows the secret of: unknown client ids are checked
+/// against it so they cost the same time as known ones (no hint which part was wrong).
+const DECOY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$dmVuZWVyLWRlY295LXNhbHQ$Sg3ThwLzY0Yf4cXqBKQqbkhnG6hKSCqgMGdkLzT6mUU";
+
+/// Checks a client secret against a PHC hash in constant time (argon2 compares outputs so).
+pub fn verify_secret(hash: Option<&str>, secret: &str) -> bool {
+    let ok = Argon2::default().verify_password(secret.as_bytes(), hash.unwrap_or(DECOY_HASH)).is_ok();
+    ok && hash.is_some()
+}
+
+/// Hashes a secret with argon2id and a random salt, as written into config.
+pub fn hash_secret(secret: &str) -> Result<String, String> {
+    Argon2::default()
+        .hash_password(secret.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| format!("hashing failed: {e}"))
+}
+
+/// Validates a PHC string from config.
+pub fn check_hash(hash: &str) -> Result<(), String> {
+    if !hash.starts_with("$argon2id$") {
+        return Err("secret_hash must be an argon2id hash ($argon2id$…); create one with `veneer client new` or `veneer client hash`".into());
+    }
+    // A hash that does not parse would make every login fail silently.
+    match Argon2::default().verify_password(b"", hash) {
+        Ok(()) | Err(argon2::password_hash::Error::PasswordInvalid) => Ok(()),
+        Err(e) => Err(format!("secret_hash is not a valid argon2id hash: {e}")),
+    }
+}
+
+/// Builds the verifying key of a client's registered public JWK.
+pub fn client_key(jwk: &Jwk) -> Result<(DecodingKey, Vec<Algorithm>), String> {
+    use jsonwebtoken::jwk::AlgorithmParameters as P;
+    let algs = match &jwk.algorithm {
+        P::EllipticCurve(p) => match p.curve {
+            jsonwebtoken::jwk::EllipticCurve::P256 => vec![Algorithm::ES256],
+            jsonwebtoken::jwk::EllipticCurve::P384 => vec![Algorithm::ES384],
+            _ => return Err("unsupported EC curve; use P-256 or P-384".into()),
+        },
+        P::OctetKeyPair(_) => vec![Algorithm::EdDSA],
+        P::RSA(_) => vec![Algorithm::RS256, Algorithm::PS256],
+        // A shared secret is not a public key: HMAC is refused here on purpose.
+        P::OctetKey(_) => return Err("a symmetric (oct) key is not allowed; register the client's public key".into()),
+        _ => return Err("unsupported key type".into()),
+    };
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("invalid JWK: {e}"))?;
+    Ok((key, algs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_round_trip_and_decoy_never_matches() {
+        let hash = hash_secret("s3cret").expect("hash");
+        assert!(check_hash(&hash).is_ok());
+        assert!(verify_secret(Some(&hash), "s3cret"));
+        assert!(!verify_secret(Some(&hash), "s3cret "));
+        assert!(!verify_secret(None, "s3cret"));
+        assert!(check_hash(DECOY_HASH).is_ok(), "the decoy must be a valid hash or timing differs");
+        assert!(check_hash("$2b$10$bcrypt").is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! OAuth2: the built-in client-credentials issuer, bearer-token validation (built-in and
+//! external issuers, opaque tokens by introspection), and per-route scopes.
+//!
+//! Everything here is compiled into the [`crate::config::Gateway`] snapshot; a reload
+//! builds a new [`Auth`] (and so a fresh token cache), which is how a disabled client's
+//! cached tokens stop working at once.
+
+pub mod clients;
+pub mod external;
+pub mod introspect;
+pub mod keys;
+pub mod metadata;
+pub mod token;
+pub mod verify;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+pub use verify::Principal;
+
+use self::clients::Client;
+use self::external::ExternalIssuer;
+use self::introspect::Introspector;
+use self::keys::KeySet;
+
+/// The built-in authorization server.
+#[derive(Debug)]
+pub struct LocalIssuer {
+    /// `iss` of the tokens it mints (its own base URL).
+    pub issuer: String,
+    /// `aud` of the tokens it mints.
+    pub audience: String,
+    /// Signing keys: newest signs, all verify.
+    pub keys: KeySet,
+    /// Access-token lifetime.
+    pub ttl: Duration,
+    /// Registered clients by id.
+    pub clients: BTreeMap<String, Client>,
+    /// `jti`s of client assertions already used (RFC 7523 replay protection), until they expire.
+    pub used_assertions: moka::sync::Cache<String, ()>,
+}
+
+impl LocalIssuer {
+    /// The token endpoint's absolute URL (an accepted `aud` of client assertions).
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth2/token", self.issuer.trim_end_matches('/'))
+    }
+
+    /// Every scope some client may be granted.
+    pub fn scopes(&self) -> BTreeSet<String> {
+        self.clients.values().flat_map(|c| c.scopes.iter().cloned()).collect()
+    }
+}
+
+/// Authentication for one snapshot.
+#[derive(Debug)]
+pub struct Auth {
+    /// The built-in issuer, when configured.
+    pub local: Option<LocalIssuer>,
+    /// Trusted external issuers.
+    pub external: Vec<ExternalIssuer>,
+    /// RFC 7662 introspection for opaque tokens.
+    pub introspection: Option<Introspector>,
+    /// Allowed clock skew for `exp`/`nbf`/`iat`.
+    pub leeway: Duration,
+    /// Verified tokens by SHA-256 of the token, until they expire.
+    pub(crate) cache: moka::sync::Cache<[u8; 32], std::sync::Arc<Principal>>,
+}
+
+impl Auth {
+    /// A token cache whose entries expire with their tokens.
+    pub(crate) fn new_cache() -> moka::sync::Cache<[u8; 32], std::sync::Arc<Principal>> {
+        moka::sync::Cache::builder().max_capacity(100_000).expire_after(verify::UntilTokenExpiry).build()
+    }
+}

@@ -1,0 +1,196 @@
+//! Bearer-token validation: `Authorization: Bearer …` → [`Principal`], or why not.
+//!
+//! JWTs are routed by their (unverified) `iss` to exactly one verifier, whose own key and
+//! algorithm allowlist then decide; `none` and HMAC are never accepted. A verified token is
+//! cached under its SHA-256 until it expires, so repeat calls skip the signature check.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest::{SHA256, digest};
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+use super::{Auth, LocalIssuer};
+
+/// Who is calling, as established by a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// `client_id` (or `azp`/`sub` for external tokens without one).
+    pub client_id: String,
+    /// Granted scopes.
+    pub scopes: BTreeSet<String>,
+    /// The issuer that vouched for it.
+    pub issuer: String,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+/// Why a request is not authenticated; the text goes into `error_description`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization` header (RFC 6750 §3.1: no error code in the challenge).
+    #[error("the request carries no bearer token")]
+    Missing,
+    /// Anything wrong with the token.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> AuthError {
+    AuthError::Invalid(msg.into())
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Cache expiry: an entry lives until its token's `exp`.
+pub(crate) struct UntilTokenExpiry;
+
+impl moka::Expiry<[u8; 32], Arc<Principal>> for UntilTokenExpiry {
+    fn expire_after_create(&self, _: &[u8; 32], p: &Arc<Principal>, _: Instant) -> Option<Duration> {
+        Some(Duration::from_secs(p.expires_at.saturating_sub(now())))
+    }
+}
+
+/// Extracts the token from `Authorization: Bearer <token>`.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Err(AuthError::Missing) };
+    let value = value.to_str().map_err(|_| invalid("the Authorization header is not ASCII"))?;
+    let (scheme, token) =
+        value.split_once(' ').ok_or_else(|| invalid("the Authorization header must be `Bearer <token>`"))?;
+    let token = token.trim();
+    // RFC 6750 b64token characters only; anything else is not a token we could have issued.
+    let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || !token.chars().all(b64token) {
+        return Err(invalid("the Authorization header must be `Bearer <token>`"));
+    }
+    Ok(token)
+}
+
+impl Auth {
+    /// Authenticates a request's bearer token.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, AuthError> {
+        let token = bearer(headers)?;
+        let key: [u8; 32] = digest(&SHA256, token.as_bytes()).as_ref().try_into().map_err(|_| invalid("hash"))?;
+        if let Some(p) = self.cache.get(&key).filter(|p| p.expires_at > now()) {
+            return Ok(p);
+        }
+        let principal = Arc::new(self.verify(token).await?);
+        self.cache.insert(key, principal.clone());
+        Ok(principal)
+    }
+
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if token.split('.').count() != 3 {
+            return match &self.introspection {
+                Some(i) => i.introspect(token).await,
+                None => Err(invalid("the token is not a JWT and no introspection endpoint is configured")),
+            };
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("malformed token: {e}")))?;
+        let iss = unverified_issuer(token)?;
+        if let Some(local) = &self.local {
+            if local.issuer == iss {
+                return verify_local(local, token, &header, self.leeway);
+            }
+        }
+        for ext in &self.external {
+            if ext.issuer == iss {
+                return ext.verify(token, &header, self.leeway).await;
+            }
+        }
+        Err(invalid(format!("tokens from issuer {iss:?} are not accepted")))
+    }
+}
+
+/// Reads `iss` without verifying, only to choose the verifier; nothing else is trusted.
+fn unverified_issuer(token: &str) -> Result<String, AuthError> {
+    let payload = token.split('.').nth(1).ok_or_else(|| invalid("malformed token"))?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid("malformed token payload"))?;
+    let claims: Value = serde_json::from_slice(&bytes).map_err(|_| invalid("malformed token payload"))?;
+    claims["iss"].as_str().map(str::to_string).ok_or_else(|| invalid("the token has no issuer"))
+}
+
+/// The validation every issuer shares: exp/nbf with leeway, iss, aud, one algorithm.
+pub(crate) fn validation(alg: Algorithm, issuer: &str, audiences: &[String], leeway: Duration) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = leeway.as_secs();
+    v.validate_nbf = true;
+    v.set_issuer(&[issuer]);
+    v.set_audience(audiences);
+    v.set_required_spec_claims(&["exp", "iss", "aud"]);
+    v
+}
+
+/// Verifies with one key, mapping every failure to a short reason.
+pub(crate) fn decode(token: &str, key: &DecodingKey, v: &Validation) -> Result<Value, AuthError> {
+    use jsonwebtoken::errors::ErrorKind as K;
+    jsonwebtoken::decode::<Value>(token, key, v).map(|d| d.claims).map_err(|e| {
+        invalid(match e.kind() {
+            K::ExpiredSignature => "the token has expired",
+            K::ImmatureSignature => "the token is not valid yet",
+            K::InvalidIssuer => "the token has the wrong issuer",
+            K::InvalidAudience => "the token is not meant for this API (audience)",
+            K::InvalidSignature => "the token signature is invalid",
+            K::InvalidAlgorithm => "the token's algorithm is not allowed",
+            K::MissingRequiredClaim(_) => "the token lacks a required claim",
+            _ => "the token is invalid",
+        })
+    })
+}
+
+/// Scopes from `scope` (space-separated), `scp` (string or array) or a configured claim.
+pub(crate) fn scopes_from(claims: &Value, claim: Option<&str>) -> BTreeSet<String> {
+    let names: Vec<&str> = match claim {
+        Some(c) => vec![c],
+        None => vec!["scope", "scp"],
+    };
+    let mut out = BTreeSet::new();
+    for name in names {
+        match &claims[name] {
+            Value::String(s) => out.extend(s.split_whitespace().map(str::to_string)),
+            Value::Array(items) => out.extend(items.iter().filter_map(Value::as_str).map(str::to_string)),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn verify_local(
+    local: &LocalIssuer,
+    token: &str,
+    header: &jsonwebtoken::Header,
+    leeway: Duration,
+) -> Result<Principal, AuthError> {
+    if header.typ.as_deref().is_none_or(|t| !t.eq_ignore_ascii_case("at+jwt")) {
+        return Err(invalid("the token is not an access token (typ must be at+jwt)"));
+    }
+    let kid = header.kid.as_deref().ok_or_else(|| invalid("the token has no key id"))?;
+    let key = local.keys.find(kid).ok_or_else(|| invalid("the token was signed with an unknown key"))?;
+    if header.alg != key.alg {
+        return Err(invalid("the token's algorithm does not match its key"));
+    }
+    let claims = decode(
+        token,
+        &key.decoding,
+        &validation(key.alg, &local.issuer, std::slice::from_ref(&local.audience), leeway),
+    )?;
+    let client_id = claims["client_id"].as_str().ok_or_else(|| invalid("the token has no client_id"))?;
+    match local.clients.get(client_id) {
+        Some(c) if !c.disabled => {}
+        _ => return Err(invalid("the token's client is disabled or no longer registered")),
+    }
+    Ok(Principal {
+        client_id: client_id.to_string(),
+        scopes: scopes_from(&claims, None),
+        issuer: local.issuer.clone(),
+        expires_at: claims["exp"].as_u64().unwrap_or(0),
+    })
+}

@@ -1,0 +1,193 @@
+//! Compiles `auth:` into an [`Auth`]: the built-in issuer with its keys and clients,
+//! external issuers and introspection.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use super::compile::{CompileOptions, FileText};
+use super::raw::{AuthConfigSection, ClientSection};
+use super::{ConfigProblem, ConfigSource, secret, units};
+use crate::auth::clients::{self, Client};
+use crate::auth::external::{ExternalIssuer, ExternalSettings};
+use crate::auth::introspect::Introspector;
+use crate::auth::keys::KeySet;
+use crate::auth::{Auth, LocalIssuer, token};
+
+/// Compiles the auth section; `route_scopes` are every scope a route requires (the dev
+/// client gets them all).
+pub fn compile(
+    source: &ConfigSource,
+    file: &FileText,
+    s: &AuthConfigSection,
+    options: &CompileOptions,
+    route_scopes: &BTreeSet<String>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Auth> {
+    let at = file.line_of("auth:", 1).unwrap_or(1);
+    let mut here = |needle: &str, m: String| problems.push(file.problem(needle, at, format!("auth: {m}")));
+    let duration = |key: &str, v: &Option<String>, default: Duration, here: &mut dyn FnMut(&str, String)| match v
+        .as_deref()
+        .map(units::duration)
+    {
+        None => default,
+        Some(Ok(d)) => d,
+        Some(Err(m)) => {
+            here(&format!("{key}:"), format!("{key}: {m}"));
+            default
+        }
+    };
+    let ttl = duration("token_ttl", &s.token_ttl, Duration::from_secs(900), &mut here);
+    let leeway = duration("leeway", &s.leeway, Duration::from_secs(30), &mut here);
+
+    let mut clients = BTreeMap::new();
+    for c in &s.clients {
+        match client(c) {
+            Ok(client) => {
+                if clients.insert(c.id.clone(), client).is_some() {
+                    here(&format!("id: {}", c.id), format!("client {} is registered twice", c.id));
+                }
+            }
+            Err(m) => here(&format!("id: {}", c.id), format!("client {}: {m}", c.id)),
+        }
+    }
+    if let Some((id, secret)) = &options.dev_client {
+        match clients::hash_secret(secret) {
+            Ok(hash) => {
+                let dev = Client {
+                    id: id.clone(),
+                    secret_hash: Some(hash),
+                    key: None,
+                    scopes: route_scopes.clone(),
+                    disabled: false,
+                };
+                clients.insert(id.clone(), dev);
+            }
+            Err(m) => here("auth:", m),
+        }
+    }
+
+    let issuer = options.issuer.clone().or_else(|| s.issuer.clone());
+    let local = match (&issuer, &s.signing_keys, clients.is_empty() && options.dev_client.is_none()) {
+        (None, _, true) => None,
+        (None, _, false) => {
+            here(
+                "clients:",
+                "registered clients need auth.issuer (Veneer's public base URL, e.g. \"https://veneer.example.com\")"
+                    .into(),
+            );
+            None
+        }
+        (Some(iss), keys_dir, _) => {
+            let keys = match (keys_dir, source) {
+                (Some(dir), ConfigSource::Dir(root)) => KeySet::load_dir(&root.join(dir)),
+                (None, _) if options.dev_client.is_some() => KeySet::ephemeral(),
+                (None, _) => {
+                    Err("auth.issuer needs signing_keys: a directory of keys made with `veneer keys new --dir DIR`"
+                        .into())
+                }
+                (Some(_), ConfigSource::Embedded) => KeySet::ephemeral(),
+            };
+            match (reqwest::Url::parse(iss), keys) {
+                (Ok(u), Ok(keys)) if matches!(u.scheme(), "http" | "https") => Some(LocalIssuer {
+                    issuer: iss.trim_end_matches('/').to_string(),
+                    audience: s.audience.clone().unwrap_or_else(|| iss.trim_end_matches('/').to_string()),
+                    keys,
+                    ttl,
+                    clients,
+                    used_assertions: moka::sync::Cache::builder()
+                        .time_to_live(token::ASSERTION_MEMORY)
+                        .max_capacity(1_000_000)
+                        .build(),
+                }),
+                (_, Err(m)) => {
+                    here("signing_keys", m);
+                    None
+                }
+                _ => {
+                    here("issuer:", format!("issuer {iss:?} is not an http(s) URL"));
+                    None
+                }
+            }
+        }
+    };
+
+    let mut external = Vec::new();
+    for e in &s.external_issuers {
+        let mut algorithms = Vec::new();
+        let names =
+            if e.algorithms.is_empty() { vec!["RS256".to_string(), "ES256".to_string()] } else { e.algorithms.clone() };
+        for name in &names {
+            match asymmetric(name) {
+                Ok(a) => algorithms.push(a),
+                Err(m) => here("algorithms:", format!("issuer {}: {m}", e.issuer)),
+            }
+        }
+        let refresh_interval = duration("refresh_interval", &e.refresh_interval, Duration::from_secs(60), &mut here);
+        let settings = ExternalSettings {
+            issuer: e.issuer.clone(),
+            audiences: e.audience.to_vec(),
+            jwks_uri: e.jwks_uri.clone(),
+            algorithms,
+            scope_claim: e.scope_claim.clone(),
+            refresh_interval,
+        };
+        match ExternalIssuer::new(settings) {
+            Ok(x) => external.push(x),
+            Err(m) => here("external_issuers:", m),
+        }
+    }
+
+    let introspection = s.introspection.as_ref().and_then(|i| {
+        let max_cache = duration("max_cache", &i.max_cache, Duration::from_secs(60), &mut here);
+        secret::resolve(i.client_secret_env.as_deref(), i.client_secret_file.as_deref(), "client_secret")
+            .and_then(|sec| Introspector::new(&i.endpoint, &i.client_id, sec, max_cache))
+            .map_err(|m| here("introspection:", m))
+            .ok()
+    });
+    Some(Auth { local, external, introspection, leeway, cache: Auth::new_cache() })
+}
+
+fn client(c: &ClientSection) -> Result<Client, String> {
+    let key = match (&c.secret_hash, &c.jwk) {
+        (Some(hash), None) => {
+            clients::check_hash(hash)?;
+            None
+        }
+        (None, Some(jwk)) => {
+            let jwk = serde_json::from_value(jwk.clone()).map_err(|e| format!("jwk is not a valid JWK: {e}"))?;
+            Some(clients::client_key(&jwk)?)
+        }
+        _ => {
+            return Err("give exactly one of secret_hash (from `veneer client new`) or jwk (for private_key_jwt)".into());
+        }
+    };
+    Ok(Client {
+        id: c.id.clone(),
+        secret_hash: c.secret_hash.clone(),
+        key,
+        scopes: c.scopes.iter().cloned().collect(),
+        disabled: c.disabled,
+    })
+}
+
+/// Parses an algorithm name, refusing `none` and HMAC: a public key must never verify an
+/// HMAC (algorithm confusion).
+fn asymmetric(name: &str) -> Result<Algorithm, String> {
+    match name {
+        "RS256" => Ok(Algorithm::RS256),
+        "RS384" => Ok(Algorithm::RS384),
+        "RS512" => Ok(Algorithm::RS512),
+        "PS256" => Ok(Algorithm::PS256),
+        "PS384" => Ok(Algorithm::PS384),
+        "PS512" => Ok(Algorithm::PS512),
+        "ES256" => Ok(Algorithm::ES256),
+        "ES384" => Ok(Algorithm::ES384),
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        "none" | "HS256" | "HS384" | "HS512" => {
+            Err(format!("algorithm {name} is never accepted (use an asymmetric one such as RS256 or ES256)"))
+        }
+        other => Err(format!("unknown algorithm {other:?}; use RS256, PS256, ES256, ES384 or EdDSA")),
+    }
+}

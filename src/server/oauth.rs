@@ -1,0 +1,30 @@
+//! The built-in authorization server's endpoints, over the current snapshot.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::AppState;
+use crate::auth::{metadata, token};
+
+/// `POST /oauth2/token`.
+pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let gw = state.gateway.load_full();
+    match gw.auth.as_ref().and_then(|a| a.local.as_ref()) {
+        Some(local) => token::handle(local, &headers, &body).await,
+        None => metadata::jwks(None),
+    }
+}
+
+/// `GET /.well-known/jwks.json`.
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let gw = state.gateway.load();
+    metadata::jwks(gw.auth.as_ref().and_then(|a| a.local.as_ref()))
+}
+
+/// `GET /.well-known/oauth-authorization-server`.
+pub async fn metadata(State(state): State<AppState>) -> Response {
+    let gw = state.gateway.load();
+    metadata::server_metadata(gw.auth.as_ref().and_then(|a| a.local.as_ref()))
+}
