@@ -160,7 +160,9 @@ fn client(c: &ClientSection) -> Result<Client, String> {
             Some(clients::client_key(&jwk)?)
         }
         _ => {
-            return Err("give exactly one of secret_hash (from `veneer client new`) or jwk (for private_key_jwt)".into());
+            return Err(
+                "give exactly one of secret_hash (from `veneer client new`) or jwk (for private_key_jwt)".into()
+            );
         }
     };
     Ok(Client {

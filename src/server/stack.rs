@@ -13,7 +13,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::backend::REQUEST_ID;
-use crate::error::{GatewayError, PROBLEM_JSON, bare_status_problem};
+use crate::error::{GatewayError, bare_status_problem};
 
 /// Wraps the app in the gateway's middleware.
 pub fn wrap(router: Router, request_timeout: Duration) -> Router {
@@ -37,9 +37,10 @@ pub fn wrap(router: Router, request_timeout: Duration) -> Router {
 }
 
 async fn problem_for_bare_errors(res: Response) -> Response {
-    let is_problem =
-        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if (res.status().is_client_error() || res.status().is_server_error()) && !is_problem {
+    // Only bodyless errors (no content type) come from layers; anything with a body was
+    // written on purpose (problem+json, or RFC 6749 errors at the token endpoint).
+    let bare = !res.headers().contains_key(header::CONTENT_TYPE);
+    if bare && (res.status().is_client_error() || res.status().is_server_error()) {
         return bare_status_problem(res.status());
     }
     res

@@ -53,7 +53,7 @@ async fn start(source: ConfigSource, mut options: CompileOptions) -> Gateway {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let addr: SocketAddr = listener.local_addr().expect("local addr");
     let base = format!("http://{addr}");
-    if options.dev_client.is_some() {
+    if options.dev_client.is_some() || options.issuer.as_deref() == Some(SELF) {
         options.issuer = Some(base.clone());
     }
     let gateway = config::compile(&source, &options).unwrap_or_else(|e| panic!("test config must compile:\n{e}"));
@@ -88,6 +88,15 @@ pub async fn dev() -> Gateway {
     let body: serde_json::Value = res.json().await.expect("token json");
     gw.token = body["access_token"].as_str().map(str::to_string);
     gw
+}
+
+/// Marks `CompileOptions::issuer` as "this gateway's own URL", known once it is bound.
+pub const SELF: &str = "self";
+
+/// The gateway over a config directory whose built-in issuer is the gateway's own URL.
+pub async fn with_config_self_issuer(dir: &Path) -> Gateway {
+    start(ConfigSource::Dir(dir.to_path_buf()), CompileOptions { issuer: Some(SELF.into()), ..Default::default() })
+        .await
 }
 
 /// The gateway over a config directory.
