@@ -1,13 +1,32 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh machine: installs what the tests need (a real SOAP
-# server, spyne, for the end-to-end tests), then runs every test. Extra arguments go to
-# `cargo test` (e.g. scripts/test.sh --test spyne_backend).
+# Runs the whole test suite on a fresh machine: installs what the tests need, then runs every
+# test. The end-to-end tests use real peers not written in this project:
+#   - spyne (Python), a SOAP server;
+#   - oidc-provider (npm), an OpenID provider.
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh --test spyne_backend).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "please install: $*" >&2
+    exit 1
+  fi
+}
+
+command -v python3 >/dev/null || apt_install python3 python3-pip
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+
 if ! python3 -c 'import spyne, lxml' >/dev/null 2>&1; then
-  echo "installing spyne 2.14 + lxml (the SOAP server the end-to-end tests run against)"
+  echo "installing spyne 2.14 + lxml"
   python3 -m pip install --quiet --disable-pip-version-check 'spyne==2.14.0' 'lxml>=5'
+fi
+
+if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
+  echo "installing oidc-provider (tests/oidc)"
+  npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 fi
 
 cargo test --locked "$@"

@@ -1,0 +1,82 @@
+//! End to end against a real OpenID provider not written in this project: the npm package
+//! `oidc-provider` (tests/oidc/provider.mjs) issues client-credentials JWTs; Veneer finds its
+//! keys by OpenID discovery and accepts its tokens on a scoped route.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+struct Provider {
+    child: Child,
+    issuer: String,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_provider() -> Provider {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+    assert!(dir.join("node_modules/oidc-provider").exists(), "run scripts/test.sh (it runs `npm ci` in tests/oidc)");
+    let mut child = Command::new("node")
+        .arg(dir.join("provider.mjs"))
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs");
+    let mut line = String::new();
+    let read = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
+    match (read, line.trim().strip_prefix("LISTENING ")) {
+        (Ok(_), Some(issuer)) => Provider { issuer: issuer.to_string(), child },
+        _ => {
+            let _ = child.kill();
+            panic!("oidc-provider did not start; it printed {line:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn tokens_from_oidc_provider_open_scoped_routes() {
+    let provider = start_provider();
+    let erp = veneer::dev::start().await.expect("sample ERP");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    std::fs::create_dir_all(dir.path().join("wsdl")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
+    std::fs::copy(root.join("wsdl/sample-erp.wsdl"), dir.path().join("wsdl/sample-erp.wsdl")).expect("copy");
+    std::fs::copy(root.join("routes/items.yaml"), dir.path().join("routes/items.yaml")).expect("copy");
+    let yaml = format!(
+        "backends:\n  erp:\n    url: \"{}\"\n    wsdl: wsdl/sample-erp.wsdl\nauth:\n  external_issuers:\n    - issuer: \"{}\"\n      audience: \"api://veneer\"\n      algorithms: [ES256]\n",
+        erp.url, provider.issuer
+    );
+    std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write");
+    let gw = common::with_config(dir.path()).await;
+
+    let client = common::client();
+    let get_token = |scope: &'static str| {
+        client
+            .post(format!("{}/token", provider.issuer))
+            .basic_auth("iot-platform", Some("iot-secret"))
+            .form(&[("grant_type", "client_credentials"), ("scope", scope), ("resource", "api://veneer")])
+            .send()
+    };
+    let token: Value = get_token("items:read").await.expect("token").json().await.expect("json");
+    let access = token["access_token"].as_str().expect("access_token");
+    let res = client.get(gw.url("/items/1000")).bearer_auth(access).send().await.expect("request");
+    assert_eq!(res.status(), 200);
+    let item: Value = res.json().await.expect("json");
+    assert_eq!(item["no"], "1000");
+
+    // A token of the same IdP without the route's scope is refused with 403.
+    let other: Value = get_token("telemetry:write").await.expect("token").json().await.expect("json");
+    let res = client.get(gw.url("/items/1000")).bearer_auth(other["access_token"].as_str().expect("token")).send().await.expect("req");
+    assert_eq!(res.status(), 403);
+}
