@@ -56,7 +56,7 @@ fn run_case(dir: &Path) -> Vec<String> {
     let mut failures = Vec::new();
     if let Ok(request) = std::fs::read_to_string(dir.join("request.json")) {
         let input: Value = serde_json::from_str(&request).expect("request.json is JSON");
-        match encode::envelope(op, &model.schema, &input) {
+        match encode::envelope(op, &model.schema, &input, None) {
             Ok(xml) => failures.extend(check_or_bless(&dir.join("expected_request.xml"), &xml)),
             Err(errors) => {
                 let actual = serde_json::to_string_pretty(&errors).expect("errors serialise");

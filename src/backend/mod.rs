@@ -3,7 +3,6 @@
 //! This module only moves bytes; it never interprets a response body. Transport failures
 //! are classified here (timeout → 504, refused/reset → 502) so the pipeline does not have to.
 
-use std::fmt;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode};
@@ -14,27 +13,15 @@ use crate::pipeline::faults::FaultRule;
 use crate::schema::{Operation, ServiceModel};
 use crate::translate::encode;
 
+pub mod credentials;
+
+pub use credentials::{BasicAuth, Credentials};
+
 /// Header carrying the request id to the backend (and back in responses).
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// HTTP Basic credentials for the ERP.
-#[derive(Clone)]
-pub struct BasicAuth {
-    /// User name.
-    pub username: String,
-    /// Password, resolved from env or file at config load.
-    pub password: String,
-}
-
-impl fmt::Debug for BasicAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never print the password, not even in debug output.
-        write!(f, "BasicAuth {{ username: {:?}, password: \"***\" }}", self.username)
-    }
-}
-
 /// A backend's compiled settings.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BackendSettings {
     /// Name in the config.
     pub name: String,
@@ -44,8 +31,8 @@ pub struct BackendSettings {
     pub timeout: Duration,
     /// TCP connect deadline.
     pub connect_timeout: Duration,
-    /// Upstream HTTP Basic auth.
-    pub basic: Option<BasicAuth>,
+    /// What the backend is shown to prove who Veneer is.
+    pub credentials: Credentials,
     /// Fault → status rules for every route on this backend.
     pub faults: Vec<FaultRule>,
 }
@@ -85,6 +72,11 @@ impl Backend {
         Ok(Backend { settings, model, client })
     }
 
+    /// The SOAP header this backend needs on every call (WS-Security), rendered fresh.
+    pub fn soap_header(&self) -> Option<String> {
+        self.settings.credentials.ws_security.as_ref().map(|w| w.header())
+    }
+
     /// The backend's name.
     pub fn name(&self) -> &str {
         &self.settings.name
@@ -109,8 +101,13 @@ impl Backend {
         if let Some(id) = request_id {
             req = req.header(REQUEST_ID, id.clone());
         }
-        if let Some(b) = &self.settings.basic {
+        let creds = &self.settings.credentials;
+        if let Some(b) = &creds.basic {
             req = req.basic_auth(&b.username, Some(&b.password));
+        }
+        if let Some(o) = &creds.oauth2 {
+            let token = o.token().await.map_err(|reason| GatewayError::BackendUnreachable { backend: self.settings.name.clone(), reason })?;
+            req = req.bearer_auth(token);
         }
         let classify = |e: reqwest::Error| self.transport_error(e);
         let res = req.send().await.map_err(classify)?;

@@ -9,11 +9,12 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use regex::Regex;
 
-use super::raw::{BackendSection, FaultRuleSection, GatewayFile, RoutesFile};
+use super::raw::{AuthSection, BackendSection, FaultRuleSection, GatewayFile, RoutesFile};
 use super::{
     ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_route, secret, units,
 };
-use crate::backend::{Backend, BackendSettings, BasicAuth};
+use crate::backend::credentials::{UpstreamOAuth, WsSecurity};
+use crate::backend::{Backend, BackendSettings, BasicAuth, Credentials};
 use crate::pipeline::faults::FaultRule;
 use crate::pipeline::route::RouteTable;
 use crate::schema::SoapVersion;
@@ -254,22 +255,58 @@ fn backend(
         };
     let timeout = duration("timeout", &s.timeout, Duration::from_secs(30));
     let connect_timeout = duration("connect_timeout", &s.connect_timeout, Duration::from_secs(5));
-    let basic = s.auth.as_ref().and_then(|a| a.basic.as_ref()).and_then(|b| {
-        let secret = secret::resolve(b.password_env.as_deref(), b.password_file.as_deref(), "password");
-        secret
-            .map(|password| BasicAuth { username: b.username.clone(), password })
-            .map_err(|m| problems.push(here("basic:", m)))
-            .ok()
-    });
+    let credentials = s.auth.as_ref().map(|a| credentials(a, &mut |needle, m| problems.push(here(needle, m)))).unwrap_or_default();
     let faults = fault_rules(file, at, &s.faults, &mut problems);
 
     match (url, model, problems.is_empty()) {
         (Some(url), Some(model), true) => {
-            let settings = BackendSettings { name: name.to_string(), url, timeout, connect_timeout, basic, faults };
+            let settings = BackendSettings { name: name.to_string(), url, timeout, connect_timeout, credentials, faults };
             Backend::new(settings, model).map_err(|m| vec![here(&format!("{name}:"), m)])
         }
         _ => Err(problems),
     }
+}
+
+/// Upstream credentials; each problem goes to `fail(needle, message)`.
+fn credentials(a: &AuthSection, fail: &mut dyn FnMut(&str, String)) -> Credentials {
+    let mut c = Credentials::default();
+    if let Some(b) = &a.basic {
+        match secret::resolve(b.password_env.as_deref(), b.password_file.as_deref(), "password") {
+            Ok(password) => c.basic = Some(BasicAuth { username: b.username.clone(), password }),
+            Err(m) => fail("basic:", m),
+        }
+    }
+    if let Some(w) = &a.ws_security {
+        let digest = match w.password_type.as_deref() {
+            None | Some("digest") => true,
+            Some("text") => false,
+            Some(other) => {
+                fail("password_type:", format!("password_type {other:?} is unknown; write digest or text"));
+                true
+            }
+        };
+        let ttl = match w.timestamp_ttl.as_deref().map(units::duration) {
+            None => Duration::from_secs(300),
+            Some(Ok(d)) => d,
+            Some(Err(m)) => {
+                fail("timestamp_ttl:", m);
+                Duration::from_secs(300)
+            }
+        };
+        match secret::resolve(w.password_env.as_deref(), w.password_file.as_deref(), "password") {
+            Ok(password) => c.ws_security = Some(WsSecurity { username: w.username.clone(), password, digest, ttl }),
+            Err(m) => fail("ws_security:", m),
+        }
+    }
+    if let Some(o) = &a.oauth2 {
+        let made = secret::resolve(o.client_secret_env.as_deref(), o.client_secret_file.as_deref(), "client_secret")
+            .and_then(|sec| UpstreamOAuth::new(&o.token_url, &o.client_id, sec, o.scopes.clone()));
+        match made {
+            Ok(u) => c.oauth2 = Some(u),
+            Err(m) => fail("oauth2:", m),
+        }
+    }
+    c
 }
 
 /// Compiles fault rules, recording problems against the file.

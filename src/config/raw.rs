@@ -164,6 +164,43 @@ pub struct BackendSection {
 pub struct AuthSection {
     /// HTTP Basic.
     pub basic: Option<BasicSection>,
+    /// WS-Security UsernameToken.
+    pub ws_security: Option<WsSecuritySection>,
+    /// OAuth2 client credentials against the ERP's IdP.
+    pub oauth2: Option<UpstreamOAuthSection>,
+}
+
+/// WS-Security UsernameToken; the password only by reference.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsSecuritySection {
+    /// User name.
+    pub username: String,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<String>,
+    /// `digest` (default) or `text`.
+    pub password_type: Option<String>,
+    /// Timestamp lifetime, default `5m`.
+    pub timestamp_ttl: Option<String>,
+}
+
+/// OAuth2 client credentials for the backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamOAuthSection {
+    /// The IdP's token endpoint.
+    pub token_url: String,
+    /// Veneer's client id there.
+    pub client_id: String,
+    /// Environment variable holding the secret.
+    pub client_secret_env: Option<String>,
+    /// File holding the secret.
+    pub client_secret_file: Option<String>,
+    /// Scopes to request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// HTTP Basic credentials; the password only by reference.

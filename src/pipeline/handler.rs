@@ -47,7 +47,7 @@ async fn serve(gateway: &Gateway, req: Request) -> Result<Response, GatewayError
     let input = inputs::assemble(&route.input, &values).unwrap_or(Value::Object(Default::default()));
     let op = route.operation();
     let backend = &route.backend;
-    let envelope = encode::envelope(op, &backend.model.schema, &input).map_err(|errors| {
+    let envelope = encode::envelope(op, &backend.model.schema, &input, backend.soap_header().as_deref()).map_err(|errors| {
         GatewayError::Validation(errors.into_iter().map(|e| inputs::locate(&route.input, e)).collect())
     })?;
 

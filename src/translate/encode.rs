@@ -16,13 +16,20 @@ use crate::schema::{ComplexType, Element, Operation, SIMPLE_CONTENT_KEY, SchemaS
 const MAX_DEPTH: usize = 64;
 
 /// Builds the full SOAP envelope for `input` (the JSON content of the operation's input element).
-pub fn envelope(op: &Operation, schema: &SchemaSet, input: &Value) -> Result<String, Vec<FieldError>> {
+pub fn envelope(op: &Operation, schema: &SchemaSet, input: &Value, header: Option<&str>) -> Result<String, Vec<FieldError>> {
     let mut out = String::with_capacity(512);
     out.push_str(r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap=""#);
     out.push_str(op.soap_version.envelope_ns());
     out.push_str(r#"" xmlns:xsi=""#);
     out.push_str(XSI);
-    out.push_str(r#""><soap:Body>"#);
+    out.push_str(r#"">"#);
+    if let Some(h) = header {
+        // Pre-rendered by the backend's credentials (WS-Security); never from client input.
+        out.push_str("<soap:Header>");
+        out.push_str(h);
+        out.push_str("</soap:Header>");
+    }
+    out.push_str("<soap:Body>");
     body_element(&mut out, &op.input, schema, input)?;
     out.push_str("</soap:Body></soap:Envelope>");
     Ok(out)
