@@ -6,7 +6,11 @@ use std::process::{Command, Stdio};
 
 fn veneer(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_veneer")).args(args).output().expect("run veneer");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -37,7 +41,12 @@ fn client_new_prints_a_secret_once_and_a_matching_hash() {
     let (ok, out, err) = veneer(&["client", "new", "--id", "line-3-edge", "--scopes", "items:read,telemetry:write"]);
     assert!(ok, "{err}");
     let secret = out.lines().find_map(|l| l.strip_prefix("client_secret: ")).expect("secret line").trim().to_string();
-    let hash = out.lines().find_map(|l| l.trim().strip_prefix("secret_hash: ")).expect("hash line").trim_matches('"').to_string();
+    let hash = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret_hash: "))
+        .expect("hash line")
+        .trim_matches('"')
+        .to_string();
     assert!(out.contains("scopes: [items:read, telemetry:write]"), "{out}");
     assert!(secret.len() >= 40, "a 256-bit secret");
     assert!(veneer::auth::clients::verify_secret(Some(&hash), &secret));

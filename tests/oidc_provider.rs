@@ -77,6 +77,11 @@ async fn tokens_from_oidc_provider_open_scoped_routes() {
 
     // A token of the same IdP without the route's scope is refused with 403.
     let other: Value = get_token("telemetry:write").await.expect("token").json().await.expect("json");
-    let res = client.get(gw.url("/items/1000")).bearer_auth(other["access_token"].as_str().expect("token")).send().await.expect("req");
+    let res = client
+        .get(gw.url("/items/1000"))
+        .bearer_auth(other["access_token"].as_str().expect("token"))
+        .send()
+        .await
+        .expect("req");
     assert_eq!(res.status(), 403);
 }

@@ -27,7 +27,11 @@ const ITEM: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap
 /// A SOAP backend that records every request and answers GetItem.
 async fn recording_backend() -> (String, Seen) {
     let seen: Seen = Arc::default();
-    async fn handle(State(seen): State<Seen>, headers: HeaderMap, body: Bytes) -> ([(&'static str, &'static str); 1], &'static str) {
+    async fn handle(
+        State(seen): State<Seen>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> ([(&'static str, &'static str); 1], &'static str) {
         if let Ok(mut s) = seen.lock() {
             s.push((headers, String::from_utf8_lossy(&body).into_owned()));
         }
@@ -49,7 +53,9 @@ async fn gateway(url: &str, auth_yaml: &str, secret: &str) -> (common::Gateway, 
     std::fs::create_dir_all(dir.path().join("wsdl")).expect("mkdir");
     std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
     std::fs::copy(root.join("wsdl/sample-erp.wsdl"), dir.path().join("wsdl/sample-erp.wsdl")).expect("copy");
-    let routes = std::fs::read_to_string(root.join("routes/items.yaml")).expect("routes").replace("    scopes: [items:read]\n", "");
+    let routes = std::fs::read_to_string(root.join("routes/items.yaml"))
+        .expect("routes")
+        .replace("    scopes: [items:read]\n", "");
     std::fs::write(dir.path().join("routes/items.yaml"), routes).expect("write");
     std::fs::write(dir.path().join("secret"), format!("{secret}\n")).expect("write secret");
     let auth = auth_yaml.replace("SECRET_FILE", &dir.path().join("secret").display().to_string());
@@ -65,14 +71,19 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
 #[tokio::test]
 async fn basic_auth_reaches_the_backend() {
     let (url, seen) = recording_backend().await;
-    let (gw, _dir) = gateway(&url, "      basic: { username: svc-veneer, password_file: SECRET_FILE }\n", PASSWORD).await;
+    let (gw, _dir) =
+        gateway(&url, "      basic: { username: svc-veneer, password_file: SECRET_FILE }\n", PASSWORD).await;
     let res = common::client().get(gw.url("/items/1000")).header("x-request-id", "req-42").send().await.expect("req");
     assert_eq!(res.status(), 200);
     let seen = seen.lock().expect("lock");
     let (headers, body) = &seen[0];
     let expected = format!("Basic {}", STANDARD.encode("svc-veneer:pa&ss<word>"));
     assert_eq!(headers.get("authorization").and_then(|v| v.to_str().ok()), Some(expected.as_str()));
-    assert_eq!(headers.get("x-request-id").and_then(|v| v.to_str().ok()), Some("req-42"), "the request id travels to the backend");
+    assert_eq!(
+        headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+        Some("req-42"),
+        "the request id travels to the backend"
+    );
     assert_eq!(headers.get("soapaction").and_then(|v| v.to_str().ok()), Some("\"urn:veneer:sample-erp/GetItem\""));
     assert!(headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/xml")));
     assert!(!body.contains("Security"), "no WS-Security header unless configured");
@@ -81,7 +92,8 @@ async fn basic_auth_reaches_the_backend() {
 #[tokio::test]
 async fn ws_security_password_digest_is_correct_and_fresh() {
     let (url, seen) = recording_backend().await;
-    let (gw, _dir) = gateway(&url, "      ws_security: { username: \"svc&co\", password_file: SECRET_FILE }\n", PASSWORD).await;
+    let (gw, _dir) =
+        gateway(&url, "      ws_security: { username: \"svc&co\", password_file: SECRET_FILE }\n", PASSWORD).await;
     for _ in 0..2 {
         assert_eq!(common::client().get(gw.url("/items/1000")).send().await.expect("req").status(), 200);
     }
@@ -109,8 +121,12 @@ async fn ws_security_password_digest_is_correct_and_fresh() {
 #[tokio::test]
 async fn ws_security_password_text_is_escaped() {
     let (url, seen) = recording_backend().await;
-    let (gw, _dir) =
-        gateway(&url, "      ws_security: { username: svc, password_file: SECRET_FILE, password_type: text }\n", PASSWORD).await;
+    let (gw, _dir) = gateway(
+        &url,
+        "      ws_security: { username: svc, password_file: SECRET_FILE, password_type: text }\n",
+        PASSWORD,
+    )
+    .await;
     assert_eq!(common::client().get(gw.url("/items/1000")).send().await.expect("req").status(), 200);
     let seen = seen.lock().expect("lock");
     assert!(seen[0].1.contains("#PasswordText\">pa&amp;ss&lt;word&gt;</wsse:Password>"), "{}", seen[0].1);
@@ -134,7 +150,9 @@ async fn oauth2_client_credentials_from_a_real_idp_are_cached() {
         panic!("oidc-provider did not start: {line:?}");
     };
     let (url, seen) = recording_backend().await;
-    let auth = format!("      oauth2: {{ token_url: \"{issuer}/token\", client_id: iot-platform, client_secret_file: SECRET_FILE, scopes: [items:read] }}\n");
+    let auth = format!(
+        "      oauth2: {{ token_url: \"{issuer}/token\", client_id: iot-platform, client_secret_file: SECRET_FILE, scopes: [items:read] }}\n"
+    );
     let (gw, _dir) = gateway(&url, &auth, "iot-secret").await;
     for _ in 0..3 {
         assert_eq!(common::client().get(gw.url("/items/1000")).send().await.expect("req").status(), 200);

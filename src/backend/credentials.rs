@@ -114,7 +114,9 @@ impl UpstreamOAuth {
     /// A client for `token_url`.
     pub fn new(token_url: &str, client_id: &str, secret: String, scopes: Vec<String>) -> Result<Self, String> {
         let url = TokenUrl::new(token_url.to_string()).map_err(|e| format!("token_url: {e}"))?;
-        let client = BasicClient::new(ClientId::new(client_id.to_string())).set_client_secret(ClientSecret::new(secret)).set_token_uri(url);
+        let client = BasicClient::new(ClientId::new(client_id.to_string()))
+            .set_client_secret(ClientSecret::new(secret))
+            .set_token_uri(url);
         Ok(UpstreamOAuth { client, scopes, http: OAuthHttp(token_http_client()?), cached: Mutex::new(None) })
     }
 
@@ -129,7 +131,8 @@ impl UpstreamOAuth {
         for s in &self.scopes {
             req = req.add_scope(Scope::new(s.clone()));
         }
-        let res = req.request_async(&self.http).await.map_err(|e| format!("the backend's token endpoint refused: {e}"))?;
+        let res =
+            req.request_async(&self.http).await.map_err(|e| format!("the backend's token endpoint refused: {e}"))?;
         let lifetime = res.expires_in().unwrap_or(Duration::from_secs(300));
         let token = res.access_token().secret().clone();
         *cached = Some((token.clone(), Instant::now() + lifetime));

@@ -106,7 +106,10 @@ impl Backend {
             req = req.basic_auth(&b.username, Some(&b.password));
         }
         if let Some(o) = &creds.oauth2 {
-            let token = o.token().await.map_err(|reason| GatewayError::BackendUnreachable { backend: self.settings.name.clone(), reason })?;
+            let token = o
+                .token()
+                .await
+                .map_err(|reason| GatewayError::BackendUnreachable { backend: self.settings.name.clone(), reason })?;
             req = req.bearer_auth(token);
         }
         let classify = |e: reqwest::Error| self.transport_error(e);

@@ -255,12 +255,14 @@ fn backend(
         };
     let timeout = duration("timeout", &s.timeout, Duration::from_secs(30));
     let connect_timeout = duration("connect_timeout", &s.connect_timeout, Duration::from_secs(5));
-    let credentials = s.auth.as_ref().map(|a| credentials(a, &mut |needle, m| problems.push(here(needle, m)))).unwrap_or_default();
+    let credentials =
+        s.auth.as_ref().map(|a| credentials(a, &mut |needle, m| problems.push(here(needle, m)))).unwrap_or_default();
     let faults = fault_rules(file, at, &s.faults, &mut problems);
 
     match (url, model, problems.is_empty()) {
         (Some(url), Some(model), true) => {
-            let settings = BackendSettings { name: name.to_string(), url, timeout, connect_timeout, credentials, faults };
+            let settings =
+                BackendSettings { name: name.to_string(), url, timeout, connect_timeout, credentials, faults };
             Backend::new(settings, model).map_err(|m| vec![here(&format!("{name}:"), m)])
         }
         _ => Err(problems),

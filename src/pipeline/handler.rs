@@ -47,9 +47,10 @@ async fn serve(gateway: &Gateway, req: Request) -> Result<Response, GatewayError
     let input = inputs::assemble(&route.input, &values).unwrap_or(Value::Object(Default::default()));
     let op = route.operation();
     let backend = &route.backend;
-    let envelope = encode::envelope(op, &backend.model.schema, &input, backend.soap_header().as_deref()).map_err(|errors| {
-        GatewayError::Validation(errors.into_iter().map(|e| inputs::locate(&route.input, e)).collect())
-    })?;
+    let envelope =
+        encode::envelope(op, &backend.model.schema, &input, backend.soap_header().as_deref()).map_err(|errors| {
+            GatewayError::Validation(errors.into_iter().map(|e| inputs::locate(&route.input, e)).collect())
+        })?;
 
     let reply = backend.call(op, envelope, parts.headers.get(REQUEST_ID)).await?;
     let decoded = decode::response(&op.output, &backend.model.schema, &reply.body);

@@ -16,7 +16,12 @@ use crate::schema::{ComplexType, Element, Operation, SIMPLE_CONTENT_KEY, SchemaS
 const MAX_DEPTH: usize = 64;
 
 /// Builds the full SOAP envelope for `input` (the JSON content of the operation's input element).
-pub fn envelope(op: &Operation, schema: &SchemaSet, input: &Value, header: Option<&str>) -> Result<String, Vec<FieldError>> {
+pub fn envelope(
+    op: &Operation,
+    schema: &SchemaSet,
+    input: &Value,
+    header: Option<&str>,
+) -> Result<String, Vec<FieldError>> {
     let mut out = String::with_capacity(512);
     out.push_str(r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap=""#);
     out.push_str(op.soap_version.envelope_ns());

@@ -1,0 +1,54 @@
+//! Translation cost: encode + decode of the `GET /items/{no}` message (a decimal, a boolean,
+//! a dateTime and a 3-element array), and decoding a ~1 MB response of 5,000 rows.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::json;
+use veneer::schema::wsdl::{self, ReadOptions};
+use veneer::translate::decode;
+use veneer::translate::encode;
+
+const WSDL: &str = include_str!("../config/wsdl/sample-erp.wsdl");
+
+fn item_response(locations: usize) -> String {
+    let mut xml = String::from(
+        r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetItemResponse xmlns="urn:veneer:sample-erp"><GetItemResult><No>1000</No><Description>Hydraulic pump HP-200</Description><Base_Unit_of_Measure>PCS</Base_Unit_of_Measure><Inventory>1520.25</Inventory><Unit_Price>12345678901234567.123456</Unit_Price><Blocked>false</Blocked><Last_Date_Modified>2026-11-20T14:03:11Z</Last_Date_Modified>"#,
+    );
+    for i in 0..locations {
+        xml.push_str(&format!(
+            "<Location><Code>LOC{i}</Code><Bin>A-{i:04}</Bin><Quantity>{i}.250</Quantity></Location>"
+        ));
+    }
+    xml.push_str("</GetItemResult></GetItemResponse></soap:Body></soap:Envelope>");
+    xml
+}
+
+fn benches(c: &mut Criterion) {
+    let model = wsdl::read(WSDL.as_bytes(), ReadOptions::default()).expect("sample WSDL");
+    let op = model.operation("GetItem").expect("GetItem");
+    let input = json!({"itemNo": "1000"});
+    let small = item_response(3);
+    c.bench_function("encode+decode GetItem (3 locations)", |b| {
+        b.iter(|| {
+            let env = encode::envelope(op, &model.schema, &input, None).expect("encode");
+            let out = decode::response(&op.output, &model.schema, small.as_bytes()).expect("decode");
+            (env, out)
+        })
+    });
+    c.bench_function("encode GetItem", |b| {
+        b.iter(|| encode::envelope(op, &model.schema, &input, None).expect("encode"))
+    });
+    c.bench_function("decode GetItem (3 locations)", |b| {
+        b.iter(|| decode::response(&op.output, &model.schema, small.as_bytes()).expect("decode"))
+    });
+    let large = item_response(5_000);
+    let mut g = c.benchmark_group("large");
+    g.throughput(Throughput::Bytes(large.len() as u64));
+    g.sample_size(20);
+    g.bench_function(format!("decode {} KiB, 5000 rows", large.len() / 1024), |b| {
+        b.iter(|| decode::response(&op.output, &model.schema, large.as_bytes()).expect("decode"))
+    });
+    g.finish();
+}
+
+criterion_group!(translate, benches);
+criterion_main!(translate);
