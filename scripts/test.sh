@@ -2,7 +2,8 @@
 # Runs the whole test suite on a fresh machine: installs what the tests need, then runs every
 # test. The end-to-end tests use real peers not written in this project:
 #   - spyne (Python), a SOAP server;
-#   - oidc-provider (npm), an OpenID provider.
+#   - oidc-provider (npm), an OpenID provider;
+#   - redis-server (Debian), for limits shared across replicas.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh --test spyne_backend).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ apt_install() {
 
 command -v python3 >/dev/null || apt_install python3 python3-pip
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+command -v redis-server >/dev/null || apt_install redis-server
 
 if ! python3 -c 'import spyne, lxml' >/dev/null 2>&1; then
   echo "installing spyne 2.14 + lxml"

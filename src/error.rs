@@ -107,6 +107,24 @@ pub enum GatewayError {
     /// A valid token without the scopes the route needs.
     #[error("the token lacks the scope(s) {}", .0.join(" "))]
     Forbidden(Vec<String>),
+    /// A rate limit or quota refused the request.
+    #[error("rate limit exceeded; retry after {} s", crate::throttle::local::ceil_secs(*.0))]
+    RateLimited(std::time::Duration),
+    /// The shared limiter (Redis) is unreachable and the policy is to refuse.
+    #[error("the shared rate limiter is unavailable")]
+    LimiterUnavailable,
+    /// The backend is protected right now: queue full, circuit open, or it said it is busy.
+    #[error("backend {backend} is overloaded: {reason}")]
+    Overloaded {
+        /// Backend name.
+        backend: String,
+        /// Which protection answered.
+        reason: String,
+        /// Suggested wait.
+        retry_after: std::time::Duration,
+        /// 503, or 429 for busy faults configured so.
+        status: StatusCode,
+    },
     /// A bug or a panic caught at the edge; never expected.
     #[error("internal error: {0}")]
     Internal(String),
@@ -152,6 +170,9 @@ impl GatewayError {
             GatewayError::Fault { status, .. } => *status,
             GatewayError::BackendTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::BackendUnreachable { .. } | GatewayError::BackendResponse { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::LimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Overloaded { status, .. } => *status,
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -206,6 +227,12 @@ impl GatewayError {
                 p.backend = Some(backend.clone());
                 p.detail = detail.clone();
                 ("backend-response", *title)
+            }
+            GatewayError::RateLimited(_) => ("rate-limited", "Too many requests"),
+            GatewayError::LimiterUnavailable => ("limiter-unavailable", "Rate limiter unavailable"),
+            GatewayError::Overloaded { backend, .. } => {
+                p.backend = Some(backend.clone());
+                ("backend-overloaded", "Backend overloaded")
             }
             GatewayError::Unauthorized(_) => ("unauthorized", "Authentication required"),
             GatewayError::Forbidden(_) => ("forbidden", "Insufficient scope"),
@@ -278,6 +305,16 @@ impl IntoResponse for GatewayError {
             tracing::warn!(error = %self, "request failed");
         }
         let mut res = problem_response(status, &self.to_problem());
+        let retry_after = match &self {
+            GatewayError::RateLimited(d) | GatewayError::Overloaded { retry_after: d, .. } => {
+                Some(crate::throttle::local::ceil_secs(*d).max(1))
+            }
+            GatewayError::LimiterUnavailable => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if let Some(challenge) = self.challenge() {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }

@@ -23,4 +23,5 @@ pub mod error;
 pub mod pipeline;
 pub mod schema;
 pub mod server;
+pub mod throttle;
 pub mod translate;

@@ -11,7 +11,8 @@ use regex::Regex;
 
 use super::raw::{AuthSection, BackendSection, FaultRuleSection, GatewayFile, RoutesFile};
 use super::{
-    ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_route, secret, units,
+    ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_route,
+    secret, units,
 };
 use crate::backend::credentials::{UpstreamOAuth, WsSecurity};
 use crate::backend::{Backend, BackendSettings, BasicAuth, Credentials};
@@ -30,6 +31,8 @@ pub struct CompileOptions {
     pub issuer: Option<String>,
     /// A client (id, secret) granted every scope routes use (dev mode's demo client).
     pub dev_client: Option<(String, String)>,
+    /// Limiter state from the previous snapshot, kept where a limit is unchanged.
+    pub limiters: Option<std::sync::Arc<crate::throttle::local::Registry>>,
 }
 
 /// A file's text plus where it came from, for locating problems.
@@ -98,6 +101,7 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
         }
     }
 
+    let throttle = compile_limits::compile(&gateway_file, &raw, options, &mut problems);
     let mut routes = Vec::new();
     let files = source.route_files().unwrap_or_else(|p| {
         problems.push(p);
@@ -119,7 +123,13 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
             }
         };
         for section in &parsed.routes {
-            match compile_route::compile(&file, section, &backends, raw.backends.contains_key(&section.backend)) {
+            match compile_route::compile(
+                &file,
+                section,
+                &backends,
+                raw.backends.contains_key(&section.backend),
+                &throttle,
+            ) {
                 Ok(route) => routes.push((route, file.problem(&section.route, 1, ""))),
                 Err(mut p) => problems.append(&mut p),
             }
@@ -145,7 +155,11 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
         problems.append(&mut p);
         RouteTable::default()
     });
-    if problems.is_empty() { Ok(Gateway { server, backends, routes, auth }) } else { Err(ConfigError(problems)) }
+    if problems.is_empty() {
+        Ok(Gateway { server, backends, routes, auth, throttle })
+    } else {
+        Err(ConfigError(problems))
+    }
 }
 
 fn server_settings(file: &FileText, raw: &GatewayFile, problems: &mut Vec<ConfigProblem>) -> ServerSettings {

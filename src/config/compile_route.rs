@@ -9,12 +9,13 @@ use std::sync::Arc;
 use axum::http::{HeaderName, Method, StatusCode};
 use yaml_serde::Value as Yaml;
 
-use super::ConfigProblem;
 use super::compile::{FileText, fault_rules};
 use super::raw::RouteSection;
+use super::{ConfigProblem, compile_limits};
 use crate::backend::Backend;
 use crate::pipeline::route::{Route, Source};
 use crate::schema::{Element, SchemaSet, TypeRef};
+use crate::throttle::Throttle;
 
 /// Compiles a route; `backend_declared` distinguishes a typo from a backend that failed to compile.
 pub fn compile(
@@ -22,6 +23,7 @@ pub fn compile(
     s: &RouteSection,
     backends: &BTreeMap<String, Arc<Backend>>,
     backend_declared: bool,
+    throttle: &Throttle,
 ) -> Result<Route, Vec<ConfigProblem>> {
     let at = file.line_of(&s.route, 1).unwrap_or(1);
     let here = |needle: &str, message: String| file.problem(needle, at, format!("route {:?}: {message}", s.route));
@@ -78,8 +80,14 @@ pub fn compile(
         }
     };
     let faults = fault_rules(file, at, &s.faults, &mut problems);
+    let limit = s.limits.as_ref().and_then(|l| {
+        compile_limits::route(l, &format!("{method} {path}"), throttle)
+            .map_err(|m| problems.push(here("limits:", format!("limits: {m}"))))
+            .ok()
+    });
     match input {
         Some(input) if problems.is_empty() => Ok(Route {
+            id: format!("{method} {path}"),
             method,
             path,
             backend: backend.clone(),
@@ -89,6 +97,7 @@ pub fn compile(
             status,
             faults,
             scopes: s.scopes.clone(),
+            limit,
             public: s.public,
             summary: s.summary.clone(),
             description: s.description.clone().or_else(|| op.doc.clone()),

@@ -6,6 +6,7 @@
 
 pub mod compile;
 mod compile_auth;
+mod compile_limits;
 mod compile_route;
 pub mod raw;
 pub mod secret;
@@ -25,6 +26,7 @@ pub use source::ConfigSource;
 use crate::auth::Auth;
 use crate::backend::Backend;
 use crate::pipeline::route::RouteTable;
+use crate::throttle::Throttle;
 
 /// One problem in the config, located as precisely as possible.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,4 +86,6 @@ pub struct Gateway {
     pub routes: RouteTable,
     /// OAuth2; `None` leaves routes open (no `auth:` section).
     pub auth: Option<Auth>,
+    /// Rate limits and quotas.
+    pub throttle: Throttle,
 }

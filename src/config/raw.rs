@@ -21,6 +21,78 @@ pub struct GatewayFile {
     pub backends: BTreeMap<String, BackendSection>,
     /// OAuth2: the built-in issuer, external issuers, introspection.
     pub auth: Option<AuthConfigSection>,
+    /// Rate limits for clients without their own, and the shared (Redis) limiter.
+    pub limits: Option<LimitsSection>,
+}
+
+/// `limits:` in gateway.yaml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Per-client limit for clients without their own.
+    pub default: Option<RateSection>,
+    /// Share limits and quotas across replicas.
+    pub redis: Option<RedisSection>,
+}
+
+/// A rate with its burst.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSection {
+    /// `50/s`, `600/min`, `1000/h`.
+    pub rate: String,
+    /// Requests admitted back to back (default: the rate's count).
+    pub burst: Option<u32>,
+}
+
+/// Redis for shared limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    /// `redis://host:port/db`.
+    pub url: Option<String>,
+    /// Env var holding the URL (it may carry a password).
+    pub url_env: Option<String>,
+    /// Key prefix, default `veneer:`.
+    pub prefix: Option<String>,
+    /// Deadline for one Redis call, default `50ms`.
+    pub timeout: Option<String>,
+    /// `local` (default: fall back to per-replica limits) or `reject` (503).
+    pub on_unavailable: Option<String>,
+}
+
+/// A client's own limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientLimitsSection {
+    /// `50/s` etc.
+    pub rate: Option<String>,
+    /// Burst.
+    pub burst: Option<u32>,
+    /// Calls per UTC day / month.
+    pub quota: Option<QuotaSection>,
+}
+
+/// Quotas.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSection {
+    /// Calls per UTC day.
+    pub day: Option<u64>,
+    /// Calls per UTC month.
+    pub month: Option<u64>,
+}
+
+/// A route's own limit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteLimitSection {
+    /// `20/s` etc.
+    pub rate: String,
+    /// Burst.
+    pub burst: Option<u32>,
+    /// `route` (one bucket for everyone, default) or `client` (one per client).
+    pub per: Option<String>,
 }
 
 /// `auth:`.
@@ -63,6 +135,8 @@ pub struct ClientSection {
     /// Refuse it tokens, and reject tokens it already has.
     #[serde(default)]
     pub disabled: bool,
+    /// Its own rate limit and quotas.
+    pub limits: Option<ClientLimitsSection>,
 }
 
 /// One external issuer.
@@ -262,6 +336,8 @@ pub struct RouteSection {
     /// No token needed (only meaningful when `auth:` is configured).
     #[serde(default)]
     pub public: bool,
+    /// The route's own rate limit.
+    pub limits: Option<RouteLimitSection>,
     /// Fault → HTTP status rules, tried before the backend's.
     #[serde(default)]
     pub faults: Vec<FaultRuleSection>,

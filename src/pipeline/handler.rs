@@ -14,26 +14,44 @@ use super::route::Matched;
 use crate::backend::REQUEST_ID;
 use crate::config::Gateway;
 use crate::error::GatewayError;
+use crate::throttle::Outcome;
 use crate::translate::decode::{self, DecodeError, Decoded};
 use crate::translate::encode;
 
 /// Serves one request against a snapshot; every failure becomes a problem response.
 pub async fn handle(gateway: Arc<Gateway>, req: Request) -> Response {
-    match serve(&gateway, req).await {
+    let mut limits = Outcome::default();
+    let mut res = match serve(&gateway, req, &mut limits).await {
         Ok(res) => res,
         Err(e) => e.into_response(),
-    }
+    };
+    // Rate-limit headers on every answer of a limited route, refusals included.
+    limits.apply(res.headers_mut());
+    res
 }
 
-async fn serve(gateway: &Gateway, req: Request) -> Result<Response, GatewayError> {
+async fn serve(gateway: &Gateway, req: Request, limits: &mut Outcome) -> Result<Response, GatewayError> {
     let (parts, body) = req.into_parts();
     let Matched { route, params: path } = gateway.routes.find(&parts.method, parts.uri.path())?;
+    let mut principal = None;
     if let Some(auth) = gateway.auth.as_ref().filter(|_| !route.public) {
-        let principal = auth.authenticate(&parts.headers).await?;
-        let missing: Vec<String> = route.scopes.iter().filter(|s| !principal.scopes.contains(*s)).cloned().collect();
+        let p = auth.authenticate(&parts.headers).await?;
+        let missing: Vec<String> = route.scopes.iter().filter(|s| !p.scopes.contains(*s)).cloned().collect();
         if !missing.is_empty() {
             return Err(GatewayError::Forbidden(missing));
         }
+        principal = Some(p);
+    }
+    // Throttle after auth (limits are per client) and before any translation work.
+    let client_id = principal.as_ref().map(|p| p.client_id.as_str());
+    if let Some(c) = client_id {
+        gateway.throttle.check_client(c, limits).await?;
+    }
+    if let (None, Some(rl)) = (limits.refused(), &route.limit) {
+        rl.check(&route.id, client_id, limits).await?;
+    }
+    if let Some(wait) = limits.refused() {
+        return Err(GatewayError::RateLimited(wait));
     }
     let query: Vec<(String, String)> =
         form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();

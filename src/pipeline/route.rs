@@ -53,6 +53,8 @@ pub struct Route {
     pub method: Method,
     /// Path template as configured (`/items/{no}`).
     pub path: String,
+    /// `"GET /items/{no}"`: names the route in limits, logs and metrics.
+    pub id: String,
     /// The backend it calls.
     pub backend: Arc<Backend>,
     /// Index of the operation in the backend's model.
@@ -67,6 +69,8 @@ pub struct Route {
     pub faults: Vec<FaultRule>,
     /// Scopes a token must carry.
     pub scopes: Vec<String>,
+    /// The route's own rate limit.
+    pub limit: Option<crate::throttle::RouteLimit>,
     /// Served without a token.
     pub public: bool,
     /// Docs: summary.

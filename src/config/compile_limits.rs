@@ -1,0 +1,112 @@
+//! Compiles `limits:`, clients' own limits and quotas, and route limits into [`Throttle`].
+
+use std::time::Duration;
+
+use super::compile::{CompileOptions, FileText};
+use super::raw::{GatewayFile, RateSection, RouteLimitSection};
+use super::{ConfigProblem, secret, units};
+use crate::throttle::quota::{Quota, Window};
+use crate::throttle::rate::Rate;
+use crate::throttle::shared::OnUnavailable;
+use crate::throttle::{self, Limit, RouteLimit, Throttle};
+
+/// Rate of the dev-mode demo client (DESIGN.md): newcomers see throttling work.
+pub const DEV_CLIENT_RATE: (&str, u32) = ("100/s", 200);
+
+/// Compiles the gateway-wide and per-client parts.
+pub fn compile(
+    file: &FileText,
+    raw: &GatewayFile,
+    options: &CompileOptions,
+    problems: &mut Vec<ConfigProblem>,
+) -> Throttle {
+    let registry = options.limiters.clone().unwrap_or_default();
+    let at = file.line_of("limits:", 1).unwrap_or(1);
+    let mut fail = |needle: &str, m: String| problems.push(file.problem(needle, at, m));
+    let section = raw.limits.as_ref();
+    let shared = section.and_then(|l| l.redis.as_ref()).and_then(|r| {
+        let url = match (&r.url, &r.url_env) {
+            (Some(u), None) => Ok(u.clone()),
+            (None, Some(_)) => secret::resolve(r.url_env.as_deref(), None, "url"),
+            _ => Err("limits.redis needs exactly one of url or url_env".to_string()),
+        };
+        let timeout = match r.timeout.as_deref().map(units::duration) {
+            None => Ok(Duration::from_millis(50)),
+            Some(d) => d,
+        };
+        let policy = match r.on_unavailable.as_deref() {
+            None | Some("local") => Ok(OnUnavailable::Local),
+            Some("reject") => Ok(OnUnavailable::Reject),
+            Some(other) => Err(format!("on_unavailable {other:?} is unknown; write local or reject")),
+        };
+        let made = url.and_then(|u| {
+            let (timeout, policy) = (timeout?, policy?);
+            throttle::shared(&u, r.prefix.clone().unwrap_or_else(|| "veneer:".into()), timeout, policy)
+        });
+        made.map_err(|m| fail("redis:", format!("limits.redis: {m}"))).ok()
+    });
+    let mut t = Throttle { registry: registry.clone(), shared: shared.clone(), ..Throttle::default() };
+    if let Some(d) = section.and_then(|l| l.default.as_ref()) {
+        match rate(d) {
+            Ok(r) => t.default_client = Some(Limit::new("client", "client-default", r, &registry, shared.clone())),
+            Err(m) => fail("default:", format!("limits.default: {m}")),
+        }
+    }
+    let clients = raw.auth.as_ref().map(|a| a.clients.as_slice()).unwrap_or_default();
+    for c in clients {
+        let Some(l) = &c.limits else { continue };
+        let mut fail_client = |m: String| {
+            problems.push(file.problem(&format!("id: {}", c.id), 1, format!("client {}: limits: {m}", c.id)))
+        };
+        if let Some(r) = &l.rate {
+            match Rate::parse(r, l.burst) {
+                Ok(r) => {
+                    t.clients.insert(
+                        c.id.clone(),
+                        Limit::new("client", &format!("client:{}", c.id), r, &registry, shared.clone()),
+                    );
+                }
+                Err(m) => fail_client(m),
+            }
+        }
+        if let Some(q) = &l.quota {
+            let mut quotas = Vec::new();
+            for (window, limit) in [(Window::Day, q.day), (Window::Month, q.month)] {
+                match limit {
+                    Some(0) => {
+                        fail_client("a quota of 0 would refuse every call; remove it or disable the client".into())
+                    }
+                    Some(n) => quotas.push(Quota::new(window, n)),
+                    None => {}
+                }
+            }
+            t.quotas.insert(c.id.clone(), quotas);
+        }
+    }
+    if let Some((id, _)) = &options.dev_client {
+        if let Ok(r) = Rate::parse(DEV_CLIENT_RATE.0, Some(DEV_CLIENT_RATE.1)) {
+            t.clients.insert(id.clone(), Limit::new("client", &format!("client:{id}"), r, &registry, shared));
+        }
+    }
+    t
+}
+
+fn rate(s: &RateSection) -> Result<Rate, String> {
+    Rate::parse(&s.rate, s.burst)
+}
+
+/// A route's own limit.
+pub fn route(s: &RouteLimitSection, route_key: &str, t: &Throttle) -> Result<RouteLimit, String> {
+    let rate = Rate::parse(&s.rate, s.burst)?;
+    let per_client = match s.per.as_deref() {
+        None | Some("route") => false,
+        Some("client") => true,
+        Some(other) => return Err(format!("per: {other:?} is unknown; write route or client")),
+    };
+    let (name, scope) = if per_client {
+        ("client-route", format!("client-route:{route_key}"))
+    } else {
+        ("route", format!("route:{route_key}"))
+    };
+    Ok(RouteLimit { limit: Limit::new(name, &scope, rate, &t.registry, t.shared.clone()), per_client })
+}

@@ -1,0 +1,181 @@
+//! Throttling: fair rate limits per client, per route and per client × route (GCRA), and
+//! quotas per day or month, local by default and exact across replicas through Redis.
+//!
+//! Every limited response carries `RateLimit-Policy` and `RateLimit` headers
+//! (draft-ietf-httpapi-ratelimit-headers); a refusal is a 429 problem with `Retry-After`.
+
+pub mod local;
+pub mod quota;
+pub mod rate;
+pub mod shared;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue};
+
+use self::local::{LocalLimiter, Registry, ceil_secs};
+use self::quota::Quota;
+use self::rate::Rate;
+use self::shared::{OnUnavailable, Shared};
+use crate::error::GatewayError;
+
+/// The outcome of one limiter step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Admitted; `remaining` more fit in the burst, which is full again after `reset`.
+    Allow {
+        /// Requests still admissible right now.
+        remaining: u32,
+        /// Time until the bucket is full again.
+        reset: Duration,
+    },
+    /// Refused; try again after this long.
+    Deny {
+        /// Wait before retrying.
+        retry_after: Duration,
+    },
+}
+
+/// One configured limit: a policy name for headers, its rate, and where its state lives.
+#[derive(Debug, Clone)]
+pub struct Limit {
+    /// Policy name in the headers: `client`, `route` or `client-route`.
+    pub name: &'static str,
+    /// The rate.
+    pub rate: Rate,
+    local: Arc<LocalLimiter>,
+    shared: Option<Arc<Shared>>,
+}
+
+impl Limit {
+    /// A limit named `name` whose local state is identified by `scope` in `registry`.
+    pub fn new(name: &'static str, scope: &str, rate: Rate, registry: &Registry, shared: Option<Arc<Shared>>) -> Self {
+        Limit { name, rate, local: registry.get(scope, rate), shared }
+    }
+
+    /// One step for `key`; with Redis, the shared bucket decides unless Redis is unreachable.
+    pub async fn check(&self, key: &str) -> Result<Decision, GatewayError> {
+        let Some(shared) = &self.shared else { return Ok(self.local.check(key)) };
+        match shared.check(&format!("rl:{}:{key}", self.name), self.rate).await {
+            Ok(d) => Ok(d),
+            Err(_) if shared.on_unavailable == OnUnavailable::Local => Ok(self.local.check(key)),
+            Err(_) => Err(GatewayError::LimiterUnavailable),
+        }
+    }
+}
+
+/// Per-snapshot throttling settings.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    /// Per-client limits by client id.
+    pub clients: HashMap<String, Limit>,
+    /// Limit for clients without their own.
+    pub default_client: Option<Limit>,
+    /// Quotas by client id.
+    pub quotas: HashMap<String, Vec<Quota>>,
+    /// Limiter state shared with later snapshots.
+    pub registry: Arc<Registry>,
+    /// The Redis backend, when configured.
+    pub shared: Option<Arc<Shared>>,
+}
+
+/// What the limits said about one request, for the response headers.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    entries: Vec<(&'static str, u64, u64, Decision)>,
+}
+
+impl Outcome {
+    /// Records a limiter's answer.
+    pub fn push(&mut self, name: &'static str, quota: u64, window: u64, d: Decision) {
+        self.entries.push((name, quota, window, d));
+    }
+
+    /// The longest wait any refusing limit asks for.
+    pub fn refused(&self) -> Option<Duration> {
+        self.entries
+            .iter()
+            .filter_map(|(_, _, _, d)| match d {
+                Decision::Deny { retry_after } => Some(*retry_after),
+                Decision::Allow { .. } => None,
+            })
+            .max()
+    }
+
+    /// Adds `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        if self.entries.is_empty() {
+            return;
+        }
+        let policy: Vec<String> = self.entries.iter().map(|(n, q, w, _)| format!("\"{n}\";q={q};w={w}")).collect();
+        let state: Vec<String> = self
+            .entries
+            .iter()
+            .map(|(n, _, _, d)| match d {
+                Decision::Allow { remaining, reset } => format!("\"{n}\";r={remaining};t={}", ceil_secs(*reset)),
+                Decision::Deny { retry_after } => format!("\"{n}\";r=0;t={}", ceil_secs(*retry_after)),
+            })
+            .collect();
+        if let (Ok(p), Ok(s)) = (HeaderValue::from_str(&policy.join(", ")), HeaderValue::from_str(&state.join(", "))) {
+            headers.insert("ratelimit-policy", p);
+            headers.insert("ratelimit", s);
+        }
+    }
+}
+
+impl Throttle {
+    /// The rate limit that applies to a client.
+    pub fn client_limit(&self, client_id: &str) -> Option<&Limit> {
+        self.clients.get(client_id).or(self.default_client.as_ref())
+    }
+
+    /// Applies the client's limit and quotas, recording every answer in `out`.
+    pub async fn check_client(&self, client_id: &str, out: &mut Outcome) -> Result<(), GatewayError> {
+        if let Some(limit) = self.client_limit(client_id) {
+            let d = limit.check(client_id).await?;
+            out.push(limit.name, u64::from(limit.rate.burst), limit.rate.window_secs(), d);
+        }
+        if out.refused().is_some() {
+            return Ok(()); // a refused request does not use up quota
+        }
+        for q in self.quotas.get(client_id).into_iter().flatten() {
+            let d = q.take(client_id, self.shared.as_deref()).await?;
+            out.push(q.name(), q.limit, q.window_secs(), d);
+        }
+        Ok(())
+    }
+}
+
+/// A route's own limit and whether it counts per route or per client × route.
+#[derive(Debug, Clone)]
+pub struct RouteLimit {
+    /// The limit.
+    pub limit: Limit,
+    /// True: one bucket per client on this route; false: one for the route.
+    pub per_client: bool,
+}
+
+impl RouteLimit {
+    /// Applies the route's limit.
+    pub async fn check(&self, route_key: &str, client_id: Option<&str>, out: &mut Outcome) -> Result<(), GatewayError> {
+        let key = match (self.per_client, client_id) {
+            (true, Some(c)) => format!("{c}|{route_key}"),
+            _ => route_key.to_string(),
+        };
+        let d = self.limit.check(&key).await?;
+        out.push(self.limit.name, u64::from(self.limit.rate.burst), self.limit.rate.window_secs(), d);
+        Ok(())
+    }
+}
+
+/// Redis settings compiled from config.
+pub fn shared(
+    url: &str,
+    prefix: String,
+    timeout: Duration,
+    on_unavailable: OnUnavailable,
+) -> Result<Arc<Shared>, String> {
+    Shared::new(url, prefix, timeout, on_unavailable)
+}
