@@ -3,17 +3,25 @@
 //! This module only moves bytes; it never interprets a response body. Transport failures
 //! are classified here (timeout → 504, refused/reset → 502) so the pipeline does not have to.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode};
 use bytes::Bytes;
 
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+use tower_resilience_circuitbreaker::{CircuitBreakerError, CircuitBreakerLayer};
+
+use self::protect::{BreakerSettings, BusyRule, Gate, QueueSettings, RetrySettings, Retries};
 use crate::error::GatewayError;
+use crate::translate::decode::{self, Decoded};
 use crate::pipeline::faults::FaultRule;
-use crate::schema::{Operation, ServiceModel};
+use crate::schema::ServiceModel;
 use crate::translate::encode;
 
 pub mod credentials;
+pub mod protect;
 
 pub use credentials::{BasicAuth, Credentials};
 
@@ -37,18 +45,41 @@ pub struct BackendSettings {
     pub faults: Vec<FaultRule>,
 }
 
-/// A SOAP backend: its settings, its operation model and its connection pool.
-#[derive(Debug)]
+/// A SOAP backend: its settings, its operation model, its connection pool and the
+/// protections in front of it.
 pub struct Backend {
     /// Settings.
-    pub settings: BackendSettings,
+    pub settings: Arc<BackendSettings>,
     /// Operations and types from its WSDL.
-    pub model: ServiceModel,
-    client: reqwest::Client,
+    pub model: Arc<ServiceModel>,
+    /// Concurrency cap and queue.
+    pub gate: Gate,
+    retries: Option<Retries>,
+    service: CallService,
+    breaker_open_for: Duration,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").field("settings", &self.settings).field("gate", &self.gate).field("retries", &self.retries).finish()
+    }
+}
+
+/// Protection settings of a backend.
+#[derive(Debug, Clone)]
+pub struct Protection {
+    /// Concurrency cap and queue.
+    pub queue: QueueSettings,
+    /// Retries for idempotent calls (`None`: never).
+    pub retries: Option<RetrySettings>,
+    /// Circuit breaker (`None`: off).
+    pub breaker: Option<BreakerSettings>,
+    /// Faults that mean "too busy".
+    pub busy: Vec<BusyRule>,
 }
 
 /// The backend's raw answer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Reply {
     /// HTTP status.
     pub status: StatusCode,
@@ -56,9 +87,95 @@ pub struct Reply {
     pub body: Bytes,
 }
 
+/// One attempt at a call.
+#[derive(Clone)]
+struct Attempt {
+    op: usize,
+    envelope: Bytes,
+    request_id: Option<HeaderValue>,
+}
+
+type CallService = BoxCloneSyncService<Attempt, Reply, CircuitBreakerError<GatewayError>>;
+
+/// Sends one attempt; classifies transport failures and busy faults.
+struct Transport {
+    settings: Arc<BackendSettings>,
+    model: Arc<ServiceModel>,
+    client: reqwest::Client,
+    busy: Vec<BusyRule>,
+}
+
+impl Transport {
+    async fn send(&self, a: Attempt) -> Result<Reply, GatewayError> {
+        let op = &self.model.operations[a.op];
+        let (content_type, soap_action) = encode::http_headers(op);
+        let mut req = self
+            .client
+            .post(self.settings.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(a.envelope);
+        if let Some(action) = soap_action {
+            req = req.header("SOAPAction", action);
+        }
+        if let Some(id) = a.request_id {
+            req = req.header(REQUEST_ID, id);
+        }
+        let creds = &self.settings.credentials;
+        if let Some(b) = &creds.basic {
+            req = req.basic_auth(&b.username, Some(&b.password));
+        }
+        if let Some(o) = &creds.oauth2 {
+            let token = o.token().await.map_err(|reason| GatewayError::BackendUnreachable { backend: self.settings.name.clone(), reason })?;
+            req = req.bearer_auth(token);
+        }
+        let classify = |e: reqwest::Error| transport_error(&self.settings, e);
+        let res = req.send().await.map_err(classify)?;
+        let status = res.status();
+        let body = res.bytes().await.map_err(classify)?;
+        self.check_busy(a.op, &body)?;
+        Ok(Reply { status, body })
+    }
+
+    /// A fault matching a busy rule is overload, not an answer: it feeds the breaker.
+    fn check_busy(&self, op: usize, body: &[u8]) -> Result<(), GatewayError> {
+        if self.busy.is_empty() || !body.windows(5).any(|w| w == b"Fault") {
+            return Ok(());
+        }
+        let Ok(Decoded::Fault(fault)) = decode::response(&self.model.operations[op].output, &self.model.schema, body) else { return Ok(()) };
+        for rule in &self.busy {
+            let code_ok = rule.code.as_deref().is_none_or(|c| fault.has_code(c));
+            let reason_ok = rule.reason.as_ref().is_none_or(|r| r.is_match(&fault.reason));
+            if code_ok && reason_ok {
+                return Err(GatewayError::Overloaded {
+                    backend: self.settings.name.clone(),
+                    reason: format!("busy: {}", fault.reason),
+                    retry_after: rule.retry_after,
+                    status: rule.status,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn transport_error(settings: &BackendSettings, e: reqwest::Error) -> GatewayError {
+    let backend = settings.name.clone();
+    if e.is_timeout() {
+        return GatewayError::BackendTimeout { backend, timeout_ms: settings.timeout.as_millis() };
+    }
+    // The source chain names the cause (refused, reset, closed before a full response).
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        reason = format!("{reason}: {s}");
+        source = s.source();
+    }
+    GatewayError::BackendUnreachable { backend, reason }
+}
+
 impl Backend {
-    /// Builds the backend and its client pool.
-    pub fn new(settings: BackendSettings, model: ServiceModel) -> Result<Self, String> {
+    /// Builds the backend, its client pool and its protections.
+    pub fn new(settings: BackendSettings, model: ServiceModel, protection: Protection) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
@@ -69,7 +186,30 @@ impl Backend {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        Ok(Backend { settings, model, client })
+        let settings = Arc::new(settings);
+        let model = Arc::new(model);
+        let transport = Arc::new(Transport { settings: settings.clone(), model: model.clone(), client, busy: protection.busy });
+        let inner = BoxCloneSyncService::new(tower::service_fn(move |a: Attempt| {
+            let t = transport.clone();
+            async move { t.send(a).await }
+        }));
+        let (service, breaker_open_for) = match protection.breaker {
+            Some(b) => {
+                let layer = CircuitBreakerLayer::builder()
+                    .name(settings.name.clone())
+                    .failure_rate_threshold(b.failure_rate)
+                    .sliding_window_size(b.window)
+                    .minimum_number_of_calls(b.min_calls)
+                    .wait_duration_in_open(b.open_for)
+                    .permitted_calls_in_half_open(1)
+                    .failure_classifier(|r: &Result<Reply, GatewayError>| r.as_ref().err().is_some_and(protect::breaker_failure))
+                    .build()
+                    .map_err(|e| format!("circuit breaker: {e}"))?;
+                (BoxCloneSyncService::new(layer.layer_fn(inner)), b.open_for)
+            }
+            None => (BoxCloneSyncService::new(inner.map_err(CircuitBreakerError::Inner)), Duration::ZERO),
+        };
+        Ok(Backend { gate: Gate::new(protection.queue), retries: protection.retries.map(Retries::new), settings, model, service, breaker_open_for })
     }
 
     /// The SOAP header this backend needs on every call (WS-Security), rendered fresh.
@@ -82,55 +222,36 @@ impl Backend {
         &self.settings.name
     }
 
-    /// Posts an envelope for `op` and returns the raw reply.
-    pub async fn call(
-        &self,
-        op: &Operation,
-        envelope: String,
-        request_id: Option<&HeaderValue>,
-    ) -> Result<Reply, GatewayError> {
-        let (content_type, soap_action) = encode::http_headers(op);
-        let mut req = self
-            .client
-            .post(self.settings.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(envelope);
-        if let Some(action) = soap_action {
-            req = req.header("SOAPAction", action);
+    /// Calls operation `op` with an envelope: through the queue, the breaker and, for
+    /// idempotent calls, retries.
+    pub async fn call(&self, op: usize, envelope: String, request_id: Option<&HeaderValue>, idempotent: bool) -> Result<Reply, GatewayError> {
+        let attempt = Attempt { op, envelope: Bytes::from(envelope), request_id: request_id.cloned() };
+        if let Some(r) = &self.retries {
+            r.deposit();
         }
-        if let Some(id) = request_id {
-            req = req.header(REQUEST_ID, id.clone());
+        let mut n = 0;
+        loop {
+            let result = {
+                let _slot = self.gate.enter(self.name()).await?;
+                self.service.clone().oneshot(attempt.clone()).await
+            };
+            let result = result.map_err(|e| match e {
+                CircuitBreakerError::OpenCircuit => GatewayError::Overloaded {
+                    backend: self.settings.name.clone(),
+                    reason: "the circuit breaker is open after repeated failures".into(),
+                    retry_after: self.breaker_open_for.max(Duration::from_secs(1)),
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                },
+                CircuitBreakerError::Inner(e) => e,
+            });
+            match (result, &self.retries) {
+                (Err(e), Some(r)) if idempotent && protect::retryable(&e) && r.allow(n + 1) => {
+                    n += 1;
+                    tracing::debug!(backend = self.name(), attempt = n, error = %e, "retrying idempotent call");
+                    tokio::time::sleep(r.backoff(n)).await;
+                }
+                (result, _) => return result,
+            }
         }
-        let creds = &self.settings.credentials;
-        if let Some(b) = &creds.basic {
-            req = req.basic_auth(&b.username, Some(&b.password));
-        }
-        if let Some(o) = &creds.oauth2 {
-            let token = o
-                .token()
-                .await
-                .map_err(|reason| GatewayError::BackendUnreachable { backend: self.settings.name.clone(), reason })?;
-            req = req.bearer_auth(token);
-        }
-        let classify = |e: reqwest::Error| self.transport_error(e);
-        let res = req.send().await.map_err(classify)?;
-        let status = res.status();
-        let body = res.bytes().await.map_err(classify)?;
-        Ok(Reply { status, body })
-    }
-
-    fn transport_error(&self, e: reqwest::Error) -> GatewayError {
-        let backend = self.settings.name.clone();
-        if e.is_timeout() {
-            return GatewayError::BackendTimeout { backend, timeout_ms: self.settings.timeout.as_millis() };
-        }
-        // The source chain names the cause (refused, reset, closed before a full response).
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            reason = format!("{reason}: {s}");
-            source = s.source();
-        }
-        GatewayError::BackendUnreachable { backend, reason }
     }
 }

@@ -11,7 +11,7 @@ use regex::Regex;
 
 use super::raw::{AuthSection, BackendSection, FaultRuleSection, GatewayFile, RoutesFile};
 use super::{
-    ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_route,
+    ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_protect, compile_route,
     secret, units,
 };
 use crate::backend::credentials::{UpstreamOAuth, WsSecurity};
@@ -272,12 +272,13 @@ fn backend(
     let credentials =
         s.auth.as_ref().map(|a| credentials(a, &mut |needle, m| problems.push(here(needle, m)))).unwrap_or_default();
     let faults = fault_rules(file, at, &s.faults, &mut problems);
+    let protection = compile_protect::protection(s, &mut |needle, m| problems.push(here(needle, m)));
 
     match (url, model, problems.is_empty()) {
         (Some(url), Some(model), true) => {
             let settings =
                 BackendSettings { name: name.to_string(), url, timeout, connect_timeout, credentials, faults };
-            Backend::new(settings, model).map_err(|m| vec![here(&format!("{name}:"), m)])
+            Backend::new(settings, model, protection).map_err(|m| vec![here(&format!("{name}:"), m)])
         }
         _ => Err(problems),
     }

@@ -88,6 +88,7 @@ pub fn compile(
     match input {
         Some(input) if problems.is_empty() => Ok(Route {
             id: format!("{method} {path}"),
+            idempotent: s.idempotent.unwrap_or(method == Method::GET),
             method,
             path,
             backend: backend.clone(),

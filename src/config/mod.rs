@@ -7,6 +7,7 @@
 pub mod compile;
 mod compile_auth;
 mod compile_limits;
+mod compile_protect;
 mod compile_route;
 pub mod raw;
 pub mod secret;

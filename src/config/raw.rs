@@ -230,6 +230,69 @@ pub struct BackendSection {
     /// Fault → HTTP status rules, tried after the route's own.
     #[serde(default)]
     pub faults: Vec<FaultRuleSection>,
+    /// Calls in flight at most (default 32).
+    pub max_concurrency: Option<usize>,
+    /// Waiting room when all slots are busy.
+    pub queue: Option<QueueSection>,
+    /// Retries for idempotent calls.
+    pub retries: Option<RetriesSection>,
+    /// Circuit breaker.
+    pub circuit_breaker: Option<BreakerSection>,
+    /// Faults that mean "too busy": answered 503/429 with Retry-After, counted as failures.
+    #[serde(default)]
+    pub busy_faults: Vec<BusyFaultSection>,
+}
+
+/// `queue:` of a backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    /// Calls waiting at most (default 64; 0 = refuse when all slots are busy).
+    pub max: Option<usize>,
+    /// Longest wait for a slot (default `2s`).
+    pub timeout: Option<String>,
+}
+
+/// `retries:` of a backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetriesSection {
+    /// Extra attempts (default 2; 0 disables).
+    pub attempts: Option<u32>,
+    /// First backoff (default `100ms`), doubling, with jitter.
+    pub backoff: Option<String>,
+    /// Retries as a share of calls, e.g. `20%` (default).
+    pub budget: Option<String>,
+}
+
+/// `circuit_breaker:` of a backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSection {
+    /// Set false to disable.
+    pub enabled: Option<bool>,
+    /// Failure ratio that opens it (default 0.5).
+    pub failure_rate: Option<f64>,
+    /// Calls in the sliding window (default 20).
+    pub window: Option<usize>,
+    /// Calls before the ratio counts (default 10).
+    pub min_calls: Option<usize>,
+    /// Time open before a probe (default `30s`).
+    pub open_for: Option<String>,
+}
+
+/// One busy-fault pattern.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusyFaultSection {
+    /// Fault code or subcode.
+    pub code: Option<String>,
+    /// Regex on the fault reason.
+    pub reason: Option<String>,
+    /// 503 (default) or 429.
+    pub status: Option<u16>,
+    /// Suggested wait (default `5s`).
+    pub retry_after: Option<String>,
 }
 
 /// `auth:` of a backend.
@@ -338,6 +401,8 @@ pub struct RouteSection {
     pub public: bool,
     /// The route's own rate limit.
     pub limits: Option<RouteLimitSection>,
+    /// Safe to retry (default: true for GET, false otherwise).
+    pub idempotent: Option<bool>,
     /// Fault → HTTP status rules, tried before the backend's.
     #[serde(default)]
     pub faults: Vec<FaultRuleSection>,

@@ -70,7 +70,7 @@ async fn serve(gateway: &Gateway, req: Request, limits: &mut Outcome) -> Result<
             GatewayError::Validation(errors.into_iter().map(|e| inputs::locate(&route.input, e)).collect())
         })?;
 
-    let reply = backend.call(op, envelope, parts.headers.get(REQUEST_ID)).await?;
+    let reply = backend.call(route.operation, envelope, parts.headers.get(REQUEST_ID), route.idempotent).await?;
     let decoded = decode::response(&op.output, &backend.model.schema, &reply.body);
     let bad_response = |title: &'static str, detail: String| GatewayError::BackendResponse {
         backend: backend.name().to_string(),

@@ -63,6 +63,8 @@ pub struct Route {
     pub input: Source,
     /// JSON keys from the output element's content down to the response body.
     pub response: Vec<String>,
+    /// Safe to retry.
+    pub idempotent: bool,
     /// Status of a successful answer.
     pub status: StatusCode,
     /// Route-level fault rules (tried before the backend's).
