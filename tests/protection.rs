@@ -1,0 +1,155 @@
+//! Backend protection against a controllable SOAP backend: the concurrency cap holds under
+//! load (asserted inside the backend), the queue sheds with 503 + Retry-After, the circuit
+//! breaker opens and recovers on its own, busy faults become 503/429, and only idempotent
+//! calls are retried.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde_json::json;
+
+const OK: u8 = 0;
+const SLOW: u8 = 1;
+const BUSY: u8 = 2;
+
+const ITEM: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetItemResponse xmlns="urn:veneer:sample-erp"><GetItemResult><No>1000</No><Description>Pump</Description><Base_Unit_of_Measure>PCS</Base_Unit_of_Measure><Inventory>1</Inventory><Unit_Price>2</Unit_Price><Blocked>false</Blocked><Last_Date_Modified>2026-01-01T00:00:00Z</Last_Date_Modified></GetItemResult></GetItemResponse></soap:Body></soap:Envelope>"#;
+const BUSY_FAULT: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode>soap:Server</faultcode><faultstring>Concurrent request limit exceeded. Request blocked.</faultstring></soap:Fault></soap:Body></soap:Envelope>"#;
+
+#[derive(Clone, Default)]
+struct Erp {
+    mode: Arc<AtomicU8>,
+    hits: Arc<AtomicUsize>,
+    in_flight: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+async fn handle(State(erp): State<Erp>) -> (StatusCode, [(&'static str, &'static str); 1], &'static str) {
+    erp.hits.fetch_add(1, Ordering::SeqCst);
+    let now = erp.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    erp.peak.fetch_max(now, Ordering::SeqCst);
+    let mode = erp.mode.load(Ordering::SeqCst);
+    if mode == SLOW {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    erp.in_flight.fetch_sub(1, Ordering::SeqCst);
+    match mode {
+        BUSY => (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/xml")], BUSY_FAULT),
+        _ => (StatusCode::OK, [("content-type", "text/xml")], ITEM),
+    }
+}
+
+async fn start(protection: &str) -> (common::Gateway, Erp, tempfile::TempDir) {
+    let erp = Erp::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/erp", listener.local_addr().expect("addr"));
+    let app = Router::new().route("/erp", post(handle)).with_state(erp.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    std::fs::create_dir_all(dir.path().join("wsdl")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
+    std::fs::copy(root.join("wsdl/sample-erp.wsdl"), dir.path().join("wsdl/sample-erp.wsdl")).expect("copy");
+    for f in ["items.yaml", "production.yaml"] {
+        let text: String = std::fs::read_to_string(root.join("routes").join(f))
+            .expect("routes")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("scopes:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(dir.path().join("routes").join(f), text).expect("write");
+    }
+    let yaml = format!("backends:\n  erp:\n    url: \"{url}\"\n    wsdl: wsdl/sample-erp.wsdl\n    timeout: 2s\n{protection}");
+    std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write");
+    let gw = common::with_config(dir.path()).await;
+    (gw, erp, dir)
+}
+
+async fn get_item(gw: &common::Gateway) -> reqwest::Response {
+    common::client().get(gw.url("/items/1000")).send().await.expect("request")
+}
+
+#[tokio::test]
+async fn concurrency_cap_holds_and_a_full_queue_sheds_with_503() {
+    let (gw, erp, _dir) = start("    max_concurrency: 3\n    queue: { max: 4, timeout: 150ms }\n    circuit_breaker: { enabled: false }\n").await;
+    erp.mode.store(SLOW, Ordering::SeqCst);
+    let results = futures_util::future::join_all((0..20).map(|_| get_item(&gw))).await;
+    assert!(erp.peak.load(Ordering::SeqCst) <= 3, "the ERP saw {} calls at once", erp.peak.load(Ordering::SeqCst));
+    let ok = results.iter().filter(|r| r.status() == 200).count();
+    let shed: Vec<&reqwest::Response> = results.iter().filter(|r| r.status() == 503).collect();
+    assert_eq!(ok + shed.len(), 20);
+    assert!(ok >= 3, "the first calls get through: {ok}");
+    assert!(shed.len() >= 13, "the rest is shed, not queued forever: {}", shed.len());
+    assert!(shed.iter().all(|r| r.headers().get("retry-after").is_some()));
+    let p = common::problem(results.into_iter().find(|r| r.status() == 503).expect("a 503"), 503).await;
+    assert_eq!(p["title"], "Backend overloaded");
+}
+
+#[tokio::test]
+async fn busy_faults_become_503_and_open_the_breaker_which_recovers() {
+    let config = "    retries: { attempts: 0 }\n    circuit_breaker: { window: 4, min_calls: 4, failure_rate: 0.5, open_for: 1s }\n    busy_faults:\n      - { reason: \"Concurrent request limit\", status: 503, retry_after: 7s }\n";
+    let (gw, erp, _dir) = start(config).await;
+    erp.mode.store(BUSY, Ordering::SeqCst);
+    for _ in 0..4 {
+        let res = get_item(&gw).await;
+        assert_eq!(res.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("7"));
+        let p = common::problem(res, 503).await;
+        assert!(p["detail"].as_str().is_some_and(|d| d.contains("Concurrent request limit")), "{p}");
+    }
+    let hits = erp.hits.load(Ordering::SeqCst);
+    // Open: answered at once, the ERP is not called.
+    let p = common::problem(get_item(&gw).await, 503).await;
+    assert!(p["detail"].as_str().is_some_and(|d| d.contains("circuit breaker is open")), "{p}");
+    assert_eq!(erp.hits.load(Ordering::SeqCst), hits, "an open circuit sends nothing to the ERP");
+    // The ERP recovers; after open_for the breaker probes and closes on success.
+    erp.mode.store(OK, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get_item(&gw).await.status(), 200);
+    assert_eq!(get_item(&gw).await.status(), 200);
+}
+
+#[tokio::test]
+async fn busy_fault_can_answer_429() {
+    let config = "    busy_faults:\n      - { code: Server, reason: \"limit exceeded\", status: 429 }\n";
+    let (gw, erp, _dir) = start(config).await;
+    erp.mode.store(BUSY, Ordering::SeqCst);
+    let res = common::client().post(gw.url("/sensor-readings")).json(&json!({"sensorId": "T", "timestamp": "2026-01-01T00:00:00Z", "value": 1, "unit": "C"})).send().await.expect("req");
+    assert_eq!(res.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+    common::problem(res, 429).await;
+}
+
+#[tokio::test]
+async fn only_idempotent_calls_are_retried() {
+    let config = "    retries: { attempts: 2, backoff: 10ms }\n    circuit_breaker: { enabled: false }\n    busy_faults: [ { reason: \"limit exceeded\" } ]\n";
+    let (gw, erp, _dir) = start(config).await;
+    erp.mode.store(BUSY, Ordering::SeqCst);
+    let res = common::client().post(gw.url("/sensor-readings")).json(&json!({"sensorId": "T", "timestamp": "2026-01-01T00:00:00Z", "value": 1, "unit": "C"})).send().await.expect("req");
+    assert_eq!(res.status(), 503);
+    assert_eq!(erp.hits.load(Ordering::SeqCst), 1, "a POST is never retried");
+    erp.hits.store(0, Ordering::SeqCst);
+    assert_eq!(get_item(&gw).await.status(), 503);
+    assert_eq!(erp.hits.load(Ordering::SeqCst), 3, "a GET is tried once and retried twice");
+}
+
+#[tokio::test]
+async fn the_retry_budget_caps_retries_under_sustained_failure() {
+    let config = "    retries: { attempts: 2, backoff: 1ms, budget: \"10%\" }\n    circuit_breaker: { enabled: false }\n    busy_faults: [ { reason: \"limit exceeded\" } ]\n";
+    let (gw, erp, _dir) = start(config).await;
+    erp.mode.store(BUSY, Ordering::SeqCst);
+    for _ in 0..100 {
+        assert_eq!(get_item(&gw).await.status(), 503);
+    }
+    let hits = erp.hits.load(Ordering::SeqCst);
+    // 100 calls; without a budget 300 attempts. The budget allows 10 % plus a small reserve.
+    assert!(hits <= 100 + 10 + 10 + 1, "retries multiplied load: {hits} attempts for 100 calls");
+    assert!(hits > 100, "some retries are allowed: {hits}");
+}
