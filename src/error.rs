@@ -125,6 +125,9 @@ pub enum GatewayError {
         /// 503, or 429 for busy faults configured so.
         status: StatusCode,
     },
+    /// An error shared by coalesced requests (one backend call, several waiters).
+    #[error("{0}")]
+    Shared(std::sync::Arc<GatewayError>),
     /// A bug or a panic caught at the edge; never expected.
     #[error("internal error: {0}")]
     Internal(String),
@@ -173,6 +176,7 @@ impl GatewayError {
             GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::LimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Overloaded { status, .. } => *status,
+            GatewayError::Shared(inner) => inner.status(),
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -181,6 +185,9 @@ impl GatewayError {
 
     /// The problem document for this error.
     pub fn to_problem(&self) -> Problem {
+        if let GatewayError::Shared(inner) = self {
+            return inner.to_problem();
+        }
         let status = self.status();
         let mut p = Problem {
             kind: String::new(),
@@ -234,6 +241,7 @@ impl GatewayError {
                 p.backend = Some(backend.clone());
                 ("backend-overloaded", "Backend overloaded")
             }
+            GatewayError::Shared(_) => ("internal", "Internal error"), // unreachable: delegated above
             GatewayError::Unauthorized(_) => ("unauthorized", "Authentication required"),
             GatewayError::Forbidden(_) => ("forbidden", "Insufficient scope"),
             GatewayError::Internal(_) => {
@@ -300,12 +308,22 @@ fn problem_response(status: StatusCode, problem: &Problem) -> Response {
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
+        self.response()
+    }
+}
+
+impl GatewayError {
+    /// The problem response, with `Retry-After`, `WWW-Authenticate` or `Allow` as fitting.
+    pub fn response(&self) -> Response {
+        if let GatewayError::Shared(inner) = self {
+            return inner.response();
+        }
         let status = self.status();
         if status.is_server_error() {
             tracing::warn!(error = %self, "request failed");
         }
         let mut res = problem_response(status, &self.to_problem());
-        let retry_after = match &self {
+        let retry_after = match self {
             GatewayError::RateLimited(d) | GatewayError::Overloaded { retry_after: d, .. } => {
                 Some(crate::throttle::local::ceil_secs(*d).max(1))
             }
@@ -318,7 +336,7 @@ impl IntoResponse for GatewayError {
         if let Some(challenge) = self.challenge() {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
-        if let GatewayError::MethodNotAllowed(allow) = &self {
+        if let GatewayError::MethodNotAllowed(allow) = self {
             let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
             if let Ok(v) = HeaderValue::from_str(&list) {
                 res.headers_mut().insert(header::ALLOW, v);

@@ -47,6 +47,10 @@ async fn handle(State(erp): State<Erp>) -> (StatusCode, [(&'static str, &'static
 }
 
 async fn start(protection: &str) -> (common::Gateway, Erp, tempfile::TempDir) {
+    start_with(protection, "").await
+}
+
+async fn start_with(protection: &str, item_route: &str) -> (common::Gateway, Erp, tempfile::TempDir) {
     let erp = Erp::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/erp", listener.local_addr().expect("addr"));
@@ -66,9 +70,11 @@ async fn start(protection: &str) -> (common::Gateway, Erp, tempfile::TempDir) {
             .filter(|l| !l.trim_start().starts_with("scopes:"))
             .map(|l| format!("{l}\n"))
             .collect();
+        let text = if f == "items.yaml" { text + item_route } else { text };
         std::fs::write(dir.path().join("routes").join(f), text).expect("write");
     }
-    let yaml = format!("backends:\n  erp:\n    url: \"{url}\"\n    wsdl: wsdl/sample-erp.wsdl\n    timeout: 2s\n{protection}");
+    let yaml =
+        format!("backends:\n  erp:\n    url: \"{url}\"\n    wsdl: wsdl/sample-erp.wsdl\n    timeout: 2s\n{protection}");
     std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write");
     let gw = common::with_config(dir.path()).await;
     (gw, erp, dir)
@@ -80,7 +86,10 @@ async fn get_item(gw: &common::Gateway) -> reqwest::Response {
 
 #[tokio::test]
 async fn concurrency_cap_holds_and_a_full_queue_sheds_with_503() {
-    let (gw, erp, _dir) = start("    max_concurrency: 3\n    queue: { max: 4, timeout: 150ms }\n    circuit_breaker: { enabled: false }\n").await;
+    let (gw, erp, _dir) = start(
+        "    max_concurrency: 3\n    queue: { max: 4, timeout: 150ms }\n    circuit_breaker: { enabled: false }\n",
+    )
+    .await;
     erp.mode.store(SLOW, Ordering::SeqCst);
     let results = futures_util::future::join_all((0..20).map(|_| get_item(&gw))).await;
     assert!(erp.peak.load(Ordering::SeqCst) <= 3, "the ERP saw {} calls at once", erp.peak.load(Ordering::SeqCst));
@@ -122,7 +131,12 @@ async fn busy_fault_can_answer_429() {
     let config = "    busy_faults:\n      - { code: Server, reason: \"limit exceeded\", status: 429 }\n";
     let (gw, erp, _dir) = start(config).await;
     erp.mode.store(BUSY, Ordering::SeqCst);
-    let res = common::client().post(gw.url("/sensor-readings")).json(&json!({"sensorId": "T", "timestamp": "2026-01-01T00:00:00Z", "value": 1, "unit": "C"})).send().await.expect("req");
+    let res = common::client()
+        .post(gw.url("/sensor-readings"))
+        .json(&json!({"sensorId": "T", "timestamp": "2026-01-01T00:00:00Z", "value": 1, "unit": "C"}))
+        .send()
+        .await
+        .expect("req");
     assert_eq!(res.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
     common::problem(res, 429).await;
 }
@@ -132,7 +146,12 @@ async fn only_idempotent_calls_are_retried() {
     let config = "    retries: { attempts: 2, backoff: 10ms }\n    circuit_breaker: { enabled: false }\n    busy_faults: [ { reason: \"limit exceeded\" } ]\n";
     let (gw, erp, _dir) = start(config).await;
     erp.mode.store(BUSY, Ordering::SeqCst);
-    let res = common::client().post(gw.url("/sensor-readings")).json(&json!({"sensorId": "T", "timestamp": "2026-01-01T00:00:00Z", "value": 1, "unit": "C"})).send().await.expect("req");
+    let res = common::client()
+        .post(gw.url("/sensor-readings"))
+        .json(&json!({"sensorId": "T", "timestamp": "2026-01-01T00:00:00Z", "value": 1, "unit": "C"}))
+        .send()
+        .await
+        .expect("req");
     assert_eq!(res.status(), 503);
     assert_eq!(erp.hits.load(Ordering::SeqCst), 1, "a POST is never retried");
     erp.hits.store(0, Ordering::SeqCst);
@@ -152,4 +171,35 @@ async fn the_retry_budget_caps_retries_under_sustained_failure() {
     // 100 calls; without a budget 300 attempts. The budget allows 10 % plus a small reserve.
     assert!(hits <= 100 + 10 + 10 + 1, "retries multiplied load: {hits} attempts for 100 calls");
     assert!(hits > 100, "some retries are allowed: {hits}");
+}
+
+#[tokio::test]
+async fn concurrent_identical_gets_share_one_backend_call_and_are_cached() {
+    let (gw, erp, _dir) = start_with("    max_concurrency: 64\n", "    cache: 30s\n").await;
+    erp.mode.store(SLOW, Ordering::SeqCst);
+    let results = futures_util::future::join_all((0..100).map(|_| get_item(&gw))).await;
+    assert!(results.iter().all(|r| r.status() == 200));
+    assert_eq!(erp.hits.load(Ordering::SeqCst), 1, "100 concurrent identical GETs, one backend call");
+    let again = get_item(&gw).await;
+    assert_eq!(again.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("private, max-age=30"));
+    assert!(again.headers().get("age").is_some());
+    assert_eq!(erp.hits.load(Ordering::SeqCst), 1, "served from the cache");
+    // Another item is another key.
+    let other = common::client().get(gw.url("/items/2000")).send().await.expect("req");
+    assert_eq!(other.status(), 200);
+    assert_eq!(erp.hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn errors_are_not_cached() {
+    let (gw, erp, _dir) = start_with(
+        "    retries: { attempts: 0 }\n    busy_faults: [ { reason: \"limit exceeded\" } ]\n",
+        "    cache: 30s\n",
+    )
+    .await;
+    erp.mode.store(BUSY, Ordering::SeqCst);
+    assert_eq!(get_item(&gw).await.status(), 503);
+    erp.mode.store(OK, Ordering::SeqCst);
+    assert_eq!(get_item(&gw).await.status(), 200);
+    assert_eq!(erp.hits.load(Ordering::SeqCst), 2);
 }

@@ -13,11 +13,11 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_resilience_circuitbreaker::{CircuitBreakerError, CircuitBreakerLayer};
 
-use self::protect::{BreakerSettings, BusyRule, Gate, QueueSettings, RetrySettings, Retries};
+use self::protect::{BreakerSettings, BusyRule, Gate, QueueSettings, Retries, RetrySettings};
 use crate::error::GatewayError;
-use crate::translate::decode::{self, Decoded};
 use crate::pipeline::faults::FaultRule;
 use crate::schema::ServiceModel;
+use crate::translate::decode::{self, Decoded};
 use crate::translate::encode;
 
 pub mod credentials;
@@ -61,7 +61,11 @@ pub struct Backend {
 
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backend").field("settings", &self.settings).field("gate", &self.gate).field("retries", &self.retries).finish()
+        f.debug_struct("Backend")
+            .field("settings", &self.settings)
+            .field("gate", &self.gate)
+            .field("retries", &self.retries)
+            .finish()
     }
 }
 
@@ -125,7 +129,10 @@ impl Transport {
             req = req.basic_auth(&b.username, Some(&b.password));
         }
         if let Some(o) = &creds.oauth2 {
-            let token = o.token().await.map_err(|reason| GatewayError::BackendUnreachable { backend: self.settings.name.clone(), reason })?;
+            let token = o
+                .token()
+                .await
+                .map_err(|reason| GatewayError::BackendUnreachable { backend: self.settings.name.clone(), reason })?;
             req = req.bearer_auth(token);
         }
         let classify = |e: reqwest::Error| transport_error(&self.settings, e);
@@ -141,7 +148,10 @@ impl Transport {
         if self.busy.is_empty() || !body.windows(5).any(|w| w == b"Fault") {
             return Ok(());
         }
-        let Ok(Decoded::Fault(fault)) = decode::response(&self.model.operations[op].output, &self.model.schema, body) else { return Ok(()) };
+        let Ok(Decoded::Fault(fault)) = decode::response(&self.model.operations[op].output, &self.model.schema, body)
+        else {
+            return Ok(());
+        };
         for rule in &self.busy {
             let code_ok = rule.code.as_deref().is_none_or(|c| fault.has_code(c));
             let reason_ok = rule.reason.as_ref().is_none_or(|r| r.is_match(&fault.reason));
@@ -188,7 +198,8 @@ impl Backend {
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         let settings = Arc::new(settings);
         let model = Arc::new(model);
-        let transport = Arc::new(Transport { settings: settings.clone(), model: model.clone(), client, busy: protection.busy });
+        let transport =
+            Arc::new(Transport { settings: settings.clone(), model: model.clone(), client, busy: protection.busy });
         let inner = BoxCloneSyncService::new(tower::service_fn(move |a: Attempt| {
             let t = transport.clone();
             async move { t.send(a).await }
@@ -202,14 +213,23 @@ impl Backend {
                     .minimum_number_of_calls(b.min_calls)
                     .wait_duration_in_open(b.open_for)
                     .permitted_calls_in_half_open(1)
-                    .failure_classifier(|r: &Result<Reply, GatewayError>| r.as_ref().err().is_some_and(protect::breaker_failure))
+                    .failure_classifier(|r: &Result<Reply, GatewayError>| {
+                        r.as_ref().err().is_some_and(protect::breaker_failure)
+                    })
                     .build()
                     .map_err(|e| format!("circuit breaker: {e}"))?;
                 (BoxCloneSyncService::new(layer.layer_fn(inner)), b.open_for)
             }
             None => (BoxCloneSyncService::new(inner.map_err(CircuitBreakerError::Inner)), Duration::ZERO),
         };
-        Ok(Backend { gate: Gate::new(protection.queue), retries: protection.retries.map(Retries::new), settings, model, service, breaker_open_for })
+        Ok(Backend {
+            gate: Gate::new(protection.queue),
+            retries: protection.retries.map(Retries::new),
+            settings,
+            model,
+            service,
+            breaker_open_for,
+        })
     }
 
     /// The SOAP header this backend needs on every call (WS-Security), rendered fresh.
@@ -224,7 +244,13 @@ impl Backend {
 
     /// Calls operation `op` with an envelope: through the queue, the breaker and, for
     /// idempotent calls, retries.
-    pub async fn call(&self, op: usize, envelope: String, request_id: Option<&HeaderValue>, idempotent: bool) -> Result<Reply, GatewayError> {
+    pub async fn call(
+        &self,
+        op: usize,
+        envelope: String,
+        request_id: Option<&HeaderValue>,
+        idempotent: bool,
+    ) -> Result<Reply, GatewayError> {
         let attempt = Attempt { op, envelope: Bytes::from(envelope), request_id: request_id.cloned() };
         if let Some(r) = &self.retries {
             r.deposit();

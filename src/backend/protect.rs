@@ -78,7 +78,12 @@ impl std::fmt::Debug for Gate {
 impl Gate {
     /// A gate with these limits.
     pub fn new(settings: QueueSettings) -> Self {
-        Gate { slots: Arc::new(Semaphore::new(settings.max_concurrency)), settings, waiting: AtomicUsize::new(0), in_flight_peak: AtomicUsize::new(0) }
+        Gate {
+            slots: Arc::new(Semaphore::new(settings.max_concurrency)),
+            settings,
+            waiting: AtomicUsize::new(0),
+            in_flight_peak: AtomicUsize::new(0),
+        }
     }
 
     /// Waits for a call slot: at once when free, else in the queue until the deadline.
@@ -96,7 +101,8 @@ impl Gate {
                     self.waiting.fetch_sub(1, Ordering::AcqRel);
                     return Err(overloaded("all call slots are busy and the queue is full"));
                 }
-                let waited = tokio::time::timeout(self.settings.queue_timeout, self.slots.clone().acquire_owned()).await;
+                let waited =
+                    tokio::time::timeout(self.settings.queue_timeout, self.slots.clone().acquire_owned()).await;
                 self.waiting.fetch_sub(1, Ordering::AcqRel);
                 match waited {
                     Ok(Ok(p)) => p,

@@ -28,7 +28,8 @@ pub fn protection(s: &BackendSection, fail: &mut dyn FnMut(&str, String)) -> Pro
     };
     let r = s.retries.as_ref();
     let backoff = duration("backoff", r.and_then(|r| r.backoff.as_ref()), Duration::from_millis(100));
-    let open_for = duration("open_for", s.circuit_breaker.as_ref().and_then(|b| b.open_for.as_ref()), Duration::from_secs(30));
+    let open_for =
+        duration("open_for", s.circuit_breaker.as_ref().and_then(|b| b.open_for.as_ref()), Duration::from_secs(30));
     let mut busy = Vec::new();
     for b in &s.busy_faults {
         let retry_after = duration("retry_after", b.retry_after.as_ref(), Duration::from_secs(5));

@@ -10,9 +10,11 @@ use axum::http::{HeaderName, Method, StatusCode};
 use yaml_serde::Value as Yaml;
 
 use super::compile::{FileText, fault_rules};
-use super::raw::RouteSection;
+use super::raw::{CacheSection, RouteSection};
+use super::units;
 use super::{ConfigProblem, compile_limits};
 use crate::backend::Backend;
+use crate::pipeline::cache::RouteCache;
 use crate::pipeline::route::{Route, Source};
 use crate::schema::{Element, SchemaSet, TypeRef};
 use crate::throttle::Throttle;
@@ -80,6 +82,25 @@ pub fn compile(
         }
     };
     let faults = fault_rules(file, at, &s.faults, &mut problems);
+    let idempotent = s.idempotent.unwrap_or(method == Method::GET);
+    let cache = s.cache.as_ref().and_then(|c| {
+        let (ttl, per_client) = match c {
+            CacheSection::Ttl(t) => (t.as_str(), false),
+            CacheSection::Full(f) => (f.ttl.as_str(), f.per_client),
+        };
+        if !idempotent {
+            problems.push(here("cache:", "cache: is only for idempotent routes (GET, or idempotent: true)".into()));
+            return None;
+        }
+        match units::duration(ttl) {
+            Ok(d) if !d.is_zero() => Some(RouteCache::new(d, per_client)),
+            Ok(_) => None,
+            Err(m) => {
+                problems.push(here("cache:", format!("cache: {m}")));
+                None
+            }
+        }
+    });
     let limit = s.limits.as_ref().and_then(|l| {
         compile_limits::route(l, &format!("{method} {path}"), throttle)
             .map_err(|m| problems.push(here("limits:", format!("limits: {m}"))))
@@ -88,7 +109,8 @@ pub fn compile(
     match input {
         Some(input) if problems.is_empty() => Ok(Route {
             id: format!("{method} {path}"),
-            idempotent: s.idempotent.unwrap_or(method == Method::GET),
+            idempotent,
+            cache,
             method,
             path,
             backend: backend.clone(),

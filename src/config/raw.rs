@@ -83,6 +83,27 @@ pub struct QuotaSection {
     pub month: Option<u64>,
 }
 
+/// `cache:` of a route.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CacheSection {
+    /// Just a TTL.
+    Ttl(String),
+    /// TTL and scope.
+    Full(CacheFullSection),
+}
+
+/// `cache: { ttl, per_client }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFullSection {
+    /// Freshness lifetime.
+    pub ttl: String,
+    /// Keep answers per client.
+    #[serde(default)]
+    pub per_client: bool,
+}
+
 /// A route's own limit.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -403,6 +424,8 @@ pub struct RouteSection {
     pub limits: Option<RouteLimitSection>,
     /// Safe to retry (default: true for GET, false otherwise).
     pub idempotent: Option<bool>,
+    /// Cache successful answers: `30s`, or `{ ttl: 30s, per_client: true }`.
+    pub cache: Option<CacheSection>,
     /// Fault → HTTP status rules, tried before the backend's.
     #[serde(default)]
     pub faults: Vec<FaultRuleSection>,

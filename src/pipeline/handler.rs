@@ -4,13 +4,17 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode, header};
+use std::time::Instant;
+
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde_json::Value;
 
+use super::cache::Cached;
 use super::faults;
 use super::inputs::{self, RequestValues};
-use super::route::Matched;
+use super::route::{Matched, Route};
 use crate::backend::REQUEST_ID;
 use crate::config::Gateway;
 use crate::error::GatewayError;
@@ -70,7 +74,24 @@ async fn serve(gateway: &Gateway, req: Request, limits: &mut Outcome) -> Result<
             GatewayError::Validation(errors.into_iter().map(|e| inputs::locate(&route.input, e)).collect())
         })?;
 
-    let reply = backend.call(route.operation, envelope, parts.headers.get(REQUEST_ID), route.idempotent).await?;
+    let request_id = parts.headers.get(REQUEST_ID).cloned();
+    let Some(cache) = &route.cache else {
+        return Ok(fetch(&route, envelope, request_id).await?.response(None));
+    };
+    let key = cache.key(&path, parts.uri.query(), principal.as_deref());
+    let answer = cache
+        .entries
+        .try_get_with(key, async { fetch(&route, envelope, request_id).await.map(Arc::new) })
+        .await
+        .map_err(GatewayError::Shared)?;
+    Ok(answer.response(Some(cache)))
+}
+
+/// Calls the backend and turns its answer into the route's JSON, or the right error.
+async fn fetch(route: &Route, envelope: String, request_id: Option<HeaderValue>) -> Result<Cached, GatewayError> {
+    let backend = &route.backend;
+    let op = route.operation();
+    let reply = backend.call(route.operation, envelope, request_id.as_ref(), route.idempotent).await?;
     let decoded = decode::response(&op.output, &backend.model.schema, &reply.body);
     let bad_response = |title: &'static str, detail: String| GatewayError::BackendResponse {
         backend: backend.name().to_string(),
@@ -87,8 +108,10 @@ async fn serve(gateway: &Gateway, req: Request, limits: &mut Outcome) -> Result<
             format!("HTTP {} with a SOAP body that is not a Fault", reply.status),
         )),
         Ok(Decoded::Body(value)) => {
-            let selected = route.response.iter().try_fold(&value, |v, k| v.get(k)).cloned().unwrap_or(Value::Null);
-            Ok(json_response(route.status, &selected))
+            let selected = route.response.iter().try_fold(&value, |v, k| v.get(k)).unwrap_or(&Value::Null);
+            let body = serde_json::to_vec(selected)
+                .map_err(|e| GatewayError::Internal(format!("serialising response: {e}")))?;
+            Ok(Cached { status: route.status, body: Bytes::from(body), stored: Instant::now() })
         }
         Err(e) if !reply.status.is_success() && !matches!(e, DecodeError::Doctype) => {
             let shown = String::from_utf8_lossy(&reply.body[..reply.body.len().min(200)]).into_owned();
@@ -98,13 +121,6 @@ async fn serve(gateway: &Gateway, req: Request, limits: &mut Outcome) -> Result<
             ))
         }
         Err(e) => Err(bad_response(e.title(), e.to_string())),
-    }
-}
-
-fn json_response(status: StatusCode, value: &Value) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => GatewayError::Internal(format!("serialising response: {e}")).into_response(),
     }
 }
 

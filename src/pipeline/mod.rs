@@ -1,6 +1,7 @@
 //! One request through a compiled route: match → collect inputs → encode → backend →
 //! decode → JSON, or a [`crate::error::GatewayError`] at whichever step failed.
 
+pub mod cache;
 pub mod faults;
 pub mod handler;
 pub mod inputs;

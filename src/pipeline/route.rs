@@ -65,6 +65,8 @@ pub struct Route {
     pub response: Vec<String>,
     /// Safe to retry.
     pub idempotent: bool,
+    /// Response cache with request coalescing.
+    pub cache: Option<super::cache::RouteCache>,
     /// Status of a successful answer.
     pub status: StatusCode,
     /// Route-level fault rules (tried before the backend's).
