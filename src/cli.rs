@@ -42,6 +42,15 @@ pub enum Command {
         #[arg(long, env = "VENEER_CONFIG", default_value = "config")]
         config: PathBuf,
     },
+    /// Print the OpenAPI 3.1 document that `GET /openapi.json` serves.
+    Openapi {
+        /// Config directory.
+        #[arg(long, env = "VENEER_CONFIG", default_value = "config")]
+        config: PathBuf,
+        /// json (default) or yaml.
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
     /// Manage the signing keys of the built-in token issuer.
     Keys {
         /// What to do with keys.
@@ -92,6 +101,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(config),
+        Command::Openapi { config, format } => report(openapi(&config, &format)),
         Command::Keys { command: KeysCommand::New { dir, alg } } => report(admin::new_key(&dir, &alg)),
         Command::Client { command: ClientCommand::New { id, scopes } } => report(admin::new_client(&id, &scopes)),
         Command::Client { command: ClientCommand::Hash } => report(admin::hash_stdin()),
@@ -115,6 +125,19 @@ fn report(result: Result<String, String>) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn openapi(dir: &std::path::Path, format: &str) -> Result<String, String> {
+    let gw = config::compile(&ConfigSource::Dir(dir.to_path_buf()), &CompileOptions::default()).map_err(|e| {
+        let lines: Vec<String> = e.0.iter().map(|p| ConfigSource::display_path(dir, p)).collect();
+        format!("the config has {} problem(s):\n  {}", lines.len(), lines.join("\n  "))
+    })?;
+    let doc = crate::openapi::document(&gw);
+    match format {
+        "json" => crate::openapi::json(&doc).map(|s| s + "\n"),
+        "yaml" => crate::openapi::yaml(&doc),
+        other => Err(format!("--format {other} is unknown; use json or yaml")),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod dev;
 pub mod error;
 pub mod pipeline;
 pub mod schema;
+pub mod openapi;
 pub mod server;
 pub mod throttle;
 pub mod translate;

@@ -1,6 +1,7 @@
 //! The HTTP server: the axum app over the current [`Gateway`] snapshot, its middleware
 //! stack, health endpoints and graceful shutdown.
 
+mod docs;
 mod health;
 mod oauth;
 mod stack;
@@ -42,6 +43,9 @@ pub fn app(state: AppState) -> Router {
         .route("/oauth2/token", post(oauth::token))
         .route("/.well-known/jwks.json", get(oauth::jwks))
         .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
+        .route("/openapi.json", get(docs::openapi_json))
+        .route("/openapi.yaml", get(docs::openapi_yaml))
+        .merge(docs::swagger_ui())
         .fallback(dispatch)
         .with_state(state);
     stack::wrap(router, request_timeout)

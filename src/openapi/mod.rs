@@ -1,0 +1,280 @@
+//! OpenAPI 3.1 generated from the compiled routes, the same model that serves requests, so
+//! the document cannot drift from what the gateway does. Served at `/openapi.json` and
+//! `/openapi.yaml` from the live snapshot and printed by `veneer openapi`.
+
+pub mod schema;
+
+use serde_json::{Map, Value, json};
+
+use self::schema::{Direction, Schemas};
+use crate::config::Gateway;
+use crate::pipeline::route::{Route, Source};
+use crate::schema::{Element, TypeRef};
+
+/// Status codes every route may answer, with when.
+const ERRORS: &[(u16, &str)] = &[
+    (400, "The body is not valid JSON"),
+    (401, "No valid bearer token"),
+    (403, "The token lacks a required scope"),
+    (404, "No such route, or the backend reports the record missing"),
+    (413, "The body exceeds the size limit"),
+    (415, "The body is not application/json"),
+    (422, "Input does not match the operation's schema, or the backend rejected it"),
+    (429, "A rate limit or quota refused the request"),
+    (502, "The backend failed or answered with something unusable"),
+    (503, "The backend is protected right now (queue full, circuit open, busy)"),
+    (504, "The backend timed out"),
+];
+
+/// Builds the document for a snapshot.
+pub fn document(gw: &Gateway) -> Value {
+    let mut paths = Map::new();
+    let mut components = Map::new();
+    let mut used_ids = std::collections::HashSet::new();
+    for route in gw.routes.iter() {
+        let mut schemas = Schemas::new(&route.backend.model.schema, &format!("{}.", route.backend.name()));
+        let op = operation(gw, route, &mut schemas, &mut used_ids);
+        for (name, s) in std::mem::take(&mut schemas.components) {
+            components.insert(name, s);
+        }
+        let path = paths.entry(route.path.clone()).or_insert_with(|| json!({}));
+        path[route.method.as_str().to_ascii_lowercase()] = op;
+    }
+    components.insert("Problem".into(), problem_schema());
+    let mut doc = json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Veneer",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "REST/JSON facade over SOAP backends. Every error is application/problem+json (RFC 9457).",
+        },
+        "paths": paths,
+        "components": { "schemas": components },
+    });
+    if let Some(scheme) = security_scheme(gw) {
+        doc["components"]["securitySchemes"] = json!({ "oauth2": scheme });
+    }
+    doc
+}
+
+/// The document through utoipa's typed OpenAPI model: a document that does not fit the
+/// model is a bug here, reported rather than served.
+fn typed(doc: &Value) -> Result<utoipa::openapi::OpenApi, String> {
+    serde_json::from_value(doc.clone()).map_err(|e| format!("the generated OpenAPI document does not fit the OpenAPI model: {e}"))
+}
+
+/// The document as pretty JSON.
+pub fn json(doc: &Value) -> Result<String, String> {
+    typed(doc)?.to_pretty_json().map_err(|e| e.to_string())
+}
+
+/// The document as YAML.
+pub fn yaml(doc: &Value) -> Result<String, String> {
+    typed(doc)?.to_yaml().map_err(|e| e.to_string())
+}
+
+fn security_scheme(gw: &Gateway) -> Option<Value> {
+    let auth = gw.auth.as_ref()?;
+    let local = auth.local.as_ref()?;
+    let scopes: Map<String, Value> = local.scopes().into_iter().map(|s| (s.clone(), json!(format!("Grants {s}")))).collect();
+    Some(json!({
+        "type": "oauth2",
+        "description": "Client credentials from Veneer's own authorization server.",
+        "flows": { "clientCredentials": { "tokenUrl": local.token_endpoint(), "scopes": scopes } },
+    }))
+}
+
+fn operation(gw: &Gateway, route: &Route, schemas: &mut Schemas, used: &mut std::collections::HashSet<String>) -> Value {
+    let soap = route.operation();
+    // operationId is the WSDL operation's name; a second route on it gets a suffix.
+    let mut id = soap.name.clone();
+    let mut n = 2;
+    while !used.insert(id.clone()) {
+        id = format!("{}_{n}", soap.name);
+        n += 1;
+    }
+    let mut op = json!({
+        "operationId": id,
+        "tags": [route.backend.name()],
+        "parameters": parameters(route, schemas),
+        "responses": responses(route, schemas),
+    });
+    if let Some(s) = &route.summary {
+        op["summary"] = json!(s);
+    }
+    if let Some(d) = &route.description {
+        op["description"] = json!(d);
+    }
+    if let Some(body) = request_body(route, schemas) {
+        op["requestBody"] = body;
+    }
+    let secured = gw.auth.as_ref().is_some_and(|a| a.local.is_some() || !a.external.is_empty() || a.introspection.is_some());
+    if secured && !route.public {
+        op["security"] = json!([{ "oauth2": route.scopes }]);
+    } else {
+        op["security"] = json!([]);
+    }
+    op
+}
+
+/// The input element's child with JSON key `key`.
+fn child<'a>(route: &'a Route, el: &'a Element, key: &str) -> Option<&'a Element> {
+    let TypeRef::Complex(id) = el.ty else { return None };
+    route.backend.model.schema.complex(id).children.iter().find(|c| c.json_name == key)
+}
+
+fn parameters(route: &Route, schemas: &mut Schemas) -> Value {
+    let mut out = Vec::new();
+    let Source::Object { fields, .. } = &route.input else { return json!([]) };
+    let input = &route.operation().input;
+    for (key, source) in fields {
+        let (location, name) = match source {
+            Source::Path(n) => ("path", n.clone()),
+            Source::Query(n) => ("query", n.clone()),
+            Source::Header(h) => ("header", h.as_str().to_string()),
+            _ => continue,
+        };
+        let Some(el) = child(route, input, key) else { continue };
+        let mut p = json!({ "name": name, "in": location, "required": location == "path" || el.is_required(), "schema": schemas.element(el, Direction::Request) });
+        if let Some(d) = &el.doc {
+            p["description"] = json!(d);
+        }
+        out.push(p);
+    }
+    Value::Array(out)
+}
+
+fn request_body(route: &Route, schemas: &mut Schemas) -> Option<Value> {
+    let input = &route.operation().input;
+    let schema = match &route.input {
+        Source::Body(keys) if keys.is_empty() => schemas.element(input, Direction::Request),
+        Source::Object { fields, spread: Some(spread) } if matches!(spread.as_ref(), Source::Body(k) if k.is_empty()) => {
+            let TypeRef::Complex(id) = input.ty else { return None };
+            let mapped: Vec<String> = fields.iter().map(|(k, _)| k.clone()).collect();
+            schemas.object(route.backend.model.schema.complex(id), Direction::Request, &mapped)
+        }
+        Source::Object { fields, .. } => {
+            // Fields taken from top-level body keys, e.g. `Text: "{body.text}"`.
+            let mut props = Map::new();
+            let mut required = Vec::new();
+            for (key, source) in fields {
+                let Source::Body(keys) = source else { continue };
+                let ([body_key], Some(el)) = (keys.as_slice(), child(route, input, key)) else { continue };
+                props.insert(body_key.clone(), schemas.element(el, Direction::Request));
+                if el.is_required() {
+                    required.push(json!(body_key));
+                }
+            }
+            if props.is_empty() {
+                return None;
+            }
+            json!({ "type": "object", "properties": props, "required": required })
+        }
+        _ => return None,
+    };
+    Some(json!({ "required": true, "content": { "application/json": { "schema": schema } } }))
+}
+
+fn responses(route: &Route, schemas: &mut Schemas) -> Value {
+    let output = &route.operation().output;
+    let mut el = output;
+    let mut schema = None;
+    for key in &route.response {
+        match child(route, el, key) {
+            Some(c) => el = c,
+            None => {
+                schema = Some(json!({}));
+                break;
+            }
+        }
+    }
+    let schema = schema.unwrap_or_else(|| {
+        if route.response.is_empty() {
+            match el.ty {
+                TypeRef::Complex(id) => schemas.object(route.backend.model.schema.complex(id), Direction::Response, &[]),
+                TypeRef::Simple(ref st) => schema::simple(st, Direction::Response),
+            }
+        } else {
+            // The selected element may be absent (minOccurs 0): the body is then null.
+            let s = schemas.element(el, Direction::Response);
+            if el.is_array() || el.is_required() { s } else { json!({ "oneOf": [s, { "type": "null" }] }) }
+        }
+    });
+    let limited = route.limit.is_some();
+    let mut ok = json!({
+        "description": "Success",
+        "content": { "application/json": { "schema": schema } },
+    });
+    if limited {
+        ok["headers"] = rate_limit_headers();
+    }
+    let mut out = Map::new();
+    out.insert(route.status.as_u16().to_string(), ok);
+    for (status, why) in ERRORS {
+        let mut r = json!({ "description": why, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } });
+        if matches!(status, 429 | 503) {
+            r["headers"] = json!({ "Retry-After": { "description": "Seconds to wait before retrying", "schema": { "type": "integer" } } });
+        }
+        out.insert(status.to_string(), r);
+    }
+    Value::Object(out)
+}
+
+fn rate_limit_headers() -> Value {
+    json!({
+        "RateLimit-Policy": { "description": "Limits that apply (draft-ietf-httpapi-ratelimit-headers)", "schema": { "type": "string" } },
+        "RateLimit": { "description": "Remaining quota and seconds to reset, per policy", "schema": { "type": "string" } },
+    })
+}
+
+fn problem_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "RFC 9457 problem details",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": { "type": "string" },
+            "title": { "type": "string" },
+            "status": { "type": "integer" },
+            "detail": { "type": "string" },
+            "errors": {
+                "type": "array",
+                "description": "Every invalid input value, each with a JSON pointer or a parameter",
+                "items": {
+                    "type": "object",
+                    "required": ["detail"],
+                    "properties": {
+                        "pointer": { "type": "string" },
+                        "in": { "type": "string", "enum": ["path", "query", "header"] },
+                        "parameter": { "type": "string" },
+                        "detail": { "type": "string" },
+                    },
+                },
+            },
+            "fault": { "type": "object", "description": "The SOAP Fault: code, subcodes, reason, actor, detail" },
+            "backend": { "type": "string" },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::compile::CompileOptions;
+    use crate::config::{ConfigSource, compile};
+
+    #[test]
+    fn the_typed_model_keeps_every_field() {
+        let options = CompileOptions {
+            backend_urls: [("erp".to_string(), "http://127.0.0.1:9/erp".to_string())].into(),
+            issuer: Some("http://127.0.0.1:8080".into()),
+            dev_client: Some(("demo".into(), "secret".into())),
+            limiters: None,
+        };
+        let gw = compile(&ConfigSource::Embedded, &options).expect("sample config");
+        let doc = document(&gw);
+        let round: Value = serde_json::from_str(&json(&doc).expect("typed")).expect("json");
+        assert_eq!(round, doc, "utoipa's model dropped or changed something");
+        assert!(yaml(&doc).expect("yaml").contains("openapi: 3.1.0"));
+    }
+}

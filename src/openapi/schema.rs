@@ -1,0 +1,190 @@
+//! JSON Schema (OpenAPI 3.1 dialect) from the operation model: the same types the encoder
+//! checks and the decoder produces, so the document describes exactly what is served.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::schema::builtin::Builtin;
+use crate::schema::{ComplexType, Element, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, TypeId, TypeRef};
+
+/// Which way data flows: requests are checked strictly; responses are what the decoder
+/// yields (absent optional elements omitted, empty non-string values as `null`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client → Veneer.
+    Request,
+    /// Veneer → client.
+    Response,
+}
+
+/// Collects named component schemas while building; complex types become `$ref`s so
+/// recursive types terminate.
+pub struct Schemas<'a> {
+    set: &'a SchemaSet,
+    prefix: String,
+    /// Component name → schema.
+    pub components: BTreeMap<String, Value>,
+}
+
+impl<'a> Schemas<'a> {
+    /// A builder for one backend's types; `prefix` keeps component names unique per backend.
+    pub fn new(set: &'a SchemaSet, prefix: &str) -> Self {
+        Schemas { set, prefix: prefix.to_string(), components: BTreeMap::new() }
+    }
+
+    /// The schema of one occurrence of `el` (arrays handled by [`Self::element`]).
+    fn single(&mut self, el: &Element, dir: Direction) -> Value {
+        let mut s = match &el.ty {
+            TypeRef::Simple(st) => simple(st, dir),
+            TypeRef::Complex(id) => self.complex_ref(*id, dir),
+        };
+        if el.nillable {
+            s = nullable(s);
+        }
+        if let (Some(doc), Value::Object(m)) = (&el.doc, &mut s) {
+            m.insert("description".into(), json!(doc));
+        }
+        s
+    }
+
+    /// The schema of `el` as it appears under its JSON key.
+    pub fn element(&mut self, el: &Element, dir: Direction) -> Value {
+        let one = self.single(el, dir);
+        if !el.is_array() {
+            return one;
+        }
+        let mut arr = json!({ "type": "array", "items": one });
+        if dir == Direction::Request && el.min_occurs > 0 {
+            arr["minItems"] = json!(el.min_occurs);
+        }
+        if let Some(max) = el.max_occurs {
+            arr["maxItems"] = json!(max);
+        }
+        arr
+    }
+
+    /// The schema of a complex type's content, without the fields in `except`.
+    pub fn object(&mut self, ct: &ComplexType, dir: Direction, except: &[String]) -> Value {
+        let mut props = Map::new();
+        let mut required = Vec::new();
+        for a in &ct.attributes {
+            if except.contains(&a.json_name) {
+                continue;
+            }
+            props.insert(a.json_name.clone(), simple(&a.ty, dir));
+            if a.required && dir == Direction::Request {
+                required.push(json!(a.json_name));
+            }
+        }
+        if let Some(st) = &ct.simple_content {
+            props.insert(SIMPLE_CONTENT_KEY.into(), simple(st, dir));
+            required.push(json!(SIMPLE_CONTENT_KEY));
+        }
+        for c in &ct.children {
+            if except.contains(&c.json_name) {
+                continue;
+            }
+            props.insert(c.json_name.clone(), self.element(c, dir));
+            // Requests must carry required elements; responses always carry arrays.
+            let present = match dir {
+                Direction::Request => c.is_required(),
+                Direction::Response => c.is_array(),
+            };
+            if present {
+                required.push(json!(c.json_name));
+            }
+        }
+        let mut s = json!({ "type": "object", "properties": props });
+        if !required.is_empty() {
+            s["required"] = Value::Array(required);
+        }
+        if !ct.open && dir == Direction::Request {
+            // The encoder refuses unknown fields; say so.
+            s["additionalProperties"] = json!(false);
+        }
+        s
+    }
+
+    fn complex_ref(&mut self, id: TypeId, dir: Direction) -> Value {
+        let ct = self.set.complex(id);
+        let base = ct.name.as_deref().and_then(|n| n.rsplit('}').next()).filter(|n| !n.is_empty()).unwrap_or("Anonymous");
+        let suffix = if dir == Direction::Request { "Input" } else { "" };
+        let name = format!("{}{}{}{}", self.prefix, sanitize(base), suffix, if ct.name.is_none() { format!("{id}") } else { String::new() });
+        if !self.components.contains_key(&name) {
+            // Reserve the name first: a recursive reference finds it and stops.
+            self.components.insert(name.clone(), json!({}));
+            let schema = self.object(ct, dir, &[]);
+            self.components.insert(name.clone(), schema);
+        }
+        json!({ "$ref": format!("#/components/schemas/{name}") })
+    }
+}
+
+/// OpenAPI component names allow `[A-Za-z0-9._-]`.
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
+}
+
+fn nullable(s: Value) -> Value {
+    match s {
+        Value::Object(mut m) if m.get("type").is_some_and(Value::is_string) => {
+            let t = m.remove("type").unwrap_or(Value::Null);
+            m.insert("type".into(), json!([t, "null"]));
+            if let Some(Value::Array(e)) = m.get_mut("enum") {
+                e.push(Value::Null);
+            }
+            Value::Object(m)
+        }
+        other => json!({ "oneOf": [other, { "type": "null" }] }),
+    }
+}
+
+/// The schema of a simple type.
+pub fn simple(st: &SimpleType, dir: Direction) -> Value {
+    let f = &st.facets;
+    let mut s = match st.base {
+        Builtin::Boolean => json!({ "type": "boolean" }),
+        Builtin::Decimal => json!({ "type": "number", "format": "decimal" }),
+        Builtin::Float => json!({ "type": "number", "format": "double" }),
+        Builtin::Integer { min, max } => {
+            let mut s = json!({ "type": "integer" });
+            if let Some(m) = min.filter(|m| i64::try_from(*m).is_ok()) {
+                s["minimum"] = json!(m as i64);
+            }
+            if let Some(m) = max.filter(|m| i64::try_from(*m).is_ok()) {
+                s["maximum"] = json!(m as i64);
+            }
+            s
+        }
+        Builtin::Date => json!({ "type": "string", "format": "date" }),
+        Builtin::DateTime => json!({ "type": "string", "format": "date-time" }),
+        Builtin::Time => json!({ "type": "string", "format": "time" }),
+        Builtin::Base64 => json!({ "type": "string", "contentEncoding": "base64" }),
+        Builtin::Hex => json!({ "type": "string", "pattern": "^([0-9a-fA-F]{2})*$" }),
+        Builtin::String | Builtin::Any => json!({ "type": "string" }),
+    };
+    // Facets are checked on input only; the decoder passes the ERP's values through, so
+    // response schemas promise the type and nothing more.
+    if dir == Direction::Response {
+        return if st.base.json_kind() == crate::schema::builtin::JsonKind::String { s } else { nullable(s) };
+    }
+    if !f.enumeration.is_empty() {
+        s["enum"] = json!(f.enumeration);
+    }
+    if st.base.json_kind() == crate::schema::builtin::JsonKind::String {
+        if let Some(n) = f.length.or(f.min_length) {
+            s["minLength"] = json!(n);
+        }
+        if let Some(n) = f.length.or(f.max_length) {
+            s["maxLength"] = json!(n);
+        }
+    }
+    if let Some(v) = f.min_inclusive.as_deref().and_then(|v| v.parse::<f64>().ok()) {
+        s["minimum"] = json!(v);
+    }
+    if let Some(v) = f.max_inclusive.as_deref().and_then(|v| v.parse::<f64>().ok()) {
+        s["maximum"] = json!(v);
+    }
+    s
+}
