@@ -3,7 +3,9 @@
 # test. The end-to-end tests use real peers not written in this project:
 #   - spyne (Python), a SOAP server;
 #   - oidc-provider (npm), an OpenID provider;
-#   - redis-server (Debian), for limits shared across replicas.
+#   - redis-server (Debian), for limits shared across replicas;
+#   - openapi-spec-validator and schemathesis (Python), the OpenAPI contract checks;
+#   - chromium (Debian) and playwright-core (npm), the docs-page browser test.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh --test spyne_backend).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,9 +23,10 @@ command -v python3 >/dev/null || apt_install python3 python3-pip
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 command -v redis-server >/dev/null || apt_install redis-server
 
-if ! python3 -c 'import spyne, lxml' >/dev/null 2>&1; then
-  echo "installing spyne 2.14 + lxml"
-  python3 -m pip install --quiet --disable-pip-version-check 'spyne==2.14.0' 'lxml>=5'
+if ! python3 -c 'import spyne, lxml, openapi_spec_validator, schemathesis' >/dev/null 2>&1; then
+  echo "installing spyne, lxml, openapi-spec-validator, schemathesis"
+  python3 -m pip install --quiet --disable-pip-version-check \
+    'spyne==2.14.0' 'lxml>=5' 'openapi-spec-validator==0.9.0' 'schemathesis==4.32.5'
 fi
 
 if [ ! -d tests/oidc/node_modules/oidc-provider ]; then

@@ -60,7 +60,8 @@ pub fn document(gw: &Gateway) -> Value {
 /// The document through utoipa's typed OpenAPI model: a document that does not fit the
 /// model is a bug here, reported rather than served.
 fn typed(doc: &Value) -> Result<utoipa::openapi::OpenApi, String> {
-    serde_json::from_value(doc.clone()).map_err(|e| format!("the generated OpenAPI document does not fit the OpenAPI model: {e}"))
+    serde_json::from_value(doc.clone())
+        .map_err(|e| format!("the generated OpenAPI document does not fit the OpenAPI model: {e}"))
 }
 
 /// The document as pretty JSON.
@@ -76,7 +77,8 @@ pub fn yaml(doc: &Value) -> Result<String, String> {
 fn security_scheme(gw: &Gateway) -> Option<Value> {
     let auth = gw.auth.as_ref()?;
     let local = auth.local.as_ref()?;
-    let scopes: Map<String, Value> = local.scopes().into_iter().map(|s| (s.clone(), json!(format!("Grants {s}")))).collect();
+    let scopes: Map<String, Value> =
+        local.scopes().into_iter().map(|s| (s.clone(), json!(format!("Grants {s}")))).collect();
     Some(json!({
         "type": "oauth2",
         "description": "Client credentials from Veneer's own authorization server.",
@@ -84,7 +86,12 @@ fn security_scheme(gw: &Gateway) -> Option<Value> {
     }))
 }
 
-fn operation(gw: &Gateway, route: &Route, schemas: &mut Schemas, used: &mut std::collections::HashSet<String>) -> Value {
+fn operation(
+    gw: &Gateway,
+    route: &Route,
+    schemas: &mut Schemas,
+    used: &mut std::collections::HashSet<String>,
+) -> Value {
     let soap = route.operation();
     // operationId is the WSDL operation's name; a second route on it gets a suffix.
     let mut id = soap.name.clone();
@@ -108,7 +115,8 @@ fn operation(gw: &Gateway, route: &Route, schemas: &mut Schemas, used: &mut std:
     if let Some(body) = request_body(route, schemas) {
         op["requestBody"] = body;
     }
-    let secured = gw.auth.as_ref().is_some_and(|a| a.local.is_some() || !a.external.is_empty() || a.introspection.is_some());
+    let secured =
+        gw.auth.as_ref().is_some_and(|a| a.local.is_some() || !a.external.is_empty() || a.introspection.is_some());
     if secured && !route.public {
         op["security"] = json!([{ "oauth2": route.scopes }]);
     } else {
@@ -125,8 +133,11 @@ fn child<'a>(route: &'a Route, el: &'a Element, key: &str) -> Option<&'a Element
 
 fn parameters(route: &Route, schemas: &mut Schemas) -> Value {
     let mut out = Vec::new();
-    let Source::Object { fields, .. } = &route.input else { return json!([]) };
     let input = &route.operation().input;
+    let fields: &[(String, Source)] = match &route.input {
+        Source::Object { fields, .. } => fields,
+        _ => &[],
+    };
     for (key, source) in fields {
         let (location, name) = match source {
             Source::Path(n) => ("path", n.clone()),
@@ -141,6 +152,13 @@ fn parameters(route: &Route, schemas: &mut Schemas) -> Value {
         }
         out.push(p);
     }
+    // Path parameters the mapping does not use still exist in the path.
+    for seg in route.path.split('/') {
+        let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else { continue };
+        if !out.iter().any(|p| p["in"] == "path" && p["name"] == name) {
+            out.push(json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }));
+        }
+    }
     Value::Array(out)
 }
 
@@ -148,7 +166,8 @@ fn request_body(route: &Route, schemas: &mut Schemas) -> Option<Value> {
     let input = &route.operation().input;
     let schema = match &route.input {
         Source::Body(keys) if keys.is_empty() => schemas.element(input, Direction::Request),
-        Source::Object { fields, spread: Some(spread) } if matches!(spread.as_ref(), Source::Body(k) if k.is_empty()) => {
+        Source::Object { fields, spread: Some(spread) } if matches!(spread.as_ref(), Source::Body(k) if k.is_empty()) =>
+        {
             let TypeRef::Complex(id) = input.ty else { return None };
             let mapped: Vec<String> = fields.iter().map(|(k, _)| k.clone()).collect();
             schemas.object(route.backend.model.schema.complex(id), Direction::Request, &mapped)
@@ -172,7 +191,15 @@ fn request_body(route: &Route, schemas: &mut Schemas) -> Option<Value> {
         }
         _ => return None,
     };
-    Some(json!({ "required": true, "content": { "application/json": { "schema": schema } } }))
+    let example = match &route.input {
+        Source::Body(keys) if keys.is_empty() => Some(schemas.example(input, 0)),
+        _ => None,
+    };
+    let mut media = json!({ "schema": schema });
+    if let Some(e) = example {
+        media["example"] = e;
+    }
+    Some(json!({ "required": true, "content": { "application/json": media } }))
 }
 
 fn responses(route: &Route, schemas: &mut Schemas) -> Value {
@@ -191,7 +218,9 @@ fn responses(route: &Route, schemas: &mut Schemas) -> Value {
     let schema = schema.unwrap_or_else(|| {
         if route.response.is_empty() {
             match el.ty {
-                TypeRef::Complex(id) => schemas.object(route.backend.model.schema.complex(id), Direction::Response, &[]),
+                TypeRef::Complex(id) => {
+                    schemas.object(route.backend.model.schema.complex(id), Direction::Response, &[])
+                }
                 TypeRef::Simple(ref st) => schema::simple(st, Direction::Response),
             }
         } else {

@@ -108,9 +108,16 @@ impl<'a> Schemas<'a> {
 
     fn complex_ref(&mut self, id: TypeId, dir: Direction) -> Value {
         let ct = self.set.complex(id);
-        let base = ct.name.as_deref().and_then(|n| n.rsplit('}').next()).filter(|n| !n.is_empty()).unwrap_or("Anonymous");
+        let base =
+            ct.name.as_deref().and_then(|n| n.rsplit('}').next()).filter(|n| !n.is_empty()).unwrap_or("Anonymous");
         let suffix = if dir == Direction::Request { "Input" } else { "" };
-        let name = format!("{}{}{}{}", self.prefix, sanitize(base), suffix, if ct.name.is_none() { format!("{id}") } else { String::new() });
+        let name = format!(
+            "{}{}{}{}",
+            self.prefix,
+            sanitize(base),
+            suffix,
+            if ct.name.is_none() { format!("{id}") } else { String::new() }
+        );
         if !self.components.contains_key(&name) {
             // Reserve the name first: a recursive reference finds it and stops.
             self.components.insert(name.clone(), json!({}));
@@ -118,6 +125,53 @@ impl<'a> Schemas<'a> {
             self.components.insert(name.clone(), schema);
         }
         json!({ "$ref": format!("#/components/schemas/{name}") })
+    }
+}
+
+impl Schemas<'_> {
+    /// An example value for `el`, built from its type (enumerations, formats, arrays of one).
+    pub fn example(&self, el: &Element, depth: usize) -> Value {
+        let one = match &el.ty {
+            TypeRef::Simple(st) => simple_example(st),
+            TypeRef::Complex(id) if depth < 6 => {
+                let ct = self.set.complex(*id);
+                let mut m = Map::new();
+                for a in &ct.attributes {
+                    m.insert(a.json_name.clone(), simple_example(&a.ty));
+                }
+                if let Some(st) = &ct.simple_content {
+                    m.insert(SIMPLE_CONTENT_KEY.into(), simple_example(st));
+                }
+                for c in ct.children.iter().filter(|c| c.is_required() || depth < 2) {
+                    m.insert(c.json_name.clone(), self.example(c, depth + 1));
+                }
+                Value::Object(m)
+            }
+            TypeRef::Complex(_) => json!({}),
+        };
+        if el.is_array() { json!([one]) } else { one }
+    }
+}
+
+fn simple_example(st: &SimpleType) -> Value {
+    if let Some(first) = st.facets.enumeration.first() {
+        return json!(first);
+    }
+    match st.base {
+        Builtin::Boolean => json!(true),
+        Builtin::Decimal => json!(12.5),
+        Builtin::Float => json!(1.5),
+        Builtin::Integer { min, .. } => json!(min.map_or(1, |m| m.clamp(0, 1) as i64)),
+        Builtin::Date => json!("2026-11-25"),
+        Builtin::DateTime => json!("2026-11-25T08:00:00Z"),
+        Builtin::Time => json!("08:00:00"),
+        Builtin::Base64 => json!("AAAA"),
+        Builtin::Hex => json!("0A"),
+        Builtin::String | Builtin::Any => {
+            let len = st.facets.length.or(st.facets.min_length).unwrap_or(0).max(1);
+            let max = st.facets.length.or(st.facets.max_length).unwrap_or(usize::MAX);
+            json!("ABC123".chars().cycle().take(len.max(6).min(max)).collect::<String>())
+        }
     }
 }
 

@@ -116,11 +116,11 @@ impl RouteTable {
     pub fn build(routes: Vec<(Route, ConfigProblem)>) -> Result<Self, Vec<ConfigProblem>> {
         let mut table = RouteTable::default();
         let mut problems = Vec::new();
-        let mut paths: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut paths: Vec<(String, Vec<usize>, ConfigProblem)> = Vec::new();
         for (route, at) in routes {
             let idx = table.routes.len();
-            match paths.iter_mut().find(|(p, _)| *p == route.path) {
-                Some((_, ids)) => {
+            match paths.iter_mut().find(|(p, _, _)| *p == route.path) {
+                Some((_, ids, _)) => {
                     if ids.iter().any(|&i| table.routes[i].method == route.method) {
                         problems.push(ConfigProblem {
                             message: format!(
@@ -133,17 +133,16 @@ impl RouteTable {
                     }
                     ids.push(idx);
                 }
-                None => paths.push((route.path.clone(), vec![idx])),
+                None => paths.push((route.path.clone(), vec![idx], at)),
             }
             table.routes.push(Arc::new(route));
         }
-        for (path, ids) in paths {
+        for (path, ids, at) in paths {
             if let Err(e) = table.matcher.insert(path.clone(), ids.clone()) {
                 let route = &table.routes[ids[0]];
                 problems.push(ConfigProblem {
-                    file: "routes".into(),
-                    line: None,
                     message: format!("route path {path} ({} {}) overlaps another route: {e}; use the same parameter names or distinct literal segments", route.method, route.path),
+                    ..at
                 });
             }
         }

@@ -32,6 +32,7 @@ pub async fn openapi_yaml(State(state): State<AppState>) -> Response {
 /// Swagger UI at `/docs`, reading our own `/openapi.json` (never a frozen copy) and getting
 /// tokens from our own token endpoint with the client-credentials flow.
 pub fn swagger_ui() -> Router<AppState> {
-    let config = Config::new(["/openapi.json"]).validator_url("none").try_it_out_enabled(true).persist_authorization(false);
+    let config =
+        Config::new(["/openapi.json"]).validator_url("none").try_it_out_enabled(true).persist_authorization(false);
     Router::from(SwaggerUi::new("/docs").config(config).oauth(oauth::Config::new().app_name("Veneer")))
 }

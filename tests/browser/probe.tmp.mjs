@@ -1,0 +1,13 @@
+import { chromium } from 'playwright-core';
+const base = process.argv[2];
+const b = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+const page = await b.newPage();
+const t0 = Date.now();
+for (const ev of ['request','response','requestfinished','requestfailed']) page.on(ev, (x) => { const r = x.request ? x.request() : x; if (r.url().includes('oauth2')) console.log(Date.now()-t0, ev, x.status ? x.status() : '', r.headers()['authorization'], r.postData()); });
+await page.goto(base + '/docs/'); await page.waitForSelector('.opblock');
+await page.click('.btn.authorize');
+await page.fill('#client_id_clientCredentials', 'demo'); await page.fill('#client_secret_clientCredentials', 'wrong');
+await page.click('.auth-btn-wrapper button.authorize');
+await page.waitForTimeout(5000);
+console.log(await page.locator('.modal-ux .auth-container').innerText());
+await b.close();

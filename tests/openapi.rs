@@ -1,0 +1,106 @@
+//! The OpenAPI document: the committed `openapi/openapi.json` is current, the documents for
+//! the sample config and for a real ERP route set (NAV SalesOrder) validate as OpenAPI 3.1
+//! (Python `openapi-spec-validator`), and schemathesis finds every response of the dev-mode
+//! gateway documented and matching its schema.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use veneer::config::compile::CompileOptions;
+use veneer::config::{self, ConfigSource};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The document of the sample config as dev mode serves it on its default address.
+fn sample_document() -> String {
+    let options = CompileOptions {
+        backend_urls: [("erp".to_string(), "http://127.0.0.1:7047/erp".to_string())].into(),
+        issuer: Some("http://127.0.0.1:8080".into()),
+        dev_client: Some((veneer::dev::DEMO_CLIENT.into(), "unused".into())),
+        limiters: None,
+    };
+    let gw = config::compile(&ConfigSource::Embedded, &options).expect("sample config");
+    veneer::openapi::json(&veneer::openapi::document(&gw)).expect("document") + "\n"
+}
+
+#[test]
+fn committed_openapi_json_is_current() {
+    let path = root().join("openapi/openapi.json");
+    let current = sample_document();
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, &current).expect("write openapi.json");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == current,
+        "openapi/openapi.json is stale: run `BLESS=1 cargo test --test openapi` and commit it"
+    );
+}
+
+fn validate(path: &Path) {
+    let out = Command::new("openapi-spec-validator")
+        .arg(path)
+        .output()
+        .expect("openapi-spec-validator runs (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains(": OK"), "{} is not valid OpenAPI 3.1:\n{text}", path.display());
+}
+
+#[test]
+fn sample_and_nav_documents_validate_as_openapi_31() {
+    validate(&root().join("openapi/openapi.json"));
+    let nav = config::compile(&ConfigSource::Dir(root().join("tests/fixtures/nav")), &CompileOptions::default())
+        .expect("NAV routes");
+    let doc = veneer::openapi::document(&nav);
+    assert_eq!(doc["paths"]["/sales-orders/{no}"]["get"]["operationId"], "Read");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("nav.json");
+    std::fs::write(&file, veneer::openapi::json(&doc).expect("json")).expect("write");
+    validate(&file);
+}
+
+#[test]
+fn cli_prints_the_served_document() {
+    let out = Command::new(env!("CARGO_BIN_EXE_veneer"))
+        .args(["openapi", "--config", "tests/fixtures/nav", "--format", "yaml"])
+        .current_dir(root())
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(yaml.contains("openapi: 3.1.0") && yaml.contains("/sales-orders/{no}"), "{yaml}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_every_response_documented() {
+    let gw = common::dev().await;
+    let served: serde_json::Value =
+        gw.client().get(gw.url("/openapi.json")).send().await.expect("req").json().await.expect("json");
+    assert!(
+        served["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]["tokenUrl"]
+            .as_str()
+            .is_some_and(|u| u == gw.url("/oauth2/token"))
+    );
+    let yaml = gw.client().get(gw.url("/openapi.yaml")).send().await.expect("req");
+    assert_eq!(yaml.status(), 200);
+    let url = gw.url("/openapi.json");
+    let token = gw.token.clone().expect("dev token");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("schemathesis")
+            .args(["run", &url, "-H", &format!("Authorization: Bearer {token}")])
+            .args(["-c", "status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance"])
+            .args(["-n", "40", "--phases", "examples,fuzzing", "--seed", "7"])
+            .env("SCHEMATHESIS_HOOKS", "")
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("schemathesis runs (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
+    assert!(text.contains("passed") && !text.contains("failed"), "{text}");
+}
