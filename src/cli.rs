@@ -178,13 +178,15 @@ async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Resu
         };
         let gateway =
             config::compile(&ConfigSource::Embedded, &options).map_err(|e| problems(&"(embedded)".into(), e))?;
+        crate::telemetry::config_loaded(None, &ConfigSource::Embedded.fingerprint());
         dev::print_welcome(local, &erp, &secret);
         return server::run(listener, AppState::new(gateway), server::shutdown_signal())
             .await
             .map_err(|e| e.to_string());
     }
-    let gateway =
-        config::compile(&ConfigSource::Dir(dir.clone()), &CompileOptions::default()).map_err(|e| problems(&dir, e))?;
+    // Limiter state lives outside snapshots so a reload keeps unchanged limits' buckets.
+    let options = CompileOptions { limiters: Some(Default::default()), ..CompileOptions::default() };
+    let gateway = config::compile(&ConfigSource::Dir(dir.clone()), &options).map_err(|e| problems(&dir, e))?;
     let addr = listen.or(gateway.server.listen).unwrap_or(default_listen);
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
@@ -192,5 +194,9 @@ async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Resu
     if gateway.auth.is_none() {
         tracing::warn!("gateway.yaml has no auth: section; every route is open to anyone who can reach it");
     }
-    server::run(listener, AppState::new(gateway), server::shutdown_signal()).await.map_err(|e| e.to_string())
+    let state = AppState::reloadable(gateway, dir, options);
+    if let Some(r) = &state.reloader {
+        r.watch().map_err(|e| format!("cannot watch the config for reloads: {e}"))?;
+    }
+    server::run(listener, state, server::shutdown_signal()).await.map_err(|e| e.to_string())
 }

@@ -24,5 +24,6 @@ pub mod openapi;
 pub mod pipeline;
 pub mod schema;
 pub mod server;
+pub mod telemetry;
 pub mod throttle;
 pub mod translate;

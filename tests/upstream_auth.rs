@@ -73,7 +73,14 @@ async fn basic_auth_reaches_the_backend() {
     let (url, seen) = recording_backend().await;
     let (gw, _dir) =
         gateway(&url, "      basic: { username: svc-veneer, password_file: SECRET_FILE }\n", PASSWORD).await;
-    let res = common::client().get(gw.url("/items/1000")).header("x-request-id", "req-42").send().await.expect("req");
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let res = common::client()
+        .get(gw.url("/items/1000"))
+        .header("x-request-id", "req-42")
+        .header("traceparent", traceparent)
+        .send()
+        .await
+        .expect("req");
     assert_eq!(res.status(), 200);
     let seen = seen.lock().expect("lock");
     let (headers, body) = &seen[0];
@@ -83,6 +90,11 @@ async fn basic_auth_reaches_the_backend() {
         headers.get("x-request-id").and_then(|v| v.to_str().ok()),
         Some("req-42"),
         "the request id travels to the backend"
+    );
+    assert_eq!(
+        headers.get("traceparent").and_then(|v| v.to_str().ok()),
+        Some(traceparent),
+        "W3C trace context travels too"
     );
     assert_eq!(headers.get("soapaction").and_then(|v| v.to_str().ok()), Some("\"urn:veneer:sample-erp/GetItem\""));
     assert!(headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/xml")));

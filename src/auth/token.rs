@@ -62,7 +62,10 @@ fn no_store() -> [(header::HeaderName, &'static str); 2] {
 pub async fn handle(local: &LocalIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
     match issue(local, headers, body) {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            crate::telemetry::token_failure("token_endpoint", e.code);
+            e.into_response()
+        }
     }
 }
 
@@ -105,6 +108,7 @@ fn issue(local: &LocalIssuer, headers: &HeaderMap, body: &[u8]) -> Result<Respon
     };
     let scope = granted.into_iter().collect::<Vec<_>>().join(" ");
     let token = mint(local, &client_id, &scope)?;
+    crate::telemetry::token_issued(&client_id);
     let body =
         json!({"access_token": token, "token_type": "Bearer", "expires_in": local.ttl.as_secs(), "scope": scope});
     Ok((StatusCode::OK, no_store(), axum::Json(body)).into_response())

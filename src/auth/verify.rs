@@ -41,6 +41,28 @@ pub enum AuthError {
     Invalid(String),
 }
 
+impl AuthError {
+    /// A bounded reason for metrics.
+    pub fn reason(&self) -> &'static str {
+        let AuthError::Invalid(m) = self else { return "missing" };
+        const KINDS: &[(&str, &str)] = &[
+            ("expired", "expired"),
+            ("not valid yet", "not_yet_valid"),
+            ("issuer", "issuer"),
+            ("audience", "audience"),
+            ("signature", "signature"),
+            ("algorithm", "algorithm"),
+            ("disabled", "client_disabled"),
+            ("key", "unknown_key"),
+            ("Authorization header", "malformed_header"),
+            ("malformed", "malformed_token"),
+            ("introspect", "introspection"),
+            ("not active", "inactive"),
+        ];
+        KINDS.iter().find(|(needle, _)| m.contains(needle)).map_or("other", |(_, k)| k)
+    }
+}
+
 fn invalid(msg: impl Into<String>) -> AuthError {
     AuthError::Invalid(msg.into())
 }

@@ -96,7 +96,17 @@ pub struct Reply {
 struct Attempt {
     op: usize,
     envelope: Bytes,
-    request_id: Option<HeaderValue>,
+    /// Request id and W3C trace context, passed on to the ERP.
+    forward: Forward,
+}
+
+/// Headers carried from the client's request to the backend: `x-request-id`,
+/// `traceparent` and `tracestate` (W3C Trace Context).
+pub type Forward = Vec<(&'static str, HeaderValue)>;
+
+/// The headers of `headers` that travel to the backend.
+pub fn forwarded(headers: &axum::http::HeaderMap) -> Forward {
+    [REQUEST_ID, "traceparent", "tracestate"].iter().filter_map(|n| headers.get(*n).map(|v| (*n, v.clone()))).collect()
 }
 
 type CallService = BoxCloneSyncService<Attempt, Reply, CircuitBreakerError<GatewayError>>;
@@ -121,8 +131,8 @@ impl Transport {
         if let Some(action) = soap_action {
             req = req.header("SOAPAction", action);
         }
-        if let Some(id) = a.request_id {
-            req = req.header(REQUEST_ID, id);
+        for (name, value) in a.forward {
+            req = req.header(name, value);
         }
         let creds = &self.settings.credentials;
         if let Some(b) = &creds.basic {
@@ -213,6 +223,10 @@ impl Backend {
                     .minimum_number_of_calls(b.min_calls)
                     .wait_duration_in_open(b.open_for)
                     .permitted_calls_in_half_open(1)
+                    .on_state_transition({
+                        let name = settings.name.clone();
+                        move |_, to| crate::telemetry::circuit_state(&name, to as u8)
+                    })
                     .failure_classifier(|r: &Result<Reply, GatewayError>| {
                         r.as_ref().err().is_some_and(protect::breaker_failure)
                     })
@@ -248,10 +262,39 @@ impl Backend {
         &self,
         op: usize,
         envelope: String,
-        request_id: Option<&HeaderValue>,
+        forward: Forward,
         idempotent: bool,
     ) -> Result<Reply, GatewayError> {
-        let attempt = Attempt { op, envelope: Bytes::from(envelope), request_id: request_id.cloned() };
+        let started = std::time::Instant::now();
+        let result = self.call_with_retries(op, envelope, forward, idempotent).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(GatewayError::Overloaded { reason, .. }) => {
+                let why = if reason.starts_with("busy") {
+                    "busy"
+                } else if reason.contains("circuit") {
+                    "circuit_open"
+                } else {
+                    "queue"
+                };
+                crate::telemetry::shed(self.name(), why);
+                "shed"
+            }
+            Err(GatewayError::BackendTimeout { .. }) => "timeout",
+            Err(_) => "error",
+        };
+        crate::telemetry::backend_call(self.name(), &self.model.operations[op].name, outcome, started.elapsed());
+        result
+    }
+
+    async fn call_with_retries(
+        &self,
+        op: usize,
+        envelope: String,
+        forward: Forward,
+        idempotent: bool,
+    ) -> Result<Reply, GatewayError> {
+        let attempt = Attempt { op, envelope: Bytes::from(envelope), forward };
         if let Some(r) = &self.retries {
             r.deposit();
         }

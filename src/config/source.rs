@@ -73,3 +73,42 @@ impl ConfigSource {
         ConfigProblem { file: dir.join(&p.file), ..p.clone() }.to_string()
     }
 }
+
+impl ConfigSource {
+    /// SHA-256 over every file of the config (path and content), shortened: identifies the
+    /// loaded config in metrics and logs.
+    pub fn fingerprint(&self) -> String {
+        use aws_lc_rs::digest::{Context, SHA256};
+        let mut ctx = Context::new(&SHA256);
+        match self {
+            ConfigSource::Embedded => {
+                for (p, text) in EMBEDDED {
+                    ctx.update(p.as_bytes());
+                    ctx.update(text.as_bytes());
+                }
+            }
+            ConfigSource::Dir(dir) => {
+                let mut files = Vec::new();
+                collect_files(dir, &mut files);
+                files.sort();
+                for f in files {
+                    ctx.update(f.strip_prefix(dir).unwrap_or(&f).to_string_lossy().as_bytes());
+                    ctx.update(&std::fs::read(&f).unwrap_or_default());
+                }
+            }
+        }
+        ctx.finish().as_ref().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}

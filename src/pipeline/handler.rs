@@ -6,8 +6,8 @@ use axum::body::Body;
 use axum::extract::Request;
 use std::time::Instant;
 
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -15,31 +15,67 @@ use super::cache::Cached;
 use super::faults;
 use super::inputs::{self, RequestValues};
 use super::route::{Matched, Route};
-use crate::backend::REQUEST_ID;
+use crate::backend::{self, REQUEST_ID};
 use crate::config::Gateway;
 use crate::error::GatewayError;
+use crate::telemetry;
 use crate::throttle::Outcome;
 use crate::translate::decode::{self, DecodeError, Decoded};
 use crate::translate::encode;
 
 /// Serves one request against a snapshot; every failure becomes a problem response.
 pub async fn handle(gateway: Arc<Gateway>, req: Request) -> Response {
-    let mut limits = Outcome::default();
-    let mut res = match serve(&gateway, req, &mut limits).await {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let mut seen = Seen { limits: Outcome::default(), route: None, client: "anonymous", client_id: None };
+    let mut res = match serve(&gateway, req, &mut seen).await {
         Ok(res) => res,
-        Err(e) => e.into_response(),
+        Err(e) => e.response(),
     };
     // Rate-limit headers on every answer of a limited route, refusals included.
-    limits.apply(res.headers_mut());
+    seen.limits.apply(res.headers_mut());
+    let elapsed = started.elapsed();
+    let route = seen.route.as_ref().map_or("unmatched", |r| r.id.as_str());
+    let client = seen.client_id.as_deref().filter(|_| seen.client == "registered").unwrap_or(seen.client);
+    telemetry::request(route, method.as_str(), res.status().as_u16(), client, elapsed);
+    // The access log: one line per request; never a token or header value.
+    tracing::info!(
+        target: "veneer::access",
+        request_id = %request_id,
+        route,
+        client = seen.client_id.as_deref().unwrap_or("-"),
+        status = res.status().as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
     res
 }
 
-async fn serve(gateway: &Gateway, req: Request, limits: &mut Outcome) -> Result<Response, GatewayError> {
+/// What the pipeline learnt about a request, for headers, metrics and the access log.
+struct Seen {
+    limits: Outcome,
+    route: Option<Arc<Route>>,
+    /// `registered`, `external` or `anonymous`: bounds the metrics label.
+    client: &'static str,
+    client_id: Option<String>,
+}
+
+async fn serve(gateway: &Gateway, req: Request, seen: &mut Seen) -> Result<Response, GatewayError> {
     let (parts, body) = req.into_parts();
     let Matched { route, params: path } = gateway.routes.find(&parts.method, parts.uri.path())?;
+    seen.route = Some(route.clone());
+    let limits = &mut seen.limits;
     let mut principal = None;
     if let Some(auth) = gateway.auth.as_ref().filter(|_| !route.public) {
-        let p = auth.authenticate(&parts.headers).await?;
+        let p = auth
+            .authenticate(&parts.headers)
+            .await
+            .inspect_err(|e| telemetry::token_failure("validation", e.reason()))?;
+        let registered =
+            auth.local.as_ref().is_some_and(|l| l.issuer == p.issuer && l.clients.contains_key(&p.client_id));
+        seen.client = if registered { "registered" } else { "external" };
+        seen.client_id = Some(p.client_id.clone());
         let missing: Vec<String> = route.scopes.iter().filter(|s| !p.scopes.contains(*s)).cloned().collect();
         if !missing.is_empty() {
             return Err(GatewayError::Forbidden(missing));
@@ -55,6 +91,9 @@ async fn serve(gateway: &Gateway, req: Request, limits: &mut Outcome) -> Result<
         rl.check(&route.id, client_id, limits).await?;
     }
     if let Some(wait) = limits.refused() {
+        for policy in limits.refusing() {
+            telemetry::rate_limited(policy);
+        }
         return Err(GatewayError::RateLimited(wait));
     }
     let query: Vec<(String, String)> =
@@ -74,24 +113,29 @@ async fn serve(gateway: &Gateway, req: Request, limits: &mut Outcome) -> Result<
             GatewayError::Validation(errors.into_iter().map(|e| inputs::locate(&route.input, e)).collect())
         })?;
 
-    let request_id = parts.headers.get(REQUEST_ID).cloned();
+    let forward = backend::forwarded(&parts.headers);
     let Some(cache) = &route.cache else {
-        return Ok(fetch(&route, envelope, request_id).await?.response(None));
+        return Ok(fetch(&route, envelope, forward).await?.response(None));
     };
     let key = cache.key(&path, parts.uri.query(), principal.as_deref());
+    let mut loaded = false;
     let answer = cache
         .entries
-        .try_get_with(key, async { fetch(&route, envelope, request_id).await.map(Arc::new) })
+        .try_get_with(key, async {
+            loaded = true;
+            fetch(&route, envelope, forward).await.map(Arc::new)
+        })
         .await
         .map_err(GatewayError::Shared)?;
+    telemetry::cache(&route.id, !loaded);
     Ok(answer.response(Some(cache)))
 }
 
 /// Calls the backend and turns its answer into the route's JSON, or the right error.
-async fn fetch(route: &Route, envelope: String, request_id: Option<HeaderValue>) -> Result<Cached, GatewayError> {
+async fn fetch(route: &Route, envelope: String, forward: backend::Forward) -> Result<Cached, GatewayError> {
     let backend = &route.backend;
     let op = route.operation();
-    let reply = backend.call(route.operation, envelope, request_id.as_ref(), route.idempotent).await?;
+    let reply = backend.call(route.operation, envelope, forward, route.idempotent).await?;
     let decoded = decode::response(&op.output, &backend.model.schema, &reply.body);
     let bad_response = |title: &'static str, detail: String| GatewayError::BackendResponse {
         backend: backend.name().to_string(),
@@ -100,6 +144,7 @@ async fn fetch(route: &Route, envelope: String, request_id: Option<HeaderValue>)
     };
     match decoded {
         Ok(Decoded::Fault(fault)) => {
+            telemetry::fault(backend.name(), fault.code_local());
             let status = faults::status_for(&route.faults, &backend.settings.faults, &fault);
             Err(GatewayError::Fault { backend: backend.name().to_string(), fault: Box::new(fault), status })
         }

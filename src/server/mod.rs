@@ -4,32 +4,52 @@
 mod docs;
 mod health;
 mod oauth;
+mod reload;
 mod stack;
 
 use std::future::Future;
 use std::sync::Arc;
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::config::Gateway;
+use crate::config::compile::CompileOptions;
+use crate::error::{FieldError, GatewayError};
 use crate::pipeline::handler;
+use crate::telemetry;
+pub use reload::Reloader;
 
 /// Shared state: the live snapshot, swapped whole on reload.
 #[derive(Clone)]
 pub struct AppState {
     /// The current compiled config.
     pub gateway: Arc<ArcSwap<Gateway>>,
+    /// Reloads the config directory (absent for the embedded dev config).
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 impl AppState {
-    /// State serving `gateway`.
+    /// State serving `gateway`, without reload.
     pub fn new(gateway: Gateway) -> Self {
-        AppState { gateway: Arc::new(ArcSwap::from_pointee(gateway)) }
+        AppState { gateway: Arc::new(ArcSwap::from_pointee(gateway)), reloader: None }
+    }
+
+    /// State serving the config in `dir`, reloadable; `options.limiters` should be set so
+    /// limiter state survives reloads.
+    pub fn reloadable(gateway: Gateway, dir: PathBuf, options: CompileOptions) -> Self {
+        let swap = Arc::new(ArcSwap::from_pointee(gateway));
+        let reloader = Reloader::new(dir, options, swap.clone());
+        AppState { gateway: swap, reloader: Some(reloader) }
     }
 }
 
@@ -43,6 +63,8 @@ pub fn app(state: AppState) -> Router {
         .route("/oauth2/token", post(oauth::token))
         .route("/.well-known/jwks.json", get(oauth::jwks))
         .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
+        .route("/metrics", get(metrics))
+        .route("/admin/reload", post(admin_reload))
         .route("/openapi.json", get(docs::openapi_json))
         .route("/openapi.yaml", get(docs::openapi_yaml))
         .merge(docs::swagger_ui())
@@ -56,13 +78,84 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     handler::handle(state.gateway.load_full(), req).await
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests.
+/// `GET /metrics`: Prometheus text.
+async fn metrics() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], telemetry::render()).into_response()
+}
+
+/// `POST /admin/reload`: a third reload trigger, for a token with the admin scope.
+async fn admin_reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let gw = state.gateway.load_full();
+    let Some(auth) = gw.auth.as_ref() else {
+        return GatewayError::Forbidden(vec![ADMIN_SCOPE.into()]).response();
+    };
+    match auth.authenticate(&headers).await {
+        Err(e) => return GatewayError::Unauthorized(e).response(),
+        Ok(p) if !p.scopes.contains(ADMIN_SCOPE) => {
+            return GatewayError::Forbidden(vec![ADMIN_SCOPE.into()]).response();
+        }
+        Ok(_) => {}
+    }
+    let Some(reloader) = &state.reloader else {
+        return GatewayError::RouteNotFound("this gateway runs an embedded config, which cannot be reloaded".into())
+            .response();
+    };
+    match reloader.reload("POST /admin/reload").await {
+        Ok(hash) => axum::Json(serde_json::json!({ "status": "reloaded", "config": hash })).into_response(),
+        Err(e) => GatewayError::Validation(
+            e.0.iter()
+                .map(|p| FieldError { pointer: None, location: None, parameter: None, detail: p.to_string() })
+                .collect(),
+        )
+        .response(),
+    }
+}
+
+/// Scope a token needs for `POST /admin/reload`.
+pub const ADMIN_SCOPE: &str = "veneer:admin";
+
+/// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests
+/// for at most `drain` before returning.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    run_with_drain(listener, state, shutdown, Duration::from_secs(30)).await
+}
+
+/// [`run`] with an explicit drain deadline.
+pub async fn run_with_drain(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let upkeep = tokio::spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            telemetry::upkeep();
+        }
+    });
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let serve = axum::serve(listener, app(state)).with_graceful_shutdown(signal);
+    let result = tokio::select! {
+        r = serve => r,
+        // After the signal, in-flight requests get `drain` to finish; then we stop anyway.
+        () = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(drain).await;
+        } => {
+            tracing::warn!("drain deadline reached; exiting with requests still in flight");
+            Ok(())
+        }
+    };
+    upkeep.abort();
+    result
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -104,6 +104,11 @@ impl Outcome {
             .max()
     }
 
+    /// The policies that refused.
+    pub fn refusing(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.entries.iter().filter(|(_, _, _, d)| matches!(d, Decision::Deny { .. })).map(|(n, _, _, _)| *n)
+    }
+
     /// Adds `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
     pub fn apply(&self, headers: &mut HeaderMap) {
         if self.entries.is_empty() {

@@ -13,10 +13,13 @@ if (!base || !clientId || !clientSecret || !shot) {
 }
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_MS = 15_000;
-let browser, page, step = 'launch';
+let browser, page, step = 'launch', done = false;
 const logs = [];
 
 async function finish(ok, reason) {
+  if (done) return;
+  done = true;
+  setTimeout(() => process.exit(ok ? 0 : 1), 20_000).unref(); // screenshot/close must not hang us either
   if (page) {
     try {
       mkdirSync(dirname(shot), { recursive: true });
@@ -63,18 +66,24 @@ try {
   await flow.locator('.scopes a[data-all="true"]').click(); // "select all"
   const itemsRead = flow.locator('input[type="checkbox"][data-value="items:read"]');
   if (!(await itemsRead.isChecked())) fail('scope items:read is not selected after "select all"');
-  const tokenResp = page.waitForResponse((r) => r.url().includes('/oauth2/token'), { timeout: STEP_MS }).catch(() => null);
+  let tokenReq = null, tokenStatus = null;
+  const isToken = (r) => new URL(r.url()).pathname.endsWith('/oauth2/token');
+  page.on('request', (r) => { if (isToken(r)) tokenReq = r; });
+  page.on('response', (r) => { if (isToken(r.request())) tokenStatus = r.status(); });
   await flow.locator('.auth-btn-wrapper button.authorize').click();
-  // Success swaps the Authorize button for Logout; a failure shows .errors in the modal.
-  await Promise.race([
-    flow.locator('.auth-btn-wrapper button', { hasText: 'Logout' }).waitFor(),
-    flow.locator('.errors').waitFor().then(async () => fail(`modal shows an error: ${(await flow.locator('.errors').innerText()).trim()}`)),
-  ]).catch(async (e) => {
-    const r = await tokenResp;
-    fail(`${e.message.split('\n')[0]}; token endpoint answered ${r ? r.status() : 'nothing'}`);
-  });
-  const r = await tokenResp;
-  if (r && r.status() !== 200) fail(`token endpoint answered ${r.status()}`);
+  // Success swaps the modal's Authorize button for Logout; a failure shows .errors in the modal.
+  const outcome = await Promise.race([
+    flow.locator('.auth-btn-wrapper button', { hasText: 'Logout' }).waitFor().then(() => 'ok'),
+    flow.locator('.errors').waitFor().then(() => 'error'),
+  ]).catch(() => 'timeout');
+  if (outcome !== 'ok') {
+    const shown = outcome === 'error' ? `modal shows ${JSON.stringify((await flow.locator('.errors').innerText()).trim())}; ` : 'modal never showed Logout; ';
+    fail(shown + (!tokenReq ? 'Swagger UI sent no token request'
+      : tokenStatus !== null ? `token endpoint answered ${tokenStatus}`
+      // A 401 carrying WWW-Authenticate: Basic makes Chromium hold the XHR for a login prompt.
+      : 'token request got no answer the page could see (a 401 with WWW-Authenticate: Basic, i.e. wrong client_id/secret?)'));
+  }
+  if (tokenStatus !== 200) fail(`token endpoint answered ${tokenStatus}`);
   await flow.locator('.auth-btn-wrapper .btn-done').click();
   await modal.waitFor({ state: 'detached' });
   if (!(await page.locator('.scheme-container .btn.authorize.locked').count())) fail('Authorize button did not turn locked');

@@ -1,0 +1,113 @@
+//! Reload without restart: on SIGHUP, on a change under the config directory (debounced),
+//! or on `POST /admin/reload`, compile a new snapshot and swap it whole. In-flight requests
+//! keep the snapshot they started with; an invalid config is logged with file, line and
+//! reason, counted, and changes nothing.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::config::compile::CompileOptions;
+use crate::config::{self, ConfigError, ConfigSource, Gateway};
+use crate::telemetry;
+
+/// Quiet time after the last file event before reloading (editors write in bursts).
+const DEBOUNCE: Duration = Duration::from_millis(400);
+
+/// Compiles and swaps snapshots for one config directory.
+pub struct Reloader {
+    dir: PathBuf,
+    options: CompileOptions,
+    gateway: Arc<ArcSwap<Gateway>>,
+    hash: Mutex<String>,
+    // One reload at a time; triggers that arrive meanwhile wait and then see the newest files.
+    running: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    /// A reloader for `dir`; `options.limiters` carries limiter state across snapshots.
+    pub fn new(dir: PathBuf, options: CompileOptions, gateway: Arc<ArcSwap<Gateway>>) -> Arc<Self> {
+        let hash = ConfigSource::Dir(dir.clone()).fingerprint();
+        telemetry::config_loaded(None, &hash);
+        Arc::new(Reloader { dir, options, gateway, hash: Mutex::new(hash), running: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Compiles the directory and swaps the snapshot; on error the old one keeps serving.
+    pub async fn reload(&self, trigger: &str) -> Result<String, ConfigError> {
+        let _one_at_a_time = self.running.lock().await;
+        let (dir, options) = (self.dir.clone(), self.options.clone());
+        // Compiling reads files and parses WSDLs: keep it off the request threads.
+        let compiled = tokio::task::spawn_blocking(move || {
+            let source = ConfigSource::Dir(dir);
+            config::compile(&source, &options).map(|g| (g, source.fingerprint()))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(ConfigError(vec![config::ConfigProblem {
+                file: "".into(),
+                line: None,
+                message: format!("reload task failed: {e}"),
+            }]))
+        });
+        match compiled {
+            Ok((gateway, hash)) => {
+                self.gateway.store(Arc::new(gateway));
+                let mut current = self.hash.lock().unwrap_or_else(|p| p.into_inner());
+                telemetry::config_loaded(Some(&current), &hash);
+                telemetry::reload(true);
+                tracing::info!(trigger, config = %hash, "config reloaded");
+                *current = hash.clone();
+                Ok(hash)
+            }
+            Err(e) => {
+                telemetry::reload(false);
+                for p in &e.0 {
+                    tracing::error!(trigger, problem = %ConfigSource::display_path(&self.dir, p), "config reload rejected; the previous config keeps serving");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Reloads on SIGHUP and on file changes under the directory, until the process ends.
+    pub fn watch(self: &Arc<Self>) -> Result<(), String> {
+        #[cfg(unix)]
+        {
+            let me = self.clone();
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let _ = me.reload("SIGHUP").await;
+                }
+            });
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.send(());
+            }
+        })
+        .map_err(|e| format!("cannot watch the config directory: {e}"))?;
+        notify::Watcher::watch(&mut watcher, &self.dir, notify::RecursiveMode::Recursive)
+            .map_err(|e| format!("cannot watch {}: {e}", self.dir.display()))?;
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _keep_watching = watcher;
+            while rx.recv().await.is_some() {
+                // Debounce: wait until the directory has been quiet for a moment.
+                loop {
+                    match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                        Ok(Some(())) => continue,
+                        Ok(None) => return,
+                        Err(_) => break,
+                    }
+                }
+                let _ = me.reload("file change").await;
+            }
+        });
+        Ok(())
+    }
+}

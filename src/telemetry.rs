@@ -1,0 +1,121 @@
+//! Metrics (Prometheus text at `/metrics`) and the per-request access log.
+//!
+//! Labels are bounded: routes by their configured id (`GET /items/{no}`), never raw paths;
+//! clients by registered id, with every external or anonymous caller folded into one value;
+//! failure reasons from a fixed list. Token values never appear anywhere.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Buckets for request and backend latency, in seconds (1 ms … 30 s).
+const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// The process-wide recorder, installed on first use (several gateways in one test process
+/// share it). `None` when another recorder was installed first.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new().set_buckets(LATENCY_BUCKETS).ok()?;
+            builder.install_recorder().ok()
+        })
+        .as_ref()
+}
+
+/// Renders the metrics page.
+pub fn render() -> String {
+    handle().map(PrometheusHandle::render).unwrap_or_default()
+}
+
+/// Compacts histogram buckets; call periodically (STACK.md trap 8).
+pub fn upkeep() {
+    if let Some(h) = handle() {
+        h.run_upkeep();
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// One served request.
+pub fn request(route: &str, method: &str, status: u16, client: &str, elapsed: Duration) {
+    let labels = [
+        ("route", route.to_string()),
+        ("method", method.to_string()),
+        ("status", status_class(status).to_string()),
+        ("client", client.to_string()),
+    ];
+    counter!("veneer_requests_total", &labels).increment(1);
+    histogram!("veneer_request_duration_seconds", "route" => route.to_string()).record(elapsed.as_secs_f64());
+}
+
+/// One backend call (all attempts).
+pub fn backend_call(backend: &str, operation: &str, outcome: &'static str, elapsed: Duration) {
+    histogram!("veneer_backend_duration_seconds", "backend" => backend.to_string(), "operation" => operation.to_string(), "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+}
+
+/// A SOAP Fault from a backend.
+pub fn fault(backend: &str, code: &str) {
+    counter!("veneer_soap_faults_total", "backend" => backend.to_string(), "code" => code.to_string()).increment(1);
+}
+
+/// A request refused by a limit (`client`, `route`, `client-route`, `day`, `month`).
+pub fn rate_limited(policy: &str) {
+    counter!("veneer_rate_limited_total", "policy" => policy.to_string()).increment(1);
+}
+
+/// A call shed to protect a backend (`queue`, `circuit_open`, `busy`).
+pub fn shed(backend: &str, reason: &'static str) {
+    counter!("veneer_shed_total", "backend" => backend.to_string(), "reason" => reason).increment(1);
+}
+
+/// Circuit breaker state: 0 closed, 1 open, 2 half-open.
+pub fn circuit_state(backend: &str, state: u8) {
+    gauge!("veneer_circuit_state", "backend" => backend.to_string()).set(f64::from(state));
+}
+
+/// A token issued by the built-in server.
+pub fn token_issued(client: &str) {
+    counter!("veneer_tokens_issued_total", "client" => client.to_string()).increment(1);
+}
+
+/// A token request refused, or a bearer token rejected, by bounded reason.
+pub fn token_failure(stage: &'static str, reason: &'static str) {
+    counter!("veneer_token_failures_total", "stage" => stage, "reason" => reason).increment(1);
+}
+
+/// A response-cache lookup.
+pub fn cache(route: &str, hit: bool) {
+    counter!("veneer_cache_lookups_total", "route" => route.to_string(), "result" => if hit { "hit" } else { "miss" })
+        .increment(1);
+}
+
+/// Shared limiter (Redis) unreachable.
+pub fn limiter_unavailable() {
+    counter!("veneer_limiter_redis_errors_total").increment(1);
+}
+
+/// A config reload attempt.
+pub fn reload(ok: bool) {
+    counter!("veneer_config_reloads_total", "result" => if ok { "success" } else { "failure" }).increment(1);
+}
+
+/// The loaded config's fingerprint (one series set to 1; the previous one removed).
+pub fn config_loaded(previous: Option<&str>, hash: &str) {
+    if let Some(p) = previous.filter(|p| *p != hash) {
+        gauge!("veneer_config_info", "hash" => p.to_string()).set(0.0);
+    }
+    gauge!("veneer_config_info", "hash" => hash.to_string()).set(1.0);
+}
