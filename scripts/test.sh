@@ -22,6 +22,7 @@ apt_install() {
 command -v python3 >/dev/null || apt_install python3 python3-pip
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 command -v redis-server >/dev/null || apt_install redis-server
+command -v chromium >/dev/null || apt_install chromium
 
 if ! python3 -c 'import spyne, lxml, openapi_spec_validator, schemathesis' >/dev/null 2>&1; then
   echo "installing spyne, lxml, openapi-spec-validator, schemathesis"
@@ -29,9 +30,11 @@ if ! python3 -c 'import spyne, lxml, openapi_spec_validator, schemathesis' >/dev
     'spyne==2.14.0' 'lxml>=5' 'openapi-spec-validator==0.9.0' 'schemathesis==4.32.5'
 fi
 
-if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
-  echo "installing oidc-provider (tests/oidc)"
-  npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
-fi
+for dir in tests/oidc tests/browser; do
+  if [ ! -d "$dir/node_modules" ]; then
+    echo "installing npm packages in $dir"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+  fi
+done
 
 cargo test --locked "$@"

@@ -1,0 +1,118 @@
+//! The binary as operators run it: SIGHUP reloads the config, and SIGTERM under load lets
+//! every accepted request finish before a clean exit.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::post;
+
+const ITEM: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetItemResponse xmlns="urn:veneer:sample-erp"><GetItemResult><No>1000</No><Description>Pump</Description><Base_Unit_of_Measure>PCS</Base_Unit_of_Measure><Inventory>1</Inventory><Unit_Price>2</Unit_Price><Blocked>false</Blocked><Last_Date_Modified>2026-01-01T00:00:00Z</Last_Date_Modified></GetItemResult></GetItemResponse></soap:Body></soap:Envelope>"#;
+
+/// A SOAP backend that answers GetItem after `delay`.
+async fn slow_backend(delay: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/erp", listener.local_addr().expect("addr"));
+    let app = Router::new().route(
+        "/erp",
+        post(move || async move {
+            tokio::time::sleep(delay).await;
+            ([("content-type", "text/xml")], ITEM)
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+fn config(url: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    std::fs::create_dir_all(dir.path().join("wsdl")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
+    std::fs::copy(root.join("wsdl/sample-erp.wsdl"), dir.path().join("wsdl/sample-erp.wsdl")).expect("copy");
+    let routes = std::fs::read_to_string(root.join("routes/items.yaml"))
+        .expect("routes")
+        .replace("    scopes: [items:read]\n", "");
+    std::fs::write(dir.path().join("routes/items.yaml"), routes).expect("write");
+    let yaml =
+        format!("backends:\n  erp:\n    url: \"{url}\"\n    wsdl: wsdl/sample-erp.wsdl\n    max_concurrency: 64\n");
+    std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write");
+    dir
+}
+
+/// Starts `veneer serve` on a free port and waits until it answers `/healthz`.
+async fn start(dir: &Path) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veneer"))
+        .args(["serve", "--config"])
+        .arg(dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("veneer starts");
+    // Readiness from the log line, not a sleep.
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        if line.expect("log line").contains("veneer is listening") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {}); // keep draining so the pipe never fills
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().expect("kill").success());
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_config() {
+    let url = slow_backend(Duration::ZERO).await;
+    let dir = config(&url);
+    let (mut child, base) = start(dir.path()).await;
+    assert_eq!(client().get(format!("{base}/stock/1000")).send().await.expect("req").status(), 404);
+    let extra = "routes:\n  - route: \"GET /stock/{no}\"\n    backend: erp\n    operation: GetItem\n    request: { ItemNo: \"{path.no}\" }\n";
+    std::fs::write(dir.path().join("routes/stock.yaml"), extra).expect("write");
+    signal(&child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while client().get(format!("{base}/stock/1000")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "the route never appeared after SIGHUP");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&child, "-TERM");
+    assert!(child.wait().expect("exit").success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_completes_every_accepted_request() {
+    let url = slow_backend(Duration::from_millis(400)).await;
+    let dir = config(&url);
+    let (mut child, base) = start(dir.path()).await;
+    let c = client();
+    // Warm the connection pool so every request below is accepted before the signal.
+    assert_eq!(c.get(format!("{base}/items/1000")).send().await.expect("req").status(), 200);
+    let inflight: Vec<_> = (0..30).map(|_| tokio::spawn(c.get(format!("{base}/items/1000")).send())).collect();
+    tokio::time::sleep(Duration::from_millis(150)).await; // all 30 are now waiting on the backend
+    signal(&child, "-TERM");
+    let mut ok = 0;
+    for r in inflight {
+        let res = r.await.expect("task").expect("an accepted request completes");
+        assert_eq!(res.status(), 200);
+        ok += 1;
+    }
+    assert_eq!(ok, 30);
+    let status = child.wait().expect("exit");
+    assert!(status.success(), "exit 0 after draining, got {status:?}");
+    assert!(c.get(format!("{base}/healthz")).send().await.is_err(), "nothing listens after shutdown");
+}
