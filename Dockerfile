@@ -16,7 +16,7 @@ RUN apt-get update \
 COPY --from=build /src/target/release/veneer /usr/local/bin/veneer
 COPY config /etc/veneer
 USER veneer
-ENV VENEER_CONFIG=/etc/veneer VENEER_LISTEN=0.0.0.0:8080
+ENV VENEER_CONFIG=/etc/veneer VENEER_LISTEN=0.0.0.0:8080 VENEER_LOG_FORMAT=json
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=2s --retries=3 CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
 ENTRYPOINT ["veneer"]
