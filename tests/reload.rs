@@ -214,14 +214,21 @@ async fn admin_reload_needs_the_admin_scope_and_metrics_cover_every_family() {
 fn dashboard_queries_only_metrics_that_exist() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let source = std::fs::read_to_string(root.join("src/telemetry.rs")).expect("telemetry.rs");
-    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("ops/grafana-dashboard.json")).expect("dashboard")).expect("json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("ops/grafana-dashboard.json")).expect("dashboard"))
+            .expect("json");
     let panels = dashboard["panels"].as_array().expect("panels");
     assert!(panels.len() >= 10);
     for panel in panels {
         let expr = panel["targets"][0]["expr"].as_str().expect("expr");
-        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("veneer_")) {
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("veneer_"))
+        {
             let base = ["_bucket", "_count", "_sum"].iter().fold(word, |w, s| w.strip_suffix(s).unwrap_or(w));
-            assert!(source.contains(&format!("\"{base}\"")), "panel {:?} queries {word}, which Veneer does not export", panel["title"]);
+            assert!(
+                source.contains(&format!("\"{base}\"")),
+                "panel {:?} queries {word}, which Veneer does not export",
+                panel["title"]
+            );
         }
     }
 }

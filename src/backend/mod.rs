@@ -69,6 +69,15 @@ impl std::fmt::Debug for Backend {
     }
 }
 
+/// Extra TLS material for a backend.
+#[derive(Debug, Default)]
+pub struct BackendTls {
+    /// CAs to trust besides the system roots.
+    pub roots: Vec<reqwest::Certificate>,
+    /// Client certificate to present.
+    pub identity: Option<reqwest::Identity>,
+}
+
 /// Protection settings of a backend.
 #[derive(Debug, Clone)]
 pub struct Protection {
@@ -195,8 +204,20 @@ fn transport_error(settings: &BackendSettings, e: reqwest::Error) -> GatewayErro
 
 impl Backend {
     /// Builds the backend, its client pool and its protections.
-    pub fn new(settings: BackendSettings, model: ServiceModel, protection: Protection) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+    pub fn new(
+        settings: BackendSettings,
+        model: ServiceModel,
+        protection: Protection,
+        tls: BackendTls,
+    ) -> Result<Self, String> {
+        let mut client = reqwest::Client::builder();
+        for root in tls.roots {
+            client = client.add_root_certificate(root);
+        }
+        if let Some(identity) = tls.identity {
+            client = client.identity(identity);
+        }
+        let client = client
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
             .pool_idle_timeout(Duration::from_secs(60))

@@ -12,10 +12,10 @@ use regex::Regex;
 use super::raw::{AuthSection, BackendSection, FaultRuleSection, GatewayFile, RoutesFile};
 use super::{
     ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_protect,
-    compile_route, secret, units,
+    compile_route, secret, tls, units,
 };
 use crate::backend::credentials::{UpstreamOAuth, WsSecurity};
-use crate::backend::{Backend, BackendSettings, BasicAuth, Credentials};
+use crate::backend::{Backend, BackendSettings, BackendTls, BasicAuth, Credentials};
 use crate::pipeline::faults::FaultRule;
 use crate::pipeline::route::RouteTable;
 use crate::schema::SoapVersion;
@@ -90,7 +90,7 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
     let gateway_file = read_text(source, Path::new("gateway.yaml")).map_err(|p| ConfigError(vec![p]))?;
     let raw: GatewayFile = parse_yaml(&gateway_file).map_err(|p| ConfigError(vec![p]))?;
 
-    let server = server_settings(&gateway_file, &raw, &mut problems);
+    let server = server_settings(source, &gateway_file, &raw, &mut problems);
     let mut backends = BTreeMap::new();
     for (name, section) in &raw.backends {
         match backend(source, &gateway_file, name, section, options) {
@@ -162,9 +162,39 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
     }
 }
 
-fn server_settings(file: &FileText, raw: &GatewayFile, problems: &mut Vec<ConfigProblem>) -> ServerSettings {
+fn server_settings(
+    source: &ConfigSource,
+    file: &FileText,
+    raw: &GatewayFile,
+    problems: &mut Vec<ConfigProblem>,
+) -> ServerSettings {
     let s = &raw.server;
-    let mut settings = ServerSettings { listen: None, max_body: 1024 * 1024, request_timeout: Duration::from_secs(30) };
+    let mut settings =
+        ServerSettings { listen: None, max_body: 1024 * 1024, request_timeout: Duration::from_secs(30), tls: None };
+    if let Some(t) = &s.tls {
+        let require = match t.client_auth.as_deref() {
+            None | Some("required") => true,
+            Some("optional") => false,
+            Some(other) => {
+                problems.push(file.problem(
+                    "client_auth:",
+                    1,
+                    format!("server.tls.client_auth {other:?} is unknown; write required or optional"),
+                ));
+                true
+            }
+        };
+        let path = |p: &str| source.path(p);
+        match tls::server_config(
+            &path(&t.cert_file),
+            &path(&t.key_file),
+            t.client_ca_file.as_deref().map(path).as_deref(),
+            require,
+        ) {
+            Ok(c) => settings.tls = Some(c),
+            Err(m) => problems.push(file.problem("tls:", 1, format!("server.tls: {m}"))),
+        }
+    }
     if let Some(listen) = &s.listen {
         match listen.parse::<SocketAddr>() {
             Ok(a) => settings.listen = Some(a),
@@ -278,10 +308,29 @@ fn backend(
         (Some(url), Some(model), true) => {
             let settings =
                 BackendSettings { name: name.to_string(), url, timeout, connect_timeout, credentials, faults };
-            Backend::new(settings, model, protection).map_err(|m| vec![here(&format!("{name}:"), m)])
+            let tls = match &s.tls {
+                None => Ok(BackendTls::default()),
+                Some(t) => backend_tls(source, t),
+            };
+            tls.and_then(|tls| Backend::new(settings, model, protection, tls))
+                .map_err(|m| vec![here(&format!("{name}:"), m)])
         }
         _ => Err(problems),
     }
+}
+
+/// A backend's extra CA and client certificate.
+fn backend_tls(source: &ConfigSource, t: &super::raw::BackendTlsSection) -> Result<BackendTls, String> {
+    let roots = match &t.ca_file {
+        Some(f) => tls::backend_roots(&source.path(f))?,
+        None => Vec::new(),
+    };
+    let identity = match (&t.client_cert_file, &t.client_key_file) {
+        (Some(c), Some(k)) => Some(tls::backend_identity(&source.path(c), &source.path(k))?),
+        (None, None) => None,
+        _ => return Err("tls: give both client_cert_file and client_key_file".into()),
+    };
+    Ok(BackendTls { roots, identity })
 }
 
 /// Upstream credentials; each problem goes to `fail(needle, message)`.

@@ -12,6 +12,7 @@ mod compile_route;
 pub mod raw;
 pub mod secret;
 pub mod source;
+pub mod tls;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -74,6 +75,8 @@ pub struct ServerSettings {
     pub max_body: usize,
     /// Whole-request deadline.
     pub request_timeout: Duration,
+    /// TLS for the listener, when configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The compiled, immutable gateway: everything a request needs, nothing it must parse.

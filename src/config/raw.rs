@@ -225,6 +225,34 @@ pub struct ServerSection {
     pub max_body: Option<String>,
     /// Whole-request deadline, e.g. `30s`.
     pub request_timeout: Option<String>,
+    /// Terminate TLS on the listener.
+    pub tls: Option<ServerTlsSection>,
+}
+
+/// `server.tls`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsSection {
+    /// PEM certificate chain.
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
+    /// PEM CA bundle: clients must present a certificate it signed (mutual TLS).
+    pub client_ca_file: Option<String>,
+    /// `required` (default with a client CA) or `optional`.
+    pub client_auth: Option<String>,
+}
+
+/// A backend's `tls:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTlsSection {
+    /// Extra CA bundle to trust for this backend (a company CA).
+    pub ca_file: Option<String>,
+    /// Client certificate to present.
+    pub client_cert_file: Option<String>,
+    /// Its key.
+    pub client_key_file: Option<String>,
 }
 
 /// One entry under `backends:`.
@@ -262,6 +290,8 @@ pub struct BackendSection {
     /// Faults that mean "too busy": answered 503/429 with Retry-After, counted as failures.
     #[serde(default)]
     pub busy_faults: Vec<BusyFaultSection>,
+    /// Custom CA and client certificate for the ERP's TLS.
+    pub tls: Option<BackendTlsSection>,
 }
 
 /// `queue:` of a backend.

@@ -22,6 +22,14 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
+    /// The filesystem path of a config-relative path (absolute paths stay as they are).
+    pub fn path(&self, rel: &str) -> PathBuf {
+        match self {
+            ConfigSource::Dir(dir) => dir.join(rel),
+            ConfigSource::Embedded => PathBuf::from(rel),
+        }
+    }
+
     /// Reads one file.
     pub fn read(&self, rel: &Path) -> Result<Vec<u8>, ConfigProblem> {
         let problem = |message: String| ConfigProblem { file: rel.to_path_buf(), line: None, message };

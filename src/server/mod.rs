@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -20,6 +21,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{get, post};
+use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 
 use crate::config::Gateway;
@@ -36,20 +38,23 @@ pub struct AppState {
     pub gateway: Arc<ArcSwap<Gateway>>,
     /// Reloads the config directory (absent for the embedded dev config).
     pub reloader: Option<Arc<Reloader>>,
+    /// The listener's live TLS config, when TLS is on; reloads replace its certificates.
+    pub tls: Arc<OnceLock<RustlsConfig>>,
 }
 
 impl AppState {
     /// State serving `gateway`, without reload.
     pub fn new(gateway: Gateway) -> Self {
-        AppState { gateway: Arc::new(ArcSwap::from_pointee(gateway)), reloader: None }
+        AppState { gateway: Arc::new(ArcSwap::from_pointee(gateway)), reloader: None, tls: Arc::default() }
     }
 
     /// State serving the config in `dir`, reloadable; `options.limiters` should be set so
     /// limiter state survives reloads.
     pub fn reloadable(gateway: Gateway, dir: PathBuf, options: CompileOptions) -> Self {
         let swap = Arc::new(ArcSwap::from_pointee(gateway));
-        let reloader = Reloader::new(dir, options, swap.clone());
-        AppState { gateway: swap, reloader: Some(reloader) }
+        let tls: Arc<OnceLock<RustlsConfig>> = Arc::default();
+        let reloader = Reloader::new(dir, options, swap.clone(), tls.clone());
+        AppState { gateway: swap, reloader: Some(reloader), tls }
     }
 }
 
@@ -137,6 +142,11 @@ pub async fn run_with_drain(
             telemetry::upkeep();
         }
     });
+    if let Some(config) = state.gateway.load().server.tls.clone() {
+        let result = serve_tls(listener, state, shutdown, drain, config).await;
+        upkeep.abort();
+        return result;
+    }
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
@@ -156,6 +166,26 @@ pub async fn run_with_drain(
     };
     upkeep.abort();
     result
+}
+
+/// The TLS listener (rustls via axum-server), with the same drain semantics.
+async fn serve_tls(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+    config: Arc<rustls::ServerConfig>,
+) -> std::io::Result<()> {
+    let rustls = RustlsConfig::from_config(config);
+    let _ = state.tls.set(rustls.clone());
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(drain));
+    });
+    let listener = listener.into_std()?;
+    axum_server::from_tcp_rustls(listener, rustls)?.handle(handle).serve(app(state).into_make_service()).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

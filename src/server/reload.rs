@@ -4,10 +4,11 @@
 //! reason, counted, and changes nothing.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use axum_server::tls_rustls::RustlsConfig;
 
 use crate::config::compile::CompileOptions;
 use crate::config::{self, ConfigError, ConfigSource, Gateway};
@@ -21,6 +22,7 @@ pub struct Reloader {
     dir: PathBuf,
     options: CompileOptions,
     gateway: Arc<ArcSwap<Gateway>>,
+    tls: Arc<OnceLock<RustlsConfig>>,
     hash: Mutex<String>,
     // One reload at a time; triggers that arrive meanwhile wait and then see the newest files.
     running: tokio::sync::Mutex<()>,
@@ -28,10 +30,15 @@ pub struct Reloader {
 
 impl Reloader {
     /// A reloader for `dir`; `options.limiters` carries limiter state across snapshots.
-    pub fn new(dir: PathBuf, options: CompileOptions, gateway: Arc<ArcSwap<Gateway>>) -> Arc<Self> {
+    pub fn new(
+        dir: PathBuf,
+        options: CompileOptions,
+        gateway: Arc<ArcSwap<Gateway>>,
+        tls: Arc<OnceLock<RustlsConfig>>,
+    ) -> Arc<Self> {
         let hash = ConfigSource::Dir(dir.clone()).fingerprint();
         telemetry::config_loaded(None, &hash);
-        Arc::new(Reloader { dir, options, gateway, hash: Mutex::new(hash), running: tokio::sync::Mutex::new(()) })
+        Arc::new(Reloader { dir, options, gateway, tls, hash: Mutex::new(hash), running: tokio::sync::Mutex::new(()) })
     }
 
     /// Compiles the directory and swaps the snapshot; on error the old one keeps serving.
@@ -53,6 +60,10 @@ impl Reloader {
         });
         match compiled {
             Ok((gateway, hash)) => {
+                // New certificates apply to new connections; open ones keep theirs.
+                if let (Some(live), Some(config)) = (self.tls.get(), gateway.server.tls.clone()) {
+                    live.reload_from_config(config);
+                }
                 self.gateway.store(Arc::new(gateway));
                 let mut current = self.hash.lock().unwrap_or_else(|p| p.into_inner());
                 telemetry::config_loaded(Some(&current), &hash);

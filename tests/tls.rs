@@ -1,0 +1,202 @@
+//! TLS on both sides, with certificates made by `openssl` for each run: the listener
+//! terminates TLS and requires client certificates (mutual TLS); certificates are replaced
+//! on reload; a backend is reached over TLS with a company CA and a client certificate.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use veneer::config::compile::CompileOptions;
+use veneer::config::{self, ConfigSource};
+use veneer::server::{self, AppState};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA named `name` and a certificate for `who` (`server` or `client`) signed by it.
+fn pki(dir: &Path, ca: &str, who: &str) {
+    if !dir.join(format!("{ca}.pem")).exists() {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={ca}"),
+            ],
+        );
+    }
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{who}.key"),
+            "-out",
+            &format!("{who}.csr"),
+            "-subj",
+            &format!("/CN={who}"),
+        ],
+    );
+    let usage = if who.starts_with("client") { "clientAuth" } else { "serverAuth" };
+    std::fs::write(
+        dir.join(format!("{who}.ext")),
+        format!("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
+    )
+    .expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{who}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{who}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{who}.ext"),
+        ],
+    );
+}
+
+fn https_client(dir: &Path, ca: &str, client: Option<&str>) -> reqwest::Client {
+    let root =
+        reqwest::Certificate::from_pem(&std::fs::read(dir.join(format!("{ca}.pem"))).expect("ca")).expect("ca pem");
+    let mut b = reqwest::Client::builder().no_proxy().add_root_certificate(root);
+    if let Some(c) = client {
+        let mut pem = std::fs::read(dir.join(format!("{c}.pem"))).expect("cert");
+        pem.extend(std::fs::read(dir.join(format!("{c}.key"))).expect("key"));
+        b = b.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
+    }
+    b.build().expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_requires_client_certificates_and_reloads_its_own() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    pki(d, "ca1", "server");
+    pki(d, "ca1", "client");
+    std::fs::write(
+        d.join("gateway.yaml"),
+        "server:\n  tls: { cert_file: server.pem, key_file: server.key, client_ca_file: ca1.pem }\n",
+    )
+    .expect("write");
+    let options = CompileOptions::default();
+    let gw = config::compile(&ConfigSource::Dir(d.to_path_buf()), &options).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("https://{}", listener.local_addr().expect("addr"));
+    let state = AppState::reloadable(gw, d.to_path_buf(), options);
+    let reloader = state.reloader.clone().expect("reloader");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::run(listener, state, async move {
+        let _ = stopped.await;
+    }));
+
+    let res =
+        https_client(d, "ca1", Some("client")).get(format!("{base}/healthz")).send().await.expect("mutual TLS works");
+    assert_eq!(res.status(), 200);
+    assert!(
+        https_client(d, "ca1", None).get(format!("{base}/healthz")).send().await.is_err(),
+        "no client certificate, no connection"
+    );
+    assert!(
+        reqwest::Client::builder().no_proxy().build().expect("c").get(format!("{base}/healthz")).send().await.is_err(),
+        "an untrusted server certificate is refused"
+    );
+
+    // A new server certificate from another CA, picked up by a reload.
+    pki(d, "ca2", "server");
+    reloader.reload("test").await.expect("reload");
+    let fresh = https_client(d, "ca2", Some("client"))
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("new certificate served");
+    assert_eq!(fresh.status(), 200);
+    let _ = stop.send(());
+    server.await.expect("join").expect("server stops cleanly");
+}
+
+#[tokio::test]
+async fn backend_over_tls_with_company_ca_and_client_certificate() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    pki(d, "erp-ca", "server");
+    pki(d, "erp-ca", "client");
+    // The ERP: TLS, requiring our client certificate, answering GetItem.
+    let erp_tls = veneer::config::tls::server_config(
+        &d.join("server.pem"),
+        &d.join("server.key"),
+        Some(&d.join("erp-ca.pem")),
+        true,
+    )
+    .expect("erp tls");
+    let item = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetItemResponse xmlns="urn:veneer:sample-erp"><GetItemResult><No>1000</No><Description>Pump</Description><Base_Unit_of_Measure>PCS</Base_Unit_of_Measure><Inventory>1</Inventory><Unit_Price>2</Unit_Price><Blocked>false</Blocked><Last_Date_Modified>2026-01-01T00:00:00Z</Last_Date_Modified></GetItemResult></GetItemResponse></soap:Body></soap:Envelope>"#;
+    let app = axum::Router::new()
+        .route("/erp", axum::routing::post(move || async move { ([("content-type", "text/xml")], item) }));
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    std_listener.set_nonblocking(true).expect("nonblocking");
+    let port = std_listener.local_addr().expect("addr").port();
+    let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::clone(&erp_tls));
+    tokio::spawn(async move {
+        let _ = axum_server::from_tcp_rustls(std_listener, rustls)
+            .expect("tls server")
+            .serve(app.into_make_service())
+            .await;
+    });
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    std::fs::create_dir_all(d.join("wsdl")).expect("mkdir");
+    std::fs::create_dir_all(d.join("routes")).expect("mkdir");
+    std::fs::copy(root.join("wsdl/sample-erp.wsdl"), d.join("wsdl/sample-erp.wsdl")).expect("copy");
+    let routes = std::fs::read_to_string(root.join("routes/items.yaml"))
+        .expect("routes")
+        .replace("    scopes: [items:read]\n", "");
+    std::fs::write(d.join("routes/items.yaml"), routes).expect("write");
+    let yaml = format!(
+        "backends:\n  erp:\n    url: \"https://127.0.0.1:{port}/erp\"\n    wsdl: wsdl/sample-erp.wsdl\n    retries: {{ attempts: 0 }}\n    tls: {{ ca_file: erp-ca.pem, client_cert_file: client.pem, client_key_file: client.key }}\n"
+    );
+    std::fs::write(d.join("gateway.yaml"), &yaml).expect("write");
+    let gw = common::with_config(d).await;
+    assert_eq!(common::client().get(gw.url("/items/1000")).send().await.expect("req").status(), 200);
+
+    // Without the client certificate the ERP refuses the handshake: a clear 502.
+    std::fs::write(
+        d.join("gateway.yaml"),
+        yaml.replace(", client_cert_file: client.pem, client_key_file: client.key", ""),
+    )
+    .expect("write");
+    let gw = common::with_config(d).await;
+    let p = common::problem(common::client().get(gw.url("/items/1000")).send().await.expect("req"), 502).await;
+    assert_eq!(p["title"], "Backend unreachable");
+}
