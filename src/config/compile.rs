@@ -270,7 +270,7 @@ fn backend(
         .read(Path::new(&s.wsdl))
         .map_err(|p| here("wsdl:", p.message))
         .and_then(|bytes| {
-            wsdl::read(&bytes, ReadOptions { soap_version, naming: s.json_naming }).map_err(|e| ConfigProblem {
+            wsdl::read(&bytes, ReadOptions { soap_version, naming: s.json_naming, renames: s.rename.clone() }).map_err(|e| ConfigProblem {
                 file: PathBuf::from(&s.wsdl),
                 line: match &e {
                     wsdl::WsdlError::Xml(x) => Some(x.line),

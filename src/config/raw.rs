@@ -274,6 +274,9 @@ pub struct BackendSection {
     /// JSON key naming for this backend's elements.
     #[serde(default)]
     pub json_naming: JsonNaming,
+    /// XSD element or attribute name → JSON key, overriding `json_naming`.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
     /// Upstream credentials.
     pub auth: Option<AuthSection>,
     /// Fault → HTTP status rules, tried after the route's own.

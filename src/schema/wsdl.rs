@@ -41,12 +41,14 @@ fn invalid(node: &Node, message: impl Into<String>) -> WsdlError {
 }
 
 /// Which binding to take when a WSDL offers both SOAP versions.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
     /// Prefer this SOAP version; `None` takes 1.1 when both exist.
     pub soap_version: Option<SoapVersion>,
     /// JSON naming for element and attribute keys.
     pub naming: JsonNaming,
+    /// XSD name → JSON key, overriding `naming` (e.g. `Location` → `locations`).
+    pub renames: std::collections::BTreeMap<String, String>,
 }
 
 /// Reads a WSDL document.
@@ -55,7 +57,7 @@ pub fn read(bytes: &[u8], options: ReadOptions) -> Result<ServiceModel, WsdlErro
     if root.ns != WSDL || root.local != "definitions" {
         return Err(invalid(&root, "the root element is not a WSDL 1.1 <definitions>"));
     }
-    let mut reader = Reader::new(&root, options.naming);
+    let mut reader = Reader::new(&root, options.naming, options.renames.clone());
     let operations = reader.operations(&root, options.soap_version)?;
     Ok(ServiceModel { schema: reader.set, operations: operations.0, endpoint: operations.1 })
 }
@@ -67,6 +69,7 @@ struct SchemaInfo {
 
 struct Reader<'a> {
     naming: JsonNaming,
+    renames: std::collections::BTreeMap<String, String>,
     schemas: Vec<SchemaInfo>,
     elements: HashMap<(String, String), (usize, &'a Node)>,
     complex: HashMap<(String, String), (usize, &'a Node)>,
@@ -78,9 +81,10 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(root: &'a Node, naming: JsonNaming) -> Self {
+    fn new(root: &'a Node, naming: JsonNaming, renames: std::collections::BTreeMap<String, String>) -> Self {
         let mut r = Reader {
             naming,
+            renames,
             schemas: Vec::new(),
             elements: HashMap::new(),
             complex: HashMap::new(),
@@ -113,6 +117,11 @@ impl<'a> Reader<'a> {
             }
         }
         r
+    }
+
+    /// The JSON key for an XSD name: a configured rename, else the naming rule.
+    fn json_name(&self, name: &str) -> String {
+        self.renames.get(name).cloned().unwrap_or_else(|| self.naming.apply(name))
     }
 
     /// Reads the operations of the chosen SOAP binding and the address of its port.
@@ -251,7 +260,7 @@ impl<'a> Reader<'a> {
             TypeRef::Simple(Arc::new(SimpleType::builtin(Builtin::Any)))
         };
         Ok(Element {
-            json_name: self.naming.apply(&name),
+            json_name: self.json_name(&name),
             name,
             namespace,
             ty,
@@ -454,7 +463,7 @@ impl<'a> Reader<'a> {
             (None, Some(st)) => Arc::new(self.simple_type(st, None)?),
             (None, None) => Arc::new(SimpleType::builtin(Builtin::String)),
         };
-        Ok(Attribute { json_name: self.naming.apply(&name), name, ty, required: node.attr("use") == Some("required") })
+        Ok(Attribute { json_name: self.json_name(&name), name, ty, required: node.attr("use") == Some("required") })
     }
 }
 

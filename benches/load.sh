@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Load benchmark: Veneer against a bare nginx pass-through, on the same fixed SOAP backend,
+# interleaved in rounds (benches/load/run.sh, the team's harness). One command:
+#
+#   benches/load.sh                 # Veneer, nginx direct, nginx pass-through
+#   PEERS=1 benches/load.sh         # also the Node.js and Python facades (installs them)
+#
+# Veneer runs the full path on every call: bearer-token check (cached verified token),
+# rate-limit check, JSON→SOAP encode, backend call, SOAP→JSON decode. Loopback only.
+# Tunables are run.sh's: ROUNDS (3), DURATION (10s), CONNS (64), THREADS (2), LAT_RATE (100).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOAD="$ROOT/benches/load"
+PORT=${VENEER_BENCH_PORT:-18090}
+
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk curl >/dev/null
+fi
+if [[ -n "${PEERS:-}" ]]; then
+  bash "$LOAD/setup.sh"
+fi
+(cd "$ROOT" && cargo build --release --locked -q)
+BIN="$ROOT/target/release/veneer"
+
+# A config for the harness's backend: its WSDL, one route, a client, limits that never bind.
+CONF="$(mktemp -d)"
+trap 'rm -rf "$CONF"' EXIT
+mkdir -p "$CONF/routes" "$CONF/wsdl"
+cp "$LOAD/backend/erp.wsdl" "$CONF/wsdl/erp.wsdl"
+"$BIN" keys new --dir "$CONF/keys" >/dev/null
+SECRET=$("$BIN" client new --id bench --scopes items:read | sed -n 's/^client_secret: //p')
+HASH=$(printf '%s' "$SECRET" | "$BIN" client hash)
+cat > "$CONF/gateway.yaml" <<YAML
+server: { listen: "127.0.0.1:$PORT" }
+backends:
+  erp:
+    url: "http://127.0.0.1:18080/erp/soap"
+    wsdl: wsdl/erp.wsdl
+    timeout: 10s
+    max_concurrency: 256
+    rename: { Location: locations }
+limits:
+  default: { rate: 1000000/s, burst: 1000000 }
+auth:
+  issuer: "http://127.0.0.1:$PORT"
+  signing_keys: keys/
+  token_ttl: 2h
+  clients:
+    - { id: bench, secret_hash: "$HASH", scopes: [items:read] }
+YAML
+cat > "$CONF/routes/items.yaml" <<'YAML'
+routes:
+  - route: "GET /items/{no}"
+    backend: erp
+    operation: GetItem
+    scopes: [items:read]
+    request: { No: "{path.no}" }
+    response: Item
+YAML
+"$BIN" check --config "$CONF" >/dev/null
+
+# A token, fetched from a short-lived instance; the benchmark instance shares its keys.
+RUST_LOG=error "$BIN" serve --config "$CONF" & PID=$!
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+TOKEN=$(curl -fs -u "bench:$SECRET" -d grant_type=client_credentials "http://127.0.0.1:$PORT/oauth2/token" | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+kill "$PID"; wait "$PID" 2>/dev/null || true
+[[ -n "$TOKEN" ]] || { echo "could not get a token" >&2; exit 1; }
+
+TARGETS=${TARGETS:-$([[ -n "${PEERS:-}" ]] && echo "direct passthrough node-1 node-2 python-2" || echo "direct passthrough")} \
+GATEWAY_NAME=veneer \
+GATEWAY_CMD="RUST_LOG=error exec $BIN serve --config $CONF" \
+GATEWAY_URL="http://127.0.0.1:$PORT/items/1000" \
+GATEWAY_AUTH="Bearer $TOKEN" \
+OUT=${OUT:-$LOAD/results/$(date +%Y%m%d-%H%M%S)} \
+  bash "$LOAD/run.sh"
