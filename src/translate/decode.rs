@@ -71,6 +71,13 @@ struct Decoder<'x, 's> {
     path: Vec<&'s str>,
 }
 
+/// What a complex element holds for one child while it is being read.
+enum Slot {
+    Empty,
+    One(Value),
+    Many(Vec<Value>),
+}
+
 /// A start tag and whether it was self-closing.
 struct Open<'x> {
     start: BytesStart<'x>,
@@ -224,83 +231,70 @@ impl<'x, 's> Decoder<'x, 's> {
     }
 
     fn complex(&mut self, ct: &'s ComplexType, open: &Open<'x>, depth: usize) -> Result<Value, DecodeError> {
-        let mut map = Map::new();
+        // One slot per attribute and child, filled as the document goes and emitted in schema
+        // order at the end: no key is inserted twice and arrays exist even when empty.
+        let mut attrs: Vec<Option<Value>> = vec![None; ct.attributes.len()];
         for attr in open.start.attributes().flatten() {
             let key = attr.key.local_name();
-            let Some(decl) = ct.attributes.iter().find(|a| a.name == key.as_ref()) else {
+            let Some(i) = ct.attributes.iter().position(|a| a.name == key.as_ref()) else {
                 continue;
             };
             let value = attr
                 .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                 .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-            map.insert(decl.json_name.clone(), self.typed(&decl.ty, value.into_owned())?);
+            attrs[i] = Some(self.typed(&ct.attributes[i].ty, value.into_owned())?);
         }
-        for child in ct.children.iter().filter(|c| c.is_array()) {
-            map.insert(child.json_name.clone(), Value::Array(Vec::new()));
-        }
-        if open.empty {
-            return self.finish_simple_content(ct, map, String::new());
-        }
+        let mut slots: Vec<Slot> = ct.children.iter().map(|c| if c.is_array() { Slot::Many(Vec::new()) } else { Slot::Empty }).collect();
         let mut text = String::new();
-        loop {
-            match self.next()? {
-                Event::Start(start) => self.child(ct, &mut map, Open { start, empty: false }, depth)?,
-                Event::Empty(start) => self.child(ct, &mut map, Open { start, empty: true }, depth)?,
-                Event::End(_) => break,
-                Event::Text(t) => text.push_str(&t.xml10_content()),
-                Event::CData(t) => text.push_str(&t.xml10_content()),
-                Event::GeneralRef(r) => text.push(xmltext::resolve_ref(&r).map_err(DecodeError::Malformed)?),
-                _ => {}
+        if !open.empty {
+            loop {
+                match self.next()? {
+                    Event::Start(start) => self.child(ct, &mut slots, Open { start, empty: false }, depth)?,
+                    Event::Empty(start) => self.child(ct, &mut slots, Open { start, empty: true }, depth)?,
+                    Event::End(_) => break,
+                    Event::Text(t) => text.push_str(&t.xml10_content()),
+                    Event::CData(t) => text.push_str(&t.xml10_content()),
+                    Event::GeneralRef(r) => text.push(xmltext::resolve_ref(&r).map_err(DecodeError::Malformed)?),
+                    _ => {}
+                }
             }
         }
-        self.finish_simple_content(ct, map, text)
-    }
-
-    fn finish_simple_content(
-        &self,
-        ct: &ComplexType,
-        mut map: Map<String, Value>,
-        text: String,
-    ) -> Result<Value, DecodeError> {
+        let mut map = Map::with_capacity(ct.attributes.len() + ct.children.len() + 1);
+        for (a, v) in ct.attributes.iter().zip(attrs) {
+            if let Some(v) = v {
+                map.insert(a.json_name.clone(), v);
+            }
+        }
         if let Some(st) = &ct.simple_content {
             map.insert(SIMPLE_CONTENT_KEY.into(), self.typed(st, text)?);
         }
-        if ct.children.iter().any(Element::is_array) {
-            // Arrays were inserted up front (so absent ones are []); restore schema order.
-            let mut ordered = Map::with_capacity(map.len());
-            let keys = ct.attributes.iter().map(|a| &a.json_name).chain(ct.children.iter().map(|c| &c.json_name));
-            for key in keys {
-                if let Some(v) = map.remove(key) {
-                    ordered.insert(key.clone(), v);
+        for (c, slot) in ct.children.iter().zip(slots) {
+            match slot {
+                Slot::Empty => {}
+                Slot::One(v) => {
+                    map.insert(c.json_name.clone(), v);
+                }
+                Slot::Many(items) => {
+                    map.insert(c.json_name.clone(), Value::Array(items));
                 }
             }
-            ordered.append(&mut map);
-            return Ok(Value::Object(ordered));
         }
         Ok(Value::Object(map))
     }
 
-    fn child(
-        &mut self,
-        ct: &'s ComplexType,
-        map: &mut Map<String, Value>,
-        open: Open<'x>,
-        depth: usize,
-    ) -> Result<(), DecodeError> {
+    fn child(&mut self, ct: &'s ComplexType, slots: &mut [Slot], open: Open<'x>, depth: usize) -> Result<(), DecodeError> {
         let local = open.start.local_name();
-        let Some(el) = ct.children.iter().find(|c| c.name == local.as_ref()) else {
+        let Some(i) = ct.children.iter().position(|c| c.name == local.as_ref()) else {
             // Elements the WSDL does not declare (newer ERP versions add fields): skipped.
             return self.skip(&open);
         };
+        let el = &ct.children[i];
         self.path.push(&el.name);
         let v = self.value(el, &open, depth + 1)?;
         self.path.pop();
-        if el.is_array() {
-            if let Some(Value::Array(items)) = map.get_mut(&el.json_name) {
-                items.push(v);
-            }
-        } else {
-            map.insert(el.json_name.clone(), v);
+        match &mut slots[i] {
+            Slot::Many(items) => items.push(v),
+            slot => *slot = Slot::One(v),
         }
         Ok(())
     }
