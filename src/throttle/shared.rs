@@ -105,6 +105,9 @@ impl Shared {
 
     /// Records Redis health transitions once each, not per request.
     fn mark(&self, ok: bool, error: Option<&str>) {
+        if !ok {
+            crate::telemetry::limiter_unavailable();
+        }
         let was_down = self.down.swap(!ok, Ordering::Relaxed);
         match (was_down, ok) {
             (false, false) => {
