@@ -85,3 +85,47 @@ async fn tokens_from_oidc_provider_open_scoped_routes() {
         .expect("req");
     assert_eq!(res.status(), 403);
 }
+
+#[tokio::test]
+async fn opaque_tokens_are_checked_by_introspection() {
+    let provider = start_provider();
+    let client = common::client();
+    let discovery: Value = client.get(format!("{}/.well-known/openid-configuration", provider.issuer)).send().await.expect("discovery").json().await.expect("json");
+    let endpoint = discovery["introspection_endpoint"].as_str().expect("introspection endpoint").to_string();
+    let erp = veneer::dev::start().await.expect("sample ERP");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    std::fs::create_dir_all(dir.path().join("wsdl")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
+    std::fs::copy(root.join("wsdl/sample-erp.wsdl"), dir.path().join("wsdl/sample-erp.wsdl")).expect("copy");
+    std::fs::copy(root.join("routes/items.yaml"), dir.path().join("routes/items.yaml")).expect("copy");
+    std::fs::write(dir.path().join("introspection-secret"), "iot-secret\n").expect("secret");
+    let yaml = format!(
+        "backends:\n  erp:\n    url: \"{}\"\n    wsdl: wsdl/sample-erp.wsdl\nauth:\n  introspection:\n    endpoint: \"{endpoint}\"\n    client_id: iot-platform\n    client_secret_file: \"{}\"\n",
+        erp.url,
+        dir.path().join("introspection-secret").display()
+    );
+    std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write");
+    let gw = common::with_config(dir.path()).await;
+
+    let token: Value = client
+        .post(format!("{}/token", provider.issuer))
+        .basic_auth("iot-platform", Some("iot-secret"))
+        .form(&[("grant_type", "client_credentials"), ("scope", "items:read"), ("resource", "urn:veneer:opaque")])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let opaque = token["access_token"].as_str().expect("access_token");
+    assert_eq!(opaque.split('.').count(), 1, "an opaque token, not a JWT: {opaque}");
+    for _ in 0..2 {
+        let res = client.get(gw.url("/items/1000")).bearer_auth(opaque).send().await.expect("request");
+        assert_eq!(res.status(), 200);
+    }
+    let forged = client.get(gw.url("/items/1000")).bearer_auth("not-a-real-token-0123456789").send().await.expect("request");
+    let challenge = forged.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert_eq!(forged.status(), 401);
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+}

@@ -18,6 +18,7 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 
 const RESOURCE = 'api://veneer';
+const OPAQUE_RESOURCE = 'urn:veneer:opaque';
 const RESOURCE_SCOPES = 'items:read telemetry:write';
 
 // Fresh ES256 signing key per run; published (public part) at jwks_uri.
@@ -46,13 +47,17 @@ server.listen(port, '127.0.0.1', () => {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
-      introspection: { enabled: false },
+      // Opaque tokens (resource urn:veneer:opaque) are checked by RFC 7662 introspection.
+      introspection: { enabled: true },
       revocation: { enabled: false },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => RESOURCE,
         useGrantedResource: () => true,
         getResourceServerInfo: (ctx, resourceIndicator) => {
+          if (resourceIndicator === OPAQUE_RESOURCE) {
+            return { scope: RESOURCE_SCOPES, audience: OPAQUE_RESOURCE, accessTokenTTL: 600, accessTokenFormat: 'opaque' };
+          }
           if (resourceIndicator !== RESOURCE) {
             throw new errors.InvalidTarget();
           }
