@@ -90,7 +90,14 @@ async fn tokens_from_oidc_provider_open_scoped_routes() {
 async fn opaque_tokens_are_checked_by_introspection() {
     let provider = start_provider();
     let client = common::client();
-    let discovery: Value = client.get(format!("{}/.well-known/openid-configuration", provider.issuer)).send().await.expect("discovery").json().await.expect("json");
+    let discovery: Value = client
+        .get(format!("{}/.well-known/openid-configuration", provider.issuer))
+        .send()
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("json");
     let endpoint = discovery["introspection_endpoint"].as_str().expect("introspection endpoint").to_string();
     let erp = veneer::dev::start().await.expect("sample ERP");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -124,7 +131,8 @@ async fn opaque_tokens_are_checked_by_introspection() {
         let res = client.get(gw.url("/items/1000")).bearer_auth(opaque).send().await.expect("request");
         assert_eq!(res.status(), 200);
     }
-    let forged = client.get(gw.url("/items/1000")).bearer_auth("not-a-real-token-0123456789").send().await.expect("request");
+    let forged =
+        client.get(gw.url("/items/1000")).bearer_auth("not-a-real-token-0123456789").send().await.expect("request");
     let challenge = forged.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     assert_eq!(forged.status(), 401);
     assert!(challenge.contains("invalid_token"), "{challenge}");

@@ -244,7 +244,8 @@ impl<'x, 's> Decoder<'x, 's> {
                 .map_err(|e| DecodeError::Malformed(e.to_string()))?;
             attrs[i] = Some(self.typed(&ct.attributes[i].ty, value.into_owned())?);
         }
-        let mut slots: Vec<Slot> = ct.children.iter().map(|c| if c.is_array() { Slot::Many(Vec::new()) } else { Slot::Empty }).collect();
+        let mut slots: Vec<Slot> =
+            ct.children.iter().map(|c| if c.is_array() { Slot::Many(Vec::new()) } else { Slot::Empty }).collect();
         let mut text = String::new();
         if !open.empty {
             loop {
@@ -282,7 +283,13 @@ impl<'x, 's> Decoder<'x, 's> {
         Ok(Value::Object(map))
     }
 
-    fn child(&mut self, ct: &'s ComplexType, slots: &mut [Slot], open: Open<'x>, depth: usize) -> Result<(), DecodeError> {
+    fn child(
+        &mut self,
+        ct: &'s ComplexType,
+        slots: &mut [Slot],
+        open: Open<'x>,
+        depth: usize,
+    ) -> Result<(), DecodeError> {
         let local = open.start.local_name();
         let Some(i) = ct.children.iter().position(|c| c.name == local.as_ref()) else {
             // Elements the WSDL does not declare (newer ERP versions add fields): skipped.
