@@ -1,6 +1,8 @@
 //! The binary as operators run it: SIGHUP reloads the config, and SIGTERM under load lets
 //! every accepted request finish before a clean exit.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -8,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::post;
-
-const ITEM: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetItemResponse xmlns="urn:veneer:sample-erp"><GetItemResult><No>1000</No><Description>Pump</Description><Base_Unit_of_Measure>PCS</Base_Unit_of_Measure><Inventory>1</Inventory><Unit_Price>2</Unit_Price><Blocked>false</Blocked><Last_Date_Modified>2026-01-01T00:00:00Z</Last_Date_Modified></GetItemResult></GetItemResponse></soap:Body></soap:Envelope>"#;
 
 /// A SOAP backend that answers GetItem after `delay`.
 async fn slow_backend(delay: Duration) -> String {
@@ -19,7 +19,7 @@ async fn slow_backend(delay: Duration) -> String {
         "/erp",
         post(move || async move {
             tokio::time::sleep(delay).await;
-            ([("content-type", "text/xml")], ITEM)
+            ([("content-type", "text/xml")], common::ITEM_RESPONSE)
         }),
     );
     tokio::spawn(async move {
@@ -29,19 +29,9 @@ async fn slow_backend(delay: Duration) -> String {
 }
 
 fn config(url: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    std::fs::create_dir_all(dir.path().join("wsdl")).expect("mkdir");
-    std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
-    std::fs::copy(root.join("wsdl/sample-erp.wsdl"), dir.path().join("wsdl/sample-erp.wsdl")).expect("copy");
-    let routes = std::fs::read_to_string(root.join("routes/items.yaml"))
-        .expect("routes")
-        .replace("    scopes: [items:read]\n", "");
-    std::fs::write(dir.path().join("routes/items.yaml"), routes).expect("write");
     let yaml =
         format!("backends:\n  erp:\n    url: \"{url}\"\n    wsdl: wsdl/sample-erp.wsdl\n    max_concurrency: 64\n");
-    std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write");
-    dir
+    common::config_dir(&yaml, &["items.yaml"], true)
 }
 
 /// Starts `veneer serve` on a free port and waits until it answers `/healthz`.

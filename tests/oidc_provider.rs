@@ -47,17 +47,11 @@ fn start_provider() -> Provider {
 async fn tokens_from_oidc_provider_open_scoped_routes() {
     let provider = start_provider();
     let erp = veneer::dev::start().await.expect("sample ERP");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    std::fs::create_dir_all(dir.path().join("wsdl")).expect("mkdir");
-    std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
-    std::fs::copy(root.join("wsdl/sample-erp.wsdl"), dir.path().join("wsdl/sample-erp.wsdl")).expect("copy");
-    std::fs::copy(root.join("routes/items.yaml"), dir.path().join("routes/items.yaml")).expect("copy");
     let yaml = format!(
         "backends:\n  erp:\n    url: \"{}\"\n    wsdl: wsdl/sample-erp.wsdl\nauth:\n  external_issuers:\n    - issuer: \"{}\"\n      audience: \"api://veneer\"\n      algorithms: [ES256]\n",
         erp.url, provider.issuer
     );
-    std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write");
+    let dir = common::config_dir(&yaml, &["items.yaml"], false);
     let gw = common::with_config(dir.path()).await;
 
     let client = common::client();
@@ -100,12 +94,7 @@ async fn opaque_tokens_are_checked_by_introspection() {
         .expect("json");
     let endpoint = discovery["introspection_endpoint"].as_str().expect("introspection endpoint").to_string();
     let erp = veneer::dev::start().await.expect("sample ERP");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    std::fs::create_dir_all(dir.path().join("wsdl")).expect("mkdir");
-    std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
-    std::fs::copy(root.join("wsdl/sample-erp.wsdl"), dir.path().join("wsdl/sample-erp.wsdl")).expect("copy");
-    std::fs::copy(root.join("routes/items.yaml"), dir.path().join("routes/items.yaml")).expect("copy");
+    let dir = common::config_dir("", &["items.yaml"], false);
     std::fs::write(dir.path().join("introspection-secret"), "iot-secret\n").expect("secret");
     let yaml = format!(
         "backends:\n  erp:\n    url: \"{}\"\n    wsdl: wsdl/sample-erp.wsdl\nauth:\n  introspection:\n    endpoint: \"{endpoint}\"\n    client_id: iot-platform\n    client_secret_file: \"{}\"\n",

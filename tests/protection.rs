@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,7 +19,6 @@ const OK: u8 = 0;
 const SLOW: u8 = 1;
 const BUSY: u8 = 2;
 
-const ITEM: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetItemResponse xmlns="urn:veneer:sample-erp"><GetItemResult><No>1000</No><Description>Pump</Description><Base_Unit_of_Measure>PCS</Base_Unit_of_Measure><Inventory>1</Inventory><Unit_Price>2</Unit_Price><Blocked>false</Blocked><Last_Date_Modified>2026-01-01T00:00:00Z</Last_Date_Modified></GetItemResult></GetItemResponse></soap:Body></soap:Envelope>"#;
 const BUSY_FAULT: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode>soap:Server</faultcode><faultstring>Concurrent request limit exceeded. Request blocked.</faultstring></soap:Fault></soap:Body></soap:Envelope>"#;
 
 #[derive(Clone, Default)]
@@ -42,7 +40,7 @@ async fn handle(State(erp): State<Erp>) -> (StatusCode, [(&'static str, &'static
     erp.in_flight.fetch_sub(1, Ordering::SeqCst);
     match mode {
         BUSY => (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/xml")], BUSY_FAULT),
-        _ => (StatusCode::OK, [("content-type", "text/xml")], ITEM),
+        _ => (StatusCode::OK, [("content-type", "text/xml")], common::ITEM_RESPONSE),
     }
 }
 
@@ -58,24 +56,13 @@ async fn start_with(protection: &str, item_route: &str) -> (common::Gateway, Erp
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    std::fs::create_dir_all(dir.path().join("wsdl")).expect("mkdir");
-    std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
-    std::fs::copy(root.join("wsdl/sample-erp.wsdl"), dir.path().join("wsdl/sample-erp.wsdl")).expect("copy");
-    for f in ["items.yaml", "production.yaml"] {
-        let text: String = std::fs::read_to_string(root.join("routes").join(f))
-            .expect("routes")
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("scopes:"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let text = if f == "items.yaml" { text + item_route } else { text };
-        std::fs::write(dir.path().join("routes").join(f), text).expect("write");
-    }
     let yaml =
         format!("backends:\n  erp:\n    url: \"{url}\"\n    wsdl: wsdl/sample-erp.wsdl\n    timeout: 2s\n{protection}");
-    std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write");
+    let dir = common::config_dir(&yaml, &["items.yaml", "production.yaml"], true);
+    if !item_route.is_empty() {
+        let items = std::fs::read_to_string(dir.path().join("routes/items.yaml")).expect("routes") + item_route;
+        std::fs::write(dir.path().join("routes/items.yaml"), items).expect("write");
+    }
     let gw = common::with_config(dir.path()).await;
     (gw, erp, dir)
 }

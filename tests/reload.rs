@@ -17,20 +17,11 @@ use veneer::server::{self, AppState};
 /// A config dir over the in-process sample ERP; `auth` is appended to gateway.yaml.
 async fn config_dir(auth: &str, extra_backend: &str) -> tempfile::TempDir {
     let erp = veneer::dev::start().await.expect("sample ERP");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    std::fs::create_dir_all(dir.path().join("wsdl")).expect("mkdir");
-    std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
-    std::fs::copy(root.join("wsdl/sample-erp.wsdl"), dir.path().join("wsdl/sample-erp.wsdl")).expect("copy");
-    let routes = std::fs::read_to_string(root.join("routes/items.yaml")).expect("routes");
-    let routes = if auth.is_empty() { routes.replace("    scopes: [items:read]\n", "") } else { routes };
-    std::fs::write(dir.path().join("routes/items.yaml"), routes).expect("write");
     let yaml = format!(
         "backends:\n  erp:\n    url: \"{}\"\n    wsdl: wsdl/sample-erp.wsdl\n    faults: [{{ code: Client, reason: \"does not exist\", status: 404 }}]\n{extra_backend}{auth}",
         erp.url
     );
-    std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write");
-    dir
+    common::config_dir(&yaml, &["items.yaml"], auth.is_empty())
 }
 
 /// Serves `dir` reloadably, watching it; returns the base URL.

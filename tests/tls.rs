@@ -161,9 +161,8 @@ async fn backend_over_tls_with_company_ca_and_client_certificate() {
         true,
     )
     .expect("erp tls");
-    let item = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetItemResponse xmlns="urn:veneer:sample-erp"><GetItemResult><No>1000</No><Description>Pump</Description><Base_Unit_of_Measure>PCS</Base_Unit_of_Measure><Inventory>1</Inventory><Unit_Price>2</Unit_Price><Blocked>false</Blocked><Last_Date_Modified>2026-01-01T00:00:00Z</Last_Date_Modified></GetItemResult></GetItemResponse></soap:Body></soap:Envelope>"#;
     let app = axum::Router::new()
-        .route("/erp", axum::routing::post(move || async move { ([("content-type", "text/xml")], item) }));
+        .route("/erp", axum::routing::post(|| async { ([("content-type", "text/xml")], common::ITEM_RESPONSE) }));
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     std_listener.set_nonblocking(true).expect("nonblocking");
     let port = std_listener.local_addr().expect("addr").port();
@@ -175,28 +174,20 @@ async fn backend_over_tls_with_company_ca_and_client_certificate() {
             .await;
     });
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    std::fs::create_dir_all(d.join("wsdl")).expect("mkdir");
-    std::fs::create_dir_all(d.join("routes")).expect("mkdir");
-    std::fs::copy(root.join("wsdl/sample-erp.wsdl"), d.join("wsdl/sample-erp.wsdl")).expect("copy");
-    let routes = std::fs::read_to_string(root.join("routes/items.yaml"))
-        .expect("routes")
-        .replace("    scopes: [items:read]\n", "");
-    std::fs::write(d.join("routes/items.yaml"), routes).expect("write");
     let yaml = format!(
         "backends:\n  erp:\n    url: \"https://127.0.0.1:{port}/erp\"\n    wsdl: wsdl/sample-erp.wsdl\n    retries: {{ attempts: 0 }}\n    tls: {{ ca_file: erp-ca.pem, client_cert_file: client.pem, client_key_file: client.key }}\n"
     );
-    std::fs::write(d.join("gateway.yaml"), &yaml).expect("write");
-    let gw = common::with_config(d).await;
+    let conf = common::config_dir(&yaml, &["items.yaml"], true);
+    for f in ["erp-ca.pem", "client.pem", "client.key"] {
+        std::fs::copy(d.join(f), conf.path().join(f)).expect("copy pki");
+    }
+    let gw = common::with_config(conf.path()).await;
     assert_eq!(common::client().get(gw.url("/items/1000")).send().await.expect("req").status(), 200);
 
     // Without the client certificate the ERP refuses the handshake: a clear 502.
-    std::fs::write(
-        d.join("gateway.yaml"),
-        yaml.replace(", client_cert_file: client.pem, client_key_file: client.key", ""),
-    )
-    .expect("write");
-    let gw = common::with_config(d).await;
+    let without = yaml.replace(", client_cert_file: client.pem, client_key_file: client.key", "");
+    std::fs::write(conf.path().join("gateway.yaml"), without).expect("write");
+    let gw = common::with_config(conf.path()).await;
     let p = common::problem(common::client().get(gw.url("/items/1000")).send().await.expect("req"), 502).await;
     assert_eq!(p["title"], "Backend unreachable");
 }

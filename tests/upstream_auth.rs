@@ -22,8 +22,6 @@ const PASSWORD: &str = "pa&ss<word>";
 
 type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
 
-const ITEM: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetItemResponse xmlns="urn:veneer:sample-erp"><GetItemResult><No>1000</No><Description>Pump</Description><Base_Unit_of_Measure>PCS</Base_Unit_of_Measure><Inventory>1</Inventory><Unit_Price>2</Unit_Price><Blocked>false</Blocked><Last_Date_Modified>2026-01-01T00:00:00Z</Last_Date_Modified></GetItemResult></GetItemResponse></soap:Body></soap:Envelope>"#;
-
 /// A SOAP backend that records every request and answers GetItem.
 async fn recording_backend() -> (String, Seen) {
     let seen: Seen = Arc::default();
@@ -35,7 +33,7 @@ async fn recording_backend() -> (String, Seen) {
         if let Ok(mut s) = seen.lock() {
             s.push((headers, String::from_utf8_lossy(&body).into_owned()));
         }
-        ([("content-type", "text/xml")], ITEM)
+        ([("content-type", "text/xml")], common::ITEM_RESPONSE)
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/erp", listener.local_addr().expect("addr"));
@@ -48,15 +46,7 @@ async fn recording_backend() -> (String, Seen) {
 
 /// A config over the recording backend with `auth_yaml` under the backend; secrets in files.
 async fn gateway(url: &str, auth_yaml: &str, secret: &str) -> (common::Gateway, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    std::fs::create_dir_all(dir.path().join("wsdl")).expect("mkdir");
-    std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
-    std::fs::copy(root.join("wsdl/sample-erp.wsdl"), dir.path().join("wsdl/sample-erp.wsdl")).expect("copy");
-    let routes = std::fs::read_to_string(root.join("routes/items.yaml"))
-        .expect("routes")
-        .replace("    scopes: [items:read]\n", "");
-    std::fs::write(dir.path().join("routes/items.yaml"), routes).expect("write");
+    let dir = common::config_dir("", &["items.yaml"], true);
     std::fs::write(dir.path().join("secret"), format!("{secret}\n")).expect("write secret");
     let auth = auth_yaml.replace("SECRET_FILE", &dir.path().join("secret").display().to_string());
     let yaml = format!("backends:\n  erp:\n    url: \"{url}\"\n    wsdl: wsdl/sample-erp.wsdl\n    auth:\n{auth}");

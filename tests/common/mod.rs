@@ -122,3 +122,27 @@ pub async fn problem(res: reqwest::Response, status: u16) -> serde_json::Value {
     assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "problem detail: {body}");
     body
 }
+
+/// A SOAP 1.1 answer to the sample ERP's GetItem (item 1000), for backends written in tests.
+pub const ITEM_RESPONSE: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetItemResponse xmlns="urn:veneer:sample-erp"><GetItemResult><No>1000</No><Description>Pump</Description><Base_Unit_of_Measure>PCS</Base_Unit_of_Measure><Inventory>1</Inventory><Unit_Price>2</Unit_Price><Blocked>false</Blocked><Last_Date_Modified>2026-01-01T00:00:00Z</Last_Date_Modified></GetItemResult></GetItemResponse></soap:Body></soap:Envelope>"#;
+
+/// A config directory with the sample WSDL, the named sample route files (with their
+/// `scopes:` lines removed when `open`), and `gateway_yaml` as gateway.yaml.
+pub fn config_dir(gateway_yaml: &str, route_files: &[&str], open: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    std::fs::create_dir_all(dir.path().join("wsdl")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
+    std::fs::copy(root.join("wsdl/sample-erp.wsdl"), dir.path().join("wsdl/sample-erp.wsdl")).expect("copy wsdl");
+    for f in route_files {
+        let text = std::fs::read_to_string(root.join("routes").join(f)).expect("sample routes");
+        let text: String = text
+            .lines()
+            .filter(|l| !(open && l.trim_start().starts_with("scopes:")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(dir.path().join("routes").join(f), text).expect("write routes");
+    }
+    std::fs::write(dir.path().join("gateway.yaml"), gateway_yaml).expect("write gateway.yaml");
+    dir
+}
