@@ -51,6 +51,23 @@ pub enum Command {
         #[arg(long, default_value = "json")]
         format: String,
     },
+    /// Write a routes file (backend + one route per operation) from a WSDL file.
+    ImportWsdl {
+        /// The WSDL file (download it first: nothing is fetched over the network).
+        file: PathBuf,
+        /// Backend name.
+        #[arg(long)]
+        backend: String,
+        /// SOAP endpoint (default: the WSDL's soap:address).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Output file, e.g. config/routes/erp.yaml (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// "1.1" or "1.2" when the WSDL binds both.
+        #[arg(long)]
+        soap_version: Option<String>,
+    },
     /// Manage the signing keys of the built-in token issuer.
     Keys {
         /// What to do with keys.
@@ -102,6 +119,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(config),
         Command::Openapi { config, format } => report(openapi(&config, &format)),
+        Command::ImportWsdl { file, backend, endpoint, out, soap_version } => {
+            report(import_wsdl(&file, &backend, endpoint.as_deref(), out.as_deref(), soap_version.as_deref()))
+        }
         Command::Keys { command: KeysCommand::New { dir, alg } } => report(admin::new_key(&dir, &alg)),
         Command::Client { command: ClientCommand::New { id, scopes } } => report(admin::new_client(&id, &scopes)),
         Command::Client { command: ClientCommand::Hash } => report(admin::hash_stdin()),
@@ -138,6 +158,60 @@ fn openapi(dir: &std::path::Path, format: &str) -> Result<String, String> {
         "json" => crate::openapi::json(&doc).map(|s| s + "\n"),
         "yaml" => crate::openapi::yaml(&doc),
         other => Err(format!("--format {other} is unknown; use json or yaml")),
+    }
+}
+
+fn import_wsdl(
+    file: &std::path::Path,
+    backend: &str,
+    endpoint: Option<&str>,
+    out: Option<&std::path::Path>,
+    version: Option<&str>,
+) -> Result<String, String> {
+    use crate::schema::wsdl::{self, ReadOptions};
+    if file.to_string_lossy().contains("://") {
+        return Err("give a WSDL file; download it first (Veneer never fetches a WSDL over the network)".into());
+    }
+    if backend.is_empty() || !backend.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err("--backend must be letters, digits, '-' or '_'".into());
+    }
+    let soap_version = match version {
+        None => None,
+        Some("1.1") => Some(crate::schema::SoapVersion::V11),
+        Some("1.2") => Some(crate::schema::SoapVersion::V12),
+        Some(v) => return Err(format!("--soap-version {v} is unknown; use 1.1 or 1.2")),
+    };
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let model = wsdl::read(&bytes, ReadOptions { soap_version, ..Default::default() })
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    if model.operations.is_empty() {
+        return Err(format!("{}: no document/literal SOAP operation to import", file.display()));
+    }
+    // The config references the WSDL relative to the config directory (out's parent's parent).
+    let config_dir = out.and_then(|o| o.parent()).and_then(|p| p.parent());
+    let absolute = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    let wsdl_path = config_dir
+        .and_then(|d| std::fs::canonicalize(d).ok())
+        .and_then(|d| absolute.strip_prefix(&d).ok().map(|p| p.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| absolute.to_string_lossy().into_owned());
+    let endpoint = endpoint
+        .map(str::to_string)
+        .or(model.endpoint.clone())
+        .unwrap_or_else(|| "http://127.0.0.1:8080/CHANGE-ME".into());
+    let yaml = crate::import::routes_yaml(
+        &model,
+        &crate::import::ImportOptions { backend, endpoint: &endpoint, wsdl_path: &wsdl_path },
+    );
+    match out {
+        Some(path) => {
+            std::fs::write(path, &yaml).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(format!(
+                "wrote {} ({} routes); run `veneer check` on its config directory\n",
+                path.display(),
+                model.operations.len()
+            ))
+        }
+        None => Ok(yaml),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod import;
 pub mod openapi;
 pub mod pipeline;
 pub mod schema;

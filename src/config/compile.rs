@@ -91,11 +91,38 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
     let raw: GatewayFile = parse_yaml(&gateway_file).map_err(|p| ConfigError(vec![p]))?;
 
     let server = server_settings(source, &gateway_file, &raw, &mut problems);
-    let mut backends = BTreeMap::new();
+
+    // Route files first: they may declare backends of their own (as `veneer import-wsdl` writes).
+    let mut route_files = Vec::new();
+    for rel in source.route_files().unwrap_or_else(|p| {
+        problems.push(p);
+        Vec::new()
+    }) {
+        match read_text(source, &rel).and_then(|file| parse_yaml::<RoutesFile>(&file).map(|parsed| (file, parsed))) {
+            Ok(f) => route_files.push(f),
+            Err(p) => problems.push(p),
+        }
+    }
+    let mut declared: BTreeMap<&str, (&FileText, &BackendSection)> = BTreeMap::new();
     for (name, section) in &raw.backends {
-        match backend(source, &gateway_file, name, section, options) {
+        declared.insert(name, (&gateway_file, section));
+    }
+    for (file, parsed) in &route_files {
+        for (name, section) in &parsed.backends {
+            if let Some((first, _)) = declared.insert(name, (file, section)) {
+                problems.push(file.problem(
+                    &format!("{name}:"),
+                    1,
+                    format!("backend {name} is already defined in {}; rename one", first.path.display()),
+                ));
+            }
+        }
+    }
+    let mut backends = BTreeMap::new();
+    for (name, (file, section)) in &declared {
+        match backend(source, file, name, section, options) {
             Ok(b) => {
-                backends.insert(name.clone(), Arc::new(b));
+                backends.insert(name.to_string(), Arc::new(b));
             }
             Err(mut p) => problems.append(&mut p),
         }
@@ -103,31 +130,13 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
 
     let throttle = compile_limits::compile(&gateway_file, &raw, options, &mut problems);
     let mut routes = Vec::new();
-    let files = source.route_files().unwrap_or_else(|p| {
-        problems.push(p);
-        Vec::new()
-    });
-    for rel in files {
-        let file = match read_text(source, &rel) {
-            Ok(f) => f,
-            Err(p) => {
-                problems.push(p);
-                continue;
-            }
-        };
-        let parsed: RoutesFile = match parse_yaml(&file) {
-            Ok(r) => r,
-            Err(p) => {
-                problems.push(p);
-                continue;
-            }
-        };
+    for (file, parsed) in &route_files {
         for section in &parsed.routes {
             match compile_route::compile(
-                &file,
+                file,
                 section,
                 &backends,
-                raw.backends.contains_key(&section.backend),
+                declared.contains_key(section.backend.as_str()),
                 &throttle,
             ) {
                 Ok(route) => routes.push((route, file.problem(&section.route, 1, ""))),

@@ -42,7 +42,7 @@ pub fn compile(
         let known: Vec<&str> = backends.keys().map(String::as_str).collect();
         return Err(vec![here(
             "backend:",
-            format!("unknown backend {:?}; defined in gateway.yaml: {}", s.backend, known.join(", ")),
+            format!("unknown backend {:?}; known backends: {}", s.backend, known.join(", ")),
         )]);
     };
     let Some(op_index) = backend.model.operations.iter().position(|o| o.name == s.operation) else {

@@ -422,6 +422,9 @@ pub struct FaultRuleSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutesFile {
+    /// Backends declared beside their routes (names are global across files).
+    #[serde(default)]
+    pub backends: BTreeMap<String, BackendSection>,
     /// The routes it defines.
     #[serde(default)]
     pub routes: Vec<RouteSection>,

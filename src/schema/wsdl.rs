@@ -188,8 +188,16 @@ impl<'a> Reader<'a> {
             else {
                 continue;
             };
-            let input = self.message_element(root, pt_op, "input")?;
-            let output = self.message_element(root, pt_op, "output")?;
+            // Parts bound to soap:header (SAP B1's MsgHeader, NetSuite's passport) are not body.
+            let header_parts = |dir: &str| -> Vec<String> {
+                bop.child(WSDL, dir)
+                    .map(|d| {
+                        d.children_named(soap_ns, "header").filter_map(|h| h.attr("part").map(str::to_string)).collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let input = self.message_element(root, pt_op, "input", &header_parts("input"))?;
+            let output = self.message_element(root, pt_op, "output", &header_parts("output"))?;
             let doc = pt_op.child(WSDL, "documentation").map(|d| d.text.trim().to_string()).filter(|d| !d.is_empty());
             ops.push(Operation {
                 soap_action: soap_op.and_then(|o| o.attr("soapAction")).unwrap_or("").to_string(),
@@ -213,14 +221,23 @@ impl<'a> Reader<'a> {
     }
 
     /// The body element of an operation's input or output message (document/literal).
-    fn message_element(&mut self, root: &'a Node, pt_op: &'a Node, dir: &str) -> Result<Element, WsdlError> {
+    fn message_element(
+        &mut self,
+        root: &'a Node,
+        pt_op: &'a Node,
+        dir: &str,
+        header_parts: &[String],
+    ) -> Result<Element, WsdlError> {
         let io = pt_op.child(WSDL, dir).ok_or_else(|| invalid(pt_op, format!("operation has no <{dir}>")))?;
         let msg_name = io.resolve_qname(io.attr("message").unwrap_or("")).1;
         let message = root
             .children_named(WSDL, "message")
             .find(|m| m.attr("name") == Some(msg_name.as_str()))
             .ok_or_else(|| invalid(io, format!("message {msg_name:?} is not defined")))?;
-        let parts: Vec<&Node> = message.children_named(WSDL, "part").collect();
+        let parts: Vec<&Node> = message
+            .children_named(WSDL, "part")
+            .filter(|p| !p.attr("name").is_some_and(|n| header_parts.iter().any(|h| h == n)))
+            .collect();
         let [part] = parts.as_slice() else {
             return Err(invalid(
                 message,
