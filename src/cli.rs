@@ -182,7 +182,8 @@ fn import_wsdl(
         Some(v) => return Err(format!("--soap-version {v} is unknown; use 1.1 or 1.2")),
     };
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let model = wsdl::read(&bytes, ReadOptions { soap_version, ..Default::default() })
+    let base = file.parent().map(std::path::Path::to_path_buf);
+    let model = wsdl::read(&bytes, ReadOptions { soap_version, base, ..Default::default() })
         .map_err(|e| format!("{}: {e}", file.display()))?;
     if model.operations.is_empty() {
         return Err(format!("{}: no document/literal SOAP operation to import", file.display()));

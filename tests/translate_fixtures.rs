@@ -33,7 +33,7 @@ fn load(case_dir: &Path) -> (ServiceModel, String) {
     let options = ReadOptions {
         soap_version: setting(&case, "soap").map(|v| if v == "1.2" { SoapVersion::V12 } else { SoapVersion::V11 }),
         naming: if setting(&case, "naming") == Some("original") { JsonNaming::Original } else { JsonNaming::CamelCase },
-        renames: Default::default(),
+        ..Default::default()
     };
     let bytes = std::fs::read(fixtures().join("wsdl").join(wsdl_file)).expect("wsdl file");
     let model = wsdl::read(&bytes, options).unwrap_or_else(|e| panic!("{wsdl_file}: {e}"));

@@ -279,22 +279,29 @@ fn backend(
         .read(Path::new(&s.wsdl))
         .map_err(|p| here("wsdl:", p.message))
         .and_then(|bytes| {
-            wsdl::read(&bytes, ReadOptions { soap_version, naming: s.json_naming, renames: s.rename.clone() }).map_err(
-                |e| ConfigProblem {
-                    file: PathBuf::from(&s.wsdl),
-                    line: match &e {
-                        wsdl::WsdlError::Xml(x) => Some(x.line),
-                        wsdl::WsdlError::Invalid { line, .. } => Some(*line),
-                    },
-                    message: format!(
-                        "WSDL of backend {name}: {}",
-                        match &e {
-                            wsdl::WsdlError::Xml(x) => x.message.clone(),
-                            wsdl::WsdlError::Invalid { message, .. } => message.clone(),
-                        }
-                    ),
+            let options = ReadOptions {
+                soap_version,
+                naming: s.json_naming,
+                renames: s.rename.clone(),
+                base: matches!(source, ConfigSource::Dir(_))
+                    .then(|| source.path(&s.wsdl).parent().map(Path::to_path_buf))
+                    .flatten(),
+                catalog: s.catalog.iter().map(|(url, file)| (url.clone(), source.path(file))).collect(),
+            };
+            wsdl::read(&bytes, options).map_err(|e| ConfigProblem {
+                file: PathBuf::from(&s.wsdl),
+                line: match &e {
+                    wsdl::WsdlError::Xml(x) => Some(x.line),
+                    wsdl::WsdlError::Invalid { line, .. } => Some(*line),
                 },
-            )
+                message: format!(
+                    "WSDL of backend {name}: {}",
+                    match &e {
+                        wsdl::WsdlError::Xml(x) => x.message.clone(),
+                        wsdl::WsdlError::Invalid { message, .. } => message.clone(),
+                    }
+                ),
+            })
         })
         .map_err(|p| problems.push(p))
         .ok();

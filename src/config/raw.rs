@@ -277,6 +277,9 @@ pub struct BackendSection {
     /// XSD element or attribute name → JSON key, overriding `json_naming`.
     #[serde(default)]
     pub rename: BTreeMap<String, String>,
+    /// Absolute `schemaLocation` URL → local file (relative to the config directory).
+    #[serde(default)]
+    pub catalog: BTreeMap<String, String>,
     /// Upstream credentials.
     pub auth: Option<AuthSection>,
     /// Fault → HTTP status rules, tried after the route's own.

@@ -67,8 +67,20 @@ pub struct DomError {
 pub fn parse(bytes: &[u8]) -> Result<Node, DomError> {
     let text = xmltext::to_utf8(bytes).map_err(|message| DomError { line: 1, message })?;
     let mut reader = NsReader::from_str(&text);
-    let line_of =
-        |pos: u64| text.as_bytes()[..(pos as usize).min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
+    // Lines are counted incrementally: counting from the start for every element would make
+    // a 2 MB schema (NetSuite) quadratic.
+    let counted = std::cell::Cell::new((0usize, 1usize));
+    let line_of = |pos: u64| {
+        let pos = (pos as usize).min(text.len());
+        let (from, line) = counted.get();
+        if pos >= from {
+            let line = line + text.as_bytes()[from..pos].iter().filter(|&&b| b == b'\n').count();
+            counted.set((pos, line));
+            line
+        } else {
+            text.as_bytes()[..pos].iter().filter(|&&b| b == b'\n').count() + 1
+        }
+    };
     let mut stack: Vec<Node> = Vec::new();
     let mut scope = Rc::new(HashMap::from([("xml".to_string(), "http://www.w3.org/XML/1998/namespace".to_string())]));
     let mut scopes: Vec<Rc<HashMap<String, String>>> = Vec::new();

@@ -6,6 +6,7 @@
 
 pub mod builtin;
 pub mod dom;
+pub mod imports;
 pub mod naming;
 pub mod wsdl;
 

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::dom::{self, Node};
+use super::imports;
 use super::naming::JsonNaming;
 use super::{
     Attribute, Builtin, ComplexType, Compositor, Element, Facets, Operation, SchemaSet, ServiceModel, SimpleType,
@@ -49,6 +50,10 @@ pub struct ReadOptions {
     pub naming: JsonNaming,
     /// XSD name → JSON key, overriding `naming` (e.g. `Location` → `locations`).
     pub renames: std::collections::BTreeMap<String, String>,
+    /// Directory of the WSDL file: relative `schemaLocation`s resolve against it.
+    pub base: Option<std::path::PathBuf>,
+    /// Absolute `schemaLocation` URL → local file.
+    pub catalog: std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 /// Reads a WSDL document.
@@ -57,7 +62,8 @@ pub fn read(bytes: &[u8], options: ReadOptions) -> Result<ServiceModel, WsdlErro
     if root.ns != WSDL || root.local != "definitions" {
         return Err(invalid(&root, "the root element is not a WSDL 1.1 <definitions>"));
     }
-    let mut reader = Reader::new(&root, options.naming, options.renames.clone());
+    let externals = imports::load(&root, options.base.as_deref(), &options.catalog)?;
+    let mut reader = Reader::new(&root, &externals, options.naming, options.renames.clone());
     let operations = reader.operations(&root, options.soap_version)?;
     Ok(ServiceModel { schema: reader.set, operations: operations.0, endpoint: operations.1 })
 }
@@ -81,7 +87,12 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(root: &'a Node, naming: JsonNaming, renames: std::collections::BTreeMap<String, String>) -> Self {
+    fn new(
+        root: &'a Node,
+        externals: &'a [imports::External],
+        naming: JsonNaming,
+        renames: std::collections::BTreeMap<String, String>,
+    ) -> Self {
         let mut r = Reader {
             naming,
             renames,
@@ -94,10 +105,13 @@ impl<'a> Reader<'a> {
             set: SchemaSet::default(),
             depth: 0,
         };
-        for types in root.children_named(WSDL, "types") {
-            for schema in types.children_named(XSD, "schema") {
+        let inline = root.children_named(WSDL, "types").flat_map(|t| t.children_named(XSD, "schema"));
+        let all = inline
+            .map(|s| (s, s.attr("targetNamespace").unwrap_or("").to_string()))
+            .chain(externals.iter().map(|e| (&e.node, e.target_ns.clone())));
+        {
+            for (schema, target_ns) in all {
                 let idx = r.schemas.len();
-                let target_ns = schema.attr("targetNamespace").unwrap_or("").to_string();
                 r.schemas.push(SchemaInfo {
                     qualified: schema.attr("elementFormDefault") == Some("qualified"),
                     target_ns: target_ns.clone(),

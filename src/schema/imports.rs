@@ -1,0 +1,91 @@
+//! `xsd:import` and `xsd:include` with a `schemaLocation`: schema documents read from files
+//! next to the WSDL (relative paths) or through a catalog (absolute URLs mapped to files).
+//! Nothing is fetched over the network; a URL without a catalog entry is an error that says
+//! how to map it. Every file is read once, so import cycles end.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use super::dom::{self, Node};
+use super::wsdl::WsdlError;
+
+const XSD: &str = "http://www.w3.org/2001/XMLSchema";
+
+/// A schema document loaded from a file, with the namespace its declarations belong to
+/// (an included schema without a `targetNamespace` takes its includer's).
+pub struct External {
+    /// The `xsd:schema` root.
+    pub node: Node,
+    /// The namespace of its declarations.
+    pub target_ns: String,
+}
+
+struct Ctx<'a> {
+    catalog: &'a BTreeMap<String, PathBuf>,
+    seen: HashSet<PathBuf>,
+    out: Vec<External>,
+}
+
+fn fail(message: String) -> WsdlError {
+    WsdlError::Invalid { line: 1, message }
+}
+
+/// Loads every schema reachable from the inline schemas of `root` (a WSDL) or from `root`
+/// itself (an XSD). `base` is the directory of the WSDL file, when it came from one.
+pub fn load(root: &Node, base: Option<&Path>, catalog: &BTreeMap<String, PathBuf>) -> Result<Vec<External>, WsdlError> {
+    let mut ctx = Ctx { catalog, seen: HashSet::new(), out: Vec::new() };
+    let inline: Vec<&Node> =
+        root.children.iter().filter(|t| t.local == "types").flat_map(|t| t.children_named(XSD, "schema")).collect();
+    for schema in inline {
+        let tns = schema.attr("targetNamespace").unwrap_or("").to_string();
+        visit(schema, base, &tns, &mut ctx)?;
+    }
+    Ok(ctx.out)
+}
+
+fn resolve(location: &str, base: Option<&Path>, catalog: &BTreeMap<String, PathBuf>) -> Result<PathBuf, WsdlError> {
+    if let Some(mapped) = catalog.get(location) {
+        return Ok(mapped.clone());
+    }
+    if location.contains("://") {
+        return Err(fail(format!(
+            "schemaLocation {location:?} is a URL and Veneer never fetches over the network; download it and map it under the backend's catalog: {{ \"{location}\": xsd/file.xsd }}"
+        )));
+    }
+    let base = base.ok_or_else(|| {
+        fail(format!("schemaLocation {location:?} is relative, but the WSDL was not read from a file"))
+    })?;
+    Ok(base.join(location))
+}
+
+fn visit(schema: &Node, base: Option<&Path>, tns: &str, ctx: &mut Ctx<'_>) -> Result<(), WsdlError> {
+    let refs: Vec<(String, bool)> = schema
+        .children
+        .iter()
+        .filter(|c| c.ns == XSD && (c.local == "import" || c.local == "include"))
+        .filter_map(|c| c.attr("schemaLocation").map(|l| (l.to_string(), c.local == "include")))
+        .collect();
+    for (location, include) in refs {
+        let path = resolve(&location, base, ctx.catalog)?;
+        let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        if !ctx.seen.insert(key) {
+            continue;
+        }
+        let bytes = std::fs::read(&path)
+            .map_err(|e| fail(format!("cannot read schema {} (schemaLocation {location:?}): {e}", path.display())))?;
+        let node = dom::parse(&bytes).map_err(|e| fail(format!("schema {}: {e}", path.display())))?;
+        if node.ns != XSD || node.local != "schema" {
+            return Err(fail(format!("{} is not an XML Schema (root <{}>)", path.display(), node.local)));
+        }
+        let own = node.attr("targetNamespace").map(str::to_string);
+        // An included schema without a namespace joins its includer's (chameleon include).
+        let target_ns = match (include, own) {
+            (_, Some(ns)) => ns,
+            (true, None) => tns.to_string(),
+            (false, None) => String::new(),
+        };
+        visit(&node, path.parent(), &target_ns, ctx)?;
+        ctx.out.push(External { node, target_ns });
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `xsd:import`/`xsd:include` from files: NetSuite's WSDL with 46 schemas imported by
+//! relative paths loads (quickly) and imports into a config that checks; absolute-URL
+//! schema locations are never fetched, and resolve through a catalog.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use veneer::schema::wsdl::{self, ReadOptions};
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wsdl")
+}
+
+#[test]
+fn netsuite_relative_imports_load_and_import() {
+    let wsdl = fixtures().join("netsuite-2023_2/netsuite.wsdl");
+    let bytes = std::fs::read(&wsdl).expect("wsdl");
+    let options = ReadOptions { base: wsdl.parent().map(Path::to_path_buf), ..Default::default() };
+    let model = wsdl::read(&bytes, options).expect("NetSuite loads with its imported schemas");
+    assert_eq!(model.operations.len(), 42);
+    let get = model.operation("get").expect("get");
+    assert_eq!(get.input.name, "get");
+    // The passport soap:header is not mistaken for the body.
+    assert!(model.operations.iter().all(|o| !o.input.name.eq_ignore_ascii_case("passport")));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path();
+    std::fs::create_dir_all(conf.join("routes")).expect("mkdir");
+    std::fs::create_dir_all(conf.join("wsdl/xsd")).expect("mkdir");
+    std::fs::copy(&wsdl, conf.join("wsdl/netsuite.wsdl")).expect("copy");
+    for f in std::fs::read_dir(fixtures().join("netsuite-2023_2/xsd")).expect("xsd dir").flatten() {
+        std::fs::copy(f.path(), conf.join("wsdl/xsd").join(f.file_name())).expect("copy xsd");
+    }
+    std::fs::write(conf.join("gateway.yaml"), "{}\n").expect("write");
+    let veneer = env!("CARGO_BIN_EXE_veneer");
+    let out = Command::new(veneer)
+        .args([
+            "import-wsdl",
+            &conf.join("wsdl/netsuite.wsdl").to_string_lossy(),
+            "--backend",
+            "netsuite",
+            "--endpoint",
+            "http://127.0.0.1:9/ns",
+        ])
+        .args(["--out", &conf.join("routes/netsuite.yaml").to_string_lossy()])
+        .output()
+        .expect("import");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let check = Command::new(veneer).args(["check", "--config", &conf.to_string_lossy()]).output().expect("check");
+    let text = String::from_utf8_lossy(&check.stdout).into_owned() + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success() && text.contains("OK (42 routes, 1 backends)"), "{text}");
+}
+
+#[test]
+fn absolute_schema_locations_need_a_catalog_and_are_never_fetched() {
+    let wsdl = fixtures().join("nav-b2b-wcf/B2BService.wsdl");
+    let bytes = std::fs::read(&wsdl).expect("wsdl");
+    let base = wsdl.parent().map(Path::to_path_buf);
+    let err = wsdl::read(&bytes, ReadOptions { base: base.clone(), ..Default::default() })
+        .expect_err("a URL without a catalog entry");
+    assert!(err.to_string().contains("catalog") && err.to_string().contains("never fetches"), "{err}");
+
+    // The Visual Studio service map: xsd0 → B2BService1.xsd, xsd1 → B2BService2.xsd, xsd2 → B2BService.xsd.
+    let dir = fixtures().join("nav-b2b-wcf");
+    let catalog: BTreeMap<String, std::path::PathBuf> =
+        [("xsd0", "B2BService1.xsd"), ("xsd1", "B2BService2.xsd"), ("xsd2", "B2BService.xsd")]
+            .into_iter()
+            .map(|(k, f)| (format!("http://localhost:35798/B2BService.svc?xsd={k}"), dir.join(f)))
+            .collect();
+    let err = wsdl::read(&bytes, ReadOptions { base, catalog, ..Default::default() }).expect_err("abstract WSDL");
+    // With the catalog every schema loads; what remains is that this WSDL has no binding at all.
+    assert!(err.to_string().contains("no SOAP binding"), "{err}");
+}
