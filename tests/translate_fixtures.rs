@@ -35,7 +35,9 @@ fn load(case_dir: &Path) -> (ServiceModel, String) {
         naming: if setting(&case, "naming") == Some("original") { JsonNaming::Original } else { JsonNaming::CamelCase },
         ..Default::default()
     };
-    let bytes = std::fs::read(fixtures().join("wsdl").join(wsdl_file)).expect("wsdl file");
+    let path = fixtures().join("wsdl").join(wsdl_file);
+    let bytes = std::fs::read(&path).expect("wsdl file");
+    let options = ReadOptions { base: path.parent().map(Path::to_path_buf), ..options };
     let model = wsdl::read(&bytes, options).unwrap_or_else(|e| panic!("{wsdl_file}: {e}"));
     (model, setting(&case, "operation").expect("case.txt names an operation").to_string())
 }

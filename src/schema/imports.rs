@@ -34,8 +34,12 @@ fn fail(message: String) -> WsdlError {
 /// itself (an XSD). `base` is the directory of the WSDL file, when it came from one.
 pub fn load(root: &Node, base: Option<&Path>, catalog: &BTreeMap<String, PathBuf>) -> Result<Vec<External>, WsdlError> {
     let mut ctx = Ctx { catalog, seen: HashSet::new(), out: Vec::new() };
-    let inline: Vec<&Node> =
-        root.children.iter().filter(|t| t.local == "types").flat_map(|t| t.children_named(XSD, "schema")).collect();
+    let types: Vec<&Node> = root.children.iter().filter(|t| t.local == "types").collect();
+    // Some WSDLs put xsd:import straight under wsdl:types, without a schema around it.
+    for t in &types {
+        visit(t, base, "", &mut ctx)?;
+    }
+    let inline: Vec<&Node> = types.iter().flat_map(|t| t.children_named(XSD, "schema")).collect();
     for schema in inline {
         let tns = schema.attr("targetNamespace").unwrap_or("").to_string();
         visit(schema, base, &tns, &mut ctx)?;

@@ -184,10 +184,7 @@ impl<'a> Reader<'a> {
             let name = bop.attr("name").unwrap_or("").to_string();
             let soap_op = bop.child(soap_ns, "operation");
             let style = soap_op.and_then(|o| o.attr("style")).unwrap_or(&default_style);
-            if style != "document" {
-                // rpc style arrives with the full WSDL importer; skip rather than mis-model it.
-                continue;
-            }
+            let rpc = style == "rpc";
             let literal = |dir: &str| {
                 bop.child(WSDL, dir)
                     .and_then(|d| d.child(soap_ns, "body"))
@@ -210,13 +207,37 @@ impl<'a> Reader<'a> {
                     })
                     .unwrap_or_default()
             };
-            let input = self.message_element(root, pt_op, "input", &header_parts("input"))?;
-            let output = self.message_element(root, pt_op, "output", &header_parts("output"))?;
+            let (input, output) = if rpc {
+                // rpc/literal: the body holds a wrapper named after the operation, in the
+                // soap:body namespace, with one unqualified child per part.
+                let body_ns = |dir: &str| {
+                    bop.child(WSDL, dir)
+                        .and_then(|d| d.child(soap_ns, "body"))
+                        .and_then(|b| b.attr("namespace"))
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let input = self.rpc_wrapper(root, pt_op, "input", &name, &body_ns("input"), &header_parts("input"))?;
+                let output = self.rpc_wrapper(
+                    root,
+                    pt_op,
+                    "output",
+                    &format!("{name}Response"),
+                    &body_ns("output"),
+                    &header_parts("output"),
+                )?;
+                (input, output)
+            } else {
+                (
+                    self.message_element(root, pt_op, "input", &header_parts("input"))?,
+                    self.message_element(root, pt_op, "output", &header_parts("output"))?,
+                )
+            };
             let doc = pt_op.child(WSDL, "documentation").map(|d| d.text.trim().to_string()).filter(|d| !d.is_empty());
             ops.push(Operation {
                 soap_action: soap_op.and_then(|o| o.attr("soapAction")).unwrap_or("").to_string(),
                 soap_version: version,
-                style: Style::Document,
+                style: if rpc { Style::Rpc } else { Style::Document },
                 name,
                 input,
                 output,
@@ -265,6 +286,72 @@ impl<'a> Reader<'a> {
             invalid(part, format!("element {{{}}}{} is not declared in the WSDL's schemas", key.0, key.1))
         })?;
         self.element(node, schema, true)
+    }
+
+    /// The synthetic rpc wrapper element of an input or output message.
+    fn rpc_wrapper(
+        &mut self,
+        root: &'a Node,
+        pt_op: &'a Node,
+        dir: &str,
+        wrapper: &str,
+        ns: &str,
+        header_parts: &[String],
+    ) -> Result<Element, WsdlError> {
+        let io = pt_op.child(WSDL, dir).ok_or_else(|| invalid(pt_op, format!("operation has no <{dir}>")))?;
+        let msg_name = io.resolve_qname(io.attr("message").unwrap_or("")).1;
+        let message = root
+            .children_named(WSDL, "message")
+            .find(|m| m.attr("name") == Some(msg_name.as_str()))
+            .ok_or_else(|| invalid(io, format!("message {msg_name:?} is not defined")))?;
+        let mut children = Vec::new();
+        for part in message
+            .children_named(WSDL, "part")
+            .filter(|p| !p.attr("name").is_some_and(|n| header_parts.iter().any(|h| h == n)))
+        {
+            let part_name = part.attr("name").unwrap_or("").to_string();
+            let child = match (part.attr("type"), part.attr("element")) {
+                (Some(t), _) => Element {
+                    json_name: self.json_name(&part_name),
+                    name: part_name,
+                    namespace: None, // rpc/literal part accessors are unqualified (WS-I BP 1.1)
+                    ty: self.type_ref(part, &part.resolve_qname(t))?,
+                    min_occurs: 1,
+                    max_occurs: Some(1),
+                    nillable: false,
+                    doc: None,
+                },
+                (None, Some(e)) => {
+                    let key = part.resolve_qname(e);
+                    let &(schema, node) = self
+                        .elements
+                        .get(&key)
+                        .ok_or_else(|| invalid(part, format!("element {e:?} is not declared")))?;
+                    self.element(node, schema, true)?
+                }
+                (None, None) => return Err(invalid(part, "a part needs type= or element=")),
+            };
+            children.push(child);
+        }
+        let id = self.set.types.len();
+        self.set.types.push(ComplexType {
+            name: None,
+            compositor: Compositor::Sequence,
+            children,
+            attributes: Vec::new(),
+            simple_content: None,
+            open: false,
+        });
+        Ok(Element {
+            json_name: self.json_name(wrapper),
+            name: wrapper.to_string(),
+            namespace: (!ns.is_empty()).then(|| Arc::from(ns)),
+            ty: TypeRef::Complex(id),
+            min_occurs: 1,
+            max_occurs: Some(1),
+            nillable: false,
+            doc: None,
+        })
     }
 
     fn element(&mut self, node: &'a Node, schema: usize, global: bool) -> Result<Element, WsdlError> {
