@@ -174,3 +174,30 @@ async fn oauth2_client_credentials_from_a_real_idp_are_cached() {
     assert_eq!(claims["iss"], issuer);
     assert_eq!(claims["client_id"], "iot-platform");
 }
+
+#[tokio::test]
+async fn routes_fill_soap_header_parts() {
+    // SAP Business One wants its session in a MsgHeader soap:header on every call.
+    let (url, seen) = recording_backend().await;
+    let dir = common::config_dir(
+        &format!(
+            "backends:\n  b1:\n    url: \"{url}\"\n    wsdl: wsdl/sap-b1-items.wsdl\n    retries: {{ attempts: 0 }}\n"
+        ),
+        &[],
+        true,
+    );
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wsdl");
+    std::fs::copy(fixtures.join("sap-b1-items.wsdl"), dir.path().join("wsdl/sap-b1-items.wsdl")).expect("copy");
+    let routes = "routes:\n  - route: \"GET /b1/items/{code}\"\n    backend: b1\n    operation: GetByParams\n    request: { ItemParams: { ItemCode: \"{path.code}\" } }\n    soap_headers:\n      MsgHeader: { SessionID: \"{header.x-b1-session}\", ServiceName: ItemsService }\n";
+    std::fs::write(dir.path().join("routes/b1.yaml"), routes).expect("write");
+    let gw = common::with_config(dir.path()).await;
+    // The recording backend answers something else; this test looks only at what it received.
+    let _ = common::client().get(gw.url("/b1/items/A-1")).header("x-b1-session", "s<e>ss").send().await.expect("req");
+    let seen = seen.lock().expect("lock");
+    let body = &seen[0].1;
+    assert!(
+        body.contains(r#"<soap:Header><MsgHeader xmlns="http://www.sap.com/SBO/DIS"><SessionID>s&lt;e&gt;ss</SessionID><ServiceName>ItemsService</ServiceName></MsgHeader></soap:Header>"#),
+        "{body}"
+    );
+    assert!(body.contains(r#"<GetByParams xmlns="ItemsService"><ItemParams xmlns="http://www.sap.com/SBO/DIS"><ItemCode>A-1</ItemCode></ItemParams></GetByParams>"#), "{body}");
+}

@@ -63,6 +63,28 @@ pub fn compile(
         None => Some(Source::Body(Vec::new())),
         Some(value) => ctx.source(&op.input, value, &op.input.name),
     };
+    let mut soap_headers = Vec::new();
+    if let Some(map) = &s.soap_headers {
+        let mut ctx = MapCtx { schema, params: &params, problems: &mut problems, here: &here };
+        for (k, v) in map {
+            let key = k.as_str().unwrap_or("");
+            match op.headers.iter().position(|h| h.name == key || h.json_name == key) {
+                Some(i) => {
+                    if let Some(src) = ctx.source_mut(&op.headers[i], v, key) {
+                        soap_headers.push((i, src));
+                    }
+                }
+                None => {
+                    let names: Vec<&str> = op.headers.iter().map(|h| h.name.as_str()).collect();
+                    let known = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+                    ctx.problems.push(here(
+                        "soap_headers:",
+                        format!("operation {} has no SOAP header {key:?}; its headers: {known}", op.name),
+                    ));
+                }
+            }
+        }
+    }
     if let Some(Source::Object { fields, spread: None }) = &input {
         check_required(&op.input, schema, fields, &mut problems, &here);
     }
@@ -111,6 +133,7 @@ pub fn compile(
             id: format!("{method} {path}"),
             idempotent,
             cache,
+            soap_headers,
             method,
             path,
             backend: backend.clone(),

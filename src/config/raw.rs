@@ -449,6 +449,8 @@ pub struct RouteSection {
     pub description: Option<String>,
     /// How request values fill the operation's input (see README).
     pub request: Option<yaml_serde::Value>,
+    /// SOAP header element name → values, in the same syntax as `request:`.
+    pub soap_headers: Option<yaml_serde::Mapping>,
     /// Dot-separated element path under the output element that becomes the body.
     pub response: Option<String>,
     /// HTTP status of a successful answer (default 200).

@@ -108,10 +108,25 @@ async fn serve(gateway: &Gateway, req: Request, seen: &mut Seen) -> Result<Respo
     let input = inputs::assemble(&route.input, &values).unwrap_or(Value::Object(Default::default()));
     let op = route.operation();
     let backend = &route.backend;
+    // SOAP headers: the backend's own (WS-Security) and those the route fills.
+    let mut header = backend.soap_header().unwrap_or_default();
+    let mut errors = Vec::new();
+    for (i, source) in &route.soap_headers {
+        if let Some(value) = inputs::assemble(source, &values) {
+            if let Err(e) = encode::body_element(&mut header, &op.headers[*i], &backend.model.schema, &value) {
+                errors.extend(e.into_iter().map(|e| inputs::locate(source, e)));
+            }
+        }
+    }
     let envelope =
-        encode::envelope(op, &backend.model.schema, &input, backend.soap_header().as_deref()).map_err(|errors| {
-            GatewayError::Validation(errors.into_iter().map(|e| inputs::locate(&route.input, e)).collect())
-        })?;
+        match encode::envelope(op, &backend.model.schema, &input, (!header.is_empty()).then_some(header.as_str())) {
+            Ok(envelope) if errors.is_empty() => envelope,
+            Ok(_) => return Err(GatewayError::Validation(errors)),
+            Err(e) => {
+                errors.extend(e.into_iter().map(|e| inputs::locate(&route.input, e)));
+                return Err(GatewayError::Validation(errors));
+            }
+        };
 
     let forward = backend::forwarded(&parts.headers);
     let Some(cache) = &route.cache else {

@@ -61,6 +61,8 @@ pub struct Route {
     pub operation: usize,
     /// How the operation's input is filled.
     pub input: Source,
+    /// SOAP header elements (index into the operation's headers) and how they are filled.
+    pub soap_headers: Vec<(usize, Source)>,
     /// JSON keys from the output element's content down to the response body.
     pub response: Vec<String>,
     /// Safe to retry.

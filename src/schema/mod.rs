@@ -197,6 +197,9 @@ pub struct Operation {
     pub style: Style,
     /// The request body element (the wrapper in document/literal wrapped).
     pub input: Element,
+    /// Elements the binding puts in the request's `soap:Header` (SAP B1's `MsgHeader`,
+    /// NetSuite's `passport`); routes fill them with `soap_headers:`.
+    pub headers: Vec<Element>,
     /// The response body element.
     pub output: Element,
     /// `wsdl:documentation`.

@@ -233,6 +233,7 @@ impl<'a> Reader<'a> {
                     self.message_element(root, pt_op, "output", &header_parts("output"))?,
                 )
             };
+            let headers = self.header_elements(root, bop, soap_ns)?;
             let doc = pt_op.child(WSDL, "documentation").map(|d| d.text.trim().to_string()).filter(|d| !d.is_empty());
             ops.push(Operation {
                 soap_action: soap_op.and_then(|o| o.attr("soapAction")).unwrap_or("").to_string(),
@@ -240,6 +241,7 @@ impl<'a> Reader<'a> {
                 style: if rpc { Style::Rpc } else { Style::Document },
                 name,
                 input,
+                headers,
                 output,
                 doc,
             });
@@ -286,6 +288,31 @@ impl<'a> Reader<'a> {
             invalid(part, format!("element {{{}}}{} is not declared in the WSDL's schemas", key.0, key.1))
         })?;
         self.element(node, schema, true)
+    }
+
+    /// The elements of the input's `soap:header`s (each names a message and one of its parts).
+    fn header_elements(&mut self, root: &'a Node, bop: &'a Node, soap_ns: &str) -> Result<Vec<Element>, WsdlError> {
+        let mut out = Vec::new();
+        let Some(input) = bop.child(WSDL, "input") else { return Ok(out) };
+        for h in input.children_named(soap_ns, "header") {
+            let (Some(msg), Some(part_name)) = (h.attr("message"), h.attr("part")) else { continue };
+            let msg_name = h.resolve_qname(msg).1;
+            let Some(message) =
+                root.children_named(WSDL, "message").find(|m| m.attr("name") == Some(msg_name.as_str()))
+            else {
+                return Err(invalid(h, format!("soap:header names message {msg_name:?}, which is not defined")));
+            };
+            let Some(part) = message.children_named(WSDL, "part").find(|p| p.attr("name") == Some(part_name)) else {
+                return Err(invalid(h, format!("soap:header names part {part_name:?}, which {msg_name:?} lacks")));
+            };
+            // Header parts are global elements; a type= header part cannot be written unambiguously.
+            let Some(el) = part.attr("element") else { continue };
+            let key = part.resolve_qname(el);
+            let &(schema, node) =
+                self.elements.get(&key).ok_or_else(|| invalid(part, format!("element {el:?} is not declared")))?;
+            out.push(self.element(node, schema, true)?);
+        }
+        Ok(out)
     }
 
     /// The synthetic rpc wrapper element of an input or output message.
