@@ -89,8 +89,12 @@ async fn schemathesis_finds_every_response_documented() {
     assert_eq!(yaml.status(), 200);
     let url = gw.url("/openapi.json");
     let token = gw.token.clone().expect("dev token");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let cwd = scratch.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("schemathesis")
+            // schemathesis keeps a cache in its working directory: not in the repository.
+            .current_dir(cwd)
             .args(["run", &url, "-H", &format!("Authorization: Bearer {token}")])
             .args(["-c", "status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance"])
             .args(["-n", "40", "--phases", "examples,fuzzing", "--seed", "7"])
