@@ -72,3 +72,13 @@ fn absolute_schema_locations_need_a_catalog_and_are_never_fetched() {
     // With the catalog every schema loads; what remains is that this WSDL has no binding at all.
     assert!(err.to_string().contains("no SOAP binding"), "{err}");
 }
+
+#[test]
+fn every_binding_of_the_soap_version_counts() {
+    // Siebel's order service binds two portTypes (Order and OrderItem), with odd formatting.
+    let bytes = std::fs::read(fixtures().join("siebel-order.wsdl")).expect("wsdl");
+    let model = wsdl::read(&bytes, ReadOptions::default()).expect("Siebel loads");
+    let names: Vec<&str> = model.operations.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names.len(), 12, "{names:?}");
+    assert!(names.contains(&"GetOrderById") && names.contains(&"GetOrderItemById"), "{names:?}");
+}

@@ -170,82 +170,95 @@ impl<'a> Reader<'a> {
             ));
         }
         let soap_ns = if version == SoapVersion::V11 { SOAP11 } else { SOAP12 };
-        let default_style =
-            binding.child(soap_ns, "binding").and_then(|b| b.attr("style")).unwrap_or("document").to_string();
-        let port_type_name = binding.resolve_qname(binding.attr("type").unwrap_or("")).1;
-        let port_type = root
-            .children_named(WSDL, "portType")
-            .find(|p| p.attr("name") == Some(port_type_name.as_str()))
-            .ok_or_else(|| {
-                invalid(binding, format!("the binding refers to portType {port_type_name:?}, which is not defined"))
-            })?;
-        let mut ops = Vec::new();
-        for bop in binding.children_named(WSDL, "operation") {
-            let name = bop.attr("name").unwrap_or("").to_string();
-            let soap_op = bop.child(soap_ns, "operation");
-            let style = soap_op.and_then(|o| o.attr("style")).unwrap_or(&default_style);
-            let rpc = style == "rpc";
-            let literal = |dir: &str| {
-                bop.child(WSDL, dir)
-                    .and_then(|d| d.child(soap_ns, "body"))
-                    .and_then(|b| b.attr("use"))
-                    .is_none_or(|u| u == "literal")
-            };
-            if !literal("input") || !literal("output") {
-                continue;
-            }
-            let Some(pt_op) =
-                port_type.children_named(WSDL, "operation").find(|o| o.attr("name") == Some(name.as_str()))
-            else {
-                continue;
-            };
-            // Parts bound to soap:header (SAP B1's MsgHeader, NetSuite's passport) are not body.
-            let header_parts = |dir: &str| -> Vec<String> {
-                bop.child(WSDL, dir)
-                    .map(|d| {
-                        d.children_named(soap_ns, "header").filter_map(|h| h.attr("part").map(str::to_string)).collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let (input, output) = if rpc {
-                // rpc/literal: the body holds a wrapper named after the operation, in the
-                // soap:body namespace, with one unqualified child per part.
-                let body_ns = |dir: &str| {
+        let mut ops: Vec<Operation> = Vec::new();
+        // Every binding of the chosen SOAP version counts (Siebel binds two portTypes);
+        // an operation name seen twice keeps its first binding.
+        let first_binding = binding;
+        for &(binding, _) in bindings.iter().filter(|(_, v)| *v == version) {
+            let default_style =
+                binding.child(soap_ns, "binding").and_then(|b| b.attr("style")).unwrap_or("document").to_string();
+            let port_type_name = binding.resolve_qname(binding.attr("type").unwrap_or("")).1;
+            let port_type = root
+                .children_named(WSDL, "portType")
+                .find(|p| p.attr("name") == Some(port_type_name.as_str()))
+                .ok_or_else(|| {
+                    invalid(binding, format!("the binding refers to portType {port_type_name:?}, which is not defined"))
+                })?;
+            for bop in binding.children_named(WSDL, "operation") {
+                let name = bop.attr("name").unwrap_or("").to_string();
+                if ops.iter().any(|o| o.name == name) {
+                    continue;
+                }
+                let soap_op = bop.child(soap_ns, "operation");
+                let style = soap_op.and_then(|o| o.attr("style")).unwrap_or(&default_style);
+                let rpc = style == "rpc";
+                let literal = |dir: &str| {
                     bop.child(WSDL, dir)
                         .and_then(|d| d.child(soap_ns, "body"))
-                        .and_then(|b| b.attr("namespace"))
-                        .unwrap_or("")
-                        .to_string()
+                        .and_then(|b| b.attr("use"))
+                        .is_none_or(|u| u == "literal")
                 };
-                let input = self.rpc_wrapper(root, pt_op, "input", &name, &body_ns("input"), &header_parts("input"))?;
-                let output = self.rpc_wrapper(
-                    root,
-                    pt_op,
-                    "output",
-                    &format!("{name}Response"),
-                    &body_ns("output"),
-                    &header_parts("output"),
-                )?;
-                (input, output)
-            } else {
-                (
-                    self.message_element(root, pt_op, "input", &header_parts("input"))?,
-                    self.message_element(root, pt_op, "output", &header_parts("output"))?,
-                )
-            };
-            let headers = self.header_elements(root, bop, soap_ns)?;
-            let doc = pt_op.child(WSDL, "documentation").map(|d| d.text.trim().to_string()).filter(|d| !d.is_empty());
-            ops.push(Operation {
-                soap_action: soap_op.and_then(|o| o.attr("soapAction")).unwrap_or("").to_string(),
-                soap_version: version,
-                style: if rpc { Style::Rpc } else { Style::Document },
-                name,
-                input,
-                headers,
-                output,
-                doc,
-            });
+                if !literal("input") || !literal("output") {
+                    continue;
+                }
+                let Some(pt_op) =
+                    port_type.children_named(WSDL, "operation").find(|o| o.attr("name") == Some(name.as_str()))
+                else {
+                    continue;
+                };
+                // Parts bound to soap:header (SAP B1's MsgHeader, NetSuite's passport) are not body.
+                let header_parts = |dir: &str| -> Vec<String> {
+                    bop.child(WSDL, dir)
+                        .map(|d| {
+                            d.children_named(soap_ns, "header")
+                                .filter_map(|h| h.attr("part").map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let (input, output) = if rpc {
+                    // rpc/literal: the body holds a wrapper named after the operation, in the
+                    // soap:body namespace, with one unqualified child per part.
+                    let body_ns = |dir: &str| {
+                        bop.child(WSDL, dir)
+                            .and_then(|d| d.child(soap_ns, "body"))
+                            .and_then(|b| b.attr("namespace"))
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    let input =
+                        self.rpc_wrapper(root, pt_op, "input", &name, &body_ns("input"), &header_parts("input"))?;
+                    let output = self.rpc_wrapper(
+                        root,
+                        pt_op,
+                        "output",
+                        &format!("{name}Response"),
+                        &body_ns("output"),
+                        &header_parts("output"),
+                    )?;
+                    (input, output)
+                } else {
+                    (
+                        self.message_element(root, pt_op, "input", &header_parts("input"))?,
+                        self.message_element(root, pt_op, "output", &header_parts("output"))?,
+                    )
+                };
+                let headers = self.header_elements(root, bop, soap_ns)?;
+                let doc =
+                    pt_op.child(WSDL, "documentation").map(|d| d.text.trim().to_string()).filter(|d| !d.is_empty());
+                ops.push(Operation {
+                    soap_action: soap_op.and_then(|o| o.attr("soapAction")).unwrap_or("").to_string(),
+                    soap_version: version,
+                    style: if rpc { Style::Rpc } else { Style::Document },
+                    name,
+                    input,
+                    headers,
+                    output,
+                    doc,
+                });
+            }
         }
+        let binding = first_binding;
         let binding_name = binding.attr("name").unwrap_or("");
         let endpoint = root
             .children_named(WSDL, "service")
