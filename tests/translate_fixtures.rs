@@ -68,7 +68,7 @@ fn run_case(dir: &Path) -> Vec<String> {
         }
     }
     if let Ok(response) = std::fs::read(dir.join("backend_response.xml")) {
-        let actual = match decode::response(&op.output, &model.schema, &response) {
+        let actual = match decode::response_with_faults(&op.output, &op.faults, &model.schema, &response) {
             Ok(Decoded::Body(v)) => json!({ "body": v }),
             Ok(Decoded::Fault(f)) => json!({ "fault": f.to_json() }),
             Err(e) => json!({ "error": e.title(), "detail": e.to_string() }),

@@ -151,7 +151,7 @@ async fn fetch(route: &Route, envelope: String, forward: backend::Forward) -> Re
     let backend = &route.backend;
     let op = route.operation();
     let reply = backend.call(route.operation, envelope, forward, route.idempotent).await?;
-    let decoded = decode::response(&op.output, &backend.model.schema, &reply.body);
+    let decoded = decode::response_with_faults(&op.output, &op.faults, &backend.model.schema, &reply.body);
     let bad_response = |title: &'static str, detail: String| GatewayError::BackendResponse {
         backend: backend.name().to_string(),
         title,

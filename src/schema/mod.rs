@@ -202,6 +202,8 @@ pub struct Operation {
     pub headers: Vec<Element>,
     /// The response body element.
     pub output: Element,
+    /// Detail elements of the operation's declared `wsdl:fault`s.
+    pub faults: Vec<Element>,
     /// `wsdl:documentation`.
     pub doc: Option<String>,
 }

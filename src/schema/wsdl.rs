@@ -244,6 +244,7 @@ impl<'a> Reader<'a> {
                     )
                 };
                 let headers = self.header_elements(root, bop, soap_ns)?;
+                let faults = self.fault_elements(root, pt_op);
                 let doc =
                     pt_op.child(WSDL, "documentation").map(|d| d.text.trim().to_string()).filter(|d| !d.is_empty());
                 ops.push(Operation {
@@ -254,6 +255,7 @@ impl<'a> Reader<'a> {
                     input,
                     headers,
                     output,
+                    faults,
                     doc,
                 });
             }
@@ -301,6 +303,29 @@ impl<'a> Reader<'a> {
             invalid(part, format!("element {{{}}}{} is not declared in the WSDL's schemas", key.0, key.1))
         })?;
         self.element(node, schema, true)
+    }
+
+    /// The detail elements of an operation's `wsdl:fault`s (undeclared ones are skipped: the
+    /// fault then stays untyped).
+    fn fault_elements(&mut self, root: &'a Node, pt_op: &'a Node) -> Vec<Element> {
+        let mut out = Vec::new();
+        for f in pt_op.children_named(WSDL, "fault") {
+            let msg_name = f.resolve_qname(f.attr("message").unwrap_or("")).1;
+            let Some(message) =
+                root.children_named(WSDL, "message").find(|m| m.attr("name") == Some(msg_name.as_str()))
+            else {
+                continue;
+            };
+            let Some(part) = message.children_named(WSDL, "part").next() else { continue };
+            let Some(el) = part.attr("element") else { continue };
+            let key = part.resolve_qname(el);
+            if let Some(&(schema, node)) = self.elements.get(&key) {
+                if let Ok(e) = self.element(node, schema, true) {
+                    out.push(e);
+                }
+            }
+        }
+        out
     }
 
     /// The elements of the input's `soap:header`s (each names a message and one of its parts).

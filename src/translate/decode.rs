@@ -60,14 +60,91 @@ impl DecodeError {
 
 /// Decodes a response whose body should hold `expected` (an operation's output element).
 pub fn response(expected: &Element, schema: &SchemaSet, bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    response_with_faults(expected, &[], schema, bytes)
+}
+
+/// [`response`], typing fault details that match the operation's declared `wsdl:fault`s.
+pub fn response_with_faults(
+    expected: &Element,
+    faults: &[Element],
+    schema: &SchemaSet,
+    bytes: &[u8],
+) -> Result<Decoded, DecodeError> {
     let text = xmltext::to_utf8(bytes).map_err(DecodeError::Malformed)?;
-    let mut d = Decoder { r: NsReader::from_str(&text), schema, path: Vec::new() };
+    let mut d = Decoder { r: NsReader::from_str(&text), schema, faults, path: Vec::new() };
     d.envelope(expected)
+}
+
+/// Replaces untyped detail entries by typed JSON where a declared fault element matches.
+fn type_fault_detail(f: &mut Fault, tree: &XNode, faults: &[Element], schema: &SchemaSet) {
+    if faults.is_empty() {
+        return;
+    }
+    let Some(detail) = tree.children.iter().find(|c| c.name == "detail" || c.name == "Detail") else { return };
+    let Some(Value::Object(map)) = f.detail.as_mut() else { return };
+    for child in &detail.children {
+        if let Some(el) = faults.iter().find(|e| e.name == child.name) {
+            map.insert(child.name.clone(), typed_tree(el, child, schema, 0));
+        }
+    }
+}
+
+/// Typed JSON for an element already read into a tree (fault details are small and rare).
+fn typed_tree(el: &Element, node: &XNode, schema: &SchemaSet, depth: usize) -> Value {
+    if node.attrs.iter().any(|(k, v)| k == "nil" && (v == "true" || v == "1")) {
+        return Value::Null;
+    }
+    match &el.ty {
+        TypeRef::Simple(st) => typed_text(st, &node.text).unwrap_or_else(|| Value::String(node.text.clone())),
+        TypeRef::Complex(_) if depth > MAX_DEPTH => node.to_json(),
+        TypeRef::Complex(id) => {
+            let ct = schema.complex(*id);
+            let mut map = Map::new();
+            for a in &ct.attributes {
+                if let Some((_, v)) = node.attrs.iter().find(|(k, _)| *k == a.name) {
+                    map.insert(a.json_name.clone(), typed_text(&a.ty, v).unwrap_or_else(|| Value::String(v.clone())));
+                }
+            }
+            if let Some(st) = &ct.simple_content {
+                map.insert(
+                    SIMPLE_CONTENT_KEY.into(),
+                    typed_text(st, &node.text).unwrap_or_else(|| Value::String(node.text.clone())),
+                );
+            }
+            for c in &ct.children {
+                let mut found =
+                    node.children.iter().filter(|n| n.name == c.name).map(|n| typed_tree(c, n, schema, depth + 1));
+                if c.is_array() {
+                    map.insert(c.json_name.clone(), Value::Array(found.collect()));
+                } else if let Some(v) = found.next() {
+                    map.insert(c.json_name.clone(), v);
+                }
+            }
+            Value::Object(map)
+        }
+    }
+}
+
+/// A simple value from text, or `None` when the text does not fit the type.
+fn typed_text(st: &SimpleType, text: &str) -> Option<Value> {
+    let kind = st.base.json_kind();
+    if kind != JsonKind::String && text.trim().is_empty() {
+        return Some(Value::Null);
+    }
+    match kind {
+        JsonKind::String => Some(Value::String(text.to_string())),
+        JsonKind::Boolean => parse_bool(text).map(Value::Bool),
+        JsonKind::Number => Number::from_str(text.trim())
+            .ok()
+            .or_else(|| json_number_text(text).and_then(|t| Number::from_str(&t).ok()))
+            .map(Value::Number),
+    }
 }
 
 struct Decoder<'x, 's> {
     r: NsReader<&'x [u8]>,
     schema: &'s SchemaSet,
+    faults: &'s [Element],
     path: Vec<&'s str>,
 }
 
@@ -193,7 +270,9 @@ impl<'x, 's> Decoder<'x, 's> {
         let (ns, local) = self.name_of(&open.start);
         let decoded = if ns == version.envelope_ns() && local == "Fault" {
             let tree = self.tree(&open, 0)?;
-            Decoded::Fault(fault::from_tree(version, &tree))
+            let mut f = fault::from_tree(version, &tree);
+            type_fault_detail(&mut f, &tree, self.faults, self.schema);
+            Decoded::Fault(f)
         } else if local == expected.name {
             self.path.push(&expected.name);
             let v = self.value(expected, &open, 0)?;
@@ -333,7 +412,11 @@ impl<'x, 's> Decoder<'x, 's> {
             JsonKind::String => Ok(Value::String(text)),
             JsonKind::Boolean => parse_bool(&text).map(Value::Bool).ok_or_else(|| self.mismatch(&text, "a boolean")),
             JsonKind::Number => {
-                match json_number_text(&text).and_then(|t| Number::from_str(&t).ok()) {
+                // Most ERP numbers are already valid JSON; only odd forms (+1, .5, 007) are rewritten.
+                let parsed = Number::from_str(text.trim())
+                    .ok()
+                    .or_else(|| json_number_text(&text).and_then(|t| Number::from_str(&t).ok()));
+                match parsed {
                     Some(n) => Ok(Value::Number(n)),
                     // xs:float/double may be INF or NaN, which JSON numbers cannot hold.
                     None if matches!(text.trim(), "INF" | "-INF" | "NaN") => Ok(Value::String(text.trim().to_string())),
