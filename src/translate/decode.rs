@@ -325,12 +325,17 @@ impl<'x, 's> Decoder<'x, 's> {
         }
         let mut slots: Vec<Slot> =
             ct.children.iter().map(|c| if c.is_array() { Slot::Many(Vec::new()) } else { Slot::Empty }).collect();
+        let mut extras = Map::new();
         let mut text = String::new();
         if !open.empty {
             loop {
                 match self.next()? {
-                    Event::Start(start) => self.child(ct, &mut slots, Open { start, empty: false }, depth)?,
-                    Event::Empty(start) => self.child(ct, &mut slots, Open { start, empty: true }, depth)?,
+                    Event::Start(start) => {
+                        self.child(ct, &mut slots, &mut extras, Open { start, empty: false }, depth)?
+                    }
+                    Event::Empty(start) => {
+                        self.child(ct, &mut slots, &mut extras, Open { start, empty: true }, depth)?
+                    }
                     Event::End(_) => break,
                     Event::Text(t) => text.push_str(&t.xml10_content()),
                     Event::CData(t) => text.push_str(&t.xml10_content()),
@@ -359,6 +364,10 @@ impl<'x, 's> Decoder<'x, 's> {
                 }
             }
         }
+        for (k, v) in extras {
+            // A declared field always wins over an undeclared one of the same key.
+            map.entry(k).or_insert(v);
+        }
         Ok(Value::Object(map))
     }
 
@@ -366,11 +375,28 @@ impl<'x, 's> Decoder<'x, 's> {
         &mut self,
         ct: &'s ComplexType,
         slots: &mut [Slot],
+        extras: &mut Map<String, Value>,
         open: Open<'x>,
         depth: usize,
     ) -> Result<(), DecodeError> {
         let local = open.start.local_name();
         let Some(i) = ct.children.iter().position(|c| c.name == local.as_ref()) else {
+            if ct.open {
+                // xsd:any (Salesforce's sObject fields): passed through as untyped JSON.
+                let node = self.tree(&open, depth + 1)?;
+                let v = node.to_json();
+                match extras.get_mut(&node.name) {
+                    Some(Value::Array(items)) => items.push(v),
+                    Some(first) => {
+                        let first = first.take();
+                        extras.insert(node.name.clone(), Value::Array(vec![first, v]));
+                    }
+                    None => {
+                        extras.insert(node.name, v);
+                    }
+                }
+                return Ok(());
+            }
             // Elements the WSDL does not declare (newer ERP versions add fields): skipped.
             return self.skip(&open);
         };

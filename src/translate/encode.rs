@@ -199,6 +199,83 @@ impl Encoder<'_> {
                 None => {}
             }
         }
+        if ct.open {
+            // xsd:any: keys the schema does not declare are written as elements of their own
+            // name after the declared ones, in the namespace of the type's own elements
+            // (Salesforce: `##targetNamespace` of sObject), else the parent's.
+            let any_ns = ct.children.first().map_or(ns, |c| c.namespace.as_deref());
+            for (key, v) in map.iter().filter(|(k, _)| !known(k)) {
+                self.untyped(
+                    key,
+                    v,
+                    (any_ns != ns).then_some(any_ns.unwrap_or("")),
+                    &pointer_push(pointer, key),
+                    depth + 1,
+                );
+            }
+        }
+    }
+
+    /// An element the schema leaves open: text for scalars, nesting for objects, one element
+    /// per array item.
+    fn untyped(&mut self, name: &str, value: &Value, xmlns: Option<&str>, pointer: &str, depth: usize) {
+        let valid_name = name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_alphanumeric() || "_-.".contains(c));
+        if !valid_name {
+            return self.fail(pointer, "is not a valid XML element name");
+        }
+        if depth > MAX_DEPTH {
+            return self.fail(pointer, "nested too deeply");
+        }
+        match value {
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.untyped(name, item, xmlns, &pointer_push(pointer, &i.to_string()), depth);
+                }
+            }
+            Value::Null => {
+                self.untyped_open(name, xmlns);
+                self.out.push_str(" xsi:nil=\"true\"/>");
+            }
+            Value::Object(m) => {
+                self.untyped_open(name, xmlns);
+                self.out.push('>');
+                for (k, v) in m {
+                    self.untyped(k, v, None, &pointer_push(pointer, k), depth + 1);
+                }
+                self.out.push_str("</");
+                self.out.push_str(name);
+                self.out.push('>');
+            }
+            scalar => {
+                let text = match scalar {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if let Some(bad) = text.chars().find(|c| !is_xml_char(*c)) {
+                    return self.fail(
+                        pointer,
+                        format!("contains the control character U+{:04X}, which XML cannot carry", bad as u32),
+                    );
+                }
+                self.untyped_open(name, xmlns);
+                self.out.push('>');
+                escape_into(self.out, &text);
+                self.out.push_str("</");
+                self.out.push_str(name);
+                self.out.push('>');
+            }
+        }
+    }
+
+    fn untyped_open(&mut self, name: &str, xmlns: Option<&str>) {
+        self.out.push('<');
+        self.out.push_str(name);
+        if let Some(ns) = xmlns {
+            self.out.push_str(" xmlns=\"");
+            escape_into(self.out, ns);
+            self.out.push('"');
+        }
     }
 
     /// The XML text for a simple value, or `None` after recording why it is invalid.
