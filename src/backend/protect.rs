@@ -66,7 +66,6 @@ pub struct Gate {
     settings: QueueSettings,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
-    in_flight_peak: AtomicUsize,
 }
 
 impl std::fmt::Debug for Gate {
@@ -78,12 +77,7 @@ impl std::fmt::Debug for Gate {
 impl Gate {
     /// A gate with these limits.
     pub fn new(settings: QueueSettings) -> Self {
-        Gate {
-            slots: Arc::new(Semaphore::new(settings.max_concurrency)),
-            settings,
-            waiting: AtomicUsize::new(0),
-            in_flight_peak: AtomicUsize::new(0),
-        }
+        Gate { slots: Arc::new(Semaphore::new(settings.max_concurrency)), settings, waiting: AtomicUsize::new(0) }
     }
 
     /// Waits for a call slot: at once when free, else in the queue until the deadline.
@@ -110,14 +104,7 @@ impl Gate {
                 }
             }
         };
-        let in_flight = self.settings.max_concurrency - self.slots.available_permits();
-        self.in_flight_peak.fetch_max(in_flight, Ordering::Relaxed);
         Ok(permit)
-    }
-
-    /// Most calls seen in flight at once.
-    pub fn peak(&self) -> usize {
-        self.in_flight_peak.load(Ordering::Relaxed)
     }
 }
 

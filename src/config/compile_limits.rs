@@ -7,8 +7,8 @@ use super::raw::{GatewayFile, RateSection, RouteLimitSection};
 use super::{ConfigProblem, secret, units};
 use crate::throttle::quota::{Quota, Window};
 use crate::throttle::rate::Rate;
-use crate::throttle::shared::OnUnavailable;
-use crate::throttle::{self, Limit, RouteLimit, Throttle};
+use crate::throttle::shared::{OnUnavailable, Shared};
+use crate::throttle::{Limit, RouteLimit, Throttle};
 
 /// Rate of the dev-mode demo client (DESIGN.md): newcomers see throttling work.
 pub const DEV_CLIENT_RATE: (&str, u32) = ("100/s", 200);
@@ -41,7 +41,7 @@ pub fn compile(
         };
         let made = url.and_then(|u| {
             let (timeout, policy) = (timeout?, policy?);
-            throttle::shared(&u, r.prefix.clone().unwrap_or_else(|| "veneer:".into()), timeout, policy)
+            Shared::new(&u, r.prefix.clone().unwrap_or_else(|| "veneer:".into()), timeout, policy)
         });
         made.map_err(|m| fail("redis:", format!("limits.redis: {m}"))).ok()
     });

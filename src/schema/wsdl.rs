@@ -281,11 +281,7 @@ impl<'a> Reader<'a> {
         header_parts: &[String],
     ) -> Result<Element, WsdlError> {
         let io = pt_op.child(WSDL, dir).ok_or_else(|| invalid(pt_op, format!("operation has no <{dir}>")))?;
-        let msg_name = io.resolve_qname(io.attr("message").unwrap_or("")).1;
-        let message = root
-            .children_named(WSDL, "message")
-            .find(|m| m.attr("name") == Some(msg_name.as_str()))
-            .ok_or_else(|| invalid(io, format!("message {msg_name:?} is not defined")))?;
+        let (message, msg_name) = find_message(root, io)?;
         let parts: Vec<&Node> = message
             .children_named(WSDL, "part")
             .filter(|p| !p.attr("name").is_some_and(|n| header_parts.iter().any(|h| h == n)))
@@ -310,12 +306,7 @@ impl<'a> Reader<'a> {
     fn fault_elements(&mut self, root: &'a Node, pt_op: &'a Node) -> Vec<Element> {
         let mut out = Vec::new();
         for f in pt_op.children_named(WSDL, "fault") {
-            let msg_name = f.resolve_qname(f.attr("message").unwrap_or("")).1;
-            let Some(message) =
-                root.children_named(WSDL, "message").find(|m| m.attr("name") == Some(msg_name.as_str()))
-            else {
-                continue;
-            };
+            let Ok((message, _)) = find_message(root, f) else { continue };
             let Some(part) = message.children_named(WSDL, "part").next() else { continue };
             let Some(el) = part.attr("element") else { continue };
             let key = part.resolve_qname(el);
@@ -333,13 +324,8 @@ impl<'a> Reader<'a> {
         let mut out = Vec::new();
         let Some(input) = bop.child(WSDL, "input") else { return Ok(out) };
         for h in input.children_named(soap_ns, "header") {
-            let (Some(msg), Some(part_name)) = (h.attr("message"), h.attr("part")) else { continue };
-            let msg_name = h.resolve_qname(msg).1;
-            let Some(message) =
-                root.children_named(WSDL, "message").find(|m| m.attr("name") == Some(msg_name.as_str()))
-            else {
-                return Err(invalid(h, format!("soap:header names message {msg_name:?}, which is not defined")));
-            };
+            let Some(part_name) = h.attr("part") else { continue };
+            let (message, msg_name) = find_message(root, h)?;
             let Some(part) = message.children_named(WSDL, "part").find(|p| p.attr("name") == Some(part_name)) else {
                 return Err(invalid(h, format!("soap:header names part {part_name:?}, which {msg_name:?} lacks")));
             };
@@ -364,11 +350,7 @@ impl<'a> Reader<'a> {
         header_parts: &[String],
     ) -> Result<Element, WsdlError> {
         let io = pt_op.child(WSDL, dir).ok_or_else(|| invalid(pt_op, format!("operation has no <{dir}>")))?;
-        let msg_name = io.resolve_qname(io.attr("message").unwrap_or("")).1;
-        let message = root
-            .children_named(WSDL, "message")
-            .find(|m| m.attr("name") == Some(msg_name.as_str()))
-            .ok_or_else(|| invalid(io, format!("message {msg_name:?} is not defined")))?;
+        let (message, _) = find_message(root, io)?;
         let mut children = Vec::new();
         for part in message
             .children_named(WSDL, "part")
@@ -648,6 +630,15 @@ impl<'a> Reader<'a> {
         };
         Ok(Attribute { json_name: self.json_name(&name), name, ty, required: node.attr("use") == Some("required") })
     }
+}
+
+/// The `wsdl:message` that `at`'s `message=` attribute names, with its name.
+fn find_message<'a>(root: &'a Node, at: &Node) -> Result<(&'a Node, String), WsdlError> {
+    let name = at.resolve_qname(at.attr("message").unwrap_or("")).1;
+    root.children_named(WSDL, "message")
+        .find(|m| m.attr("name") == Some(name.as_str()))
+        .map(|m| (m, name.clone()))
+        .ok_or_else(|| invalid(at, format!("message {name:?} is not defined")))
 }
 
 fn apply_facets(f: &mut Facets, restriction: &Node) {

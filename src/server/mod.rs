@@ -136,10 +136,13 @@ pub async fn run_with_drain(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let upkeep = tokio::spawn(async {
+    let gateway = state.gateway.clone();
+    let upkeep = tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
             telemetry::upkeep();
+            // Forget rate-limit keys whose buckets are full again, so memory stays bounded.
+            gateway.load().throttle.registry.shrink();
         }
     });
     if let Some(config) = state.gateway.load().server.tls.clone() {

@@ -174,13 +174,3 @@ impl RouteLimit {
         Ok(())
     }
 }
-
-/// Redis settings compiled from config.
-pub fn shared(
-    url: &str,
-    prefix: String,
-    timeout: Duration,
-    on_unavailable: OnUnavailable,
-) -> Result<Arc<Shared>, String> {
-    Shared::new(url, prefix, timeout, on_unavailable)
-}

@@ -158,9 +158,4 @@ impl Shared {
         let n: i64 = self.run(&self.count, key, &[window_end]).await?;
         Ok(n.max(0) as u64)
     }
-
-    /// True while Redis is considered down (for readiness reporting).
-    pub fn is_down(&self) -> bool {
-        self.down.load(Ordering::Relaxed)
-    }
 }
