@@ -4,48 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
 use serde_json::Value;
-
-struct Provider {
-    child: Child,
-    issuer: String,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_provider() -> Provider {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
-    assert!(dir.join("node_modules/oidc-provider").exists(), "run scripts/test.sh (it runs `npm ci` in tests/oidc)");
-    let mut child = Command::new("node")
-        .arg(dir.join("provider.mjs"))
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node runs");
-    let mut line = String::new();
-    let read = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
-    match (read, line.trim().strip_prefix("LISTENING ")) {
-        (Ok(_), Some(issuer)) => Provider { issuer: issuer.to_string(), child },
-        _ => {
-            let _ = child.kill();
-            panic!("oidc-provider did not start; it printed {line:?}");
-        }
-    }
-}
 
 #[tokio::test]
 async fn tokens_from_oidc_provider_open_scoped_routes() {
-    let provider = start_provider();
+    let provider = common::OidcProvider::start();
     let erp = veneer::dev::start().await.expect("sample ERP");
     let yaml = format!(
         "backends:\n  erp:\n    url: \"{}\"\n    wsdl: wsdl/sample-erp.wsdl\nauth:\n  external_issuers:\n    - issuer: \"{}\"\n      audience: \"api://veneer\"\n      algorithms: [ES256]\n",
@@ -82,7 +45,7 @@ async fn tokens_from_oidc_provider_open_scoped_routes() {
 
 #[tokio::test]
 async fn opaque_tokens_are_checked_by_introspection() {
-    let provider = start_provider();
+    let provider = common::OidcProvider::start();
     let client = common::client();
     let discovery: Value = client
         .get(format!("{}/.well-known/openid-configuration", provider.issuer))

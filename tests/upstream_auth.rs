@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -136,21 +134,8 @@ async fn ws_security_password_text_is_escaped() {
 
 #[tokio::test]
 async fn oauth2_client_credentials_from_a_real_idp_are_cached() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
-    let mut child = Command::new("node")
-        .arg(dir.join("provider.mjs"))
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node runs");
-    let mut line = String::new();
-    let _ = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
-    let issuer = line.trim().strip_prefix("LISTENING ").map(str::to_string);
-    let Some(issuer) = issuer else {
-        let _ = child.kill();
-        panic!("oidc-provider did not start: {line:?}");
-    };
+    let provider = common::OidcProvider::start();
+    let issuer = provider.issuer.clone();
     let (url, seen) = recording_backend().await;
     let auth = format!(
         "      oauth2: {{ token_url: \"{issuer}/token\", client_id: iot-platform, client_secret_file: SECRET_FILE, scopes: [items:read] }}\n"
@@ -159,8 +144,7 @@ async fn oauth2_client_credentials_from_a_real_idp_are_cached() {
     for _ in 0..3 {
         assert_eq!(common::client().get(gw.url("/items/1000")).send().await.expect("req").status(), 200);
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(provider);
     let seen = seen.lock().expect("lock");
     let tokens: Vec<String> = seen
         .iter()

@@ -146,3 +146,45 @@ pub fn config_dir(gateway_yaml: &str, route_files: &[&str], open: bool) -> tempf
     std::fs::write(dir.path().join("gateway.yaml"), gateway_yaml).expect("write gateway.yaml");
     dir
 }
+
+/// The npm `oidc-provider` (tests/oidc/provider.mjs) on a free loopback port; stopped when dropped.
+pub struct OidcProvider {
+    child: std::process::Child,
+    /// Its issuer URL (`http://127.0.0.1:PORT`).
+    pub issuer: String,
+}
+
+impl OidcProvider {
+    /// Starts it and waits for the line announcing its address.
+    pub fn start() -> OidcProvider {
+        use std::io::BufRead;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+        assert!(
+            dir.join("node_modules/oidc-provider").exists(),
+            "run scripts/test.sh (it runs `npm ci` in tests/oidc)"
+        );
+        let mut child = std::process::Command::new("node")
+            .arg(dir.join("provider.mjs"))
+            .args(["--port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node runs");
+        let mut line = String::new();
+        let read = std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
+        match (read, line.trim().strip_prefix("LISTENING ")) {
+            (Ok(_), Some(issuer)) => OidcProvider { issuer: issuer.to_string(), child },
+            _ => {
+                let _ = child.kill();
+                panic!("oidc-provider did not start; it printed {line:?}");
+            }
+        }
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
