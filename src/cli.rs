@@ -186,7 +186,10 @@ fn import_wsdl(
     let model = wsdl::read(&bytes, ReadOptions { soap_version, base, ..Default::default() })
         .map_err(|e| format!("{}: {e}", file.display()))?;
     if model.operations.is_empty() {
-        return Err(format!("{}: no document/literal SOAP operation to import", file.display()));
+        return Err(format!("{}: no SOAP operation to import", file.display()));
+    }
+    for k in &model.skipped {
+        eprintln!("{}:{}: operation {} left out: {}", file.display(), k.line, k.operation, k.reason);
     }
     // The config references the WSDL relative to the config directory (out's parent's parent).
     let config_dir = out.and_then(|o| o.parent()).and_then(|p| p.parent());

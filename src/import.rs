@@ -135,6 +135,12 @@ pub fn routes_yaml(model: &ServiceModel, opts: &ImportOptions<'_>) -> String {
     if version == Some(crate::schema::SoapVersion::V12) {
         let _ = writeln!(y, "    soap_version: \"1.2\"");
     }
+    if !model.skipped.is_empty() {
+        let _ = writeln!(y, "\n# Operations of the WSDL left out (WSDL line: why):");
+        for k in &model.skipped {
+            let _ = writeln!(y, "#   {} (line {}): {}", k.operation, k.line, k.reason);
+        }
+    }
     let _ = writeln!(y, "\nroutes:");
     let mut taken: HashSet<(String, String)> = HashSet::new();
     // Path shape → the exact path first written for it: the router needs one spelling of

@@ -46,6 +46,15 @@ pub fn compile(
         )]);
     };
     let Some(op_index) = backend.model.operations.iter().position(|o| o.name == s.operation) else {
+        if let Some(skipped) = backend.model.skipped.iter().find(|k| k.operation == s.operation) {
+            return Err(vec![here(
+                "operation:",
+                format!(
+                    "operation {:?} of backend {} cannot be used: its WSDL, line {}: {}",
+                    s.operation, s.backend, skipped.line, skipped.reason
+                ),
+            )]);
+        }
         let known: Vec<&str> = backend.model.operations.iter().map(|o| o.name.as_str()).collect();
         return Err(vec![here(
             "operation:",

@@ -238,7 +238,15 @@ fn responses(route: &Route, schemas: &mut Schemas) -> Value {
         ok["headers"] = rate_limit_headers();
     }
     let mut out = Map::new();
-    out.insert(route.status.as_u16().to_string(), ok);
+    if route.operation().one_way {
+        let mut accepted = json!({ "description": "Accepted: the one-way operation was delivered (no body)" });
+        if limited {
+            accepted["headers"] = rate_limit_headers();
+        }
+        out.insert("202".into(), accepted);
+    } else {
+        out.insert(route.status.as_u16().to_string(), ok);
+    }
     for (status, why) in ERRORS {
         let mut r = json!({ "description": why, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } });
         if matches!(status, 429 | 503) {

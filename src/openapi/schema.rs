@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::schema::builtin::Builtin;
-use crate::schema::{ComplexType, Element, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, TypeId, TypeRef};
+use crate::schema::{ComplexType, Element, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, TYPE_KEY, TypeId, TypeRef};
 
 /// Which way data flows: requests are checked strictly; responses are what the decoder
 /// yields (absent optional elements omitted, empty non-string values as `null`).
@@ -95,11 +95,27 @@ impl<'a> Schemas<'a> {
                 required.push(json!(c.json_name));
             }
         }
+        let polymorphic = !ct.subtypes.is_empty();
+        if polymorphic {
+            // xsi:type substitution: "@type" names the concrete type, whose extra fields follow.
+            let mut names: Vec<&str> = Vec::new();
+            if !ct.is_abstract {
+                names.extend(ct.local_name());
+            }
+            names.extend(ct.subtypes.iter().filter_map(|id| self.set.complex(*id).local_name()));
+            props.insert(
+                TYPE_KEY.into(),
+                json!({ "type": "string", "enum": names, "description": "The concrete XSD type (xsi:type); its own fields may be added" }),
+            );
+            if ct.is_abstract && dir == Direction::Request {
+                required.push(json!(TYPE_KEY));
+            }
+        }
         let mut s = json!({ "type": "object", "properties": props });
         if !required.is_empty() {
             s["required"] = Value::Array(required);
         }
-        if !ct.open && dir == Direction::Request {
+        if !ct.open && !polymorphic && dir == Direction::Request {
             // The encoder refuses unknown fields; say so.
             s["additionalProperties"] = json!(false);
         }
@@ -108,6 +124,10 @@ impl<'a> Schemas<'a> {
 
     fn complex_ref(&mut self, id: TypeId, dir: Direction) -> Value {
         let ct = self.set.complex(id);
+        if let Some(item) = &ct.array_item {
+            // A SOAP-encoded array is a plain JSON array.
+            return json!({ "type": "array", "items": self.single(item, dir) });
+        }
         let base =
             ct.name.as_deref().and_then(|n| n.rsplit('}').next()).filter(|n| !n.is_empty()).unwrap_or("Anonymous");
         let suffix = if dir == Direction::Request { "Input" } else { "" };
@@ -134,8 +154,16 @@ impl Schemas<'_> {
         let one = match &el.ty {
             TypeRef::Simple(st) => simple_example(st),
             TypeRef::Complex(id) if depth < 6 => {
-                let ct = self.set.complex(*id);
+                let mut ct = self.set.complex(*id);
+                if let Some(item) = &ct.array_item {
+                    let items = json!([self.example(item, depth + 1)]);
+                    return if el.is_array() { json!([items]) } else { items };
+                }
                 let mut m = Map::new();
+                if let (true, Some(&sub)) = (ct.is_abstract, ct.subtypes.first()) {
+                    ct = self.set.complex(sub);
+                    m.insert(TYPE_KEY.into(), json!(ct.local_name()));
+                }
                 for a in &ct.attributes {
                     m.insert(a.json_name.clone(), simple_example(&a.ty));
                 }
@@ -194,8 +222,11 @@ fn nullable(s: Value) -> Value {
     }
 }
 
-/// The schema of a simple type.
+/// The schema of a simple type (an array of them for an `xsd:list`).
 pub fn simple(st: &SimpleType, dir: Direction) -> Value {
+    if st.list {
+        return json!({ "type": "array", "items": simple(&SimpleType { list: false, ..st.clone() }, dir) });
+    }
     let f = &st.facets;
     let mut s = match st.base {
         Builtin::Boolean => json!({ "type": "boolean" }),
@@ -233,6 +264,9 @@ pub fn simple(st: &SimpleType, dir: Direction) -> Value {
         if let Some(n) = f.length.or(f.max_length) {
             s["maxLength"] = json!(n);
         }
+    }
+    if let [p] = f.patterns.as_slice() {
+        s["pattern"] = json!(p.as_str());
     }
     if let Some(v) = f.min_inclusive.as_deref().and_then(|v| v.parse::<f64>().ok()) {
         s["minimum"] = json!(v);

@@ -25,7 +25,11 @@ pub struct Cached {
 impl Cached {
     /// The HTTP response; with a cache, `Cache-Control` and `Age` say how fresh it is.
     pub fn response(&self, cache: Option<&RouteCache>) -> Response {
-        let mut res = (self.status, [(header::CONTENT_TYPE, "application/json")], self.body.clone()).into_response();
+        let mut res = if self.body.is_empty() {
+            self.status.into_response() // a one-way operation's 202 carries no body
+        } else {
+            (self.status, [(header::CONTENT_TYPE, "application/json")], self.body.clone()).into_response()
+        };
         if let Some(c) = cache {
             let age = self.stored.elapsed().as_secs();
             let left = c.ttl.as_secs().saturating_sub(age);

@@ -151,6 +151,9 @@ async fn fetch(route: &Route, envelope: String, forward: backend::Forward) -> Re
     let backend = &route.backend;
     let op = route.operation();
     let reply = backend.call(route.operation, envelope, forward, route.idempotent).await?;
+    if op.one_way && reply.status.is_success() && reply.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Cached { status: axum::http::StatusCode::ACCEPTED, body: Bytes::new(), stored: Instant::now() });
+    }
     let decoded = decode::response_with_faults(&op.output, &op.faults, &backend.model.schema, &reply.body);
     let bad_response = |title: &'static str, detail: String| GatewayError::BackendResponse {
         backend: backend.name().to_string(),

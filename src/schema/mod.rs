@@ -74,9 +74,10 @@ pub enum TypeRef {
 }
 
 /// How the child particles of a complex type are combined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compositor {
     /// `xsd:sequence`: children in schema order.
+    #[default]
     Sequence,
     /// `xsd:all`: any order on the wire; we write schema order.
     All,
@@ -85,7 +86,7 @@ pub enum Compositor {
 }
 
 /// A complex type: child elements, attributes and optionally simple text content.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ComplexType {
     /// `{namespace}name` for named types, for messages and docs.
     pub name: Option<String>,
@@ -99,7 +100,31 @@ pub struct ComplexType {
     pub simple_content: Option<Arc<SimpleType>>,
     /// `mixed="true"` or `xsd:any` seen: content we cannot type precisely.
     pub open: bool,
+    /// `abstract="true"`: a value must name one of [`ComplexType::subtypes`] with `xsi:type`.
+    pub is_abstract: bool,
+    /// Named types derived from this one (transitively), which a value may substitute with
+    /// `xsi:type` (NetSuite's `Record` → `Customer`); JSON names the choice in [`TYPE_KEY`].
+    pub subtypes: Vec<TypeId>,
+    /// A SOAP-encoding array (`soapenc:Array` restricted by `wsdl:arrayType`): the value is
+    /// a JSON array of these items, not an object.
+    pub array_item: Option<Box<Element>>,
 }
+
+impl ComplexType {
+    /// The local part of the type's name (`Customer` for `{urn:…}Customer`).
+    pub fn local_name(&self) -> Option<&str> {
+        self.name.as_deref().and_then(|n| n.rsplit('}').next())
+    }
+
+    /// The namespace of a named type.
+    pub fn namespace(&self) -> Option<&str> {
+        self.name.as_deref().and_then(|n| n.strip_prefix('{')).and_then(|n| n.split_once('}')).map(|(ns, _)| ns)
+    }
+}
+
+/// JSON key naming the `xsi:type` of a value whose type has subtypes (`"@type": "Customer"`);
+/// no XML name can start with `@`, so it never collides with a field.
+pub const TYPE_KEY: &str = "@type";
 
 /// JSON key holding the text of an element with simple content and attributes.
 pub const SIMPLE_CONTENT_KEY: &str = "value";
@@ -124,14 +149,16 @@ pub struct SimpleType {
     pub name: Option<String>,
     /// The built-in type it derives from.
     pub base: Builtin,
-    /// Restrictions on the value.
+    /// Restrictions on the value (of each item, for a list).
     pub facets: Facets,
+    /// `xsd:list`: a whitespace-separated list of values of this type; JSON holds an array.
+    pub list: bool,
 }
 
 impl SimpleType {
     /// A bare built-in type with no facets.
     pub fn builtin(base: Builtin) -> Self {
-        SimpleType { name: None, base, facets: Facets::default() }
+        SimpleType { name: None, base, facets: Facets::default(), list: false }
     }
 }
 
@@ -154,6 +181,8 @@ pub struct Facets {
     pub total_digits: Option<u32>,
     /// `xsd:fractionDigits`.
     pub fraction_digits: Option<u32>,
+    /// `xsd:pattern`s, anchored; every one must match (one per derivation step).
+    pub patterns: Vec<regex::Regex>,
 }
 
 /// SOAP protocol version of a binding.
@@ -180,7 +209,7 @@ impl SoapVersion {
 pub enum Style {
     /// document/literal: the body holds the message element.
     Document,
-    /// rpc/literal: the body holds an element named after the operation (issue: full WSDL import).
+    /// rpc: the body holds an element named after the operation, one child per part.
     Rpc,
 }
 
@@ -195,6 +224,11 @@ pub struct Operation {
     pub soap_version: SoapVersion,
     /// Binding style.
     pub style: Style,
+    /// `use="encoded"` (SOAP-encoding, rpc/encoded): values carry `xsi:type`, arrays
+    /// `soapenc:arrayType`.
+    pub encoded: bool,
+    /// One-way (input only): the ERP answers an empty 2xx, and the route answers 202.
+    pub one_way: bool,
     /// The request body element (the wrapper in document/literal wrapped).
     pub input: Element,
     /// Elements the binding puts in the request's `soap:Header` (SAP B1's `MsgHeader`,
@@ -217,6 +251,30 @@ pub struct ServiceModel {
     pub operations: Vec<Operation>,
     /// `soap:address` of the chosen port, when present.
     pub endpoint: Option<String>,
+    /// Operations of the binding that could not be modelled, and why; the rest still load.
+    pub skipped: Vec<Skipped>,
+    /// Things read but not used (HTTP bindings, an operation bound twice), for diagnostics.
+    pub notes: Vec<Note>,
+}
+
+/// Something in a WSDL that was read but left unused.
+#[derive(Debug, Clone)]
+pub struct Note {
+    /// 1-based line.
+    pub line: usize,
+    /// What was left and why.
+    pub message: String,
+}
+
+/// An operation left out of a [`ServiceModel`], with the reason and where in the WSDL.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    /// The WSDL operation name.
+    pub operation: String,
+    /// 1-based line of the construct that could not be used.
+    pub line: usize,
+    /// What is missing or unsupported.
+    pub reason: String,
 }
 
 impl ServiceModel {

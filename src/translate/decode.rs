@@ -8,14 +8,17 @@
 use std::str::FromStr;
 
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::ResolveResult;
+use quick_xml::name::{QName, ResolveResult};
 use quick_xml::reader::NsReader;
 use serde_json::{Map, Number, Value};
 
 use super::fault::{self, Fault, XNode};
 use super::xmltext;
 use crate::schema::builtin::{JsonKind, json_number_text, parse_bool};
-use crate::schema::{ComplexType, Element, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TypeRef};
+use super::XSI;
+use crate::schema::{
+    ComplexType, Element, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TYPE_KEY, TypeId, TypeRef,
+};
 
 /// Deepest nesting accepted from a backend (bounds recursion on hostile input).
 const MAX_DEPTH: usize = 128;
@@ -139,6 +142,14 @@ fn typed_text(st: &SimpleType, text: &str) -> Option<Value> {
             .or_else(|| json_number_text(text).and_then(|t| Number::from_str(&t).ok()))
             .map(Value::Number),
     }
+}
+
+/// The subtype of `ct` an `xsi:type` names: the exact `{ns}local`, else the same local name
+/// in another namespace (NetSuite messages carry older versioned namespaces).
+pub(crate) fn subtype(schema: &SchemaSet, ct: &ComplexType, ns: &str, local: &str) -> Option<TypeId> {
+    let named = |id: &&TypeId| schema.complex(**id).local_name() == Some(local);
+    let exact = ct.subtypes.iter().filter(named).find(|id| schema.complex(**id).namespace() == Some(ns));
+    exact.or_else(|| ct.subtypes.iter().find(named)).copied()
 }
 
 struct Decoder<'x, 's> {
@@ -304,9 +315,58 @@ impl<'x, 's> Decoder<'x, 's> {
             }
             TypeRef::Complex(id) => {
                 let schema = self.schema;
-                self.complex(schema.complex(*id), open, depth)
+                let mut ct = schema.complex(*id);
+                let mut substituted = None;
+                if !ct.subtypes.is_empty() {
+                    if let Some(sub) = self.xsi_type(&open.start).and_then(|(ns, local)| subtype(schema, ct, &ns, &local))
+                    {
+                        ct = schema.complex(sub);
+                        substituted = ct.local_name();
+                    }
+                }
+                if let Some(item) = &ct.array_item {
+                    return self.array(item, open, depth);
+                }
+                let v = self.complex(ct, open, depth)?;
+                match (substituted, v) {
+                    (Some(name), Value::Object(fields)) => {
+                        let mut map = Map::with_capacity(fields.len() + 1);
+                        map.insert(TYPE_KEY.into(), Value::String(name.to_string()));
+                        map.extend(fields);
+                        Ok(Value::Object(map))
+                    }
+                    (_, v) => Ok(v),
+                }
             }
         }
+    }
+
+    /// `xsi:type` of a start tag, resolved to `(namespace, local name)`.
+    fn xsi_type(&self, start: &BytesStart<'x>) -> Option<(String, String)> {
+        let resolver = self.r.resolver();
+        let attr = start.attributes().flatten().find(|a| {
+            let (ns, local) = resolver.resolve_attribute(a.key);
+            matches!(ns, ResolveResult::Bound(n) if n.0 == XSI) && local.as_ref() == "type"
+        })?;
+        let value = attr.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok()?;
+        let (ns, local) = resolver.resolve_element(QName(value.trim()));
+        let ns = match ns {
+            ResolveResult::Bound(n) => n.0.to_string(),
+            _ => String::new(),
+        };
+        Some((ns, local.as_ref().to_string()))
+    }
+
+    /// A SOAP-encoded array: every child element is one item, whatever its name.
+    fn array(&mut self, item: &'s Element, open: &Open<'x>, depth: usize) -> Result<Value, DecodeError> {
+        let mut items = Vec::new();
+        while !open.empty {
+            let Some(child) = self.next_open()? else { break };
+            self.path.push(&item.name);
+            items.push(self.value(item, &child, depth + 1)?);
+            self.path.pop();
+        }
+        Ok(Value::Array(items))
     }
 
     fn complex(&mut self, ct: &'s ComplexType, open: &Open<'x>, depth: usize) -> Result<Value, DecodeError> {
@@ -430,6 +490,10 @@ impl<'x, 's> Decoder<'x, 's> {
     }
 
     fn typed(&self, st: &SimpleType, text: String) -> Result<Value, DecodeError> {
+        if st.list {
+            let item = SimpleType { list: false, ..st.clone() };
+            return text.split_whitespace().map(|t| self.typed(&item, t.to_string())).collect::<Result<_, _>>().map(Value::Array);
+        }
         let kind = st.base.json_kind();
         if kind != JsonKind::String && text.trim().is_empty() {
             return Ok(Value::Null); // ERPs write <Qty/> for "no value".

@@ -10,7 +10,9 @@ use super::xmltext::{escape_into, is_xml_char};
 use super::{XSI, pointer_push};
 use crate::error::FieldError;
 use crate::schema::builtin::{Builtin, JsonKind, plain_decimal};
-use crate::schema::{ComplexType, Element, Operation, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TypeRef};
+use crate::schema::{
+    ComplexType, Element, Operation, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TYPE_KEY, TypeRef,
+};
 
 /// Deepest element nesting written; guards against recursive types fed deep JSON.
 const MAX_DEPTH: usize = 64;
@@ -27,6 +29,12 @@ pub fn envelope(
     out.push_str(op.soap_version.envelope_ns());
     out.push_str(r#"" xmlns:xsi=""#);
     out.push_str(XSI);
+    if op.encoded {
+        out.push_str(r#"" xmlns:soapenc=""#);
+        out.push_str(SOAP_ENC);
+        out.push_str(r#"" soap:encodingStyle=""#);
+        out.push_str(SOAP_ENC);
+    }
     out.push_str(r#"">"#);
     if let Some(h) = header {
         // Pre-rendered by the backend's credentials (WS-Security); never from client input.
@@ -35,14 +43,18 @@ pub fn envelope(
         out.push_str("</soap:Header>");
     }
     out.push_str("<soap:Body>");
-    body_element(&mut out, &op.input, schema, input)?;
+    let mut enc = Encoder { schema, out: &mut out, errors: Vec::new(), encoded: op.encoded };
+    enc.element_value(&op.input, input, None, "", 0);
+    if !enc.errors.is_empty() {
+        return Err(enc.errors);
+    }
     out.push_str("</soap:Body></soap:Envelope>");
     Ok(out)
 }
 
 /// Writes one top-level element (the message element) for `value`.
 pub fn body_element(out: &mut String, el: &Element, schema: &SchemaSet, value: &Value) -> Result<(), Vec<FieldError>> {
-    let mut enc = Encoder { schema, out, errors: Vec::new() };
+    let mut enc = Encoder { schema, out, errors: Vec::new(), encoded: false };
     enc.element_value(el, value, None, "", 0);
     if enc.errors.is_empty() { Ok(()) } else { Err(enc.errors) }
 }
@@ -56,13 +68,18 @@ pub fn http_headers(op: &Operation) -> (String, Option<String>) {
     }
 }
 
+/// SOAP 1.1 encoding namespace (rpc/encoded arrays and `encodingStyle`).
+const SOAP_ENC: &str = "http://schemas.xmlsoap.org/soap/encoding/";
+
 struct Encoder<'a> {
     schema: &'a SchemaSet,
     out: &'a mut String,
     errors: Vec<FieldError>,
+    /// rpc/encoded: every value carries its `xsi:type`.
+    encoded: bool,
 }
 
-impl Encoder<'_> {
+impl<'a> Encoder<'a> {
     fn fail(&mut self, pointer: &str, detail: impl Into<String>) {
         self.errors.push(FieldError::at(pointer, detail));
     }
@@ -78,6 +95,16 @@ impl Encoder<'_> {
             escape_into(self.out, ns.unwrap_or(""));
             self.out.push('"');
         }
+    }
+
+    /// ` xmlns:vt="…" xsi:type="vt:Local"` for a `{ns}Local` type name.
+    fn xsi_type(&mut self, type_name: &str) {
+        let (ns, local) = split_name(type_name);
+        self.out.push_str(" xmlns:vt=\"");
+        escape_into(self.out, ns);
+        self.out.push_str("\" xsi:type=\"vt:");
+        escape_into(self.out, local);
+        self.out.push('"');
     }
 
     fn close_tag(&mut self, el: &Element) {
@@ -124,23 +151,98 @@ impl Encoder<'_> {
                     return;
                 };
                 self.open_tag(el, parent_ns);
+                if let Some(name) = st.name.as_deref().filter(|_| self.encoded) {
+                    self.xsi_type(name);
+                }
                 self.out.push('>');
                 escape_into(self.out, &text);
                 self.close_tag(el);
             }
             TypeRef::Complex(id) => {
                 let schema = self.schema;
-                let ct = schema.complex(*id);
+                let declared = schema.complex(*id);
+                if let Some(item) = &declared.array_item {
+                    return self.array(el, item, value, parent_ns, pointer, depth);
+                }
                 let Value::Object(map) = value else {
                     return self.fail(pointer, "expected an object");
                 };
+                let Some((ct, substituted)) = self.substitution(declared, map, pointer) else { return };
                 self.open_tag(el, parent_ns);
+                if let Some(name) = ct.name.as_deref().filter(|_| substituted || self.encoded) {
+                    self.xsi_type(name);
+                }
                 self.attributes(ct, map, pointer);
                 self.out.push('>');
                 self.complex_content(ct, map, el.namespace.as_deref(), pointer, depth);
                 self.close_tag(el);
             }
         }
+    }
+
+    /// The type a value is written as: the declared one, or the subtype its `@type` names
+    /// (true when substituted). Abstract types must be substituted.
+    fn substitution(
+        &mut self,
+        declared: &'a ComplexType,
+        map: &Map<String, Value>,
+        pointer: &str,
+    ) -> Option<(&'a ComplexType, bool)> {
+        let schema = self.schema;
+        let choices = || {
+            let names: Vec<&str> =
+                declared.subtypes.iter().filter_map(|id| schema.complex(*id).local_name()).take(20).collect();
+            let more = if declared.subtypes.len() > 20 { ", …" } else { "" };
+            format!("{}{more}", names.join(", "))
+        };
+        let p = pointer_push(pointer, TYPE_KEY);
+        match map.get(TYPE_KEY) {
+            None if declared.is_abstract => {
+                self.fail(&p, format!("{} is abstract; name the concrete type: one of {}", declared.local_name().unwrap_or("the type"), choices()));
+                None
+            }
+            None => Some((declared, false)),
+            Some(Value::String(t)) if declared.local_name() == Some(t.as_str()) && !declared.is_abstract => {
+                Some((declared, false))
+            }
+            Some(Value::String(t)) => match declared.subtypes.iter().find(|id| schema.complex(**id).local_name() == Some(t.as_str())) {
+                Some(id) => Some((schema.complex(*id), true)),
+                None => {
+                    self.fail(&p, format!("unknown type {t:?}; expected one of {}", choices()));
+                    None
+                }
+            },
+            Some(_) => {
+                self.fail(&p, "expected a type name (a string)");
+                None
+            }
+        }
+    }
+
+    /// A SOAP-encoded array: a JSON array written as `<item>`s, typed in rpc/encoded.
+    fn array(&mut self, el: &Element, item: &Element, value: &Value, parent_ns: Option<&str>, pointer: &str, depth: usize) {
+        let Value::Array(items) = value else {
+            return self.fail(pointer, "expected an array");
+        };
+        self.open_tag(el, parent_ns);
+        if self.encoded {
+            let item_type = match &item.ty {
+                TypeRef::Simple(st) => st.name.clone(),
+                TypeRef::Complex(id) => self.schema.complex(*id).name.clone(),
+            };
+            let item_type = item_type.unwrap_or_else(|| "{http://www.w3.org/2001/XMLSchema}anyType".into());
+            let (ns, local) = split_name(&item_type);
+            self.out.push_str(" xmlns:vt=\"");
+            escape_into(self.out, ns);
+            self.out.push_str("\" xsi:type=\"soapenc:Array\" soapenc:arrayType=\"vt:");
+            escape_into(self.out, local);
+            self.out.push_str(&format!("[{}]\"", items.len()));
+        }
+        self.out.push('>');
+        for (i, v) in items.iter().enumerate() {
+            self.one(item, v, el.namespace.as_deref(), &pointer_push(pointer, &i.to_string()), depth + 1);
+        }
+        self.close_tag(el);
     }
 
     fn attributes(&mut self, ct: &ComplexType, map: &Map<String, Value>, pointer: &str) {
@@ -171,7 +273,8 @@ impl Encoder<'_> {
         depth: usize,
     ) {
         let known = |key: &str| {
-            ct.children.iter().any(|c| c.json_name == key)
+            key == TYPE_KEY
+                || ct.children.iter().any(|c| c.json_name == key)
                 || ct.attributes.iter().any(|a| a.json_name == key)
                 || (ct.simple_content.is_some() && key == SIMPLE_CONTENT_KEY)
         };
@@ -280,6 +383,29 @@ impl Encoder<'_> {
 
     /// The XML text for a simple value, or `None` after recording why it is invalid.
     fn simple_text(&mut self, st: &SimpleType, value: &Value, pointer: &str) -> Option<String> {
+        if st.list {
+            // xsd:list: a JSON array (or its lexical form) of item values, space-separated.
+            let item = SimpleType { list: false, ..st.clone() };
+            return match value {
+                Value::Array(items) => {
+                    let before = self.errors.len();
+                    let texts: Vec<String> = items
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| self.simple_text(&item, v, &pointer_push(pointer, &i.to_string())))
+                        .collect();
+                    (self.errors.len() == before).then(|| texts.join(" "))
+                }
+                other => {
+                    let text = self.simple_text(&SimpleType::builtin(Builtin::String), other, pointer)?;
+                    let before = self.errors.len();
+                    for t in text.split_whitespace() {
+                        self.simple_text(&item, &Value::String(t.to_string()), pointer);
+                    }
+                    (self.errors.len() == before).then_some(text)
+                }
+            };
+        }
         let kind = st.base.json_kind();
         let text = match value {
             Value::String(s) => s.clone(),
@@ -306,6 +432,11 @@ impl Encoder<'_> {
         }
         Some(text)
     }
+}
+
+/// `{ns}local` → `(ns, local)`; a bare name has no namespace.
+fn split_name(name: &str) -> (&str, &str) {
+    name.strip_prefix('{').and_then(|n| n.split_once('}')).unwrap_or(("", name))
 }
 
 fn expected_json(b: Builtin) -> String {
@@ -335,6 +466,10 @@ fn check_facets(st: &SimpleType, text: &str) -> Result<(), String> {
     }
     if st.base.json_kind() == JsonKind::Number {
         check_numeric_facets(st, text)?;
+    }
+    if let Some(p) = f.patterns.iter().find(|p| !p.is_match(text)) {
+        let shown = p.as_str().trim_start_matches("^(?:").trim_end_matches(")$");
+        return Err(format!("expected text matching the pattern {shown}"));
     }
     Ok(())
 }

@@ -12,6 +12,10 @@ pub fn to_utf8(bytes: &[u8]) -> Result<Cow<'_, str>, String> {
         Some((enc, bom_len)) => (enc, &bytes[bom_len..]),
         None => (declared_encoding(bytes)?.unwrap_or(encoding_rs::UTF_8), bytes),
     };
+    if (encoding == encoding_rs::UTF_16LE || encoding == encoding_rs::UTF_16BE) && body.starts_with(b"<?xml") {
+        // UTF-16 text cannot start with the single-byte "<?xml"; the declaration is wrong.
+        return Err("the XML declaration says UTF-16, but the document is written in a single-byte encoding".into());
+    }
     if encoding == encoding_rs::UTF_8 {
         return std::str::from_utf8(body)
             .map(Cow::Borrowed)
