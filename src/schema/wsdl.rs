@@ -12,8 +12,8 @@ use super::dom::{self, Node};
 use super::imports;
 use super::naming::JsonNaming;
 use super::{
-    Attribute, Builtin, ComplexType, Compositor, Element, Facets, Operation, SchemaSet, ServiceModel, SimpleType,
-    Note, Skipped, SoapVersion, Style, TypeId, TypeRef,
+    Attribute, Builtin, ComplexType, Compositor, Element, Facets, Note, Operation, SchemaSet, ServiceModel, SimpleType,
+    Skipped, SoapVersion, Style, TypeId, TypeRef,
 };
 
 const WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
@@ -69,8 +69,12 @@ pub fn read(bytes: &[u8], options: ReadOptions) -> Result<ServiceModel, WsdlErro
     let (operations, endpoint) = reader.operations(&root, options.soap_version)?;
     if operations.is_empty() {
         if let Some(first) = reader.skipped.first() {
-            let all: Vec<String> =
-                reader.skipped.iter().take(5).map(|s| format!("{} (line {}): {}", s.operation, s.line, s.reason)).collect();
+            let all: Vec<String> = reader
+                .skipped
+                .iter()
+                .take(5)
+                .map(|s| format!("{} (line {}): {}", s.operation, s.line, s.reason))
+                .collect();
             let more = reader.skipped.len().saturating_sub(5);
             let more = if more > 0 { format!("; and {more} more") } else { String::new() };
             return Err(WsdlError::Invalid {
@@ -273,23 +277,31 @@ impl<'a> Reader<'a> {
         let body = |dir: &str| bop.child(WSDL, dir).and_then(|d| d.child(soap_ns, "body"));
         let encoded = ["input", "output"].iter().any(|d| body(d).and_then(|b| b.attr("use")) == Some("encoded"));
         if encoded && !rpc {
-            return Err(invalid(bop, "document/encoded is not supported (it has no defined wire form); use rpc/encoded or literal"));
-        }
-        let pt_op = port_type.children_named(WSDL, "operation").find(|o| o.attr("name") == Some(name.as_str())).ok_or_else(|| {
-            invalid(
+            return Err(invalid(
                 bop,
-                format!(
-                    "the binding names operation {name:?}, but its portType {:?} has no such operation",
-                    port_type.attr("name").unwrap_or("")
-                ),
-            )
-        })?;
+                "document/encoded is not supported (it has no defined wire form); use rpc/encoded or literal",
+            ));
+        }
+        let pt_op = port_type
+            .children_named(WSDL, "operation")
+            .find(|o| o.attr("name") == Some(name.as_str()))
+            .ok_or_else(|| {
+                invalid(
+                    bop,
+                    format!(
+                        "the binding names operation {name:?}, but its portType {:?} has no such operation",
+                        port_type.attr("name").unwrap_or("")
+                    ),
+                )
+            })?;
         // A one-way operation (input only): the ERP answers with an empty 2xx.
         let one_way = pt_op.child(WSDL, "output").is_none();
         // Parts bound to soap:header (SAP B1's MsgHeader, NetSuite's passport) are not body.
         let header_parts = |dir: &str| -> Vec<String> {
             bop.child(WSDL, dir)
-                .map(|d| d.children_named(soap_ns, "header").filter_map(|h| h.attr("part").map(str::to_string)).collect())
+                .map(|d| {
+                    d.children_named(soap_ns, "header").filter_map(|h| h.attr("part").map(str::to_string)).collect()
+                })
                 .unwrap_or_default()
         };
         let (input, output) = if rpc {
@@ -301,13 +313,13 @@ impl<'a> Reader<'a> {
                 self.empty_element(&format!("{name}Response"))
             } else {
                 self.rpc_wrapper(
-                root,
-                pt_op,
-                "output",
-                &format!("{name}Response"),
-                &body_ns("output"),
-                &header_parts("output"),
-            )?
+                    root,
+                    pt_op,
+                    "output",
+                    &format!("{name}Response"),
+                    &body_ns("output"),
+                    &header_parts("output"),
+                )?
             };
             (input, output)
         } else {
@@ -721,9 +733,10 @@ impl<'a> Reader<'a> {
         let target = match node.attr("ref") {
             Some(r) => {
                 let key = node.resolve_qname(r);
-                self.attribute_groups.get(&key).map(|&(_, n)| n).ok_or_else(|| {
-                    invalid(node, format!("attributeGroup {r:?} is not declared"))
-                })?
+                self.attribute_groups
+                    .get(&key)
+                    .map(|&(_, n)| n)
+                    .ok_or_else(|| invalid(node, format!("attributeGroup {r:?} is not declared")))?
             }
             None => node,
         };
@@ -774,7 +787,9 @@ impl<'a> Reader<'a> {
             let &(s, def) =
                 self.groups.get(&key).ok_or_else(|| invalid(group, format!("group {r:?} is not declared")))?;
             self.guard(group)?;
-            for inner in def.children.iter().filter(|c| c.ns == XSD && matches!(c.local.as_str(), "sequence" | "choice" | "all")) {
+            for inner in
+                def.children.iter().filter(|c| c.ns == XSD && matches!(c.local.as_str(), "sequence" | "choice" | "all"))
+            {
                 let mut copy = ComplexType::default();
                 self.particles(inner, s, &mut copy, optional)?;
                 for mut el in copy.children {

@@ -12,10 +12,10 @@ use quick_xml::name::{QName, ResolveResult};
 use quick_xml::reader::NsReader;
 use serde_json::{Map, Number, Value};
 
+use super::XSI;
 use super::fault::{self, Fault, XNode};
 use super::xmltext;
 use crate::schema::builtin::{JsonKind, json_number_text, parse_bool};
-use super::XSI;
 use crate::schema::{
     ComplexType, Element, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TYPE_KEY, TypeId, TypeRef,
 };
@@ -318,7 +318,8 @@ impl<'x, 's> Decoder<'x, 's> {
                 let mut ct = schema.complex(*id);
                 let mut substituted = None;
                 if !ct.subtypes.is_empty() {
-                    if let Some(sub) = self.xsi_type(&open.start).and_then(|(ns, local)| subtype(schema, ct, &ns, &local))
+                    if let Some(sub) =
+                        self.xsi_type(&open.start).and_then(|(ns, local)| subtype(schema, ct, &ns, &local))
                     {
                         ct = schema.complex(sub);
                         substituted = ct.local_name();
@@ -492,7 +493,11 @@ impl<'x, 's> Decoder<'x, 's> {
     fn typed(&self, st: &SimpleType, text: String) -> Result<Value, DecodeError> {
         if st.list {
             let item = SimpleType { list: false, ..st.clone() };
-            return text.split_whitespace().map(|t| self.typed(&item, t.to_string())).collect::<Result<_, _>>().map(Value::Array);
+            return text
+                .split_whitespace()
+                .map(|t| self.typed(&item, t.to_string()))
+                .collect::<Result<_, _>>()
+                .map(Value::Array);
         }
         let kind = st.base.json_kind();
         if kind != JsonKind::String && text.trim().is_empty() {

@@ -198,20 +198,29 @@ impl<'a> Encoder<'a> {
         let p = pointer_push(pointer, TYPE_KEY);
         match map.get(TYPE_KEY) {
             None if declared.is_abstract => {
-                self.fail(&p, format!("{} is abstract; name the concrete type: one of {}", declared.local_name().unwrap_or("the type"), choices()));
+                self.fail(
+                    &p,
+                    format!(
+                        "{} is abstract; name the concrete type: one of {}",
+                        declared.local_name().unwrap_or("the type"),
+                        choices()
+                    ),
+                );
                 None
             }
             None => Some((declared, false)),
             Some(Value::String(t)) if declared.local_name() == Some(t.as_str()) && !declared.is_abstract => {
                 Some((declared, false))
             }
-            Some(Value::String(t)) => match declared.subtypes.iter().find(|id| schema.complex(**id).local_name() == Some(t.as_str())) {
-                Some(id) => Some((schema.complex(*id), true)),
-                None => {
-                    self.fail(&p, format!("unknown type {t:?}; expected one of {}", choices()));
-                    None
+            Some(Value::String(t)) => {
+                match declared.subtypes.iter().find(|id| schema.complex(**id).local_name() == Some(t.as_str())) {
+                    Some(id) => Some((schema.complex(*id), true)),
+                    None => {
+                        self.fail(&p, format!("unknown type {t:?}; expected one of {}", choices()));
+                        None
+                    }
                 }
-            },
+            }
             Some(_) => {
                 self.fail(&p, "expected a type name (a string)");
                 None
@@ -220,7 +229,15 @@ impl<'a> Encoder<'a> {
     }
 
     /// A SOAP-encoded array: a JSON array written as `<item>`s, typed in rpc/encoded.
-    fn array(&mut self, el: &Element, item: &Element, value: &Value, parent_ns: Option<&str>, pointer: &str, depth: usize) {
+    fn array(
+        &mut self,
+        el: &Element,
+        item: &Element,
+        value: &Value,
+        parent_ns: Option<&str>,
+        pointer: &str,
+        depth: usize,
+    ) {
         let Value::Array(items) = value else {
             return self.fail(pointer, "expected an array");
         };
