@@ -2,7 +2,7 @@
 //!
 //! - `case.txt`: `wsdl: <file under tests/fixtures/wsdl>`, `operation: <name>`, optional
 //!   `soap: 1.2` and `naming: original`;
-//! - `request.json` → must encode to exactly `expected_request.xml`, or fail with the
+//! - `request.json` (with SOAP header values in `request_headers.json`) → must encode to exactly `expected_request.xml`, or fail with the
 //!   field errors in `expected_errors.json`;
 //! - `backend_response.xml` → must decode to `expected.json`: `{"body": …}`, `{"fault": …}`
 //!   or `{"error": "<problem title>"}`.
@@ -59,7 +59,18 @@ fn run_case(dir: &Path) -> Vec<String> {
     let mut failures = Vec::new();
     if let Ok(request) = std::fs::read_to_string(dir.join("request.json")) {
         let input: Value = serde_json::from_str(&request).expect("request.json is JSON");
-        match encode::envelope(op, &model.schema, &input, None) {
+        // request_headers.json: header element name → JSON, as a route's `soap_headers:` fills it.
+        let header = std::fs::read_to_string(dir.join("request_headers.json")).ok().map(|text| {
+            let headers: serde_json::Map<String, Value> =
+                serde_json::from_str(&text).expect("headers are a JSON object");
+            let mut xml = String::new();
+            for (name, value) in &headers {
+                let el = op.headers.iter().find(|h| &h.name == name).unwrap_or_else(|| panic!("no header {name}"));
+                encode::body_element(&mut xml, el, &model.schema, value).expect("header encodes");
+            }
+            xml
+        });
+        match encode::envelope(op, &model.schema, &input, header.as_deref()) {
             Ok(xml) => failures.extend(check_or_bless(&dir.join("expected_request.xml"), &xml)),
             Err(errors) => {
                 let actual = serde_json::to_string_pretty(&errors).expect("errors serialise");
