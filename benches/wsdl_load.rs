@@ -25,7 +25,8 @@ fn benches(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 // Imported XSDs are read from disk inside the measured call, as at config load.
-                let model = wsdl::read(&bytes, ReadOptions { base: base.clone(), ..Default::default() }).expect("loads");
+                let model =
+                    wsdl::read(&bytes, ReadOptions { base: base.clone(), ..Default::default() }).expect("loads");
                 assert_eq!(model.operations.len(), ops);
                 model
             })

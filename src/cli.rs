@@ -53,7 +53,7 @@ pub enum Command {
     },
     /// Write a routes file (backend + one route per operation) from a WSDL file.
     ImportWsdl {
-        /// The WSDL file (download it first: nothing is fetched over the network).
+        /// The WSDL file, or its URL with --allow-url.
         file: PathBuf,
         /// Backend name.
         #[arg(long)]
@@ -67,6 +67,10 @@ pub enum Command {
         /// "1.1" or "1.2" when the WSDL binds both.
         #[arg(long)]
         soap_version: Option<String>,
+        /// Accept a URL: download the WSDL and its imports once into wsdl/<backend>/ beside
+        /// the routes folder (the gateway itself never fetches).
+        #[arg(long)]
+        allow_url: bool,
     },
     /// Manage the signing keys of the built-in token issuer.
     Keys {
@@ -119,7 +123,15 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(config),
         Command::Openapi { config, format } => report(openapi(&config, &format)),
-        Command::ImportWsdl { file, backend, endpoint, out, soap_version } => {
+        Command::ImportWsdl { file, backend, endpoint, out, soap_version, allow_url } => {
+            let file = if allow_url && file.to_string_lossy().contains("://") {
+                match download_wsdl(&file.to_string_lossy(), &backend, out.as_deref()).await {
+                    Ok(local) => local,
+                    Err(e) => return report(Err(e)),
+                }
+            } else {
+                file
+            };
             report(import_wsdl(&file, &backend, endpoint.as_deref(), out.as_deref(), soap_version.as_deref()))
         }
         Command::Keys { command: KeysCommand::New { dir, alg } } => report(admin::new_key(&dir, &alg)),
@@ -161,6 +173,19 @@ fn openapi(dir: &std::path::Path, format: &str) -> Result<String, String> {
     }
 }
 
+/// Downloads a WSDL set into `wsdl/<backend>/` of the config directory (`--out`'s parent's
+/// parent), or of the current directory.
+async fn download_wsdl(url: &str, backend: &str, out: Option<&std::path::Path>) -> Result<PathBuf, String> {
+    if backend.is_empty() || !backend.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err("--backend must be letters, digits, '-' or '_'".into());
+    }
+    let config_dir = out.and_then(|o| o.parent()).and_then(|p| p.parent()).unwrap_or(std::path::Path::new("."));
+    let dir = config_dir.join("wsdl").join(backend);
+    let main = crate::import::fetch::download(url, &dir, backend).await?;
+    eprintln!("downloaded {url} and its imports into {}", dir.display());
+    Ok(main)
+}
+
 fn import_wsdl(
     file: &std::path::Path,
     backend: &str,
@@ -170,7 +195,9 @@ fn import_wsdl(
 ) -> Result<String, String> {
     use crate::schema::wsdl::{self, ReadOptions};
     if file.to_string_lossy().contains("://") {
-        return Err("give a WSDL file; download it first (Veneer never fetches a WSDL over the network)".into());
+        return Err(
+            "give a WSDL file, or pass --allow-url to download it and its imports once into files (the gateway never fetches a WSDL at run time)".into(),
+        );
     }
     if backend.is_empty() || !backend.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err("--backend must be letters, digits, '-' or '_'".into());

@@ -59,9 +59,55 @@ fn real_erp_wsdls_import_into_configs_that_check() {
 }
 
 #[test]
-fn network_urls_are_refused() {
+fn network_urls_need_an_explicit_flag() {
     let (ok, text) = veneer(&["import-wsdl", "http://erp.example/ws?wsdl", "--backend", "x"]);
-    assert!(!ok && text.contains("download it first"), "{text}");
+    assert!(!ok && text.contains("--allow-url"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spyne_wsdl_fetched_by_url_imports_and_serves() {
+    // spyne generates its WSDL at run time; import it by URL (the one explicit download),
+    // then serve the generated routes against the same service.
+    let spyne = common::start_spyne();
+    let dir = empty_config(&[]);
+    let out = dir.path().join("routes/plant.yaml");
+    let (ok, text) = veneer(&[
+        "import-wsdl",
+        &format!("{}/?wsdl", spyne.base),
+        "--allow-url",
+        "--backend",
+        "plant",
+        "--out",
+        &out.to_string_lossy(),
+    ]);
+    assert!(ok, "{text}");
+    let saved = dir.path().join("wsdl/plant/plant.wsdl");
+    assert!(std::fs::read_to_string(&saved).is_ok_and(|w| w.contains("GetPart")), "the WSDL is kept as a file");
+    let yaml = std::fs::read_to_string(&out).expect("routes written");
+    assert!(yaml.contains("wsdl: \"wsdl/plant/plant.wsdl\""), "{yaml}");
+    assert!(
+        yaml.contains(&format!("url: \"{}/\"", spyne.base)),
+        "the endpoint comes from spyne's soap:address: {yaml}"
+    );
+    let (ok, text) = veneer(&["check", "--config", &dir.path().to_string_lossy()]);
+    assert!(ok, "{text}\n{yaml}");
+
+    let gw = common::with_config(dir.path()).await;
+    let c = common::client();
+    let part = c.get(gw.url("/plant/part?partNo=P-1")).send().await.expect("request");
+    assert_eq!(part.status(), 200, "{yaml}");
+    let part: serde_json::Value = part.json().await.expect("json");
+    assert_eq!(part["partNo"], "P-1", "{part}");
+    assert_eq!(part["price"].to_string(), "12345678901234567.123456", "{part}");
+    let echo = c
+        .post(gw.url("/plant/echo"))
+        .json(&serde_json::json!({ "text": "<b>&amp;</b>" }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(echo.status(), 200);
+    let echo: serde_json::Value = echo.json().await.expect("json");
+    assert_eq!(echo, serde_json::json!("<b>&amp;</b>"), "the text travels literally, both ways");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,47 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use common::Spyne;
 
 use serde_json::{Value, json};
-
-/// The spyne server; killed when dropped.
-struct Spyne {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Spyne {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts spyne on port 0 and waits for the line announcing the port it bound.
-fn start_spyne() -> Spyne {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spyne/plant_service.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 runs (scripts/test.sh installs spyne)");
-    let stdout = child.stdout.take().expect("stdout piped");
-    let mut line = String::new();
-    let read = BufReader::new(stdout).read_line(&mut line);
-    let addr = line.trim().strip_prefix("LISTENING ").map(str::to_string);
-    match (read, addr) {
-        (Ok(_), Some(addr)) => Spyne { child, base: format!("http://{addr}") },
-        _ => {
-            let _ = child.kill();
-            panic!("spyne did not start (is `pip install spyne==2.14.0 lxml` done?); it printed {line:?}");
-        }
-    }
-}
 
 const ROUTES: &str = r#"
 routes:
@@ -93,7 +55,7 @@ async fn gateway(spyne: &Spyne) -> (common::Gateway, tempfile::TempDir) {
 
 #[tokio::test]
 async fn get_round_trips_types_and_arrays() {
-    let spyne = start_spyne();
+    let spyne = common::start_spyne();
     let (gw, _dir) = gateway(&spyne).await;
     let res = common::client().get(gw.url("/parts/P-1")).send().await.expect("request");
     assert_eq!(res.status(), 200);
@@ -114,7 +76,7 @@ async fn get_round_trips_types_and_arrays() {
 
 #[tokio::test]
 async fn post_round_trips_and_faults_map() {
-    let spyne = start_spyne();
+    let spyne = common::start_spyne();
     let (gw, _dir) = gateway(&spyne).await;
     let c = common::client();
     let res = c
@@ -149,7 +111,7 @@ async fn post_round_trips_and_faults_map() {
 
 #[tokio::test]
 async fn injection_arrives_as_literal_text() {
-    let spyne = start_spyne();
+    let spyne = common::start_spyne();
     let (gw, _dir) = gateway(&spyne).await;
     for evil in ["</Text><Admin>1</Admin>", "]]><x/><![CDATA[", "&amp; &lt;", "<!DOCTYPE x [<!ENTITY e \"e\">]>&e;"] {
         let res = common::client().post(gw.url("/echo")).json(&json!({ "text": evil })).send().await.expect("request");
@@ -161,7 +123,7 @@ async fn injection_arrives_as_literal_text() {
 
 #[tokio::test]
 async fn missing_required_input_never_reaches_the_backend() {
-    let spyne = start_spyne();
+    let spyne = common::start_spyne();
     let (gw, _dir) = gateway(&spyne).await;
     let res = common::client()
         .post(gw.url("/parts"))

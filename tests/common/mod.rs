@@ -188,3 +188,40 @@ impl Drop for OidcProvider {
         let _ = self.child.wait();
     }
 }
+
+/// The spyne server; killed when dropped.
+pub struct Spyne {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Drop for Spyne {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts spyne on port 0 and waits for the line announcing the port it bound.
+pub fn start_spyne() -> Spyne {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spyne/plant_service.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs (scripts/test.sh installs spyne)");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let mut line = String::new();
+    let read = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+    let addr = line.trim().strip_prefix("LISTENING ").map(str::to_string);
+    match (read, addr) {
+        (Ok(_), Some(addr)) => Spyne { child, base: format!("http://{addr}") },
+        _ => {
+            let _ = child.kill();
+            panic!("spyne did not start (is `pip install spyne==2.14.0 lxml` done?); it printed {line:?}");
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! `veneer import-wsdl`: a routes file (a backend entry plus one route per operation) from a
 //! WSDL, with REST shapes a person would choose and comments to edit. The output compiles
-//! unchanged; nothing is fetched over the network.
+//! unchanged. [`fetch`] downloads a WSDL set by URL, only when asked to.
+
+pub mod fetch;
 
 use std::collections::HashSet;
 use std::fmt::Write;
