@@ -361,8 +361,10 @@ impl<'x, 's> Decoder<'x, 's> {
     /// A SOAP-encoded array: every child element is one item, whatever its name.
     fn array(&mut self, item: &'s Element, open: &Open<'x>, depth: usize) -> Result<Value, DecodeError> {
         let mut items = Vec::new();
-        while !open.empty {
-            let Some(child) = self.next_open()? else { break };
+        if open.empty {
+            return Ok(Value::Array(items));
+        }
+        while let Some(child) = self.next_open()? {
             self.path.push(&item.name);
             items.push(self.value(item, &child, depth + 1)?);
             self.path.pop();
