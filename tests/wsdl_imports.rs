@@ -82,3 +82,20 @@ fn every_binding_of_the_soap_version_counts() {
     assert_eq!(names.len(), 12, "{names:?}");
     assert!(names.contains(&"GetOrderById") && names.contains(&"GetOrderItemById"), "{names:?}");
 }
+
+#[test]
+fn wsdl_import_joins_split_documents() {
+    // WCF and Java tools publish the binding in one document and the portType in another.
+    let wsdl = fixtures().join("split-calculator/calculator.wsdl");
+    let bytes = std::fs::read(&wsdl).expect("wsdl");
+    let options = ReadOptions { base: wsdl.parent().map(Path::to_path_buf), ..Default::default() };
+    let model = wsdl::read(&bytes, options).expect("the imported abstract part is read");
+    assert_eq!(model.operations.len(), 4);
+    let add = model.operation("Add").expect("Add");
+    assert_eq!(add.input.namespace.as_deref(), Some("http://tempuri.org/"));
+    assert_eq!(model.endpoint.as_deref(), Some("http://www.dneonline.com/calculator.asmx"));
+
+    // Without the file beside it, the error names what is missing.
+    let err = wsdl::read(&bytes, ReadOptions::default()).expect_err("relative import, no base");
+    assert!(err.to_string().contains("calculator-abstract.wsdl"), "{err}");
+}

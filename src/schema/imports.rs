@@ -1,7 +1,8 @@
 //! `xsd:import` and `xsd:include` with a `schemaLocation`: schema documents read from files
 //! next to the WSDL (relative paths) or through a catalog (absolute URLs mapped to files).
-//! Nothing is fetched over the network; a URL without a catalog entry is an error that says
-//! how to map it. Every file is read once, so import cycles end.
+//! `wsdl:import` of other WSDL documents (WCF and Java tools split the abstract and concrete
+//! parts) is read the same way. Nothing is fetched over the network; a URL without a catalog
+//! entry is an error that says how to map it. Every file is read once, so import cycles end.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,46 @@ use super::dom::{self, Node};
 use super::wsdl::WsdlError;
 
 const XSD: &str = "http://www.w3.org/2001/XMLSchema";
+const WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
+
+/// The WSDL documents `root` imports with `wsdl:import location=…`, transitively, each with
+/// the directory its own relative locations resolve against.
+pub fn wsdl_documents(
+    root: &Node,
+    base: Option<&Path>,
+    catalog: &BTreeMap<String, PathBuf>,
+) -> Result<Vec<(Node, Option<PathBuf>)>, WsdlError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut pending: Vec<(String, Option<PathBuf>)> = locations(root, base);
+    while let Some((location, dir)) = pending.pop() {
+        let path = resolve(&location, dir.as_deref(), catalog)?;
+        let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        if !seen.insert(key) {
+            continue;
+        }
+        let bytes = std::fs::read(&path)
+            .map_err(|e| fail(format!("cannot read WSDL {} (wsdl:import {location:?}): {e}", path.display())))?;
+        let node = dom::parse(&bytes).map_err(|e| fail(format!("WSDL {}: {e}", path.display())))?;
+        if node.ns == XSD && node.local == "schema" {
+            continue; // a schema imported with wsdl:import: xsd imports cover its content
+        }
+        if node.ns != WSDL || node.local != "definitions" {
+            return Err(fail(format!("{} is not a WSDL 1.1 document (root <{}>)", path.display(), node.local)));
+        }
+        let dir = path.parent().map(Path::to_path_buf);
+        pending.extend(locations(&node, dir.as_deref()));
+        out.push((node, dir));
+    }
+    Ok(out)
+}
+
+fn locations(root: &Node, base: Option<&Path>) -> Vec<(String, Option<PathBuf>)> {
+    root.children_named(WSDL, "import")
+        .filter_map(|i| i.attr("location"))
+        .map(|l| (l.to_string(), base.map(Path::to_path_buf)))
+        .collect()
+}
 
 /// A schema document loaded from a file, with the namespace its declarations belong to
 /// (an included schema without a `targetNamespace` takes its includer's).
@@ -53,11 +94,11 @@ fn resolve(location: &str, base: Option<&Path>, catalog: &BTreeMap<String, PathB
     }
     if location.contains("://") {
         return Err(fail(format!(
-            "schemaLocation {location:?} is a URL and Veneer never fetches over the network; download it and map it under the backend's catalog: {{ \"{location}\": xsd/file.xsd }}"
+            "{location:?} is a URL and Veneer never fetches over the network; download it and map it under the backend's catalog: {{ \"{location}\": xsd/file.xsd }}"
         )));
     }
     let base = base.ok_or_else(|| {
-        fail(format!("schemaLocation {location:?} is relative, but the WSDL was not read from a file"))
+        fail(format!("{location:?} is a relative location, but the WSDL was not read from a file"))
     })?;
     Ok(base.join(location))
 }

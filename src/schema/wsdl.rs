@@ -60,11 +60,17 @@ pub struct ReadOptions {
 
 /// Reads a WSDL document.
 pub fn read(bytes: &[u8], options: ReadOptions) -> Result<ServiceModel, WsdlError> {
-    let root = dom::parse(bytes)?;
+    let mut root = dom::parse(bytes)?;
     if root.ns != WSDL || root.local != "definitions" {
         return Err(invalid(&root, "the root element is not a WSDL 1.1 <definitions>"));
     }
-    let externals = imports::load(&root, options.base.as_deref(), &options.catalog)?;
+    let mut externals = imports::load(&root, options.base.as_deref(), &options.catalog)?;
+    // Imported WSDL documents join the root: their types, messages, portTypes and bindings
+    // are looked up as if written in it (each keeps its own namespace scope).
+    for (doc, dir) in imports::wsdl_documents(&root, options.base.as_deref(), &options.catalog)? {
+        externals.extend(imports::load(&doc, dir.as_deref(), &options.catalog)?);
+        root.children.extend(doc.children);
+    }
     let mut reader = Reader::new(&root, &externals, options.naming, options.renames.clone());
     let (operations, endpoint) = reader.operations(&root, options.soap_version)?;
     if operations.is_empty() {
