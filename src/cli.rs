@@ -67,6 +67,9 @@ pub enum Command {
         /// "1.1" or "1.2" when the WSDL binds both.
         #[arg(long)]
         soap_version: Option<String>,
+        /// The wsdl:port (or service) to import when the WSDL has several.
+        #[arg(long)]
+        port: Option<String>,
         /// Accept a URL: download the WSDL and its imports once into wsdl/<backend>/ beside
         /// the routes folder (the gateway itself never fetches).
         #[arg(long)]
@@ -123,7 +126,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(config),
         Command::Openapi { config, format } => report(openapi(&config, &format)),
-        Command::ImportWsdl { file, backend, endpoint, out, soap_version, allow_url } => {
+        Command::ImportWsdl { file, backend, endpoint, out, soap_version, port, allow_url } => {
             let file = if allow_url && file.to_string_lossy().contains("://") {
                 match download_wsdl(&file.to_string_lossy(), &backend, out.as_deref()).await {
                     Ok(local) => local,
@@ -132,7 +135,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             } else {
                 file
             };
-            report(import_wsdl(&file, &backend, endpoint.as_deref(), out.as_deref(), soap_version.as_deref()))
+            let target = ImportTarget { backend: &backend, endpoint: endpoint.as_deref(), port: port.as_deref() };
+            report(import_wsdl(&file, &target, out.as_deref(), soap_version.as_deref()))
         }
         Command::Keys { command: KeysCommand::New { dir, alg } } => report(admin::new_key(&dir, &alg)),
         Command::Client { command: ClientCommand::New { id, scopes } } => report(admin::new_client(&id, &scopes)),
@@ -186,14 +190,21 @@ async fn download_wsdl(url: &str, backend: &str, out: Option<&std::path::Path>) 
     Ok(main)
 }
 
+/// What `import-wsdl` imports into: the backend's name, its endpoint and port overrides.
+struct ImportTarget<'a> {
+    backend: &'a str,
+    endpoint: Option<&'a str>,
+    port: Option<&'a str>,
+}
+
 fn import_wsdl(
     file: &std::path::Path,
-    backend: &str,
-    endpoint: Option<&str>,
+    target: &ImportTarget<'_>,
     out: Option<&std::path::Path>,
     version: Option<&str>,
 ) -> Result<String, String> {
     use crate::schema::wsdl::{self, ReadOptions};
+    let (backend, endpoint) = (target.backend, target.endpoint);
     if file.to_string_lossy().contains("://") {
         return Err(
             "give a WSDL file, or pass --allow-url to download it and its imports once into files (the gateway never fetches a WSDL at run time)".into(),
@@ -210,7 +221,8 @@ fn import_wsdl(
     };
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let base = file.parent().map(std::path::Path::to_path_buf);
-    let model = wsdl::read(&bytes, ReadOptions { soap_version, base, ..Default::default() })
+    let port = target.port.map(str::to_string);
+    let model = wsdl::read(&bytes, ReadOptions { soap_version, base, port, ..Default::default() })
         .map_err(|e| format!("{}: {e}", file.display()))?;
     if model.operations.is_empty() {
         return Err(format!("{}: no SOAP operation to import", file.display()));
@@ -231,7 +243,7 @@ fn import_wsdl(
         .unwrap_or_else(|| "http://127.0.0.1:8080/CHANGE-ME".into());
     let yaml = crate::import::routes_yaml(
         &model,
-        &crate::import::ImportOptions { backend, endpoint: &endpoint, wsdl_path: &wsdl_path },
+        &crate::import::ImportOptions { backend, endpoint: &endpoint, wsdl_path: &wsdl_path, port: target.port },
     );
     match out {
         Some(path) => {

@@ -99,3 +99,23 @@ fn wsdl_import_joins_split_documents() {
     let err = wsdl::read(&bytes, ReadOptions::default()).expect_err("relative import, no base");
     assert!(err.to_string().contains("calculator-abstract.wsdl"), "{err}");
 }
+
+#[test]
+fn a_port_or_service_can_be_chosen() {
+    let bytes = std::fs::read(fixtures().join("calculator.wsdl")).expect("wsdl");
+    let read = |port: &str| wsdl::read(&bytes, ReadOptions { port: Some(port.into()), ..Default::default() });
+    let soap12 = read("CalculatorSoap12").expect("the SOAP 1.2 port");
+    assert!(soap12.operations.iter().all(|o| o.soap_version == veneer::schema::SoapVersion::V12));
+    assert_eq!(soap12.operations.len(), 4);
+    let service = read("Calculator").expect("a service name takes its first SOAP port");
+    assert!(service.operations.iter().all(|o| o.soap_version == veneer::schema::SoapVersion::V11));
+    assert_eq!(service.endpoint.as_deref(), Some("http://www.dneonline.com/calculator.asmx"));
+    let err = read("CalculatorHttpGet").expect_err("no such SOAP port");
+    assert!(err.to_string().contains("Calculator/CalculatorSoap, Calculator/CalculatorSoap12"), "{err}");
+
+    // GlobalWeather's HTTP GET/POST ports are not SOAP ports, so they cannot be chosen.
+    let weather = std::fs::read(fixtures().join("globalweather.wsdl")).expect("wsdl");
+    let err = wsdl::read(&weather, ReadOptions { port: Some("GlobalWeatherHttpGet".into()), ..Default::default() })
+        .expect_err("HTTP port");
+    assert!(err.to_string().contains("GlobalWeatherSoap12"), "{err}");
+}

@@ -287,6 +287,7 @@ fn backend(
                     .then(|| source.path(&s.wsdl).parent().map(Path::to_path_buf))
                     .flatten(),
                 catalog: s.catalog.iter().map(|(url, file)| (url.clone(), source.path(file))).collect(),
+                port: s.port.clone(),
             };
             wsdl::read(&bytes, options).map_err(|e| ConfigProblem {
                 file: PathBuf::from(&s.wsdl),

@@ -267,6 +267,8 @@ pub struct BackendSection {
     pub wsdl: String,
     /// `"1.1"` or `"1.2"` when the WSDL binds both.
     pub soap_version: Option<String>,
+    /// The `wsdl:port` (or `wsdl:service`) to use when the WSDL offers several.
+    pub port: Option<String>,
     /// Per-call deadline, e.g. `10s`.
     pub timeout: Option<String>,
     /// TCP connect deadline, e.g. `2s`.

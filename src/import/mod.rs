@@ -20,6 +20,8 @@ pub struct ImportOptions<'a> {
     pub endpoint: &'a str,
     /// WSDL path as the config will reference it (relative to the config directory).
     pub wsdl_path: &'a str,
+    /// The `wsdl:port` or service chosen, written as the backend's `port:`.
+    pub port: Option<&'a str>,
 }
 
 /// The HTTP shape chosen for an operation.
@@ -136,6 +138,9 @@ pub fn routes_yaml(model: &ServiceModel, opts: &ImportOptions<'_>) -> String {
     let version = model.operations.first().map(|o| o.soap_version);
     if version == Some(crate::schema::SoapVersion::V12) {
         let _ = writeln!(y, "    soap_version: \"1.2\"");
+    }
+    if let Some(port) = opts.port {
+        let _ = writeln!(y, "    port: {}", q(port));
     }
     if !model.skipped.is_empty() {
         let _ = writeln!(y, "\n# Operations of the WSDL left out (WSDL line: why):");

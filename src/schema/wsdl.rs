@@ -56,6 +56,8 @@ pub struct ReadOptions {
     pub base: Option<std::path::PathBuf>,
     /// Absolute `schemaLocation` URL → local file.
     pub catalog: std::collections::BTreeMap<String, std::path::PathBuf>,
+    /// A `wsdl:port` (or `wsdl:service`) name: only its binding's operations, at its address.
+    pub port: Option<String>,
 }
 
 /// Reads a WSDL document.
@@ -72,7 +74,7 @@ pub fn read(bytes: &[u8], options: ReadOptions) -> Result<ServiceModel, WsdlErro
         root.children.extend(doc.children);
     }
     let mut reader = Reader::new(&root, &externals, options.naming, options.renames.clone());
-    let (operations, endpoint) = reader.operations(&root, options.soap_version)?;
+    let (operations, endpoint) = reader.operations(&root, options.soap_version, options.port.as_deref())?;
     if operations.is_empty() {
         if let Some(first) = reader.skipped.first() {
             let all: Vec<String> = reader
@@ -185,6 +187,7 @@ impl<'a> Reader<'a> {
         &mut self,
         root: &'a Node,
         prefer: Option<SoapVersion>,
+        port: Option<&str>,
     ) -> Result<(Vec<Operation>, Option<String>), WsdlError> {
         let mut bindings: Vec<(&Node, SoapVersion)> = Vec::new();
         for b in root.children_named(WSDL, "binding") {
@@ -201,6 +204,14 @@ impl<'a> Reader<'a> {
                     ),
                 });
             }
+        }
+        // A chosen port (or service) narrows everything to its one binding and address.
+        let chosen = match port {
+            Some(name) => Some(choose_port(root, name, &bindings, prefer)?),
+            None => None,
+        };
+        if let Some((_, binding)) = chosen {
+            bindings.retain(|(b, _)| std::ptr::eq(*b, binding));
         }
         let want = prefer.unwrap_or(SoapVersion::V11);
         let Some(&(binding, version)) = bindings.iter().find(|(_, v)| *v == want).or(bindings.first()) else {
@@ -257,10 +268,13 @@ impl<'a> Reader<'a> {
         }
         let binding = first_binding;
         let binding_name = binding.attr("name").unwrap_or("");
-        let endpoint = root
-            .children_named(WSDL, "service")
-            .flat_map(|s| s.children_named(WSDL, "port"))
-            .find(|p| p.attr("binding").is_some_and(|b| p.resolve_qname(b).1 == binding_name))
+        let endpoint = chosen
+            .map(|(p, _)| p)
+            .or_else(|| {
+                root.children_named(WSDL, "service")
+                    .flat_map(|s| s.children_named(WSDL, "port"))
+                    .find(|p| p.attr("binding").is_some_and(|b| p.resolve_qname(b).1 == binding_name))
+            })
             .and_then(|p| p.child(soap_ns, "address"))
             .and_then(|a| a.attr("location"))
             .map(str::to_string);
@@ -838,6 +852,42 @@ impl<'a> Reader<'a> {
         };
         Ok(Attribute { json_name: self.json_name(&name), name, ty, required: node.attr("use") == Some("required") })
     }
+}
+
+/// The `wsdl:port` named `name` (or the first SOAP port of the service named `name`, in the
+/// preferred SOAP version) and its binding.
+fn choose_port<'a>(
+    root: &'a Node,
+    name: &str,
+    bindings: &[(&'a Node, SoapVersion)],
+    prefer: Option<SoapVersion>,
+) -> Result<(&'a Node, &'a Node), WsdlError> {
+    let binding_of = |p: &'a Node| {
+        let wanted = p.resolve_qname(p.attr("binding").unwrap_or("")).1;
+        bindings
+            .iter()
+            .find(|(b, v)| b.attr("name") == Some(wanted.as_str()) && prefer.is_none_or(|want| want == *v))
+            .map(|(b, _)| *b)
+    };
+    let services = || root.children_named(WSDL, "service");
+    let by_port = services().flat_map(|s| s.children_named(WSDL, "port")).find(|p| p.attr("name") == Some(name));
+    let by_service = || {
+        services()
+            .filter(|s| s.attr("name") == Some(name))
+            .flat_map(|s| s.children_named(WSDL, "port"))
+            .find_map(|p| binding_of(p).map(|b| (p, b)))
+    };
+    if let Some(found) = by_port.and_then(|p| binding_of(p).map(|b| (p, b))).or_else(by_service) {
+        return Ok(found);
+    }
+    let known: Vec<String> = services()
+        .flat_map(|s| {
+            s.children_named(WSDL, "port")
+                .filter(|p| binding_of(p).is_some())
+                .map(move |p| format!("{}/{}", s.attr("name").unwrap_or(""), p.attr("name").unwrap_or("")))
+        })
+        .collect();
+    Err(invalid(root, format!("no SOAP port or service named {name:?}; the WSDL has (service/port): {}", known.join(", "))))
 }
 
 /// The `{ns}name` of the type a named complexType derives from (complexContent only).
