@@ -227,6 +227,10 @@ pub fn simple(st: &SimpleType, dir: Direction) -> Value {
     if st.list {
         return json!({ "type": "array", "items": simple(&SimpleType { list: false, ..st.clone() }, dir) });
     }
+    if !st.union.is_empty() {
+        let members: Vec<Value> = st.union.iter().map(|m| simple(m, dir)).collect();
+        return json!({ "anyOf": members });
+    }
     let f = &st.facets;
     let mut s = match st.base {
         Builtin::Boolean => json!({ "type": "boolean" }),

@@ -97,9 +97,8 @@ fn resolve(location: &str, base: Option<&Path>, catalog: &BTreeMap<String, PathB
             "{location:?} is a URL and Veneer never fetches over the network; download it and map it under the backend's catalog: {{ \"{location}\": xsd/file.xsd }}"
         )));
     }
-    let base = base.ok_or_else(|| {
-        fail(format!("{location:?} is a relative location, but the WSDL was not read from a file"))
-    })?;
+    let base = base
+        .ok_or_else(|| fail(format!("{location:?} is a relative location, but the WSDL was not read from a file")))?;
     Ok(base.join(location))
 }
 

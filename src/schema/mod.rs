@@ -153,12 +153,24 @@ pub struct SimpleType {
     pub facets: Facets,
     /// `xsd:list`: a whitespace-separated list of values of this type; JSON holds an array.
     pub list: bool,
+    /// `xsd:union` member types, tried in order; empty for anything but a union.
+    pub union: Vec<Arc<SimpleType>>,
+}
+
+impl SimpleType {
+    /// The union member a text belongs to: the first whose type and enumeration accept it.
+    pub fn union_member(&self, text: &str) -> Option<&SimpleType> {
+        self.union.iter().map(Arc::as_ref).find(|m| {
+            m.base.check(text).is_ok()
+                && (m.facets.enumeration.is_empty() || m.facets.enumeration.iter().any(|e| e == text))
+        })
+    }
 }
 
 impl SimpleType {
     /// A bare built-in type with no facets.
     pub fn builtin(base: Builtin) -> Self {
-        SimpleType { name: None, base, facets: Facets::default(), list: false }
+        SimpleType { name: None, base, facets: Facets::default(), list: false, union: Vec::new() }
     }
 }
 

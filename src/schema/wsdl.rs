@@ -597,8 +597,18 @@ impl<'a> Reader<'a> {
             };
             return Ok(SimpleType { name, list: true, ..item });
         }
+        if let Some(union) = node.child(XSD, "union") {
+            // Members from memberTypes= and inline simpleTypes; a value takes the first that fits.
+            let mut members = Vec::new();
+            for t in union.attr("memberTypes").unwrap_or("").split_whitespace() {
+                members.push(self.named_simple_type(union, &union.resolve_qname(t))?);
+            }
+            for inner in union.children_named(XSD, "simpleType") {
+                members.push(Arc::new(self.simple_type(inner, None)?));
+            }
+            return Ok(SimpleType { name, union: members, ..SimpleType::builtin(Builtin::String) });
+        }
         let Some(restriction) = node.child(XSD, "restriction") else {
-            // A union is carried as its lexical form (a string): members may disagree on JSON type.
             return Ok(SimpleType { name, ..SimpleType::builtin(Builtin::String) });
         };
         let mut st = match restriction.attr("base") {
@@ -887,7 +897,10 @@ fn choose_port<'a>(
                 .map(move |p| format!("{}/{}", s.attr("name").unwrap_or(""), p.attr("name").unwrap_or("")))
         })
         .collect();
-    Err(invalid(root, format!("no SOAP port or service named {name:?}; the WSDL has (service/port): {}", known.join(", "))))
+    Err(invalid(
+        root,
+        format!("no SOAP port or service named {name:?}; the WSDL has (service/port): {}", known.join(", ")),
+    ))
 }
 
 /// The `{ns}name` of the type a named complexType derives from (complexContent only).
@@ -905,6 +918,58 @@ fn find_message<'a>(root: &'a Node, at: &Node) -> Result<(&'a Node, String), Wsd
         .find(|m| m.attr("name") == Some(name.as_str()))
         .map(|m| (m, name.clone()))
         .ok_or_else(|| invalid(at, format!("message {name:?} is not defined")))
+}
+
+/// An XSD regular expression in Rust's syntax: XSD's name classes (`\i`, `\c`), the common
+/// Unicode block names, and `^`/`$`, which are plain characters in XSD.
+fn xsd_regex(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut chars = pattern.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('i') => out.push_str(r"[\p{L}_:]"),
+                Some('I') => out.push_str(r"[^\p{L}_:]"),
+                Some('c') => out.push_str(r"[\p{L}\p{N}\p{Mn}._:\-]"),
+                Some('C') => out.push_str(r"[^\p{L}\p{N}\p{Mn}._:\-]"),
+                Some(p @ ('p' | 'P')) if chars.peek() == Some(&'{') => {
+                    let name: String = chars.by_ref().skip(1).take_while(|&c| c != '}').collect();
+                    let range = match name.as_str() {
+                        "IsBasicLatin" => Some(r"\x{0}-\x{7F}"),
+                        "IsLatin-1Supplement" => Some(r"\x{80}-\x{FF}"),
+                        "IsLatinExtended-A" => Some(r"\x{100}-\x{17F}"),
+                        "IsCyrillic" => Some(r"\x{400}-\x{4FF}"),
+                        _ => None,
+                    };
+                    match (range, p) {
+                        (Some(r), 'p') => out.push_str(&format!("[{r}]")),
+                        (Some(r), _) => out.push_str(&format!("[^{r}]")),
+                        (None, _) => out.push_str(&format!("\\{p}{{{name}}}")),
+                    }
+                }
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push_str(r"\\"),
+            },
+            '[' => {
+                in_class = true;
+                out.push(c);
+            }
+            ']' => {
+                in_class = false;
+                out.push(c);
+            }
+            '^' | '$' if !in_class => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// A built-in simple type (XSD, or SOAP-encoding's same-named wrappers), named in XSD so
@@ -937,9 +1002,9 @@ fn apply_facets(f: &mut Facets, restriction: &Node) {
         .filter_map(|c| c.attr("value"))
         .collect();
     if !patterns.is_empty() {
-        let alternatives = patterns.iter().map(|p| format!("(?:{p})")).collect::<Vec<_>>().join("|");
-        // XSD regexes are anchored; ones Rust's regex cannot read (\i, \c, block names) are
-        // left unchecked rather than refused, since the ERP checks them anyway.
+        let alternatives = patterns.iter().map(|p| format!("(?:{})", xsd_regex(p))).collect::<Vec<_>>().join("|");
+        // XSD regexes are anchored. One Rust's regex still cannot read (class subtraction, a
+        // rare block name) is left unchecked rather than refused: the ERP checks it anyway.
         if let Ok(re) = regex::Regex::new(&format!("^(?:{alternatives})$")) {
             f.patterns.push(re);
         }

@@ -493,6 +493,9 @@ impl<'x, 's> Decoder<'x, 's> {
     }
 
     fn typed(&self, st: &SimpleType, text: String) -> Result<Value, DecodeError> {
+        if let Some(member) = st.union_member(text.trim()) {
+            return self.typed(member, text);
+        }
         if st.list {
             let item = SimpleType { list: false, ..st.clone() };
             return text

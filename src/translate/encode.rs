@@ -400,6 +400,20 @@ impl<'a> Encoder<'a> {
 
     /// The XML text for a simple value, or `None` after recording why it is invalid.
     fn simple_text(&mut self, st: &SimpleType, value: &Value, pointer: &str) -> Option<String> {
+        if !st.union.is_empty() {
+            // A union: the first member that takes the value.
+            let before = self.errors.len();
+            for member in &st.union {
+                if let Some(text) = self.simple_text(member, value, pointer) {
+                    self.errors.truncate(before);
+                    return Some(text);
+                }
+            }
+            self.errors.truncate(before);
+            let kinds: Vec<&str> = st.union.iter().map(|m| m.base.describe()).collect();
+            self.fail(pointer, format!("expected a value of one of the union's types: {}", kinds.join("; ")));
+            return None;
+        }
         if st.list {
             // xsd:list: a JSON array (or its lexical form) of item values, space-separated.
             let item = SimpleType { list: false, ..st.clone() };

@@ -1,0 +1,135 @@
+//! XSD constructs the corpus uses rarely or not at all, on one small WSDL: named model
+//! groups and attribute groups, `xsd:list`, `xsd:union`, XSD patterns (name classes, block
+//! names, literal `$`), and an abstract type substituted with `xsi:type`, each through the
+//! encoder and the decoder.
+
+use serde_json::{Value, json};
+use veneer::schema::ServiceModel;
+use veneer::schema::wsdl::{self, ReadOptions};
+use veneer::translate::decode::{self, Decoded};
+use veneer::translate::encode;
+
+const WSDL: &str = r#"<?xml version="1.0"?>
+<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
+    xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:t="urn:x" targetNamespace="urn:x">
+  <types>
+    <xs:schema targetNamespace="urn:x" elementFormDefault="qualified">
+      <xs:simpleType name="Codes"><xs:list itemType="xs:int"/></xs:simpleType>
+      <xs:simpleType name="SizeOrAuto">
+        <xs:union memberTypes="xs:decimal">
+          <xs:simpleType><xs:restriction base="xs:string"><xs:enumeration value="auto"/></xs:restriction></xs:simpleType>
+        </xs:union>
+      </xs:simpleType>
+      <xs:simpleType name="Name"><xs:restriction base="xs:string"><xs:pattern value="\i\c*"/></xs:restriction></xs:simpleType>
+      <xs:simpleType name="Price"><xs:restriction base="xs:string"><xs:pattern value="\d+\$"/></xs:restriction></xs:simpleType>
+      <xs:simpleType name="Ascii"><xs:restriction base="xs:string"><xs:pattern value="\p{IsBasicLatin}+"/></xs:restriction></xs:simpleType>
+      <xs:group name="Audit">
+        <xs:sequence><xs:element name="CreatedBy" type="xs:string"/><xs:element name="CreatedAt" type="xs:dateTime" minOccurs="0"/></xs:sequence>
+      </xs:group>
+      <xs:attributeGroup name="Ids"><xs:attribute name="id" type="xs:int" use="required"/><xs:attribute name="rev" type="xs:int"/></xs:attributeGroup>
+      <xs:complexType name="Shape" abstract="true">
+        <xs:sequence><xs:element name="Label" type="t:Name"/></xs:sequence>
+        <xs:attributeGroup ref="t:Ids"/>
+      </xs:complexType>
+      <xs:complexType name="Circle"><xs:complexContent><xs:extension base="t:Shape">
+        <xs:sequence><xs:element name="Radius" type="t:SizeOrAuto"/></xs:sequence>
+      </xs:extension></xs:complexContent></xs:complexType>
+      <xs:complexType name="Box"><xs:complexContent><xs:extension base="t:Shape">
+        <xs:sequence><xs:element name="Codes" type="t:Codes"/><xs:element name="Price" type="t:Price" minOccurs="0"/><xs:element name="Note" type="t:Ascii" minOccurs="0"/></xs:sequence>
+      </xs:extension></xs:complexContent></xs:complexType>
+      <xs:element name="Put"><xs:complexType><xs:sequence>
+        <xs:element name="Shape" type="t:Shape" maxOccurs="unbounded"/>
+        <xs:group ref="t:Audit"/>
+      </xs:sequence></xs:complexType></xs:element>
+      <xs:element name="PutResponse"><xs:complexType><xs:sequence>
+        <xs:element name="Shape" type="t:Shape" maxOccurs="unbounded"/>
+      </xs:sequence></xs:complexType></xs:element>
+    </xs:schema>
+  </types>
+  <message name="PutIn"><part name="p" element="t:Put"/></message>
+  <message name="PutOut"><part name="p" element="t:PutResponse"/></message>
+  <portType name="P"><operation name="Put"><input message="t:PutIn"/><output message="t:PutOut"/></operation></portType>
+  <binding name="B" type="t:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
+    <operation name="Put"><soap:operation soapAction="Put"/><input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation>
+  </binding>
+</definitions>"#;
+
+fn model() -> ServiceModel {
+    wsdl::read(WSDL.as_bytes(), ReadOptions::default()).expect("loads")
+}
+
+fn encode(input: Value) -> Result<String, String> {
+    let m = model();
+    let op = m.operation("Put").expect("Put");
+    encode::envelope(op, &m.schema, &input, None).map_err(|e| serde_json::to_string(&e).expect("json"))
+}
+
+#[test]
+fn abstract_types_groups_lists_unions_and_patterns_encode() {
+    let xml = encode(json!({
+        "shape": [
+            { "@type": "Circle", "id": 1, "label": "c1", "radius": "auto" },
+            { "@type": "Box", "id": 2, "rev": 3, "label": "_b.2", "codes": [1, "2", 3], "price": "12$", "note": "plain" },
+            { "@type": "Circle", "id": 3, "label": "c3", "radius": 2.5 }
+        ],
+        "createdBy": "ops"
+    }))
+    .expect("valid");
+    assert!(
+        xml.contains(
+            r#"<Shape xmlns:vt="urn:x" xsi:type="vt:Circle" id="1"><Label>c1</Label><Radius>auto</Radius></Shape>"#
+        ),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"xsi:type="vt:Box" id="2" rev="3"><Label>_b.2</Label><Codes>1 2 3</Codes><Price>12$</Price>"#),
+        "{xml}"
+    );
+    assert!(xml.contains("<Radius>2.5</Radius>"), "{xml}");
+    assert!(xml.contains("</Shape><CreatedBy>ops</CreatedBy></Put>"), "the group's elements follow in order: {xml}");
+
+    let errors = encode(json!({
+        "shape": [
+            { "id": 1, "label": "x", "radius": 1 },
+            { "@type": "Triangle", "id": 2, "label": "x" },
+            { "@type": "Circle", "label": "9lives", "radius": "big" },
+            { "@type": "Box", "id": 4, "label": "b", "codes": [1, "two"], "price": "$12", "note": "naïve" }
+        ]
+    }))
+    .expect_err("invalid");
+    for needle in [
+        r#""/shape/0/@type","detail":"Shape is abstract; name the concrete type: one of Circle, Box""#,
+        r#""/shape/1/@type","detail":"unknown type \"Triangle\"; expected one of Circle, Box""#,
+        r#""/shape/2/id","detail":"required attribute is missing""#,
+        r#""/shape/2/label","detail":"expected text matching the pattern"#,
+        r#""/shape/2/radius","detail":"expected a value of one of the union's types"#,
+        r#""/shape/3/codes/1""#,
+        r#""/shape/3/price","detail":"expected text matching the pattern"#,
+        r#""/shape/3/note","detail":"expected text matching the pattern"#,
+        r#""/createdBy","detail":"required field is missing""#,
+    ] {
+        assert!(errors.contains(needle), "{needle}\nin {errors}");
+    }
+}
+
+#[test]
+fn abstract_types_lists_and_unions_decode() {
+    let m = model();
+    let op = m.operation("Put").expect("Put");
+    let response = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><s:Body>
+      <PutResponse xmlns="urn:x" xmlns:x="urn:x">
+        <Shape i:type="x:Box" id="2"><Label>b</Label><Codes> 4  5
+          6 </Codes></Shape>
+        <Shape i:type="Circle" id="1"><Label>c</Label><Radius>auto</Radius></Shape>
+        <Shape i:type="x:Circle" id="3"><Label>d</Label><Radius>0.75</Radius></Shape>
+      </PutResponse></s:Body></s:Envelope>"#;
+    let Ok(Decoded::Body(v)) = decode::response(&op.output, &m.schema, response.as_bytes()) else { panic!("decodes") };
+    assert_eq!(
+        v,
+        json!({ "shape": [
+            { "@type": "Box", "id": 2, "label": "b", "codes": [4, 5, 6] },
+            { "@type": "Circle", "id": 1, "label": "c", "radius": "auto" },
+            { "@type": "Circle", "id": 3, "label": "d", "radius": 0.75 }
+        ]})
+    );
+}
