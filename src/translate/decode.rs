@@ -74,6 +74,13 @@ pub fn response_with_faults(
     bytes: &[u8],
 ) -> Result<Decoded, DecodeError> {
     let text = xmltext::to_utf8(bytes).map_err(DecodeError::Malformed)?;
+    // Axis-style rpc/encoded replies point at shared values with href="#id"; inline them.
+    let text = match super::multiref::inline(&text) {
+        Ok(Some(inlined)) => std::borrow::Cow::Owned(inlined),
+        Ok(None) => text,
+        Err(e) if e.starts_with("at byte") => return Err(DecodeError::Malformed(e)),
+        Err(e) => return Err(DecodeError::Schema(e)),
+    };
     let mut d = Decoder { r: NsReader::from_str(&text), schema, faults, path: Vec::new() };
     d.envelope(expected)
 }

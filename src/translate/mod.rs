@@ -7,6 +7,7 @@
 pub mod decode;
 pub mod encode;
 pub mod fault;
+pub mod multiref;
 pub mod xmltext;
 
 /// XML Schema instance namespace (`xsi:nil`, `xsi:type`).
