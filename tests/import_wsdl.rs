@@ -49,6 +49,7 @@ fn real_erp_wsdls_import_into_configs_that_check() {
     let nav = import(dir.path(), "nav-salesorder-page.wsdl", "nav", "http://127.0.0.1:9/nav");
     assert!(nav.contains("wsdl: \"wsdl/nav-salesorder-page.wsdl\""), "the WSDL path is relative to the config: {nav}");
     assert!(nav.contains("- route: \"GET /nav/{no}\"") && nav.contains("operation: \"Read\""), "{nav}");
+    assert!(nav.contains("    #   setSize (integer, required)\n"), "body fields are listed for editing: {nav}");
     let b1 = import(dir.path(), "sap-b1-items.wsdl", "b1", "http://127.0.0.1:9/b1");
     assert!(b1.matches("- route:").count() == 5, "every ItemsService operation, its MsgHeader part set aside: {b1}");
     import(dir.path(), "calculator.wsdl", "calc", "http://127.0.0.1:9/calc");

@@ -195,6 +195,9 @@ pub fn routes_yaml(model: &ServiceModel, opts: &ImportOptions<'_>) -> String {
         let _ = writeln!(y, "    operation: {}", q(&op.name));
         let _ = writeln!(y, "    summary: {}", q(&format!("{} ({})", op.name, opts.backend)));
         if s.body {
+            for line in body_fields(&op.input, &model.schema) {
+                let _ = writeln!(y, "    # {line}");
+            }
             let example: Value = examples.example(&op.input, 0);
             let text = serde_json::to_string(&example).unwrap_or_default();
             if text.len() <= 400 {
@@ -214,6 +217,81 @@ pub fn routes_yaml(model: &ServiceModel, opts: &ImportOptions<'_>) -> String {
         }
     }
     y
+}
+
+/// The body's fields as comment lines: JSON key, type, required. Nested objects show one
+/// level; the complete JSON Schema is in the served OpenAPI document.
+fn body_fields(input: &Element, schema: &SchemaSet) -> Vec<String> {
+    let TypeRef::Complex(id) = input.ty else { return Vec::new() };
+    let ct = schema.complex(id);
+    let mut fields: Vec<String> = Vec::new();
+    if !ct.subtypes.is_empty() {
+        fields.push(format!(
+            "{} (type name{})",
+            crate::schema::TYPE_KEY,
+            if ct.is_abstract { ", required" } else { "" }
+        ));
+    }
+    for a in &ct.attributes {
+        fields.push(format!("{} ({}{})", a.json_name, simple_kind(&a.ty), if a.required { ", required" } else { "" }));
+    }
+    for c in &ct.children {
+        let kind = match &c.ty {
+            TypeRef::Simple(st) => simple_kind(st),
+            TypeRef::Complex(id) if schema.complex(*id).array_item.is_some() => "array".to_string(),
+            TypeRef::Complex(id) => {
+                let ct = schema.complex(*id);
+                let keys: Vec<&str> = ct.children.iter().map(|c| c.json_name.as_str()).take(6).collect();
+                let mut kind =
+                    format!("object {{{}{}}}", keys.join(", "), if ct.children.len() > 6 { ", …" } else { "" });
+                if !ct.subtypes.is_empty() {
+                    let names: Vec<&str> =
+                        ct.subtypes.iter().filter_map(|s| schema.complex(*s).local_name()).take(6).collect();
+                    let more =
+                        if ct.subtypes.len() > 6 { format!("|… {} types", ct.subtypes.len()) } else { String::new() };
+                    kind.push_str(&format!(" with \"@type\" one of {}{more}", names.join("|")));
+                }
+                kind
+            }
+        };
+        let kind = if c.is_array() { format!("array of {kind}") } else { kind };
+        fields.push(format!("{} ({kind}{})", c.json_name, if c.is_required() { ", required" } else { "" }));
+    }
+    if fields.is_empty() {
+        return Vec::new();
+    }
+    let shown = fields.len().min(20);
+    let mut lines = vec!["Body fields (JSON Schema: /openapi.json):".to_string()];
+    lines.extend(fields[..shown].iter().map(|f| format!("  {f}")));
+    if fields.len() > shown {
+        lines.push(format!("  … and {} more", fields.len() - shown));
+    }
+    lines
+}
+
+/// A short name for a simple type: its JSON type or format, an enum's values, a list.
+fn simple_kind(st: &crate::schema::SimpleType) -> String {
+    use crate::schema::Builtin;
+    let f = &st.facets;
+    let base = match st.base {
+        _ if !f.enumeration.is_empty() => {
+            let values: Vec<&str> = f.enumeration.iter().map(String::as_str).take(6).collect();
+            format!("one of {}{}", values.join("|"), if f.enumeration.len() > 6 { "|…" } else { "" })
+        }
+        Builtin::Boolean => "boolean".into(),
+        Builtin::Decimal | Builtin::Float => "number".into(),
+        Builtin::Integer { .. } => "integer".into(),
+        Builtin::Date => "date".into(),
+        Builtin::DateTime => "date-time".into(),
+        Builtin::Time => "time".into(),
+        Builtin::Base64 => "base64".into(),
+        Builtin::Hex => "hex".into(),
+        Builtin::String | Builtin::Any => match f.max_length {
+            Some(n) => format!("string ≤{n}"),
+            None => "string".into(),
+        },
+    };
+    if st.list { format!("array of {base}") } else { base }
 }
 
 #[cfg(test)]
