@@ -1,7 +1,7 @@
 //! Data-driven translation tests over `tests/fixtures/translate/<case>/`:
 //!
 //! - `case.txt`: `wsdl: <file under tests/fixtures/wsdl>`, `operation: <name>`, optional
-//!   `soap: 1.2` and `naming: original`;
+//!   `soap: 1.2`, `naming: original` and `xsd_any: xml`;
 //! - `request.json` (with SOAP header values in `request_headers.json`) → must encode to exactly `expected_request.xml`, or fail with the
 //!   field errors in `expected_errors.json`;
 //! - `backend_response.xml` → must decode to `expected.json`: `{"body": …}`, `{"fault": …}`
@@ -33,6 +33,7 @@ fn load(case_dir: &Path) -> (ServiceModel, String) {
     let options = ReadOptions {
         soap_version: setting(&case, "soap").map(|v| if v == "1.2" { SoapVersion::V12 } else { SoapVersion::V11 }),
         naming: if setting(&case, "naming") == Some("original") { JsonNaming::Original } else { JsonNaming::CamelCase },
+        any_as_xml: setting(&case, "xsd_any") == Some("xml"),
         ..Default::default()
     };
     let path = fixtures().join("wsdl").join(wsdl_file);

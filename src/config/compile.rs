@@ -275,6 +275,14 @@ fn backend(
             None
         }
     };
+    let any_as_xml = match s.xsd_any.as_deref() {
+        None | Some("json") => false,
+        Some("xml") => true,
+        Some(v) => {
+            problems.push(here("xsd_any:", format!("xsd_any {v:?} is unknown; write \"json\" or \"xml\"")));
+            false
+        }
+    };
     let model = source
         .read(Path::new(&s.wsdl))
         .map_err(|p| here("wsdl:", p.message))
@@ -288,6 +296,7 @@ fn backend(
                     .flatten(),
                 catalog: s.catalog.iter().map(|(url, file)| (url.clone(), source.path(file))).collect(),
                 port: s.port.clone(),
+                any_as_xml,
             };
             wsdl::read(&bytes, options).map_err(|e| ConfigProblem {
                 file: PathBuf::from(&s.wsdl),

@@ -282,6 +282,8 @@ pub struct BackendSection {
     /// Absolute `schemaLocation` URL → local file (relative to the config directory).
     #[serde(default)]
     pub catalog: BTreeMap<String, String>,
+    /// `json` (default) or `xml`: how `xsd:any` content travels.
+    pub xsd_any: Option<String>,
     /// Upstream credentials.
     pub auth: Option<AuthSection>,
     /// Fault → HTTP status rules, tried after the route's own.

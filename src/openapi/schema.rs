@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::schema::builtin::Builtin;
-use crate::schema::{ComplexType, Element, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, TYPE_KEY, TypeId, TypeRef};
+use crate::schema::{
+    ComplexType, Element, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, TYPE_KEY, TypeId, TypeRef, XML_KEY,
+};
 
 /// Which way data flows: requests are checked strictly; responses are what the decoder
 /// yields (absent optional elements omitted, empty non-string values as `null`).
@@ -94,6 +96,12 @@ impl<'a> Schemas<'a> {
             if present {
                 required.push(json!(c.json_name));
             }
+        }
+        if ct.open && self.set.any_as_xml {
+            props.insert(
+                XML_KEY.into(),
+                json!({ "type": "string", "description": "Content the schema leaves open (xsd:any), as XML elements" }),
+            );
         }
         let polymorphic = !ct.subtypes.is_empty();
         if polymorphic {

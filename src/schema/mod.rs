@@ -22,6 +22,8 @@ pub type TypeId = usize;
 pub struct SchemaSet {
     /// Complex types, addressed by [`TypeId`].
     pub types: Vec<ComplexType>,
+    /// `xsd:any` content travels as raw XML under [`XML_KEY`] instead of untyped JSON.
+    pub any_as_xml: bool,
 }
 
 impl SchemaSet {
@@ -121,6 +123,10 @@ impl ComplexType {
         self.name.as_deref().and_then(|n| n.strip_prefix('{')).and_then(|n| n.split_once('}')).map(|(ns, _)| ns)
     }
 }
+
+/// JSON key holding the undeclared (`xsd:any`) content of an open type as one XML string,
+/// when the backend sets `xsd_any: xml`.
+pub const XML_KEY: &str = "@xml";
 
 /// JSON key naming the `xsi:type` of a value whose type has subtypes (`"@type": "Customer"`);
 /// no XML name can start with `@`, so it never collides with a field.

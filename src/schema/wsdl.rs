@@ -58,6 +58,8 @@ pub struct ReadOptions {
     pub catalog: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// A `wsdl:port` (or `wsdl:service`) name: only its binding's operations, at its address.
     pub port: Option<String>,
+    /// Pass `xsd:any` content as raw XML (`"@xml"`) rather than untyped JSON.
+    pub any_as_xml: bool,
 }
 
 /// Reads a WSDL document.
@@ -74,6 +76,7 @@ pub fn read(bytes: &[u8], options: ReadOptions) -> Result<ServiceModel, WsdlErro
         root.children.extend(doc.children);
     }
     let mut reader = Reader::new(&root, &externals, options.naming, options.renames.clone());
+    reader.set.any_as_xml = options.any_as_xml;
     let (operations, endpoint) = reader.operations(&root, options.soap_version, options.port.as_deref())?;
     if operations.is_empty() {
         if let Some(first) = reader.skipped.first() {

@@ -17,7 +17,7 @@ use super::fault::{self, Fault, XNode};
 use super::xmltext;
 use crate::schema::builtin::{JsonKind, json_number_text, parse_bool};
 use crate::schema::{
-    ComplexType, Element, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TYPE_KEY, TypeId, TypeRef,
+    ComplexType, Element, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TYPE_KEY, TypeId, TypeRef, XML_KEY,
 };
 
 /// Deepest nesting accepted from a backend (bounds recursion on hostile input).
@@ -81,7 +81,7 @@ pub fn response_with_faults(
         Err(e) if e.starts_with("at byte") => return Err(DecodeError::Malformed(e)),
         Err(e) => return Err(DecodeError::Schema(e)),
     };
-    let mut d = Decoder { r: NsReader::from_str(&text), schema, faults, path: Vec::new() };
+    let mut d = Decoder { r: NsReader::from_str(&text), text: &text, schema, faults, path: Vec::new() };
     d.envelope(expected)
 }
 
@@ -151,6 +151,56 @@ fn typed_text(st: &SimpleType, text: &str) -> Option<Value> {
     }
 }
 
+/// The namespace prefixes an element's subtree uses in names and in `xsi:type` values (`""`
+/// for the default namespace), read up to the end of that element.
+fn used_prefixes(from: &str) -> Vec<String> {
+    let mut r = quick_xml::reader::Reader::from_str(from);
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |p: &str| {
+        if !out.iter().any(|o| o == p) && p != "xml" {
+            out.push(p.to_string());
+        }
+    };
+    let mut depth = 0usize;
+    loop {
+        let (start, empty) = match r.read_event() {
+            Ok(Event::Start(s)) => (s, false),
+            Ok(Event::Empty(s)) => (s, true),
+            Ok(Event::End(_)) => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    break;
+                }
+                continue;
+            }
+            Ok(Event::Eof) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        let element_prefix = start.name().prefix().map(|p| p.as_ref().to_string()).unwrap_or_default();
+        add(&element_prefix);
+        for a in start.attributes().flatten() {
+            let key = a.key.as_ref();
+            if key == "xmlns" || key.starts_with("xmlns:") {
+                continue;
+            }
+            if let Some(p) = a.key.prefix() {
+                add(p.as_ref());
+            }
+            if a.key.local_name().as_ref() == "type" {
+                if let Some((p, _)) = a.value.split_once(':') {
+                    add(p);
+                }
+            }
+        }
+        if !empty {
+            depth += 1;
+        } else if depth == 0 {
+            break;
+        }
+    }
+    out
+}
+
 /// The subtype of `ct` an `xsi:type` names: the exact `{ns}local`, else the same local name
 /// in another namespace (NetSuite messages carry older versioned namespaces).
 pub(crate) fn subtype(schema: &SchemaSet, ct: &ComplexType, ns: &str, local: &str) -> Option<TypeId> {
@@ -161,6 +211,8 @@ pub(crate) fn subtype(schema: &SchemaSet, ct: &ComplexType, ns: &str, local: &st
 
 struct Decoder<'x, 's> {
     r: NsReader<&'x [u8]>,
+    /// The whole document, for raw-XML capture of `xsd:any` content.
+    text: &'x str,
     schema: &'s SchemaSet,
     faults: &'s [Element],
     path: Vec<&'s str>,
@@ -451,6 +503,17 @@ impl<'x, 's> Decoder<'x, 's> {
     ) -> Result<(), DecodeError> {
         let local = open.start.local_name();
         let Some(i) = ct.children.iter().position(|c| c.name == local.as_ref()) else {
+            if ct.open && self.schema.any_as_xml {
+                // xsd:any as raw XML: the element as written, made standalone.
+                let fragment = self.fragment(&open)?;
+                match extras.get_mut(XML_KEY) {
+                    Some(Value::String(s)) => s.push_str(&fragment),
+                    _ => {
+                        extras.insert(XML_KEY.into(), Value::String(fragment));
+                    }
+                }
+                return Ok(());
+            }
             if ct.open {
                 // xsd:any (Salesforce's sObject fields): passed through as untyped JSON.
                 let node = self.tree(&open, depth + 1)?;
@@ -479,6 +542,37 @@ impl<'x, 's> Decoder<'x, 's> {
             slot => *slot = Slot::One(v),
         }
         Ok(())
+    }
+
+    /// The element just opened, as written in the document up to its end tag, with the
+    /// namespace declarations it relies on from its ancestors added to its start tag.
+    fn fragment(&mut self, open: &Open<'x>) -> Result<String, DecodeError> {
+        let tag_end = usize::try_from(self.r.buffer_position()).unwrap_or(0);
+        let tag_len = open.start.len() + if open.empty { 3 } else { 2 };
+        let start = tag_end.saturating_sub(tag_len);
+        // Prefixes in scope here (the element's own declarations included), before skipping.
+        let raw_tag = self.text.get(start..tag_end).unwrap_or("");
+        let name_end = start + 1 + open.start.name().as_ref().len();
+        let mut decls = String::new();
+        for prefix in used_prefixes(self.text.get(start..).unwrap_or("")) {
+            let declared_here =
+                raw_tag.contains(&format!("xmlns:{prefix}=")) || (prefix.is_empty() && raw_tag.contains("xmlns="));
+            if declared_here {
+                continue;
+            }
+            // Resolving a made-up name with the prefix gives the prefix's namespace.
+            let probe = if prefix.is_empty() { "x".to_string() } else { format!("{prefix}:x") };
+            if let (ResolveResult::Bound(ns), _) = self.r.resolver().resolve_element(QName(&probe)) {
+                let attr = if prefix.is_empty() { "xmlns".to_string() } else { format!("xmlns:{prefix}") };
+                decls.push_str(&format!(" {attr}=\"{}\"", ns.0.replace('&', "&amp;").replace('"', "&quot;")));
+            }
+        }
+        self.skip(open)?;
+        let end = usize::try_from(self.r.buffer_position()).unwrap_or(0);
+        let (Some(head), Some(rest)) = (self.text.get(start..name_end), self.text.get(name_end..end)) else {
+            return Err(DecodeError::Malformed("cannot capture an xsd:any element".into()));
+        };
+        Ok(format!("{head}{decls}{rest}"))
     }
 
     /// Text content of a simple element up to its end tag.

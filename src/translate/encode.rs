@@ -6,12 +6,12 @@
 
 use serde_json::{Map, Value};
 
-use super::xmltext::{escape_into, is_xml_char};
+use super::xmltext::{check_fragment, escape_into, is_xml_char};
 use super::{XSI, pointer_push};
 use crate::error::FieldError;
 use crate::schema::builtin::{Builtin, JsonKind, plain_decimal};
 use crate::schema::{
-    ComplexType, Element, Operation, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TYPE_KEY, TypeRef,
+    ComplexType, Element, Operation, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TYPE_KEY, TypeRef, XML_KEY,
 };
 
 /// Deepest element nesting written; guards against recursive types fed deep JSON.
@@ -319,7 +319,21 @@ impl<'a> Encoder<'a> {
                 None => {}
             }
         }
-        if ct.open {
+        if ct.open && self.schema.any_as_xml {
+            // xsd:any as raw XML: checked to be balanced elements, then written as given.
+            let p = pointer_push(pointer, XML_KEY);
+            match map.get(XML_KEY) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(xml)) => match check_fragment(xml) {
+                    Ok(()) => self.out.push_str(xml),
+                    Err(e) => self.fail(&p, e),
+                },
+                Some(_) => self.fail(&p, "expected XML text (a string)"),
+            }
+            for key in map.keys().filter(|k| !known(k) && *k != XML_KEY) {
+                self.fail(&pointer_push(pointer, key), "unknown field (undeclared content goes in \"@xml\")");
+            }
+        } else if ct.open {
             // xsd:any: keys the schema does not declare are written as elements of their own
             // name after the declared ones, in the namespace of the type's own elements
             // (Salesforce: `##targetNamespace` of sObject), else the parent's.

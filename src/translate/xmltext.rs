@@ -88,9 +88,61 @@ pub fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
+fn check_attributes(start: &quick_xml::events::BytesStart<'_>) -> Result<(), String> {
+    for a in start.attributes() {
+        let a = a.map_err(|e| format!("not well-formed XML: {e}"))?;
+        a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| format!("not well-formed XML: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Checks that client-supplied raw XML (`xsd:any` content) is a sequence of well-formed
+/// elements that can be spliced into an envelope: balanced, no declaration, DOCTYPE or
+/// processing instruction, no text outside elements, only predefined entities.
+pub fn check_fragment(xml: &str) -> Result<(), String> {
+    use quick_xml::events::Event;
+    let mut r = quick_xml::reader::Reader::from_str(xml);
+    let mut depth = 0usize;
+    loop {
+        match r.read_event().map_err(|e| format!("not well-formed XML at byte {}: {e}", r.error_position()))? {
+            Event::Start(s) => {
+                check_attributes(&s)?;
+                depth += 1;
+            }
+            Event::Empty(s) => check_attributes(&s)?,
+            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::Comment(_) => {}
+            Event::Text(t) if depth == 0 && !t.xml10_content().trim().is_empty() => {
+                return Err("text outside an element; give XML elements".into());
+            }
+            Event::CData(_) if depth == 0 => return Err("CDATA outside an element; give XML elements".into()),
+            Event::Text(_) | Event::CData(_) => {}
+            Event::GeneralRef(g) => {
+                resolve_ref(&g)?;
+            }
+            Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {
+                return Err("XML declarations, processing instructions and DOCTYPEs are not allowed here".into());
+            }
+            Event::Eof if depth == 0 => return Ok(()),
+            Event::Eof => return Err("an element is not closed".into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fragments_must_be_balanced_elements() {
+        assert!(check_fragment(r#"<a x="1">t&amp;<b/></a><c/>"#).is_ok());
+        assert!(check_fragment("").is_ok());
+        for bad in
+            ["<a>", "</a>", "text", "<a></b>", "<!DOCTYPE a><a/>", "<?pi x?><a/>", "<a>&bomb;</a>", "<a x='1' x='2'/>"]
+        {
+            assert!(check_fragment(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn latin1_declaration_is_transcoded() {
