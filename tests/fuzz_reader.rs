@@ -55,7 +55,12 @@ const WSDLS: [&str; 6] = [
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+    // 512 cases in CI; PROPTEST_CASES=N for a longer hunt.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn the_wsdl_reader_never_panics(file in 0usize..WSDLS.len(), kind: u8, a: usize, b: usize, twice: bool) {
@@ -75,16 +80,18 @@ proptest! {
     }
 
     #[test]
-    fn the_decoder_never_panics(file in 0usize..5, kind: u8, a: usize, b: usize) {
-        let (wsdl_file, message, op) = [
-            ("netsuite-2023_2/netsuite.wsdl", "netsuite-2023_2/get-response-2.xml", "get"),
-            ("mantisconnect.wsdl", "mantisconnect/mc_issue_get-response-2.xml", "mc_issue_get"),
-            ("salesforce-partner-v58.wsdl", "salesforce-partner-v58/query-response.xml", "query"),
-            ("calculator.wsdl", "calculator/Add-response.xml", "Add"),
+    fn the_decoder_never_panics(file in 0usize..6, kind: u8, a: usize, b: usize) {
+        let (wsdl_file, message, op, any_xml) = [
+            ("netsuite-2023_2/netsuite.wsdl", "netsuite-2023_2/get-response-2.xml", "get", false),
+            ("mantisconnect.wsdl", "mantisconnect/mc_issue_get-response-2.xml", "mc_issue_get", false),
+            ("salesforce-partner-v58.wsdl", "salesforce-partner-v58/query-response.xml", "query", false),
+            ("calculator.wsdl", "calculator/Add-response.xml", "Add", false),
             // Axis-style href/multiRef graph: mutations break references and make cycles.
-            ("mantisconnect.wsdl", "../translate/mantis-axis-multiref/backend_response.xml", "mc_project_get_custom_fields"),
+            ("mantisconnect.wsdl", "../translate/mantis-axis-multiref/backend_response.xml", "mc_project_get_custom_fields", false),
+            // xsd:any captured as raw XML spans.
+            ("salesforce-partner-v58.wsdl", "salesforce-partner-v58/query-response.xml", "query", true),
         ][file];
-        let model = model(wsdl_file);
+        let model = model(wsdl_file, any_xml);
         let op = model.operation(op).expect("operation");
         let bytes = std::fs::read(fixtures().join("messages").join(message)).expect("message");
         let _ = decode::response_with_faults(&op.output, &op.faults, &model.schema, &mutate(&bytes, kind, a, b));
@@ -92,17 +99,17 @@ proptest! {
 }
 
 /// Models are loaded once per file (NetSuite takes a moment in debug builds).
-fn model(file: &str) -> std::sync::Arc<veneer::schema::ServiceModel> {
+fn model(file: &str, any_as_xml: bool) -> std::sync::Arc<veneer::schema::ServiceModel> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, OnceLock};
-    static MODELS: OnceLock<Mutex<HashMap<String, Arc<veneer::schema::ServiceModel>>>> = OnceLock::new();
+    static MODELS: OnceLock<Mutex<HashMap<(String, bool), Arc<veneer::schema::ServiceModel>>>> = OnceLock::new();
     let mut models = MODELS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     models
-        .entry(file.to_string())
+        .entry((file.to_string(), any_as_xml))
         .or_insert_with(|| {
             let path = fixtures().join("wsdl").join(file);
             let bytes = std::fs::read(&path).expect("fixture");
-            let options = ReadOptions { base: path.parent().map(Path::to_path_buf), ..Default::default() };
+            let options = ReadOptions { base: path.parent().map(Path::to_path_buf), any_as_xml, ..Default::default() };
             Arc::new(wsdl::read(&bytes, options).expect("loads"))
         })
         .clone()
