@@ -228,7 +228,8 @@ fn import_wsdl(
         return Err(format!("{}: no SOAP operation to import", file.display()));
     }
     for k in &model.skipped {
-        eprintln!("{}:{}: operation {} left out: {}", file.display(), k.line, k.operation, k.reason);
+        let at = k.file.clone().unwrap_or_else(|| file.display().to_string());
+        eprintln!("{at}:{}: operation {} left out: {}", k.line, k.operation, k.reason);
     }
     // The config references the WSDL relative to the config directory (out's parent's parent).
     let config_dir = out.and_then(|o| o.parent()).and_then(|p| p.parent());

@@ -119,3 +119,49 @@ fn a_port_or_service_can_be_chosen() {
         .expect_err("HTTP port");
     assert!(err.to_string().contains("GlobalWeatherSoap12"), "{err}");
 }
+
+#[test]
+fn a_broken_operation_in_an_imported_file_is_located_in_that_file() {
+    // Break Add's output message in the imported abstract document: the other three
+    // operations load, Add is skipped with the imported file's name and line, and a route
+    // that names it fails `veneer check` pointing there.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path();
+    std::fs::create_dir_all(conf.join("wsdl")).expect("mkdir");
+    std::fs::create_dir_all(conf.join("routes")).expect("mkdir");
+    let split = fixtures().join("split-calculator");
+    std::fs::copy(split.join("calculator.wsdl"), conf.join("wsdl/calculator.wsdl")).expect("copy");
+    let abstract_part = std::fs::read_to_string(split.join("calculator-abstract.wsdl")).expect("read");
+    let broken = abstract_part.replacen("message=\"tns:AddSoapOut\"", "message=\"tns:Gone\"", 1);
+    assert!(broken != abstract_part, "the fixture names AddSoapOut");
+    std::fs::write(conf.join("wsdl/calculator-abstract.wsdl"), &broken).expect("write");
+    let line = broken.lines().position(|l| l.contains("tns:Gone")).expect("line") + 1;
+
+    let wsdl = conf.join("wsdl/calculator.wsdl");
+    let bytes = std::fs::read(&wsdl).expect("wsdl");
+    let model = wsdl::read(&bytes, ReadOptions { base: wsdl.parent().map(Path::to_path_buf), ..Default::default() })
+        .expect("the rest loads");
+    assert_eq!(model.operations.len(), 3);
+    let skipped = &model.skipped[0];
+    assert_eq!((skipped.operation.as_str(), skipped.line), ("Add", line), "{skipped:?}");
+    assert!(skipped.location().contains("calculator-abstract.wsdl"), "{skipped:?}");
+
+    std::fs::write(conf.join("gateway.yaml"), "{}\n").expect("write");
+    std::fs::write(
+        conf.join("routes/calc.yaml"),
+        "backends:\n  calc:\n    url: http://127.0.0.1:9/calc\n    wsdl: wsdl/calculator.wsdl\nroutes:\n  - route: POST /add\n    backend: calc\n    operation: Add\n    request: \"{body}\"\n",
+    )
+    .expect("write");
+    let check = Command::new(env!("CARGO_BIN_EXE_veneer"))
+        .args(["check", "--config", &conf.to_string_lossy()])
+        .output()
+        .expect("check");
+    let text = String::from_utf8_lossy(&check.stderr).into_owned();
+    assert!(!check.status.success(), "{text}");
+    assert!(
+        text.contains("routes/calc.yaml:8")
+            && text.contains(&format!("calculator-abstract.wsdl, line {line}"))
+            && text.contains("Gone"),
+        "{text}"
+    );
+}

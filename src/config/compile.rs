@@ -299,7 +299,10 @@ fn backend(
                 any_as_xml,
             };
             wsdl::read(&bytes, options).map_err(|e| ConfigProblem {
-                file: PathBuf::from(&s.wsdl),
+                file: match &e {
+                    wsdl::WsdlError::Invalid { file: Some(f), .. } => PathBuf::from(f),
+                    _ => PathBuf::from(&s.wsdl),
+                },
                 line: match &e {
                     wsdl::WsdlError::Xml(x) => Some(x.line),
                     wsdl::WsdlError::Invalid { line, .. } => Some(*line),

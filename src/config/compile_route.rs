@@ -50,8 +50,11 @@ pub fn compile(
             return Err(vec![here(
                 "operation:",
                 format!(
-                    "operation {:?} of backend {} cannot be used: its WSDL, line {}: {}",
-                    s.operation, s.backend, skipped.line, skipped.reason
+                    "operation {:?} of backend {} cannot be used ({} of its WSDL set): {}",
+                    s.operation,
+                    s.backend,
+                    skipped.location(),
+                    skipped.reason
                 ),
             )]);
         }

@@ -143,9 +143,9 @@ pub fn routes_yaml(model: &ServiceModel, opts: &ImportOptions<'_>) -> String {
         let _ = writeln!(y, "    port: {}", q(port));
     }
     if !model.skipped.is_empty() {
-        let _ = writeln!(y, "\n# Operations of the WSDL left out (WSDL line: why):");
+        let _ = writeln!(y, "\n# Operations of the WSDL left out (where: why):");
         for k in &model.skipped {
-            let _ = writeln!(y, "#   {} (line {}): {}", k.operation, k.line, k.reason);
+            let _ = writeln!(y, "#   {} ({}): {}", k.operation, k.location(), k.reason);
         }
     }
     let _ = writeln!(y, "\nroutes:");

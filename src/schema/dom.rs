@@ -26,10 +26,20 @@ pub struct Node {
     pub text: String,
     /// 1-based line of the start tag, for error messages.
     pub line: usize,
+    /// The file it came from, when not the main WSDL (an imported XSD or WSDL).
+    pub file: Option<Rc<str>>,
     scope: Rc<HashMap<String, String>>,
 }
 
 impl Node {
+    /// Marks this node and everything under it as read from `file`.
+    pub fn set_file(&mut self, file: &Rc<str>) {
+        self.file = Some(file.clone());
+        for c in &mut self.children {
+            c.set_file(file);
+        }
+    }
+
     /// An attribute's value.
     pub fn attr(&self, name: &str) -> Option<&str> {
         self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -187,6 +197,7 @@ fn new_node(start: &BytesStart, scope: &Rc<HashMap<String, String>>, line: usize
         children: Vec::new(),
         text: String::new(),
         line,
+        file: None,
         scope: scope.clone(),
     })
 }

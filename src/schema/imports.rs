@@ -31,7 +31,8 @@ pub fn wsdl_documents(
         }
         let bytes = std::fs::read(&path)
             .map_err(|e| fail(format!("cannot read WSDL {} (wsdl:import {location:?}): {e}", path.display())))?;
-        let node = dom::parse(&bytes).map_err(|e| fail(format!("WSDL {}: {e}", path.display())))?;
+        let mut node = dom::parse(&bytes).map_err(|e| fail(format!("WSDL {}: {e}", path.display())))?;
+        node.set_file(&std::rc::Rc::from(path.display().to_string()));
         if node.ns == XSD && node.local == "schema" {
             continue; // a schema imported with wsdl:import: xsd imports cover its content
         }
@@ -68,7 +69,7 @@ struct Ctx<'a> {
 }
 
 fn fail(message: String) -> WsdlError {
-    WsdlError::Invalid { line: 1, message }
+    WsdlError::Invalid { file: None, line: 1, message }
 }
 
 /// Loads every schema reachable from the inline schemas of `root` (a WSDL) or from `root`
@@ -117,7 +118,8 @@ fn visit(schema: &Node, base: Option<&Path>, tns: &str, ctx: &mut Ctx<'_>) -> Re
         }
         let bytes = std::fs::read(&path)
             .map_err(|e| fail(format!("cannot read schema {} (schemaLocation {location:?}): {e}", path.display())))?;
-        let node = dom::parse(&bytes).map_err(|e| fail(format!("schema {}: {e}", path.display())))?;
+        let mut node = dom::parse(&bytes).map_err(|e| fail(format!("schema {}: {e}", path.display())))?;
+        node.set_file(&std::rc::Rc::from(path.display().to_string()));
         if node.ns != XSD || node.local != "schema" {
             return Err(fail(format!("{} is not an XML Schema (root <{}>)", path.display(), node.local)));
         }

@@ -284,11 +284,23 @@ pub struct Note {
     pub message: String,
 }
 
+impl Skipped {
+    /// Where the problem is: `line N` in the WSDL, or `FILE, line N` in an imported file.
+    pub fn location(&self) -> String {
+        match &self.file {
+            Some(f) => format!("{f}, line {}", self.line),
+            None => format!("line {}", self.line),
+        }
+    }
+}
+
 /// An operation left out of a [`ServiceModel`], with the reason and where in the WSDL.
 #[derive(Debug, Clone)]
 pub struct Skipped {
     /// The WSDL operation name.
     pub operation: String,
+    /// The imported file the line is in; `None` for the WSDL itself.
+    pub file: Option<String>,
     /// 1-based line of the construct that could not be used.
     pub line: usize,
     /// What is missing or unsupported.

@@ -30,8 +30,10 @@ pub enum WsdlError {
     #[error("{0}")]
     Xml(#[from] dom::DomError),
     /// Well-formed, but not a WSDL this reader understands.
-    #[error("line {line}: {message}")]
+    #[error("{}line {line}: {message}", file.as_ref().map(|f| format!("{f}, ")).unwrap_or_default())]
     Invalid {
+        /// The imported file the line is in; `None` for the WSDL itself.
+        file: Option<String>,
         /// 1-based line.
         line: usize,
         /// What is wrong.
@@ -40,7 +42,7 @@ pub enum WsdlError {
 }
 
 fn invalid(node: &Node, message: impl Into<String>) -> WsdlError {
-    WsdlError::Invalid { line: node.line, message: message.into() }
+    WsdlError::Invalid { file: node.file.as_deref().map(str::to_string), line: node.line, message: message.into() }
 }
 
 /// Which binding to take when a WSDL offers both SOAP versions.
@@ -84,11 +86,12 @@ pub fn read(bytes: &[u8], options: ReadOptions) -> Result<ServiceModel, WsdlErro
                 .skipped
                 .iter()
                 .take(5)
-                .map(|s| format!("{} (line {}): {}", s.operation, s.line, s.reason))
+                .map(|s| format!("{} ({}): {}", s.operation, s.location(), s.reason))
                 .collect();
             let more = reader.skipped.len().saturating_sub(5);
             let more = if more > 0 { format!("; and {more} more") } else { String::new() };
             return Err(WsdlError::Invalid {
+                file: first.file.clone(),
                 line: first.line,
                 message: format!("no operation of the WSDL can be used: {}{more}", all.join("; ")),
             });
@@ -260,11 +263,11 @@ impl<'a> Reader<'a> {
                 match built {
                     Ok(op) => ops.push(op),
                     Err(e) => {
-                        let (line, reason) = match e {
-                            WsdlError::Xml(x) => (x.line, x.message),
-                            WsdlError::Invalid { line, message } => (line, message),
+                        let (file, line, reason) = match e {
+                            WsdlError::Xml(x) => (None, x.line, x.message),
+                            WsdlError::Invalid { file, line, message } => (file, line, message),
                         };
-                        self.skipped.push(Skipped { operation: name, line, reason });
+                        self.skipped.push(Skipped { operation: name, file, line, reason });
                     }
                 }
             }
