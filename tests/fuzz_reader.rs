@@ -102,7 +102,8 @@ proptest! {
 fn model(file: &str, any_as_xml: bool) -> std::sync::Arc<veneer::schema::ServiceModel> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, OnceLock};
-    static MODELS: OnceLock<Mutex<HashMap<(String, bool), Arc<veneer::schema::ServiceModel>>>> = OnceLock::new();
+    type Models = HashMap<(String, bool), Arc<veneer::schema::ServiceModel>>;
+    static MODELS: OnceLock<Mutex<Models>> = OnceLock::new();
     let mut models = MODELS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     models
         .entry((file.to_string(), any_as_xml))
