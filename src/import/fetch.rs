@@ -56,7 +56,8 @@ pub async fn download(url: &str, dir: &Path, name: &str) -> Result<PathBuf, Stri
             };
             text = rewrite(&text, &location, &local);
         }
-        let file = dir.join(&files[&url]);
+        let local = files.get(&url).cloned().unwrap_or_else(|| local_name(&url, files.values()));
+        let file = dir.join(local);
         std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     }
     Ok(dir.join(main))
