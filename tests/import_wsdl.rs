@@ -133,3 +133,61 @@ async fn imported_routes_serve_requests() {
         .expect("req");
     assert_eq!(reading.status(), 200);
 }
+
+#[test]
+fn every_corpus_wsdl_imports_into_one_config_that_checks_and_documents() {
+    // Every usable corpus WSDL (document, rpc/literal, rpc/encoded, one-way, Cyrillic names,
+    // xsd:any, abstract types), imported side by side: the routes check unchanged, and the
+    // OpenAPI document served for all of them is valid OpenAPI 3.1.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wsdl");
+    let dir = empty_config(&[]);
+    let copy = |rel: &str| {
+        let from = fixtures.join(rel);
+        let to = dir.path().join("wsdl").join(rel);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(&from, &to).expect("copy");
+    };
+    for entry in std::fs::read_dir(fixtures.join("netsuite-2023_2/xsd")).expect("xsd").flatten() {
+        copy(&format!("netsuite-2023_2/xsd/{}", entry.file_name().to_string_lossy()));
+    }
+    copy("lnp-numbermanagement/NumberManagementModel.xsd");
+    copy("lnp-numbermanagement/CommonIdsModel.xsd");
+    let wsdls = [
+        ("nav-salesorder-page.wsdl", "nav"),
+        ("nav-b2bmanagement-codeunit.wsdl", "navcu"),
+        ("sap-b1-login.wsdl", "b1login"),
+        ("sap-b1-items.wsdl", "b1items"),
+        ("sap-b1-orders.wsdl", "b1orders"),
+        ("sap-s4-journalentry.wsdl", "s4"),
+        ("netsuite-2023_2/netsuite.wsdl", "netsuite"),
+        ("salesforce-partner-v58.wsdl", "sf"),
+        ("siebel-order.wsdl", "siebel"),
+        ("1c-delivery.wsdl", "delivery"),
+        ("mantisconnect.wsdl", "mantis"),
+        ("reformagkh.wsdl", "reforma"),
+        ("lnp-numbermanagement/NumberManagement.wsdl", "lnp"),
+        ("calculator.wsdl", "calc"),
+        ("numberconversion.wsdl", "numbers"),
+        ("countryinfo.wsdl", "countries"),
+        ("globalweather.wsdl", "weather"),
+    ];
+    for (wsdl, backend) in wsdls {
+        copy(wsdl);
+        import(dir.path(), wsdl, backend, &format!("http://127.0.0.1:9/{backend}"));
+    }
+    let (ok, text) = veneer(&["check", "--config", &dir.path().to_string_lossy()]);
+    assert!(ok && text.contains("OK (325 routes, 17 backends)"), "{text}");
+    let doc = Command::new(env!("CARGO_BIN_EXE_veneer"))
+        .args(["openapi", "--config", &dir.path().to_string_lossy()])
+        .output()
+        .expect("openapi");
+    assert!(doc.status.success(), "{}", String::from_utf8_lossy(&doc.stderr));
+    let path = dir.path().join("openapi.json");
+    std::fs::write(&path, &doc.stdout).expect("write");
+    let out = Command::new("openapi-spec-validator")
+        .arg(&path)
+        .output()
+        .expect("openapi-spec-validator runs (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains(": OK"), "not valid OpenAPI 3.1:\n{text}");
+}
