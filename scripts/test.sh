@@ -2,6 +2,7 @@
 # Runs the whole test suite on a fresh machine: installs what the tests need, then runs every
 # test. The end-to-end tests use real peers not written in this project:
 #   - spyne (Python), a SOAP server;
+#   - PHP's SoapServer (php-cli, php-soap), an rpc/encoded SOAP server;
 #   - oidc-provider (npm), an OpenID provider;
 #   - redis-server (Debian), for limits shared across replicas;
 #   - openapi-spec-validator and schemathesis (Python), the OpenAPI contract checks;
@@ -23,6 +24,7 @@ command -v python3 >/dev/null || apt_install python3 python3-pip
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 command -v redis-server >/dev/null || apt_install redis-server
 command -v chromium >/dev/null || apt_install chromium
+php -m 2>/dev/null | grep -qx soap || apt_install php-cli php-soap
 
 if ! python3 -c 'import spyne, lxml, openapi_spec_validator, schemathesis' >/dev/null 2>&1; then
   echo "installing spyne, lxml, openapi-spec-validator, schemathesis"
