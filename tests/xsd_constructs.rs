@@ -133,3 +133,28 @@ fn abstract_types_lists_and_unions_decode() {
         ]})
     );
 }
+
+#[test]
+fn raw_xml_capture_makes_each_undeclared_element_standalone() {
+    // Salesforce's sObject is open (xsd:any); with xsd_any: xml its undeclared fields come
+    // back as one XML string, each element carrying the namespace declarations it uses.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wsdl/salesforce-partner-v58.wsdl");
+    let bytes = std::fs::read(path).expect("wsdl");
+    let m = wsdl::read(&bytes, ReadOptions { any_as_xml: true, ..Default::default() }).expect("loads");
+    let op = m.operation("retrieve").expect("retrieve");
+    let response = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:sf="urn:sobject.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:a="urn:a"><soapenv:Body><retrieveResponse><result xsi:type="sf:sObject"><sf:type>Account</sf:type><sf:Id>001</sf:Id><sf:Description xsi:nil="true"/><Plain a:flag="1">x &amp; y</Plain><sf:Owner xsi:type="sf:User"><sf:Name>Ann</sf:Name></sf:Owner><Mine xmlns="urn:mine"><Deep/></Mine></result></retrieveResponse></soapenv:Body></soapenv:Envelope>"#;
+    let Ok(Decoded::Body(v)) = decode::response(&op.output, &m.schema, response.as_bytes()) else { panic!("decodes") };
+    let xml = v["result"][0]["@xml"].as_str().expect("raw XML").to_string();
+    assert_eq!(
+        xml,
+        concat!(
+            r#"<sf:Description xmlns:sf="urn:sobject.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:nil="true"/>"#,
+            r#"<Plain xmlns="urn:partner.soap.sforce.com" xmlns:a="urn:a" a:flag="1">x &amp; y</Plain>"#,
+            r#"<sf:Owner xmlns:sf="urn:sobject.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="sf:User"><sf:Name>Ann</sf:Name></sf:Owner>"#,
+            r#"<Mine xmlns="urn:mine"><Deep/></Mine>"#,
+        )
+    );
+    assert_eq!(v["result"][0]["type"], "Account");
+    // What came out goes back in unchanged.
+    assert!(veneer::translate::xmltext::check_fragment(&xml).is_ok());
+}
