@@ -263,6 +263,21 @@ fn check(dir: PathBuf) -> ExitCode {
     match config::compile(&ConfigSource::Dir(dir.clone()), &CompileOptions::default()) {
         Ok(gw) => {
             println!("{}: OK ({} routes, {} backends)", dir.display(), gw.routes.iter().count(), gw.backends.len());
+            // What the WSDLs hold but cannot serve is not an error until a route asks for it;
+            // say it anyway, so nobody is surprised later.
+            for (name, backend) in &gw.backends {
+                for k in &backend.model.skipped {
+                    eprintln!(
+                        "  warning: backend {name}: operation {} cannot be used ({}): {}",
+                        k.operation,
+                        k.location(),
+                        k.reason
+                    );
+                }
+                for n in &backend.model.notes {
+                    eprintln!("  note: backend {name}: WSDL {}: {}", n.location(), n.message);
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

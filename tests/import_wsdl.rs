@@ -177,6 +177,17 @@ fn every_corpus_wsdl_imports_into_one_config_that_checks_and_documents() {
     }
     let (ok, text) = veneer(&["check", "--config", &dir.path().to_string_lossy()]);
     assert!(ok && text.contains("OK (325 routes, 17 backends)"), "{text}");
+    // What the WSDLs hold but do not use is said, with lines.
+    assert!(
+        text.contains("note: backend weather: WSDL line 161: binding \"GlobalWeatherHttpGet\" is not a SOAP binding"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "note: backend lnp: WSDL line 403: operation \"listAvailablePublicNumberGroups\" is bound more than once"
+        ),
+        "{text}"
+    );
     let doc = Command::new(env!("CARGO_BIN_EXE_veneer"))
         .args(["openapi", "--config", &dir.path().to_string_lossy()])
         .output()

@@ -278,19 +278,33 @@ pub struct ServiceModel {
 /// Something in a WSDL that was read but left unused.
 #[derive(Debug, Clone)]
 pub struct Note {
+    /// The imported file the line is in; `None` for the WSDL itself.
+    pub file: Option<String>,
     /// 1-based line.
     pub line: usize,
     /// What was left and why.
     pub message: String,
 }
 
+/// `line N` in the WSDL, or `FILE, line N` in an imported file.
+fn location(file: Option<&str>, line: usize) -> String {
+    match file {
+        Some(f) => format!("{f}, line {line}"),
+        None => format!("line {line}"),
+    }
+}
+
+impl Note {
+    /// Where: `line N` in the WSDL, or `FILE, line N` in an imported file.
+    pub fn location(&self) -> String {
+        location(self.file.as_deref(), self.line)
+    }
+}
+
 impl Skipped {
     /// Where the problem is: `line N` in the WSDL, or `FILE, line N` in an imported file.
     pub fn location(&self) -> String {
-        match &self.file {
-            Some(f) => format!("{f}, line {}", self.line),
-            None => format!("line {}", self.line),
-        }
+        location(self.file.as_deref(), self.line)
     }
 }
 

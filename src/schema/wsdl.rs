@@ -203,6 +203,7 @@ impl<'a> Reader<'a> {
                 bindings.push((b, SoapVersion::V12));
             } else {
                 self.notes.push(Note {
+                    file: b.file.as_deref().map(str::to_string),
                     line: b.line,
                     message: format!(
                         "binding {:?} is not a SOAP binding (HTTP GET/POST or MIME); skipped",
@@ -247,6 +248,7 @@ impl<'a> Reader<'a> {
                 let name = bop.attr("name").unwrap_or("").to_string();
                 if ops.iter().any(|o| o.name == name) || self.skipped.iter().any(|s| s.operation == name) {
                     self.notes.push(Note {
+                        file: bop.file.as_deref().map(str::to_string),
                         line: bop.line,
                         message: format!("operation {name:?} is bound more than once; the first binding is used"),
                     });
