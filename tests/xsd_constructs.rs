@@ -158,3 +158,44 @@ fn raw_xml_capture_makes_each_undeclared_element_standalone() {
     // What came out goes back in unchanged.
     assert!(veneer::translate::xmltext::check_fragment(&xml).is_ok());
 }
+
+#[test]
+fn substitution_groups_become_a_choice_of_their_members() {
+    // OAGIS-style: an abstract head element and members, one of them transitively.
+    let wsdl = WSDL
+        .replace(
+            r#"<xs:element name="PutResponse">"#,
+            r#"<xs:element name="Party" type="xs:anyType" abstract="true"/>
+      <xs:element name="Person" substitutionGroup="t:Party"><xs:complexType><xs:sequence><xs:element name="Name" type="xs:string"/></xs:sequence></xs:complexType></xs:element>
+      <xs:element name="Company" substitutionGroup="t:Party"><xs:complexType><xs:sequence><xs:element name="Name" type="xs:string"/></xs:sequence></xs:complexType></xs:element>
+      <xs:element name="Supplier" substitutionGroup="t:Company"><xs:complexType><xs:sequence><xs:element name="Vat" type="xs:string"/></xs:sequence></xs:complexType></xs:element>
+      <xs:element name="PutResponse">"#,
+        )
+        .replace(
+            r#"<xs:element name="Shape" type="t:Shape" maxOccurs="unbounded"/>
+      </xs:sequence></xs:complexType></xs:element>"#,
+            r#"<xs:element ref="t:Party" maxOccurs="unbounded"/>
+      </xs:sequence></xs:complexType></xs:element>"#,
+        );
+    let m = wsdl::read(wsdl.as_bytes(), ReadOptions::default()).expect("loads");
+    let op = m.operation("Put").expect("Put");
+    let response = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><PutResponse xmlns="urn:x">
+        <Person><Name>Ann</Name></Person><Supplier><Vat>DE1</Vat></Supplier><Person><Name>Bo</Name></Person>
+      </PutResponse></s:Body></s:Envelope>"#;
+    let Ok(Decoded::Body(v)) = decode::response(&op.output, &m.schema, response.as_bytes()) else { panic!("decodes") };
+    assert_eq!(
+        v,
+        json!({ "person": [{ "name": "Ann" }, { "name": "Bo" }], "company": [], "supplier": [{ "vat": "DE1" }] })
+    );
+    let put = m.operation("Put").expect("Put");
+    let xml = encode::envelope(
+        put,
+        &m.schema,
+        &json!({ "shape": [{ "@type": "Circle", "id": 1, "label": "c", "radius": 1 }], "createdBy": "x" }),
+        None,
+    )
+    .expect("the request side is unchanged");
+    assert!(xml.contains("<Shape"), "{xml}");
+    let resp_schema = veneer::openapi::schema::Schemas::new(&m.schema, "").example(&op.output, 0);
+    assert!(resp_schema.get("party").is_none(), "the abstract head is not a field: {resp_schema}");
+}

@@ -114,6 +114,8 @@ struct Reader<'a> {
     simple: HashMap<(String, String), (usize, &'a Node)>,
     groups: HashMap<(String, String), (usize, &'a Node)>,
     attribute_groups: HashMap<(String, String), (usize, &'a Node)>,
+    /// Head element → global elements declared `substitutionGroup` of it.
+    substitutes: HashMap<(String, String), Vec<(String, String)>>,
     /// Base type → named complex types that extend or restrict it.
     derived: HashMap<(String, String), Vec<(String, String)>>,
     skipped: Vec<Skipped>,
@@ -141,6 +143,7 @@ impl<'a> Reader<'a> {
             groups: HashMap::new(),
             attribute_groups: HashMap::new(),
             derived: HashMap::new(),
+            substitutes: HashMap::new(),
             skipped: Vec::new(),
             notes: Vec::new(),
             named_complex_ids: HashMap::new(),
@@ -165,7 +168,12 @@ impl<'a> Reader<'a> {
                     };
                     let key = (target_ns.clone(), name.to_string());
                     match item.local.as_str() {
-                        "element" => r.elements.insert(key, (idx, item)),
+                        "element" => {
+                            if let Some(head) = item.attr("substitutionGroup") {
+                                r.substitutes.entry(item.resolve_qname(head)).or_default().push(key.clone());
+                            }
+                            r.elements.insert(key, (idx, item))
+                        }
                         "complexType" => {
                             if let Some(base) = derivation_base(item) {
                                 r.derived.entry(base).or_default().push(key.clone());
@@ -739,6 +747,37 @@ impl<'a> Reader<'a> {
         self.named_simple_type(at, base)
     }
 
+    /// A local element particle as children: the element itself, or for a `ref=` to the head
+    /// of a substitution group, the head (unless abstract) and every member, transitively,
+    /// each with the particle's occurrence.
+    fn substitution_group(&mut self, node: &'a Node, schema: usize) -> Result<Vec<Element>, WsdlError> {
+        let head = node.attr("ref").map(|r| node.resolve_qname(r));
+        let Some(head) = head.filter(|h| self.substitutes.contains_key(h)) else {
+            return Ok(vec![self.element(node, schema, false)?]);
+        };
+        let mut keys = vec![head.clone()];
+        let mut i = 0;
+        while i < keys.len() && keys.len() < 512 {
+            let more: Vec<(String, String)> = self.substitutes.get(&keys[i]).cloned().unwrap_or_default();
+            keys.extend(more.into_iter().filter(|k| !keys.contains(k)).collect::<Vec<_>>());
+            i += 1;
+        }
+        let min = occurs(node.attr("minOccurs"), 1).unwrap_or(1);
+        let max = occurs(node.attr("maxOccurs"), 1);
+        let mut out = Vec::new();
+        for key in keys {
+            let Some(&(schema, decl)) = self.elements.get(&key) else { continue };
+            if decl.attr("abstract") == Some("true") {
+                continue;
+            }
+            let mut el = self.element(decl, schema, true)?;
+            el.min_occurs = min;
+            el.max_occurs = max;
+            out.push(el);
+        }
+        Ok(out)
+    }
+
     /// The item of a `soapenc:Array` restriction: from `wsdl:arrayType="tns:T[]"` on its
     /// `soapenc:arrayType` attribute, else from a declared item element, else any type.
     fn soap_array_item(&mut self, derive: &'a Node, schema: usize) -> Result<Element, WsdlError> {
@@ -844,14 +883,18 @@ impl<'a> Reader<'a> {
         for child in group.children.iter().filter(|c| c.ns == XSD) {
             match child.local.as_str() {
                 "element" => {
-                    let mut el = self.element(child, schema, false)?;
-                    if optional {
-                        el.min_occurs = 0;
+                    let group = self.substitution_group(child, schema)?;
+                    // A head with substitutes is a choice among them (and itself unless abstract).
+                    let choice = group.len() > 1;
+                    for mut el in group {
+                        if optional || choice {
+                            el.min_occurs = 0;
+                        }
+                        if repeated {
+                            el.max_occurs = None;
+                        }
+                        ct.children.push(el);
                     }
-                    if repeated {
-                        el.max_occurs = None;
-                    }
-                    ct.children.push(el);
                 }
                 "sequence" | "choice" | "all" | "group" => self.particles(child, schema, ct, optional)?,
                 "any" => ct.open = true,
