@@ -107,8 +107,9 @@ fn visit(schema: &Node, base: Option<&Path>, tns: &str, ctx: &mut Ctx<'_>) -> Re
     let refs: Vec<(String, bool)> = schema
         .children
         .iter()
-        .filter(|c| c.ns == XSD && (c.local == "import" || c.local == "include"))
-        .filter_map(|c| c.attr("schemaLocation").map(|l| (l.to_string(), c.local == "include")))
+        // xsd:redefine loads its schema like an include; its redefinitions are not applied.
+        .filter(|c| c.ns == XSD && matches!(c.local.as_str(), "import" | "include" | "redefine"))
+        .filter_map(|c| c.attr("schemaLocation").map(|l| (l.to_string(), c.local != "import")))
         .collect();
     for (location, include) in refs {
         let path = resolve(&location, base, ctx.catalog)?;
