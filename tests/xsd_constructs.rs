@@ -199,3 +199,125 @@ fn substitution_groups_become_a_choice_of_their_members() {
     let resp_schema = veneer::openapi::schema::Schemas::new(&m.schema, "").example(&op.output, 0);
     assert!(resp_schema.get("party").is_none(), "the abstract head is not a field: {resp_schema}");
 }
+
+/// A WSDL whose schema holds `schema` and whose operations are `(name, input, output)`
+/// element names from it.
+fn one_schema_wsdl(schema: &str, ops: &[(&str, &str, &str)]) -> String {
+    let mut messages = String::new();
+    let mut port = String::new();
+    let mut binding = String::new();
+    for (op, input, output) in ops {
+        messages.push_str(&format!(
+            r#"<message name="{op}In"><part name="p" element="t:{input}"/></message><message name="{op}Out"><part name="p" element="t:{output}"/></message>"#
+        ));
+        port.push_str(&format!(
+            r#"<operation name="{op}"><input message="t:{op}In"/><output message="t:{op}Out"/></operation>"#
+        ));
+        binding.push_str(&format!(
+            r#"<operation name="{op}"><soap:operation soapAction="{op}"/><input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation>"#
+        ));
+    }
+    format!(
+        r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:t="urn:x" targetNamespace="urn:x">
+  <types><xs:schema targetNamespace="urn:x" elementFormDefault="qualified">{schema}</xs:schema></types>
+  {messages}<portType name="P">{port}</portType>
+  <binding name="B" type="t:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>{binding}</binding>
+</definitions>"#
+    )
+}
+
+#[test]
+fn a_global_element_that_contains_itself_is_a_tree_not_a_loop() {
+    let wsdl = one_schema_wsdl(
+        r#"<xs:element name="Node"><xs:complexType><xs:sequence>
+             <xs:element name="Name" type="xs:string"/>
+             <xs:element ref="t:Node" minOccurs="0" maxOccurs="unbounded"/>
+           </xs:sequence></xs:complexType></xs:element>"#,
+        &[("Tree", "Node", "Node")],
+    );
+    let m = wsdl::read(wsdl.as_bytes(), ReadOptions::default()).expect("loads");
+    let op = m.operation("Tree").expect("Tree");
+    let response = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><Node xmlns="urn:x"><Name>root</Name><Node><Name>a</Name><Node><Name>a1</Name></Node></Node><Node><Name>b</Name></Node></Node></s:Body></s:Envelope>"#;
+    let Ok(Decoded::Body(v)) = decode::response(&op.output, &m.schema, response.as_bytes()) else { panic!("decodes") };
+    assert_eq!(v["node"][0]["node"][0]["name"], "a1");
+    assert_eq!(v["node"][1]["name"], "b");
+}
+
+#[test]
+fn exponentially_nested_groups_are_refused_not_expanded() {
+    // g0 holds g1 twice, g1 holds g2 twice, … : 2^40 elements if expanded.
+    let mut schema = String::new();
+    for i in 0..40 {
+        schema.push_str(&format!(
+            r#"<xs:group name="g{i}"><xs:sequence><xs:group ref="t:g{n}"/><xs:group ref="t:g{n}"/></xs:sequence></xs:group>"#,
+            n = i + 1
+        ));
+    }
+    schema.push_str(
+        r#"<xs:group name="g40"><xs:sequence><xs:element name="Leaf" type="xs:string"/></xs:sequence></xs:group>"#,
+    );
+    schema.push_str(r#"<xs:element name="Bomb"><xs:complexType><xs:group ref="t:g0"/></xs:complexType></xs:element>"#);
+    schema.push_str(r#"<xs:element name="Ok"><xs:complexType><xs:sequence><xs:element name="A" type="xs:int"/></xs:sequence></xs:complexType></xs:element>"#);
+    let wsdl = one_schema_wsdl(&schema, &[("Boom", "Bomb", "Ok"), ("Fine", "Ok", "Ok")]);
+    let m = wsdl::read(wsdl.as_bytes(), ReadOptions::default()).expect("the usable operation loads");
+    assert_eq!(m.operations.len(), 1);
+    assert!(m.skipped[0].reason.contains("exponential"), "{:?}", m.skipped);
+}
+
+#[test]
+fn subtypes_are_complete_whichever_type_is_reached_first() {
+    // B (extends A) is reached before A; C extends B. A value of type A may still be a C.
+    let wsdl = one_schema_wsdl(
+        r#"<xs:complexType name="A"><xs:sequence><xs:element name="X" type="xs:int"/></xs:sequence></xs:complexType>
+           <xs:complexType name="B"><xs:complexContent><xs:extension base="t:A"><xs:sequence><xs:element name="Y" type="xs:int"/></xs:sequence></xs:extension></xs:complexContent></xs:complexType>
+           <xs:complexType name="C"><xs:complexContent><xs:extension base="t:B"><xs:sequence><xs:element name="Z" type="xs:int"/></xs:sequence></xs:extension></xs:complexContent></xs:complexType>
+           <xs:element name="Put"><xs:complexType><xs:sequence><xs:element name="b" type="t:B"/><xs:element name="a" type="t:A"/></xs:sequence></xs:complexType></xs:element>
+           <xs:element name="Done"><xs:complexType><xs:sequence/></xs:complexType></xs:element>"#,
+        &[("Put", "Put", "Done")],
+    );
+    let m = wsdl::read(wsdl.as_bytes(), ReadOptions::default()).expect("loads");
+    let op = m.operation("Put").expect("Put");
+    let xml = encode::envelope(
+        op,
+        &m.schema,
+        &json!({ "b": { "x": 1, "y": 2 }, "a": { "@type": "C", "x": 1, "y": 2, "z": 3 } }),
+        None,
+    )
+    .expect("C substitutes A");
+    assert!(xml.contains(r#"xsi:type="vt:C"><X>1</X><Y>2</Y><Z>3</Z></a>"#), "{xml}");
+}
+
+#[test]
+fn a_list_of_a_union_is_an_array_of_mixed_values() {
+    let wsdl = one_schema_wsdl(
+        r#"<xs:simpleType name="Mixed"><xs:list><xs:simpleType><xs:union memberTypes="xs:int xs:date"/></xs:simpleType></xs:list></xs:simpleType>
+           <xs:element name="M"><xs:complexType><xs:sequence><xs:element name="V" type="t:Mixed"/></xs:sequence></xs:complexType></xs:element>"#,
+        &[("Echo", "M", "M")],
+    );
+    let m = wsdl::read(wsdl.as_bytes(), ReadOptions::default()).expect("loads");
+    let op = m.operation("Echo").expect("Echo");
+    let xml = encode::envelope(op, &m.schema, &json!({ "v": [1, "2020-01-01"] }), None).expect("valid");
+    assert!(xml.contains("<V>1 2020-01-01</V>"), "{xml}");
+    let bad = encode::envelope(op, &m.schema, &json!({ "v": [1, "soon"] }), None).expect_err("not int, not date");
+    assert_eq!(bad[0].pointer.as_deref(), Some("/v/1"));
+    let response = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><M xmlns="urn:x"><V> 7 2021-02-03 </V></M></s:Body></s:Envelope>"#;
+    let Ok(Decoded::Body(v)) = decode::response(&op.output, &m.schema, response.as_bytes()) else { panic!("decodes") };
+    assert_eq!(v, json!({ "v": [7, "2021-02-03"] }));
+}
+
+#[test]
+fn a_type_that_fails_fails_every_operation_using_it() {
+    // T names an undeclared type: both operations using T are skipped, neither gets an
+    // empty T silently.
+    let wsdl = one_schema_wsdl(
+        r#"<xs:complexType name="T"><xs:sequence><xs:element name="Q" type="t:Nowhere"/></xs:sequence></xs:complexType>
+           <xs:element name="E1"><xs:complexType><xs:sequence><xs:element name="t" type="t:T"/></xs:sequence></xs:complexType></xs:element>
+           <xs:element name="E2"><xs:complexType><xs:sequence><xs:element name="t" type="t:T"/></xs:sequence></xs:complexType></xs:element>
+           <xs:element name="Ok"><xs:complexType><xs:sequence/></xs:complexType></xs:element>"#,
+        &[("One", "E1", "Ok"), ("Two", "E2", "Ok"), ("Three", "Ok", "Ok")],
+    );
+    let m = wsdl::read(wsdl.as_bytes(), ReadOptions::default()).expect("Three loads");
+    let skipped: Vec<&str> = m.skipped.iter().map(|s| s.operation.as_str()).collect();
+    assert_eq!(skipped, ["One", "Two"]);
+    assert!(m.skipped.iter().all(|s| s.reason.contains("Nowhere")), "{:?}", m.skipped);
+}

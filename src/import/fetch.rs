@@ -32,13 +32,14 @@ pub async fn download(url: &str, dir: &Path, name: &str) -> Result<PathBuf, Stri
     files.insert(root.clone(), main.clone());
     let mut queue = VecDeque::from([root]);
     while let Some(url) = queue.pop_front() {
-        let bytes = get(&client, &url).await?;
+        let (bytes, fetched) = get(&client, &url).await?;
         let doc = dom::parse(&bytes).map_err(|e| format!("{url}: not XML ({e})"))?;
-        let mut text = String::from_utf8_lossy(&bytes).into_owned();
         let mut locations = Vec::new();
         collect_locations(&doc, &mut locations);
+        let mut renames: Vec<(String, String)> = Vec::new();
         for location in locations {
-            let target = url.join(&location).map_err(|e| format!("{url}: location {location:?}: {e}"))?;
+            // Relative locations resolve against where the document really came from.
+            let target = fetched.join(&location).map_err(|e| format!("{url}: location {location:?}: {e}"))?;
             if !matches!(target.scheme(), "http" | "https") {
                 return Err(format!("{url}: location {location:?} is not an http(s) URL"));
             }
@@ -54,20 +55,23 @@ pub async fn download(url: &str, dir: &Path, name: &str) -> Result<PathBuf, Stri
                     local
                 }
             };
-            text = rewrite(&text, &location, &local);
+            renames.push((location, local));
         }
         let local = files.get(&url).cloned().unwrap_or_else(|| local_name(&url, files.values()));
         let file = dir.join(local);
-        std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        std::fs::write(&file, rewrite(&bytes, &renames))
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     }
     Ok(dir.join(main))
 }
 
-async fn get(client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, String> {
+/// The body of `url`, and the URL it finally came from (after redirects).
+async fn get(client: &reqwest::Client, url: &Url) -> Result<(Vec<u8>, Url), String> {
     let mut res = client.get(url.clone()).send().await.map_err(|e| format!("GET {url}: {e}"))?;
     if !res.status().is_success() {
         return Err(format!("GET {url}: HTTP {}", res.status()));
     }
+    let fetched = res.url().clone();
     let mut body = Vec::new();
     while let Some(chunk) = res.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
         body.extend_from_slice(&chunk);
@@ -75,7 +79,7 @@ async fn get(client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, String> {
             return Err(format!("GET {url}: larger than {} MiB", MAX_BYTES / (1024 * 1024)));
         }
     }
-    Ok(body)
+    Ok((body, fetched))
 }
 
 /// Every import location in a document, in document order.
@@ -115,12 +119,35 @@ fn local_name<'a>(url: &Url, taken: impl Iterator<Item = &'a String> + Clone) ->
     name
 }
 
-/// Rewrites `location="…"` values (as written, or with `&` escaped) to the local file name.
-fn rewrite(text: &str, location: &str, local: &str) -> String {
-    let mut out = text.to_string();
-    for written in [location.to_string(), location.replace('&', "&amp;")] {
-        for quote in ['"', '\''] {
-            out = out.replace(&format!("{quote}{written}{quote}"), &format!("{quote}{local}{quote}"));
+/// Rewrites quoted location values (as written, or with `&` escaped) to local file names,
+/// all in one pass over the bytes: the document keeps its own encoding, and a new name is
+/// never rewritten again by a later location that happens to equal it.
+fn rewrite(bytes: &[u8], renames: &[(String, String)]) -> Vec<u8> {
+    let mut patterns: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for (location, local) in renames {
+        for written in [location.clone(), location.replace('&', "&amp;")] {
+            for quote in ['"', '\''] {
+                patterns.push((
+                    format!("{quote}{written}{quote}").into_bytes(),
+                    format!("{quote}{local}{quote}").into_bytes(),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        // Every pattern starts with a quote, so only quotes need a look.
+        let quoted = matches!(bytes[i], b'"' | b'\'');
+        match patterns.iter().find(|(from, _)| quoted && bytes[i..].starts_with(from)) {
+            Some((from, to)) => {
+                out.extend_from_slice(to);
+                i += from.len();
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
         }
     }
     out
@@ -140,10 +167,19 @@ mod tests {
     }
 
     #[test]
-    fn locations_are_rewritten_as_written() {
-        let text = r#"<xsd:import schemaLocation="http://h/a?x=1&amp;y=2"/><xsd:include schemaLocation='b.xsd'/>"#;
-        let text = rewrite(text, "http://h/a?x=1&y=2", "a.xsd");
-        let text = rewrite(&text, "b.xsd", "b-2.xsd");
-        assert_eq!(text, r#"<xsd:import schemaLocation="a.xsd"/><xsd:include schemaLocation='b-2.xsd'/>"#);
+    fn locations_are_rewritten_as_written_in_one_pass() {
+        let text = r#"<xsd:import schemaLocation="http://h/a?x=1&amp;y=2"/><xsd:include schemaLocation='b.xsd'/><i schemaLocation="http://h/b.xsd"/>"#;
+        let renames = [
+            ("http://h/a?x=1&y=2".to_string(), "a.xsd".to_string()),
+            ("http://h/b.xsd".to_string(), "b.xsd".to_string()),
+            ("b.xsd".to_string(), "b-2.xsd".to_string()),
+        ];
+        let out = rewrite(text.as_bytes(), &renames);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            r#"<xsd:import schemaLocation="a.xsd"/><xsd:include schemaLocation='b-2.xsd'/><i schemaLocation="b.xsd"/>"#
+        );
+        // Bytes outside the locations are kept as they are (a Latin-1 file stays Latin-1).
+        assert_eq!(rewrite(b"<a l=\"x\">\xe9</a>", &[("x".into(), "y".into())]), b"<a l=\"y\">\xe9</a>".to_vec());
     }
 }

@@ -22,6 +22,9 @@ const SOAP11: &str = "http://schemas.xmlsoap.org/wsdl/soap/";
 const SOAP12: &str = "http://schemas.xmlsoap.org/wsdl/soap12/";
 /// SOAP 1.1 encoding: its simple types and `Array` are known without loading its schema.
 const SOAP_ENC: &str = "http://schemas.xmlsoap.org/soap/encoding/";
+/// Most elements plus attributes one type may have, and most types derived from one base:
+/// bounds exponential expansion of nested groups in hostile schemas.
+const MAX_PARTICLES: usize = 10_000;
 
 /// Why a WSDL could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,7 @@ pub fn read(bytes: &[u8], options: ReadOptions) -> Result<ServiceModel, WsdlErro
     let mut reader = Reader::new(&root, &externals, options.naming, options.renames.clone());
     reader.set.any_as_xml = options.any_as_xml;
     let (operations, endpoint) = reader.operations(&root, options.soap_version, options.port.as_deref())?;
+    reader.link_subtypes();
     if operations.is_empty() {
         if let Some(first) = reader.skipped.first() {
             let all: Vec<String> = reader
@@ -116,6 +120,8 @@ struct Reader<'a> {
     attribute_groups: HashMap<(String, String), (usize, &'a Node)>,
     /// Head element → global elements declared `substitutionGroup` of it.
     substitutes: HashMap<(String, String), Vec<(String, String)>>,
+    /// Global element → the id of its inline (anonymous) complex type.
+    element_type_ids: HashMap<(String, String), TypeId>,
     /// Base type → named complex types that extend or restrict it.
     derived: HashMap<(String, String), Vec<(String, String)>>,
     skipped: Vec<Skipped>,
@@ -143,6 +149,7 @@ impl<'a> Reader<'a> {
             groups: HashMap::new(),
             attribute_groups: HashMap::new(),
             derived: HashMap::new(),
+            element_type_ids: HashMap::new(),
             substitutes: HashMap::new(),
             skipped: Vec::new(),
             notes: Vec::new(),
@@ -540,7 +547,13 @@ impl<'a> Reader<'a> {
         let ty = if let Some(t) = node.attr("type") {
             self.type_ref(node, &node.resolve_qname(t))?
         } else if let Some(ct) = node.child(XSD, "complexType") {
-            TypeRef::Complex(self.complex_type(ct, schema, None)?)
+            // A global element's inline type is shared by every reference to the element, so
+            // an element that contains itself (a tree) ends instead of recursing.
+            let owner = global.then(|| (info.target_ns.clone(), name.clone()));
+            match owner.as_ref().and_then(|o| self.element_type_ids.get(o)) {
+                Some(&id) => TypeRef::Complex(id),
+                None => TypeRef::Complex(self.complex_type_of(ct, schema, None, owner)?),
+            }
         } else if let Some(st) = node.child(XSD, "simpleType") {
             TypeRef::Simple(Arc::new(self.simple_type(st, None)?))
         } else {
@@ -645,7 +658,18 @@ impl<'a> Reader<'a> {
         schema: usize,
         key: Option<(String, String)>,
     ) -> Result<TypeId, WsdlError> {
-        // Reserve the id first so a recursive reference finds it instead of looping.
+        self.complex_type_of(node, schema, key, None)
+    }
+
+    /// A complex type, registered under its name (named types) or under the global element
+    /// that declares it inline, so recursive references find it instead of looping.
+    fn complex_type_of(
+        &mut self,
+        node: &'a Node,
+        schema: usize,
+        key: Option<(String, String)>,
+        element: Option<(String, String)>,
+    ) -> Result<TypeId, WsdlError> {
         let id = self.set.types.len();
         self.set.types.push(ComplexType {
             name: key.as_ref().map(|(ns, n)| format!("{{{ns}}}{n}")),
@@ -656,33 +680,74 @@ impl<'a> Reader<'a> {
         if let Some(key) = &key {
             self.named_complex_ids.insert(key.clone(), id);
         }
-        let mut ct = self.set.types[id].clone();
-        self.content(node, schema, &mut ct)?;
-        self.set.types[id] = ct;
-        if let Some(key) = key {
-            self.set.types[id].subtypes = self.subtypes(&key);
+        if let Some(element) = &element {
+            self.element_type_ids.insert(element.clone(), id);
         }
+        let mut ct = self.set.types[id].clone();
+        if let Err(e) = self.content(node, schema, &mut ct) {
+            // Unregister the half-built type: the next operation that uses it fails the same
+            // way instead of silently getting an empty type.
+            if let Some(key) = &key {
+                self.named_complex_ids.remove(key);
+            }
+            if let Some(element) = &element {
+                self.element_type_ids.remove(element);
+            }
+            return Err(e);
+        }
+        self.set.types[id] = ct;
         Ok(id)
     }
 
-    /// Every named type derived from `base`, compiled, for `xsi:type` substitution. A
-    /// derived type that cannot be modelled is left out: it only narrows the choice.
-    fn subtypes(&mut self, base: &(String, String)) -> Vec<TypeId> {
-        let Some(derived) = self.derived.get(base).cloned() else { return Vec::new() };
-        let mut out = Vec::new();
-        for key in derived {
-            let id = match self.named_complex_ids.get(&key) {
-                Some(&id) => Some(id),
-                None => match self.complex.get(&key) {
-                    Some(&(schema, node)) => self.complex_type(node, schema, Some(key.clone())).ok(),
-                    None => None,
-                },
-            };
-            if let Some(id) = id.filter(|id| !out.contains(id)) {
-                out.push(id);
-                let deeper = self.set.types[id].subtypes.clone();
-                out.extend(deeper.into_iter().filter(|d| !out.contains(d)).collect::<Vec<_>>());
+    /// Links every compiled named type to the named types derived from it, transitively,
+    /// compiling those not reached yet (until nothing new is compiled). Done after the
+    /// operations, so the result does not depend on which type was reached first. A derived
+    /// type that cannot be modelled is left out: it only narrows the choice.
+    fn link_subtypes(&mut self) {
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            let mut bases: Vec<((String, String), TypeId)> =
+                self.named_complex_ids.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            bases.sort();
+            let mut compiled = false;
+            for (base, id) in bases {
+                let mut subs = Vec::new();
+                for key in self.descendants(&base) {
+                    let sub = match self.named_complex_ids.get(&key) {
+                        Some(&sub) => Some(sub),
+                        None => match self.complex.get(&key) {
+                            Some(&(schema, node)) => {
+                                self.depth = 0;
+                                compiled = true;
+                                self.complex_type(node, schema, Some(key.clone())).ok()
+                            }
+                            None => None,
+                        },
+                    };
+                    subs.extend(sub.filter(|s| *s != id));
+                }
+                self.set.types[id].subtypes = subs;
             }
+            if !compiled || rounds > 16 {
+                break;
+            }
+        }
+    }
+
+    /// Named types derived from `base`, directly or not, in declaration order (bounded).
+    fn descendants(&self, base: &(String, String)) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut i = 0;
+        let mut frontier = vec![base.clone()];
+        while i < frontier.len() && out.len() < MAX_PARTICLES {
+            for d in self.derived.get(&frontier[i]).into_iter().flatten() {
+                if d != base && !out.contains(d) {
+                    out.push(d.clone());
+                    frontier.push(d.clone());
+                }
+            }
+            i += 1;
         }
         out
     }
@@ -765,6 +830,7 @@ impl<'a> Reader<'a> {
         let min = occurs(node.attr("minOccurs"), 1).unwrap_or(1);
         let max = occurs(node.attr("maxOccurs"), 1);
         let mut out = Vec::new();
+        self.guard(node)?;
         for key in keys {
             let Some(&(schema, decl)) = self.elements.get(&key) else { continue };
             if decl.attr("abstract") == Some("true") {
@@ -775,6 +841,7 @@ impl<'a> Reader<'a> {
             el.max_occurs = max;
             out.push(el);
         }
+        self.depth -= 1;
         Ok(out)
     }
 
@@ -826,6 +893,7 @@ impl<'a> Reader<'a> {
                 "attributeGroup" => self.attribute_group(child, ct, depth + 1)?,
                 _ => {}
             }
+            too_many(child, ct)?;
         }
         Ok(())
     }
@@ -876,6 +944,7 @@ impl<'a> Reader<'a> {
                     ct.children.push(el);
                 }
                 ct.open |= copy.open;
+                too_many(group, ct)?;
             }
             self.depth -= 1;
             return Ok(());
@@ -895,6 +964,7 @@ impl<'a> Reader<'a> {
                         }
                         ct.children.push(el);
                     }
+                    too_many(child, ct)?;
                 }
                 "sequence" | "choice" | "all" | "group" => self.particles(child, schema, ct, optional)?,
                 "any" => ct.open = true,
@@ -952,6 +1022,18 @@ fn choose_port<'a>(
         root,
         format!("no SOAP port or service named {name:?}; the WSDL has (service/port): {}", known.join(", ")),
     ))
+}
+
+/// Stops a type from growing past [`MAX_PARTICLES`] while groups are expanded.
+fn too_many(at: &Node, ct: &ComplexType) -> Result<(), WsdlError> {
+    let total = ct.children.len() + ct.attributes.len();
+    if total > MAX_PARTICLES {
+        return Err(invalid(
+            at,
+            format!("a type with over {MAX_PARTICLES} elements and attributes (exponential group nesting?)"),
+        ));
+    }
+    Ok(())
 }
 
 /// The `{ns}name` of the type a named complexType derives from (complexContent only).

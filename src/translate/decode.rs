@@ -551,20 +551,24 @@ impl<'x, 's> Decoder<'x, 's> {
         let tag_len = open.start.len() + if open.empty { 3 } else { 2 };
         let start = tag_end.saturating_sub(tag_len);
         // Prefixes in scope here (the element's own declarations included), before skipping.
-        let raw_tag = self.text.get(start..tag_end).unwrap_or("");
+        let own: Vec<String> = open
+            .start
+            .attributes()
+            .flatten()
+            .map(|a| a.key.as_ref().to_string())
+            .filter(|k| k == "xmlns" || k.starts_with("xmlns:"))
+            .collect();
         let name_end = start + 1 + open.start.name().as_ref().len();
         let mut decls = String::new();
         for prefix in used_prefixes(self.text.get(start..).unwrap_or("")) {
-            let declared_here =
-                raw_tag.contains(&format!("xmlns:{prefix}=")) || (prefix.is_empty() && raw_tag.contains("xmlns="));
-            if declared_here {
-                continue;
+            let decl = if prefix.is_empty() { "xmlns".to_string() } else { format!("xmlns:{prefix}") };
+            if own.contains(&decl) {
+                continue; // declared on the element itself
             }
             // Resolving a made-up name with the prefix gives the prefix's namespace.
             let probe = if prefix.is_empty() { "x".to_string() } else { format!("{prefix}:x") };
             if let (ResolveResult::Bound(ns), _) = self.r.resolver().resolve_element(QName(&probe)) {
-                let attr = if prefix.is_empty() { "xmlns".to_string() } else { format!("xmlns:{prefix}") };
-                decls.push_str(&format!(" {attr}=\"{}\"", ns.0.replace('&', "&amp;").replace('"', "&quot;")));
+                decls.push_str(&format!(" {decl}=\"{}\"", ns.0.replace('&', "&amp;").replace('"', "&quot;")));
             }
         }
         self.skip(open)?;
@@ -594,9 +598,6 @@ impl<'x, 's> Decoder<'x, 's> {
     }
 
     fn typed(&self, st: &SimpleType, text: String) -> Result<Value, DecodeError> {
-        if let Some(member) = st.union_member(text.trim()) {
-            return self.typed(member, text);
-        }
         if st.list {
             let item = SimpleType { list: false, ..st.clone() };
             return text
@@ -604,6 +605,9 @@ impl<'x, 's> Decoder<'x, 's> {
                 .map(|t| self.typed(&item, t.to_string()))
                 .collect::<Result<_, _>>()
                 .map(Value::Array);
+        }
+        if let Some(member) = st.union_member(text.trim()) {
+            return self.typed(member, text);
         }
         let kind = st.base.json_kind();
         if kind != JsonKind::String && text.trim().is_empty() {

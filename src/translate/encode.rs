@@ -414,7 +414,7 @@ impl<'a> Encoder<'a> {
 
     /// The XML text for a simple value, or `None` after recording why it is invalid.
     fn simple_text(&mut self, st: &SimpleType, value: &Value, pointer: &str) -> Option<String> {
-        if !st.union.is_empty() {
+        if !st.union.is_empty() && !st.list {
             // A union: the first member that takes the value.
             let before = self.errors.len();
             for member in &st.union {

@@ -12,6 +12,8 @@ use quick_xml::reader::Reader;
 
 /// The expanded text may grow to this multiple of the response, plus 1 MiB.
 const GROWTH: usize = 8;
+/// Deepest chain of references followed (the decoder's own nesting bound is 128).
+const MAX_CHAIN: usize = 64;
 
 /// An element with an `id`, by byte positions in the text.
 struct Target {
@@ -144,9 +146,14 @@ struct Expander<'a> {
 impl<'a> Expander<'a> {
     /// Copies `range` of the text, inlining references in it and leaving out `cuts`.
     fn emit(&mut self, range: (usize, usize), cuts: &[(usize, usize)], out: &mut String) -> Result<(), String> {
+        if self.stack.len() > MAX_CHAIN {
+            return Err(format!("multiRef references chain deeper than {MAX_CHAIN} levels"));
+        }
         let mut pos = range.0;
-        let refs = self.refs.iter().filter(|r| r.span.0 >= range.0 && r.span.1 <= range.1);
-        let mut spans: Vec<(usize, usize, Option<&'a Ref>)> = refs.map(|r| (r.span.0, r.span.1, Some(r))).collect();
+        // References are sorted by position: only those inside the range are looked at.
+        let first = self.refs.partition_point(|r| r.span.0 < range.0);
+        let inside = self.refs[first..].iter().take_while(|r| r.span.0 < range.1).filter(|r| r.span.1 <= range.1);
+        let mut spans: Vec<(usize, usize, Option<&'a Ref>)> = inside.map(|r| (r.span.0, r.span.1, Some(r))).collect();
         spans.extend(cuts.iter().filter(|c| c.0 >= range.0 && c.1 <= range.1).map(|c| (c.0, c.1, None)));
         spans.sort_by_key(|s| s.0);
         for (start, end, r) in spans {
@@ -205,6 +212,13 @@ mod tests {
         assert!(inline(cyclic).expect_err("cycle").contains("cyclic"));
         let dangling = r##"<E><Body><r><x href="#nope"/></r></Body></E>"##;
         assert!(inline(dangling).expect_err("dangling").contains("#nope"));
+        // A chain deeper than the decoder would follow.
+        let mut chain = String::from(r##"<E><Body><r><x href="#c0"/></r>"##);
+        for i in 0..100 {
+            chain.push_str(&format!(r##"<m id="c{i}"><a href="#c{n}"/></m>"##, n = i + 1));
+        }
+        chain.push_str(r##"<m id="c100">end</m></Body></E>"##);
+        assert!(inline(&chain).expect_err("deep").contains("deeper than"));
         // Each level references the next twice: 2^30 copies if expanded.
         let mut bomb = String::from(r##"<E><Body><r><x href="#l0"/></r>"##);
         for i in 0..30 {

@@ -91,6 +91,9 @@ pub fn is_xml_char(c: char) -> bool {
 fn check_attributes(start: &quick_xml::events::BytesStart<'_>) -> Result<(), String> {
     for a in start.attributes() {
         let a = a.map_err(|e| format!("not well-formed XML: {e}"))?;
+        if a.value.contains('<') {
+            return Err("not well-formed XML: '<' in an attribute value".into());
+        }
         a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| format!("not well-formed XML: {e}"))?;
     }
     Ok(())
@@ -101,6 +104,9 @@ fn check_attributes(start: &quick_xml::events::BytesStart<'_>) -> Result<(), Str
 /// processing instruction, no text outside elements, only predefined entities.
 pub fn check_fragment(xml: &str) -> Result<(), String> {
     use quick_xml::events::Event;
+    if let Some(bad) = xml.chars().find(|c| !is_xml_char(*c)) {
+        return Err(format!("contains the character U+{:04X}, which XML cannot carry", bad as u32));
+    }
     let mut r = quick_xml::reader::Reader::from_str(xml);
     let mut depth = 0usize;
     loop {
@@ -117,6 +123,7 @@ pub fn check_fragment(xml: &str) -> Result<(), String> {
             }
             Event::CData(_) if depth == 0 => return Err("CDATA outside an element; give XML elements".into()),
             Event::Text(_) | Event::CData(_) => {}
+            Event::GeneralRef(_) if depth == 0 => return Err("text outside an element; give XML elements".into()),
             Event::GeneralRef(g) => {
                 resolve_ref(&g)?;
             }
@@ -137,9 +144,19 @@ mod tests {
     fn fragments_must_be_balanced_elements() {
         assert!(check_fragment(r#"<a x="1">t&amp;<b/></a><c/>"#).is_ok());
         assert!(check_fragment("").is_ok());
-        for bad in
-            ["<a>", "</a>", "text", "<a></b>", "<!DOCTYPE a><a/>", "<?pi x?><a/>", "<a>&bomb;</a>", "<a x='1' x='2'/>"]
-        {
+        for bad in [
+            "<a>",
+            "</a>",
+            "text",
+            "&lt;",
+            "<a></b>",
+            "<!DOCTYPE a><a/>",
+            "<?pi x?><a/>",
+            "<a>&bomb;</a>",
+            "<a x='1' x='2'/>",
+            "<a x='<'/>",
+            "<a>\u{0}</a>",
+        ] {
             assert!(check_fragment(bad).is_err(), "{bad}");
         }
     }
