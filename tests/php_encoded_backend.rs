@@ -1,7 +1,8 @@
 //! End to end against rpc/encoded as a real implementation speaks it: PHP's SoapServer
-//! (ext-soap, as MantisBT and many PHP ERPs run it) on PHP's built-in web server, serving the
-//! corpus' mantisconnect.wsdl. PHP must decode the gateway's encoded requests (`xsi:type` on
-//! every value, a `soapenc:Array`, a struct) and the gateway must decode PHP's replies.
+//! (ext-soap, as MantisBT and many PHP ERPs run it) on PHP's built-in web server, serving
+//! corpus WSDLs. PHP must decode the gateway's encoded requests (`xsi:type` on every value,
+//! a `soapenc:Array`, a struct) and the gateway must decode PHP's replies, including the
+//! empty 202 of a one-way operation.
 
 mod common;
 
@@ -24,11 +25,12 @@ impl Drop for Php {
     }
 }
 
-/// Starts `php -S 127.0.0.1:0` and waits for the line naming the port it bound.
-fn start_php() -> Php {
+/// Starts `php -S 127.0.0.1:0 <script>` and waits for the line naming the port it bound.
+fn start_php(script: &str, env: &[(&str, &Path)]) -> Php {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new("php")
-        .args(["-S", "127.0.0.1:0", "tests/php/mantis_server.php"])
+        .args(["-S", "127.0.0.1:0", script])
+        .envs(env.iter().copied())
         .current_dir(root)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -78,19 +80,22 @@ routes:
     response: return
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn php_soapserver_speaks_rpc_encoded_with_the_gateway() {
-    let php = start_php();
+/// A config directory with one backend `name` (the corpus WSDL `wsdl`, at `url`) and `routes`.
+fn config(name: &str, wsdl: &str, url: &str, routes: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wsdl/mantisconnect.wsdl"),
-        dir.path().join("mantisconnect.wsdl"),
-    )
-    .expect("copy wsdl");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wsdl").join(wsdl), dir.path().join(wsdl))
+        .expect("copy wsdl");
     std::fs::write(dir.path().join("gateway.yaml"), "{}\n").expect("write");
-    let backend = format!("backends:\n  mantis:\n    url: \"{}/\"\n    wsdl: mantisconnect.wsdl\n", php.base);
-    std::fs::write(dir.path().join("routes/mantis.yaml"), backend + ROUTES).expect("write");
+    let backend = format!("backends:\n  {name}:\n    url: \"{url}/\"\n    wsdl: {wsdl}\n");
+    std::fs::write(dir.path().join("routes").join(format!("{name}.yaml")), backend + routes).expect("write");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_soapserver_speaks_rpc_encoded_with_the_gateway() {
+    let php = start_php("tests/php/mantis_server.php", &[]);
+    let dir = config("mantis", "mantisconnect.wsdl", &php.base, ROUTES);
     let gw = common::with_config(dir.path()).await;
     let c = common::client();
     let login = |r: reqwest::RequestBuilder| r.header("x-user", "reporter").header("x-password", "s3cr&t<");
@@ -132,4 +137,42 @@ async fn php_soapserver_speaks_rpc_encoded_with_the_gateway() {
     assert_eq!(res.status(), 200);
     let id: Value = res.json().await.expect("json");
     assert_eq!(id, json!(42 * 1000 + text.len() + 10), "PHP decoded every byte of the note and its nested struct");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_way_operation_answers_202_once_php_accepted_it() {
+    let marker_dir = tempfile::tempdir().expect("tempdir");
+    let marker = marker_dir.path().join("logout");
+    let php = start_php("tests/php/reforma_server.php", &[("REFORMA_MARKER", &marker)]);
+    let routes = r#"
+routes:
+  - route: "POST /logout"
+    backend: reforma
+    operation: Logout
+    request: {}
+  - route: "GET /requests"
+    backend: reforma
+    operation: GetRequestList
+    request: {}
+    response: return
+"#;
+    let dir = config("reforma", "reformagkh.wsdl", &php.base, routes);
+    let gw = common::with_config(dir.path()).await;
+    let c = common::client();
+
+    let res = c.post(gw.url("/logout")).send().await.expect("request");
+    assert_eq!(res.status(), 202);
+    assert!(res.headers().get("content-type").is_none());
+    assert_eq!(res.bytes().await.expect("body").len(), 0);
+    assert_eq!(std::fs::read_to_string(&marker).expect("PHP ran Logout"), "logged out");
+
+    // A request-response operation of the same encoded service: a SOAP-ENC array of structs,
+    // an enumerated int, a nil dateTime.
+    let res = c.get(gw.url("/requests")).send().await.expect("request");
+    assert_eq!(res.status(), 200);
+    let list: Value = res.json().await.expect("json");
+    assert_eq!(list[0]["inn"], "7701234567");
+    assert_eq!(list[0]["updateDate"], Value::Null);
+    assert_eq!(list[1]["status"], 3);
+    assert_eq!(list.as_array().map(Vec::len), Some(2));
 }
