@@ -63,6 +63,22 @@ fn real_erp_wsdls_import_into_configs_that_check() {
 fn network_urls_need_an_explicit_flag() {
     let (ok, text) = veneer(&["import-wsdl", "http://erp.example/ws?wsdl", "--backend", "x"]);
     assert!(!ok && text.contains("--allow-url"), "{text}");
+    // Even with the flag, only http(s) is fetched.
+    let (ok, text) = veneer(&["import-wsdl", "file:///etc/passwd", "--allow-url", "--backend", "x"]);
+    assert!(!ok && text.contains("not an http(s) URL"), "{text}");
+}
+
+#[test]
+fn a_failed_download_names_the_url_and_writes_no_routes() {
+    // A loopback port nobody listens on: the connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let dir = empty_config(&[]);
+    let out = dir.path().join("routes/plant.yaml");
+    let url = format!("http://127.0.0.1:{port}/erp.wsdl");
+    let (ok, text) =
+        veneer(&["import-wsdl", &url, "--allow-url", "--backend", "plant", "--out", &out.to_string_lossy()]);
+    assert!(!ok && text.contains(&url), "{text}");
+    assert!(!out.exists(), "nothing is written for a failed import");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,9 @@ const MAX_BYTES: usize = 32 * 1024 * 1024;
 /// Downloads `url` and everything it imports into `dir`; returns the main file's path.
 pub async fn download(url: &str, dir: &Path, name: &str) -> Result<PathBuf, String> {
     let root = Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if !matches!(root.scheme(), "http" | "https") {
+        return Err(format!("{url:?} is not an http(s) URL; give a file path for local files"));
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(10))

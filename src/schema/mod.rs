@@ -115,13 +115,18 @@ pub struct ComplexType {
 impl ComplexType {
     /// The local part of the type's name (`Customer` for `{urn:…}Customer`).
     pub fn local_name(&self) -> Option<&str> {
-        self.name.as_deref().and_then(|n| n.rsplit('}').next())
+        self.name.as_deref().map(|n| split_name(n).1)
     }
 
     /// The namespace of a named type.
     pub fn namespace(&self) -> Option<&str> {
-        self.name.as_deref().and_then(|n| n.strip_prefix('{')).and_then(|n| n.split_once('}')).map(|(ns, _)| ns)
+        self.name.as_deref().map(|n| split_name(n).0)
     }
+}
+
+/// `{ns}local` (how type names are kept) → `(ns, local)`; a bare name has no namespace.
+pub fn split_name(name: &str) -> (&str, &str) {
+    name.strip_prefix('{').and_then(|n| n.split_once('}')).unwrap_or(("", name))
 }
 
 /// JSON key holding the undeclared (`xsd:any`) content of an open type as one XML string,

@@ -1,9 +1,9 @@
-//! Reads a WSDL 1.1 document with inline `xsd:schema`s into a [`ServiceModel`].
+//! Reads a WSDL 1.1 document, its imported schemas and WSDL documents into a [`ServiceModel`].
 //!
-//! Covers document/literal (wrapped and bare) over SOAP 1.1 and 1.2 bindings, named and
-//! anonymous types, `ref=`, sequence/all/choice, complexContent extension, simpleContent
-//! and attributes. Operations in styles it cannot model yet are listed in
-//! [`ServiceModel`]-building errors only when a route asks for them.
+//! Covers document/literal (wrapped and bare), rpc/literal and rpc/encoded over SOAP 1.1
+//! and 1.2 bindings, and the XSD the corpus of real ERP WSDLs uses. An operation that
+//! cannot be modelled is skipped with its file, line and reason ([`ServiceModel::skipped`]);
+//! the others still load.
 
 use std::collections::HashMap;
 use std::sync::Arc;

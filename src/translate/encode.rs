@@ -11,7 +11,8 @@ use super::{XSI, pointer_push};
 use crate::error::FieldError;
 use crate::schema::builtin::{Builtin, JsonKind, plain_decimal};
 use crate::schema::{
-    ComplexType, Element, Operation, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TYPE_KEY, TypeRef, XML_KEY,
+    ComplexType, Element, Operation, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TYPE_KEY, TypeRef,
+    XML_KEY, split_name,
 };
 
 /// Deepest element nesting written; guards against recursive types fed deep JSON.
@@ -97,12 +98,19 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    /// ` xmlns:vt="…" xsi:type="vt:Local"` for a `{ns}Local` type name.
-    fn xsi_type(&mut self, type_name: &str) {
+    /// ` xmlns:vt="…"` for a `{ns}Local` type name; returns the local part, to write as `vt:Local`.
+    fn declare_vt<'n>(&mut self, type_name: &'n str) -> &'n str {
         let (ns, local) = split_name(type_name);
         self.out.push_str(" xmlns:vt=\"");
         escape_into(self.out, ns);
-        self.out.push_str("\" xsi:type=\"vt:");
+        self.out.push('"');
+        local
+    }
+
+    /// ` xmlns:vt="…" xsi:type="vt:Local"` for a `{ns}Local` type name.
+    fn xsi_type(&mut self, type_name: &str) {
+        let local = self.declare_vt(type_name);
+        self.out.push_str(" xsi:type=\"vt:");
         escape_into(self.out, local);
         self.out.push('"');
     }
@@ -195,11 +203,12 @@ impl<'a> Encoder<'a> {
             let more = if declared.subtypes.len() > 20 { ", …" } else { "" };
             format!("{}{more}", names.join(", "))
         };
-        let p = pointer_push(pointer, TYPE_KEY);
+        // The pointer is built only for an error: this runs for every object on every request.
+        let p = || pointer_push(pointer, TYPE_KEY);
         match map.get(TYPE_KEY) {
             None if declared.is_abstract => {
                 self.fail(
-                    &p,
+                    &p(),
                     format!(
                         "{} is abstract; name the concrete type: one of {}",
                         declared.local_name().unwrap_or("the type"),
@@ -216,13 +225,13 @@ impl<'a> Encoder<'a> {
                 match declared.subtypes.iter().find(|id| schema.complex(**id).local_name() == Some(t.as_str())) {
                     Some(id) => Some((schema.complex(*id), true)),
                     None => {
-                        self.fail(&p, format!("unknown type {t:?}; expected one of {}", choices()));
+                        self.fail(&p(), format!("unknown type {t:?}; expected one of {}", choices()));
                         None
                     }
                 }
             }
             Some(_) => {
-                self.fail(&p, "expected a type name (a string)");
+                self.fail(&p(), "expected a type name (a string)");
                 None
             }
         }
@@ -248,10 +257,8 @@ impl<'a> Encoder<'a> {
                 TypeRef::Complex(id) => self.schema.complex(*id).name.clone(),
             };
             let item_type = item_type.unwrap_or_else(|| "{http://www.w3.org/2001/XMLSchema}anyType".into());
-            let (ns, local) = split_name(&item_type);
-            self.out.push_str(" xmlns:vt=\"");
-            escape_into(self.out, ns);
-            self.out.push_str("\" xsi:type=\"soapenc:Array\" soapenc:arrayType=\"vt:");
+            let local = self.declare_vt(&item_type);
+            self.out.push_str(" xsi:type=\"soapenc:Array\" soapenc:arrayType=\"vt:");
             escape_into(self.out, local);
             self.out.push_str(&format!("[{}]\"", items.len()));
         }
@@ -477,11 +484,6 @@ impl<'a> Encoder<'a> {
         }
         Some(text)
     }
-}
-
-/// `{ns}local` → `(ns, local)`; a bare name has no namespace.
-fn split_name(name: &str) -> (&str, &str) {
-    name.strip_prefix('{').and_then(|n| n.split_once('}')).unwrap_or(("", name))
 }
 
 fn expected_json(b: Builtin) -> String {
