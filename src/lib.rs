@@ -8,6 +8,8 @@
 //! - [`pipeline`]: one request through a compiled route: collect inputs → encode →
 //!   [`backend`] call → decode → JSON or problem.
 //! - [`backend`]: pooled HTTP clients for the SOAP services.
+//! - [`state`]: what outlives a config snapshot (buckets, counters, replay memory, backend
+//!   slots and breakers), so a reload never resets it.
 //! - [`server`]: the axum app, its middleware stack, health endpoints, graceful shutdown.
 //! - [`error`]: the one error type and its mapping to `application/problem+json`.
 //! - [`dev`]: the in-process sample ERP behind `veneer serve --dev`.
@@ -25,6 +27,7 @@ pub mod openapi;
 pub mod pipeline;
 pub mod schema;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 pub mod throttle;
 pub mod translate;

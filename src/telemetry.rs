@@ -26,6 +26,12 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Installs the recorder now (idempotent): call before serving, so the first seconds'
+/// metrics are kept.
+pub fn install() {
+    let _ = handle();
+}
+
 /// Renders the metrics page.
 pub fn render() -> String {
     handle().map(PrometheusHandle::render).unwrap_or_default()
@@ -48,11 +54,27 @@ fn status_class(status: u16) -> &'static str {
     }
 }
 
+/// The method as a label: the standard methods by name, anything else `other` (a caller
+/// chooses the method token, so it must not choose series).
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
+    KNOWN.iter().find(|m| **m == method).copied().unwrap_or("other")
+}
+
+/// A fault code as a label: the SOAP 1.1/1.2 codes (a dotted 1.1 subcode such as
+/// `Client.NotFound` counts under `Client`), anything else `other` (the backend chooses it).
+pub fn fault_code_label(code: &str) -> &'static str {
+    const KNOWN: &[&str] =
+        &["Client", "Server", "VersionMismatch", "MustUnderstand", "DataEncodingUnknown", "Sender", "Receiver"];
+    let head = code.split('.').next().unwrap_or(code);
+    KNOWN.iter().find(|c| **c == head).copied().unwrap_or("other")
+}
+
 /// One served request.
 pub fn request(route: &str, method: &str, status: u16, client: &str, elapsed: Duration) {
     let labels = [
         ("route", route.to_string()),
-        ("method", method.to_string()),
+        ("method", method_label(method).to_string()),
         ("status", status_class(status).to_string()),
         ("client", client.to_string()),
     ];
@@ -68,7 +90,8 @@ pub fn backend_call(backend: &str, operation: &str, outcome: &'static str, elaps
 
 /// A SOAP Fault from a backend.
 pub fn fault(backend: &str, code: &str) {
-    counter!("veneer_soap_faults_total", "backend" => backend.to_string(), "code" => code.to_string()).increment(1);
+    counter!("veneer_soap_faults_total", "backend" => backend.to_string(), "code" => fault_code_label(code))
+        .increment(1);
 }
 
 /// A request refused by a limit (`client`, `route`, `client-route`, `day`, `month`).
@@ -118,4 +141,19 @@ pub fn config_loaded(previous: Option<&str>, hash: &str) {
         gauge!("veneer_config_info", "hash" => p.to_string()).set(0.0);
     }
     gauge!("veneer_config_info", "hash" => hash.to_string()).set(1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_and_backend_chosen_labels_are_bounded() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("get"), "other", "methods are case-sensitive tokens");
+        assert_eq!(method_label("XKCDXKCDXKCD"), "other");
+        assert_eq!(fault_code_label("Client.NotFound"), "Client");
+        assert_eq!(fault_code_label("Receiver"), "Receiver");
+        assert_eq!(fault_code_label("ORA-01017"), "other");
+    }
 }

@@ -29,7 +29,7 @@ async fn serve(dir: &Path, issuer: bool) -> (String, tokio::sync::oneshot::Sende
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let options = CompileOptions {
-        limiters: Some(Default::default()),
+        retained: Some(Default::default()),
         issuer: issuer.then(|| base.clone()),
         ..Default::default()
     };

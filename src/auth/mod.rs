@@ -7,6 +7,7 @@
 
 pub mod clients;
 pub mod external;
+pub mod guard;
 pub mod introspect;
 pub mod keys;
 pub mod metadata;
@@ -37,7 +38,9 @@ pub struct LocalIssuer {
     /// Registered clients by id.
     pub clients: BTreeMap<String, Client>,
     /// `jti`s of client assertions already used (RFC 7523 replay protection), until they expire.
-    pub used_assertions: moka::sync::Cache<String, ()>,
+    pub replay: guard::ReplayMemory,
+    /// Failed-login limits and the argon2 gate.
+    pub guard: guard::LoginGuard,
 }
 
 impl LocalIssuer {

@@ -4,8 +4,14 @@
 //!
 //! Errors here follow RFC 6749 §5.2 (`{"error": …}`), not problem+json: OAuth clients
 //! parse that format and no other.
+//!
+//! Work per unauthenticated request is bounded: the body is at most [`MAX_BODY`] bytes and
+//! [`MAX_PARAMS`] parameters, duplicates are found with a set, argon2 runs off the async
+//! workers, and failed attempts are limited per client id and per address
+//! ([`super::guard::LoginGuard`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -58,38 +64,124 @@ fn no_store() -> [(header::HeaderName, &'static str); 2] {
     [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")]
 }
 
-/// Handles a token request against the built-in issuer.
-pub async fn handle(local: &LocalIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
-    match issue(local, headers, body) {
+/// Largest token request body: a client-credentials request with an assertion fits in 4 KiB.
+pub const MAX_BODY: usize = 16 * 1024;
+/// Most parameters in a token request (the grant uses at most six).
+pub const MAX_PARAMS: usize = 32;
+
+/// A too-many-failures refusal: 429 with `Retry-After`, in the RFC 6749 error shape.
+fn slow_down(wait: Duration) -> Response {
+    let secs = crate::throttle::local::ceil_secs(wait).max(1);
+    let mut res = err(
+        StatusCode::TOO_MANY_REQUESTS,
+        "temporarily_unavailable",
+        format!("too many failed client authentications; retry after {secs} s"),
+    )
+    .into_response();
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
+}
+
+/// Handles a token request against the built-in issuer; `peer` is the caller's address
+/// when the listener knows it.
+pub async fn handle(
+    local: &LocalIssuer,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    peer: Option<IpAddr>,
+) -> Response {
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                format!("a token request is at most {MAX_BODY} bytes"),
+            );
+            crate::telemetry::token_failure("token_endpoint", e.code);
+            return e.into_response();
+        }
+    };
+    let result = match parse_form(headers, &body) {
+        Ok(form) => issue(local, headers, &form, peer).await,
+        Err(e) => Err(Refusal::OAuth(e)),
+    };
+    match result {
         Ok(r) => r,
-        Err(e) => {
+        Err(Refusal::OAuth(e)) => {
             crate::telemetry::token_failure("token_endpoint", e.code);
             e.into_response()
+        }
+        Err(Refusal::Throttled(wait)) => {
+            crate::telemetry::token_failure("token_endpoint", "throttled");
+            slow_down(wait)
         }
     }
 }
 
-fn issue(local: &LocalIssuer, headers: &HeaderMap, body: &[u8]) -> Result<Response, OAuthError> {
+/// Why a token request got no token.
+enum Refusal {
+    OAuth(OAuthError),
+    /// Too many failed attempts from this client id or address.
+    Throttled(Duration),
+}
+
+impl From<OAuthError> for Refusal {
+    fn from(e: OAuthError) -> Self {
+        Refusal::OAuth(e)
+    }
+}
+
+/// The form parameters, each at most once, at most [`MAX_PARAMS`] of them.
+fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Err(invalid_request("send the request as application/x-www-form-urlencoded"));
     }
     let mut form: Vec<(String, String)> = Vec::new();
+    let mut seen = HashSet::new();
     for (k, v) in form_urlencoded::parse(body) {
-        if form.iter().any(|(seen, _)| *seen == k) {
+        if form.len() == MAX_PARAMS {
+            return Err(invalid_request(format!("a token request has at most {MAX_PARAMS} parameters")));
+        }
+        if !seen.insert(k.clone()) {
             return Err(invalid_request(format!("parameter {k} appears more than once")));
         }
         form.push((k.into_owned(), v.into_owned()));
     }
+    Ok(form)
+}
+
+async fn issue(
+    local: &LocalIssuer,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+    peer: Option<IpAddr>,
+) -> Result<Response, Refusal> {
     let param = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     match param("grant_type") {
-        None => return Err(invalid_request("grant_type is missing")),
+        None => return Err(invalid_request("grant_type is missing").into()),
         Some("client_credentials") => {}
         Some(_) => {
-            return Err(err(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only client_credentials is supported"));
+            return Err(
+                err(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only client_credentials is supported").into()
+            );
         }
     }
-    let client_id = authenticate_client(local, headers, &param)?;
+    let claimed = claimed_client(headers, &param);
+    if let Some(wait) = local.guard.refused(claimed.as_deref(), peer) {
+        return Err(Refusal::Throttled(wait));
+    }
+    let client_id = match authenticate_client(local, headers, &param).await {
+        Ok(id) => id,
+        Err(e) if e.code == "invalid_client" => {
+            return Err(match local.guard.failed(claimed.as_deref(), peer) {
+                Some(wait) => Refusal::Throttled(wait),
+                None => Refusal::OAuth(e),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     let client = local.clients.get(&client_id).ok_or_else(invalid_client)?;
     let granted: BTreeSet<String> = match param("scope") {
         None => client.scopes.clone(),
@@ -101,7 +193,8 @@ fn issue(local: &LocalIssuer, headers: &HeaderMap, body: &[u8]) -> Result<Respon
                     StatusCode::BAD_REQUEST,
                     "invalid_scope",
                     "none of the requested scopes may be granted to this client",
-                ));
+                )
+                .into());
             }
             granted
         }
@@ -132,8 +225,21 @@ pub fn mint(local: &LocalIssuer, client_id: &str, scope: &str) -> Result<String,
     })
 }
 
+/// The client id a request claims (before it is proven), for the failed-login limits.
+fn claimed_client<'a>(headers: &HeaderMap, param: &impl Fn(&str) -> Option<&'a str>) -> Option<String> {
+    if let Some((id, _)) = headers.get(header::AUTHORIZATION).and_then(basic_credentials) {
+        return Some(id);
+    }
+    if let Some(id) = param("client_id") {
+        return Some(id.to_string());
+    }
+    let assertion = param("client_assertion")?;
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode(assertion).ok()?.claims;
+    claims["iss"].as_str().map(str::to_string)
+}
+
 /// Establishes the client by exactly one method; returns its id.
-fn authenticate_client<'a>(
+async fn authenticate_client<'a>(
     local: &LocalIssuer,
     headers: &HeaderMap,
     param: &impl Fn(&str) -> Option<&'a str>,
@@ -146,17 +252,17 @@ fn authenticate_client<'a>(
         return Err(invalid_request("use exactly one client authentication method"));
     }
     if let Some((id, secret)) = basic {
-        return check_secret(local, &id, &secret);
+        return check_secret(local, &id, &secret).await;
     }
     if let Some(secret) = post {
         let id = param("client_id").ok_or_else(|| invalid_request("client_id is missing"))?;
-        return check_secret(local, id, secret);
+        return check_secret(local, id, secret).await;
     }
     if let Some(jwt) = assertion {
         if param("client_assertion_type") != Some(JWT_BEARER) {
             return Err(invalid_request(format!("client_assertion_type must be {JWT_BEARER}")));
         }
-        return check_assertion(local, jwt, param("client_id"));
+        return check_assertion(local, jwt, param("client_id")).await;
     }
     Err(invalid_client())
 }
@@ -173,15 +279,17 @@ fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
     Some((unescape(id)?, unescape(secret)?))
 }
 
-fn check_secret(local: &LocalIssuer, id: &str, secret: &str) -> Result<String, OAuthError> {
+async fn check_secret(local: &LocalIssuer, id: &str, secret: &str) -> Result<String, OAuthError> {
     let client = local.clients.get(id);
     // Always run argon2, even for unknown ids, so timing says nothing about which part failed.
-    let hash = client.filter(|c| !c.disabled).and_then(|c| c.secret_hash.as_deref());
-    if verify_secret(hash, secret) { Ok(id.to_string()) } else { Err(invalid_client()) }
+    let hash = client.filter(|c| !c.disabled).and_then(|c| c.secret_hash.clone());
+    let secret = secret.to_string();
+    let ok = local.guard.hash_check(move || verify_secret(hash.as_deref(), &secret)).await;
+    if ok { Ok(id.to_string()) } else { Err(invalid_client()) }
 }
 
 /// RFC 7523 §3: a JWT signed by the client's registered key.
-fn check_assertion(local: &LocalIssuer, jwt: &str, client_id: Option<&str>) -> Result<String, OAuthError> {
+async fn check_assertion(local: &LocalIssuer, jwt: &str, client_id: Option<&str>) -> Result<String, OAuthError> {
     let claims: Value =
         jsonwebtoken::dangerous::insecure_decode(jwt).map(|d| d.claims).map_err(|_| invalid_client())?;
     let iss = claims["iss"].as_str().ok_or_else(invalid_client)?;
@@ -207,12 +315,13 @@ fn check_assertion(local: &LocalIssuer, jwt: &str, client_id: Option<&str>) -> R
         return Err(invalid_request("the client assertion must expire within an hour"));
     }
     let replay_key = format!("{iss}\u{0}{jti}");
-    if local.used_assertions.contains_key(&replay_key) {
-        return Err(invalid_client());
+    match local.replay.first_use(&replay_key).await {
+        Ok(true) => Ok(iss.to_string()),
+        Ok(false) => Err(invalid_client()),
+        Err(()) => Err(err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "client assertions cannot be checked for replay right now; retry shortly",
+        )),
     }
-    local.used_assertions.insert(replay_key, ());
-    Ok(iss.to_string())
 }
-
-/// How long a used assertion `jti` is remembered (assertions live at most an hour).
-pub const ASSERTION_MEMORY: Duration = Duration::from_secs(3660);

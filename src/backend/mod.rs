@@ -11,12 +11,13 @@ use bytes::Bytes;
 
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
-use tower_resilience_circuitbreaker::{CircuitBreakerError, CircuitBreakerLayer};
+use tower_resilience_circuitbreaker::{CircuitBreakerError, CircuitBreakerLayer, FnClassifier};
 
 use self::protect::{BreakerSettings, BusyRule, Gate, QueueSettings, Retries, RetrySettings};
 use crate::error::GatewayError;
 use crate::pipeline::faults::FaultRule;
 use crate::schema::ServiceModel;
+use crate::state::Retained;
 use crate::translate::decode::{self, Decoded};
 use crate::translate::encode;
 
@@ -52,8 +53,8 @@ pub struct Backend {
     pub settings: Arc<BackendSettings>,
     /// Operations and types from its WSDL.
     pub model: Arc<ServiceModel>,
-    /// Concurrency cap and queue.
-    pub gate: Gate,
+    /// Concurrency cap and queue (shared with earlier snapshots while its settings hold).
+    pub gate: Arc<Gate>,
     retries: Option<Retries>,
     service: CallService,
     breaker_open_for: Duration,
@@ -119,6 +120,17 @@ pub fn forwarded(headers: &axum::http::HeaderMap) -> Forward {
 }
 
 type CallService = BoxCloneSyncService<Attempt, Reply, CircuitBreakerError<GatewayError>>;
+
+/// Which call outcomes the circuit breaker counts as failures.
+type BreakerClassifier = fn(&Result<Reply, GatewayError>) -> bool;
+
+/// A circuit breaker whose services all share one circuit: kept across reloads
+/// ([`Retained::breaker`]) so a reload never closes an open circuit.
+pub type BreakerLayer = CircuitBreakerLayer<FnClassifier<BreakerClassifier>>;
+
+fn breaker_counts(r: &Result<Reply, GatewayError>) -> bool {
+    r.as_ref().err().is_some_and(protect::breaker_failure)
+}
 
 /// Sends one attempt; classifies transport failures and busy faults.
 struct Transport {
@@ -209,6 +221,7 @@ impl Backend {
         model: ServiceModel,
         protection: Protection,
         tls: BackendTls,
+        retained: &Retained,
     ) -> Result<Self, String> {
         let mut client = reqwest::Client::builder();
         for root in tls.roots {
@@ -237,28 +250,29 @@ impl Backend {
         }));
         let (service, breaker_open_for) = match protection.breaker {
             Some(b) => {
-                let layer = CircuitBreakerLayer::builder()
-                    .name(settings.name.clone())
-                    .failure_rate_threshold(b.failure_rate)
-                    .sliding_window_size(b.window)
-                    .minimum_number_of_calls(b.min_calls)
-                    .wait_duration_in_open(b.open_for)
-                    .permitted_calls_in_half_open(1)
-                    .on_state_transition({
-                        let name = settings.name.clone();
-                        move |_, to| crate::telemetry::circuit_state(&name, to as u8)
-                    })
-                    .failure_classifier(|r: &Result<Reply, GatewayError>| {
-                        r.as_ref().err().is_some_and(protect::breaker_failure)
-                    })
-                    .build()
-                    .map_err(|e| format!("circuit breaker: {e}"))?;
+                let layer = retained.breaker(&settings.name, format!("{b:?}"), || {
+                    CircuitBreakerLayer::builder()
+                        .name(settings.name.clone())
+                        .failure_rate_threshold(b.failure_rate)
+                        .sliding_window_size(b.window)
+                        .minimum_number_of_calls(b.min_calls)
+                        .wait_duration_in_open(b.open_for)
+                        .permitted_calls_in_half_open(1)
+                        .on_state_transition({
+                            let name = settings.name.clone();
+                            move |_, to| crate::telemetry::circuit_state(&name, to as u8)
+                        })
+                        .failure_classifier(breaker_counts as BreakerClassifier)
+                        .build_with_handle()
+                        .map(|(layer, _handle)| layer)
+                        .map_err(|e| format!("circuit breaker: {e}"))
+                })?;
                 (BoxCloneSyncService::new(layer.layer_fn(inner)), b.open_for)
             }
             None => (BoxCloneSyncService::new(inner.map_err(CircuitBreakerError::Inner)), Duration::ZERO),
         };
         Ok(Backend {
-            gate: Gate::new(protection.queue),
+            gate: retained.gate(&settings.name, protection.queue),
             retries: protection.retries.map(Retries::new),
             settings,
             model,

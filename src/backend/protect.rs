@@ -14,7 +14,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 use crate::error::GatewayError;
 
 /// Concurrency cap and queue.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct QueueSettings {
     /// Calls in flight at most.
     pub max_concurrency: usize,

@@ -20,6 +20,7 @@ use crate::pipeline::faults::FaultRule;
 use crate::pipeline::route::RouteTable;
 use crate::schema::SoapVersion;
 use crate::schema::wsdl::{self, ReadOptions};
+use crate::state::Retained;
 
 /// Adjustments made by the caller rather than the files (dev mode points backends at the
 /// in-process ERP).
@@ -31,8 +32,9 @@ pub struct CompileOptions {
     pub issuer: Option<String>,
     /// A client (id, secret) granted every scope routes use (dev mode's demo client).
     pub dev_client: Option<(String, String)>,
-    /// Limiter state from the previous snapshot, kept where a limit is unchanged.
-    pub limiters: Option<std::sync::Arc<crate::throttle::local::Registry>>,
+    /// State carried over from the previous snapshot (limits, quotas, replay memory, backend
+    /// protections); `None` starts afresh.
+    pub retained: Option<Arc<Retained>>,
 }
 
 /// A file's text plus where it came from, for locating problems.
@@ -87,6 +89,7 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(file: &FileText) -> Result<T, Conf
 /// Loads, validates and compiles the config; every problem is reported at once.
 pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gateway, ConfigError> {
     let mut problems = Vec::new();
+    let retained = options.retained.clone().unwrap_or_default();
     let gateway_file = read_text(source, Path::new("gateway.yaml")).map_err(|p| ConfigError(vec![p]))?;
     let raw: GatewayFile = parse_yaml(&gateway_file).map_err(|p| ConfigError(vec![p]))?;
 
@@ -120,7 +123,7 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
     }
     let mut backends = BTreeMap::new();
     for (name, (file, section)) in &declared {
-        match backend(source, file, name, section, options) {
+        match backend(source, file, name, section, options, &retained) {
             Ok(b) => {
                 backends.insert(name.to_string(), Arc::new(b));
             }
@@ -128,7 +131,7 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
         }
     }
 
-    let throttle = compile_limits::compile(&gateway_file, &raw, options, &mut problems);
+    let throttle = compile_limits::compile(&gateway_file, &raw, options, &retained, &mut problems);
     let mut routes = Vec::new();
     for (file, parsed) in &route_files {
         for section in &parsed.routes {
@@ -146,7 +149,16 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
     }
     let route_scopes: BTreeSet<String> = routes.iter().flat_map(|(r, _)| r.scopes.iter().cloned()).collect();
     let auth = match &raw.auth {
-        Some(section) => compile_auth::compile(source, &gateway_file, section, options, &route_scopes, &mut problems),
+        Some(section) => compile_auth::compile(
+            source,
+            &gateway_file,
+            section,
+            options,
+            &route_scopes,
+            &throttle,
+            &retained,
+            &mut problems,
+        ),
         None => {
             for (route, at) in routes.iter().filter(|(r, _)| !r.scopes.is_empty()) {
                 problems.push(ConfigProblem {
@@ -178,8 +190,9 @@ fn server_settings(
     problems: &mut Vec<ConfigProblem>,
 ) -> ServerSettings {
     let s = &raw.server;
-    let mut settings =
-        ServerSettings { listen: None, max_body: 1024 * 1024, request_timeout: Duration::from_secs(30), tls: None };
+    let mut settings = ServerSettings::defaults();
+    settings.allow_anonymous = s.allow_anonymous;
+    settings.metrics_scope = s.metrics_scope.clone();
     if let Some(t) = &s.tls {
         let require = match t.client_auth.as_deref() {
             None | Some("required") => true,
@@ -226,6 +239,32 @@ fn server_settings(
             Err(m) => problems.push(file.problem("request_timeout:", 1, format!("server.request_timeout: {m}"))),
         }
     }
+    if let Some(t) = &s.header_timeout {
+        match units::duration(t) {
+            Ok(d) if !d.is_zero() => settings.header_timeout = d,
+            Ok(_) => problems.push(file.problem("header_timeout:", 1, "server.header_timeout must be more than 0s")),
+            Err(m) => problems.push(file.problem("header_timeout:", 1, format!("server.header_timeout: {m}"))),
+        }
+    }
+    match s.max_connections {
+        Some(0) => problems.push(file.problem(
+            "max_connections:",
+            1,
+            "server.max_connections must be at least 1 (it caps open client connections)",
+        )),
+        Some(n) => settings.max_connections = n,
+        None => {}
+    }
+    if let Some(listen) = &s.metrics_listen {
+        match listen.parse::<SocketAddr>() {
+            Ok(a) => settings.metrics_listen = Some(a),
+            Err(_) => problems.push(file.problem(
+                "metrics_listen:",
+                1,
+                format!("server.metrics_listen {listen:?} is not an address; write e.g. \"127.0.0.1:9090\""),
+            )),
+        }
+    }
     settings
 }
 
@@ -235,6 +274,7 @@ fn backend(
     name: &str,
     s: &BackendSection,
     options: &CompileOptions,
+    retained: &Retained,
 ) -> Result<Backend, Vec<ConfigProblem>> {
     let at = file.line_of(&format!("{name}:"), 1).unwrap_or(1);
     let here = |needle: &str, message: String| file.problem(needle, at, format!("backend {name}: {message}"));
@@ -343,7 +383,7 @@ fn backend(
                 None => Ok(BackendTls::default()),
                 Some(t) => backend_tls(source, t),
             };
-            tls.and_then(|tls| Backend::new(settings, model, protection, tls))
+            tls.and_then(|tls| Backend::new(settings, model, protection, tls, retained))
                 .map_err(|m| vec![here(&format!("{name}:"), m)])
         }
         _ => Err(problems),

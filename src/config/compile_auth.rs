@@ -7,13 +7,17 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 use super::compile::{CompileOptions, FileText};
-use super::raw::{AuthConfigSection, ClientSection};
+use super::raw::{AuthConfigSection, ClientSection, LoginFailuresSection, RateSection};
 use super::{ConfigProblem, ConfigSource, secret, units};
 use crate::auth::clients::{self, Client};
 use crate::auth::external::{ExternalIssuer, ExternalSettings};
+use crate::auth::guard::{LoginGuard, ReplayMemory};
 use crate::auth::introspect::Introspector;
 use crate::auth::keys::KeySet;
-use crate::auth::{Auth, LocalIssuer, token};
+use crate::auth::{Auth, LocalIssuer};
+use crate::state::{ASSERTION_MEMORY, Retained};
+use crate::throttle::Throttle;
+use crate::throttle::rate::Rate;
 
 /// Compiles the auth section; `route_scopes` are every scope a route requires (the dev
 /// client gets them all).
@@ -23,6 +27,8 @@ pub fn compile(
     s: &AuthConfigSection,
     options: &CompileOptions,
     route_scopes: &BTreeSet<String>,
+    throttle: &Throttle,
+    retained: &Retained,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Auth> {
     let at = file.line_of("auth:", 1).unwrap_or(1);
@@ -96,10 +102,12 @@ pub fn compile(
                     keys,
                     ttl,
                     clients,
-                    used_assertions: moka::sync::Cache::builder()
-                        .time_to_live(token::ASSERTION_MEMORY)
-                        .max_capacity(1_000_000)
-                        .build(),
+                    replay: ReplayMemory {
+                        local: retained.assertions.clone(),
+                        shared: throttle.shared.clone(),
+                        ttl: ASSERTION_MEMORY,
+                    },
+                    guard: login_guard(s.login_failures.as_ref(), retained, &mut here),
                 }),
                 (_, Err(m)) => {
                     here("signing_keys", m);
@@ -147,6 +155,31 @@ pub fn compile(
             .ok()
     });
     Some(Auth { local, external, introspection, leeway, cache: Auth::new_cache() })
+}
+
+/// The token endpoint's failed-login limits (defaults: 10/min per client id, 60/min per
+/// address), kept across reloads through the limiter registry.
+fn login_guard(
+    s: Option<&LoginFailuresSection>,
+    retained: &Retained,
+    here: &mut dyn FnMut(&str, String),
+) -> LoginGuard {
+    let mut rate = |key: &str, section: Option<&RateSection>, default: u32| {
+        let configured = section.and_then(|r| {
+            Rate::parse(&r.rate, r.burst)
+                .map_err(|m| here(&format!("{key}:"), format!("login_failures.{key}: {m}")))
+                .ok()
+        });
+        configured.unwrap_or(Rate { count: default, per: Duration::from_secs(60), burst: default })
+    };
+    let per_client = rate("per_client", s.and_then(|s| s.per_client.as_ref()), 10);
+    let per_address = rate("per_address", s.and_then(|s| s.per_address.as_ref()), 60);
+    LoginGuard {
+        per_client: retained.limiters.get("login:client", per_client),
+        per_address: retained.limiters.get("login:address", per_address),
+        penalties: retained.login_penalties.clone(),
+        hashing: retained.hashing.clone(),
+    }
 }
 
 fn client(c: &ClientSection) -> Result<Client, String> {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::compile::{CompileOptions, FileText};
 use super::raw::{GatewayFile, RateSection, RouteLimitSection};
 use super::{ConfigProblem, secret, units};
+use crate::state::Retained;
 use crate::throttle::quota::{Quota, Window};
 use crate::throttle::rate::Rate;
 use crate::throttle::shared::{OnUnavailable, Shared};
@@ -18,9 +19,10 @@ pub fn compile(
     file: &FileText,
     raw: &GatewayFile,
     options: &CompileOptions,
+    retained: &Retained,
     problems: &mut Vec<ConfigProblem>,
 ) -> Throttle {
-    let registry = options.limiters.clone().unwrap_or_default();
+    let registry = retained.limiters.clone();
     let at = file.line_of("limits:", 1).unwrap_or(1);
     let mut fail = |needle: &str, m: String| problems.push(file.problem(needle, at, m));
     let section = raw.limits.as_ref();
@@ -76,7 +78,7 @@ pub fn compile(
                     Some(0) => {
                         fail_client("a quota of 0 would refuse every call; remove it or disable the client".into())
                     }
-                    Some(n) => quotas.push(Quota::new(window, n)),
+                    Some(n) => quotas.push(Quota::new(window, n, retained.quota_counts(window))),
                     None => {}
                 }
             }

@@ -77,6 +77,33 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// TLS for the listener, when configured.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Time to receive a request's headers (and the longest keep-alive idle time).
+    pub header_timeout: Duration,
+    /// Open client connections at most.
+    pub max_connections: usize,
+    /// A separate address for `/metrics` (then the main listener does not serve it).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Scope a token needs to read `/metrics` on the main listener.
+    pub metrics_scope: Option<String>,
+    /// The config means to run without `auth:` (a reload may then drop it).
+    pub allow_anonymous: bool,
+}
+
+impl ServerSettings {
+    /// The defaults: 1 MiB bodies, 30 s per request, 10 s for headers, 10 000 connections.
+    pub fn defaults() -> Self {
+        ServerSettings {
+            listen: None,
+            max_body: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            tls: None,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            metrics_listen: None,
+            metrics_scope: None,
+            allow_anonymous: false,
+        }
+    }
 }
 
 /// The compiled, immutable gateway: everything a request needs, nothing it must parse.

@@ -138,6 +138,18 @@ pub struct AuthConfigSection {
     pub external_issuers: Vec<ExternalIssuerSection>,
     /// RFC 7662 introspection for opaque tokens.
     pub introspection: Option<IntrospectionSection>,
+    /// Failed client authentications allowed at the token endpoint before it answers 429.
+    pub login_failures: Option<LoginFailuresSection>,
+}
+
+/// `auth.login_failures`: failed attempts per client id and per source address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginFailuresSection {
+    /// Per `client_id` (default `10/min`, burst 10).
+    pub per_client: Option<RateSection>,
+    /// Per source address (default `60/min`, burst 60).
+    pub per_address: Option<RateSection>,
 }
 
 /// One registered client.
@@ -213,6 +225,12 @@ pub struct IntrospectionSection {
     pub client_secret_file: Option<String>,
     /// Longest time to trust an answer without `exp`, default `60s`.
     pub max_cache: Option<String>,
+    /// `aud` an active token must carry (one or several); without it, audience is not checked.
+    pub audience: Option<OneOrMany>,
+    /// `iss` an active token must carry, when the endpoint reports one.
+    pub issuer: Option<String>,
+    /// Introspection calls in flight at most (default 16); more wait briefly, then get 503.
+    pub max_concurrency: Option<usize>,
 }
 
 /// `server:`.
@@ -227,6 +245,18 @@ pub struct ServerSection {
     pub request_timeout: Option<String>,
     /// Terminate TLS on the listener.
     pub tls: Option<ServerTlsSection>,
+    /// Time a client has to send a request's headers, e.g. `10s` (default); an idle
+    /// keep-alive connection is closed after the same time.
+    pub header_timeout: Option<String>,
+    /// Open client connections at most (default 10000); more wait in the kernel's backlog.
+    pub max_connections: Option<usize>,
+    /// Serve `/metrics` on this separate address instead of the main listener.
+    pub metrics_listen: Option<String>,
+    /// Scope a bearer token needs for `/metrics` on the main listener.
+    pub metrics_scope: Option<String>,
+    /// Say so when a config without `auth:` is meant: a reload never drops `auth:` otherwise.
+    #[serde(default)]
+    pub allow_anonymous: bool,
 }
 
 /// `server.tls`.

@@ -9,6 +9,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use aws_lc_rs::digest::{Context, SHA256};
+use serde_json::Value;
+
 use crate::auth::Principal;
 
 /// A successful, serialised answer.
@@ -49,8 +52,8 @@ pub struct RouteCache {
     pub ttl: Duration,
     /// Keep answers per client (never serve one client's answer to another).
     pub per_client: bool,
-    /// The entries.
-    pub entries: moka::future::Cache<String, Arc<Cached>>,
+    /// The entries, by [`RouteCache::key`].
+    pub entries: moka::future::Cache<[u8; 32], Arc<Cached>>,
 }
 
 impl std::fmt::Debug for RouteCache {
@@ -69,27 +72,31 @@ impl RouteCache {
         }
     }
 
-    /// The key: parameters, query, the caller's scope set, and the client when per-client.
-    pub fn key(&self, params: &[(String, String)], query: Option<&str>, principal: Option<&Principal>) -> String {
-        let mut key = String::new();
-        for (k, v) in params {
-            key.push_str(k);
-            key.push('=');
-            key.push_str(v);
-            key.push('\u{0}');
-        }
-        key.push('?');
-        key.push_str(query.unwrap_or(""));
+    /// The key: a SHA-256 over everything the backend call is made of (the assembled input,
+    /// from path, query, headers and body alike, and the SOAP header values the route
+    /// fills), the caller's scope set, and the client when per-client. Two requests share an
+    /// answer only when the ERP would have been asked exactly the same thing.
+    pub fn key(&self, input: &Value, route_header: &str, principal: Option<&Principal>) -> [u8; 32] {
+        let mut ctx = Context::new(&SHA256);
+        // Lengths before each part, so no two different part lists hash the same bytes.
+        let mut part = |bytes: &[u8]| {
+            ctx.update(&(bytes.len() as u64).to_le_bytes());
+            ctx.update(bytes);
+        };
+        part(&serde_json::to_vec(input).unwrap_or_default());
+        part(route_header.as_bytes());
         if let Some(p) = principal {
-            key.push('\u{0}');
-            key.push_str(&p.scopes.iter().cloned().collect::<Vec<_>>().join(" "));
+            for s in &p.scopes {
+                part(s.as_bytes());
+            }
             if self.per_client {
-                key.push('\u{0}');
-                key.push_str(&p.issuer);
-                key.push('\u{0}');
-                key.push_str(&p.client_id);
+                part(b"\x00client");
+                part(p.issuer.as_bytes());
+                part(p.client_id.as_bytes());
             }
         }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
         key
     }
 }
@@ -108,20 +115,25 @@ mod tests {
     }
 
     #[test]
-    fn keys_separate_scopes_and_per_client_routes_separate_clients() {
-        let params = vec![("no".to_string(), "1000".to_string())];
+    fn keys_separate_inputs_headers_scopes_and_per_client_routes_separate_clients() {
+        let item = serde_json::json!({"No": "1000"});
         let shared = RouteCache::new(Duration::from_secs(1), false);
         let a = principal("a", &["items:read"]);
         let b = principal("b", &["items:read"]);
         let wide = principal("c", &["items:read", "prices:read"]);
-        assert_eq!(shared.key(&params, None, Some(&a)), shared.key(&params, None, Some(&b)));
+        assert_eq!(shared.key(&item, "", Some(&a)), shared.key(&item, "", Some(&b)));
+        assert_ne!(shared.key(&item, "", Some(&a)), shared.key(&item, "", Some(&wide)), "scope sets never share");
+        let released = serde_json::json!({"Status": "Released"});
+        let planned = serde_json::json!({"Status": "Planned"});
+        assert_ne!(shared.key(&released, "", Some(&a)), shared.key(&planned, "", Some(&a)), "body fields");
         assert_ne!(
-            shared.key(&params, None, Some(&a)),
-            shared.key(&params, None, Some(&wide)),
-            "scope sets never share"
+            shared.key(&item, "<S>1</S>", Some(&a)),
+            shared.key(&item, "<S>2</S>", Some(&a)),
+            "SOAP header values"
         );
-        assert_ne!(shared.key(&params, Some("x=1"), Some(&a)), shared.key(&params, None, Some(&a)));
+        // Parts are delimited: moving bytes between parts changes the key.
+        assert_ne!(shared.key(&item, "ab", None), shared.key(&serde_json::json!({"No": "1000ab"}), "", None));
         let per_client = RouteCache::new(Duration::from_secs(1), true);
-        assert_ne!(per_client.key(&params, None, Some(&a)), per_client.key(&params, None, Some(&b)));
+        assert_ne!(per_client.key(&item, "", Some(&a)), per_client.key(&item, "", Some(&b)));
     }
 }

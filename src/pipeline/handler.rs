@@ -108,16 +108,19 @@ async fn serve(gateway: &Gateway, req: Request, seen: &mut Seen) -> Result<Respo
     let input = inputs::assemble(&route.input, &values).unwrap_or(Value::Object(Default::default()));
     let op = route.operation();
     let backend = &route.backend;
-    // SOAP headers: the backend's own (WS-Security) and those the route fills.
-    let mut header = backend.soap_header().unwrap_or_default();
+    // SOAP headers: those the route fills (they are inputs, and so part of a cache key),
+    // after the backend's own (WS-Security, fresh per call).
+    let mut route_header = String::new();
     let mut errors = Vec::new();
     for (i, source) in &route.soap_headers {
         if let Some(value) = inputs::assemble(source, &values) {
-            if let Err(e) = encode::body_element(&mut header, &op.headers[*i], &backend.model.schema, &value) {
+            if let Err(e) = encode::body_element(&mut route_header, &op.headers[*i], &backend.model.schema, &value) {
                 errors.extend(e.into_iter().map(|e| inputs::locate(source, e)));
             }
         }
     }
+    let mut header = backend.soap_header().unwrap_or_default();
+    header.push_str(&route_header);
     let envelope =
         match encode::envelope(op, &backend.model.schema, &input, (!header.is_empty()).then_some(header.as_str())) {
             Ok(envelope) if errors.is_empty() => envelope,
@@ -132,7 +135,7 @@ async fn serve(gateway: &Gateway, req: Request, seen: &mut Seen) -> Result<Respo
     let Some(cache) = &route.cache else {
         return Ok(fetch(&route, envelope, forward).await?.response(None));
     };
-    let key = cache.key(&path, parts.uri.query(), principal.as_deref());
+    let key = cache.key(&input, &route_header, principal.as_deref());
     let mut loaded = false;
     let answer = cache
         .entries

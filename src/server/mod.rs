@@ -3,6 +3,7 @@
 
 mod docs;
 mod health;
+pub mod listener;
 mod oauth;
 mod reload;
 mod stack;
@@ -48,8 +49,8 @@ impl AppState {
         AppState { gateway: Arc::new(ArcSwap::from_pointee(gateway)), reloader: None, tls: Arc::default() }
     }
 
-    /// State serving the config in `dir`, reloadable; `options.limiters` should be set so
-    /// limiter state survives reloads.
+    /// State serving the config in `dir`, reloadable; `options.retained` should be set so
+    /// counters, buckets and protections survive reloads.
     pub fn reloadable(gateway: Gateway, dir: PathBuf, options: CompileOptions) -> Self {
         let swap = Arc::new(ArcSwap::from_pointee(gateway));
         let tls: Arc<OnceLock<RustlsConfig>> = Arc::default();
@@ -61,7 +62,6 @@ impl AppState {
 /// The application: fixed endpoints, configured routes as the fallback, and the middleware
 /// stack around both.
 pub fn app(state: AppState) -> Router {
-    let request_timeout = state.gateway.load().server.request_timeout;
     let router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -74,8 +74,8 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.yaml", get(docs::openapi_yaml))
         .merge(docs::swagger_ui())
         .fallback(dispatch)
-        .with_state(state);
-    stack::wrap(router, request_timeout)
+        .with_state(state.clone());
+    stack::wrap(router, state)
 }
 
 /// Configured routes: each request reads the snapshot once, so a reload never splits one.
@@ -83,23 +83,40 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     handler::handle(state.gateway.load_full(), req).await
 }
 
-/// `GET /metrics`: Prometheus text.
-async fn metrics() -> Response {
+/// `GET /metrics` on the main listener: absent when `server.metrics_listen` moves it to its
+/// own address, and behind a bearer token when `server.metrics_scope` is set.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let gw = state.gateway.load_full();
+    if gw.server.metrics_listen.is_some() {
+        return GatewayError::RouteNotFound("/metrics is served on the metrics listener".into()).response();
+    }
+    if let Some(scope) = &gw.server.metrics_scope {
+        if let Err(e) = require_scope(&gw, &headers, scope).await {
+            return e.response();
+        }
+    }
+    metrics_page().await
+}
+
+/// Prometheus text.
+async fn metrics_page() -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], telemetry::render()).into_response()
+}
+
+/// Authenticates a bearer token that must carry `scope`.
+async fn require_scope(gw: &Gateway, headers: &HeaderMap, scope: &str) -> Result<(), GatewayError> {
+    let Some(auth) = gw.auth.as_ref() else {
+        return Err(GatewayError::Forbidden(vec![scope.into()]));
+    };
+    let p = auth.authenticate(headers).await?;
+    if p.scopes.contains(scope) { Ok(()) } else { Err(GatewayError::Forbidden(vec![scope.into()])) }
 }
 
 /// `POST /admin/reload`: a third reload trigger, for a token with the admin scope.
 async fn admin_reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let gw = state.gateway.load_full();
-    let Some(auth) = gw.auth.as_ref() else {
-        return GatewayError::Forbidden(vec![ADMIN_SCOPE.into()]).response();
-    };
-    match auth.authenticate(&headers).await {
-        Err(e) => return GatewayError::Unauthorized(e).response(),
-        Ok(p) if !p.scopes.contains(ADMIN_SCOPE) => {
-            return GatewayError::Forbidden(vec![ADMIN_SCOPE.into()]).response();
-        }
-        Ok(_) => {}
+    if let Err(e) = require_scope(&gw, &headers, ADMIN_SCOPE).await {
+        return e.response();
     }
     let Some(reloader) = &state.reloader else {
         return GatewayError::RouteNotFound("this gateway runs an embedded config, which cannot be reloaded".into())
@@ -136,6 +153,8 @@ pub async fn run_with_drain(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
+    // Before anything records a metric, so nothing from the first seconds is lost.
+    telemetry::install();
     let gateway = state.gateway.clone();
     let upkeep = tokio::spawn(async move {
         loop {
@@ -145,50 +164,40 @@ pub async fn run_with_drain(
             gateway.load().throttle.registry.shrink();
         }
     });
-    if let Some(config) = state.gateway.load().server.tls.clone() {
-        let result = serve_tls(listener, state, shutdown, drain, config).await;
-        upkeep.abort();
-        return result;
-    }
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        let _ = stopping_tx.send(());
-    };
-    let serve = axum::serve(listener, app(state)).with_graceful_shutdown(signal);
-    let result = tokio::select! {
-        r = serve => r,
-        // After the signal, in-flight requests get `drain` to finish; then we stop anyway.
-        () = async {
-            let _ = stopping_rx.await;
-            tokio::time::sleep(drain).await;
-        } => {
-            tracing::warn!("drain deadline reached; exiting with requests still in flight");
-            Ok(())
-        }
-    };
-    upkeep.abort();
-    result
-}
-
-/// The TLS listener (rustls via axum-server), with the same drain semantics.
-async fn serve_tls(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    drain: Duration,
-    config: Arc<rustls::ServerConfig>,
-) -> std::io::Result<()> {
-    let rustls = RustlsConfig::from_config(config);
-    let _ = state.tls.set(rustls.clone());
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
+    let server = state.gateway.load().server.clone();
+    let limits = listener::Limits { header_timeout: server.header_timeout, max_connections: server.max_connections };
+    // Several listeners stop on one signal.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
-        stopper.graceful_shutdown(Some(drain));
+        let _ = stop_tx.send(true);
     });
-    let listener = listener.into_std()?;
-    axum_server::from_tcp_rustls(listener, rustls)?.handle(handle).serve(app(state).into_make_service()).await
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let metrics = match server.metrics_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await?;
+            tracing::info!(local = %addr, "metrics listener");
+            let router = Router::new().route("/metrics", get(metrics_page));
+            Some(tokio::spawn(listener::serve(l, router, None, limits, stopped(), drain)))
+        }
+        None => None,
+    };
+    let tls = server.tls.map(|config| {
+        let rustls = RustlsConfig::from_config(config);
+        let _ = state.tls.set(rustls.clone());
+        rustls
+    });
+    let result = listener::serve(listener, app(state), tls, limits, stopped(), drain).await;
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
+    upkeep.abort();
+    result
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

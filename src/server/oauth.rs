@@ -1,18 +1,20 @@
 //! The built-in authorization server's endpoints, over the current snapshot.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 
 use super::AppState;
 use crate::auth::{metadata, token};
 
 /// `POST /oauth2/token`.
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn token(State(state): State<AppState>, req: Request) -> Response {
     let gw = state.gateway.load_full();
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let (parts, body) = req.into_parts();
     match gw.auth.as_ref().and_then(|a| a.local.as_ref()) {
-        Some(local) => token::handle(local, &headers, &body).await,
+        Some(local) => token::handle(local, &parts.headers, body, peer).await,
         None => metadata::jwks(None),
     }
 }

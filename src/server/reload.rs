@@ -29,7 +29,7 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// A reloader for `dir`; `options.limiters` carries limiter state across snapshots.
+    /// A reloader for `dir`; `options.retained` carries state across snapshots.
     pub fn new(
         dir: PathBuf,
         options: CompileOptions,

@@ -1,28 +1,30 @@
 //! The middleware stack, in one place. Layers listed first wrap everything after them.
 
 use std::any::Any;
-use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use super::AppState;
 use crate::backend::REQUEST_ID;
 use crate::error::{GatewayError, bare_status_problem};
 
 /// Wraps the app in the gateway's middleware.
-pub fn wrap(router: Router, request_timeout: Duration) -> Router {
+pub fn wrap(router: Router, state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     // `Router::layer` wraps everything added before it: read from the bottom up for the
     // order a request passes through.
     router
-        // A whole-request deadline, above the per-backend timeouts.
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, request_timeout))
+        // A whole-request deadline, above the per-backend timeouts; read from the current
+        // snapshot, so a reload changes it.
+        .layer(axum::middleware::from_fn_with_state(state, deadline))
         // A panic anywhere below becomes a 500 problem, never a dropped connection.
         .layer(CatchPanicLayer::custom(panic_problem))
         // Errors produced by the layers below come without a body: give them one.
@@ -34,6 +36,14 @@ pub fn wrap(router: Router, request_timeout: Duration) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         // Credentials never reach logs: marked before the trace layer sees headers.
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+}
+
+async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.gateway.load().server.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => bare_status_problem(StatusCode::GATEWAY_TIMEOUT),
+    }
 }
 
 async fn problem_for_bare_errors(res: Response) -> Response {

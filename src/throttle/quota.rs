@@ -1,7 +1,7 @@
 //! Quotas over long windows (calendar day or month, UTC), for ERP licences that count calls.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{Datelike, TimeZone, Utc};
@@ -11,13 +11,17 @@ use super::shared::{OnUnavailable, Shared};
 use crate::error::GatewayError;
 
 /// The window a quota counts over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Window {
     /// A UTC calendar day.
     Day,
     /// A UTC calendar month.
     Month,
 }
+
+/// Local call counts per client: (window end, calls in that window). Shared by successive
+/// snapshots ([`crate::state::Retained::quota_counts`]), so a reload never refills a quota.
+pub type Counts = Mutex<HashMap<String, (u64, u64)>>;
 
 /// A call quota for one client.
 #[derive(Debug)]
@@ -26,13 +30,13 @@ pub struct Quota {
     pub window: Window,
     /// Calls allowed per window.
     pub limit: u64,
-    counts: Mutex<HashMap<String, (u64, u64)>>,
+    counts: Arc<Counts>,
 }
 
 impl Quota {
-    /// A quota of `limit` calls per window.
-    pub fn new(window: Window, limit: u64) -> Self {
-        Quota { window, limit, counts: Mutex::default() }
+    /// A quota of `limit` calls per window, counting in `counts`.
+    pub fn new(window: Window, limit: u64, counts: Arc<Counts>) -> Self {
+        Quota { window, limit, counts }
     }
 
     /// Policy name for headers.

@@ -39,6 +39,12 @@ if n == 1 then redis.call('EXPIREAT', KEYS[1], tonumber(ARGV[1]) + 60) end
 return n
 ";
 
+/// Set-if-absent with expiry: KEYS[1] = key; ARGV = seconds. Returns 1 when it was absent.
+const FIRST_USE: &str = r"
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return 1 end
+return 0
+";
+
 /// What to do when Redis does not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnUnavailable {
@@ -54,6 +60,7 @@ pub struct Shared {
     conn: OnceCell<ConnectionManager>,
     gcra: redis::Script,
     count: redis::Script,
+    first_use: redis::Script,
     /// Key prefix, so several gateways can share one Redis.
     pub prefix: String,
     /// Deadline for one Redis round trip.
@@ -83,6 +90,7 @@ impl Shared {
             conn: OnceCell::new(),
             gcra: redis::Script::new(GCRA),
             count: redis::Script::new(COUNT),
+            first_use: redis::Script::new(FIRST_USE),
             prefix,
             timeout,
             on_unavailable,
@@ -151,6 +159,12 @@ impl Shared {
         } else {
             Decision::Deny { retry_after: us(retry_us) }
         })
+    }
+
+    /// Records `key` for `ttl_secs` in one atomic step; true when it was not there before.
+    pub async fn first_use(&self, key: &str, ttl_secs: u64) -> Result<bool, String> {
+        let n: i64 = self.run(&self.first_use, key, &[ttl_secs]).await?;
+        Ok(n == 1)
     }
 
     /// Increments a window counter ending at `window_end` (unix seconds); returns the count.

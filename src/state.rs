@@ -1,0 +1,96 @@
+//! State that outlives config snapshots. A reload compiles a new, immutable snapshot; what
+//! counts, remembers or protects (rate buckets, quota counters, used client assertions,
+//! failed-login penalties, a backend's call slots and circuit breaker) lives here instead,
+//! so a reload (or any file touched under the config directory) never resets it.
+//!
+//! Each piece is keyed by what identifies it in config *and* its settings: a limit whose
+//! rate changed, or a backend whose `max_concurrency` changed, starts afresh, exactly as a
+//! person editing the file expects; anything unchanged carries on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use crate::backend::BreakerLayer;
+use crate::backend::protect::{Gate, QueueSettings};
+use crate::throttle::local::Registry;
+use crate::throttle::quota::{Counts, Window};
+
+/// How long a used client-assertion `jti` is remembered (assertions live at most an hour).
+pub const ASSERTION_MEMORY: Duration = Duration::from_secs(3660);
+
+/// Everything carried from one snapshot to the next.
+pub struct Retained {
+    /// Local GCRA limiters, by scope and rate.
+    pub limiters: Arc<Registry>,
+    /// `jti`s of client assertions already used (RFC 7523 replay protection).
+    pub assertions: moka::sync::Cache<String, ()>,
+    /// Keys (client id or source address) refused at the token endpoint until an instant.
+    pub login_penalties: moka::sync::Cache<String, Instant>,
+    /// argon2 runs at most this many at once, on the blocking pool.
+    pub hashing: Arc<Semaphore>,
+    quotas: Mutex<HashMap<Window, Arc<Counts>>>,
+    gates: Mutex<HashMap<(String, QueueSettings), Arc<Gate>>>,
+    breakers: Mutex<HashMap<String, BreakerLayer>>,
+}
+
+impl std::fmt::Debug for Retained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retained").field("limiters", &self.limiters).finish_non_exhaustive()
+    }
+}
+
+impl Default for Retained {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Retained {
+            limiters: Arc::default(),
+            assertions: moka::sync::Cache::builder().time_to_live(ASSERTION_MEMORY).max_capacity(1_000_000).build(),
+            login_penalties: moka::sync::Cache::builder()
+                .time_to_live(Duration::from_secs(3600))
+                .max_capacity(100_000)
+                .build(),
+            hashing: Arc::new(Semaphore::new(cores)),
+            quotas: Mutex::default(),
+            gates: Mutex::default(),
+            breakers: Mutex::default(),
+        }
+    }
+}
+
+impl Retained {
+    /// The call counters of quotas over `window` (per client), kept across reloads.
+    pub fn quota_counts(&self, window: Window) -> Arc<Counts> {
+        let mut map = self.quotas.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(window).or_default().clone()
+    }
+
+    /// Backend `name`'s slot gate: the same one while its queue settings are unchanged, so
+    /// calls in flight before a reload still count against `max_concurrency` after it.
+    pub fn gate(&self, name: &str, settings: QueueSettings) -> Arc<Gate> {
+        let mut map = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|(n, s), _| n != name || *s == settings);
+        map.entry((name.to_string(), settings)).or_insert_with(|| Arc::new(Gate::new(settings))).clone()
+    }
+
+    /// Backend `name`'s circuit breaker for these settings (`identity` is their rendering):
+    /// the same circuit state while they are unchanged.
+    pub fn breaker(
+        &self,
+        name: &str,
+        identity: String,
+        build: impl FnOnce() -> Result<BreakerLayer, String>,
+    ) -> Result<BreakerLayer, String> {
+        let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let key = format!("{name}\u{0}{identity}");
+        if let Some(layer) = map.get(&key) {
+            return Ok(layer.clone());
+        }
+        let layer = build()?;
+        map.retain(|k, _| !k.starts_with(&format!("{name}\u{0}")));
+        map.insert(key, layer.clone());
+        Ok(layer)
+    }
+}
