@@ -12,6 +12,9 @@ use serde_json::Value;
 
 use crate::translate::fault::Fault;
 
+/// Most input problems listed in one 422 answer; the detail says how many more there are.
+pub const MAX_LISTED_ERRORS: usize = 100;
+
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -84,11 +87,11 @@ pub enum GatewayError {
         timeout_ms: u128,
     },
     /// The backend could not be reached, or dropped the connection.
-    #[error("backend {backend} is unreachable: {reason}")]
+    #[error("backend {backend} is unreachable")]
     BackendUnreachable {
         /// Backend name.
         backend: String,
-        /// Refused, reset, DNS…
+        /// Refused, reset, DNS… (for the log, never shown to callers).
         reason: String,
     },
     /// The backend answered, but not with a usable SOAP response.
@@ -177,6 +180,9 @@ impl GatewayError {
             GatewayError::LimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Overloaded { status, .. } => *status,
             GatewayError::Shared(inner) => inner.status(),
+            GatewayError::Unauthorized(crate::auth::verify::AuthError::Unavailable(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -201,8 +207,17 @@ impl GatewayError {
         let (slug, title) = match self {
             GatewayError::MalformedJson { .. } => ("malformed-json", "Request body is not valid JSON"),
             GatewayError::Validation(errors) => {
-                p.errors = errors.clone();
-                p.detail = format!("{} input value(s) do not match the operation's schema; see errors", errors.len());
+                // A hostile body can hold a million wrong keys: list a bounded number.
+                p.errors = errors.iter().take(MAX_LISTED_ERRORS).cloned().collect();
+                p.detail = if errors.len() > MAX_LISTED_ERRORS {
+                    format!(
+                        "{} input value(s) do not match the operation's schema; the first {MAX_LISTED_ERRORS} are listed in errors, {} more are not",
+                        errors.len(),
+                        errors.len() - MAX_LISTED_ERRORS
+                    )
+                } else {
+                    format!("{} input value(s) do not match the operation's schema; see errors", errors.len())
+                };
                 ("validation", "Invalid input")
             }
             GatewayError::PayloadTooLarge { .. } => ("payload-too-large", "Request body too large"),
@@ -242,6 +257,9 @@ impl GatewayError {
                 ("backend-overloaded", "Backend overloaded")
             }
             GatewayError::Shared(_) => ("internal", "Internal error"), // unreachable: delegated above
+            GatewayError::Unauthorized(crate::auth::verify::AuthError::Unavailable(_)) => {
+                ("auth-unavailable", "Token check unavailable")
+            }
             GatewayError::Unauthorized(_) => ("unauthorized", "Authentication required"),
             GatewayError::Forbidden(_) => ("forbidden", "Insufficient scope"),
             GatewayError::Internal(_) => {
@@ -264,6 +282,7 @@ impl GatewayError {
             GatewayError::Unauthorized(crate::auth::verify::AuthError::Missing) => {
                 "Bearer realm=\"veneer\"".to_string()
             }
+            GatewayError::Unauthorized(crate::auth::verify::AuthError::Unavailable(_)) => return None,
             GatewayError::Unauthorized(e) => {
                 format!(
                     "Bearer realm=\"veneer\", error=\"invalid_token\", error_description=\"{}\"",
@@ -320,14 +339,16 @@ impl GatewayError {
         }
         let status = self.status();
         if status.is_server_error() {
-            tracing::warn!(error = %self, "request failed");
+            // The full error (causes, backend reasons) goes to the log; callers get the problem.
+            tracing::warn!(error = ?self, "request failed");
         }
         let mut res = problem_response(status, &self.to_problem());
         let retry_after = match self {
             GatewayError::RateLimited(d) | GatewayError::Overloaded { retry_after: d, .. } => {
                 Some(crate::throttle::local::ceil_secs(*d).max(1))
             }
-            GatewayError::LimiterUnavailable => Some(1),
+            GatewayError::LimiterUnavailable
+            | GatewayError::Unauthorized(crate::auth::verify::AuthError::Unavailable(_)) => Some(1),
             _ => None,
         };
         if let Some(secs) = retry_after {

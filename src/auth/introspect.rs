@@ -8,6 +8,8 @@ use oauth2::{
     AccessToken, ClientId, ClientSecret, EndpointNotSet, EndpointSet, IntrospectionUrl, TokenIntrospectionResponse,
 };
 
+use aws_lc_rs::digest::{SHA256, digest};
+
 use super::verify::{AuthError, Principal, now};
 
 /// Sends one `oauth2` request with reqwest 0.13; no redirects are followed (the client is
@@ -50,12 +52,31 @@ pub fn token_http_client() -> Result<reqwest::Client, String> {
 
 type IntrospectionClient = BasicClient<EndpointNotSet, EndpointNotSet, EndpointSet, EndpointNotSet, EndpointNotSet>;
 
+/// What an active answer must say before Veneer trusts it.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    /// `aud` must name one of these (empty: not checked).
+    pub audiences: Vec<String>,
+    /// `iss`, when the answer carries one, must be this.
+    pub issuer: Option<String>,
+}
+
+/// How long an "inactive" answer is remembered: junk tokens cost one call, not one each.
+const NEGATIVE_TTL: Duration = Duration::from_secs(30);
+/// How long a call waits for an introspection slot before the request gets 503.
+const SLOT_WAIT: Duration = Duration::from_secs(2);
+
 /// Introspects opaque tokens at one endpoint.
 pub struct Introspector {
     client: IntrospectionClient,
     http: OAuthHttp,
     /// Longest time an active answer is trusted when the response has no `exp`.
     max_cache: Duration,
+    expect: Expect,
+    /// Hashes of tokens found inactive (or unacceptable) recently.
+    rejected: moka::sync::Cache<[u8; 32], &'static str>,
+    /// Introspection calls in flight at most: junk tokens cannot turn into a call flood.
+    slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Introspector {
@@ -65,24 +86,60 @@ impl std::fmt::Debug for Introspector {
 }
 
 impl Introspector {
-    /// An introspector authenticating as `client_id`/`secret`.
-    pub fn new(endpoint: &str, client_id: &str, secret: String, max_cache: Duration) -> Result<Self, String> {
+    /// An introspector authenticating as `client_id`/`secret`, with at most `max_concurrency`
+    /// calls in flight.
+    pub fn new(
+        endpoint: &str,
+        client_id: &str,
+        secret: String,
+        max_cache: Duration,
+        expect: Expect,
+        max_concurrency: usize,
+    ) -> Result<Self, String> {
         let url = IntrospectionUrl::new(endpoint.to_string()).map_err(|e| format!("introspection endpoint: {e}"))?;
         let client = BasicClient::new(ClientId::new(client_id.to_string()))
             .set_client_secret(ClientSecret::new(secret))
             .set_introspection_url(url);
-        Ok(Introspector { client, http: OAuthHttp(token_http_client()?), max_cache })
+        Ok(Introspector {
+            client,
+            http: OAuthHttp(token_http_client()?),
+            max_cache,
+            expect,
+            rejected: moka::sync::Cache::builder().time_to_live(NEGATIVE_TTL).max_capacity(100_000).build(),
+            slots: tokio::sync::Semaphore::new(max_concurrency.max(1)),
+        })
     }
 
-    /// Asks the endpoint whether the token is active.
+    /// Asks the endpoint whether the token is active and meant for this API.
     pub async fn introspect(&self, token: &str) -> Result<Principal, AuthError> {
+        let hash: [u8; 32] = digest(&SHA256, token.as_bytes()).as_ref().try_into().unwrap_or([0; 32]);
+        if let Some(why) = self.rejected.get(&hash) {
+            return Err(AuthError::Invalid(why.into()));
+        }
+        self.ask(token, hash).await
+    }
+
+    /// One call to the endpoint; definite refusals are remembered, an unreachable endpoint
+    /// is asked again next time.
+    async fn ask(&self, token: &str, hash: [u8; 32]) -> Result<Principal, AuthError> {
+        let _slot = match tokio::time::timeout(SLOT_WAIT, self.slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            _ => return Err(AuthError::Unavailable("too many tokens are being introspected; retry shortly".into())),
+        };
         let token = AccessToken::new(token.to_string());
-        let res = self.client.introspect(&token).request_async(&self.http).await.map_err(|e| {
-            tracing::warn!(error = %e, "token introspection failed");
-            AuthError::Invalid("the token could not be introspected".into())
-        })?;
-        if !res.active() {
-            return Err(AuthError::Invalid("the token is not active".into()));
+        let res = self
+            .client
+            .introspect(&token)
+            .set_token_type_hint("access_token")
+            .request_async(&self.http)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "token introspection failed");
+                AuthError::Unavailable("the token could not be introspected; retry shortly".into())
+            })?;
+        if let Err(why) = self.acceptable(&res) {
+            self.rejected.insert(hash, why);
+            return Err(AuthError::Invalid(why.into()));
         }
         let cap = now() + self.max_cache.as_secs();
         let expires_at = res.exp().map_or(cap, |e| (e.timestamp().max(0) as u64).min(cap));
@@ -98,3 +155,32 @@ impl Introspector {
         })
     }
 }
+
+impl Introspector {
+    /// Why an answer is not a usable access token for this API, if it is not.
+    fn acceptable(&self, res: &Answer) -> Result<(), &'static str> {
+        if !res.active() {
+            return Err("the token is not active");
+        }
+        // RFC 7662 token_type is the access token's type; anything else (a refresh token)
+        // opens nothing here.
+        let access = |t: &str| t.eq_ignore_ascii_case("bearer") || t.eq_ignore_ascii_case("access_token");
+        if res.token_type().is_some_and(|t| !access(t.as_ref())) {
+            return Err("the token is not an access token");
+        }
+        if let (Some(want), Some(iss)) = (&self.expect.issuer, res.iss()) {
+            if iss != want {
+                return Err("the token has the wrong issuer");
+            }
+        }
+        if !self.expect.audiences.is_empty() {
+            let aud = res.aud().map(Vec::as_slice).unwrap_or_default();
+            if !aud.iter().any(|a| self.expect.audiences.contains(a)) {
+                return Err("the token is not meant for this API (audience)");
+            }
+        }
+        Ok(())
+    }
+}
+
+type Answer = oauth2::StandardTokenIntrospectionResponse<oauth2::EmptyExtraTokenFields, oauth2::basic::BasicTokenType>;

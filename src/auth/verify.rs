@@ -39,12 +39,19 @@ pub enum AuthError {
     /// Anything wrong with the token.
     #[error("{0}")]
     Invalid(String),
+    /// The token could not be checked right now (introspection busy or unreachable): 503.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl AuthError {
     /// A bounded reason for metrics.
     pub fn reason(&self) -> &'static str {
-        let AuthError::Invalid(m) = self else { return "missing" };
+        let m = match self {
+            AuthError::Missing => return "missing",
+            AuthError::Unavailable(_) => return "unavailable",
+            AuthError::Invalid(m) => m,
+        };
         const KINDS: &[(&str, &str)] = &[
             ("expired", "expired"),
             ("not valid yet", "not_yet_valid"),

@@ -20,6 +20,7 @@ use crate::schema::ServiceModel;
 use crate::state::Retained;
 use crate::translate::decode::{self, Decoded};
 use crate::translate::encode;
+use crate::translate::fault::FaultDetail;
 
 pub mod credentials;
 pub mod protect;
@@ -44,6 +45,8 @@ pub struct BackendSettings {
     pub credentials: Credentials,
     /// Fault → status rules for every route on this backend.
     pub faults: Vec<FaultRule>,
+    /// How much of a fault's detail callers see.
+    pub fault_detail: FaultDetail,
 }
 
 /// A SOAP backend: its settings, its operation model, its connection pool and the
@@ -204,7 +207,9 @@ fn transport_error(settings: &BackendSettings, e: reqwest::Error) -> GatewayErro
     if e.is_timeout() {
         return GatewayError::BackendTimeout { backend, timeout_ms: settings.timeout.as_millis() };
     }
-    // The source chain names the cause (refused, reset, closed before a full response).
+    // The source chain names the cause (refused, reset, closed before a full response). It
+    // goes to the log only (the URL left out: it may carry an API key in its query).
+    let e = e.without_url();
     let mut reason = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {

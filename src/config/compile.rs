@@ -370,15 +370,25 @@ fn backend(
         };
     let timeout = duration("timeout", &s.timeout, Duration::from_secs(30));
     let connect_timeout = duration("connect_timeout", &s.connect_timeout, Duration::from_secs(5));
-    let credentials =
-        s.auth.as_ref().map(|a| credentials(a, &mut |needle, m| problems.push(here(needle, m)))).unwrap_or_default();
+    let credentials = s
+        .auth
+        .as_ref()
+        .map(|a| credentials(source, a, &mut |needle, m| problems.push(here(needle, m))))
+        .unwrap_or_default();
     let faults = fault_rules(file, at, &s.faults, &mut problems);
     let protection = compile_protect::protection(s, &mut |needle, m| problems.push(here(needle, m)));
 
     match (url, model, problems.is_empty()) {
         (Some(url), Some(model), true) => {
-            let settings =
-                BackendSettings { name: name.to_string(), url, timeout, connect_timeout, credentials, faults };
+            let settings = BackendSettings {
+                name: name.to_string(),
+                url,
+                timeout,
+                connect_timeout,
+                credentials,
+                faults,
+                fault_detail: s.fault_detail.unwrap_or_default(),
+            };
             let tls = match &s.tls {
                 None => Ok(BackendTls::default()),
                 Some(t) => backend_tls(source, t),
@@ -405,10 +415,10 @@ fn backend_tls(source: &ConfigSource, t: &super::raw::BackendTlsSection) -> Resu
 }
 
 /// Upstream credentials; each problem goes to `fail(needle, message)`.
-fn credentials(a: &AuthSection, fail: &mut dyn FnMut(&str, String)) -> Credentials {
+fn credentials(source: &ConfigSource, a: &AuthSection, fail: &mut dyn FnMut(&str, String)) -> Credentials {
     let mut c = Credentials::default();
     if let Some(b) = &a.basic {
-        match secret::resolve(b.password_env.as_deref(), b.password_file.as_deref(), "password") {
+        match secret::resolve(source, b.password_env.as_deref(), b.password_file.as_deref(), "password") {
             Ok(password) => c.basic = Some(BasicAuth { username: b.username.clone(), password }),
             Err(m) => fail("basic:", m),
         }
@@ -430,14 +440,15 @@ fn credentials(a: &AuthSection, fail: &mut dyn FnMut(&str, String)) -> Credentia
                 Duration::from_secs(300)
             }
         };
-        match secret::resolve(w.password_env.as_deref(), w.password_file.as_deref(), "password") {
+        match secret::resolve(source, w.password_env.as_deref(), w.password_file.as_deref(), "password") {
             Ok(password) => c.ws_security = Some(WsSecurity { username: w.username.clone(), password, digest, ttl }),
             Err(m) => fail("ws_security:", m),
         }
     }
     if let Some(o) = &a.oauth2 {
-        let made = secret::resolve(o.client_secret_env.as_deref(), o.client_secret_file.as_deref(), "client_secret")
-            .and_then(|sec| UpstreamOAuth::new(&o.token_url, &o.client_id, sec, o.scopes.clone()));
+        let made =
+            secret::resolve(source, o.client_secret_env.as_deref(), o.client_secret_file.as_deref(), "client_secret")
+                .and_then(|sec| UpstreamOAuth::new(&o.token_url, &o.client_id, sec, o.scopes.clone()));
         match made {
             Ok(u) => c.oauth2 = Some(u),
             Err(m) => fail("oauth2:", m),

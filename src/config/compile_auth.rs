@@ -12,7 +12,7 @@ use super::{ConfigProblem, ConfigSource, secret, units};
 use crate::auth::clients::{self, Client};
 use crate::auth::external::{ExternalIssuer, ExternalSettings};
 use crate::auth::guard::{LoginGuard, ReplayMemory};
-use crate::auth::introspect::Introspector;
+use crate::auth::introspect::{Expect, Introspector};
 use crate::auth::keys::KeySet;
 use crate::auth::{Auth, LocalIssuer};
 use crate::state::{ASSERTION_MEMORY, Retained};
@@ -149,8 +149,14 @@ pub fn compile(
 
     let introspection = s.introspection.as_ref().and_then(|i| {
         let max_cache = duration("max_cache", &i.max_cache, Duration::from_secs(60), &mut here);
-        secret::resolve(i.client_secret_env.as_deref(), i.client_secret_file.as_deref(), "client_secret")
-            .and_then(|sec| Introspector::new(&i.endpoint, &i.client_id, sec, max_cache))
+        let expect =
+            Expect { audiences: i.audience.as_ref().map(|a| a.to_vec()).unwrap_or_default(), issuer: i.issuer.clone() };
+        let slots = i.max_concurrency.unwrap_or(16);
+        if slots == 0 {
+            here("max_concurrency:", "introspection.max_concurrency must be at least 1".into());
+        }
+        secret::resolve(source, i.client_secret_env.as_deref(), i.client_secret_file.as_deref(), "client_secret")
+            .and_then(|sec| Introspector::new(&i.endpoint, &i.client_id, sec, max_cache, expect, slots))
             .map_err(|m| here("introspection:", m))
             .ok()
     });

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::compile::{CompileOptions, FileText};
 use super::raw::{GatewayFile, RateSection, RouteLimitSection};
-use super::{ConfigProblem, secret, units};
+use super::{ConfigProblem, ConfigSource, secret, units};
 use crate::state::Retained;
 use crate::throttle::quota::{Quota, Window};
 use crate::throttle::rate::Rate;
@@ -29,7 +29,7 @@ pub fn compile(
     let shared = section.and_then(|l| l.redis.as_ref()).and_then(|r| {
         let url = match (&r.url, &r.url_env) {
             (Some(u), None) => Ok(u.clone()),
-            (None, Some(_)) => secret::resolve(r.url_env.as_deref(), None, "url"),
+            (None, Some(_)) => secret::resolve(&ConfigSource::Embedded, r.url_env.as_deref(), None, "url"),
             _ => Err("limits.redis needs exactly one of url or url_env".to_string()),
         };
         let timeout = match r.timeout.as_deref().map(units::duration) {

@@ -291,6 +291,8 @@ pub struct BackendTlsSection {
 pub struct BackendSection {
     /// SOAP endpoint URL.
     pub url: Option<String>,
+    /// How much of a SOAP fault's detail callers see: `typed` (default), `pass` or `hide`.
+    pub fault_detail: Option<crate::translate::fault::FaultDetail>,
     /// Name of an environment variable holding the endpoint URL.
     pub url_env: Option<String>,
     /// WSDL file, relative to the config directory.

@@ -47,6 +47,7 @@ mod tests {
             reason: reason.into(),
             actor: None,
             detail: None,
+            declared: vec![],
         }
     }
 

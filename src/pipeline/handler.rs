@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use bytes::Bytes;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::cache::Cached;
 use super::faults;
@@ -19,9 +20,10 @@ use crate::backend::{self, REQUEST_ID};
 use crate::config::Gateway;
 use crate::error::GatewayError;
 use crate::telemetry;
-use crate::throttle::Outcome;
+use crate::throttle::{Caller, Outcome};
 use crate::translate::decode::{self, DecodeError, Decoded};
 use crate::translate::encode;
+use crate::translate::fault::FaultDetail;
 
 /// Serves one request against a snapshot; every failure becomes a problem response.
 pub async fn handle(gateway: Arc<Gateway>, req: Request) -> Response {
@@ -29,9 +31,11 @@ pub async fn handle(gateway: Arc<Gateway>, req: Request) -> Response {
     let method = req.method().clone();
     let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let mut seen = Seen { limits: Outcome::default(), route: None, client: "anonymous", client_id: None };
-    let mut res = match serve(&gateway, req, &mut seen).await {
+    // Everything logged for this request (backend errors, fault details) carries its id.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut res = match serve(&gateway, req, &mut seen).instrument(span.clone()).await {
         Ok(res) => res,
-        Err(e) => e.response(),
+        Err(e) => span.in_scope(|| e.response()),
     };
     // Rate-limit headers on every answer of a limited route, refusals included.
     seen.limits.apply(res.headers_mut());
@@ -67,6 +71,7 @@ async fn serve(gateway: &Gateway, req: Request, seen: &mut Seen) -> Result<Respo
     seen.route = Some(route.clone());
     let limits = &mut seen.limits;
     let mut principal = None;
+    let mut caller = None;
     if let Some(auth) = gateway.auth.as_ref().filter(|_| !route.public) {
         let p = auth
             .authenticate(&parts.headers)
@@ -76,19 +81,24 @@ async fn serve(gateway: &Gateway, req: Request, seen: &mut Seen) -> Result<Respo
             auth.local.as_ref().is_some_and(|l| l.issuer == p.issuer && l.clients.contains_key(&p.client_id));
         seen.client = if registered { "registered" } else { "external" };
         seen.client_id = Some(p.client_id.clone());
+        let key = if registered { p.client_id.clone() } else { format!("{}|{}", p.issuer, p.client_id) };
+        caller = Some(Caller { key, registered });
         let missing: Vec<String> = route.scopes.iter().filter(|s| !p.scopes.contains(*s)).cloned().collect();
         if !missing.is_empty() {
             return Err(GatewayError::Forbidden(missing));
         }
         principal = Some(p);
     }
-    // Throttle after auth (limits are per client) and before any translation work.
-    let client_id = principal.as_ref().map(|p| p.client_id.as_str());
-    if let Some(c) = client_id {
+    // Throttle after auth (limits are per caller) and before any translation work: rates
+    // first, quotas last, so a refused request never uses up quota.
+    if let Some(c) = &caller {
         gateway.throttle.check_client(c, limits).await?;
     }
     if let (None, Some(rl)) = (limits.refused(), &route.limit) {
-        rl.check(&route.id, client_id, limits).await?;
+        rl.check(&route.id, caller.as_ref().map(|c| c.key.as_str()), limits).await?;
+    }
+    if let Some(c) = &caller {
+        gateway.throttle.take_quota(c, limits).await?;
     }
     if let Some(wait) = limits.refused() {
         for policy in limits.refusing() {
@@ -164,8 +174,12 @@ async fn fetch(route: &Route, envelope: String, forward: backend::Forward) -> Re
         detail,
     };
     match decoded {
-        Ok(Decoded::Fault(fault)) => {
+        Ok(Decoded::Fault(mut fault)) => {
             telemetry::fault(backend.name(), fault.code_local());
+            if fault.detail.is_some() && backend.settings.fault_detail != FaultDetail::Pass {
+                tracing::info!(backend = backend.name(), code = %fault.code, detail = %fault.detail.as_ref().map(ToString::to_string).unwrap_or_default(), "SOAP fault detail (not shown to the caller)");
+                fault.redact(backend.settings.fault_detail);
+            }
             let status = faults::status_for(&route.faults, &backend.settings.faults, &fault);
             Err(GatewayError::Fault { backend: backend.name().to_string(), fault: Box::new(fault), status })
         }
@@ -180,10 +194,15 @@ async fn fetch(route: &Route, envelope: String, forward: backend::Forward) -> Re
             Ok(Cached { status: route.status, body: Bytes::from(body), stored: Instant::now() })
         }
         Err(e) if !reply.status.is_success() && !matches!(e, DecodeError::Doctype) => {
-            let shown = String::from_utf8_lossy(&reply.body[..reply.body.len().min(200)]).into_owned();
+            // The body (an HTML error page, a stack trace) goes to the log, not to the caller.
+            let start = String::from_utf8_lossy(&reply.body[..reply.body.len().min(500)]).into_owned();
+            tracing::warn!(backend = backend.name(), status = %reply.status, error = %e, body = %start, "backend answered an HTTP error without a SOAP fault");
             Err(bad_response(
                 "Backend returned an HTTP error",
-                format!("HTTP {} without a SOAP Fault ({e}); body starts with {shown:?}", reply.status),
+                format!(
+                    "HTTP {} without a SOAP Fault; the request id finds the details in the gateway log",
+                    reply.status
+                ),
             ))
         }
         Err(e) => Err(bad_response(e.title(), e.to_string())),

@@ -57,7 +57,8 @@ impl Reloader {
                 line: None,
                 message: format!("reload task failed: {e}"),
             }]))
-        });
+        })
+        .and_then(|(gateway, hash)| self.keeps_auth(&gateway).map(|()| (gateway, hash)));
         match compiled {
             Ok((gateway, hash)) => {
                 // New certificates apply to new connections; open ones keep theirs.
@@ -80,6 +81,25 @@ impl Reloader {
                 Err(e)
             }
         }
+    }
+
+    /// A reload that drops `auth:` would open every route at once (a bad merge, a file
+    /// truncated by an editor): refused unless the new config says `allow_anonymous: true`.
+    fn keeps_auth(&self, new: &Gateway) -> Result<(), ConfigError> {
+        if self.gateway.load().auth.is_none() || new.auth.is_some() {
+            return Ok(());
+        }
+        if new.server.allow_anonymous {
+            tracing::error!(
+                "the reloaded config has no auth: section; every route is now open to anyone (allow_anonymous: true)"
+            );
+            return Ok(());
+        }
+        Err(ConfigError(vec![config::ConfigProblem {
+            file: "gateway.yaml".into(),
+            line: None,
+            message: "the new config has no auth: section, which would open every route to anyone; restore auth:, or add server.allow_anonymous: true to mean it".into(),
+        }]))
     }
 
     /// Reloads on SIGHUP and on file changes under the directory, until the process ends.

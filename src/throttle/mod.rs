@@ -136,21 +136,40 @@ impl Throttle {
         self.clients.get(client_id).or(self.default_client.as_ref())
     }
 
-    /// Applies the client's limit and quotas, recording every answer in `out`.
-    pub async fn check_client(&self, client_id: &str, out: &mut Outcome) -> Result<(), GatewayError> {
-        if let Some(limit) = self.client_limit(client_id) {
-            let d = limit.check(client_id).await?;
+    /// Applies the caller's rate limit, recording the answer in `out`. A registered client
+    /// (of the built-in issuer) gets its own configured limit; any other caller the default
+    /// one, in a bucket of its own (`caller.key` names issuer and client, so an external
+    /// token whose `client_id` equals a registered id never shares that client's bucket).
+    pub async fn check_client(&self, caller: &Caller, out: &mut Outcome) -> Result<(), GatewayError> {
+        let limit = if caller.registered { self.client_limit(&caller.key) } else { self.default_client.as_ref() };
+        if let Some(limit) = limit {
+            let d = limit.check(&caller.key).await?;
             out.push(limit.name, u64::from(limit.rate.burst), limit.rate.window_secs(), d);
         }
-        if out.refused().is_some() {
-            return Ok(()); // a refused request does not use up quota
+        Ok(())
+    }
+
+    /// Counts the call against a registered client's quotas; run last, so a request another
+    /// limit refused does not use up quota.
+    pub async fn take_quota(&self, caller: &Caller, out: &mut Outcome) -> Result<(), GatewayError> {
+        if !caller.registered || out.refused().is_some() {
+            return Ok(());
         }
-        for q in self.quotas.get(client_id).into_iter().flatten() {
-            let d = q.take(client_id, self.shared.as_deref()).await?;
+        for q in self.quotas.get(&caller.key).into_iter().flatten() {
+            let d = q.take(&caller.key, self.shared.as_deref()).await?;
             out.push(q.name(), q.limit, q.window_secs(), d);
         }
         Ok(())
     }
+}
+
+/// Whose bucket a request counts in.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// A registered client's id, or `issuer|client_id` for any other caller.
+    pub key: String,
+    /// Whether the built-in issuer registered it (only those have own limits and quotas).
+    pub registered: bool,
 }
 
 /// A route's own limit and whether it counts per route or per client × route.
@@ -163,9 +182,9 @@ pub struct RouteLimit {
 }
 
 impl RouteLimit {
-    /// Applies the route's limit.
-    pub async fn check(&self, route_key: &str, client_id: Option<&str>, out: &mut Outcome) -> Result<(), GatewayError> {
-        let key = match (self.per_client, client_id) {
+    /// Applies the route's limit; `caller` is [`Caller::key`].
+    pub async fn check(&self, route_key: &str, caller: Option<&str>, out: &mut Outcome) -> Result<(), GatewayError> {
+        let key = match (self.per_client, caller) {
             (true, Some(c)) => format!("{c}|{route_key}"),
             _ => route_key.to_string(),
         };

@@ -95,6 +95,7 @@ fn type_fault_detail(f: &mut Fault, tree: &XNode, faults: &[Element], schema: &S
     for child in &detail.children {
         if let Some(el) = faults.iter().find(|e| e.name == child.name) {
             map.insert(child.name.clone(), typed_tree(el, child, schema, 0));
+            f.declared.push(child.name.clone());
         }
     }
 }

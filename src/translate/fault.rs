@@ -4,6 +4,19 @@ use serde_json::{Map, Value, json};
 
 use crate::schema::SoapVersion;
 
+/// How much of a fault's `detail` reaches callers (`fault_detail:` on a backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultDetail {
+    /// Everything the ERP wrote (stack traces, SQL errors included).
+    Pass,
+    /// Only entries of a declared `wsdl:fault` element, typed (the default).
+    #[default]
+    Typed,
+    /// No detail: code and reason only.
+    Hide,
+}
+
 /// A SOAP Fault, normalised across SOAP versions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
@@ -19,6 +32,9 @@ pub struct Fault {
     pub actor: Option<String>,
     /// `detail`/`Detail` content as untyped JSON.
     pub detail: Option<Value>,
+    /// Names of the detail entries typed by a declared `wsdl:fault` (the ERP's documented
+    /// error shape, as opposed to whatever else it put there).
+    pub declared: Vec<String>,
 }
 
 /// The local part of a QName value (`soap:Client.NotFound` → `Client.NotFound`).
@@ -41,6 +57,23 @@ impl Fault {
     /// True when `code` names this fault's code or one of its subcodes (prefixes ignored).
     pub fn has_code(&self, code: &str) -> bool {
         self.code_local() == code || self.subcodes.iter().any(|s| local_part(s) == code)
+    }
+
+    /// Applies a backend's `fault_detail` policy to what callers will see.
+    pub fn redact(&mut self, policy: FaultDetail) {
+        match policy {
+            FaultDetail::Pass => {}
+            FaultDetail::Hide => self.detail = None,
+            FaultDetail::Typed => {
+                self.detail = match self.detail.take() {
+                    Some(Value::Object(mut m)) => {
+                        m.retain(|k, _| self.declared.contains(k));
+                        (!m.is_empty()).then_some(Value::Object(m))
+                    }
+                    _ => None,
+                }
+            }
+        }
     }
 
     /// The fault as it appears in a problem document.
@@ -128,6 +161,7 @@ pub fn from_tree(version: SoapVersion, node: &XNode) -> Fault {
             reason: node.child("faultstring").map(|c| c.text.trim().to_string()).unwrap_or_default(),
             actor: node.child("faultactor").map(|c| c.text.trim().to_string()),
             detail: detail_of(node.child("detail")),
+            declared: Vec::new(),
         },
         SoapVersion::V12 => {
             let code = node.child("Code");
@@ -150,6 +184,7 @@ pub fn from_tree(version: SoapVersion, node: &XNode) -> Fault {
                     .unwrap_or_default(),
                 actor: node.child("Role").map(|r| r.text.trim().to_string()),
                 detail: detail_of(node.child("Detail")),
+                declared: Vec::new(),
             }
         }
     }
