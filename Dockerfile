@@ -1,8 +1,12 @@
 # Multi-stage build: a Rust builder (gcc for aws-lc-sys) and a slim runtime.
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# Everything Cargo.toml names must be here, or cargo refuses the manifest: the [[bench]]
+# targets live in benches/ (benches/translate.rs embeds config/wsdl, and src/ embeds config/).
+# tests/dockerfile.rs rebuilds this context from these lines and checks it.
 COPY Cargo.toml Cargo.lock ./
 COPY src src
+COPY benches benches
 COPY config config
 RUN cargo build --release --locked && strip target/release/veneer
 
