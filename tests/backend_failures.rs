@@ -4,7 +4,9 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,6 +21,13 @@ enum Behaviour {
     Stall(Duration),
     /// Close the connection without answering.
     Close,
+    /// Answer 200 with this body in chunked encoding (no Content-Length).
+    Chunked(String),
+    /// Answer 200 with this many bytes of chunked body, counting what was written; set the
+    /// flag when done (finished, or the gateway hung up).
+    Flood(usize, Arc<AtomicUsize>, Arc<AtomicBool>),
+    /// Declare this Content-Length, send a few bytes and stall.
+    Declare(u64),
 }
 
 /// Starts a one-behaviour backend; returns its URL.
@@ -41,6 +50,38 @@ async fn backend(behaviour: Behaviour) -> String {
                     }
                     Behaviour::Stall(d) => tokio::time::sleep(d).await,
                     Behaviour::Close => {}
+                    Behaviour::Chunked(body) => {
+                        let _ = sock.write_all(CHUNKED_HEAD.as_bytes()).await;
+                        for part in body.as_bytes().chunks(16 * 1024) {
+                            let _ = sock.write_all(format!("{:x}\r\n", part.len()).as_bytes()).await;
+                            let _ = sock.write_all(part).await;
+                            let _ = sock.write_all(b"\r\n").await;
+                        }
+                        let _ = sock.write_all(b"0\r\n\r\n").await;
+                    }
+                    Behaviour::Flood(total, written, done) => {
+                        let chunk = vec![b'x'; 64 * 1024];
+                        let mut ok = sock.write_all(CHUNKED_HEAD.as_bytes()).await.is_ok();
+                        let mut sent = 0;
+                        while ok && sent < total {
+                            let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+                            ok = sock.write_all(&frame).await.is_ok();
+                            sent += chunk.len();
+                            written.fetch_add(chunk.len(), Ordering::Relaxed);
+                        }
+                        if ok {
+                            let _ = sock.write_all(b"0\r\n\r\n").await;
+                        }
+                        done.store(true, Ordering::Relaxed);
+                    }
+                    Behaviour::Declare(len) => {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
+                        );
+                        let _ = sock.write_all(head.as_bytes()).await;
+                        let _ = sock.write_all(ENV11.as_bytes()).await;
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
                 }
             });
         }
@@ -101,15 +142,47 @@ fn config_for(url: &str) -> tempfile::TempDir {
 }
 
 async fn get_item_via(behaviour: Behaviour) -> (u16, serde_json::Value) {
+    get_item_with(behaviour, |t| t).await
+}
+
+/// Like `get_item_via`, with `edit` applied to the backend's gateway.yaml first.
+async fn get_item_with(behaviour: Behaviour, edit: impl Fn(String) -> String) -> (u16, serde_json::Value) {
     let url = backend(behaviour).await;
     let dir = config_for(&url);
+    edit_gateway(dir.path(), edit);
     let gw = common::with_config(dir.path()).await;
     let res = common::client().get(gw.url("/items/1000")).send().await.expect("request");
     let status = res.status().as_u16();
-    (status, common::problem(res, status).await)
+    let body = if status == 200 { res.json().await.expect("JSON body") } else { common::problem(res, status).await };
+    (status, body)
+}
+
+fn edit_gateway(dir: &Path, edit: impl Fn(String) -> String) {
+    let path = dir.join("gateway.yaml");
+    let text = std::fs::read_to_string(&path).expect("read gateway.yaml");
+    std::fs::write(&path, edit(text)).expect("write gateway.yaml");
+}
+
+/// Sets the backend's `max_response` and gives it time to stream (5 s instead of 300 ms).
+fn max_response(limit: &'static str) -> impl Fn(String) -> String {
+    move |t| t.replace("timeout: 300ms", &format!("timeout: 5s\n    max_response: {limit}"))
 }
 
 const ENV11: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>"#;
+
+const CHUNKED_HEAD: &str =
+    "HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+
+/// A valid GetItem response of exactly `size` bytes: the description fills it up.
+fn item_response_of(size: usize) -> String {
+    let open =
+        format!("{ENV11}<GetItemResponse xmlns=\"urn:veneer:sample-erp\"><GetItemResult><No>1000</No><Description>");
+    let close = "</Description><Base_Unit_of_Measure>PCS</Base_Unit_of_Measure><Inventory>5</Inventory>\
+        <Unit_Price>1.5</Unit_Price><Blocked>false</Blocked><Last_Date_Modified>2024-01-01T00:00:00Z</Last_Date_Modified>\
+        </GetItemResult></GetItemResponse></soap:Body></soap:Envelope>";
+    let fill = size.checked_sub(open.len() + close.len()).expect("size fits the envelope");
+    format!("{open}{}{close}", "d".repeat(fill))
+}
 
 #[tokio::test]
 async fn slow_backend_is_504() {
@@ -222,4 +295,54 @@ async fn wrong_body_element_is_502() {
     let (status, p) = get_item_via(Behaviour::Reply(200, "text/xml", body)).await;
     assert_eq!(status, 502);
     assert!(p["detail"].as_str().is_some_and(|d| d.contains("GetItemResponse")), "{p}");
+}
+
+#[tokio::test]
+async fn endless_response_is_cut_off_at_the_default_limit() {
+    // 300 MB once took 655 MB of RSS. Now the gateway stops reading at 8 MiB and hangs up:
+    // the backend gets to write little more than the limit plus socket buffers.
+    let (written, done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let flood = Behaviour::Flood(300_000_000, written.clone(), done.clone());
+    let (status, p) = get_item_with(flood, |t| t.replace("timeout: 300ms", "timeout: 5s")).await;
+    assert_eq!(status, 502, "{p}");
+    assert_eq!(p["title"], "Backend response too large");
+    assert_eq!(p["backend"], "erp");
+    assert_eq!(p["detail"], format!("the response exceeded max_response ({} bytes)", 8 * 1024 * 1024));
+    for _ in 0..100 {
+        if done.load(Ordering::Relaxed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(done.load(Ordering::Relaxed), "the gateway kept the connection open");
+    let sent = written.load(Ordering::Relaxed);
+    assert!(sent < 64 * 1024 * 1024, "the gateway read {sent} bytes before hanging up");
+}
+
+#[tokio::test]
+async fn response_at_the_limit_passes_and_one_byte_more_is_502() {
+    let body = item_response_of(64 * 1024);
+    let (status, item) = get_item_with(Behaviour::Chunked(body), max_response("64KiB")).await;
+    assert_eq!(status, 200, "{item}");
+    assert!(item["description"].as_str().is_some_and(|d| d.len() > 60_000), "{item}");
+
+    let body = item_response_of(64 * 1024 + 1);
+    let (status, p) = get_item_with(Behaviour::Chunked(body), max_response("64KiB")).await;
+    assert_eq!(status, 502, "{p}");
+    assert_eq!(p["title"], "Backend response too large");
+    assert_eq!(p["detail"], "the response exceeded max_response (65536 bytes)");
+
+    // The same with Content-Length: refused from the header alone.
+    let body = item_response_of(64 * 1024 + 1);
+    let (status, p) = get_item_with(Behaviour::Reply(200, "text/xml", body), max_response("64KiB")).await;
+    assert_eq!(status, 502, "{p}");
+    assert_eq!(p["title"], "Backend response too large");
+}
+
+#[tokio::test]
+async fn declared_length_over_the_limit_is_refused_before_the_body() {
+    // The backend declares 300 MB and stalls: only the header can have answered in time.
+    let (status, p) = get_item_via(Behaviour::Declare(300_000_000)).await;
+    assert_eq!(status, 502, "{p}");
+    assert_eq!(p["title"], "Backend response too large");
 }

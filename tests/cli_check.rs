@@ -166,3 +166,23 @@ fn wsdl_reading_options_are_checked() {
     assert!(out.contains(&format!("gateway.yaml:{line}:")) && out.contains("write \"json\" or \"xml\""), "{out}");
     assert!(out.contains("no SOAP port or service named \"NoSuchPort\"") && out.contains("(service/port):"), "{out}");
 }
+
+#[test]
+fn bad_max_response_is_located() {
+    for (value, expected) in
+        [("lots", "\"lots\" is not a size; write e.g. 512KiB or 1MiB"), ("0", "refuse every response")]
+    {
+        let dir = variant(|rel, t| {
+            if rel == "gateway.yaml" {
+                t.replace("    timeout: 10s", &format!("    timeout: 10s\n    max_response: {value}"))
+            } else {
+                t
+            }
+        });
+        let (ok, out) = check(dir.path());
+        assert!(!ok, "{out}");
+        let line = line_of(dir.path(), "gateway.yaml", "max_response:");
+        assert!(out.contains(&format!("gateway.yaml:{line}: backend erp: max_response: ")), "{out}");
+        assert!(out.contains(expected), "{out}");
+    }
+}

@@ -1,7 +1,8 @@
 //! SOAP backends: one pooled HTTP client each, with timeouts and upstream credentials.
 //!
-//! This module only moves bytes; it never interprets a response body. Transport failures
-//! are classified here (timeout → 504, refused/reset → 502) so the pipeline does not have to.
+//! This module only moves bytes (at most `max_response` of them per answer); it never
+//! interprets a response body. Transport failures are classified here (timeout → 504,
+//! refused/reset → 502) so the pipeline does not have to.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,10 @@ pub use credentials::{BasicAuth, Credentials};
 /// Header carrying the request id to the backend (and back in responses).
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// `max_response` when a backend does not set it: 8 MiB. Far above ordinary SOAP answers,
+/// yet a misbehaving ERP cannot make the gateway buffer hundreds of megabytes per call.
+pub const DEFAULT_MAX_RESPONSE: usize = 8 * 1024 * 1024;
+
 /// A backend's compiled settings.
 #[derive(Debug)]
 pub struct BackendSettings {
@@ -41,6 +46,8 @@ pub struct BackendSettings {
     pub timeout: Duration,
     /// TCP connect deadline.
     pub connect_timeout: Duration,
+    /// Largest response body read, in bytes; a larger one is refused while it streams.
+    pub max_response: usize,
     /// What the backend is shown to prove who Veneer is.
     pub credentials: Credentials,
     /// Fault → status rules for every route on this backend.
@@ -172,7 +179,7 @@ impl Transport {
         let classify = |e: reqwest::Error| transport_error(&self.settings, e);
         let res = req.send().await.map_err(classify)?;
         let status = res.status();
-        let body = res.bytes().await.map_err(classify)?;
+        let body = read_body(&self.settings, res).await?;
         self.check_busy(a.op, &body)?;
         Ok(Reply { status, body })
     }
@@ -200,6 +207,33 @@ impl Transport {
         }
         Ok(())
     }
+}
+
+/// Reads a response body of at most `max_response` bytes. The whole body is buffered (the
+/// decoder needs it), so the limit is checked as chunks arrive: a huge or endless body is
+/// refused as soon as it crosses the limit, before it is held in memory. Dropping the
+/// response then closes the connection instead of draining it.
+async fn read_body(settings: &BackendSettings, mut res: reqwest::Response) -> Result<Bytes, GatewayError> {
+    let limit = settings.max_response;
+    let too_large = || GatewayError::BackendResponse {
+        backend: settings.name.clone(),
+        title: "Backend response too large",
+        detail: format!("the response exceeded max_response ({limit} bytes)"),
+    };
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared = res.content_length();
+    if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(too_large());
+    }
+    // Within the limit here, so a (possibly lying) Content-Length cannot reserve more.
+    let mut body = bytes::BytesMut::with_capacity(declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(0));
+    while let Some(chunk) = res.chunk().await.map_err(|e| transport_error(settings, e))? {
+        if chunk.len() > limit - body.len() {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn transport_error(settings: &BackendSettings, e: reqwest::Error) -> GatewayError {

@@ -15,7 +15,7 @@ use super::{
     compile_route, secret, tls, units,
 };
 use crate::backend::credentials::{UpstreamOAuth, WsSecurity};
-use crate::backend::{Backend, BackendSettings, BackendTls, BasicAuth, Credentials};
+use crate::backend::{Backend, BackendSettings, BackendTls, BasicAuth, Credentials, DEFAULT_MAX_RESPONSE};
 use crate::pipeline::faults::FaultRule;
 use crate::pipeline::route::RouteTable;
 use crate::schema::SoapVersion;
@@ -370,6 +370,18 @@ fn backend(
         };
     let timeout = duration("timeout", &s.timeout, Duration::from_secs(30));
     let connect_timeout = duration("connect_timeout", &s.connect_timeout, Duration::from_secs(5));
+    let max_response = match s.max_response.as_deref().map(units::size) {
+        None => DEFAULT_MAX_RESPONSE,
+        Some(Ok(0)) => {
+            problems.push(here("max_response:", "max_response: 0 would refuse every response; write e.g. 8MiB".into()));
+            DEFAULT_MAX_RESPONSE
+        }
+        Some(Ok(n)) => n,
+        Some(Err(m)) => {
+            problems.push(here("max_response:", format!("max_response: {m}")));
+            DEFAULT_MAX_RESPONSE
+        }
+    };
     let credentials = s
         .auth
         .as_ref()
@@ -385,6 +397,7 @@ fn backend(
                 url,
                 timeout,
                 connect_timeout,
+                max_response,
                 credentials,
                 faults,
                 fault_detail: s.fault_detail.unwrap_or_default(),

@@ -305,6 +305,8 @@ pub struct BackendSection {
     pub timeout: Option<String>,
     /// TCP connect deadline, e.g. `2s`.
     pub connect_timeout: Option<String>,
+    /// Largest response body accepted, e.g. `8MiB` (the default); larger ones are a 502.
+    pub max_response: Option<String>,
     /// JSON key naming for this backend's elements.
     #[serde(default)]
     pub json_naming: JsonNaming,
