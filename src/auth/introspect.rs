@@ -12,16 +12,37 @@ use aws_lc_rs::digest::{SHA256, digest};
 
 use super::verify::{AuthError, Principal, now};
 
+/// Largest token or introspection answer read (they are a few hundred bytes).
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// Why a token or introspection call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Transport.
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    /// The answer was larger than [`MAX_ANSWER`].
+    #[error("the answer is larger than {MAX_ANSWER} bytes")]
+    TooLarge,
+}
+
 /// Sends one `oauth2` request with reqwest 0.13; no redirects are followed (the client is
-/// built with `Policy::none()`), so a token call cannot be bounced elsewhere.
-pub async fn send(http: &reqwest::Client, req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, reqwest::Error> {
+/// built with `Policy::none()`), so a token call cannot be bounced elsewhere, and the
+/// answer is read up to [`MAX_ANSWER`] bytes.
+pub async fn send(http: &reqwest::Client, req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, HttpError> {
     let (parts, body) = req.into_parts();
-    let res = http.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body).send().await?;
+    let mut res = http.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body).send().await?;
     let mut out = http::Response::builder().status(res.status());
     if let Some(headers) = out.headers_mut() {
         *headers = res.headers().clone();
     }
-    let body = res.bytes().await?.to_vec();
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await? {
+        if chunk.len() > MAX_ANSWER - body.len() {
+            return Err(HttpError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
     // Status and headers came from a valid response, so building cannot fail; map it anyway.
     Ok(out.body(body).unwrap_or_else(|_| http::Response::new(Vec::new())))
 }
@@ -31,9 +52,9 @@ pub async fn send(http: &reqwest::Client, req: oauth2::HttpRequest) -> Result<oa
 pub struct OAuthHttp(pub reqwest::Client);
 
 impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp {
-    type Error = reqwest::Error;
+    type Error = HttpError;
     type Future =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, reqwest::Error>> + Send + 'c>>;
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send + 'c>>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(send(&self.0, request))
