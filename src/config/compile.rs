@@ -172,6 +172,13 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
             None
         }
     };
+    if auth.is_none() && server.metrics_scope.is_some() {
+        problems.push(gateway_file.problem(
+            "metrics_scope:",
+            1,
+            "server.metrics_scope needs an auth: section to check tokens with; add auth: or remove metrics_scope",
+        ));
+    }
     let routes = RouteTable::build(routes).unwrap_or_else(|mut p| {
         problems.append(&mut p);
         RouteTable::default()
