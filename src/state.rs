@@ -11,8 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
-
+use crate::auth::guard::HashPool;
 use crate::backend::BreakerLayer;
 use crate::backend::protect::{Gate, QueueSettings};
 use crate::throttle::local::Registry;
@@ -29,8 +28,8 @@ pub struct Retained {
     pub assertions: moka::sync::Cache<String, ()>,
     /// Keys (client id or source address) refused at the token endpoint until an instant.
     pub login_penalties: moka::sync::Cache<String, Instant>,
-    /// argon2 runs at most this many at once, on the blocking pool.
-    pub hashing: Arc<Semaphore>,
+    /// The threads argon2 runs on, one per core.
+    pub hashing: Arc<HashPool>,
     quotas: Mutex<HashMap<Window, Arc<Counts>>>,
     gates: Mutex<HashMap<(String, QueueSettings), Arc<Gate>>>,
     breakers: Mutex<HashMap<String, BreakerLayer>>,
@@ -52,7 +51,7 @@ impl Default for Retained {
                 .time_to_live(Duration::from_secs(3600))
                 .max_capacity(100_000)
                 .build(),
-            hashing: Arc::new(Semaphore::new(cores)),
+            hashing: Arc::new(HashPool::new(cores)),
             quotas: Mutex::default(),
             gates: Mutex::default(),
             breakers: Mutex::default(),
