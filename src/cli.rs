@@ -219,10 +219,12 @@ fn import_wsdl(
         Some("1.2") => Some(crate::schema::SoapVersion::V12),
         Some(v) => return Err(format!("--soap-version {v} is unknown; use 1.1 or 1.2")),
     };
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let bytes = crate::schema::imports::read_file(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let base = file.parent().map(std::path::Path::to_path_buf);
+    // Imports may reach anywhere in the config directory the routes go to, as `check` allows.
+    let root = out.and_then(|o| o.parent()).and_then(|p| p.parent()).map(std::path::Path::to_path_buf);
     let port = target.port.map(str::to_string);
-    let model = wsdl::read(&bytes, ReadOptions { soap_version, base, port, ..Default::default() })
+    let model = wsdl::read(&bytes, ReadOptions { soap_version, base, root, port, ..Default::default() })
         .map_err(|e| format!("{}: {e}", file.display()))?;
     if model.operations.is_empty() {
         return Err(format!("{}: no SOAP operation to import", file.display()));
