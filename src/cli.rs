@@ -74,6 +74,10 @@ pub enum Command {
         /// the routes folder (the gateway itself never fetches).
         #[arg(long)]
         allow_url: bool,
+        /// With --allow-url: follow redirects to another host (by default a download only
+        /// follows redirects that stay on the host it asked).
+        #[arg(long)]
+        allow_cross_host_redirects: bool,
     },
     /// Manage the signing keys of the built-in token issuer.
     Keys {
@@ -126,9 +130,22 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(config),
         Command::Openapi { config, format } => report(openapi(&config, &format)),
-        Command::ImportWsdl { file, backend, endpoint, out, soap_version, port, allow_url } => {
+        Command::ImportWsdl {
+            file,
+            backend,
+            endpoint,
+            out,
+            soap_version,
+            port,
+            allow_url,
+            allow_cross_host_redirects,
+        } => {
             let file = if allow_url && file.to_string_lossy().contains("://") {
-                match download_wsdl(&file.to_string_lossy(), &backend, out.as_deref()).await {
+                let options = crate::import::fetch::FetchOptions {
+                    cross_host_redirects: allow_cross_host_redirects,
+                    ..Default::default()
+                };
+                match download_wsdl(&file.to_string_lossy(), &backend, out.as_deref(), &options).await {
                     Ok(local) => local,
                     Err(e) => return report(Err(e)),
                 }
@@ -179,13 +196,18 @@ fn openapi(dir: &std::path::Path, format: &str) -> Result<String, String> {
 
 /// Downloads a WSDL set into `wsdl/<backend>/` of the config directory (`--out`'s parent's
 /// parent), or of the current directory.
-async fn download_wsdl(url: &str, backend: &str, out: Option<&std::path::Path>) -> Result<PathBuf, String> {
+async fn download_wsdl(
+    url: &str,
+    backend: &str,
+    out: Option<&std::path::Path>,
+    options: &crate::import::fetch::FetchOptions,
+) -> Result<PathBuf, String> {
     if backend.is_empty() || !backend.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err("--backend must be letters, digits, '-' or '_'".into());
     }
     let config_dir = out.and_then(|o| o.parent()).and_then(|p| p.parent()).unwrap_or(std::path::Path::new("."));
     let dir = config_dir.join("wsdl").join(backend);
-    let main = crate::import::fetch::download(url, &dir, backend).await?;
+    let main = crate::import::fetch::download(url, &dir, backend, options).await?;
     eprintln!("downloaded {url} and its imports into {}", dir.display());
     Ok(main)
 }
@@ -219,10 +241,12 @@ fn import_wsdl(
         Some("1.2") => Some(crate::schema::SoapVersion::V12),
         Some(v) => return Err(format!("--soap-version {v} is unknown; use 1.1 or 1.2")),
     };
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let bytes = crate::schema::imports::read_file(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let base = file.parent().map(std::path::Path::to_path_buf);
+    // Imports may reach anywhere in the config directory the routes go to, as `check` allows.
+    let root = out.and_then(|o| o.parent()).and_then(|p| p.parent()).map(std::path::Path::to_path_buf);
     let port = target.port.map(str::to_string);
-    let model = wsdl::read(&bytes, ReadOptions { soap_version, base, port, ..Default::default() })
+    let model = wsdl::read(&bytes, ReadOptions { soap_version, base, root, port, ..Default::default() })
         .map_err(|e| format!("{}: {e}", file.display()))?;
     if model.operations.is_empty() {
         return Err(format!("{}: no SOAP operation to import", file.display()));

@@ -218,3 +218,170 @@ fn every_corpus_wsdl_imports_into_one_config_that_checks_and_documents() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && text.contains(": OK"), "not valid OpenAPI 3.1:\n{text}");
 }
+
+/// A loopback HTTP server answering paths with fixed raw responses, built knowing its port;
+/// anything else is 404. It serves one request at a time until the test process ends.
+fn serve(build: impl FnOnce(u16) -> Vec<(String, String)>) -> u16 {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = listener.local_addr().expect("addr").port();
+    let routes: std::collections::HashMap<String, String> = build(port).into_iter().collect();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(&stream);
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let path = request.split(' ').nth(1).unwrap_or("");
+            let not_found = "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string();
+            let response = routes.get(path).unwrap_or(&not_found);
+            let _ = (&stream).write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+fn ok_xml(body: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn redirect(to: &str) -> String {
+    format!("HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+}
+
+/// A one-operation document/literal WSDL whose schema holds `imports`.
+fn ping_wsdl(imports: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:tns="urn:t" targetNamespace="urn:t">
+  <types>
+    <xsd:schema targetNamespace="urn:t" elementFormDefault="qualified">
+      {imports}
+      <xsd:element name="Ping"><xsd:complexType><xsd:sequence><xsd:element name="text" type="xsd:string"/></xsd:sequence></xsd:complexType></xsd:element>
+      <xsd:element name="PingResponse"><xsd:complexType><xsd:sequence><xsd:element name="text" type="xsd:string"/></xsd:sequence></xsd:complexType></xsd:element>
+    </xsd:schema>
+  </types>
+  <message name="PingIn"><part name="parameters" element="tns:Ping"/></message>
+  <message name="PingOut"><part name="parameters" element="tns:PingResponse"/></message>
+  <portType name="P"><operation name="Ping"><input message="tns:PingIn"/><output message="tns:PingOut"/></operation></portType>
+  <binding name="B" type="tns:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
+    <operation name="Ping"><soap:operation soapAction="urn:t#Ping"/><input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation>
+  </binding>
+  <service name="S"><port name="Port" binding="tns:B"><soap:address location="http://127.0.0.1:9/ping"/></port></service>
+</definitions>"#
+    )
+}
+
+fn schema(ns: &str) -> String {
+    format!(
+        r#"<xsd:schema xmlns:xsd="http://www.w3.org/2001/XMLSchema" targetNamespace="{ns}"><xsd:element name="E" type="xsd:string"/></xsd:schema>"#
+    )
+}
+
+/// `import-wsdl URL --allow-url` into a fresh config; its success and output.
+fn import_url(dir: &Path, url: &str, extra: &[&str]) -> (bool, String) {
+    let out = dir.join("routes/ping.yaml");
+    let mut args = vec!["import-wsdl", url, "--allow-url", "--backend", "ping", "--out"];
+    let out = out.to_string_lossy().into_owned();
+    args.push(&out);
+    args.extend_from_slice(extra);
+    veneer(&args)
+}
+
+/// `veneer check` with a memory ceiling and a time limit: a regression that reads
+/// /dev/zero fails the test rather than exhausting the machine.
+fn bounded_check(conf: &Path) -> (bool, String) {
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -v 4000000; exec \"$0\" check --config \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_veneer"))
+        .arg(conf)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("check");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("veneer check did not finish within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn locations_written_with_character_references_are_downloaded_not_read_locally() {
+    // `&#47;dev&#47;zero` is `/dev/zero` to the schema reader. Resolved against the WSDL's
+    // URL it names a document on the same server: it is downloaded and the saved WSDL
+    // points at the downloaded file, so `check` never opens the local path.
+    let tmp_name = format!("veneer-test-{}.xsd", std::process::id());
+    let port = serve(|_| {
+        let imports = format!(
+            "<xsd:import namespace=\"urn:z\" schemaLocation=\"&#47;dev&#47;zero\"/>\n      <xsd:import namespace=\"urn:y\" schemaLocation=\"&#x2F;tmp&#47;{tmp_name}\"/>"
+        );
+        vec![
+            ("/svc.wsdl".into(), ok_xml(&ping_wsdl(&imports))),
+            ("/dev/zero".into(), ok_xml(&schema("urn:z"))),
+            (format!("/tmp/{tmp_name}"), ok_xml(&schema("urn:y"))),
+        ]
+    });
+    let dir = empty_config(&[]);
+    let (ok, text) = import_url(dir.path(), &format!("http://127.0.0.1:{port}/svc.wsdl"), &[]);
+    assert!(ok, "{text}");
+    let saved = std::fs::read_to_string(dir.path().join("wsdl/ping/ping.wsdl")).expect("saved WSDL");
+    assert!(
+        saved.contains("schemaLocation=\"zero.xsd\"") && saved.contains(&format!("schemaLocation=\"{tmp_name}\"")),
+        "the locations name the downloaded files: {saved}"
+    );
+    assert!(!saved.contains("&#47;") && !saved.contains("&#x2F;"), "{saved}");
+    assert!(dir.path().join("wsdl/ping/zero.xsd").is_file() && dir.path().join("wsdl/ping").join(&tmp_name).is_file());
+    let (ok, text) = bounded_check(dir.path());
+    assert!(ok && text.contains("OK (1 routes, 1 backends)"), "{text}");
+
+    // A location that is not http(s) once decoded and resolved is refused, and no routes
+    // are written.
+    let port = serve(|_| {
+        let imports = "<xsd:import namespace=\"urn:z\" schemaLocation=\"file&#58;&#47;&#47;&#47;dev&#47;zero\"/>";
+        vec![("/svc.wsdl".into(), ok_xml(&ping_wsdl(imports)))]
+    });
+    let dir = empty_config(&[]);
+    let (ok, text) = import_url(dir.path(), &format!("http://127.0.0.1:{port}/svc.wsdl"), &[]);
+    assert!(!ok && text.contains("\"file:///dev/zero\" is not an http(s) URL"), "{text}");
+    assert!(!dir.path().join("routes/ping.yaml").exists());
+}
+
+#[test]
+fn redirects_stay_on_the_host_unless_allowed() {
+    // 127.0.0.1 and localhost are the same machine but different host names: the redirect
+    // is refused without --allow-cross-host-redirects, followed with it. A redirect on the
+    // same host is followed either way.
+    let port = serve(|port| {
+        vec![
+            ("/svc.wsdl".into(), redirect(&format!("http://localhost:{port}/real.wsdl"))),
+            ("/same.wsdl".into(), redirect(&format!("http://127.0.0.1:{port}/real.wsdl"))),
+            ("/real.wsdl".into(), ok_xml(&ping_wsdl(""))),
+        ]
+    });
+    let dir = empty_config(&[]);
+    let url = format!("http://127.0.0.1:{port}/svc.wsdl");
+    let (ok, text) = import_url(dir.path(), &url, &[]);
+    assert!(!ok && text.contains("another host") && text.contains("--allow-cross-host-redirects"), "{text}");
+    assert!(!dir.path().join("routes/ping.yaml").exists());
+
+    let (ok, text) = import_url(dir.path(), &format!("http://127.0.0.1:{port}/same.wsdl"), &[]);
+    assert!(ok, "{text}");
+
+    let dir = empty_config(&[]);
+    let (ok, text) = import_url(dir.path(), &url, &["--allow-cross-host-redirects"]);
+    assert!(ok, "{text}");
+}

@@ -1,6 +1,7 @@
 //! `xsd:import`/`xsd:include` from files: NetSuite's WSDL with 46 schemas imported by
 //! relative paths loads (quickly) and imports into a config that checks; absolute-URL
-//! schema locations are never fetched, and resolve through a catalog.
+//! schema locations are never fetched, and resolve through a catalog. Locations cannot reach
+//! outside the config directory, and only regular files of bounded size are read.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -164,4 +165,120 @@ fn a_broken_operation_in_an_imported_file_is_located_in_that_file() {
             && text.contains("Gone"),
         "{text}"
     );
+}
+
+/// Runs `veneer check` with a memory ceiling and a time limit, so a regression that reads
+/// an endless file fails this test instead of exhausting the machine.
+fn bounded_check(conf: &Path) -> (bool, String) {
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -v 4000000; exec \"$0\" check --config \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_veneer"))
+        .arg(conf)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("check");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("veneer check did not finish within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// A config with the calculator WSDL, one route, and `extra` inserted into its inline schema.
+fn calculator_config(extra: &str, catalog: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path();
+    std::fs::create_dir_all(conf.join("wsdl")).expect("mkdir");
+    std::fs::create_dir_all(conf.join("routes")).expect("mkdir");
+    let wsdl = std::fs::read_to_string(fixtures().join("calculator.wsdl")).expect("read");
+    let anchor = "<s:schema elementFormDefault=\"qualified\" targetNamespace=\"http://tempuri.org/\">";
+    assert!(wsdl.contains(anchor), "the fixture's schema start tag");
+    std::fs::write(conf.join("wsdl/calculator.wsdl"), wsdl.replacen(anchor, &format!("{anchor}\n{extra}"), 1))
+        .expect("write");
+    std::fs::write(conf.join("gateway.yaml"), "{}\n").expect("write");
+    std::fs::write(
+        conf.join("routes/calc.yaml"),
+        format!("backends:\n  calc:\n    url: http://127.0.0.1:9/calc\n    wsdl: wsdl/calculator.wsdl\n{catalog}routes:\n  - route: POST /add\n    backend: calc\n    operation: Add\n    request: \"{{body}}\"\n"),
+    )
+    .expect("write");
+    dir
+}
+
+#[test]
+fn check_refuses_imports_outside_the_config_directory() {
+    // A WSDL's locations come from whoever wrote the WSDL (often a remote server): they may
+    // not make `check` or `serve` read /etc/passwd or /dev/zero, however they are written.
+    let escape = "../".repeat(12) + "etc/passwd";
+    let cases = [
+        (escape.clone(), escape.clone(), "leads outside"),
+        ("/dev/zero".into(), "/dev/zero".into(), "is an absolute path"),
+        ("&#47;dev&#47;zero".into(), "/dev/zero".into(), "is an absolute path"),
+        ("/etc/passwd".into(), "/etc/passwd".into(), "is an absolute path"),
+        ("xsd/../../../etc/passwd".into(), "xsd/../../../etc/passwd".into(), "leads outside"),
+    ];
+    for (written, decoded, why) in cases {
+        let dir = calculator_config(&format!("<s:import namespace=\"urn:x\" schemaLocation=\"{written}\"/>"), "");
+        let (ok, text) = bounded_check(dir.path());
+        assert!(!ok, "{written}: {text}");
+        assert!(
+            text.contains(&format!("schemaLocation {decoded:?} {why}")) && text.contains("calculator.wsdl"),
+            "{written}: the error names the file and the location: {text}"
+        );
+    }
+}
+
+#[test]
+fn imports_may_climb_between_folders_inside_the_config_directory() {
+    // A schema in wsdl/xsd/ importing ../common/b.xsd stays inside the config: allowed.
+    let dir = calculator_config("<s:import namespace=\"urn:a\" schemaLocation=\"xsd/a.xsd\"/>", "");
+    let conf = dir.path();
+    std::fs::create_dir_all(conf.join("wsdl/xsd")).expect("mkdir");
+    std::fs::create_dir_all(conf.join("wsdl/common")).expect("mkdir");
+    std::fs::write(
+        conf.join("wsdl/xsd/a.xsd"),
+        r#"<s:schema xmlns:s="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:a"><s:import namespace="urn:b" schemaLocation="../common/b.xsd"/></s:schema>"#,
+    )
+    .expect("write");
+    std::fs::write(
+        conf.join("wsdl/common/b.xsd"),
+        r#"<s:schema xmlns:s="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:b"><s:element name="B" type="s:string"/></s:schema>"#,
+    )
+    .expect("write");
+    let (ok, text) = bounded_check(conf);
+    assert!(ok && text.contains("OK (1 routes, 1 backends)"), "{text}");
+}
+
+#[test]
+fn only_regular_files_of_bounded_size_are_read() {
+    // A symbolic link inside the config that points at a device leads outside it.
+    let dir = calculator_config("<s:import namespace=\"urn:x\" schemaLocation=\"zero.xsd\"/>", "");
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("wsdl/zero.xsd")).expect("symlink");
+    let (ok, text) = bounded_check(dir.path());
+    assert!(!ok && text.contains("schemaLocation \"zero.xsd\" leads outside"), "{text}");
+
+    // A directory inside the config is not a file.
+    let dir = calculator_config("<s:import namespace=\"urn:x\" schemaLocation=\"folder.xsd\"/>", "");
+    std::fs::create_dir_all(dir.path().join("wsdl/folder.xsd")).expect("mkdir");
+    let (ok, text) = bounded_check(dir.path());
+    assert!(!ok && text.contains("not a regular file"), "{text}");
+
+    // Catalog entries are the admin's, but a device is still not read.
+    let catalog = "    catalog:\n      \"http://erp.example/zero.xsd\": /dev/zero\n";
+    let dir =
+        calculator_config("<s:import namespace=\"urn:x\" schemaLocation=\"http://erp.example/zero.xsd\"/>", catalog);
+    let (ok, text) = bounded_check(dir.path());
+    assert!(!ok && text.contains("/dev/zero: not a regular file"), "{text}");
+
+    // A file over the cap is refused by its size, before anything is read (sparse here).
+    let dir = calculator_config("<s:import namespace=\"urn:x\" schemaLocation=\"huge.xsd\"/>", "");
+    let huge = std::fs::File::create(dir.path().join("wsdl/huge.xsd")).expect("create");
+    huge.set_len(veneer::schema::imports::MAX_FILE_BYTES + 1).expect("set_len");
+    let (ok, text) = bounded_check(dir.path());
+    assert!(!ok && text.contains("larger than 64 MiB"), "{text}");
 }

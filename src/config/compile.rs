@@ -341,6 +341,10 @@ fn backend(
                 base: matches!(source, ConfigSource::Dir(_))
                     .then(|| source.path(&s.wsdl).parent().map(Path::to_path_buf))
                     .flatten(),
+                root: match source {
+                    ConfigSource::Dir(dir) => Some(dir.clone()),
+                    ConfigSource::Embedded => None,
+                },
                 catalog: s.catalog.iter().map(|(url, file)| (url.clone(), source.path(file))).collect(),
                 port: s.port.clone(),
                 any_as_xml,

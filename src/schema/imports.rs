@@ -3,9 +3,18 @@
 //! `wsdl:import` of other WSDL documents (WCF and Java tools split the abstract and concrete
 //! parts) is read the same way. Nothing is fetched over the network; a URL without a catalog
 //! entry is an error that says how to map it. Every file is read once, so import cycles end.
+//!
+//! A WSDL's locations are written by whoever wrote the WSDL (often a remote server, through
+//! `import-wsdl --allow-url`), not by the admin, so they are confined: a relative location
+//! must stay inside the allowed directory trees (the config directory and the main WSDL's
+//! directory), absolute paths are refused, and only regular files of bounded size are read
+//! (so `/dev/zero` or a FIFO cannot hang or exhaust `check` and `serve`). Catalog entries are
+//! the admin's own config and may point anywhere, but are read with the same file checks.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use super::dom::{self, Node};
 use super::wsdl::WsdlError;
@@ -13,26 +22,128 @@ use super::wsdl::WsdlError;
 const XSD: &str = "http://www.w3.org/2001/XMLSchema";
 const WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
 
+/// The most bytes read from one imported file. NetSuite's largest schema is about 2 MB; the
+/// cap only keeps a huge or endless file from exhausting memory.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Where imported documents may come from: the catalog, and the directory trees relative
+/// locations may resolve into.
+pub struct Sources<'a> {
+    catalog: &'a BTreeMap<String, PathBuf>,
+    /// Each allowed root, absolute and lexically normalised, with its canonical form when
+    /// it exists (a root reached through a symbolic link is allowed under both names).
+    roots: Vec<(PathBuf, Option<PathBuf>)>,
+}
+
+impl<'a> Sources<'a> {
+    /// `roots` are the directories whose trees relative locations must stay inside.
+    pub fn new<'r>(catalog: &'a BTreeMap<String, PathBuf>, roots: impl IntoIterator<Item = &'r Path>) -> Self {
+        let roots = roots
+            .into_iter()
+            .filter_map(|r| {
+                // `Path::parent` of a bare file name is "", meaning the current directory.
+                let r = if r.as_os_str().is_empty() { Path::new(".") } else { r };
+                let lexical = normalize(&std::path::absolute(r).ok()?);
+                Some((lexical, std::fs::canonicalize(r).ok()))
+            })
+            .collect();
+        Sources { catalog, roots }
+    }
+
+    /// The roots for messages: a root inside another (the WSDL's folder in the config
+    /// directory, usually) goes without saying.
+    fn roots_text(&self) -> String {
+        let outer = |r: &PathBuf| !self.roots.iter().any(|(o, _)| o != r && r.starts_with(o));
+        let mut names: Vec<String> =
+            self.roots.iter().map(|(r, _)| r).filter(|r| outer(r)).map(|r| r.display().to_string()).collect();
+        names.dedup();
+        names.join(" or ")
+    }
+}
+
+/// Removes `.` and `..` components without touching the file system (`..` at the root
+/// stays at the root, as the kernel does).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Reads a file for the schema reader: only a regular file (not a device such as
+/// `/dev/zero`, a FIFO or a directory), and at most [`MAX_FILE_BYTES`], counted while
+/// reading so a file that grows meanwhile is still bounded.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    let too_large = || format!("larger than {} MiB", MAX_FILE_BYTES / (1024 * 1024));
+    // Checked before opening: opening a FIFO for reading would block until a writer comes.
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // The path may have been swapped since the check: judge what was actually opened.
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// One import to follow: its location as written, the directory it resolves against, and
+/// the element that wrote it (for error messages).
+struct Ref {
+    location: String,
+    dir: Option<PathBuf>,
+    file: Option<Rc<str>>,
+    line: usize,
+}
+
+impl Ref {
+    fn new(location: &str, dir: Option<&Path>, at: &Node) -> Self {
+        Ref { location: location.to_string(), dir: dir.map(Path::to_path_buf), file: at.file.clone(), line: at.line }
+    }
+
+    /// An error at the importing element.
+    fn fail(&self, message: String) -> WsdlError {
+        WsdlError::Invalid { file: self.file.as_deref().map(str::to_string), line: self.line, message }
+    }
+}
+
 /// The WSDL documents `root` imports with `wsdl:import location=…`, transitively, each with
 /// the directory its own relative locations resolve against.
 pub fn wsdl_documents(
     root: &Node,
     base: Option<&Path>,
-    catalog: &BTreeMap<String, PathBuf>,
+    sources: &Sources<'_>,
 ) -> Result<Vec<(Node, Option<PathBuf>)>, WsdlError> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    let mut pending: Vec<(String, Option<PathBuf>)> = locations(root, base);
-    while let Some((location, dir)) = pending.pop() {
-        let path = resolve(&location, dir.as_deref(), catalog)?;
+    let mut pending: Vec<Ref> = locations(root, base);
+    while let Some(r) = pending.pop() {
+        let what = format!("wsdl:import location {:?}", r.location);
+        let path = resolve(&r, &what, sources)?;
         let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         if !seen.insert(key) {
             continue;
         }
-        let bytes = std::fs::read(&path)
-            .map_err(|e| fail(format!("cannot read WSDL {} (wsdl:import {location:?}): {e}", path.display())))?;
+        let bytes =
+            read_file(&path).map_err(|e| r.fail(format!("{what}: cannot read WSDL {}: {e}", path.display())))?;
         let mut node = dom::parse(&bytes).map_err(|e| fail(format!("WSDL {}: {e}", path.display())))?;
-        node.set_file(&std::rc::Rc::from(path.display().to_string()));
+        node.set_file(&Rc::from(path.display().to_string()));
         if node.ns == XSD && node.local == "schema" {
             continue; // a schema imported with wsdl:import: xsd imports cover its content
         }
@@ -46,11 +157,8 @@ pub fn wsdl_documents(
     Ok(out)
 }
 
-fn locations(root: &Node, base: Option<&Path>) -> Vec<(String, Option<PathBuf>)> {
-    root.children_named(WSDL, "import")
-        .filter_map(|i| i.attr("location"))
-        .map(|l| (l.to_string(), base.map(Path::to_path_buf)))
-        .collect()
+fn locations(root: &Node, base: Option<&Path>) -> Vec<Ref> {
+    root.children_named(WSDL, "import").filter_map(|i| i.attr("location").map(|l| Ref::new(l, base, i))).collect()
 }
 
 /// A schema document loaded from a file, with the namespace its declarations belong to
@@ -62,8 +170,8 @@ pub struct External {
     pub target_ns: String,
 }
 
-struct Ctx<'a> {
-    catalog: &'a BTreeMap<String, PathBuf>,
+struct Ctx<'a, 'b> {
+    sources: &'a Sources<'b>,
     seen: HashSet<PathBuf>,
     out: Vec<External>,
 }
@@ -74,8 +182,8 @@ fn fail(message: String) -> WsdlError {
 
 /// Loads every schema reachable from the inline schemas of `root` (a WSDL) or from `root`
 /// itself (an XSD). `base` is the directory of the WSDL file, when it came from one.
-pub fn load(root: &Node, base: Option<&Path>, catalog: &BTreeMap<String, PathBuf>) -> Result<Vec<External>, WsdlError> {
-    let mut ctx = Ctx { catalog, seen: HashSet::new(), out: Vec::new() };
+pub fn load(root: &Node, base: Option<&Path>, sources: &Sources<'_>) -> Result<Vec<External>, WsdlError> {
+    let mut ctx = Ctx { sources, seen: HashSet::new(), out: Vec::new() };
     let types: Vec<&Node> = root.children.iter().filter(|t| t.local == "types").collect();
     // Some WSDLs put xsd:import straight under wsdl:types, without a schema around it.
     for t in &types {
@@ -89,38 +197,68 @@ pub fn load(root: &Node, base: Option<&Path>, catalog: &BTreeMap<String, PathBuf
     Ok(ctx.out)
 }
 
-fn resolve(location: &str, base: Option<&Path>, catalog: &BTreeMap<String, PathBuf>) -> Result<PathBuf, WsdlError> {
-    if let Some(mapped) = catalog.get(location) {
+/// The file a location names. `what` says which attribute wrote it, for errors.
+fn resolve(r: &Ref, what: &str, sources: &Sources<'_>) -> Result<PathBuf, WsdlError> {
+    let location = r.location.as_str();
+    if let Some(mapped) = sources.catalog.get(location) {
         return Ok(mapped.clone());
     }
     if location.contains("://") {
-        return Err(fail(format!(
+        return Err(r.fail(format!(
             "{location:?} is a URL and Veneer never fetches over the network; download it and map it under the backend's catalog: {{ \"{location}\": xsd/file.xsd }}"
         )));
     }
-    let base = base
-        .ok_or_else(|| fail(format!("{location:?} is a relative location, but the WSDL was not read from a file")))?;
-    Ok(base.join(location))
+    // `\` counts too: on Windows it is a separator, and nothing legitimate starts with it.
+    if Path::new(location).is_absolute() || location.starts_with(['/', '\\']) {
+        return Err(r.fail(format!(
+            "{what} is an absolute path; imported documents are read only by relative paths inside {}, or through the backend's catalog",
+            sources.roots_text()
+        )));
+    }
+    let base =
+        r.dir.as_deref().ok_or_else(|| r.fail(format!("{what} is relative, but the WSDL was not read from a file")))?;
+    let path = base.join(location);
+    let escapes = || {
+        r.fail(format!(
+            "{what} leads outside {}; imported documents must stay inside it (or be mapped in the backend's catalog)",
+            sources.roots_text()
+        ))
+    };
+    let lexical = std::path::absolute(&path).map(|p| normalize(&p)).map_err(|e| r.fail(format!("{what}: {e}")))?;
+    if !sources.roots.iter().any(|(root, _)| lexical.starts_with(root)) {
+        return Err(escapes());
+    }
+    // A symbolic link inside the tree may still point out of it.
+    if let Ok(real) = std::fs::canonicalize(&path) {
+        let inside = sources.roots.iter().any(|(root, canonical)| {
+            real.starts_with(root) || canonical.as_deref().is_some_and(|c| real.starts_with(c))
+        });
+        if !inside {
+            return Err(escapes());
+        }
+    }
+    Ok(path)
 }
 
-fn visit(schema: &Node, base: Option<&Path>, tns: &str, ctx: &mut Ctx<'_>) -> Result<(), WsdlError> {
-    let refs: Vec<(String, bool)> = schema
+fn visit(schema: &Node, base: Option<&Path>, tns: &str, ctx: &mut Ctx<'_, '_>) -> Result<(), WsdlError> {
+    let refs: Vec<(Ref, bool)> = schema
         .children
         .iter()
         // xsd:redefine loads its schema like an include; its redefinitions are not applied.
         .filter(|c| c.ns == XSD && matches!(c.local.as_str(), "import" | "include" | "redefine"))
-        .filter_map(|c| c.attr("schemaLocation").map(|l| (l.to_string(), c.local != "import")))
+        .filter_map(|c| c.attr("schemaLocation").map(|l| (Ref::new(l, base, c), c.local != "import")))
         .collect();
-    for (location, include) in refs {
-        let path = resolve(&location, base, ctx.catalog)?;
+    for (r, include) in refs {
+        let what = format!("schemaLocation {:?}", r.location);
+        let path = resolve(&r, &what, ctx.sources)?;
         let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         if !ctx.seen.insert(key) {
             continue;
         }
-        let bytes = std::fs::read(&path)
-            .map_err(|e| fail(format!("cannot read schema {} (schemaLocation {location:?}): {e}", path.display())))?;
+        let bytes =
+            read_file(&path).map_err(|e| r.fail(format!("{what}: cannot read schema {}: {e}", path.display())))?;
         let mut node = dom::parse(&bytes).map_err(|e| fail(format!("schema {}: {e}", path.display())))?;
-        node.set_file(&std::rc::Rc::from(path.display().to_string()));
+        node.set_file(&Rc::from(path.display().to_string()));
         if node.ns != XSD || node.local != "schema" {
             return Err(fail(format!("{} is not an XML Schema (root <{}>)", path.display(), node.local)));
         }

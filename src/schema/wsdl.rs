@@ -59,6 +59,10 @@ pub struct ReadOptions {
     pub renames: std::collections::BTreeMap<String, String>,
     /// Directory of the WSDL file: relative `schemaLocation`s resolve against it.
     pub base: Option<std::path::PathBuf>,
+    /// The config directory. Relative import locations must stay inside its tree or the
+    /// tree of `base`: a WSDL (often downloaded) cannot make the gateway read files
+    /// elsewhere on the host.
+    pub root: Option<std::path::PathBuf>,
     /// Absolute `schemaLocation` URL → local file.
     pub catalog: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// A `wsdl:port` (or `wsdl:service`) name: only its binding's operations, at its address.
@@ -73,11 +77,13 @@ pub fn read(bytes: &[u8], options: ReadOptions) -> Result<ServiceModel, WsdlErro
     if root.ns != WSDL || root.local != "definitions" {
         return Err(invalid(&root, "the root element is not a WSDL 1.1 <definitions>"));
     }
-    let mut externals = imports::load(&root, options.base.as_deref(), &options.catalog)?;
+    let sources =
+        imports::Sources::new(&options.catalog, options.root.iter().chain(&options.base).map(|p| p.as_path()));
+    let mut externals = imports::load(&root, options.base.as_deref(), &sources)?;
     // Imported WSDL documents join the root: their types, messages, portTypes and bindings
     // are looked up as if written in it (each keeps its own namespace scope).
-    for (doc, dir) in imports::wsdl_documents(&root, options.base.as_deref(), &options.catalog)? {
-        externals.extend(imports::load(&doc, dir.as_deref(), &options.catalog)?);
+    for (doc, dir) in imports::wsdl_documents(&root, options.base.as_deref(), &sources)? {
+        externals.extend(imports::load(&doc, dir.as_deref(), &sources)?);
         root.children.extend(doc.children);
     }
     let mut reader = Reader::new(&root, &externals, options.naming, options.renames.clone());
