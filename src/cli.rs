@@ -331,7 +331,7 @@ async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Resu
             // Tokens name the address clients actually reach.
             issuer: Some(format!("http://{local}")),
             dev_client: Some((dev::DEMO_CLIENT.to_string(), secret.clone())),
-            retained: None,
+            retained: Default::default(),
         };
         let gateway =
             config::compile(&ConfigSource::Embedded, &options).map_err(|e| problems(&"(embedded)".into(), e))?;
@@ -341,8 +341,9 @@ async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Resu
             .await
             .map_err(|e| e.to_string());
     }
-    // Counters, buckets and protections live outside snapshots so a reload keeps them.
-    let options = CompileOptions { retained: Some(Default::default()), ..CompileOptions::default() };
+    // Counters, buckets and protections live outside snapshots (`options.retained`, shared
+    // by every reload), so a reload keeps them.
+    let options = CompileOptions::default();
     let gateway = config::compile(&ConfigSource::Dir(dir.clone()), &options).map_err(|e| problems(&dir, e))?;
     let addr = listen.or(gateway.server.listen).unwrap_or(default_listen);
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;

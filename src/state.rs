@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::auth::guard::HashPool;
+use crate::auth::introspect::IntrospectionState;
 use crate::backend::BreakerLayer;
 use crate::backend::protect::{Gate, QueueSettings};
 use crate::throttle::local::Registry;
@@ -33,6 +34,7 @@ pub struct Retained {
     quotas: Mutex<HashMap<Window, Arc<Counts>>>,
     gates: Mutex<HashMap<(String, QueueSettings), Arc<Gate>>>,
     breakers: Mutex<HashMap<String, BreakerLayer>>,
+    introspection: Mutex<HashMap<String, Arc<IntrospectionState>>>,
 }
 
 impl std::fmt::Debug for Retained {
@@ -55,6 +57,7 @@ impl Default for Retained {
             quotas: Mutex::default(),
             gates: Mutex::default(),
             breakers: Mutex::default(),
+            introspection: Mutex::default(),
         }
     }
 }
@@ -72,6 +75,17 @@ impl Retained {
         let mut map = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|(n, s), _| n != name || *s == settings);
         map.entry((name.to_string(), settings)).or_insert_with(|| Arc::new(Gate::new(settings))).clone()
+    }
+
+    /// The introspection endpoint's call slots and remembered refusals for these settings
+    /// (`identity`), so calls in flight across a reload still count against the cap.
+    pub fn introspection(&self, identity: String, max_concurrency: usize) -> Arc<IntrospectionState> {
+        let mut map = self.introspection.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = map.get(&identity) {
+            return state.clone();
+        }
+        map.clear(); // one endpoint is configured at a time
+        map.entry(identity).or_insert_with(|| Arc::new(IntrospectionState::new(max_concurrency))).clone()
     }
 
     /// Backend `name`'s circuit breaker for these settings (`identity` is their rendering):

@@ -123,7 +123,7 @@ async fn serve_reloadable(dir: &Path, self_issuer: bool) -> Live {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let options = CompileOptions {
-        retained: Some(Default::default()),
+        retained: Default::default(),
         issuer: self_issuer.then(|| base.clone()),
         ..Default::default()
     };
@@ -716,12 +716,10 @@ async fn slow_introspection_is_capped_and_the_excess_gets_503_without_hanging() 
     }
 }
 
-/// Known gap (see the report of this test's commit): the introspection call cap and the
-/// remembered refusals live in the snapshot's `Introspector`, not in the state retained
-/// across reloads, so every reload (any file touched under the config dir) opens
-/// `max_concurrency` fresh slots beside the ones still in use. Unignore once fixed.
+/// The introspection call cap and the remembered refusals are retained across reloads, so a
+/// reload (any file touched under the config dir) never opens `max_concurrency` fresh slots
+/// beside the ones still in use.
 #[tokio::test]
-#[ignore = "src bug: introspection max_concurrency does not survive a reload"]
 async fn introspection_call_slots_in_use_still_count_after_a_reload() {
     let idp = start_idp().await;
     let dir = introspection_config(&idp).await;

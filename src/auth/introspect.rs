@@ -87,6 +87,24 @@ const NEGATIVE_TTL: Duration = Duration::from_secs(30);
 /// How long a call waits for an introspection slot before the request gets 503.
 const SLOT_WAIT: Duration = Duration::from_secs(2);
 
+/// What an introspector keeps across reloads ([`crate::state::Retained::introspection`]).
+pub struct IntrospectionState {
+    /// Hashes of tokens found inactive (or unacceptable) recently.
+    rejected: moka::sync::Cache<[u8; 32], &'static str>,
+    /// Introspection calls in flight at most: junk tokens cannot turn into a call flood.
+    slots: tokio::sync::Semaphore,
+}
+
+impl IntrospectionState {
+    /// Fresh state with `max_concurrency` call slots.
+    pub fn new(max_concurrency: usize) -> Self {
+        IntrospectionState {
+            rejected: moka::sync::Cache::builder().time_to_live(NEGATIVE_TTL).max_capacity(100_000).build(),
+            slots: tokio::sync::Semaphore::new(max_concurrency.max(1)),
+        }
+    }
+}
+
 /// Introspects opaque tokens at one endpoint.
 pub struct Introspector {
     client: IntrospectionClient,
@@ -94,10 +112,7 @@ pub struct Introspector {
     /// Longest time an active answer is trusted when the response has no `exp`.
     max_cache: Duration,
     expect: Expect,
-    /// Hashes of tokens found inactive (or unacceptable) recently.
-    rejected: moka::sync::Cache<[u8; 32], &'static str>,
-    /// Introspection calls in flight at most: junk tokens cannot turn into a call flood.
-    slots: tokio::sync::Semaphore,
+    state: std::sync::Arc<IntrospectionState>,
 }
 
 impl std::fmt::Debug for Introspector {
@@ -107,34 +122,27 @@ impl std::fmt::Debug for Introspector {
 }
 
 impl Introspector {
-    /// An introspector authenticating as `client_id`/`secret`, with at most `max_concurrency`
-    /// calls in flight.
+    /// An introspector authenticating as `client_id`/`secret`, with its call slots and
+    /// remembered refusals in `state`.
     pub fn new(
         endpoint: &str,
         client_id: &str,
         secret: String,
         max_cache: Duration,
         expect: Expect,
-        max_concurrency: usize,
+        state: std::sync::Arc<IntrospectionState>,
     ) -> Result<Self, String> {
         let url = IntrospectionUrl::new(endpoint.to_string()).map_err(|e| format!("introspection endpoint: {e}"))?;
         let client = BasicClient::new(ClientId::new(client_id.to_string()))
             .set_client_secret(ClientSecret::new(secret))
             .set_introspection_url(url);
-        Ok(Introspector {
-            client,
-            http: OAuthHttp(token_http_client()?),
-            max_cache,
-            expect,
-            rejected: moka::sync::Cache::builder().time_to_live(NEGATIVE_TTL).max_capacity(100_000).build(),
-            slots: tokio::sync::Semaphore::new(max_concurrency.max(1)),
-        })
+        Ok(Introspector { client, http: OAuthHttp(token_http_client()?), max_cache, expect, state })
     }
 
     /// Asks the endpoint whether the token is active and meant for this API.
     pub async fn introspect(&self, token: &str) -> Result<Principal, AuthError> {
         let hash: [u8; 32] = digest(&SHA256, token.as_bytes()).as_ref().try_into().unwrap_or([0; 32]);
-        if let Some(why) = self.rejected.get(&hash) {
+        if let Some(why) = self.state.rejected.get(&hash) {
             return Err(AuthError::Invalid(why.into()));
         }
         self.ask(token, hash).await
@@ -143,7 +151,7 @@ impl Introspector {
     /// One call to the endpoint; definite refusals are remembered, an unreachable endpoint
     /// is asked again next time.
     async fn ask(&self, token: &str, hash: [u8; 32]) -> Result<Principal, AuthError> {
-        let _slot = match tokio::time::timeout(SLOT_WAIT, self.slots.acquire()).await {
+        let _slot = match tokio::time::timeout(SLOT_WAIT, self.state.slots.acquire()).await {
             Ok(Ok(slot)) => slot,
             _ => return Err(AuthError::Unavailable("too many tokens are being introspected; retry shortly".into())),
         };
@@ -159,7 +167,7 @@ impl Introspector {
                 AuthError::Unavailable("the token could not be introspected; retry shortly".into())
             })?;
         if let Err(why) = self.acceptable(&res) {
-            self.rejected.insert(hash, why);
+            self.state.rejected.insert(hash, why);
             return Err(AuthError::Invalid(why.into()));
         }
         let cap = now() + self.max_cache.as_secs();

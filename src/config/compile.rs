@@ -32,9 +32,9 @@ pub struct CompileOptions {
     pub issuer: Option<String>,
     /// A client (id, secret) granted every scope routes use (dev mode's demo client).
     pub dev_client: Option<(String, String)>,
-    /// State carried over from the previous snapshot (limits, quotas, replay memory, backend
-    /// protections); `None` starts afresh.
-    pub retained: Option<Arc<Retained>>,
+    /// State carried from one snapshot to the next (limits, quotas, replay memory, backend
+    /// protections). The default starts afresh; a reloader passes the same one every time.
+    pub retained: Arc<Retained>,
 }
 
 /// A file's text plus where it came from, for locating problems.
@@ -89,7 +89,7 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(file: &FileText) -> Result<T, Conf
 /// Loads, validates and compiles the config; every problem is reported at once.
 pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gateway, ConfigError> {
     let mut problems = Vec::new();
-    let retained = options.retained.clone().unwrap_or_default();
+    let retained = options.retained.clone();
     let gateway_file = read_text(source, Path::new("gateway.yaml")).map_err(|p| ConfigError(vec![p]))?;
     let raw: GatewayFile = parse_yaml(&gateway_file).map_err(|p| ConfigError(vec![p]))?;
 
@@ -149,16 +149,9 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
     }
     let route_scopes: BTreeSet<String> = routes.iter().flat_map(|(r, _)| r.scopes.iter().cloned()).collect();
     let auth = match &raw.auth {
-        Some(section) => compile_auth::compile(
-            source,
-            &gateway_file,
-            section,
-            options,
-            &route_scopes,
-            &throttle,
-            &retained,
-            &mut problems,
-        ),
+        Some(section) => {
+            compile_auth::compile(source, &gateway_file, section, options, &route_scopes, &throttle, &mut problems)
+        }
         None => {
             for (route, at) in routes.iter().filter(|(r, _)| !r.scopes.is_empty()) {
                 problems.push(ConfigProblem {

@@ -28,9 +28,9 @@ pub fn compile(
     options: &CompileOptions,
     route_scopes: &BTreeSet<String>,
     throttle: &Throttle,
-    retained: &Retained,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Auth> {
+    let retained = &options.retained;
     let at = file.line_of("auth:", 1).unwrap_or(1);
     let mut here = |needle: &str, m: String| problems.push(file.problem(needle, at, format!("auth: {m}")));
     let duration = |key: &str, v: &Option<String>, default: Duration, here: &mut dyn FnMut(&str, String)| match v
@@ -155,8 +155,10 @@ pub fn compile(
         if slots == 0 {
             here("max_concurrency:", "introspection.max_concurrency must be at least 1".into());
         }
+        // Call slots and remembered refusals outlive the snapshot while these settings hold.
+        let state = retained.introspection(format!("{}\u{0}{slots}\u{0}{expect:?}", i.endpoint), slots);
         secret::resolve(source, i.client_secret_env.as_deref(), i.client_secret_file.as_deref(), "client_secret")
-            .and_then(|sec| Introspector::new(&i.endpoint, &i.client_id, sec, max_cache, expect, slots))
+            .and_then(|sec| Introspector::new(&i.endpoint, &i.client_id, sec, max_cache, expect, state))
             .map_err(|m| here("introspection:", m))
             .ok()
     });

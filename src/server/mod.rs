@@ -181,7 +181,7 @@ pub async fn run_with_drain(
     let metrics = match server.metrics_listen {
         Some(addr) => {
             let l = TcpListener::bind(addr).await?;
-            tracing::info!(local = %addr, "metrics listener");
+            tracing::info!(local = %l.local_addr()?, "metrics listener");
             let router = Router::new().route("/metrics", get(metrics_page));
             Some(tokio::spawn(listener::serve(l, router, None, limits, stopped(), drain)))
         }
