@@ -315,6 +315,8 @@ fn check(dir: PathBuf) -> ExitCode {
 }
 
 async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Result<(), String> {
+    // The recorder first: metrics recorded while the config loads (its fingerprint) count.
+    crate::telemetry::install();
     let default_listen: SocketAddr = DEFAULT_LISTEN.parse().map_err(|e| format!("{e}"))?;
     let problems = |dir: &PathBuf, e: config::ConfigError| {
         let lines: Vec<String> = e.0.iter().map(|p| ConfigSource::display_path(dir, p)).collect();

@@ -1,6 +1,8 @@
 //! The README's first command, as a user runs it: `veneer serve --dev` prints a demo client
 //! and working commands, serves typed JSON to a token holder, and exits 0 on SIGTERM.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -66,4 +68,25 @@ async fn dev_mode_prints_working_commands_and_stops_cleanly() {
     assert!(status.success());
     let exit = child.wait().expect("veneer exits");
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+}
+
+#[tokio::test]
+async fn metrics_from_the_start_and_on_their_own_listener() {
+    // The config's fingerprint is recorded while it loads, before the first request: it is
+    // on the page only if the recorder was installed first.
+    let dir = common::config_dir(
+        "server: { metrics_listen: \"127.0.0.1:0\" }\nbackends:\n  erp:\n    url: \"http://127.0.0.1:9/soap\"\n    wsdl: wsdl/sample-erp.wsdl\n",
+        &["items.yaml"],
+        true,
+    );
+    let gw = common::Veneer::serve(dir.path(), &[]);
+    let metrics = gw.metrics.clone().expect("the metrics listener is announced");
+    let client = common::client();
+    let page = client.get(format!("{metrics}/metrics")).send().await.expect("metrics");
+    assert_eq!(page.status(), 200);
+    let text = page.text().await.expect("text");
+    assert!(text.contains("veneer_config_info{hash="), "the loaded config is on the page:\n{text}");
+    // The main listener does not serve it.
+    let res = client.get(format!("{}/metrics", gw.base)).send().await.expect("main /metrics");
+    common::problem(res, 404).await;
 }

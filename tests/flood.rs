@@ -7,53 +7,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// The gateway binary over `dir`; killed when dropped.
-struct Veneer {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Drop for Veneer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `veneer serve` on a free port; ready once it logs the address it listens on.
-fn start(dir: &std::path::Path) -> Veneer {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_veneer"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(dir)
-        .env("RUST_LOG", "info,veneer::access=off")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("veneer starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.kill();
-            panic!("veneer exited before listening");
-        };
-        if line.contains("veneer is listening") {
-            let addr = line.split("local=").nth(1).and_then(|r| r.split_whitespace().next()).expect("local=ADDR");
-            break format!("http://{addr}");
-        }
-    };
-    // Keep draining the log so the gateway never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Veneer { child, base }
-}
 
 /// Peak resident memory of a process, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -94,7 +51,7 @@ async fn a_normal_client_is_served_while_the_gateway_is_flooded() {
     );
     let dir = common::config_dir(&yaml, &["items.yaml"], false);
     veneer::admin::new_key(&dir.path().join("keys"), "ES256").expect("signing key");
-    let gw = start(dir.path());
+    let gw = common::Veneer::serve(dir.path(), &[]);
     let client = common::client();
     let token: serde_json::Value = client
         .post(format!("{}/oauth2/token", gw.base))

@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -223,5 +225,65 @@ pub fn start_spyne() -> Spyne {
             let _ = child.kill();
             panic!("spyne did not start (is `pip install spyne==2.14.0 lxml` done?); it printed {line:?}");
         }
+    }
+}
+
+/// The gateway binary over `dir`; killed when dropped.
+pub struct Veneer {
+    /// The process.
+    pub child: std::process::Child,
+    /// `http://ADDR` of the main listener.
+    pub base: String,
+    /// `http://ADDR` of the metrics listener, when the config has one.
+    pub metrics: Option<String>,
+}
+
+impl Drop for Veneer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Veneer {
+    /// Starts `veneer serve` over `dir` on a free port, with `env` set; ready once it logs
+    /// the address it listens on (and the metrics listener's, which is bound before it).
+    pub fn serve(dir: &Path, env: &[(&str, &str)]) -> Veneer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_veneer"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(dir)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info,veneer::access=off")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("veneer starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let local = |line: &str| {
+            let addr = line.split("local=").nth(1).and_then(|r| r.split_whitespace().next()).expect("local=ADDR");
+            format!("http://{addr}")
+        };
+        // The metrics listener (when configured) is bound after the main one is announced.
+        let wants_metrics =
+            std::fs::read_to_string(dir.join("gateway.yaml")).is_ok_and(|t| t.contains("metrics_listen"));
+        let (mut base, mut metrics) = (None, None);
+        while base.is_none() || (wants_metrics && metrics.is_none()) {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!("veneer exited before listening");
+            };
+            if line.contains("metrics listener") {
+                metrics = Some(local(&line));
+            }
+            if line.contains("veneer is listening") {
+                base = Some(local(&line));
+            }
+        }
+        let base = base.unwrap_or_default();
+        // Keep draining the log so the gateway never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Veneer { child, base, metrics }
     }
 }
