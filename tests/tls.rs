@@ -191,3 +191,39 @@ async fn backend_over_tls_with_company_ca_and_client_certificate() {
     let p = common::problem(common::client().get(gw.url("/items/1000")).send().await.expect("req"), 502).await;
     assert_eq!(p["title"], "Backend unreachable");
 }
+
+#[tokio::test]
+async fn a_tls_connection_that_never_finishes_its_handshake_is_closed() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    pki(d, "ca1", "server");
+    std::fs::write(
+        d.join("gateway.yaml"),
+        "server:\n  header_timeout: 1s\n  tls: { cert_file: server.pem, key_file: server.key }\n",
+    )
+    .expect("write");
+    let gw = config::compile(&ConfigSource::Dir(d.to_path_buf()), &CompileOptions::default()).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::run(listener, AppState::new(gw), async move {
+        let _ = stopped.await;
+    }));
+    // Half a ClientHello record header, then silence.
+    let mut sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut sock, &[0x16, 0x03, 0x01]).await.expect("write");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the handshake deadline (header_timeout) closes the connection");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "closed after {:?}", started.elapsed());
+}
