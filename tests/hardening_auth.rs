@@ -8,9 +8,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -344,47 +342,10 @@ async fn a_used_client_assertion_stays_used_after_a_reload() {
 }
 
 /// A redis-server on a free loopback port, killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/test.sh installs it)");
-        let mut redis = Redis { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() >= deadline {
-                redis.stop();
-                panic!("redis-server did not start on port {port}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 #[tokio::test]
 async fn a_client_assertion_used_at_one_replica_is_refused_at_another_through_redis() {
-    let redis = Redis::start();
+    let redis = common::Redis::start();
     let key = client_key();
     // `reject`: a Redis problem shows as 503, never as a silent fall-back to local memory.
     let shared = format!(

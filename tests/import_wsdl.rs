@@ -296,29 +296,6 @@ fn import_url(dir: &Path, url: &str, extra: &[&str]) -> (bool, String) {
     veneer(&args)
 }
 
-/// `veneer check` with a memory ceiling and a time limit: a regression that reads
-/// /dev/zero fails the test rather than exhausting the machine.
-fn bounded_check(conf: &Path) -> (bool, String) {
-    let mut child = Command::new("sh")
-        .args(["-c", "ulimit -v 4000000; exec \"$0\" check --config \"$1\""])
-        .arg(env!("CARGO_BIN_EXE_veneer"))
-        .arg(conf)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("check");
-    let started = std::time::Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if started.elapsed() > std::time::Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("veneer check did not finish within 30 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("output");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
-}
-
 #[test]
 fn locations_written_with_character_references_are_downloaded_not_read_locally() {
     // `&#47;dev&#47;zero` is `/dev/zero` to the schema reader. Resolved against the WSDL's
@@ -345,7 +322,7 @@ fn locations_written_with_character_references_are_downloaded_not_read_locally()
     );
     assert!(!saved.contains("&#47;") && !saved.contains("&#x2F;"), "{saved}");
     assert!(dir.path().join("wsdl/ping/zero.xsd").is_file() && dir.path().join("wsdl/ping").join(&tmp_name).is_file());
-    let (ok, text) = bounded_check(dir.path());
+    let (ok, text) = common::bounded_check(dir.path());
     assert!(ok && text.contains("OK (1 routes, 1 backends)"), "{text}");
 
     // A location that is not http(s) once decoded and resolved is refused, and no routes

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -134,47 +132,10 @@ async fn daily_quota_refuses_until_midnight() {
 }
 
 /// A redis-server on a free loopback port, killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/test.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port }
-    }
-
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        Redis::start_on(port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 #[tokio::test]
 async fn three_gateways_share_one_exact_limit_through_redis() {
-    let mut redis = Redis::start();
+    let mut redis = common::Redis::start();
     let shared = format!("  redis: {{ url: \"redis://127.0.0.1:{}/\", timeout: 200ms }}\n", redis.port);
     // 20/s with a burst of 50 on the route, shared by every replica. Low enough that the test
     // clients (debug build, 2 cores) saturate it, so admission is the limiter's alone.
@@ -253,7 +214,7 @@ async fn three_gateways_share_one_exact_limit_through_redis() {
 
 #[tokio::test]
 async fn reject_policy_refuses_while_redis_is_down_and_recovers() {
-    let mut redis = Redis::start();
+    let mut redis = common::Redis::start();
     let port = redis.port;
     let shared = format!("  redis: {{ url: \"redis://127.0.0.1:{port}/\", timeout: 100ms, on_unavailable: reject }}\n");
     let dir = config(&shared, "", "    limits: { rate: 1000/s, burst: 1000 }\n").await;
@@ -264,7 +225,7 @@ async fn reject_policy_refuses_while_redis_is_down_and_recovers() {
     let res = get(&gw, &t).await;
     assert_eq!(header(&res, "retry-after"), "1");
     common::problem(res, 503).await;
-    let _back = Redis::start_on(port);
+    let _back = common::Redis::start_on(port);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if get(&gw, &t).await.status() == 200 {

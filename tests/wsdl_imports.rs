@@ -3,6 +3,8 @@
 //! schema locations are never fetched, and resolve through a catalog. Locations cannot reach
 //! outside the config directory, and only regular files of bounded size are read.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -167,29 +169,6 @@ fn a_broken_operation_in_an_imported_file_is_located_in_that_file() {
     );
 }
 
-/// Runs `veneer check` with a memory ceiling and a time limit, so a regression that reads
-/// an endless file fails this test instead of exhausting the machine.
-fn bounded_check(conf: &Path) -> (bool, String) {
-    let mut child = Command::new("sh")
-        .args(["-c", "ulimit -v 4000000; exec \"$0\" check --config \"$1\""])
-        .arg(env!("CARGO_BIN_EXE_veneer"))
-        .arg(conf)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("check");
-    let started = std::time::Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if started.elapsed() > std::time::Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("veneer check did not finish within 30 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("output");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
-}
-
 /// A config with the calculator WSDL, one route, and `extra` inserted into its inline schema.
 fn calculator_config(extra: &str, catalog: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -224,7 +203,7 @@ fn check_refuses_imports_outside_the_config_directory() {
     ];
     for (written, decoded, why) in cases {
         let dir = calculator_config(&format!("<s:import namespace=\"urn:x\" schemaLocation=\"{written}\"/>"), "");
-        let (ok, text) = bounded_check(dir.path());
+        let (ok, text) = common::bounded_check(dir.path());
         assert!(!ok, "{written}: {text}");
         assert!(
             text.contains(&format!("schemaLocation {decoded:?} {why}")) && text.contains("calculator.wsdl"),
@@ -250,7 +229,7 @@ fn imports_may_climb_between_folders_inside_the_config_directory() {
         r#"<s:schema xmlns:s="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:b"><s:element name="B" type="s:string"/></s:schema>"#,
     )
     .expect("write");
-    let (ok, text) = bounded_check(conf);
+    let (ok, text) = common::bounded_check(conf);
     assert!(ok && text.contains("OK (1 routes, 1 backends)"), "{text}");
 }
 
@@ -259,26 +238,26 @@ fn only_regular_files_of_bounded_size_are_read() {
     // A symbolic link inside the config that points at a device leads outside it.
     let dir = calculator_config("<s:import namespace=\"urn:x\" schemaLocation=\"zero.xsd\"/>", "");
     std::os::unix::fs::symlink("/dev/zero", dir.path().join("wsdl/zero.xsd")).expect("symlink");
-    let (ok, text) = bounded_check(dir.path());
+    let (ok, text) = common::bounded_check(dir.path());
     assert!(!ok && text.contains("schemaLocation \"zero.xsd\" leads outside"), "{text}");
 
     // A directory inside the config is not a file.
     let dir = calculator_config("<s:import namespace=\"urn:x\" schemaLocation=\"folder.xsd\"/>", "");
     std::fs::create_dir_all(dir.path().join("wsdl/folder.xsd")).expect("mkdir");
-    let (ok, text) = bounded_check(dir.path());
+    let (ok, text) = common::bounded_check(dir.path());
     assert!(!ok && text.contains("not a regular file"), "{text}");
 
     // Catalog entries are the admin's, but a device is still not read.
     let catalog = "    catalog:\n      \"http://erp.example/zero.xsd\": /dev/zero\n";
     let dir =
         calculator_config("<s:import namespace=\"urn:x\" schemaLocation=\"http://erp.example/zero.xsd\"/>", catalog);
-    let (ok, text) = bounded_check(dir.path());
+    let (ok, text) = common::bounded_check(dir.path());
     assert!(!ok && text.contains("/dev/zero: not a regular file"), "{text}");
 
     // A file over the cap is refused by its size, before anything is read (sparse here).
     let dir = calculator_config("<s:import namespace=\"urn:x\" schemaLocation=\"huge.xsd\"/>", "");
     let huge = std::fs::File::create(dir.path().join("wsdl/huge.xsd")).expect("create");
     huge.set_len(veneer::schema::imports::MAX_FILE_BYTES + 1).expect("set_len");
-    let (ok, text) = bounded_check(dir.path());
+    let (ok, text) = common::bounded_check(dir.path());
     assert!(!ok && text.contains("larger than 64 MiB"), "{text}");
 }

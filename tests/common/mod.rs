@@ -287,3 +287,69 @@ impl Veneer {
         Veneer { child, base, metrics }
     }
 }
+
+/// A `redis-server` on a loopback port; stopped when dropped.
+pub struct Redis {
+    child: std::process::Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Redis {
+    /// Starts it on `port` and waits until it accepts connections.
+    pub fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/test.sh installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    /// Starts it on a free port.
+    pub fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        Redis::start_on(port)
+    }
+
+    /// Stops it (kill -9).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `veneer check` with a memory ceiling and a time limit: a regression that reads
+/// /dev/zero fails the test rather than exhausting the machine.
+pub fn bounded_check(conf: &Path) -> (bool, String) {
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "ulimit -v 4000000; exec \"$0\" check --config \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_veneer"))
+        .arg(conf)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("check");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("veneer check did not finish within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
