@@ -333,6 +333,7 @@ async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Resu
             // Tokens name the address clients actually reach.
             issuer: Some(format!("http://{local}")),
             dev_client: Some((dev::DEMO_CLIENT.to_string(), secret.clone())),
+            data_dir: None,
             retained: Default::default(),
         };
         let gateway =

@@ -128,6 +128,21 @@ pub enum GatewayError {
         /// 503, or 429 for busy faults configured so.
         status: StatusCode,
     },
+    /// The queue's store cannot take writes right now (disk full, I/O error).
+    #[error("the delivery store is unavailable")]
+    StoreUnavailable,
+    /// The request conflicts with the resource's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// `Idempotency-Key` is required on this route.
+    #[error("this route needs an Idempotency-Key header")]
+    IdempotencyKeyRequired,
+    /// A request with this `Idempotency-Key` is still being processed.
+    #[error("a request with this Idempotency-Key is still being processed; retry later")]
+    IdempotencyInFlight,
+    /// This `Idempotency-Key` was used with another payload.
+    #[error("this Idempotency-Key was already used with a different request payload")]
+    IdempotencyMismatch,
     /// An error shared by coalesced requests (one backend call, several waiters).
     #[error("{0}")]
     Shared(std::sync::Arc<GatewayError>),
@@ -180,6 +195,10 @@ impl GatewayError {
             GatewayError::LimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Overloaded { status, .. } => *status,
             GatewayError::Shared(inner) => inner.status(),
+            GatewayError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Conflict(_) | GatewayError::IdempotencyInFlight => StatusCode::CONFLICT,
+            GatewayError::IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
+            GatewayError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             GatewayError::Unauthorized(crate::auth::verify::AuthError::Unavailable(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -257,6 +276,11 @@ impl GatewayError {
                 ("backend-overloaded", "Backend overloaded")
             }
             GatewayError::Shared(_) => ("internal", "Internal error"), // unreachable: delegated above
+            GatewayError::StoreUnavailable => ("store-unavailable", "Delivery store unavailable"),
+            GatewayError::Conflict(_) => ("conflict", "Conflict"),
+            GatewayError::IdempotencyKeyRequired => ("idempotency-key-required", "Idempotency-Key required"),
+            GatewayError::IdempotencyInFlight => ("idempotency-key-in-flight", "Request in progress"),
+            GatewayError::IdempotencyMismatch => ("idempotency-key-reused", "Idempotency-Key reused"),
             GatewayError::Unauthorized(crate::auth::verify::AuthError::Unavailable(_)) => {
                 ("auth-unavailable", "Token check unavailable")
             }
@@ -348,6 +372,8 @@ impl GatewayError {
                 Some(crate::throttle::local::ceil_secs(*d).max(1))
             }
             GatewayError::LimiterUnavailable
+            | GatewayError::StoreUnavailable
+            | GatewayError::IdempotencyInFlight
             | GatewayError::Unauthorized(crate::auth::verify::AuthError::Unavailable(_)) => Some(1),
             _ => None,
         };

@@ -8,6 +8,8 @@
 //! - [`pipeline`]: one request through a compiled route: collect inputs → encode →
 //!   [`backend`] call → decode → JSON or problem.
 //! - [`backend`]: pooled HTTP clients for the SOAP services.
+//! - [`delivery`]: queued writes (durable store, delivery workers, dead letters) and
+//!   `Idempotency-Key`.
 //! - [`state`]: what outlives a config snapshot (buckets, counters, replay memory, backend
 //!   slots and breakers), so a reload never resets it.
 //! - [`server`]: the axum app, its middleware stack, health endpoints, graceful shutdown.
@@ -20,6 +22,7 @@ pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod dev;
 pub mod error;
 pub mod import;

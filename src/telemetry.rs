@@ -125,6 +125,18 @@ pub fn cache(route: &str, hit: bool) {
         .increment(1);
 }
 
+/// A queued delivery event (`accepted`, `delivered`, `retried`, `dead`).
+pub fn delivery(backend: &str, event: &'static str) {
+    counter!("veneer_deliveries_total", "backend" => backend.to_string(), "event" => event).increment(1);
+}
+
+/// A backend's delivery queue: unfinished items, the oldest one's age, and whether paused.
+pub fn queue_depth(backend: &str, depth: usize, oldest_seconds: f64, paused: bool) {
+    gauge!("veneer_delivery_queue_depth", "backend" => backend.to_string()).set(depth as f64);
+    gauge!("veneer_delivery_oldest_seconds", "backend" => backend.to_string()).set(oldest_seconds);
+    gauge!("veneer_delivery_paused", "backend" => backend.to_string()).set(if paused { 1.0 } else { 0.0 });
+}
+
 /// Shared limiter (Redis) unreachable.
 pub fn limiter_unavailable() {
     counter!("veneer_limiter_redis_errors_total").increment(1);

@@ -291,10 +291,10 @@ fn shape(xml: &[u8]) -> Vec<String> {
             }
             Ok(Event::Text(t)) if in_body => {
                 let t = t.xml10_content().trim().to_string();
-                if !t.is_empty() {
-                    if let Some(last) = out.last_mut() {
-                        last.push_str(&format!(" text={t}"));
-                    }
+                if !t.is_empty()
+                    && let Some(last) = out.last_mut()
+                {
+                    last.push_str(&format!(" text={t}"));
                 }
                 continue;
             }

@@ -19,7 +19,7 @@ use veneer::server::{self, AppState};
 async fn reloadable(dir: &Path) -> (String, AppState, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let options = CompileOptions { retained: Default::default(), ..Default::default() };
+    let options = CompileOptions::default();
     let gw = config::compile(&ConfigSource::Dir(dir.to_path_buf()), &options).unwrap_or_else(|e| panic!("{e}"));
     let state = AppState::reloadable(gw, dir.to_path_buf(), options);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -121,6 +121,7 @@ async fn serve_reloadable(dir: &Path, self_issuer: bool) -> Live {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let options = CompileOptions {
+        data_dir: None,
         retained: Default::default(),
         issuer: self_issuer.then(|| base.clone()),
         ..Default::default()

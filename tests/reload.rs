@@ -28,8 +28,7 @@ async fn config_dir(auth: &str, extra_backend: &str) -> tempfile::TempDir {
 async fn serve(dir: &Path, issuer: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let options =
-        CompileOptions { retained: Default::default(), issuer: issuer.then(|| base.clone()), ..Default::default() };
+    let options = CompileOptions { issuer: issuer.then(|| base.clone()), ..Default::default() };
     let gw = config::compile(&ConfigSource::Dir(dir.to_path_buf()), &options).expect("config");
     let state = AppState::reloadable(gw, dir.to_path_buf(), options);
     state.reloader.as_ref().expect("reloader").watch().expect("watch");

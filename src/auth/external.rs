@@ -106,10 +106,8 @@ impl ExternalIssuer {
         }
         let last_fetch = self.cache.read().await.last_fetch;
         let due = last_fetch.is_none_or(|t| t.elapsed() >= self.settings.refresh_interval);
-        if due {
-            if let Err(e) = self.fetch().await {
-                tracing::warn!(issuer = %self.issuer, error = %e, "JWKS refresh failed; keeping cached keys");
-            }
+        if due && let Err(e) = self.fetch().await {
+            tracing::warn!(issuer = %self.issuer, error = %e, "JWKS refresh failed; keeping cached keys");
         }
         self.lookup(kid)
             .await

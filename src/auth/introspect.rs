@@ -197,10 +197,10 @@ impl Introspector {
         if res.token_type().is_some_and(|t| !access(t.as_ref())) {
             return Err("the token is not an access token");
         }
-        if let (Some(want), Some(iss)) = (&self.expect.issuer, res.iss()) {
-            if iss != want {
-                return Err("the token has the wrong issuer");
-            }
+        if let (Some(want), Some(iss)) = (&self.expect.issuer, res.iss())
+            && iss != want
+        {
+            return Err("the token has the wrong issuer");
         }
         if !self.expect.audiences.is_empty() {
             let aud = res.aud().map(Vec::as_slice).unwrap_or_default();

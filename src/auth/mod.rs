@@ -71,6 +71,15 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// Whose bucket, idempotency keys and deliveries a principal's requests are: a client
+    /// registered with the built-in issuer by its id, anyone else by issuer and client id.
+    pub fn caller(&self, p: &Principal) -> crate::throttle::Caller {
+        let registered =
+            self.local.as_ref().is_some_and(|l| l.issuer == p.issuer && l.clients.contains_key(&p.client_id));
+        let key = if registered { p.client_id.clone() } else { format!("{}|{}", p.issuer, p.client_id) };
+        crate::throttle::Caller { key, registered }
+    }
+
     /// A token cache whose entries expire with their tokens.
     pub(crate) fn new_cache() -> moka::sync::Cache<[u8; 32], std::sync::Arc<Principal>> {
         moka::sync::Cache::builder().max_capacity(100_000).expire_after(verify::UntilTokenExpiry).build()

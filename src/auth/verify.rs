@@ -126,10 +126,10 @@ impl Auth {
         }
         let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("malformed token: {e}")))?;
         let iss = unverified_issuer(token)?;
-        if let Some(local) = &self.local {
-            if local.issuer == iss {
-                return verify_local(local, token, &header, self.leeway);
-            }
+        if let Some(local) = &self.local
+            && local.issuer == iss
+        {
+            return verify_local(local, token, &header, self.leeway);
         }
         for ext in &self.external {
             if ext.issuer == iss {

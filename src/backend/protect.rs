@@ -80,6 +80,11 @@ impl Gate {
         Gate { slots: Arc::new(Semaphore::new(settings.max_concurrency)), settings, waiting: AtomicUsize::new(0) }
     }
 
+    /// Calls in flight at most.
+    pub fn max_concurrency(&self) -> usize {
+        self.settings.max_concurrency
+    }
+
     /// Waits for a call slot: at once when free, else in the queue until the deadline.
     pub async fn enter(&self, backend: &str) -> Result<OwnedSemaphorePermit, GatewayError> {
         let overloaded = |reason: &str| GatewayError::Overloaded {

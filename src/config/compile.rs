@@ -16,6 +16,7 @@ use super::{
 };
 use crate::backend::credentials::{UpstreamOAuth, WsSecurity};
 use crate::backend::{Backend, BackendSettings, BackendTls, BasicAuth, Credentials, DEFAULT_MAX_RESPONSE};
+use crate::delivery::DeliverySettings;
 use crate::pipeline::faults::FaultRule;
 use crate::pipeline::route::RouteTable;
 use crate::schema::SoapVersion;
@@ -32,6 +33,8 @@ pub struct CompileOptions {
     pub issuer: Option<String>,
     /// A client (id, secret) granted every scope routes use (dev mode's demo client).
     pub dev_client: Option<(String, String)>,
+    /// Replaces `delivery.data_dir` (dev mode's data directory).
+    pub data_dir: Option<PathBuf>,
     /// State carried from one snapshot to the next (limits, quotas, replay memory, backend
     /// protections). The default starts afresh; a reloader passes the same one every time.
     pub retained: Arc<Retained>,
@@ -132,6 +135,7 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
     }
 
     let throttle = compile_limits::compile(&gateway_file, &raw, options, &retained, &mut problems);
+    let delivery = delivery_settings(source, &gateway_file, &raw, options, &mut problems);
     let mut routes = Vec::new();
     for (file, parsed) in &route_files {
         for section in &parsed.routes {
@@ -141,6 +145,7 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
                 &backends,
                 declared.contains_key(section.backend.as_str()),
                 &throttle,
+                &delivery,
             ) {
                 Ok(route) => routes.push((route, file.problem(&section.route, 1, ""))),
                 Err(mut p) => problems.append(&mut p),
@@ -177,10 +182,41 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
         RouteTable::default()
     });
     if problems.is_empty() {
-        Ok(Gateway { server, backends, routes, auth, throttle })
+        Ok(Gateway { server, backends, routes, auth, throttle, delivery })
     } else {
         Err(ConfigError(problems))
     }
+}
+
+/// `delivery:`: the store's directory (relative to the config directory) and the retry policy.
+fn delivery_settings(
+    source: &ConfigSource,
+    file: &FileText,
+    raw: &GatewayFile,
+    options: &CompileOptions,
+    problems: &mut Vec<ConfigProblem>,
+) -> DeliverySettings {
+    let mut d = DeliverySettings::default();
+    let s = raw.delivery.as_ref();
+    d.data_dir = options.data_dir.clone().or_else(|| s.and_then(|s| s.data_dir.as_deref()).map(|p| source.path(p)));
+    let Some(s) = s else { return d };
+    for (key, value, slot) in [
+        ("backoff", &s.backoff, &mut d.backoff),
+        ("max_backoff", &s.max_backoff, &mut d.max_backoff),
+        ("max_age", &s.max_age, &mut d.max_age),
+        ("keep_delivered", &s.keep_delivered, &mut d.keep_delivered),
+        ("idempotency_ttl", &s.idempotency_ttl, &mut d.idempotency_ttl),
+    ] {
+        match value.as_deref().map(units::duration) {
+            None => {}
+            Some(Ok(v)) if !v.is_zero() => *slot = v,
+            Some(Ok(_)) => {
+                problems.push(file.problem(&format!("{key}:"), 1, format!("delivery.{key} must be more than 0s")))
+            }
+            Some(Err(m)) => problems.push(file.problem(&format!("{key}:"), 1, format!("delivery.{key}: {m}"))),
+        }
+    }
+    d
 }
 
 fn server_settings(

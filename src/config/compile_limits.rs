@@ -85,10 +85,10 @@ pub fn compile(
             t.quotas.insert(c.id.clone(), quotas);
         }
     }
-    if let Some((id, _)) = &options.dev_client {
-        if let Ok(r) = Rate::parse(DEV_CLIENT_RATE.0, Some(DEV_CLIENT_RATE.1)) {
-            t.clients.insert(id.clone(), Limit::new("client", &format!("client:{id}"), r, &registry, shared));
-        }
+    if let Some((id, _)) = &options.dev_client
+        && let Ok(r) = Rate::parse(DEV_CLIENT_RATE.0, Some(DEV_CLIENT_RATE.1))
+    {
+        t.clients.insert(id.clone(), Limit::new("client", &format!("client:{id}"), r, &registry, shared));
     }
     t
 }

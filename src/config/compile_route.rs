@@ -10,10 +10,11 @@ use axum::http::{HeaderName, Method, StatusCode};
 use yaml_serde::Value as Yaml;
 
 use super::compile::{FileText, fault_rules};
-use super::raw::{CacheSection, RouteSection};
+use super::raw::{CacheSection, DeliverySection, FaultRuleSection, RouteSection};
 use super::units;
 use super::{ConfigProblem, compile_limits};
 use crate::backend::Backend;
+use crate::delivery::{DeliverySettings, Queued};
 use crate::pipeline::cache::RouteCache;
 use crate::pipeline::route::{Route, Source};
 use crate::schema::{Element, SchemaSet, TypeRef};
@@ -26,6 +27,7 @@ pub fn compile(
     backends: &BTreeMap<String, Arc<Backend>>,
     backend_declared: bool,
     throttle: &Throttle,
+    delivery: &DeliverySettings,
 ) -> Result<Route, Vec<ConfigProblem>> {
     let at = file.line_of(&s.route, 1).unwrap_or(1);
     let here = |needle: &str, message: String| file.problem(needle, at, format!("route {:?}: {message}", s.route));
@@ -135,6 +137,27 @@ pub fn compile(
             }
         }
     });
+    let queued = queued(s, &method, delivery, &params, schema, &op.input, &mut problems, &here);
+    let duplicate_faults = s
+        .duplicate_faults
+        .iter()
+        .map(|d| FaultRuleSection { code: d.code.clone(), reason: d.reason.clone(), status: 409 })
+        .collect::<Vec<_>>();
+    let duplicate_faults = fault_rules(file, at, &duplicate_faults, &mut problems);
+    if !duplicate_faults.is_empty() && queued.is_none() {
+        problems.push(here(
+            "duplicate_faults:",
+            "duplicate_faults: apply to queued deliveries; add delivery: queued".into(),
+        ));
+    }
+    let idempotency_required = s.idempotency.as_ref().is_some_and(|i| i.required);
+    if idempotency_required && idempotent {
+        problems.push(here(
+            "idempotency:",
+            "Idempotency-Key applies to non-idempotent routes; this one is idempotent (GET, or idempotent: true)"
+                .into(),
+        ));
+    }
     let limit = s.limits.as_ref().and_then(|l| {
         compile_limits::route(l, &format!("{method} {path}"), throttle)
             .map_err(|m| problems.push(here("limits:", format!("limits: {m}"))))
@@ -144,6 +167,9 @@ pub fn compile(
         Some(input) if problems.is_empty() => Ok(Route {
             id: format!("{method} {path}"),
             idempotent,
+            queued,
+            duplicate_faults,
+            idempotency_required,
             cache,
             soap_headers,
             method,
@@ -162,6 +188,62 @@ pub fn compile(
         }),
         _ => Err(problems),
     }
+}
+
+/// A route's `delivery:`, checked: queued only for writes, and only with a data directory.
+#[allow(clippy::too_many_arguments)]
+fn queued(
+    s: &RouteSection,
+    method: &Method,
+    delivery: &DeliverySettings,
+    params: &[String],
+    schema: &SchemaSet,
+    input: &Element,
+    problems: &mut Vec<ConfigProblem>,
+    here: &impl Fn(&str, String) -> ConfigProblem,
+) -> Option<Queued> {
+    let (mode, detail) = match s.delivery.as_ref()? {
+        DeliverySection::Mode(m) => (m.as_str(), None),
+        DeliverySection::Detailed(d) => (d.mode.as_str(), Some(d)),
+    };
+    match mode {
+        "direct" => return None,
+        "queued" => {}
+        other => {
+            problems.push(here("delivery:", format!("delivery: {other:?} is unknown; write queued or direct")));
+            return None;
+        }
+    }
+    if !matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
+        problems.push(here("delivery:", "delivery: queued is for writes (POST, PUT, PATCH, DELETE)".into()));
+    }
+    if delivery.data_dir.is_none() {
+        problems.push(here(
+            "delivery:",
+            "delivery: queued needs a store; add to gateway.yaml `delivery: { data_dir: data }`".into(),
+        ));
+    }
+    let mut q = Queued { ordered: false, partition: None, max_age: delivery.max_age, max_attempts: None };
+    if let Some(d) = detail {
+        q.ordered = d.ordered;
+        q.max_attempts = d.max_attempts;
+        if let Some(age) = &d.max_age {
+            match units::duration(age) {
+                Ok(a) if !a.is_zero() => q.max_age = a,
+                _ => problems.push(here("max_age:", format!("delivery.max_age {age:?} is not a duration like 24h"))),
+            }
+        }
+        if let Some(p) = &d.partition {
+            if !d.ordered {
+                problems.push(here("partition:", "delivery.partition orders items; add ordered: true".into()));
+            }
+            let mut scratch = Vec::new();
+            let ctx = MapCtx { schema, params, problems: &mut scratch, here };
+            q.partition = ctx.source(input, &Yaml::String(p.clone()), "partition");
+            problems.append(&mut scratch);
+        }
+    }
+    Some(q)
 }
 
 /// `"GET /items/{no}"` → (method, path, parameter names).
@@ -276,6 +358,7 @@ impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
                 return None;
             }
             ("query", q) if !q.is_empty() => Source::Query(q.to_string()),
+            ("delivery", "key") => Source::DeliveryKey,
             ("header", h) => match HeaderName::from_bytes(h.as_bytes()) {
                 Ok(name) => Source::Header(name),
                 Err(_) => {
@@ -284,7 +367,7 @@ impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
                 }
             },
             _ => {
-                self.problems.push(fail(format!("unknown source {text:?}; use {{path.NAME}}, {{query.NAME}}, {{header.NAME}}, {{body}} or {{body.key}}")));
+                self.problems.push(fail(format!("unknown source {text:?}; use {{path.NAME}}, {{query.NAME}}, {{header.NAME}}, {{body}}, {{body.key}} or {{delivery.key}}")));
                 return None;
             }
         };

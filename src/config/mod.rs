@@ -119,4 +119,6 @@ pub struct Gateway {
     pub auth: Option<Auth>,
     /// Rate limits and quotas.
     pub throttle: Throttle,
+    /// Queued delivery and idempotency keys.
+    pub delivery: crate::delivery::DeliverySettings,
 }

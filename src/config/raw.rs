@@ -23,6 +23,72 @@ pub struct GatewayFile {
     pub auth: Option<AuthConfigSection>,
     /// Rate limits for clients without their own, and the shared (Redis) limiter.
     pub limits: Option<LimitsSection>,
+    /// Queued delivery's store and retry policy; idempotency keys.
+    pub delivery: Option<DeliveryConfigSection>,
+}
+
+/// `delivery:` in gateway.yaml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfigSection {
+    /// Directory of the embedded store (relative to the config directory).
+    pub data_dir: Option<String>,
+    /// First retry delay (default `1s`); doubles per attempt, with jitter.
+    pub backoff: Option<String>,
+    /// Longest retry delay (default `5m`).
+    pub max_backoff: Option<String>,
+    /// Retry for this long, then dead letter (default `24h`).
+    pub max_age: Option<String>,
+    /// Keep a delivered item's status this long (default `24h`).
+    pub keep_delivered: Option<String>,
+    /// Keep an `Idempotency-Key`'s answer this long (default `24h`).
+    pub idempotency_ttl: Option<String>,
+}
+
+/// A route's `delivery:`: `queued`, or the same with options.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DeliverySection {
+    /// `direct` or `queued`.
+    Mode(String),
+    /// `{ mode: queued, ordered: true, … }`.
+    Detailed(DeliveryDetail),
+}
+
+/// `delivery: { mode: queued, … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryDetail {
+    /// `queued` or `direct`.
+    pub mode: String,
+    /// Deliver in arrival order.
+    #[serde(default)]
+    pub ordered: bool,
+    /// With `ordered`: one order per value of this source (e.g. `{body.machineId}`).
+    pub partition: Option<String>,
+    /// Retry for this long (default: `delivery.max_age`).
+    pub max_age: Option<String>,
+    /// Or at most this many attempts.
+    pub max_attempts: Option<u32>,
+}
+
+/// A fault meaning "the ERP already has this".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicateFaultSection {
+    /// Fault code or subcode, without prefix.
+    pub code: Option<String>,
+    /// Regular expression matched against the fault reason.
+    pub reason: Option<String>,
+}
+
+/// A route's `idempotency:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencySection {
+    /// Refuse requests without `Idempotency-Key` (400).
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// `limits:` in gateway.yaml.
@@ -508,4 +574,11 @@ pub struct RouteSection {
     /// Fault → HTTP status rules, tried before the backend's.
     #[serde(default)]
     pub faults: Vec<FaultRuleSection>,
+    /// `queued`: store, answer 202, deliver in the background.
+    pub delivery: Option<DeliverySection>,
+    /// Faults that mean the ERP already has the item (counted as delivered).
+    #[serde(default)]
+    pub duplicate_faults: Vec<DuplicateFaultSection>,
+    /// `Idempotency-Key` handling.
+    pub idempotency: Option<IdempotencySection>,
 }

@@ -199,10 +199,10 @@ fn collect_locations(node: &Node, out: &mut Vec<String>) {
         (WSDL, "import") => node.attr("location"),
         _ => None,
     };
-    if let Some(location) = attr.map(str::trim).filter(|l| !l.is_empty()) {
-        if !out.iter().any(|l| l == location) {
-            out.push(location.to_string());
-        }
+    if let Some(location) = attr.map(str::trim).filter(|l| !l.is_empty())
+        && !out.iter().any(|l| l == location)
+    {
+        out.push(location.to_string());
     }
     for child in &node.children {
         collect_locations(child, out);

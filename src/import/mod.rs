@@ -101,15 +101,15 @@ fn shape(backend: &str, op: &Operation, schema: &SchemaSet) -> Shape {
         }
         Some(Shape { method, path, params: out, body: false })
     };
-    if let (Some(rest), Some(params)) = (verb(&op.name, READ), &simple) {
-        if let Some(s) = with_params("GET", rest, params) {
-            return s;
-        }
+    if let (Some(rest), Some(params)) = (verb(&op.name, READ), &simple)
+        && let Some(s) = with_params("GET", rest, params)
+    {
+        return s;
     }
-    if let (Some(rest), Some(params)) = (verb(&op.name, DELETE), &simple) {
-        if let Some(s) = with_params("DELETE", rest, params) {
-            return s;
-        }
+    if let (Some(rest), Some(params)) = (verb(&op.name, DELETE), &simple)
+        && let Some(s) = with_params("DELETE", rest, params)
+    {
+        return s;
     }
     if let Some(rest) = verb(&op.name, CREATE) {
         let resource = if rest.is_empty() { String::new() } else { format!("/{}", kebab(rest)) };

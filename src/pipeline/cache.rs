@@ -77,14 +77,11 @@ impl RouteCache {
     /// fills), the caller's scope set, and the client when per-client. Two requests share an
     /// answer only when the ERP would have been asked exactly the same thing.
     pub fn key(&self, input: &Value, route_header: &str, principal: Option<&Principal>) -> [u8; 32] {
-        let mut ctx = Context::new(&SHA256);
-        // Lengths before each part, so no two different part lists hash the same bytes.
+        let mut ctx = call_digest(input, route_header);
         let mut part = |bytes: &[u8]| {
             ctx.update(&(bytes.len() as u64).to_le_bytes());
             ctx.update(bytes);
         };
-        part(&serde_json::to_vec(input).unwrap_or_default());
-        part(route_header.as_bytes());
         if let Some(p) = principal {
             for s in &p.scopes {
                 part(s.as_bytes());
@@ -99,6 +96,22 @@ impl RouteCache {
         key.copy_from_slice(ctx.finish().as_ref());
         key
     }
+}
+
+/// A digest over what the ERP is asked: the input and the route's SOAP header values. Each
+/// part is preceded by its length, so no two different part lists hash the same bytes.
+fn call_digest(input: &Value, route_header: &str) -> Context {
+    let mut ctx = Context::new(&SHA256);
+    for bytes in [serde_json::to_vec(input).unwrap_or_default().as_slice(), route_header.as_bytes()] {
+        ctx.update(&(bytes.len() as u64).to_le_bytes());
+        ctx.update(bytes);
+    }
+    ctx
+}
+
+/// The hex fingerprint of a call (an `Idempotency-Key`'s payload identity).
+pub fn fingerprint(input: &Value, route_header: &str) -> String {
+    call_digest(input, route_header).finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

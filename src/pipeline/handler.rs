@@ -1,24 +1,27 @@
-//! The request pipeline for configured routes.
+//! The request pipeline for configured routes: match → authenticate → throttle →
+//! Idempotency-Key → read and encode → queue, cache or call → decode.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::Request;
-use std::time::Instant;
-
-use axum::http::{HeaderMap, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::cache::Cached;
+use super::cache::{self, Cached};
 use super::faults;
 use super::inputs::{self, RequestValues};
 use super::route::{Matched, Route};
+use crate::auth::Principal;
 use crate::backend::{self, REQUEST_ID};
 use crate::config::Gateway;
-use crate::error::GatewayError;
+use crate::delivery::idempotency::{self, Claim};
+use crate::delivery::{self, Services};
+use crate::error::{FieldError, GatewayError};
 use crate::telemetry;
 use crate::throttle::{Caller, Outcome};
 use crate::translate::decode::{self, DecodeError, Decoded};
@@ -26,14 +29,16 @@ use crate::translate::encode;
 use crate::translate::fault::FaultDetail;
 
 /// Serves one request against a snapshot; every failure becomes a problem response.
-pub async fn handle(gateway: Arc<Gateway>, req: Request) -> Response {
+/// `services` holds the delivery queue and the idempotency keys (absent in tests that use
+/// the bare router).
+pub async fn handle(gateway: Arc<Gateway>, services: Option<&Services>, req: Request) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let mut seen = Seen { limits: Outcome::default(), route: None, client: "anonymous", client_id: None };
     // Everything logged for this request (backend errors, fault details) carries its id.
     let span = tracing::info_span!("request", request_id = %request_id);
-    let mut res = match serve(&gateway, req, &mut seen).instrument(span.clone()).await {
+    let mut res = match serve(&gateway, services, req, &request_id, &mut seen).instrument(span.clone()).await {
         Ok(res) => res,
         Err(e) => span.in_scope(|| e.response()),
     };
@@ -65,39 +70,114 @@ struct Seen {
     client_id: Option<String>,
 }
 
-async fn serve(gateway: &Gateway, req: Request, seen: &mut Seen) -> Result<Response, GatewayError> {
+/// Who is calling, as far as the pipeline needs it.
+struct Who {
+    principal: Option<Arc<Principal>>,
+    caller: Option<Caller>,
+}
+
+impl Who {
+    /// The caller's key for throttling, idempotency and delivery ownership.
+    fn key(&self) -> &str {
+        self.caller.as_ref().map_or("anonymous", |c| c.key.as_str())
+    }
+}
+
+/// The steps, in the order of the diagram in ARCHITECTURE.md.
+async fn serve(
+    gateway: &Gateway,
+    services: Option<&Services>,
+    req: Request,
+    request_id: &str,
+    seen: &mut Seen,
+) -> Result<Response, GatewayError> {
     let (parts, body) = req.into_parts();
     let Matched { route, params: path } = gateway.routes.find(&parts.method, parts.uri.path())?;
     seen.route = Some(route.clone());
-    let limits = &mut seen.limits;
-    let mut principal = None;
-    let mut caller = None;
-    if let Some(auth) = gateway.auth.as_ref().filter(|_| !route.public) {
-        let p = auth
-            .authenticate(&parts.headers)
-            .await
-            .inspect_err(|e| telemetry::token_failure("validation", e.reason()))?;
-        let registered =
-            auth.local.as_ref().is_some_and(|l| l.issuer == p.issuer && l.clients.contains_key(&p.client_id));
-        seen.client = if registered { "registered" } else { "external" };
-        seen.client_id = Some(p.client_id.clone());
-        let key = if registered { p.client_id.clone() } else { format!("{}|{}", p.issuer, p.client_id) };
-        caller = Some(Caller { key, registered });
-        let missing: Vec<String> = route.scopes.iter().filter(|s| !p.scopes.contains(*s)).cloned().collect();
-        if !missing.is_empty() {
-            return Err(GatewayError::Forbidden(missing));
-        }
-        principal = Some(p);
+    let who = authenticate(gateway, &route, &parts.headers, seen).await?;
+    throttle(gateway, &route, who.caller.as_ref(), &mut seen.limits).await?;
+    let idempotency_key = idempotency_key(&route, &parts.headers)?;
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    let body = if route.input.reads_body() {
+        Some(read_json(&parts.headers, body, gateway.server.max_body).await?)
+    } else {
+        None
+    };
+    // `{delivery.key}`: the caller's Idempotency-Key, else the delivery id (a fresh one for
+    // a direct call, so an ERP document number is still unique).
+    let delivery_id = (!route.idempotent).then(delivery::new_id);
+    let delivery_key = idempotency_key.as_deref().or(delivery_id.as_deref()).unwrap_or("");
+    let values =
+        RequestValues { path: &path, query: &query, headers: &parts.headers, body: body.as_ref(), delivery_key };
+    let call = encode_call(&route, &values)?;
+    let forward = backend::forwarded(&parts.headers);
+    let job = Job {
+        route: &route,
+        partition: partition(&route, &values),
+        call,
+        who: &who,
+        forward,
+        request_id,
+        delivery_id: delivery_id.clone(),
+        delivery_key: delivery_key.to_string(),
+    };
+    let (Some(key), Some(services)) = (idempotency_key.as_deref(), services) else {
+        return execute(services, job).await;
+    };
+    // Idempotency-Key: the first request runs and its answer is kept; retries replay it.
+    let scoped = idempotency::scoped(who.key(), &route.id, key);
+    let fingerprint = cache::fingerprint(&job.call.input, &job.call.route_header);
+    if let Claim::Replay(answer) = services.keys.claim(&scoped, &fingerprint).await? {
+        return Ok(answer.response());
     }
-    // Throttle after auth (limits are per caller) and before any translation work: rates
-    // first, quotas last, so a refused request never uses up quota.
-    if let Some(c) = &caller {
+    match execute(Some(services), job).await {
+        // Never sent to the ERP: the key is free for a retry.
+        Err(e @ (GatewayError::Overloaded { .. } | GatewayError::StoreUnavailable | GatewayError::Internal(_))) => {
+            services.keys.release(&scoped).await;
+            Err(e)
+        }
+        Ok(res) => Ok(services.keys.finish(&scoped, &fingerprint, res).await),
+        Err(e) => Ok(services.keys.finish(&scoped, &fingerprint, e.response()).await),
+    }
+}
+
+/// Authentication and the route's scopes; `Who` is empty on open routes.
+async fn authenticate(
+    gateway: &Gateway,
+    route: &Route,
+    headers: &HeaderMap,
+    seen: &mut Seen,
+) -> Result<Who, GatewayError> {
+    let Some(auth) = gateway.auth.as_ref().filter(|_| !route.public) else {
+        return Ok(Who { principal: None, caller: None });
+    };
+    let p = auth.authenticate(headers).await.inspect_err(|e| telemetry::token_failure("validation", e.reason()))?;
+    let caller = auth.caller(&p);
+    seen.client = if caller.registered { "registered" } else { "external" };
+    seen.client_id = Some(p.client_id.clone());
+    let missing: Vec<String> = route.scopes.iter().filter(|s| !p.scopes.contains(*s)).cloned().collect();
+    if !missing.is_empty() {
+        return Err(GatewayError::Forbidden(missing));
+    }
+    Ok(Who { principal: Some(p), caller: Some(caller) })
+}
+
+/// Throttle after auth (limits are per caller) and before any translation work: rates first,
+/// quotas last, so a refused request never uses up quota.
+async fn throttle(
+    gateway: &Gateway,
+    route: &Route,
+    caller: Option<&Caller>,
+    limits: &mut Outcome,
+) -> Result<(), GatewayError> {
+    if let Some(c) = caller {
         gateway.throttle.check_client(c, limits).await?;
     }
     if let (None, Some(rl)) = (limits.refused(), &route.limit) {
-        rl.check(&route.id, caller.as_ref().map(|c| c.key.as_str()), limits).await?;
+        rl.check(&route.id, caller.map(|c| c.key.as_str()), limits).await?;
     }
-    if let Some(c) = &caller {
+    if let Some(c) = caller {
         gateway.throttle.take_quota(c, limits).await?;
     }
     if let Some(wait) = limits.refused() {
@@ -106,16 +186,41 @@ async fn serve(gateway: &Gateway, req: Request, seen: &mut Seen) -> Result<Respo
         }
         return Err(GatewayError::RateLimited(wait));
     }
-    let query: Vec<(String, String)> =
-        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
-    let body = if route.input.reads_body() {
-        Some(read_json(&parts.headers, body, gateway.server.max_body).await?)
-    } else {
-        None
-    };
+    Ok(())
+}
 
-    let values = RequestValues { path: &path, query: &query, headers: &parts.headers, body: body.as_ref() };
-    let input = inputs::assemble(&route.input, &values).unwrap_or(Value::Object(Default::default()));
+/// The `Idempotency-Key` of a non-idempotent route's request (quotes of the structured-field
+/// string removed); 400 when the route requires one and it is missing or malformed.
+fn idempotency_key(route: &Route, headers: &HeaderMap) -> Result<Option<String>, GatewayError> {
+    if route.idempotent {
+        return Ok(None);
+    }
+    let Some(raw) = headers.get("idempotency-key") else {
+        return if route.idempotency_required { Err(GatewayError::IdempotencyKeyRequired) } else { Ok(None) };
+    };
+    let text = raw.to_str().unwrap_or("").trim();
+    let key = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+    if !idempotency::valid_key(key) {
+        return Err(GatewayError::Validation(vec![FieldError {
+            pointer: None,
+            location: Some("header"),
+            parameter: Some("idempotency-key".into()),
+            detail: format!("an Idempotency-Key is 1 to {} visible ASCII characters", idempotency::MAX_KEY),
+        }]));
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// What the ERP will be asked: the input, the route's SOAP header values, the envelope.
+struct Call {
+    input: Value,
+    route_header: String,
+    envelope: String,
+}
+
+/// Assembles the input and encodes the envelope; 422 with every problem located.
+fn encode_call(route: &Route, values: &RequestValues<'_>) -> Result<Call, GatewayError> {
+    let input = inputs::assemble(&route.input, values).unwrap_or(Value::Object(Default::default()));
     let op = route.operation();
     let backend = &route.backend;
     // SOAP headers: those the route fills (they are inputs, and so part of a cache key),
@@ -123,35 +228,52 @@ async fn serve(gateway: &Gateway, req: Request, seen: &mut Seen) -> Result<Respo
     let mut route_header = String::new();
     let mut errors = Vec::new();
     for (i, source) in &route.soap_headers {
-        if let Some(value) = inputs::assemble(source, &values) {
-            if let Err(e) = encode::body_element(&mut route_header, &op.headers[*i], &backend.model.schema, &value) {
-                errors.extend(e.into_iter().map(|e| inputs::locate(source, e)));
-            }
+        if let Some(value) = inputs::assemble(source, values)
+            && let Err(e) = encode::body_element(&mut route_header, &op.headers[*i], &backend.model.schema, &value)
+        {
+            errors.extend(e.into_iter().map(|e| inputs::locate(source, e)));
         }
     }
     let mut header = backend.soap_header().unwrap_or_default();
     header.push_str(&route_header);
-    let envelope =
-        match encode::envelope(op, &backend.model.schema, &input, (!header.is_empty()).then_some(header.as_str())) {
-            Ok(envelope) if errors.is_empty() => envelope,
-            Ok(_) => return Err(GatewayError::Validation(errors)),
-            Err(e) => {
-                errors.extend(e.into_iter().map(|e| inputs::locate(&route.input, e)));
-                return Err(GatewayError::Validation(errors));
-            }
-        };
+    match encode::envelope(op, &backend.model.schema, &input, (!header.is_empty()).then_some(header.as_str())) {
+        Ok(envelope) if errors.is_empty() => Ok(Call { input, route_header, envelope }),
+        Ok(_) => Err(GatewayError::Validation(errors)),
+        Err(e) => {
+            errors.extend(e.into_iter().map(|e| inputs::locate(&route.input, e)));
+            Err(GatewayError::Validation(errors))
+        }
+    }
+}
 
-    let forward = backend::forwarded(&parts.headers);
+/// A validated request, ready to be queued, served from cache or sent.
+struct Job<'a> {
+    route: &'a Arc<Route>,
+    call: Call,
+    who: &'a Who,
+    forward: backend::Forward,
+    request_id: &'a str,
+    delivery_id: Option<String>,
+    delivery_key: String,
+    partition: Option<String>,
+}
+
+/// Queues the call, answers it from the cache, or sends it.
+async fn execute(services: Option<&Services>, job: Job<'_>) -> Result<Response, GatewayError> {
+    let route = job.route;
+    if route.queued.is_some() {
+        return enqueue(services, job).await;
+    }
     let Some(cache) = &route.cache else {
-        return Ok(fetch(&route, envelope, forward).await?.response(None));
+        return Ok(fetch(route, job.call.envelope, job.forward).await?.response(None));
     };
-    let key = cache.key(&input, &route_header, principal.as_deref());
+    let key = cache.key(&job.call.input, &job.call.route_header, job.who.principal.as_deref());
     let mut loaded = false;
     let answer = cache
         .entries
         .try_get_with(key, async {
             loaded = true;
-            fetch(&route, envelope, forward).await.map(Arc::new)
+            fetch(route, job.call.envelope, job.forward).await.map(Arc::new)
         })
         .await
         .map_err(GatewayError::Shared)?;
@@ -159,8 +281,56 @@ async fn serve(gateway: &Gateway, req: Request, seen: &mut Seen) -> Result<Respo
     Ok(answer.response(Some(cache)))
 }
 
+/// Stores the call for the delivery workers: 202 with `Location: /deliveries/{id}` once the
+/// store has committed it.
+async fn enqueue(services: Option<&Services>, job: Job<'_>) -> Result<Response, GatewayError> {
+    let runtime = services.and_then(|s| s.queue.as_ref()).ok_or(GatewayError::StoreUnavailable)?;
+    let route = job.route;
+    let id = job.delivery_id.unwrap_or_else(delivery::new_id);
+    let now = delivery::now_ms();
+    let item = delivery::Item {
+        id: id.clone(),
+        route: route.id.clone(),
+        backend: route.backend.name().to_string(),
+        client: job.who.key().to_string(),
+        key: job.delivery_key,
+        partition: job.partition,
+        input: job.call.input,
+        route_header: job.call.route_header,
+        request_id: job.request_id.to_string(),
+        state: delivery::State::Queued,
+        attempts: 0,
+        created_ms: now,
+        updated_ms: now,
+        next_ms: now,
+        last_error: None,
+        result: None,
+        duplicate: false,
+    };
+    runtime.accept(item).await?;
+    let location = format!("/deliveries/{id}");
+    let mut res =
+        (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "id": id, "state": "queued" }))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+/// An ordered route's partition: the route, and the value of its `partition:` source (one
+/// order per machine, say) in this request.
+fn partition(route: &Route, values: &RequestValues<'_>) -> Option<String> {
+    let queued = route.queued.as_ref().filter(|q| q.ordered)?;
+    let by = match queued.partition.as_ref().and_then(|p| inputs::assemble(p, values)) {
+        Some(Value::String(s)) => s,
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    Some(format!("{}\u{0}{by}", route.id))
+}
+
 /// Calls the backend and turns its answer into the route's JSON, or the right error.
-async fn fetch(route: &Route, envelope: String, forward: backend::Forward) -> Result<Cached, GatewayError> {
+pub(crate) async fn fetch(route: &Route, envelope: String, forward: backend::Forward) -> Result<Cached, GatewayError> {
     let backend = &route.backend;
     let op = route.operation();
     let reply = backend.call(route.operation, envelope, forward, route.idempotent).await?;

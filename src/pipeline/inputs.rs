@@ -17,6 +17,8 @@ pub struct RequestValues<'a> {
     pub headers: &'a HeaderMap,
     /// The parsed JSON body, when the route reads one.
     pub body: Option<&'a Value>,
+    /// `{delivery.key}`.
+    pub delivery_key: &'a str,
 }
 
 /// Builds the input value; `None` when the source has no value in this request.
@@ -29,6 +31,7 @@ pub fn assemble(source: &Source, req: &RequestValues<'_>) -> Option<Value> {
         }
         Source::Body(keys) => keys.iter().try_fold(req.body?, |v, k| v.get(k)).cloned(),
         Source::Literal(v) => Some(v.clone()),
+        Source::DeliveryKey => Some(Value::String(req.delivery_key.to_string())),
         Source::Object { fields, spread } => {
             let mut map = match spread.as_deref().and_then(|s| assemble(s, req)) {
                 Some(Value::Object(m)) => m,
@@ -74,6 +77,12 @@ fn relocate(source: &Source, pointer: &str, err: FieldError) -> FieldError {
             p.push_str(pointer);
             FieldError { pointer: Some(p), ..err }
         }
+        Source::DeliveryKey => FieldError {
+            pointer: None,
+            location: Some("header"),
+            parameter: Some("idempotency-key".into()),
+            detail: format!("the delivery key does not fit the element it fills: {}", err.detail),
+        },
         Source::Literal(_) => FieldError {
             pointer: None,
             detail: format!("the route's configured value is invalid: {}", err.detail),
@@ -115,8 +124,13 @@ mod tests {
         };
         let body = json!({"orderNo": "evil", "quantity": 5, "note": "x"});
         let headers = HeaderMap::new();
-        let req =
-            RequestValues { path: &[("no".into(), "PO-1".into())], query: &[], headers: &headers, body: Some(&body) };
+        let req = RequestValues {
+            path: &[("no".into(), "PO-1".into())],
+            query: &[],
+            headers: &headers,
+            body: Some(&body),
+            delivery_key: "",
+        };
         let v = assemble(&source, &req).expect("object");
         assert_eq!(v["orderNo"], "PO-1");
         assert_eq!(v["qty"], 5);

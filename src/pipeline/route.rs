@@ -24,6 +24,8 @@ pub enum Source {
     Body(Vec<String>),
     /// A constant from the route config.
     Literal(Value),
+    /// `{delivery.key}`: the caller's `Idempotency-Key`, else the delivery id.
+    DeliveryKey,
     /// A JSON object built field by field; `spread` fills the keys not mapped explicitly.
     Object {
         /// JSON key → source.
@@ -77,6 +79,12 @@ pub struct Route {
     pub scopes: Vec<String>,
     /// The route's own rate limit.
     pub limit: Option<crate::throttle::RouteLimit>,
+    /// `delivery: queued`: stored, answered 202, delivered by the workers.
+    pub queued: Option<crate::delivery::Queued>,
+    /// Faults meaning "the ERP already has this" (a queued item counts as delivered).
+    pub duplicate_faults: Vec<FaultRule>,
+    /// `Idempotency-Key` must be sent (400 without it).
+    pub idempotency_required: bool,
     /// Served without a token.
     pub public: bool,
     /// Docs: summary.

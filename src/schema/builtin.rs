@@ -105,7 +105,7 @@ impl Builtin {
             Builtin::DateTime => parse_date_time(text),
             Builtin::Time => parse_time(text),
             Builtin::Base64 => text.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/= \n\r\t".contains(&b)),
-            Builtin::Hex => text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()),
+            Builtin::Hex => text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()),
         };
         if ok { Ok(()) } else { Err(format!("expected {}", self.describe())) }
     }

@@ -90,22 +90,22 @@ pub fn read(bytes: &[u8], options: ReadOptions) -> Result<ServiceModel, WsdlErro
     reader.set.any_as_xml = options.any_as_xml;
     let (operations, endpoint) = reader.operations(&root, options.soap_version, options.port.as_deref())?;
     reader.link_subtypes();
-    if operations.is_empty() {
-        if let Some(first) = reader.skipped.first() {
-            let all: Vec<String> = reader
-                .skipped
-                .iter()
-                .take(5)
-                .map(|s| format!("{} ({}): {}", s.operation, s.location(), s.reason))
-                .collect();
-            let more = reader.skipped.len().saturating_sub(5);
-            let more = if more > 0 { format!("; and {more} more") } else { String::new() };
-            return Err(WsdlError::Invalid {
-                file: first.file.clone(),
-                line: first.line,
-                message: format!("no operation of the WSDL can be used: {}{more}", all.join("; ")),
-            });
-        }
+    if operations.is_empty()
+        && let Some(first) = reader.skipped.first()
+    {
+        let all: Vec<String> = reader
+            .skipped
+            .iter()
+            .take(5)
+            .map(|s| format!("{} ({}): {}", s.operation, s.location(), s.reason))
+            .collect();
+        let more = reader.skipped.len().saturating_sub(5);
+        let more = if more > 0 { format!("; and {more} more") } else { String::new() };
+        return Err(WsdlError::Invalid {
+            file: first.file.clone(),
+            line: first.line,
+            message: format!("no operation of the WSDL can be used: {}{more}", all.join("; ")),
+        });
     }
     Ok(ServiceModel { schema: reader.set, operations, endpoint, skipped: reader.skipped, notes: reader.notes })
 }
@@ -436,10 +436,10 @@ impl<'a> Reader<'a> {
             let Some(part) = message.children_named(WSDL, "part").next() else { continue };
             let Some(el) = part.attr("element") else { continue };
             let key = part.resolve_qname(el);
-            if let Some(&(schema, node)) = self.elements.get(&key) {
-                if let Ok(e) = self.element(node, schema, true) {
-                    out.push(e);
-                }
+            if let Some(&(schema, node)) = self.elements.get(&key)
+                && let Ok(e) = self.element(node, schema, true)
+            {
+                out.push(e);
             }
         }
         out
@@ -791,10 +791,10 @@ impl<'a> Reader<'a> {
                         if let Some(base) = &base {
                             ct.simple_content = Some(self.simple_content_base(derive, base)?);
                         }
-                    } else if derive.local == "extension" {
-                        if let Some(base) = &base {
-                            self.inherit(derive, base, ct)?;
-                        }
+                    } else if derive.local == "extension"
+                        && let Some(base) = &base
+                    {
+                        self.inherit(derive, base, ct)?;
                     }
                     self.content(derive, schema, ct)?;
                 }

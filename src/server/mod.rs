@@ -1,6 +1,7 @@
 //! The HTTP server: the axum app over the current [`Gateway`] snapshot, its middleware
 //! stack, health endpoints and graceful shutdown.
 
+mod deliveries;
 mod docs;
 mod health;
 pub mod listener;
@@ -27,6 +28,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Gateway;
 use crate::config::compile::CompileOptions;
+use crate::delivery::Services;
 use crate::error::{FieldError, GatewayError};
 use crate::pipeline::handler;
 use crate::telemetry;
@@ -41,12 +43,19 @@ pub struct AppState {
     pub reloader: Option<Arc<Reloader>>,
     /// The listener's live TLS config, when TLS is on; reloads replace its certificates.
     pub tls: Arc<OnceLock<RustlsConfig>>,
+    /// The delivery queue and idempotency keys, started by [`run`].
+    pub services: Arc<OnceLock<Services>>,
 }
 
 impl AppState {
     /// State serving `gateway`, without reload.
     pub fn new(gateway: Gateway) -> Self {
-        AppState { gateway: Arc::new(ArcSwap::from_pointee(gateway)), reloader: None, tls: Arc::default() }
+        AppState {
+            gateway: Arc::new(ArcSwap::from_pointee(gateway)),
+            reloader: None,
+            tls: Arc::default(),
+            services: Arc::default(),
+        }
     }
 
     /// State serving the config in `dir`, reloadable; `options.retained` should be set so
@@ -55,7 +64,7 @@ impl AppState {
         let swap = Arc::new(ArcSwap::from_pointee(gateway));
         let tls: Arc<OnceLock<RustlsConfig>> = Arc::default();
         let reloader = Reloader::new(dir, options, swap.clone(), tls.clone());
-        AppState { gateway: swap, reloader: Some(reloader), tls }
+        AppState { gateway: swap, reloader: Some(reloader), tls, services: Arc::default() }
     }
 }
 
@@ -70,6 +79,11 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(admin_reload))
+        .route("/deliveries/{id}", get(deliveries::status))
+        .route("/admin/deliveries", get(deliveries::list))
+        .route("/admin/deliveries/{id}", axum::routing::delete(deliveries::discard))
+        .route("/admin/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/admin/backends/{name}/{action}", post(deliveries::pause))
         .route("/openapi.json", get(docs::openapi_json))
         .route("/openapi.yaml", get(docs::openapi_yaml))
         .merge(docs::swagger_ui())
@@ -80,7 +94,7 @@ pub fn app(state: AppState) -> Router {
 
 /// Configured routes: each request reads the snapshot once, so a reload never splits one.
 async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
-    handler::handle(state.gateway.load_full(), req).await
+    handler::handle(state.gateway.load_full(), state.services.get(), req).await
 }
 
 /// `GET /metrics` on the main listener: absent when `server.metrics_listen` moves it to its
@@ -90,10 +104,10 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     if gw.server.metrics_listen.is_some() {
         return GatewayError::RouteNotFound("/metrics is served on the metrics listener".into()).response();
     }
-    if let Some(scope) = &gw.server.metrics_scope {
-        if let Err(e) = require_scope(&gw, &headers, scope).await {
-            return e.response();
-        }
+    if let Some(scope) = &gw.server.metrics_scope
+        && let Err(e) = require_scope(&gw, &headers, scope).await
+    {
+        return e.response();
     }
     metrics_page().await
 }
@@ -155,6 +169,11 @@ pub async fn run_with_drain(
 ) -> std::io::Result<()> {
     // Before anything records a metric, so nothing from the first seconds is lost.
     telemetry::install();
+    // The queue resumes what the store holds before the first request is accepted.
+    if state.services.get().is_none() {
+        let services = crate::delivery::Services::start(state.gateway.clone()).map_err(std::io::Error::other)?;
+        let _ = state.services.set(services);
+    }
     let gateway = state.gateway.clone();
     let upkeep = tokio::spawn(async move {
         loop {

@@ -187,10 +187,10 @@ fn used_prefixes(from: &str) -> Vec<String> {
             if let Some(p) = a.key.prefix() {
                 add(p.as_ref());
             }
-            if a.key.local_name().as_ref() == "type" {
-                if let Some((p, _)) = a.value.split_once(':') {
-                    add(p);
-                }
+            if a.key.local_name().as_ref() == "type"
+                && let Some((p, _)) = a.value.split_once(':')
+            {
+                add(p);
             }
         }
         if !empty {
@@ -377,13 +377,12 @@ impl<'x, 's> Decoder<'x, 's> {
                 let schema = self.schema;
                 let mut ct = schema.complex(*id);
                 let mut substituted = None;
-                if !ct.subtypes.is_empty() {
-                    if let Some(sub) =
+                if !ct.subtypes.is_empty()
+                    && let Some(sub) =
                         self.xsi_type(&open.start).and_then(|(ns, local)| subtype(schema, ct, &ns, &local))
-                    {
-                        ct = schema.complex(sub);
-                        substituted = ct.local_name();
-                    }
+                {
+                    ct = schema.complex(sub);
+                    substituted = ct.local_name();
                 }
                 if let Some(item) = &ct.array_item {
                     return self.array(item, open, depth);

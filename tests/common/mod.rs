@@ -83,6 +83,7 @@ pub async fn dev() -> Gateway {
         backend_urls: [("erp".to_string(), erp.url)].into(),
         issuer: None,
         dev_client: Some((veneer::dev::DEMO_CLIENT.to_string(), DEV_SECRET.to_string())),
+        data_dir: None,
         retained: Default::default(),
     };
     let mut gw = start(ConfigSource::Embedded, options).await;

@@ -1,0 +1,171 @@
+//! `Idempotency-Key` (draft-ietf-httpapi-idempotency-key-header-07) on non-idempotent
+//! routes, scoped per caller and route: the first request's answer is stored and replayed
+//! for a retry with the same key and payload; the same key with another payload is 422, and
+//! a retry while the first is still running is 409.
+//!
+//! The first request claims the key with one atomic insert-if-absent in the store, so two
+//! replicas or two concurrent retries cannot both run it. A claim left by a crash expires
+//! after [`IN_FLIGHT_TTL`].
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use super::now_ms;
+use super::store::{Store, Table, Write, Written};
+use crate::error::GatewayError;
+
+/// How long an unfinished claim blocks its key (a request never runs longer than this).
+pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(300);
+
+/// Longest accepted key (the draft leaves it to the server).
+pub const MAX_KEY: usize = 255;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    /// Hex SHA-256 of what the request asks of the ERP.
+    fingerprint: String,
+    /// Absent while the first request runs.
+    answer: Option<Answer>,
+    expires_ms: u64,
+}
+
+/// A stored answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Answer {
+    status: u16,
+    content_type: Option<String>,
+    location: Option<String>,
+    /// Base64 of the body.
+    body: String,
+}
+
+impl Answer {
+    /// The response to replay, marked as a replay.
+    pub fn response(&self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
+        let body = STANDARD.decode(&self.body).unwrap_or_default();
+        let mut res = (status, body).into_response();
+        let h = res.headers_mut();
+        for (name, value) in [(header::CONTENT_TYPE, &self.content_type), (header::LOCATION, &self.location)] {
+            if let Some(v) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                h.insert(name, v);
+            }
+        }
+        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+        res
+    }
+}
+
+/// What a claim found.
+#[derive(Debug)]
+pub enum Claim {
+    /// The key is this request's: run it, then [`Keys::finish`] or [`Keys::release`].
+    Run,
+    /// The first request's answer, to replay.
+    Replay(Answer),
+}
+
+/// The idempotency records.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    store: Store,
+    ttl: Duration,
+}
+
+impl Keys {
+    /// Records kept for `ttl` in `store`.
+    pub fn new(store: Store, ttl: Duration) -> Keys {
+        Keys { store, ttl }
+    }
+
+    /// Claims `key` for a request with this fingerprint.
+    pub async fn claim(&self, key: &str, fingerprint: &str) -> Result<Claim, GatewayError> {
+        let record = Record {
+            fingerprint: fingerprint.to_string(),
+            answer: None,
+            expires_ms: now_ms() + IN_FLIGHT_TTL.as_millis() as u64,
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let written = self
+            .store
+            .write(Write::PutIfAbsent(Table::Keys, key.to_string(), bytes.clone()))
+            .await
+            .map_err(|_| GatewayError::StoreUnavailable)?;
+        let Written::Exists(old) = written else { return Ok(Claim::Run) };
+        let old: Option<Record> = serde_json::from_slice(&old).ok();
+        match old {
+            // Expired (or unreadable): this request takes the key over.
+            None => {}
+            Some(old) if old.expires_ms <= now_ms() => {}
+            Some(old) if old.fingerprint != fingerprint => return Err(GatewayError::IdempotencyMismatch),
+            Some(Record { answer: Some(answer), .. }) => return Ok(Claim::Replay(answer)),
+            Some(_) => return Err(GatewayError::IdempotencyInFlight),
+        }
+        self.store
+            .write(Write::Put(Table::Keys, key.to_string(), bytes))
+            .await
+            .map_err(|_| GatewayError::StoreUnavailable)?;
+        Ok(Claim::Run)
+    }
+
+    /// Stores the answer of the request that claimed `key`; returns the response to send.
+    pub async fn finish(&self, key: &str, fingerprint: &str, res: Response) -> Response {
+        let (parts, body) = res.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+            self.release(key).await;
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        let text = |name| parts.headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_string);
+        let answer = Answer {
+            status: parts.status.as_u16(),
+            content_type: text(header::CONTENT_TYPE),
+            location: text(header::LOCATION),
+            body: STANDARD.encode(&bytes),
+        };
+        let record = Record {
+            fingerprint: fingerprint.to_string(),
+            answer: Some(answer),
+            expires_ms: now_ms() + self.ttl.as_millis() as u64,
+        };
+        match serde_json::to_vec(&record) {
+            Ok(v) => {
+                if let Err(e) = self.store.write(Write::Put(Table::Keys, key.to_string(), v)).await {
+                    tracing::error!(error = %e, "an idempotency record could not be stored");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "an idempotency record could not be serialised"),
+        }
+        Response::from_parts(parts, axum::body::Body::from(bytes))
+    }
+
+    /// Gives up a claim without an answer (the request never reached the ERP).
+    pub async fn release(&self, key: &str) {
+        let _ = self.store.write(Write::Delete(Table::Keys, key.to_string())).await;
+    }
+}
+
+/// The key's scope: caller and route, so two clients (or two routes) never collide.
+pub fn scoped(caller: &str, route: &str, key: &str) -> String {
+    format!("{caller}\u{0}{route}\u{0}{key}")
+}
+
+/// Checks a client's key: 1–255 visible ASCII characters (a structured-field string).
+pub fn valid_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY && key.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+/// Deletes expired records.
+pub async fn sweep(store: &Store) {
+    let now = now_ms();
+    let Ok(rows) = store.scan(Table::Keys) else { return };
+    for (key, bytes) in rows {
+        if serde_json::from_slice::<Record>(&bytes).is_ok_and(|r| r.expires_ms <= now) {
+            let _ = store.write(Write::Delete(Table::Keys, key)).await;
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Queued delivery: a write route with `delivery: queued` is authenticated, throttled, mapped
+//! and validated as usual, then stored durably and answered `202 Accepted`; per-backend
+//! workers deliver it to the ERP at least once, with retries and backoff, and move what can
+//! never succeed to the dead letters. `{delivery.key}` and `duplicate_faults` make "at least
+//! once" book exactly once in ERPs that refuse a duplicate external document number.
+//!
+//! The store ([`store::Store`], redb under the data directory) is the truth; the worker's
+//! index in memory ([`worker`]) is rebuilt from it at start, so a restart (or a kill -9)
+//! resumes every accepted item. `Idempotency-Key` ([`idempotency`]) uses the same store.
+
+pub mod idempotency;
+pub mod store;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use self::store::{Store, Table, Write};
+use crate::config::Gateway;
+use crate::error::GatewayError;
+use crate::pipeline::faults::FaultRule;
+use crate::pipeline::route::Source;
+
+pub use worker::Runtime;
+
+/// `delivery:` in gateway.yaml, compiled.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Where the store lives; `None`: no queued routes, idempotency keys in memory.
+    pub data_dir: Option<PathBuf>,
+    /// First retry delay; doubles per attempt, with full jitter.
+    pub backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// How long an item is retried before it becomes a dead letter (routes may override).
+    pub max_age: Duration,
+    /// How long a delivered item's status stays queryable.
+    pub keep_delivered: Duration,
+    /// How long an `Idempotency-Key`'s answer is kept.
+    pub idempotency_ttl: Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            data_dir: None,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            max_age: Duration::from_secs(24 * 3600),
+            keep_delivered: Duration::from_secs(24 * 3600),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A route's queued-delivery settings.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// Deliver in arrival order (per partition).
+    pub ordered: bool,
+    /// What partitions an ordered route (e.g. `{body.machineId}`); one order per route without it.
+    pub partition: Option<Source>,
+    /// Retry until this age, then dead letter.
+    pub max_age: Duration,
+    /// Or until this many attempts.
+    pub max_attempts: Option<u32>,
+}
+
+/// Where an item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Waiting for its (next) attempt.
+    Queued,
+    /// An attempt is running.
+    Delivering,
+    /// The ERP took it (or already had it).
+    Delivered,
+    /// It will not be delivered without an operator.
+    Dead,
+}
+
+impl State {
+    /// Parses a `?state=` value.
+    pub fn parse(s: &str) -> Option<State> {
+        match s {
+            "queued" => Some(State::Queued),
+            "delivering" => Some(State::Delivering),
+            "delivered" => Some(State::Delivered),
+            "dead" => Some(State::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// One accepted write, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Item {
+    /// Delivery id (UUID v7: sorts by arrival).
+    pub id: String,
+    /// Route id (`POST /readings`).
+    pub route: String,
+    /// Backend name.
+    pub backend: String,
+    /// Who posted it (the throttle's caller key, or `anonymous`).
+    pub client: String,
+    /// `{delivery.key}`: the caller's `Idempotency-Key`, else the id.
+    pub key: String,
+    /// Ordering partition, for ordered routes.
+    pub partition: Option<String>,
+    /// The operation's input, validated at acceptance.
+    pub input: Value,
+    /// SOAP header elements the route filled (the backend's own are rendered per attempt).
+    pub route_header: String,
+    /// The accepting request's id, passed on to the ERP.
+    pub request_id: String,
+    /// State.
+    pub state: State,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Accepted at (ms since the epoch).
+    pub created_ms: u64,
+    /// Last change.
+    pub updated_ms: u64,
+    /// Next attempt, while queued.
+    pub next_ms: u64,
+    /// The last failure, as a problem document.
+    pub last_error: Option<Value>,
+    /// The ERP's decoded answer, once delivered.
+    pub result: Option<Value>,
+    /// True when the ERP said it already had the item (a duplicate fault).
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+impl Item {
+    /// The status document `GET /deliveries/{id}` answers.
+    pub fn view(&self) -> Value {
+        let mut v = serde_json::json!({
+            "id": self.id,
+            "state": self.state,
+            "route": self.route,
+            "attempts": self.attempts,
+            "acceptedAt": iso(self.created_ms),
+            "updatedAt": iso(self.updated_ms),
+        });
+        if self.state == State::Queued {
+            v["nextAttemptAt"] = iso(self.next_ms).into();
+        }
+        if let Some(e) = &self.last_error {
+            v["lastError"] = e.clone();
+        }
+        if self.state == State::Delivered {
+            v["result"] = self.result.clone().unwrap_or(Value::Null);
+            if self.duplicate {
+                v["duplicate"] = true.into();
+            }
+        }
+        v
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn iso(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64).map(|d| d.to_rfc3339()).unwrap_or_default()
+}
+
+/// A new delivery id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// The services a request may use besides the snapshot: the queue and the idempotency keys.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Queued delivery, when a data directory is configured.
+    pub queue: Option<Arc<Runtime>>,
+    /// `Idempotency-Key` records.
+    pub keys: idempotency::Keys,
+}
+
+impl Services {
+    /// Opens the store (or memory, without a data directory) and starts the workers.
+    pub fn start(gateway: Arc<ArcSwap<Gateway>>) -> Result<Services, String> {
+        let settings = gateway.load().delivery.clone();
+        let (store, queue) = match &settings.data_dir {
+            Some(dir) => {
+                let store = Store::open(dir)?;
+                let runtime = Runtime::start(store.clone(), settings.clone(), gateway)?;
+                (store, Some(runtime))
+            }
+            None => (Store::memory(), None),
+        };
+        Ok(Services { queue, keys: idempotency::Keys::new(store, settings.idempotency_ttl) })
+    }
+}
+
+/// Stores an accepted item durably; returns once it is committed.
+pub(crate) async fn persist(store: &Store, item: &Item) -> Result<(), GatewayError> {
+    let bytes = serde_json::to_vec(item).map_err(|e| GatewayError::Internal(format!("serialising an item: {e}")))?;
+    store.write(Write::Put(Table::Items, item.id.clone(), bytes)).await.map(|_| ()).map_err(|e| {
+        tracing::error!(error = %e, "the delivery store refused a write");
+        GatewayError::StoreUnavailable
+    })
+}
+
+/// Does a fault mean "the ERP already has this item"?
+pub fn is_duplicate(rules: &[FaultRule], fault: &crate::translate::fault::Fault) -> bool {
+    rules.iter().any(|r| {
+        r.code.as_deref().is_none_or(|c| fault.has_code(c))
+            && r.reason.as_ref().is_none_or(|re| re.is_match(&fault.reason))
+    })
+}

@@ -1,0 +1,459 @@
+//! Delivery workers: one dispatcher per backend over an index in memory (due time, id,
+//! ordering partition), rebuilt from the store at start. The dispatcher starts at most
+//! `max_concurrency` attempts at a time, never two of one ordered partition, and skips
+//! nothing: a poison item becomes a dead letter at once and the items behind it go on.
+//!
+//! Each attempt rebuilds the envelope from the stored input (so the backend's WS-Security
+//! header is fresh) against the current snapshot's route, calls the backend without its
+//! own retries (the queue retries, with backoff, until `max_age`), and stores the outcome
+//! durably before the index moves on.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use super::store::{Store, Table};
+use super::{DeliverySettings, Item, Queued, State, now_ms, persist};
+use crate::config::Gateway;
+use crate::error::GatewayError;
+use crate::pipeline::route::Route;
+use crate::translate::encode;
+
+/// One backend's queue index.
+#[derive(Default)]
+struct Lane {
+    /// Queued items by (next attempt, id).
+    due: BTreeSet<(u64, String)>,
+    /// Unfinished ids per ordering partition: only the first may be attempted.
+    partitions: HashMap<String, BTreeSet<String>>,
+    /// Partition of each unfinished ordered item.
+    partition_of: HashMap<String, String>,
+    /// Attempts running.
+    running: HashSet<String>,
+    /// Every unfinished id (v7 ids sort by age: the first is the oldest).
+    unfinished: BTreeSet<String>,
+    paused: bool,
+}
+
+impl Lane {
+    fn add(&mut self, item: &Item) {
+        self.due.insert((item.next_ms, item.id.clone()));
+        self.unfinished.insert(item.id.clone());
+        if let Some(p) = &item.partition {
+            self.partitions.entry(p.clone()).or_default().insert(item.id.clone());
+            self.partition_of.insert(item.id.clone(), p.clone());
+        }
+    }
+
+    fn finish(&mut self, id: &str) {
+        self.running.remove(id);
+        self.unfinished.remove(id);
+        if let Some(p) = self.partition_of.remove(id)
+            && let Some(set) = self.partitions.get_mut(&p)
+        {
+            set.remove(id);
+            if set.is_empty() {
+                self.partitions.remove(&p);
+            }
+        }
+    }
+
+    /// Up to `slots` ids due by `now` that may start; and when the next one is due.
+    fn take(&mut self, now: u64, slots: usize) -> (Vec<String>, Option<u64>) {
+        let mut out = Vec::new();
+        let mut next = None;
+        if self.paused {
+            return (out, None);
+        }
+        let mut started = Vec::new();
+        for (due, id) in &self.due {
+            if out.len() >= slots {
+                break;
+            }
+            if *due > now {
+                next = Some(*due);
+                break;
+            }
+            let first_of_partition =
+                self.partition_of.get(id).is_none_or(|p| self.partitions.get(p).and_then(|s| s.first()) == Some(id));
+            if first_of_partition {
+                out.push(id.clone());
+                started.push((*due, id.clone()));
+            }
+        }
+        for key in started {
+            self.due.remove(&key);
+            self.running.insert(key.1);
+        }
+        (out, next)
+    }
+}
+
+/// The queue: the store, the lanes and their dispatchers.
+pub struct Runtime {
+    store: Store,
+    settings: DeliverySettings,
+    gateway: Arc<ArcSwap<Gateway>>,
+    lanes: Mutex<HashMap<String, Lane>>,
+    wake: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Runtime({:?})", self.store)
+    }
+}
+
+impl Runtime {
+    /// Loads every unfinished item from the store and starts a dispatcher per backend.
+    pub fn start(
+        store: Store,
+        settings: DeliverySettings,
+        gateway: Arc<ArcSwap<Gateway>>,
+    ) -> Result<Arc<Runtime>, String> {
+        let rt = Arc::new(Runtime { store, settings, gateway, lanes: Mutex::default(), wake: Mutex::default() });
+        let paused: HashSet<String> = rt.store.paused()?.into_iter().collect();
+        let mut resumed = 0usize;
+        for (_, bytes) in rt.store.scan(Table::Items)? {
+            let Ok(mut item) = serde_json::from_slice::<Item>(&bytes) else { continue };
+            if matches!(item.state, State::Queued | State::Delivering) {
+                // An attempt cut off by a crash may or may not have reached the ERP: at
+                // least once means it is tried again (duplicate_faults catch the rest).
+                item.state = State::Queued;
+                rt.index(&item);
+                resumed += 1;
+            }
+        }
+        for b in paused {
+            rt.lane_do(&b, |l| l.paused = true);
+        }
+        if resumed > 0 {
+            tracing::info!(items = resumed, "queued deliveries resumed from the store");
+        }
+        let sweeper = rt.clone();
+        tokio::spawn(async move { sweeper.sweep_forever().await });
+        Ok(rt)
+    }
+
+    /// The store (for idempotency records and the admin API).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn lane_do<T>(&self, backend: &str, f: impl FnOnce(&mut Lane) -> T) -> T {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        f(lanes.entry(backend.to_string()).or_default())
+    }
+
+    fn notify(self: &Arc<Self>, backend: &str) -> Arc<Notify> {
+        let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = wake.get(backend) {
+            return n.clone();
+        }
+        let n = Arc::new(Notify::new());
+        wake.insert(backend.to_string(), n.clone());
+        let me = self.clone();
+        let name = backend.to_string();
+        tokio::spawn(async move { me.dispatch(name).await });
+        n
+    }
+
+    fn index(self: &Arc<Self>, item: &Item) {
+        self.lane_do(&item.backend, |l| l.add(item));
+        self.notify(&item.backend).notify_one();
+    }
+
+    /// Accepts an item: durable first, then indexed.
+    pub async fn accept(self: &Arc<Self>, item: Item) -> Result<Item, GatewayError> {
+        persist(&self.store, &item).await?;
+        crate::telemetry::delivery(&item.backend, "accepted");
+        self.index(&item);
+        Ok(item)
+    }
+
+    /// One item, if it exists.
+    pub fn get(&self, id: &str) -> Result<Option<Item>, GatewayError> {
+        let bytes = self.store.get(Table::Items, id).map_err(|_| GatewayError::StoreUnavailable)?;
+        let Some(bytes) = bytes else { return Ok(None) };
+        let mut item: Item = serde_json::from_slice(&bytes).map_err(|e| GatewayError::Internal(e.to_string()))?;
+        if item.state == State::Queued && self.lane_do(&item.backend, |l| l.running.contains(&item.id)) {
+            item.state = State::Delivering;
+        }
+        Ok(Some(item))
+    }
+
+    /// Items in a state (and route), oldest first, at most `limit`.
+    pub fn list(&self, state: Option<State>, route: Option<&str>, limit: usize) -> Result<Vec<Item>, GatewayError> {
+        let rows = self.store.scan(Table::Items).map_err(|_| GatewayError::StoreUnavailable)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(_, b)| serde_json::from_slice::<Item>(&b).ok())
+            .filter(|i| state.is_none_or(|s| i.state == s) && route.is_none_or(|r| i.route == r))
+            .take(limit)
+            .collect())
+    }
+
+    /// Queues a dead letter again (after the ERP's data was fixed).
+    pub async fn retry(self: &Arc<Self>, id: &str) -> Result<Option<Item>, GatewayError> {
+        let Some(mut item) = self.get(id)? else { return Ok(None) };
+        if item.state != State::Dead {
+            return Err(GatewayError::Conflict(format!("delivery {id} is {:?}, not dead", item.state).to_lowercase()));
+        }
+        item.state = State::Queued;
+        item.next_ms = now_ms();
+        item.updated_ms = item.next_ms;
+        persist(&self.store, &item).await?;
+        self.index(&item);
+        Ok(Some(item))
+    }
+
+    /// Deletes a dead letter.
+    pub async fn discard(&self, id: &str) -> Result<Option<()>, GatewayError> {
+        let Some(item) = self.get(id)? else { return Ok(None) };
+        if item.state != State::Dead {
+            return Err(GatewayError::Conflict(format!("delivery {id} is not dead; only dead letters are discarded")));
+        }
+        self.store
+            .write(super::store::Write::Delete(Table::Items, id.to_string()))
+            .await
+            .map_err(|_| GatewayError::StoreUnavailable)?;
+        Ok(Some(()))
+    }
+
+    /// Pauses or resumes a backend's deliveries (remembered across restarts).
+    pub async fn set_paused(self: &Arc<Self>, backend: &str, paused: bool) -> Result<(), GatewayError> {
+        self.store
+            .write(super::store::Write::Paused(backend.to_string(), paused))
+            .await
+            .map_err(|_| GatewayError::StoreUnavailable)?;
+        self.lane_do(backend, |l| l.paused = paused);
+        self.notify(backend).notify_one();
+        Ok(())
+    }
+
+    /// Queue depth and oldest unfinished age (seconds) per backend, and whether paused.
+    pub fn depths(&self) -> Vec<(String, usize, f64, bool)> {
+        let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        lanes
+            .iter()
+            .map(|(b, l)| {
+                let oldest = l
+                    .unfinished
+                    .first()
+                    .and_then(|id| uuid::Uuid::parse_str(id).ok())
+                    .and_then(|u| u.get_timestamp())
+                    .map_or(0.0, |t| {
+                        let (s, n) = t.to_unix();
+                        (now as f64 / 1000.0 - (s as f64 + f64::from(n) / 1e9)).max(0.0)
+                    });
+                (b.clone(), l.unfinished.len(), oldest, l.paused)
+            })
+            .collect()
+    }
+
+    /// One backend's dispatcher: starts due attempts while slots are free.
+    async fn dispatch(self: Arc<Self>, backend: String) {
+        let wake = self.notify(&backend);
+        loop {
+            let slots = {
+                let gw = self.gateway.load();
+                gw.backends.get(&backend).map_or(1, |b| b.gate.max_concurrency())
+            };
+            let now = now_ms();
+            let (ids, next) = self.lane_do(&backend, |l| {
+                let free = slots.saturating_sub(l.running.len());
+                l.take(now, free)
+            });
+            for id in ids {
+                let me = self.clone();
+                let backend = backend.clone();
+                tokio::spawn(async move {
+                    me.attempt(&id).await;
+                    me.notify(&backend).notify_one();
+                });
+            }
+            let wait =
+                next.map_or(Duration::from_secs(1), |n| Duration::from_millis(n.saturating_sub(now_ms()).max(1)));
+            let _ = tokio::time::timeout(wait.min(Duration::from_secs(1)), wake.notified()).await;
+        }
+    }
+
+    /// One attempt at one item; its outcome is stored before the index moves on.
+    async fn attempt(self: &Arc<Self>, id: &str) {
+        let item =
+            match self.store.get(Table::Items, id).map(|b| b.and_then(|b| serde_json::from_slice::<Item>(&b).ok())) {
+                Ok(Some(item)) => item,
+                Ok(None) => {
+                    // Discarded meanwhile.
+                    self.forget(id);
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the delivery store cannot be read; retrying later");
+                    self.requeue_in_memory(id, now_ms() + 1000);
+                    return;
+                }
+            };
+        let gateway = self.gateway.load_full();
+        let route = gateway.routes.iter().find(|r| r.id == item.route).cloned();
+        let queued = route.as_ref().and_then(|r| r.queued.clone());
+        let outcome = match route {
+            None => Outcome::Dead(problem_value(&GatewayError::RouteNotFound(format!(
+                "route {} is no longer configured",
+                item.route
+            )))),
+            Some(route) => self.call(&route, &item).await,
+        };
+        self.settle(item, outcome, queued).await;
+    }
+
+    async fn call(&self, route: &Route, item: &Item) -> Outcome {
+        let op = route.operation();
+        let backend = &route.backend;
+        let mut header = backend.soap_header().unwrap_or_default();
+        header.push_str(&item.route_header);
+        let envelope = match encode::envelope(
+            op,
+            &backend.model.schema,
+            &item.input,
+            (!header.is_empty()).then_some(header.as_str()),
+        ) {
+            Ok(e) => e,
+            // The config changed under the item: it no longer fits the operation.
+            Err(errors) => return Outcome::Dead(problem_value(&GatewayError::Validation(errors))),
+        };
+        let forward = http::HeaderValue::from_str(&item.request_id)
+            .map(|v| vec![(crate::backend::REQUEST_ID, v)])
+            .unwrap_or_default();
+        match crate::pipeline::handler::fetch(route, envelope, forward).await {
+            Ok(answer) => Outcome::Delivered(serde_json::from_slice(&answer.body).unwrap_or(Value::Null), false),
+            Err(GatewayError::Fault { fault, status, backend }) => {
+                if super::is_duplicate(&route.duplicate_faults, &fault) {
+                    return Outcome::Delivered(Value::Null, true);
+                }
+                let e = GatewayError::Fault { fault, status, backend };
+                if status.is_client_error() {
+                    Outcome::Dead(problem_value(&e))
+                } else {
+                    Outcome::Retry(problem_value(&e))
+                }
+            }
+            Err(e) => Outcome::Retry(problem_value(&e)),
+        }
+    }
+
+    async fn settle(self: &Arc<Self>, mut item: Item, outcome: Outcome, queued: Option<Queued>) {
+        let now = now_ms();
+        item.attempts += 1;
+        item.updated_ms = now;
+        let max_age = queued.as_ref().map_or(self.settings.max_age, |q| q.max_age);
+        let max_attempts = queued.as_ref().and_then(|q| q.max_attempts);
+        let kind = match outcome {
+            Outcome::Delivered(result, duplicate) => {
+                item.state = State::Delivered;
+                item.result = Some(result);
+                item.duplicate = duplicate;
+                "delivered"
+            }
+            Outcome::Dead(problem) => {
+                item.state = State::Dead;
+                item.last_error = Some(problem);
+                "dead"
+            }
+            Outcome::Retry(problem) => {
+                item.last_error = Some(problem);
+                let too_old = now.saturating_sub(item.created_ms) >= max_age.as_millis() as u64;
+                if too_old || max_attempts.is_some_and(|m| item.attempts >= m) {
+                    item.state = State::Dead;
+                    "dead"
+                } else {
+                    item.state = State::Queued;
+                    item.next_ms = now + self.backoff(item.attempts).as_millis() as u64;
+                    "retried"
+                }
+            }
+        };
+        // Durable before the index moves on: a crash now repeats the attempt, never loses it.
+        let mut stored = persist(&self.store, &item).await;
+        while stored.is_err() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stored = persist(&self.store, &item).await;
+        }
+        crate::telemetry::delivery(&item.backend, kind);
+        if item.state == State::Queued {
+            self.requeue_in_memory(&item.id, item.next_ms);
+        } else {
+            if item.state == State::Dead {
+                tracing::warn!(delivery = %item.id, route = %item.route, attempts = item.attempts, "delivery moved to the dead letters");
+            }
+            self.lane_do(&item.backend, |l| l.finish(&item.id));
+        }
+    }
+
+    fn requeue_in_memory(&self, id: &str, next_ms: u64) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        for lane in lanes.values_mut() {
+            if lane.running.remove(id) {
+                lane.due.insert((next_ms, id.to_string()));
+                return;
+            }
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        for lane in lanes.values_mut() {
+            if lane.unfinished.contains(id) {
+                lane.finish(id);
+            }
+        }
+    }
+
+    /// Exponential backoff with full jitter, capped.
+    fn backoff(&self, attempts: u32) -> Duration {
+        let cap = self.settings.backoff.saturating_mul(1u32 << attempts.min(20)).min(self.settings.max_backoff);
+        cap.mul_f64(rand::random::<f64>()).max(Duration::from_millis(10))
+    }
+
+    /// Every minute: delivered items past `keep_delivered` and expired idempotency records
+    /// are deleted; queue gauges are refreshed.
+    async fn sweep_forever(self: Arc<Self>) {
+        loop {
+            for (backend, depth, oldest, paused) in self.depths() {
+                crate::telemetry::queue_depth(&backend, depth, oldest, paused);
+            }
+            let now = now_ms();
+            let keep = self.settings.keep_delivered.as_millis() as u64;
+            if let Ok(rows) = self.store.scan(Table::Items) {
+                for (id, bytes) in rows {
+                    let done = serde_json::from_slice::<Item>(&bytes)
+                        .is_ok_and(|i| i.state == State::Delivered && now.saturating_sub(i.updated_ms) > keep);
+                    if done {
+                        let _ = self.store.write(super::store::Write::Delete(Table::Items, id)).await;
+                    }
+                }
+            }
+            super::idempotency::sweep(&self.store).await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+    }
+}
+
+/// How an attempt ended.
+enum Outcome {
+    /// The ERP's decoded answer; true when it said it already had the item.
+    Delivered(Value, bool),
+    /// Permanent: a fault mapped to 4xx, or an input that no longer fits.
+    Dead(Value),
+    /// Transient: timeouts, unreachable, 5xx, busy.
+    Retry(Value),
+}
+
+fn problem_value(e: &GatewayError) -> Value {
+    serde_json::to_value(e.to_problem()).unwrap_or(Value::Null)
+}

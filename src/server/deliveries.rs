@@ -1,0 +1,128 @@
+//! Delivery status and operations: `GET /deliveries/{id}` for the client that posted it, and
+//! under `/admin/` (scope `veneer:admin`) listing, retrying and discarding dead letters and
+//! pausing a backend's deliveries.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{ADMIN_SCOPE, AppState, require_scope};
+use crate::delivery::{Runtime, State as ItemState};
+use crate::error::{FieldError, GatewayError};
+
+fn queue(state: &AppState) -> Result<Arc<Runtime>, GatewayError> {
+    state
+        .services
+        .get()
+        .and_then(|s| s.queue.clone())
+        .ok_or_else(|| GatewayError::RouteNotFound("this gateway has no delivery store (delivery.data_dir)".into()))
+}
+
+fn not_found(id: &str) -> GatewayError {
+    GatewayError::RouteNotFound(format!("no delivery {id}"))
+}
+
+/// `GET /deliveries/{id}`: the item's state for the client that posted it (or an admin).
+pub async fn status(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let result = async {
+        let queue = queue(&state)?;
+        let gw = state.gateway.load_full();
+        // The same caller key the pipeline used when it accepted the item.
+        let (caller, admin) = match gw.auth.as_ref() {
+            None => ("anonymous".to_string(), true),
+            Some(auth) => {
+                let p = auth.authenticate(&headers).await?;
+                (auth.caller(&p).key, p.scopes.contains(ADMIN_SCOPE))
+            }
+        };
+        let item = queue.get(&id)?.ok_or_else(|| not_found(&id))?;
+        // Another client's item does not exist, as far as this caller can tell.
+        if item.client != caller && !admin {
+            return Err(not_found(&id));
+        }
+        Ok(axum::Json(item.view()).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|e| e.response())
+}
+
+/// `?state=dead&route=POST%20/readings&limit=100`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+    route: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /admin/deliveries`: items by state and route, oldest first.
+pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+    let result = async {
+        require_scope(&state.gateway.load_full(), &headers, ADMIN_SCOPE).await?;
+        let queue = queue(&state)?;
+        let wanted = match q.state.as_deref() {
+            None => None,
+            Some(s) => Some(ItemState::parse(s).ok_or_else(|| {
+                GatewayError::Validation(vec![FieldError {
+                    pointer: None,
+                    location: Some("query"),
+                    parameter: Some("state".into()),
+                    detail: "state is one of queued, delivering, delivered, dead".into(),
+                }])
+            })?),
+        };
+        let items = queue.list(wanted, q.route.as_deref(), q.limit.unwrap_or(100).min(1000))?;
+        let views: Vec<_> = items.iter().map(|i| i.view()).collect();
+        Ok(axum::Json(serde_json::json!({ "items": views })).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|e: GatewayError| e.response())
+}
+
+/// `POST /admin/deliveries/{id}/retry`: a dead letter goes back to the queue.
+pub async fn retry(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let result = async {
+        require_scope(&state.gateway.load_full(), &headers, ADMIN_SCOPE).await?;
+        let item = queue(&state)?.retry(&id).await?.ok_or_else(|| not_found(&id))?;
+        Ok(axum::Json(item.view()).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|e: GatewayError| e.response())
+}
+
+/// `DELETE /admin/deliveries/{id}`: a dead letter is discarded.
+pub async fn discard(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let result = async {
+        require_scope(&state.gateway.load_full(), &headers, ADMIN_SCOPE).await?;
+        queue(&state)?.discard(&id).await?.ok_or_else(|| not_found(&id))?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    result.unwrap_or_else(|e: GatewayError| e.response())
+}
+
+/// `POST /admin/backends/{name}/pause` and `/resume`.
+pub async fn pause(
+    State(state): State<AppState>,
+    Path((name, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let gw = state.gateway.load_full();
+        require_scope(&gw, &headers, ADMIN_SCOPE).await?;
+        let paused = match action.as_str() {
+            "pause" => true,
+            "resume" => false,
+            _ => return Err(GatewayError::RouteNotFound(format!("/admin/backends/{name}/{action}"))),
+        };
+        if !gw.backends.contains_key(&name) {
+            return Err(GatewayError::RouteNotFound(format!("no backend {name}")));
+        }
+        queue(&state)?.set_paused(&name, paused).await?;
+        Ok(axum::Json(serde_json::json!({ "backend": name, "paused": paused })).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|e: GatewayError| e.response())
+}
