@@ -208,10 +208,15 @@ impl Drop for Spyne {
 
 /// Starts spyne on port 0 and waits for the line announcing the port it bound.
 pub fn start_spyne() -> Spyne {
+    start_spyne_on(0)
+}
+
+/// Starts spyne on `port` (0: any free one) and waits for the line announcing it.
+pub fn start_spyne_on(port: u16) -> Spyne {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spyne/plant_service.py");
     let mut child = std::process::Command::new("python3")
         .arg(script)
-        .args(["--port", "0"])
+        .args(["--port", &port.to_string()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -6,8 +6,10 @@ Binds 127.0.0.1 only; WSDL at GET /?wsdl.
 """
 import argparse
 import datetime
+import json
 import logging
 import signal
+import time
 import sys
 from decimal import Decimal as D
 from socketserver import ThreadingMixIn
@@ -48,6 +50,12 @@ PARTS = {
                 Tags=["zinc"]),
 }
 
+import threading
+LOCK = threading.Lock()
+BOOKED = {}
+ARRIVALS = {}
+STATE = {"allow_negative": False}
+
 # Mandatory inputs: the lxml validator then rejects requests that omit them or
 # send xsi:nil. In the WSDL this shows as *no* minOccurs/nillable attribute
 # (spyne leaves out XSD defaults) rather than a literal minOccurs="1".
@@ -76,6 +84,39 @@ class PlantService(Service):
                     Active=Active,
                     UpdatedAt=datetime.datetime(2026, 11, 25, tzinfo=UTC),
                     Tags=["new"])
+
+    # Readings: a duplicate-refusing booking, as ERPs refuse a duplicate external
+    # document number. BOOKED counts bookings per reading id (the test asserts every
+    # accepted reading was booked exactly once); ARRIVALS keeps the order per machine.
+    @rpc(Unicode(**Req), Unicode(**Req), Decimal(**Req), _returns=Unicode)
+    def RecordReading(ctx, ReadingId, Machine, Value):
+        with LOCK:
+            if Value < 0 and not STATE["allow_negative"]:
+                raise Fault(faultcode="Client.Validation",
+                            faultstring="Value must not be negative")
+            if ReadingId in BOOKED:
+                raise Fault(faultcode="Client.Duplicate",
+                            faultstring="Reading %s already exists" % ReadingId)
+            BOOKED[ReadingId] = 1
+            ARRIVALS.setdefault(Machine, []).append(ReadingId)
+            return "booked %s" % ReadingId
+
+    @rpc(Decimal, _returns=Unicode)
+    def Sleep(ctx, Seconds):
+        time.sleep(float(Seconds))
+        return "slept"
+
+    @rpc(_returns=Unicode)
+    def ReadingStats(ctx):
+        # JSON text: {"booked": n, "arrivals": {machine: [ids in order]}}
+        with LOCK:
+            return json.dumps({"booked": len(BOOKED), "arrivals": ARRIVALS})
+
+    @rpc(Boolean, _returns=Boolean)
+    def AllowNegative(ctx, Allow):
+        with LOCK:
+            STATE["allow_negative"] = bool(Allow)
+            return STATE["allow_negative"]
 
     @rpc(_returns=Unicode)
     def Crash(ctx):

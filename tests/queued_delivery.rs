@@ -1,0 +1,358 @@
+//! Queued delivery and `Idempotency-Key` end to end, against spyne (a real SOAP server whose
+//! `RecordReading` refuses a duplicate reading id, as ERPs refuse a duplicate external
+//! document number) and the gateway binary where a crash is part of the test (kill -9).
+//! Every count is taken inside the ERP.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const ROUTES: &str = r#"
+routes:
+  - route: "POST /readings"
+    backend: plant
+    operation: RecordReading
+    delivery: queued
+    request: { ReadingId: "{delivery.key}", Machine: "{body.machine}", Value: "{body.value}" }
+    response: RecordReadingResult
+    duplicate_faults:
+      - { code: Client.Duplicate }
+    faults:
+      - { code: Client.Validation, status: 422 }
+  - route: "POST /readings/ordered"
+    backend: plant
+    operation: RecordReading
+    delivery: { mode: queued, ordered: true, partition: "{body.machine}" }
+    request: { ReadingId: "{delivery.key}", Machine: "{body.machine}", Value: "{body.value}" }
+    duplicate_faults:
+      - { code: Client.Duplicate }
+  - route: "POST /readings/direct"
+    backend: plant
+    operation: RecordReading
+    request: { ReadingId: "{delivery.key}", Machine: "{body.machine}", Value: "{body.value}" }
+    response: RecordReadingResult
+  - route: "POST /readings/strict"
+    backend: plant
+    operation: RecordReading
+    idempotency: { required: true }
+    request: { ReadingId: "{delivery.key}", Machine: "{body.machine}", Value: "{body.value}" }
+    response: RecordReadingResult
+  - route: "POST /sleep"
+    backend: plant
+    operation: Sleep
+    request: { Seconds: "{body.seconds}" }
+    response: SleepResult
+  - route: "GET /stats"
+    backend: plant
+    operation: ReadingStats
+    response: ReadingStatsResult
+  - route: "POST /allow-negative"
+    backend: plant
+    operation: AllowNegative
+    request: { Allow: "{body.allow}" }
+"#;
+
+/// A config directory for spyne at `base`, with `delivery` settings and `auth` (may be empty).
+async fn config(base: &str, delivery: &str, auth: &str) -> tempfile::TempDir {
+    let wsdl = common::client().get(format!("{base}/?wsdl")).send().await.expect("WSDL").text().await.expect("text");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("plant.wsdl"), wsdl).expect("write wsdl");
+    let gateway_yaml = format!(
+        "delivery: {{ data_dir: data, {delivery} }}\nbackends:\n  plant:\n    url: \"{base}/\"\n    wsdl: plant.wsdl\n    timeout: 10s\n    connect_timeout: 1s\n{auth}"
+    );
+    std::fs::write(dir.path().join("gateway.yaml"), gateway_yaml).expect("write gateway");
+    std::fs::create_dir(dir.path().join("routes")).expect("mkdir");
+    std::fs::write(dir.path().join("routes/plant.yaml"), ROUTES).expect("write routes");
+    dir
+}
+
+fn port_of(base: &str) -> u16 {
+    base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
+}
+
+/// The ERP's own counts: bookings, and reading ids in arrival order per machine.
+async fn stats(spyne_base: &str) -> (usize, Value) {
+    // Asked directly over SOAP, not through the gateway, so the count is the ERP's.
+    let body = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ReadingStats xmlns="urn:veneer:test:plant"/></soap:Body></soap:Envelope>"#;
+    let res = common::client()
+        .post(format!("{spyne_base}/"))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("soapaction", "\"ReadingStats\"")
+        .body(body)
+        .send()
+        .await
+        .expect("stats");
+    let xml = res.text().await.expect("text");
+    // The JSON text inside <…ReadingStatsResult>, whatever prefix spyne chose.
+    let text = xml
+        .split_once("ReadingStatsResult>")
+        .and_then(|(_, rest)| rest.split_once("</"))
+        .map(|(text, _)| text)
+        .unwrap_or_else(|| panic!("unexpected stats answer: {xml}"))
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let v: Value = serde_json::from_str(&text).expect("stats json");
+    (v["booked"].as_u64().unwrap_or(0) as usize, v["arrivals"].clone())
+}
+
+fn booked_ids(arrivals: &Value) -> BTreeSet<String> {
+    arrivals
+        .as_object()
+        .map(|m| m.values().flat_map(|ids| ids.as_array().cloned().unwrap_or_default()))
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Polls `check` until it holds or `limit` passes.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, limit: Duration, mut check: impl FnMut() -> F) {
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn post_reading(base: &str, path: &str, key: &str, machine: &str, value: f64) -> reqwest::Response {
+    common::client()
+        .post(format!("{base}{path}"))
+        .header("idempotency-key", key)
+        .json(&json!({ "machine": machine, "value": value }))
+        .send()
+        .await
+        .expect("post")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_posted_while_the_erp_is_down_all_arrive_once() {
+    let spyne = common::start_spyne();
+    let base = spyne.base.clone();
+    let dir = config(&base, "backoff: 50ms, max_backoff: 500ms", "").await;
+    let gw = common::with_config(dir.path()).await;
+    // The ERP goes down; every reading is still accepted at once.
+    drop(spyne);
+    let mut ids = Vec::new();
+    for chunk in 0..50 {
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let url = gw.base.clone();
+            let key = format!("r-{}", chunk * 20 + i);
+            tasks.push(tokio::spawn(async move {
+                let res = post_reading(&url, "/readings", &key, &format!("m{}", i % 4), 1.5).await;
+                (res.status().as_u16(), res.headers().get("location").cloned(), key)
+            }));
+        }
+        for t in tasks {
+            let (status, location, key) = t.await.expect("join");
+            assert_eq!(status, 202, "accepted while the ERP is down");
+            assert!(location.is_some_and(|l| l.to_str().unwrap_or("").starts_with("/deliveries/")));
+            ids.push(key);
+        }
+    }
+    let (first_status, _) = {
+        let res = post_reading(&gw.base, "/readings", "r-0", "m0", 1.5).await;
+        let replayed = res.headers().contains_key("idempotent-replayed");
+        (res.status().as_u16(), replayed)
+    };
+    assert_eq!(first_status, 202, "a retry of an accepted post replays its 202");
+    // The ERP comes back on the same address: every accepted reading arrives, once.
+    let spyne = common::start_spyne_on(port_of(&base));
+    eventually("all 1000 readings booked", Duration::from_secs(90), || async { stats(&spyne.base).await.0 >= 1000 })
+        .await;
+    let (booked, arrivals) = stats(&spyne.base).await;
+    assert_eq!(booked, 1000);
+    assert_eq!(booked_ids(&arrivals), ids.iter().cloned().collect::<BTreeSet<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_reading_is_dead_at_once_and_the_rest_go_on() {
+    let spyne = common::start_spyne();
+    let hash = veneer::auth::clients::hash_secret("s3cret").expect("hash");
+    let auth = format!(
+        "auth:\n  issuer: \"http://veneer.test\"\n  signing_keys: keys\n  clients:\n    - {{ id: edge, secret_hash: \"{hash}\", scopes: [] }}\n    - {{ id: ops, secret_hash: \"{hash}\", scopes: [\"veneer:admin\"] }}\n"
+    );
+    let dir = config(&spyne.base, "backoff: 50ms, max_backoff: 200ms", &auth).await;
+    veneer::admin::new_key(&dir.path().join("keys"), "ES256").expect("key");
+    let gw = common::with_config_self_issuer(dir.path()).await;
+    let token = |id: &'static str| {
+        let gw = &gw;
+        async move {
+            let v: Value = common::token(gw, id, "s3cret", None).await.json().await.expect("token");
+            v["access_token"].as_str().expect("access_token").to_string()
+        }
+    };
+    let (edge, ops) = (token("edge").await, token("ops").await);
+    let client = common::client();
+    let post = |key: &str, value: f64| {
+        client
+            .post(gw.url("/readings/ordered"))
+            .bearer_auth(&edge)
+            .header("idempotency-key", key)
+            .json(&json!({ "machine": "press-1", "value": value }))
+            .send()
+    };
+    // An ordered partition: the poison item is first, the others wait behind it.
+    let poison: Value = post("poison", -1.0).await.expect("post").json().await.expect("json");
+    for i in 0..5 {
+        assert_eq!(post(&format!("ok-{i}"), 2.0).await.expect("post").status(), 202);
+    }
+    let id = poison["id"].as_str().expect("id").to_string();
+    eventually("five readings behind the poison one booked", Duration::from_secs(30), || async {
+        stats(&spyne.base).await.0 == 5
+    })
+    .await;
+    let status: Value = client
+        .get(gw.url(&format!("/deliveries/{id}")))
+        .bearer_auth(&edge)
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["state"], "dead", "{status}");
+    assert_eq!(status["attempts"], 1, "a permanent fault is not retried: {status}");
+    assert_eq!(status["lastError"]["status"], 422, "{status}");
+    // Another client cannot see it; the dead letter list (admin) has it.
+    let other = client.get(gw.url(&format!("/deliveries/{id}"))).bearer_auth(&ops).send().await.expect("status");
+    assert_eq!(other.status(), 200, "an admin sees every delivery");
+    let dead: Value = client
+        .get(gw.url("/admin/deliveries?state=dead"))
+        .bearer_auth(&ops)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(dead["items"].as_array().map(Vec::len), Some(1), "{dead}");
+    let forbidden = client.get(gw.url("/admin/deliveries?state=dead")).bearer_auth(&edge).send().await.expect("list");
+    common::problem(forbidden, 403).await;
+    // The ERP's data is fixed; an operator retries the dead letter; it is delivered.
+    let allow = client.post(gw.url("/allow-negative")).bearer_auth(&edge).json(&json!({ "allow": true })).send();
+    assert_eq!(allow.await.expect("allow").status(), 200);
+    let retried = client.post(gw.url(&format!("/admin/deliveries/{id}/retry"))).bearer_auth(&ops).send().await;
+    assert_eq!(retried.expect("retry").status(), 200);
+    eventually("the retried reading booked", Duration::from_secs(30), || async { stats(&spyne.base).await.0 == 6 })
+        .await;
+    let status: Value = client
+        .get(gw.url(&format!("/deliveries/{id}")))
+        .bearer_auth(&edge)
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["state"], "delivered", "{status}");
+    // Arrival order within the partition: the poison reading came last only because it
+    // was retried by hand; the others kept their order.
+    let (_, arrivals) = stats(&spyne.base).await;
+    assert_eq!(arrivals["press-1"], json!(["ok-0", "ok-1", "ok-2", "ok-3", "ok-4", "poison"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_replay_refuse_changed_payloads_and_in_flight_retries() {
+    let spyne = common::start_spyne();
+    let dir = config(&spyne.base, "idempotency_ttl: 2s", "").await;
+    let gw = common::with_config(dir.path()).await;
+    // First call books; a retry with the same key and payload replays (the ERP would refuse
+    // a second booking of this id, so a replayed 200 proves it was not called again).
+    let first = post_reading(&gw.base, "/readings/direct", "k-1", "m1", 3.0).await;
+    assert_eq!(first.status(), 200);
+    assert!(!first.headers().contains_key("idempotent-replayed"));
+    let first_body = first.text().await.expect("body");
+    let again = post_reading(&gw.base, "/readings/direct", "k-1", "m1", 3.0).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers().get("idempotent-replayed").map(|v| v.as_bytes()), Some(b"true".as_slice()));
+    assert_eq!(again.text().await.expect("body"), first_body);
+    assert_eq!(stats(&spyne.base).await.0, 1);
+    // Same key, another payload: 422.
+    let changed = post_reading(&gw.base, "/readings/direct", "k-1", "m1", 4.0).await;
+    common::problem(changed, 422).await;
+    // Two sends of one key at once, to a call that takes 2 s: whichever claims the key runs,
+    // the other is told 409 at once; afterwards the answer replays.
+    let send = || {
+        common::client().post(gw.url("/sleep")).header("idempotency-key", "slow").json(&json!({ "seconds": 2 })).send()
+    };
+    let (a, b) = tokio::join!(send(), send());
+    let mut statuses = [a.expect("a").status().as_u16(), b.expect("b").status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409]);
+    let replay = send().await.expect("replay");
+    assert_eq!(replay.status(), 200);
+    assert!(replay.headers().contains_key("idempotent-replayed"));
+    // Required: 400 without the header.
+    let missing = common::client().post(gw.url("/readings/strict")).json(&json!({"machine": "m", "value": 1})).send();
+    common::problem(missing.await.expect("post"), 400).await;
+    // Expiry: after idempotency_ttl the key is forgotten; the call runs again, and the ERP
+    // refuses the duplicate id it carries.
+    eventually("the key expires", Duration::from_secs(20), || async {
+        let res = post_reading(&gw.base, "/readings/direct", "k-1", "m1", 3.0).await;
+        !res.headers().contains_key("idempotent-replayed")
+    })
+    .await;
+    assert_eq!(stats(&spyne.base).await.0, 1, "booked once, however often it was sent");
+}
+
+/// The gateway binary over `dir`, killed with -9 mid-stream, then restarted on the same data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_mid_stream_loses_nothing_accepted_and_books_nothing_twice() {
+    let spyne = common::start_spyne();
+    let dir = config(&spyne.base, "backoff: 50ms, max_backoff: 300ms", "").await;
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let first = common::Veneer::serve(dir.path(), &[]);
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (base, accepted) = (first.base.clone(), accepted.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10_000 {
+                let key = format!("k{t}-{i}");
+                let res = common::client()
+                    .post(format!("{base}/readings"))
+                    .header("idempotency-key", &key)
+                    .json(&json!({ "machine": format!("m{t}"), "value": 1 }))
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status() == 202 => accepted.lock().expect("lock").push(key),
+                    // The gateway died: whatever it had not answered is not promised.
+                    _ => return,
+                }
+            }
+        }));
+    }
+    eventually("a few hundred accepted", Duration::from_secs(60), || async {
+        accepted.lock().expect("lock").len() >= 400
+    })
+    .await;
+    kill_9(first);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let promised: BTreeSet<String> = accepted.lock().expect("lock").iter().cloned().collect();
+    // Restarted on the same data directory: every 202 is delivered.
+    let second = common::Veneer::serve(dir.path(), &[]);
+    eventually("every accepted reading booked", Duration::from_secs(120), || async {
+        let (_, arrivals) = stats(&spyne.base).await;
+        booked_ids(&arrivals).is_superset(&promised)
+    })
+    .await;
+    let (booked, arrivals) = stats(&spyne.base).await;
+    let ids = booked_ids(&arrivals);
+    assert_eq!(booked, ids.len(), "no reading booked twice");
+    eprintln!("kill -9: {} accepted before the crash, {} booked after the restart", promised.len(), booked);
+    drop(second);
+}
+
+fn kill_9(mut gw: common::Veneer) {
+    // Child::kill is SIGKILL: no drain, no flush, no destructor.
+    gw.child.kill().expect("kill -9");
+    let _ = gw.child.wait();
+}
