@@ -159,6 +159,15 @@ fn parameters(route: &Route, schemas: &mut Schemas) -> Value {
             out.push(json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }));
         }
     }
+    if !route.idempotent {
+        out.push(json!({
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": route.idempotency_required,
+            "description": "draft-ietf-httpapi-idempotency-key-header: a retry with the same key and payload replays the first answer (marked `Idempotent-Replayed: true`); the same key with another payload is 422; a retry while the first is still running is 409. Keys are kept per client and route for the gateway's idempotency_ttl (default 24 h).",
+            "schema": { "type": "string", "minLength": 1, "maxLength": 255 },
+        }));
+    }
     Value::Array(out)
 }
 
@@ -238,7 +247,22 @@ fn responses(route: &Route, schemas: &mut Schemas) -> Value {
         ok["headers"] = rate_limit_headers();
     }
     let mut out = Map::new();
-    if route.operation().one_way {
+    if route.queued.is_some() {
+        let mut accepted = json!({
+            "description": "Accepted: stored durably; the gateway delivers it to the ERP (GET the Location for its state)",
+            "headers": { "Location": { "description": "/deliveries/{id}", "schema": { "type": "string" } } },
+            "content": { "application/json": { "schema": {
+                "type": "object",
+                "required": ["id", "state"],
+                "properties": { "id": { "type": "string" }, "state": { "type": "string", "enum": ["queued"] } },
+            } } },
+        });
+        if limited {
+            accepted["headers"]["RateLimit-Policy"] = rate_limit_headers()["RateLimit-Policy"].clone();
+            accepted["headers"]["RateLimit"] = rate_limit_headers()["RateLimit"].clone();
+        }
+        out.insert("202".into(), accepted);
+    } else if route.operation().one_way {
         let mut accepted = json!({ "description": "Accepted: the one-way operation was delivered (no body)" });
         if limited {
             accepted["headers"] = rate_limit_headers();
@@ -253,6 +277,13 @@ fn responses(route: &Route, schemas: &mut Schemas) -> Value {
             r["headers"] = json!({ "Retry-After": { "description": "Seconds to wait before retrying", "schema": { "type": "integer" } } });
         }
         out.insert(status.to_string(), r);
+    }
+    if !route.idempotent {
+        let problem = json!({ "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } });
+        out.insert(
+            "409".into(),
+            json!({ "description": "A request with this Idempotency-Key is still being processed", "content": problem }),
+        );
     }
     Value::Object(out)
 }
