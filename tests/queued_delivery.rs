@@ -356,3 +356,71 @@ fn kill_9(mut gw: common::Veneer) {
     gw.child.kill().expect("kill -9");
     let _ = gw.child.wait();
 }
+
+/// A config for a fleet: the queue in a shared Redis instead of a data directory.
+async fn fleet_config(spyne_base: &str, redis_port: u16) -> tempfile::TempDir {
+    let dir = config(spyne_base, "backoff: 50ms, max_backoff: 300ms", "").await;
+    let yaml = std::fs::read_to_string(dir.path().join("gateway.yaml")).expect("read");
+    let yaml = yaml.replace(
+        "delivery: { data_dir: data, ",
+        &format!("delivery: {{ redis: {{ url: \"redis://127.0.0.1:{redis_port}/\", claim_after: 2s }}, "),
+    );
+    // Ordered delivery needs the embedded store; the fleet's routes deliver concurrently.
+    let routes =
+        ROUTES.replace("delivery: { mode: queued, ordered: true, partition: \"{body.machine}\" }", "delivery: queued");
+    std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write");
+    std::fs::write(dir.path().join("routes/plant.yaml"), routes).expect("write");
+    dir
+}
+
+/// Three replicas share one redis-server; one is killed with -9 while calls it took are in
+/// flight: the others take its unfinished items over, and every 202 is booked, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fleet_takes_over_a_killed_replicas_items() {
+    let spyne = common::start_spyne();
+    let redis_dir = tempfile::tempdir().expect("redis dir");
+    let redis = common::Redis::start_durable(redis_dir.path());
+    let dir = fleet_config(&spyne.base, redis.port).await;
+    let replicas: Vec<common::Veneer> = (0..3).map(|_| common::Veneer::serve(dir.path(), &[])).collect();
+    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    // Slow readings (0.5 s in the ERP) keep calls in flight; fast ones keep the stream busy.
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let (base, accepted) = (bases[t % 3].clone(), accepted.clone());
+        let machine = if t < 3 { "slow" } else { "fast" };
+        tasks.push(tokio::spawn(async move {
+            for i in 0..400 {
+                let key = format!("f{t}-{i}");
+                let res = common::client()
+                    .post(format!("{base}/readings"))
+                    .header("idempotency-key", &key)
+                    .json(&json!({ "machine": machine, "value": 1 }))
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status() == 202 => accepted.lock().expect("lock").push(key),
+                    Ok(r) => panic!("replica {base} refused a reading: {}", r.status()),
+                    // The killed replica: what it did not answer is not promised.
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    eventually("600 accepted", Duration::from_secs(60), || async { accepted.lock().expect("lock").len() >= 600 }).await;
+    let mut replicas = replicas.into_iter();
+    // Calls the first replica took are in flight in the ERP now: kill it.
+    kill_9(replicas.next().expect("three replicas"));
+    for t in tasks {
+        t.await.expect("posting");
+    }
+    let promised: BTreeSet<String> = accepted.lock().expect("lock").iter().cloned().collect();
+    eventually("every accepted reading booked by the surviving replicas", Duration::from_secs(180), || async {
+        booked_ids(&stats(&spyne.base).await.1).is_superset(&promised)
+    })
+    .await;
+    let (booked, arrivals) = stats(&spyne.base).await;
+    assert_eq!(booked, booked_ids(&arrivals).len(), "no reading booked twice");
+    eprintln!("fleet: {} accepted by three replicas, one killed with -9; {booked} booked", promised.len());
+    drop(redis);
+}

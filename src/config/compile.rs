@@ -200,6 +200,34 @@ fn delivery_settings(
     let s = raw.delivery.as_ref();
     d.data_dir = options.data_dir.clone().or_else(|| s.and_then(|s| s.data_dir.as_deref()).map(|p| source.path(p)));
     let Some(s) = s else { return d };
+    if let Some(r) = &s.redis {
+        let url = match (&r.url, &r.url_env) {
+            (Some(u), None) => Ok(u.clone()),
+            (None, Some(_)) => secret::resolve(source, r.url_env.as_deref(), None, "url"),
+            _ => Err("delivery.redis needs exactly one of url or url_env".to_string()),
+        };
+        let claim_after = match r.claim_after.as_deref().map(units::duration) {
+            None => Ok(Duration::from_secs(60)),
+            Some(Ok(d)) if !d.is_zero() => Ok(d),
+            Some(_) => Err("delivery.redis.claim_after must be a duration like 60s".to_string()),
+        };
+        match (url, claim_after) {
+            (Ok(url), Ok(claim_after)) if d.data_dir.is_none() => {
+                d.fleet = Some(crate::delivery::fleet::FleetSettings {
+                    url,
+                    prefix: r.prefix.clone().unwrap_or_else(|| "veneer:".into()),
+                    claim_after,
+                    max_len: r.max_len.unwrap_or(1_000_000).max(1),
+                });
+            }
+            (Ok(_), Ok(_)) => problems.push(file.problem(
+                "redis:",
+                1,
+                "delivery: give data_dir (one node) or redis (a fleet), not both",
+            )),
+            (Err(m), _) | (_, Err(m)) => problems.push(file.problem("redis:", 1, m)),
+        }
+    }
     for (key, value, slot) in [
         ("backoff", &s.backoff, &mut d.backoff),
         ("max_backoff", &s.max_backoff, &mut d.max_backoff),

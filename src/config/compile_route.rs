@@ -217,15 +217,21 @@ fn queued(
     if !matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
         problems.push(here("delivery:", "delivery: queued is for writes (POST, PUT, PATCH, DELETE)".into()));
     }
-    if delivery.data_dir.is_none() {
+    if delivery.data_dir.is_none() && delivery.fleet.is_none() {
         problems.push(here(
             "delivery:",
-            "delivery: queued needs a store; add to gateway.yaml `delivery: { data_dir: data }`".into(),
+            "delivery: queued needs a store; add to gateway.yaml `delivery: { data_dir: data }` (or delivery.redis for a fleet)".into(),
         ));
     }
     let mut q = Queued { ordered: false, partition: None, max_age: delivery.max_age, max_attempts: None };
     if let Some(d) = detail {
         q.ordered = d.ordered;
+        if d.ordered && delivery.fleet.is_some() {
+            problems.push(here(
+                "ordered:",
+                "ordered delivery needs the embedded store (delivery.data_dir); a fleet's Redis queue delivers concurrently".into(),
+            ));
+        }
         q.max_attempts = d.max_attempts;
         if let Some(age) = &d.max_age {
             match units::duration(age) {

@@ -43,6 +43,25 @@ pub struct DeliveryConfigSection {
     pub keep_delivered: Option<String>,
     /// Keep an `Idempotency-Key`'s answer this long (default `24h`).
     pub idempotency_ttl: Option<String>,
+    /// Redis Streams shared by a fleet of replicas (instead of `data_dir`).
+    pub redis: Option<DeliveryRedisSection>,
+}
+
+/// `delivery.redis`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryRedisSection {
+    /// `redis://host:port/db`.
+    pub url: Option<String>,
+    /// Environment variable holding the URL.
+    pub url_env: Option<String>,
+    /// Key prefix (default `veneer:`).
+    pub prefix: Option<String>,
+    /// A stopped replica's unfinished items are taken over after this (default `60s`; keep
+    /// it above the longest backend timeout).
+    pub claim_after: Option<String>,
+    /// Items a backend's stream holds at most; past it new items get 503 (default 1000000).
+    pub max_len: Option<u64>,
 }
 
 /// A route's `delivery:`: `queued`, or the same with options.

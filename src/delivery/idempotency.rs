@@ -70,17 +70,91 @@ pub enum Claim {
     Replay(Answer),
 }
 
+/// Where the records live.
+#[derive(Clone)]
+enum Backing {
+    Store(Store),
+    /// Redis, shared by a fleet: `SET NX` with expiry claims a key.
+    Redis(redis::aio::ConnectionManager, String),
+}
+
 /// The idempotency records.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Keys {
-    store: Store,
+    backing: Backing,
     ttl: Duration,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.backing {
+            Backing::Store(s) => write!(f, "Keys({s:?})"),
+            Backing::Redis(..) => write!(f, "Keys(redis)"),
+        }
+    }
 }
 
 impl Keys {
     /// Records kept for `ttl` in `store`.
     pub fn new(store: Store, ttl: Duration) -> Keys {
-        Keys { store, ttl }
+        Keys { backing: Backing::Store(store), ttl }
+    }
+
+    /// Records kept for `ttl` in the fleet's Redis.
+    pub async fn redis(fleet: &super::fleet::FleetSettings, ttl: Duration) -> Result<Keys, String> {
+        let conn = super::fleet::connect(&fleet.url).await?;
+        Ok(Keys { backing: Backing::Redis(conn, format!("{}idem:", fleet.prefix)), ttl })
+    }
+
+    /// Insert-if-absent of a record; the existing one when there is one.
+    async fn put_if_absent(&self, key: &str, bytes: Vec<u8>) -> Result<Written, GatewayError> {
+        match &self.backing {
+            Backing::Store(store) => store
+                .write(Write::PutIfAbsent(Table::Keys, key.to_string(), bytes))
+                .await
+                .map_err(|_| GatewayError::StoreUnavailable),
+            Backing::Redis(conn, prefix) => {
+                let mut conn = conn.clone();
+                let k = format!("{prefix}{key}");
+                // A claim's record expires with the claim; the answer's gets the full TTL.
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(&k)
+                    .arg(bytes)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(IN_FLIGHT_TTL.as_millis() as u64)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|_| GatewayError::StoreUnavailable)?;
+                if set.is_some() {
+                    return Ok(Written::Done);
+                }
+                let old: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(&k)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|_| GatewayError::StoreUnavailable)?;
+                // Gone between the two calls: expired; an empty record reads as expired.
+                Ok(Written::Exists(old.unwrap_or_default()))
+            }
+        }
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>, ttl: Duration) -> Result<(), String> {
+        match &self.backing {
+            Backing::Store(store) => store.write(Write::Put(Table::Keys, key.to_string(), bytes)).await.map(|_| ()),
+            Backing::Redis(conn, prefix) => {
+                let mut conn = conn.clone();
+                redis::cmd("SET")
+                    .arg(format!("{prefix}{key}"))
+                    .arg(bytes)
+                    .arg("PX")
+                    .arg(ttl.as_millis().max(1) as u64)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
     }
 
     /// Claims `key` for a request with this fingerprint.
@@ -91,11 +165,7 @@ impl Keys {
             expires_ms: now_ms() + IN_FLIGHT_TTL.as_millis() as u64,
         };
         let bytes = serde_json::to_vec(&record).map_err(|e| GatewayError::Internal(e.to_string()))?;
-        let written = self
-            .store
-            .write(Write::PutIfAbsent(Table::Keys, key.to_string(), bytes.clone()))
-            .await
-            .map_err(|_| GatewayError::StoreUnavailable)?;
+        let written = self.put_if_absent(key, bytes.clone()).await?;
         let Written::Exists(old) = written else { return Ok(Claim::Run) };
         let old: Option<Record> = serde_json::from_slice(&old).ok();
         match old {
@@ -106,10 +176,7 @@ impl Keys {
             Some(Record { answer: Some(answer), .. }) => return Ok(Claim::Replay(answer)),
             Some(_) => return Err(GatewayError::IdempotencyInFlight),
         }
-        self.store
-            .write(Write::Put(Table::Keys, key.to_string(), bytes))
-            .await
-            .map_err(|_| GatewayError::StoreUnavailable)?;
+        self.put(key, bytes, IN_FLIGHT_TTL).await.map_err(|_| GatewayError::StoreUnavailable)?;
         Ok(Claim::Run)
     }
 
@@ -134,7 +201,7 @@ impl Keys {
         };
         match serde_json::to_vec(&record) {
             Ok(v) => {
-                if let Err(e) = self.store.write(Write::Put(Table::Keys, key.to_string(), v)).await {
+                if let Err(e) = self.put(key, v, self.ttl).await {
                     tracing::error!(error = %e, "an idempotency record could not be stored");
                 }
             }
@@ -145,7 +212,15 @@ impl Keys {
 
     /// Gives up a claim without an answer (the request never reached the ERP).
     pub async fn release(&self, key: &str) {
-        let _ = self.store.write(Write::Delete(Table::Keys, key.to_string())).await;
+        match &self.backing {
+            Backing::Store(store) => {
+                let _ = store.write(Write::Delete(Table::Keys, key.to_string())).await;
+            }
+            Backing::Redis(conn, prefix) => {
+                let _: Result<(), _> =
+                    redis::cmd("DEL").arg(format!("{prefix}{key}")).query_async(&mut conn.clone()).await;
+            }
+        }
     }
 }
 

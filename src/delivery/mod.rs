@@ -8,6 +8,8 @@
 //! index in memory ([`worker`]) is rebuilt from it at start, so a restart (or a kill -9)
 //! resumes every accepted item. `Idempotency-Key` ([`idempotency`]) uses the same store.
 
+mod attempt;
+pub mod fleet;
 pub mod idempotency;
 pub mod store;
 mod worker;
@@ -43,6 +45,8 @@ pub struct DeliverySettings {
     pub keep_delivered: Duration,
     /// How long an `Idempotency-Key`'s answer is kept.
     pub idempotency_ttl: Duration,
+    /// Redis Streams for a fleet of replicas (instead of `data_dir`).
+    pub fleet: Option<fleet::FleetSettings>,
 }
 
 impl Default for DeliverySettings {
@@ -54,6 +58,7 @@ impl Default for DeliverySettings {
             max_age: Duration::from_secs(24 * 3600),
             keep_delivered: Duration::from_secs(24 * 3600),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            fleet: None,
         }
     }
 }
@@ -179,27 +184,105 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// The queue: embedded (one node) or Redis Streams (a fleet); one interface.
+#[derive(Debug, Clone)]
+pub enum Queue {
+    /// redb under the data directory.
+    Local(Arc<Runtime>),
+    /// Redis Streams shared by replicas.
+    Fleet(Arc<fleet::Fleet>),
+}
+
+impl Queue {
+    /// Accepts an item; resolves once it is stored.
+    pub async fn accept(&self, item: Item) -> Result<Item, GatewayError> {
+        match self {
+            Queue::Local(q) => q.accept(item).await,
+            Queue::Fleet(q) => q.accept(item).await,
+        }
+    }
+
+    /// One item.
+    pub async fn get(&self, id: &str) -> Result<Option<Item>, GatewayError> {
+        match self {
+            Queue::Local(q) => q.get(id),
+            Queue::Fleet(q) => q.get(id).await,
+        }
+    }
+
+    /// Items by state and route, oldest first.
+    pub async fn list(
+        &self,
+        state: Option<State>,
+        route: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Item>, GatewayError> {
+        match self {
+            Queue::Local(q) => q.list(state, route, limit),
+            Queue::Fleet(q) => q.list(state, route, limit).await,
+        }
+    }
+
+    /// Queues a dead letter again.
+    pub async fn retry(&self, id: &str) -> Result<Option<Item>, GatewayError> {
+        match self {
+            Queue::Local(q) => q.retry(id).await,
+            Queue::Fleet(q) => q.retry(id).await,
+        }
+    }
+
+    /// Deletes a dead letter.
+    pub async fn discard(&self, id: &str) -> Result<Option<()>, GatewayError> {
+        match self {
+            Queue::Local(q) => q.discard(id).await,
+            Queue::Fleet(q) => q.discard(id).await,
+        }
+    }
+
+    /// Pauses or resumes a backend's deliveries.
+    pub async fn set_paused(&self, backend: &str, paused: bool) -> Result<(), GatewayError> {
+        match self {
+            Queue::Local(q) => q.set_paused(backend, paused).await,
+            Queue::Fleet(q) => q.set_paused(backend, paused).await,
+        }
+    }
+}
+
 /// The services a request may use besides the snapshot: the queue and the idempotency keys.
 #[derive(Debug, Clone)]
 pub struct Services {
-    /// Queued delivery, when a data directory is configured.
-    pub queue: Option<Arc<Runtime>>,
+    /// Queued delivery, when a store is configured.
+    pub queue: Option<Queue>,
     /// `Idempotency-Key` records.
     pub keys: idempotency::Keys,
 }
 
 impl Services {
-    /// Opens the store (or memory, without a data directory) and starts the workers.
-    pub fn start(gateway: Arc<ArcSwap<Gateway>>) -> Result<Services, String> {
+    /// Opens the store (Redis, redb, or memory for idempotency keys alone) and starts the
+    /// workers.
+    pub async fn start(gateway: Arc<ArcSwap<Gateway>>) -> Result<Services, String> {
         let settings = gateway.load().delivery.clone();
+        if let Some(fleet_settings) = settings.fleet.clone() {
+            let ttl = settings.idempotency_ttl;
+            let keys = idempotency::Keys::redis(&fleet_settings, ttl).await?;
+            let fleet = fleet::Fleet::start(fleet_settings, settings, gateway).await?;
+            return Ok(Services { queue: Some(Queue::Fleet(fleet)), keys });
+        }
         let (store, queue) = match &settings.data_dir {
             Some(dir) => {
                 let store = Store::open(dir)?;
                 let runtime = Runtime::start(store.clone(), settings.clone(), gateway)?;
-                (store, Some(runtime))
+                (store, Some(Queue::Local(runtime)))
             }
             None => (Store::memory(), None),
         };
+        let sweeping = store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(300)).await;
+                idempotency::sweep(&sweeping).await;
+            }
+        });
         Ok(Services { queue, keys: idempotency::Keys::new(store, settings.idempotency_ttl) })
     }
 }

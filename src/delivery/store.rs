@@ -17,6 +17,9 @@ const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 const PAUSED: TableDefinition<&str, u8> = TableDefinition::new("paused");
 
+/// redb's page cache.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Most writes committed together.
 const MAX_BATCH: usize = 2048;
 
@@ -90,7 +93,12 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
         let path = dir.join("veneer.redb");
-        let db = Database::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        // A bounded page cache: the store is written far more than it is read back, and
+        // redb's default (1 GiB) would make a long outage show up as resident memory.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         // Create the tables once, so readers never find them missing.
         let tx = db.begin_write().map_err(|e| e.to_string())?;
         tx.open_table(ITEMS).map_err(|e| e.to_string())?;

@@ -13,15 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::attempt::{self, Outcome};
 use super::store::{Store, Table};
 use super::{DeliverySettings, Item, Queued, State, now_ms, persist};
 use crate::config::Gateway;
 use crate::error::GatewayError;
-use crate::pipeline::route::Route;
-use crate::translate::encode;
 
 /// One backend's queue index.
 #[derive(Default)]
@@ -303,81 +301,17 @@ impl Runtime {
         let route = gateway.routes.iter().find(|r| r.id == item.route).cloned();
         let queued = route.as_ref().and_then(|r| r.queued.clone());
         let outcome = match route {
-            None => Outcome::Dead(problem_value(&GatewayError::RouteNotFound(format!(
+            None => Outcome::Dead(attempt::problem_value(&GatewayError::RouteNotFound(format!(
                 "route {} is no longer configured",
                 item.route
             )))),
-            Some(route) => self.call(&route, &item).await,
+            Some(route) => attempt::call(&route, &item).await,
         };
         self.settle(item, outcome, queued).await;
     }
 
-    async fn call(&self, route: &Route, item: &Item) -> Outcome {
-        let op = route.operation();
-        let backend = &route.backend;
-        let mut header = backend.soap_header().unwrap_or_default();
-        header.push_str(&item.route_header);
-        let envelope = match encode::envelope(
-            op,
-            &backend.model.schema,
-            &item.input,
-            (!header.is_empty()).then_some(header.as_str()),
-        ) {
-            Ok(e) => e,
-            // The config changed under the item: it no longer fits the operation.
-            Err(errors) => return Outcome::Dead(problem_value(&GatewayError::Validation(errors))),
-        };
-        let forward = http::HeaderValue::from_str(&item.request_id)
-            .map(|v| vec![(crate::backend::REQUEST_ID, v)])
-            .unwrap_or_default();
-        match crate::pipeline::handler::fetch(route, envelope, forward).await {
-            Ok(answer) => Outcome::Delivered(serde_json::from_slice(&answer.body).unwrap_or(Value::Null), false),
-            Err(GatewayError::Fault { fault, status, backend }) => {
-                if super::is_duplicate(&route.duplicate_faults, &fault) {
-                    return Outcome::Delivered(Value::Null, true);
-                }
-                let e = GatewayError::Fault { fault, status, backend };
-                if status.is_client_error() {
-                    Outcome::Dead(problem_value(&e))
-                } else {
-                    Outcome::Retry(problem_value(&e))
-                }
-            }
-            Err(e) => Outcome::Retry(problem_value(&e)),
-        }
-    }
-
     async fn settle(self: &Arc<Self>, mut item: Item, outcome: Outcome, queued: Option<Queued>) {
-        let now = now_ms();
-        item.attempts += 1;
-        item.updated_ms = now;
-        let max_age = queued.as_ref().map_or(self.settings.max_age, |q| q.max_age);
-        let max_attempts = queued.as_ref().and_then(|q| q.max_attempts);
-        let kind = match outcome {
-            Outcome::Delivered(result, duplicate) => {
-                item.state = State::Delivered;
-                item.result = Some(result);
-                item.duplicate = duplicate;
-                "delivered"
-            }
-            Outcome::Dead(problem) => {
-                item.state = State::Dead;
-                item.last_error = Some(problem);
-                "dead"
-            }
-            Outcome::Retry(problem) => {
-                item.last_error = Some(problem);
-                let too_old = now.saturating_sub(item.created_ms) >= max_age.as_millis() as u64;
-                if too_old || max_attempts.is_some_and(|m| item.attempts >= m) {
-                    item.state = State::Dead;
-                    "dead"
-                } else {
-                    item.state = State::Queued;
-                    item.next_ms = now + self.backoff(item.attempts).as_millis() as u64;
-                    "retried"
-                }
-            }
-        };
+        let kind = attempt::settle(&mut item, outcome, queued.as_ref(), &self.settings, now_ms());
         // Durable before the index moves on: a crash now repeats the attempt, never loses it.
         let mut stored = persist(&self.store, &item).await;
         while stored.is_err() {
@@ -414,18 +348,16 @@ impl Runtime {
         }
     }
 
-    /// Exponential backoff with full jitter, capped.
-    fn backoff(&self, attempts: u32) -> Duration {
-        let cap = self.settings.backoff.saturating_mul(1u32 << attempts.min(20)).min(self.settings.max_backoff);
-        cap.mul_f64(rand::random::<f64>()).max(Duration::from_millis(10))
-    }
-
-    /// Every minute: delivered items past `keep_delivered` and expired idempotency records
-    /// are deleted; queue gauges are refreshed.
+    /// Every 10 s the queue gauges are refreshed (from memory); every 5 minutes delivered
+    /// items past `keep_delivered` are deleted (a scan of the store, so not more often).
     async fn sweep_forever(self: Arc<Self>) {
-        loop {
+        for round in 0u64.. {
             for (backend, depth, oldest, paused) in self.depths() {
                 crate::telemetry::queue_depth(&backend, depth, oldest, paused);
+            }
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            if round % 30 != 29 {
+                continue;
             }
             let now = now_ms();
             let keep = self.settings.keep_delivered.as_millis() as u64;
@@ -438,22 +370,6 @@ impl Runtime {
                     }
                 }
             }
-            super::idempotency::sweep(&self.store).await;
-            tokio::time::sleep(Duration::from_secs(10)).await;
         }
     }
-}
-
-/// How an attempt ended.
-enum Outcome {
-    /// The ERP's decoded answer; true when it said it already had the item.
-    Delivered(Value, bool),
-    /// Permanent: a fault mapped to 4xx, or an input that no longer fits.
-    Dead(Value),
-    /// Transient: timeouts, unreachable, 5xx, busy.
-    Retry(Value),
-}
-
-fn problem_value(e: &GatewayError) -> Value {
-    serde_json::to_value(e.to_problem()).unwrap_or(Value::Null)
 }

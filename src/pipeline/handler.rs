@@ -284,7 +284,7 @@ async fn execute(services: Option<&Services>, job: Job<'_>) -> Result<Response, 
 /// Stores the call for the delivery workers: 202 with `Location: /deliveries/{id}` once the
 /// store has committed it.
 async fn enqueue(services: Option<&Services>, job: Job<'_>) -> Result<Response, GatewayError> {
-    let runtime = services.and_then(|s| s.queue.as_ref()).ok_or(GatewayError::StoreUnavailable)?;
+    let queue = services.and_then(|s| s.queue.as_ref()).ok_or(GatewayError::StoreUnavailable)?;
     let route = job.route;
     let id = job.delivery_id.unwrap_or_else(delivery::new_id);
     let now = delivery::now_ms();
@@ -307,7 +307,7 @@ async fn enqueue(services: Option<&Services>, job: Job<'_>) -> Result<Response, 
         result: None,
         duplicate: false,
     };
-    runtime.accept(item).await?;
+    queue.accept(item).await?;
     let location = format!("/deliveries/{id}");
     let mut res =
         (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "id": id, "state": "queued" }))).into_response();

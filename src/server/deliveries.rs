@@ -2,18 +2,16 @@
 //! under `/admin/` (scope `veneer:admin`) listing, retrying and discarding dead letters and
 //! pausing a backend's deliveries.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{ADMIN_SCOPE, AppState, require_scope};
-use crate::delivery::{Runtime, State as ItemState};
+use crate::delivery::{Queue, State as ItemState};
 use crate::error::{FieldError, GatewayError};
 
-fn queue(state: &AppState) -> Result<Arc<Runtime>, GatewayError> {
+fn queue(state: &AppState) -> Result<Queue, GatewayError> {
     state
         .services
         .get()
@@ -38,7 +36,7 @@ pub async fn status(State(state): State<AppState>, Path(id): Path<String>, heade
                 (auth.caller(&p).key, p.scopes.contains(ADMIN_SCOPE))
             }
         };
-        let item = queue.get(&id)?.ok_or_else(|| not_found(&id))?;
+        let item = queue.get(&id).await?.ok_or_else(|| not_found(&id))?;
         // Another client's item does not exist, as far as this caller can tell.
         if item.client != caller && !admin {
             return Err(not_found(&id));
@@ -73,7 +71,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
                 }])
             })?),
         };
-        let items = queue.list(wanted, q.route.as_deref(), q.limit.unwrap_or(100).min(1000))?;
+        let items = queue.list(wanted, q.route.as_deref(), q.limit.unwrap_or(100).min(1000)).await?;
         let views: Vec<_> = items.iter().map(|i| i.view()).collect();
         Ok(axum::Json(serde_json::json!({ "items": views })).into_response())
     }

@@ -171,7 +171,7 @@ pub async fn run_with_drain(
     telemetry::install();
     // The queue resumes what the store holds before the first request is accepted.
     if state.services.get().is_none() {
-        let services = crate::delivery::Services::start(state.gateway.clone()).map_err(std::io::Error::other)?;
+        let services = crate::delivery::Services::start(state.gateway.clone()).await.map_err(std::io::Error::other)?;
         let _ = state.services.set(services);
     }
     let gateway = state.gateway.clone();

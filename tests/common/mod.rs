@@ -288,8 +288,19 @@ impl Veneer {
             }
         }
         let base = base.unwrap_or_default();
-        // Keep draining the log so the gateway never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.by_ref() {});
+        // Keep draining the log so the gateway never blocks on a full pipe; with
+        // VENEER_TEST_LOGS=DIR each gateway's log is kept there for a post-mortem.
+        let keep =
+            std::env::var_os("VENEER_TEST_LOGS").map(|d| Path::new(&d).join(format!("veneer-{}.log", child.id())));
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut file = keep.and_then(|p| std::fs::File::create(p).ok());
+            for line in lines.by_ref().map_while(Result::ok) {
+                if let Some(f) = file.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        });
         Veneer { child, base, metrics }
     }
 }
@@ -304,10 +315,15 @@ pub struct Redis {
 impl Redis {
     /// Starts it on `port` and waits until it accepts connections.
     pub fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        Redis::spawn(port, &["--appendonly", "no"])
+    }
+
+    fn spawn(port: u16, extra: &[&str]) -> Redis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("redis-server runs (scripts/test.sh installs it)");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -316,6 +332,12 @@ impl Redis {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         Redis { child, port }
+    }
+
+    /// Starts it on a free port with `appendfsync always`, as a fleet's delivery queue needs.
+    pub fn start_durable(dir: &Path) -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        Redis::spawn(port, &["--appendonly", "yes", "--appendfsync", "always", "--dir", &dir.display().to_string()])
     }
 
     /// Starts it on a free port.

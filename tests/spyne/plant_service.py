@@ -90,6 +90,9 @@ class PlantService(Service):
     # accepted reading was booked exactly once); ARRIVALS keeps the order per machine.
     @rpc(Unicode(**Req), Unicode(**Req), Decimal(**Req), _returns=Unicode)
     def RecordReading(ctx, ReadingId, Machine, Value):
+        if Machine == "slow":
+            # A slow ERP call, so a test can kill a gateway while calls are in flight.
+            time.sleep(0.5)
         with LOCK:
             if Value < 0 and not STATE["allow_negative"]:
                 raise Fault(faultcode="Client.Validation",

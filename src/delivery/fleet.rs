@@ -1,0 +1,505 @@
+//! The queue for a fleet of replicas: Redis Streams. Every replica accepts into one stream
+//! per backend and delivers from it through one consumer group, so any replica delivers any
+//! item; `XAUTOCLAIM` hands a crashed replica's unacknowledged entries to the others after
+//! `claim_after`. Items wait out their backoff in a sorted set and are moved back into the
+//! stream when due; dead letters go to a dead-letter stream. Item documents (for status
+//! queries) are plain keys.
+//!
+//! A 202 is sent once Redis acknowledged the write; that means stored only when Redis runs
+//! with `appendfsync always`, which is checked (and loudly reported) at start.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use redis::aio::ConnectionManager;
+
+use super::attempt::{self, Outcome};
+use super::{DeliverySettings, Item, State, now_ms};
+use crate::config::Gateway;
+use crate::error::GatewayError;
+
+const GROUP: &str = "veneer";
+
+/// Moves due items from the backoff set back into the stream, atomically (any replica may
+/// run it at any time). KEYS: delayed zset, stream; ARGV: now (ms), max count, maxlen.
+const PROMOTE: &str = r"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'id', id)
+end
+return #ids
+";
+
+/// Redis settings of the fleet queue.
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    /// Redis URL.
+    pub url: String,
+    /// Key prefix.
+    pub prefix: String,
+    /// Unacknowledged entries idle this long are taken over by another replica.
+    pub claim_after: Duration,
+    /// Most entries a backend's stream holds; past it new items are refused (503).
+    pub max_len: u64,
+}
+
+/// The fleet queue of one replica.
+pub struct Fleet {
+    conn: ConnectionManager,
+    settings: DeliverySettings,
+    fleet: FleetSettings,
+    gateway: Arc<ArcSwap<Gateway>>,
+    consumer: String,
+    started: Mutex<HashSet<String>>,
+    promote: redis::Script,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fleet {{ consumer: {} }}", self.consumer)
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> GatewayError {
+    tracing::error!(error = %e, "the Redis delivery queue failed");
+    GatewayError::StoreUnavailable
+}
+
+impl Fleet {
+    /// Connects, checks Redis' durability setting, and starts a dispatcher per backend that
+    /// has queued routes (more start when a reload adds some).
+    pub async fn start(
+        fleet: FleetSettings,
+        settings: DeliverySettings,
+        gateway: Arc<ArcSwap<Gateway>>,
+    ) -> Result<Arc<Fleet>, String> {
+        let mut conn = connect(&fleet.url).await?;
+        let fsync: Result<Vec<String>, _> =
+            redis::cmd("CONFIG").arg("GET").arg("appendfsync").query_async(&mut conn).await;
+        match fsync.as_deref() {
+            Ok([_, mode]) if mode == "always" => {}
+            Ok([_, mode]) => tracing::error!(
+                appendfsync = %mode,
+                "Redis does not run with appendfsync always: a 202 from a queued route can be lost if Redis crashes"
+            ),
+            _ => {
+                tracing::warn!("cannot read Redis' appendfsync setting; a 202 is durable only with appendfsync always")
+            }
+        }
+        let consumer = format!("{}-{}", std::process::id(), &super::new_id()[24..]);
+        let me = Arc::new(Fleet {
+            conn,
+            settings,
+            fleet,
+            gateway,
+            consumer,
+            started: Mutex::default(),
+            promote: redis::Script::new(PROMOTE),
+        });
+        let watcher = me.clone();
+        tokio::spawn(async move {
+            loop {
+                watcher.start_dispatchers().await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+        Ok(me)
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.fleet.prefix)
+    }
+
+    async fn start_dispatchers(self: &Arc<Self>) {
+        let backends: HashSet<String> = self
+            .gateway
+            .load()
+            .routes
+            .iter()
+            .filter(|r| r.queued.is_some())
+            .map(|r| r.backend.name().to_string())
+            .collect();
+        for b in backends {
+            let new = self.started.lock().unwrap_or_else(|p| p.into_inner()).insert(b.clone());
+            if new {
+                let mut conn = self.conn.clone();
+                let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(self.key("q", &b))
+                    .arg(GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(&mut conn)
+                    .await;
+                // BUSYGROUP: another replica (or an earlier run) created it.
+                if let Err(e) = created.as_ref().map_err(ToString::to_string)
+                    && !e.contains("BUSYGROUP")
+                {
+                    tracing::error!(backend = %b, error = %e, "cannot create the delivery consumer group");
+                }
+                let me = self.clone();
+                tokio::spawn(async move { me.dispatch(b).await });
+            }
+        }
+    }
+
+    /// Accepts an item: the item document and its stream entry in one transaction.
+    pub async fn accept(&self, item: Item) -> Result<Item, GatewayError> {
+        let mut conn = self.conn.clone();
+        let stream = self.key("q", &item.backend);
+        let len: u64 = redis::cmd("XLEN").arg(&stream).query_async(&mut conn).await.map_err(unavailable)?;
+        if len >= self.fleet.max_len {
+            crate::telemetry::delivery(&item.backend, "refused_full");
+            tracing::error!(backend = %item.backend, len, "the delivery stream is full; new items are refused");
+            return Err(GatewayError::StoreUnavailable);
+        }
+        let json = serde_json::to_string(&item).map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.key("item", &item.id))
+            .arg(json)
+            .ignore()
+            .cmd("XADD")
+            .arg(&stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.fleet.max_len)
+            .arg("*")
+            .arg("id")
+            .arg(&item.id)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        crate::telemetry::delivery(&item.backend, "accepted");
+        Ok(item)
+    }
+
+    /// One item, if it exists.
+    pub async fn get(&self, id: &str) -> Result<Option<Item>, GatewayError> {
+        let mut conn = self.conn.clone();
+        let json: Option<String> =
+            redis::cmd("GET").arg(self.key("item", id)).query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    async fn put(&self, item: &Item) -> Result<(), GatewayError> {
+        let mut conn = self.conn.clone();
+        let json = serde_json::to_string(item).map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key("item", &item.id)).arg(json);
+        if item.state == State::Delivered {
+            cmd.arg("PX").arg(self.settings.keep_delivered.as_millis() as u64);
+        }
+        cmd.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    /// Items in a state (and route), at most `limit` (a scan of item keys).
+    pub async fn list(
+        &self,
+        state: Option<State>,
+        route: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Item>, GatewayError> {
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(self.key("item", "*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if !keys.is_empty() {
+                let values: Vec<Option<String>> =
+                    redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.map_err(unavailable)?;
+                out.extend(
+                    values
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|j| serde_json::from_str::<Item>(&j).ok())
+                        .filter(|i| state.is_none_or(|s| i.state == s) && route.is_none_or(|r| i.route == r)),
+                );
+            }
+            cursor = next;
+            if cursor == 0 || out.len() >= limit {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Queues a dead letter again.
+    pub async fn retry(&self, id: &str) -> Result<Option<Item>, GatewayError> {
+        let Some(mut item) = self.get(id).await? else { return Ok(None) };
+        if item.state != State::Dead {
+            return Err(GatewayError::Conflict(format!("delivery {id} is not dead; only dead letters are retried")));
+        }
+        item.state = State::Queued;
+        item.next_ms = now_ms();
+        item.updated_ms = item.next_ms;
+        self.accept(item).await.map(Some)
+    }
+
+    /// Deletes a dead letter.
+    pub async fn discard(&self, id: &str) -> Result<Option<()>, GatewayError> {
+        let Some(item) = self.get(id).await? else { return Ok(None) };
+        if item.state != State::Dead {
+            return Err(GatewayError::Conflict(format!("delivery {id} is not dead; only dead letters are discarded")));
+        }
+        let mut conn = self.conn.clone();
+        redis::cmd("DEL").arg(self.key("item", id)).query_async::<()>(&mut conn).await.map_err(unavailable)?;
+        Ok(Some(()))
+    }
+
+    /// Pauses or resumes a backend's deliveries on every replica.
+    pub async fn set_paused(&self, backend: &str, paused: bool) -> Result<(), GatewayError> {
+        let mut conn = self.conn.clone();
+        let verb = if paused { "SADD" } else { "SREM" };
+        redis::cmd(verb)
+            .arg(format!("{}paused", self.fleet.prefix))
+            .arg(backend)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn paused(&self, backend: &str) -> bool {
+        let mut conn = self.conn.clone();
+        redis::cmd("SISMEMBER")
+            .arg(format!("{}paused", self.fleet.prefix))
+            .arg(backend)
+            .query_async::<bool>(&mut conn)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// One backend's dispatcher on this replica.
+    async fn dispatch(self: Arc<Self>, backend: String) {
+        let stream = self.key("q", &backend);
+        let delayed = self.key("delayed", &backend);
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.gateway.load().backends.get(&backend).map_or(1, |b| b.gate.max_concurrency()),
+        ));
+        let mut round = 0u64;
+        loop {
+            round += 1;
+            if self.paused(&backend).await {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            let mut conn = self.conn.clone();
+            let _: Result<i64, _> = self
+                .promote
+                .key(&delayed)
+                .key(&stream)
+                .arg(now_ms())
+                .arg(500)
+                .arg(self.fleet.max_len)
+                .invoke_async(&mut conn)
+                .await;
+            let free = slots.available_permits();
+            let mut entries = Vec::new();
+            if free > 0 && round.is_multiple_of(10) {
+                entries.extend(self.claim_stale(&stream, free).await);
+            }
+            let free = free.saturating_sub(entries.len());
+            if free > 0 {
+                entries.extend(self.read_new(&stream, free).await);
+            }
+            if entries.is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                crate::telemetry::queue_depth(&backend, self.depth(&stream, &delayed).await, 0.0, false);
+                continue;
+            }
+            for (sid, id) in entries {
+                let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                let me = self.clone();
+                let (stream, delayed) = (stream.clone(), delayed.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    me.attempt(&stream, &delayed, &sid, &id).await;
+                });
+            }
+        }
+    }
+
+    async fn depth(&self, stream: &str, delayed: &str) -> usize {
+        let mut conn = self.conn.clone();
+        let len: u64 = redis::cmd("XLEN").arg(stream).query_async(&mut conn).await.unwrap_or(0);
+        let waiting: u64 = redis::cmd("ZCARD").arg(delayed).query_async(&mut conn).await.unwrap_or(0);
+        (len + waiting) as usize
+    }
+
+    /// New entries for this consumer.
+    async fn read_new(&self, stream: &str, count: usize) -> Vec<(String, String)> {
+        let mut conn = self.conn.clone();
+        let reply: Result<redis::Value, _> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(">")
+            .query_async(&mut conn)
+            .await;
+        match reply {
+            Ok(v) => entries(&v),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the delivery stream failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Vec::new()
+            }
+        }
+    }
+
+    /// Entries another consumer (a crashed replica) left unacknowledged past `claim_after`.
+    async fn claim_stale(&self, stream: &str, count: usize) -> Vec<(String, String)> {
+        let mut conn = self.conn.clone();
+        let reply: Result<redis::Value, _> = redis::cmd("XAUTOCLAIM")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(self.fleet.claim_after.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await;
+        // XAUTOCLAIM answers [next-cursor, [entries…], [deleted ids…]].
+        match reply {
+            Ok(redis::Value::Array(parts)) if parts.len() >= 2 => {
+                let claimed = stream_entries(&parts[1]);
+                if !claimed.is_empty() {
+                    tracing::info!(count = claimed.len(), "took over deliveries a stopped replica left unfinished");
+                }
+                claimed
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    async fn attempt(&self, stream: &str, delayed: &str, sid: &str, id: &str) {
+        let Ok(Some(mut item)) = self.get(id).await else {
+            // Discarded (or unreadable): nothing to deliver.
+            self.ack(stream, sid).await;
+            return;
+        };
+        if matches!(item.state, State::Delivered | State::Dead) {
+            self.ack(stream, sid).await; // a duplicate entry (claimed after a slow attempt)
+            return;
+        }
+        let gateway = self.gateway.load_full();
+        let route = gateway.routes.iter().find(|r| r.id == item.route).cloned();
+        let queued = route.as_ref().and_then(|r| r.queued.clone());
+        let outcome = match route {
+            None => Outcome::Dead(attempt::problem_value(&GatewayError::RouteNotFound(format!(
+                "route {} is no longer configured",
+                item.route
+            )))),
+            Some(route) => attempt::call(&route, &item).await,
+        };
+        let kind = attempt::settle(&mut item, outcome, queued.as_ref(), &self.settings, now_ms());
+        // The item's new state first, then the entry's acknowledgement: a crash between the
+        // two repeats an attempt, never loses one.
+        while self.put(&item).await.is_err() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut conn = self.conn.clone();
+        if item.state == State::Queued {
+            let _: Result<(), _> =
+                redis::cmd("ZADD").arg(delayed).arg(item.next_ms).arg(&item.id).query_async(&mut conn).await;
+        } else if item.state == State::Dead {
+            let _: Result<(), _> = redis::cmd("XADD")
+                .arg(self.key("dead", &item.backend))
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.fleet.max_len)
+                .arg("*")
+                .arg("id")
+                .arg(&item.id)
+                .query_async(&mut conn)
+                .await;
+            tracing::warn!(delivery = %item.id, route = %item.route, attempts = item.attempts, "delivery moved to the dead letters");
+        }
+        self.ack(stream, sid).await;
+        crate::telemetry::delivery(&item.backend, kind);
+    }
+
+    async fn ack(&self, stream: &str, sid: &str) {
+        let mut conn = self.conn.clone();
+        let _: Result<(), _> = redis::pipe()
+            .cmd("XACK")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(sid)
+            .ignore()
+            .cmd("XDEL")
+            .arg(stream)
+            .arg(sid)
+            .ignore()
+            .query_async(&mut conn)
+            .await;
+    }
+}
+
+/// A managed connection with timeouts that suit fsync-per-write Redis (`appendfsync
+/// always`): the client's 500 ms default is shorter than a busy disk's fsync queue.
+pub(crate) async fn connect(url: &str) -> Result<ConnectionManager, String> {
+    let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    ConnectionManager::new_with_config(client, config).await.map_err(|e| format!("cannot reach Redis: {e}"))
+}
+
+/// `(stream entry id, item id)` pairs of an XREADGROUP reply.
+fn entries(v: &redis::Value) -> Vec<(String, String)> {
+    // [[stream, [[sid, [field, value, …]], …]]]
+    let redis::Value::Array(streams) = v else { return Vec::new() };
+    streams
+        .iter()
+        .filter_map(|s| match s {
+            redis::Value::Array(pair) if pair.len() == 2 => Some(stream_entries(&pair[1])),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn stream_entries(v: &redis::Value) -> Vec<(String, String)> {
+    let redis::Value::Array(list) = v else { return Vec::new() };
+    list.iter()
+        .filter_map(|e| {
+            let redis::Value::Array(pair) = e else { return None };
+            let sid = text(pair.first()?)?;
+            let redis::Value::Array(fields) = pair.get(1)? else { return None };
+            let id = fields
+                .chunks(2)
+                .find(|kv| kv.first().and_then(text).as_deref() == Some("id"))?
+                .get(1)
+                .and_then(text)?;
+            Some((sid, id))
+        })
+        .collect()
+}
+
+fn text(v: &redis::Value) -> Option<String> {
+    match v {
+        redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
