@@ -7,7 +7,9 @@
 # and prints req/s, p99, the store's size per item and the gateway's peak RSS.
 #
 # Usage: benches/queue.sh        Env: DURATION (10s) CONNS (64) THREADS (2) VENEER_BIN
-# Needs wrk and nginx (apt-get install wrk nginx-light).
+#        STORE=redis benches/queue.sh   the fleet store: redis-server with appendfsync always
+# Needs wrk and nginx (apt-get install wrk nginx-light), and redis-server for STORE=redis.
+STORE=${STORE:-redb}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
@@ -43,9 +45,19 @@ EOF
 # what is measured).
 mkdir -p "$WORK/config/wsdl" "$WORK/config/routes"
 cp config/wsdl/sample-erp.wsdl "$WORK/config/wsdl/"
+if [ "$STORE" = redis ]; then
+  REDIS_PORT=$(free_port)
+  mkdir -p "$WORK/redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always --dir "$WORK/redis" >/dev/null &
+  PIDS+=("$!")
+  for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  STORE_YAML="redis: { url: \"redis://127.0.0.1:$REDIS_PORT/\" }"
+else
+  STORE_YAML="data_dir: data"
+fi
 cat > "$WORK/config/gateway.yaml" <<EOF
 server: { max_connections: 10000 }
-delivery: { data_dir: data, backoff: 200ms, max_backoff: 1s }
+delivery: { $STORE_YAML, backoff: 200ms, max_backoff: 1s }
 backends:
   erp: { url: "http://127.0.0.1:$ERP_PORT/soap", wsdl: wsdl/sample-erp.wsdl, max_concurrency: 64, connect_timeout: 200ms }
 EOF
@@ -73,17 +85,20 @@ run() { # name, method-script, path
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   printf '| %-8s | %10s | %8s | %s |\n' "$1" "$rps" "$p99" "${non2xx:-0}"
 }
-depth() { curl -fs "http://127.0.0.1:$GW_PORT/metrics" | awk '/^veneer_delivery_queue_depth/ {s+=$2} END {print s+0}'; }
+accepted() { curl -fs "http://127.0.0.1:$GW_PORT/metrics" | awk '/^veneer_deliveries_total.*event="accepted"/ {s+=$2} END {printf "%d", s}'; }
 
 echo "| step     |      req/s |      p99 | non-2xx |"
 echo "|----------|------------|----------|---------|"
 run floor "" /healthz
 run accept "$WORK/post.lua" /queued
-sleep 11 # the queue gauges refresh every 10 s
-QUEUED=$(depth)
-DB_BYTES=$(stat -c %s "$WORK/config/data/veneer.redb")
+QUEUED=$(accepted)
+if [ "$STORE" = redis ]; then
+  DB_BYTES=$(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/ {print $2+0}')
+else
+  DB_BYTES=$(stat -c %s "$WORK/config/data/veneer.redb")
+fi
 echo
-echo "queued while the ERP was down: $QUEUED items; store $((DB_BYTES / 1024 / 1024)) MiB ($((DB_BYTES / (QUEUED > 0 ? QUEUED : 1))) bytes/item)"
+echo "queued while the ERP was down ($STORE): $QUEUED items; store $((DB_BYTES / 1024 / 1024)) MiB ($((DB_BYTES / (QUEUED > 0 ? QUEUED : 1))) bytes/item)"
 
 # The ERP comes up: the queue drains; then the direct route for contrast.
 nginx -p "$WORK/nginx/" -c "$WORK/nginx/erp.conf" &

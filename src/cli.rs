@@ -328,18 +328,20 @@ async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Resu
         let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let secret = std::env::var("VENEER_DEV_SECRET").unwrap_or_else(|_| admin::random_secret());
+        // Queued writes need a place on disk; dev mode makes one in the working directory.
+        let data = std::env::var_os("VENEER_DATA").map_or_else(|| PathBuf::from("veneer-data"), PathBuf::from);
         let options = CompileOptions {
             backend_urls: [("erp".to_string(), erp.url.clone())].into(),
             // Tokens name the address clients actually reach.
             issuer: Some(format!("http://{local}")),
             dev_client: Some((dev::DEMO_CLIENT.to_string(), secret.clone())),
-            data_dir: None,
+            data_dir: Some(data.clone()),
             retained: Default::default(),
         };
         let gateway =
             config::compile(&ConfigSource::Embedded, &options).map_err(|e| problems(&"(embedded)".into(), e))?;
         crate::telemetry::config_loaded(None, &ConfigSource::Embedded.fingerprint());
-        dev::print_welcome(local, &erp, &secret);
+        dev::print_welcome(local, &erp, &secret, &data);
         return server::run(listener, AppState::new(gateway), server::shutdown_signal())
             .await
             .map_err(|e| e.to_string());

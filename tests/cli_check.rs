@@ -35,7 +35,7 @@ fn check(dir: &Path) -> (bool, String) {
 fn sample_config_passes() {
     let (ok, out) = check(&sample());
     assert!(ok, "{out}");
-    assert!(out.contains("OK (4 routes, 1 backends)"), "{out}");
+    assert!(out.contains("OK (5 routes, 1 backends)"), "{out}");
 }
 
 #[test]

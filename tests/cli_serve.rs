@@ -8,10 +8,12 @@ use std::process::{Command, Stdio};
 
 #[tokio::test]
 async fn dev_mode_prints_working_commands_and_stops_cleanly() {
+    let data = tempfile::tempdir().expect("data dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_veneer"))
         .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
         .env("VENEER_DEV_SECRET", "cli-test-secret")
+        .env("VENEER_DATA", data.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

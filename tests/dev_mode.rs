@@ -224,5 +224,40 @@ async fn health_endpoints() {
     let c = gw.client();
     assert_eq!(c.get(gw.url("/healthz")).send().await.expect("request").status(), 200);
     let ready: Value = c.get(gw.url("/readyz")).send().await.expect("request").json().await.expect("json");
-    assert_eq!(ready["routes"], 4);
+    assert_eq!(ready["routes"], 5);
+}
+
+#[tokio::test]
+async fn a_queued_reading_is_accepted_at_once_and_delivered() {
+    let gw = common::dev().await;
+    let client = gw.client();
+    let res = client
+        .post(gw.url("/sensor-readings/queued"))
+        .json(
+            &serde_json::json!({"sensorId": "T-100", "timestamp": "2026-11-25T08:00:00Z", "value": 71.25, "unit": "C"}),
+        )
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 202);
+    let location = res.headers().get("location").and_then(|v| v.to_str().ok()).expect("Location").to_string();
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["state"], "queued");
+    assert_eq!(location, format!("/deliveries/{}", body["id"].as_str().expect("id")));
+    // Delivered to the sample ERP in the background; its answer is on the status document.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status: serde_json::Value =
+            client.get(gw.url(&location)).send().await.expect("status").json().await.expect("json");
+        if status["state"] == "delivered" {
+            assert_eq!(status["result"]["accepted"], true, "{status}");
+            assert_eq!(status["attempts"], 1, "{status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not delivered: {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A bad reading is refused at once and never queued.
+    let bad = client.post(gw.url("/sensor-readings/queued")).json(&serde_json::json!({"value": "hot"})).send();
+    common::problem(bad.await.expect("post"), 422).await;
 }

@@ -14,9 +14,11 @@ fn docs_page_authorizes_and_runs_a_call() {
         root.join("tests/browser/node_modules/playwright-core").exists(),
         "run scripts/test.sh (it runs `npm ci` in tests/browser)"
     );
+    let data = tempfile::tempdir().expect("data dir");
     let mut gateway = Command::new(env!("CARGO_BIN_EXE_veneer"))
         .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
         .env("VENEER_DEV_SECRET", "browser-secret")
+        .env("VENEER_DATA", data.path())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -9,6 +9,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("gateway.yaml", include_str!("../../config/gateway.yaml")),
     ("routes/items.yaml", include_str!("../../config/routes/items.yaml")),
     ("routes/production.yaml", include_str!("../../config/routes/production.yaml")),
+    ("routes/queued.yaml", include_str!("../../config/routes/queued.yaml")),
     ("wsdl/sample-erp.wsdl", include_str!("../../config/wsdl/sample-erp.wsdl")),
 ];
 

@@ -16,8 +16,18 @@ pub(crate) enum Outcome {
     Delivered(Value, bool),
     /// Permanent: a fault mapped to 4xx, or an input that no longer fits.
     Dead(Value),
-    /// Transient: timeouts, unreachable, 5xx, busy.
+    /// Transient, for this item: the ERP answered with a server fault.
     Retry(Value),
+    /// Transient, for the whole backend: unreachable, timed out, overloaded, circuit open,
+    /// or answering garbage. The dispatcher holds the backend back, not just this item.
+    Unavailable(Value),
+}
+
+impl Outcome {
+    /// Did the attempt find the backend unable to take any call?
+    pub(crate) fn backend_down(&self) -> bool {
+        matches!(self, Outcome::Unavailable(_))
+    }
 }
 
 /// The problem document stored as an item's `lastError`.
@@ -51,7 +61,7 @@ pub(crate) async fn call(route: &Route, item: &Item) -> Outcome {
             let e = GatewayError::Fault { fault, status, backend };
             if status.is_client_error() { Outcome::Dead(problem_value(&e)) } else { Outcome::Retry(problem_value(&e)) }
         }
-        Err(e) => Outcome::Retry(problem_value(&e)),
+        Err(e) => Outcome::Unavailable(problem_value(&e)),
     }
 }
 
@@ -80,7 +90,7 @@ pub(crate) fn settle(
             item.last_error = Some(problem);
             "dead"
         }
-        Outcome::Retry(problem) => {
+        Outcome::Retry(problem) | Outcome::Unavailable(problem) => {
             item.last_error = Some(problem);
             let too_old = now.saturating_sub(item.created_ms) >= max_age.as_millis() as u64;
             if too_old || max_attempts.is_some_and(|m| item.attempts >= m) {
@@ -95,8 +105,14 @@ pub(crate) fn settle(
     }
 }
 
+/// How long a backend found down is held back before the next probe: its backoff, but at
+/// most 30 s, so a returning ERP is found quickly even when items wait longer.
+pub(crate) fn hold(settings: &DeliverySettings, failures: u32) -> Duration {
+    backoff(settings, failures).min(Duration::from_secs(30))
+}
+
 /// Exponential backoff with full jitter, capped.
-fn backoff(settings: &DeliverySettings, attempts: u32) -> Duration {
+pub(crate) fn backoff(settings: &DeliverySettings, attempts: u32) -> Duration {
     let cap = settings.backoff.saturating_mul(1u32 << attempts.min(20)).min(settings.max_backoff);
     cap.mul_f64(rand::random::<f64>()).max(Duration::from_millis(10))
 }

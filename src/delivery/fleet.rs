@@ -55,6 +55,8 @@ pub struct Fleet {
     consumer: String,
     started: Mutex<HashSet<String>>,
     promote: redis::Script,
+    /// Per backend: consecutive whole-backend failures and the hold (see worker.rs).
+    holds: Mutex<std::collections::HashMap<String, (u32, u64)>>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -98,6 +100,7 @@ impl Fleet {
             consumer,
             started: Mutex::default(),
             promote: redis::Script::new(PROMOTE),
+            holds: Mutex::default(),
         });
         let watcher = me.clone();
         tokio::spawn(async move {
@@ -298,6 +301,11 @@ impl Fleet {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
+            let hold = self.holds.lock().unwrap_or_else(|p| p.into_inner()).get(&backend).map_or(0, |h| h.1);
+            if now_ms() < hold {
+                tokio::time::sleep(Duration::from_millis((hold - now_ms()).min(500))).await;
+                continue;
+            }
             let mut conn = self.conn.clone();
             let _: Result<i64, _> = self
                 .promote
@@ -317,9 +325,11 @@ impl Fleet {
             if free > 0 {
                 entries.extend(self.read_new(&stream, free).await);
             }
+            if round.is_multiple_of(20) {
+                crate::telemetry::queue_depth(&backend, self.depth(&stream, &delayed).await, 0.0, false);
+            }
             if entries.is_empty() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                crate::telemetry::queue_depth(&backend, self.depth(&stream, &delayed).await, 0.0, false);
                 continue;
             }
             for (sid, id) in entries {
@@ -411,6 +421,15 @@ impl Fleet {
             )))),
             Some(route) => attempt::call(&route, &item).await,
         };
+        let down = outcome.backend_down();
+        {
+            let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+            let h = holds.entry(item.backend.clone()).or_default();
+            h.0 = if down { h.0.saturating_add(1) } else { 0 };
+            if down {
+                h.1 = now_ms() + attempt::hold(&self.settings, h.0).as_millis() as u64;
+            }
+        }
         let kind = attempt::settle(&mut item, outcome, queued.as_ref(), &self.settings, now_ms());
         // The item's new state first, then the entry's acknowledgement: a crash between the
         // two repeats an attempt, never loses one.

@@ -35,6 +35,11 @@ struct Lane {
     /// Every unfinished id (v7 ids sort by age: the first is the oldest).
     unfinished: BTreeSet<String>,
     paused: bool,
+    /// The backend failed as a whole this many times in a row …
+    failures: u32,
+    /// … so no new attempt starts before this (ms): one probe at a time finds it back,
+    /// instead of every queued item failing (and being rewritten) during an outage.
+    hold_until: u64,
 }
 
 impl Lane {
@@ -66,6 +71,9 @@ impl Lane {
         let mut next = None;
         if self.paused {
             return (out, None);
+        }
+        if now < self.hold_until {
+            return (out, Some(self.hold_until));
         }
         let mut started = Vec::new();
         for (due, id) in &self.due {
@@ -311,7 +319,19 @@ impl Runtime {
     }
 
     async fn settle(self: &Arc<Self>, mut item: Item, outcome: Outcome, queued: Option<Queued>) {
-        let kind = attempt::settle(&mut item, outcome, queued.as_ref(), &self.settings, now_ms());
+        let down = outcome.backend_down();
+        let now = now_ms();
+        let hold = self.lane_do(&item.backend, |l| {
+            l.failures = if down { l.failures.saturating_add(1) } else { 0 };
+            if down {
+                l.hold_until = now + attempt::hold(&self.settings, l.failures).as_millis() as u64;
+            }
+            l.hold_until
+        });
+        if down && hold > now {
+            tracing::debug!(backend = %item.backend, hold_ms = hold - now, "backend unavailable; deliveries held back");
+        }
+        let kind = attempt::settle(&mut item, outcome, queued.as_ref(), &self.settings, now);
         // Durable before the index moves on: a crash now repeats the attempt, never loses it.
         let mut stored = persist(&self.store, &item).await;
         while stored.is_err() {

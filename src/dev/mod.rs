@@ -11,7 +11,7 @@ pub use erp::{SampleErp, start};
 pub const DEMO_CLIENT: &str = "demo";
 
 /// Prints how to try the gateway, with commands that work as printed.
-pub fn print_welcome(addr: SocketAddr, erp: &SampleErp, secret: &str) {
+pub fn print_welcome(addr: SocketAddr, erp: &SampleErp, secret: &str, data: &std::path::Path) {
     println!(
         "\nVeneer dev mode: sample ERP (SOAP) at {erp}, gateway at http://{addr}\n\
          Demo OAuth2 client: client_id={DEMO_CLIENT} client_secret={secret}\n\
@@ -23,7 +23,11 @@ pub fn print_welcome(addr: SocketAddr, erp: &SampleErp, secret: &str) {
          curl -s -H \"Authorization: Bearer $TOKEN\" 'http://{addr}/production-orders?status=Released'\n  \
          curl -s -H \"Authorization: Bearer $TOKEN\" -X POST http://{addr}/sensor-readings -H 'content-type: application/json' \\\n    \
          -d '{{\"sensorId\":\"T-100\",\"timestamp\":\"2026-11-25T08:00:00Z\",\"value\":71.25,\"unit\":\"C\"}}'\n  \
-         curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/items/9999      # a SOAP fault, mapped to 404\n",
-        erp = erp.url
+         curl -s -H \"Authorization: Bearer $TOKEN\" -X POST http://{addr}/sensor-readings/queued -H 'content-type: application/json' \\\n    \
+         -d '{{\"sensorId\":\"T-100\",\"timestamp\":\"2026-11-25T08:00:00Z\",\"value\":71.25,\"unit\":\"C\"}}'   # 202; GET its Location\n  \
+         curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/items/9999      # a SOAP fault, mapped to 404\n\n\
+         Queued writes are kept in {data} (set VENEER_DATA to move it).\n",
+        erp = erp.url,
+        data = data.display()
     );
 }

@@ -131,7 +131,10 @@ async fn serve(
     if let Claim::Replay(answer) = services.keys.claim(&scoped, &fingerprint).await? {
         return Ok(answer.response());
     }
-    match execute(Some(services), job).await {
+    // If the client goes away mid-call this future is dropped: the guard frees the key then,
+    // so a retry runs instead of being told 409 until the claim expires.
+    let mut guard = idempotency::ClaimGuard::new(&services.keys, &scoped);
+    let result = match execute(Some(services), job).await {
         // Never sent to the ERP: the key is free for a retry.
         Err(e @ (GatewayError::Overloaded { .. } | GatewayError::StoreUnavailable | GatewayError::Internal(_))) => {
             services.keys.release(&scoped).await;
@@ -139,7 +142,9 @@ async fn serve(
         }
         Ok(res) => Ok(services.keys.finish(&scoped, &fingerprint, res).await),
         Err(e) => Ok(services.keys.finish(&scoped, &fingerprint, e.response()).await),
-    }
+    };
+    guard.settled();
+    result
 }
 
 /// Authentication and the route's scopes; `Who` is empty on open routes.

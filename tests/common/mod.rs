@@ -23,6 +23,8 @@ pub struct Gateway {
     pub base: String,
     /// A token of the demo client (dev mode only).
     pub token: Option<String>,
+    /// The data directory of dev mode's queue, removed with the gateway.
+    pub data: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -63,7 +65,7 @@ async fn start(source: ConfigSource, mut options: CompileOptions) -> Gateway {
     tokio::spawn(server::run(listener, AppState::new(gateway), async move {
         let _ = rx.await;
     }));
-    Gateway { base, token: None, stop: Some(tx) }
+    Gateway { base, token: None, data: None, stop: Some(tx) }
 }
 
 /// Gets a client-credentials token from the gateway's own token endpoint.
@@ -79,14 +81,16 @@ pub async fn token(gw: &Gateway, id: &str, secret: &str, scope: Option<&str>) ->
 /// holding a demo-client token with every scope.
 pub async fn dev() -> Gateway {
     let erp = veneer::dev::start().await.expect("sample ERP starts");
+    let data = tempfile::tempdir().expect("data dir");
     let options = CompileOptions {
         backend_urls: [("erp".to_string(), erp.url)].into(),
         issuer: None,
         dev_client: Some((veneer::dev::DEMO_CLIENT.to_string(), DEV_SECRET.to_string())),
-        data_dir: None,
+        data_dir: Some(data.path().to_path_buf()),
         retained: Default::default(),
     };
     let mut gw = start(ConfigSource::Embedded, options).await;
+    gw.data = Some(data);
     let res = token(&gw, veneer::dev::DEMO_CLIENT, DEV_SECRET, None).await;
     assert_eq!(res.status(), 200, "dev token");
     let body: serde_json::Value = res.json().await.expect("token json");
