@@ -326,7 +326,8 @@ impl Fleet {
                 entries.extend(self.read_new(&stream, free).await);
             }
             if round.is_multiple_of(20) {
-                crate::telemetry::queue_depth(&backend, self.depth(&stream, &delayed).await, 0.0, false);
+                let (depth, oldest) = self.depth(&stream, &delayed).await;
+                crate::telemetry::queue_depth(&backend, depth, oldest, false);
             }
             if entries.is_empty() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -344,11 +345,21 @@ impl Fleet {
         }
     }
 
-    async fn depth(&self, stream: &str, delayed: &str) -> usize {
+    /// Items waiting (in the stream or their backoff) and the oldest one's age in seconds,
+    /// from the creation time in its v7 id.
+    async fn depth(&self, stream: &str, delayed: &str) -> (usize, f64) {
         let mut conn = self.conn.clone();
         let len: u64 = redis::cmd("XLEN").arg(stream).query_async(&mut conn).await.unwrap_or(0);
         let waiting: u64 = redis::cmd("ZCARD").arg(delayed).query_async(&mut conn).await.unwrap_or(0);
-        (len + waiting) as usize
+        let first: Option<redis::Value> =
+            redis::cmd("XRANGE").arg(stream).arg("-").arg("+").arg("COUNT").arg(1).query_async(&mut conn).await.ok();
+        let backing_off: Vec<String> =
+            redis::cmd("ZRANGE").arg(delayed).arg(0).arg(0).query_async(&mut conn).await.unwrap_or_default();
+        let ids =
+            first.map(|v| stream_entries(&v)).unwrap_or_default().into_iter().map(|(_, id)| id).chain(backing_off);
+        let now = now_ms();
+        let oldest = ids.filter_map(|id| super::created_ms(&id)).map(|c| now.saturating_sub(c)).max().unwrap_or(0);
+        ((len + waiting) as usize, oldest as f64 / 1000.0)
     }
 
     /// New entries for this consumer.

@@ -179,6 +179,12 @@ fn iso(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64).map(|d| d.to_rfc3339()).unwrap_or_default()
 }
 
+/// When an item was accepted, from its v7 id.
+pub fn created_ms(id: &str) -> Option<u64> {
+    let (secs, nanos) = uuid::Uuid::parse_str(id).ok()?.get_timestamp()?.to_unix();
+    Some(secs * 1000 + u64::from(nanos) / 1_000_000)
+}
+
 /// A new delivery id.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()

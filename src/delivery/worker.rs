@@ -251,12 +251,8 @@ impl Runtime {
                 let oldest = l
                     .unfinished
                     .first()
-                    .and_then(|id| uuid::Uuid::parse_str(id).ok())
-                    .and_then(|u| u.get_timestamp())
-                    .map_or(0.0, |t| {
-                        let (s, n) = t.to_unix();
-                        (now as f64 / 1000.0 - (s as f64 + f64::from(n) / 1e9)).max(0.0)
-                    });
+                    .and_then(|id| super::created_ms(id))
+                    .map_or(0.0, |c| now.saturating_sub(c) as f64 / 1000.0);
                 (b.clone(), l.unfinished.len(), oldest, l.paused)
             })
             .collect()
