@@ -1,14 +1,51 @@
 //! One delivery attempt, shared by every queue store: call the ERP, classify the outcome,
 //! and move the item to its next state (delivered, retried with backoff, or dead).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::{DeliverySettings, Item, Queued, State};
+use crate::config::Gateway;
 use crate::error::GatewayError;
 use crate::pipeline::route::Route;
 use crate::translate::encode;
+
+/// One attempt at an item against the current snapshot: its route (an item whose route
+/// was removed is dead), the call, and the route's queued settings for [`settle`].
+pub(crate) async fn run(gateway: &Gateway, item: &Item) -> (Outcome, Option<Queued>) {
+    let Some(route) = gateway.routes.iter().find(|r| r.id == item.route) else {
+        let gone = GatewayError::RouteNotFound(format!("route {} is no longer configured", item.route));
+        return (Outcome::Dead(problem_value(&gone)), None);
+    };
+    (call(route, item).await, route.queued.clone())
+}
+
+/// Backends found down as a whole: consecutive failures and the time before which no new
+/// attempt starts, so one probe at a time finds a returning ERP instead of every queued
+/// item failing (and being rewritten) during an outage.
+#[derive(Default)]
+pub(crate) struct Holds(Mutex<HashMap<String, (u32, u64)>>);
+
+impl Holds {
+    /// Records an attempt's outcome for `backend`; returns the hold (ms since the epoch).
+    pub(crate) fn record(&self, backend: &str, down: bool, settings: &DeliverySettings, now: u64) -> u64 {
+        let mut holds = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let h = holds.entry(backend.to_string()).or_default();
+        h.0 = if down { h.0.saturating_add(1) } else { 0 };
+        if down {
+            h.1 = now + hold(settings, h.0).as_millis() as u64;
+        }
+        h.1
+    }
+
+    /// No new attempt for `backend` before this (ms since the epoch).
+    pub(crate) fn until(&self, backend: &str) -> u64 {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(backend).map_or(0, |h| h.1)
+    }
+}
 
 /// How an attempt ended.
 pub(crate) enum Outcome {
@@ -107,7 +144,7 @@ pub(crate) fn settle(
 
 /// How long a backend found down is held back before the next probe: its backoff, but at
 /// most 30 s, so a returning ERP is found quickly even when items wait longer.
-pub(crate) fn hold(settings: &DeliverySettings, failures: u32) -> Duration {
+fn hold(settings: &DeliverySettings, failures: u32) -> Duration {
     backoff(settings, failures).min(Duration::from_secs(30))
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use redis::aio::ConnectionManager;
 
-use super::attempt::{self, Outcome};
+use super::attempt;
 use super::{DeliverySettings, Item, State, now_ms};
 use crate::config::Gateway;
 use crate::error::GatewayError;
@@ -55,8 +55,7 @@ pub struct Fleet {
     consumer: String,
     started: Mutex<HashSet<String>>,
     promote: redis::Script,
-    /// Per backend: consecutive whole-backend failures and the hold (see worker.rs).
-    holds: Mutex<std::collections::HashMap<String, (u32, u64)>>,
+    holds: attempt::Holds,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -100,7 +99,7 @@ impl Fleet {
             consumer,
             started: Mutex::default(),
             promote: redis::Script::new(PROMOTE),
-            holds: Mutex::default(),
+            holds: attempt::Holds::default(),
         });
         let watcher = me.clone();
         tokio::spawn(async move {
@@ -301,7 +300,7 @@ impl Fleet {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
-            let hold = self.holds.lock().unwrap_or_else(|p| p.into_inner()).get(&backend).map_or(0, |h| h.1);
+            let hold = self.holds.until(&backend);
             if now_ms() < hold {
                 tokio::time::sleep(Duration::from_millis((hold - now_ms()).min(500))).await;
                 continue;
@@ -422,25 +421,8 @@ impl Fleet {
             self.ack(stream, sid).await; // a duplicate entry (claimed after a slow attempt)
             return;
         }
-        let gateway = self.gateway.load_full();
-        let route = gateway.routes.iter().find(|r| r.id == item.route).cloned();
-        let queued = route.as_ref().and_then(|r| r.queued.clone());
-        let outcome = match route {
-            None => Outcome::Dead(attempt::problem_value(&GatewayError::RouteNotFound(format!(
-                "route {} is no longer configured",
-                item.route
-            )))),
-            Some(route) => attempt::call(&route, &item).await,
-        };
-        let down = outcome.backend_down();
-        {
-            let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
-            let h = holds.entry(item.backend.clone()).or_default();
-            h.0 = if down { h.0.saturating_add(1) } else { 0 };
-            if down {
-                h.1 = now_ms() + attempt::hold(&self.settings, h.0).as_millis() as u64;
-            }
-        }
+        let (outcome, queued) = attempt::run(&self.gateway.load_full(), &item).await;
+        self.holds.record(&item.backend, outcome.backend_down(), &self.settings, now_ms());
         let kind = attempt::settle(&mut item, outcome, queued.as_ref(), &self.settings, now_ms());
         // The item's new state first, then the entry's acknowledgement: a crash between the
         // two repeats an attempt, never loses one.

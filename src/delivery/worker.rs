@@ -35,11 +35,6 @@ struct Lane {
     /// Every unfinished id (v7 ids sort by age: the first is the oldest).
     unfinished: BTreeSet<String>,
     paused: bool,
-    /// The backend failed as a whole this many times in a row …
-    failures: u32,
-    /// … so no new attempt starts before this (ms): one probe at a time finds it back,
-    /// instead of every queued item failing (and being rewritten) during an outage.
-    hold_until: u64,
 }
 
 impl Lane {
@@ -66,14 +61,15 @@ impl Lane {
     }
 
     /// Up to `slots` ids due by `now` that may start; and when the next one is due.
-    fn take(&mut self, now: u64, slots: usize) -> (Vec<String>, Option<u64>) {
+    /// `hold`: no attempt before then (the backend was found down).
+    fn take(&mut self, now: u64, slots: usize, hold: u64) -> (Vec<String>, Option<u64>) {
         let mut out = Vec::new();
         let mut next = None;
         if self.paused {
             return (out, None);
         }
-        if now < self.hold_until {
-            return (out, Some(self.hold_until));
+        if now < hold {
+            return (out, Some(hold));
         }
         let mut started = Vec::new();
         for (due, id) in &self.due {
@@ -106,6 +102,7 @@ pub struct Runtime {
     gateway: Arc<ArcSwap<Gateway>>,
     lanes: Mutex<HashMap<String, Lane>>,
     wake: Mutex<HashMap<String, Arc<Notify>>>,
+    holds: attempt::Holds,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -121,7 +118,14 @@ impl Runtime {
         settings: DeliverySettings,
         gateway: Arc<ArcSwap<Gateway>>,
     ) -> Result<Arc<Runtime>, String> {
-        let rt = Arc::new(Runtime { store, settings, gateway, lanes: Mutex::default(), wake: Mutex::default() });
+        let rt = Arc::new(Runtime {
+            store,
+            settings,
+            gateway,
+            lanes: Mutex::default(),
+            wake: Mutex::default(),
+            holds: attempt::Holds::default(),
+        });
         let paused: HashSet<String> = rt.store.paused()?.into_iter().collect();
         let mut resumed = 0usize;
         for (_, bytes) in rt.store.scan(Table::Items)? {
@@ -267,9 +271,10 @@ impl Runtime {
                 gw.backends.get(&backend).map_or(1, |b| b.gate.max_concurrency())
             };
             let now = now_ms();
+            let hold = self.holds.until(&backend);
             let (ids, next) = self.lane_do(&backend, |l| {
                 let free = slots.saturating_sub(l.running.len());
-                l.take(now, free)
+                l.take(now, free, hold)
             });
             for id in ids {
                 let me = self.clone();
@@ -301,29 +306,14 @@ impl Runtime {
                     return;
                 }
             };
-        let gateway = self.gateway.load_full();
-        let route = gateway.routes.iter().find(|r| r.id == item.route).cloned();
-        let queued = route.as_ref().and_then(|r| r.queued.clone());
-        let outcome = match route {
-            None => Outcome::Dead(attempt::problem_value(&GatewayError::RouteNotFound(format!(
-                "route {} is no longer configured",
-                item.route
-            )))),
-            Some(route) => attempt::call(&route, &item).await,
-        };
+        let (outcome, queued) = attempt::run(&self.gateway.load_full(), &item).await;
         self.settle(item, outcome, queued).await;
     }
 
     async fn settle(self: &Arc<Self>, mut item: Item, outcome: Outcome, queued: Option<Queued>) {
         let down = outcome.backend_down();
         let now = now_ms();
-        let hold = self.lane_do(&item.backend, |l| {
-            l.failures = if down { l.failures.saturating_add(1) } else { 0 };
-            if down {
-                l.hold_until = now + attempt::hold(&self.settings, l.failures).as_millis() as u64;
-            }
-            l.hold_until
-        });
+        let hold = self.holds.record(&item.backend, down, &self.settings, now);
         if down && hold > now {
             tracing::debug!(backend = %item.backend, hold_ms = hold - now, "backend unavailable; deliveries held back");
         }
