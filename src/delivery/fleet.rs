@@ -111,6 +111,14 @@ impl Fleet {
         Ok(me)
     }
 
+    /// Appends an item id to a stream, capped near `max_len` (only a safety net: `accept`
+    /// refuses new items before a stream reaches it).
+    fn xadd(&self, stream: &str, id: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(stream).arg("MAXLEN").arg("~").arg(self.fleet.max_len).arg("*").arg("id").arg(id);
+        cmd
+    }
+
     fn key(&self, kind: &str, name: &str) -> String {
         format!("{}{kind}:{name}", self.fleet.prefix)
     }
@@ -165,14 +173,7 @@ impl Fleet {
             .arg(self.key("item", &item.id))
             .arg(json)
             .ignore()
-            .cmd("XADD")
-            .arg(&stream)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.fleet.max_len)
-            .arg("*")
-            .arg("id")
-            .arg(&item.id)
+            .add_command(self.xadd(&stream, &item.id))
             .ignore()
             .query_async(&mut conn)
             .await
@@ -434,16 +435,7 @@ impl Fleet {
             let _: Result<(), _> =
                 redis::cmd("ZADD").arg(delayed).arg(item.next_ms).arg(&item.id).query_async(&mut conn).await;
         } else if item.state == State::Dead {
-            let _: Result<(), _> = redis::cmd("XADD")
-                .arg(self.key("dead", &item.backend))
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.fleet.max_len)
-                .arg("*")
-                .arg("id")
-                .arg(&item.id)
-                .query_async(&mut conn)
-                .await;
+            let _: Result<(), _> = self.xadd(&self.key("dead", &item.backend), &item.id).query_async(&mut conn).await;
             tracing::warn!(delivery = %item.id, route = %item.route, attempts = item.attempts, "delivery moved to the dead letters");
         }
         self.ack(stream, sid).await;
