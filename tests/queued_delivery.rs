@@ -424,3 +424,38 @@ async fn a_fleet_takes_over_a_killed_replicas_items() {
     eprintln!("fleet: {} accepted by three replicas, one killed with -9; {booked} booked", promised.len());
     drop(redis);
 }
+
+/// SIGTERM while a delivery is in flight: the attempt finishes within the drain time and its
+/// outcome is stored, so the restarted gateway does not send it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_delivery_in_flight_finish() {
+    let spyne = common::start_spyne();
+    let dir = config(&spyne.base, "backoff: 50ms", "").await;
+    let first = common::Veneer::serve(dir.path(), &[]);
+    // A slow reading: 0.5 s inside the ERP.
+    let res = post_reading(&first.base, "/readings", "slow-1", "slow", 1.0).await;
+    assert_eq!(res.status(), 202);
+    let location = res.headers().get("location").and_then(|v| v.to_str().ok()).expect("location").to_string();
+    let status = |base: String, location: String| async move {
+        let v: Value = common::client().get(format!("{base}{location}")).send().await.ok()?.json().await.ok()?;
+        Some(v)
+    };
+    eventually("the delivery is in flight", Duration::from_secs(10), || {
+        let check = status(first.base.clone(), location.clone());
+        async move { check.await.is_some_and(|v| v["state"] == "delivering") }
+    })
+    .await;
+    let pid = first.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let mut first = first;
+    let exit = first.child.wait().expect("exit");
+    assert!(exit.success(), "graceful exit: {exit:?}");
+    // Restarted on the same data: the item is delivered, by the first attempt (a second one
+    // would have met the ERP's duplicate fault and say so).
+    let second = common::Veneer::serve(dir.path(), &[]);
+    let v = status(second.base.clone(), location.clone()).await.expect("status");
+    assert_eq!(v["state"], "delivered", "{v}");
+    assert_eq!(v["attempts"], 1, "{v}");
+    assert!(v.get("duplicate").is_none(), "delivered once, not re-sent: {v}");
+    assert_eq!(stats(&spyne.base).await.0, 1);
+}

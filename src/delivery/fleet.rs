@@ -56,6 +56,8 @@ pub struct Fleet {
     started: Mutex<HashSet<String>>,
     promote: redis::Script,
     holds: attempt::Holds,
+    stopping: std::sync::atomic::AtomicBool,
+    running: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -100,6 +102,8 @@ impl Fleet {
             started: Mutex::default(),
             promote: redis::Script::new(PROMOTE),
             holds: attempt::Holds::default(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            running: std::sync::atomic::AtomicUsize::new(0),
         });
         let watcher = me.clone();
         tokio::spawn(async move {
@@ -265,6 +269,12 @@ impl Fleet {
         Ok(Some(()))
     }
 
+    /// Stops reading new entries; the number of attempts still running.
+    pub(crate) fn stop_and_count(&self) -> usize {
+        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.running.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Pauses or resumes a backend's deliveries on every replica.
     pub async fn set_paused(&self, backend: &str, paused: bool) -> Result<(), GatewayError> {
         let mut conn = self.conn.clone();
@@ -297,6 +307,9 @@ impl Fleet {
         let mut round = 0u64;
         loop {
             round += 1;
+            if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
             if self.paused(&backend).await {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
@@ -337,9 +350,11 @@ impl Fleet {
                 let Ok(permit) = slots.clone().acquire_owned().await else { return };
                 let me = self.clone();
                 let (stream, delayed) = (stream.clone(), delayed.clone());
+                me.running.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tokio::spawn(async move {
                     let _permit = permit;
                     me.attempt(&stream, &delayed, &sid, &id).await;
+                    me.running.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 });
             }
         }

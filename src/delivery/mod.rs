@@ -245,6 +245,23 @@ impl Queue {
         }
     }
 
+    /// Starts no new attempt and waits (at most `within`) for the running ones to finish.
+    pub async fn stop(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        let running = || match self {
+            Queue::Local(q) => q.stop_and_count(),
+            Queue::Fleet(q) => q.stop_and_count(),
+        };
+        let mut left = running();
+        while left > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            left = running();
+        }
+        if left > 0 {
+            tracing::warn!(attempts = left, "stopping with deliveries in flight; they are attempted again later");
+        }
+    }
+
     /// Pauses or resumes a backend's deliveries.
     pub async fn set_paused(&self, backend: &str, paused: bool) -> Result<(), GatewayError> {
         match self {

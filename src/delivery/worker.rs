@@ -103,6 +103,7 @@ pub struct Runtime {
     lanes: Mutex<HashMap<String, Lane>>,
     wake: Mutex<HashMap<String, Arc<Notify>>>,
     holds: attempt::Holds,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -125,6 +126,7 @@ impl Runtime {
             lanes: Mutex::default(),
             wake: Mutex::default(),
             holds: attempt::Holds::default(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         let paused: HashSet<String> = rt.store.paused()?.into_iter().collect();
         let mut resumed = 0usize;
@@ -245,6 +247,12 @@ impl Runtime {
         Ok(())
     }
 
+    /// Stops starting attempts; the number still running.
+    pub(crate) fn stop_and_count(&self) -> usize {
+        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner()).values().map(|l| l.running.len()).sum()
+    }
+
     /// Queue depth and oldest unfinished age (seconds) per backend, and whether paused.
     pub fn depths(&self) -> Vec<(String, usize, f64, bool)> {
         let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
@@ -270,6 +278,9 @@ impl Runtime {
                 let gw = self.gateway.load();
                 gw.backends.get(&backend).map_or(1, |b| b.gate.max_concurrency())
             };
+            if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
             let now = now_ms();
             let hold = self.holds.until(&backend);
             let (ids, next) = self.lane_do(&backend, |l| {

@@ -187,8 +187,11 @@ pub async fn run_with_drain(
     let limits = listener::Limits { header_timeout: server.header_timeout, max_connections: server.max_connections };
     // Several listeners stop on one signal.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signalled: Arc<OnceLock<std::time::Instant>> = Arc::default();
+    let signal_time = signalled.clone();
     tokio::spawn(async move {
         shutdown.await;
+        let _ = signal_time.set(std::time::Instant::now());
         let _ = stop_tx.send(true);
     });
     let stopped = move || {
@@ -211,7 +214,14 @@ pub async fn run_with_drain(
         let _ = state.tls.set(rustls.clone());
         rustls
     });
+    let services = state.services.get().cloned();
     let result = listener::serve(listener, app(state), tls, limits, stopped(), drain).await;
+    // Deliveries in flight get what is left of the drain time to finish; whatever does not
+    // finish is attempted again after the restart (or by another replica).
+    if let Some(queue) = services.and_then(|s| s.queue) {
+        let spent = signalled.get().map_or(Duration::ZERO, std::time::Instant::elapsed);
+        queue.stop(drain.saturating_sub(spent)).await;
+    }
     if let Some(m) = metrics {
         let _ = m.await;
     }
