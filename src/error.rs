@@ -104,6 +104,15 @@ pub enum GatewayError {
         /// Specifics.
         detail: String,
     },
+    /// Veneer could not get its own credentials for the backend (the upstream OAuth2 token
+    /// endpoint failed): not the ERP's fault, so neither retried nor counted by its breaker.
+    #[error("backend {backend}: the upstream credentials could not be obtained")]
+    UpstreamAuth {
+        /// Backend name.
+        backend: String,
+        /// The token endpoint's failure (for the log only).
+        reason: String,
+    },
     /// No valid bearer token.
     #[error("{0}")]
     Unauthorized(#[from] crate::auth::verify::AuthError),
@@ -121,7 +130,9 @@ pub enum GatewayError {
     Overloaded {
         /// Backend name.
         backend: String,
-        /// Which protection answered.
+        /// Which protection answered (retries, the breaker and metrics read this).
+        kind: OverloadKind,
+        /// What happened, for people.
         reason: String,
         /// Suggested wait.
         retry_after: std::time::Duration,
@@ -149,6 +160,28 @@ pub enum GatewayError {
     /// A bug or a panic caught at the edge; never expected.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Which protection refused a backend call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverloadKind {
+    /// Every call slot is busy and the waiting room is full (or the wait ran out).
+    Queue,
+    /// The circuit breaker is open after repeated failures.
+    CircuitOpen,
+    /// The ERP answered with a fault a `busy_faults` rule names.
+    Busy,
+}
+
+impl OverloadKind {
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            OverloadKind::Queue => "queue",
+            OverloadKind::CircuitOpen => "circuit_open",
+            OverloadKind::Busy => "busy",
+        }
+    }
 }
 
 /// The RFC 9457 body.
@@ -190,7 +223,9 @@ impl GatewayError {
             GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Fault { status, .. } => *status,
             GatewayError::BackendTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::BackendUnreachable { .. } | GatewayError::BackendResponse { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::BackendUnreachable { .. }
+            | GatewayError::BackendResponse { .. }
+            | GatewayError::UpstreamAuth { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::LimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Overloaded { status, .. } => *status,
@@ -268,6 +303,10 @@ impl GatewayError {
                 p.backend = Some(backend.clone());
                 p.detail = detail.clone();
                 ("backend-response", *title)
+            }
+            GatewayError::UpstreamAuth { backend, .. } => {
+                p.backend = Some(backend.clone());
+                ("upstream-auth", "Backend credentials unavailable")
             }
             GatewayError::RateLimited(_) => ("rate-limited", "Too many requests"),
             GatewayError::LimiterUnavailable => ("limiter-unavailable", "Rate limiter unavailable"),

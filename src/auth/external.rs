@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Header};
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 
-use super::verify::{AuthError, Principal, decode, scopes_from, validation};
+use super::verify::{AuthError, Principal, decode, invalid, scopes_from, validation};
 
 /// How long one JWKS or discovery fetch may take; a slow IdP must not hold requests.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -78,7 +78,7 @@ impl ExternalIssuer {
     /// Verifies a token this issuer signed.
     pub async fn verify(&self, token: &str, header: &Header, leeway: Duration) -> Result<Principal, AuthError> {
         if !self.settings.algorithms.contains(&header.alg) {
-            return Err(AuthError::Invalid(format!("the algorithm {:?} is not allowed for this issuer", header.alg)));
+            return Err(invalid("algorithm", format!("the algorithm {:?} is not allowed for this issuer", header.alg)));
         }
         let key = self.key(header.kid.as_deref()).await?;
         let v = validation(header.alg, &self.settings.issuer, &self.settings.audiences, leeway);
@@ -86,7 +86,7 @@ impl ExternalIssuer {
         let client_id = ["client_id", "azp", "appid", "sub"]
             .iter()
             .find_map(|c| claims[*c].as_str())
-            .ok_or_else(|| AuthError::Invalid("the token names no client (client_id, azp or sub)".into()))?;
+            .ok_or_else(|| invalid("other", "the token names no client (client_id, azp or sub)"))?;
         Ok(Principal {
             client_id: client_id.to_string(),
             scopes: scopes_from(&claims, self.settings.scope_claim.as_deref()),
@@ -111,7 +111,7 @@ impl ExternalIssuer {
         }
         self.lookup(kid)
             .await
-            .ok_or_else(|| AuthError::Invalid("the token was signed with a key this issuer does not publish".into()))
+            .ok_or_else(|| invalid("unknown_key", "the token was signed with a key this issuer does not publish"))
     }
 
     async fn lookup(&self, kid: Option<&str>) -> Option<DecodingKey> {

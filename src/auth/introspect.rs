@@ -10,7 +10,7 @@ use oauth2::{
 
 use aws_lc_rs::digest::{SHA256, digest};
 
-use super::verify::{AuthError, Principal, now};
+use super::verify::{AuthError, Principal, invalid, now};
 
 /// Largest token or introspection answer read (they are a few hundred bytes).
 const MAX_ANSWER: usize = 64 * 1024;
@@ -90,7 +90,7 @@ const SLOT_WAIT: Duration = Duration::from_secs(2);
 /// What an introspector keeps across reloads ([`crate::state::Retained::introspection`]).
 pub struct IntrospectionState {
     /// Hashes of tokens found inactive (or unacceptable) recently.
-    rejected: moka::sync::Cache<[u8; 32], &'static str>,
+    rejected: moka::sync::Cache<[u8; 32], (&'static str, &'static str)>,
     /// Introspection calls in flight at most: junk tokens cannot turn into a call flood.
     slots: tokio::sync::Semaphore,
 }
@@ -142,8 +142,8 @@ impl Introspector {
     /// Asks the endpoint whether the token is active and meant for this API.
     pub async fn introspect(&self, token: &str) -> Result<Principal, AuthError> {
         let hash: [u8; 32] = digest(&SHA256, token.as_bytes()).as_ref().try_into().unwrap_or([0; 32]);
-        if let Some(why) = self.state.rejected.get(&hash) {
-            return Err(AuthError::Invalid(why.into()));
+        if let Some((reason, why)) = self.state.rejected.get(&hash) {
+            return Err(invalid(reason, why));
         }
         self.ask(token, hash).await
     }
@@ -166,9 +166,9 @@ impl Introspector {
                 tracing::warn!(error = %e, "token introspection failed");
                 AuthError::Unavailable("the token could not be introspected; retry shortly".into())
             })?;
-        if let Err(why) = self.acceptable(&res) {
-            self.state.rejected.insert(hash, why);
-            return Err(AuthError::Invalid(why.into()));
+        if let Err((reason, why)) = self.acceptable(&res) {
+            self.state.rejected.insert(hash, (reason, why));
+            return Err(invalid(reason, why));
         }
         let cap = now() + self.max_cache.as_secs();
         let expires_at = res.exp().map_or(cap, |e| (e.timestamp().max(0) as u64).min(cap));
@@ -187,25 +187,25 @@ impl Introspector {
 
 impl Introspector {
     /// Why an answer is not a usable access token for this API, if it is not.
-    fn acceptable(&self, res: &Answer) -> Result<(), &'static str> {
+    fn acceptable(&self, res: &Answer) -> Result<(), (&'static str, &'static str)> {
         if !res.active() {
-            return Err("the token is not active");
+            return Err(("inactive", "the token is not active"));
         }
         // RFC 7662 token_type is the access token's type; anything else (a refresh token)
         // opens nothing here.
         let access = |t: &str| t.eq_ignore_ascii_case("bearer") || t.eq_ignore_ascii_case("access_token");
         if res.token_type().is_some_and(|t| !access(t.as_ref())) {
-            return Err("the token is not an access token");
+            return Err(("token_type", "the token is not an access token"));
         }
         if let (Some(want), Some(iss)) = (&self.expect.issuer, res.iss())
             && iss != want
         {
-            return Err("the token has the wrong issuer");
+            return Err(("issuer", "the token has the wrong issuer"));
         }
         if !self.expect.audiences.is_empty() {
             let aud = res.aud().map(Vec::as_slice).unwrap_or_default();
             if !aud.iter().any(|a| self.expect.audiences.contains(a)) {
-                return Err("the token is not meant for this API (audience)");
+                return Err(("audience", "the token is not meant for this API (audience)"));
             }
         }
         Ok(())

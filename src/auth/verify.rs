@@ -37,8 +37,13 @@ pub enum AuthError {
     #[error("the request carries no bearer token")]
     Missing,
     /// Anything wrong with the token.
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{detail}")]
+    Invalid {
+        /// A bounded label for metrics (`expired`, `audience`, `signature`, …).
+        reason: &'static str,
+        /// What is wrong, for `error_description`.
+        detail: String,
+    },
     /// The token could not be checked right now (introspection busy or unreachable): 503.
     #[error("{0}")]
     Unavailable(String),
@@ -47,31 +52,17 @@ pub enum AuthError {
 impl AuthError {
     /// A bounded reason for metrics.
     pub fn reason(&self) -> &'static str {
-        let m = match self {
-            AuthError::Missing => return "missing",
-            AuthError::Unavailable(_) => return "unavailable",
-            AuthError::Invalid(m) => m,
-        };
-        const KINDS: &[(&str, &str)] = &[
-            ("expired", "expired"),
-            ("not valid yet", "not_yet_valid"),
-            ("issuer", "issuer"),
-            ("audience", "audience"),
-            ("signature", "signature"),
-            ("algorithm", "algorithm"),
-            ("disabled", "client_disabled"),
-            ("key", "unknown_key"),
-            ("Authorization header", "malformed_header"),
-            ("malformed", "malformed_token"),
-            ("introspect", "introspection"),
-            ("not active", "inactive"),
-        ];
-        KINDS.iter().find(|(needle, _)| m.contains(needle)).map_or("other", |(_, k)| k)
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Unavailable(_) => "unavailable",
+            AuthError::Invalid { reason, .. } => reason,
+        }
     }
 }
 
-fn invalid(msg: impl Into<String>) -> AuthError {
-    AuthError::Invalid(msg.into())
+/// An invalid token: `reason` is the metrics label, `msg` the description.
+pub(crate) fn invalid(reason: &'static str, msg: impl Into<String>) -> AuthError {
+    AuthError::Invalid { reason, detail: msg.into() }
 }
 
 /// Seconds since the epoch.
@@ -91,14 +82,15 @@ impl moka::Expiry<[u8; 32], Arc<Principal>> for UntilTokenExpiry {
 /// Extracts the token from `Authorization: Bearer <token>`.
 pub fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else { return Err(AuthError::Missing) };
-    let value = value.to_str().map_err(|_| invalid("the Authorization header is not ASCII"))?;
-    let (scheme, token) =
-        value.split_once(' ').ok_or_else(|| invalid("the Authorization header must be `Bearer <token>`"))?;
+    let value = value.to_str().map_err(|_| invalid("malformed_header", "the Authorization header is not ASCII"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| invalid("malformed_header", "the Authorization header must be `Bearer <token>`"))?;
     let token = token.trim();
     // RFC 6750 b64token characters only; anything else is not a token we could have issued.
     let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || !token.chars().all(b64token) {
-        return Err(invalid("the Authorization header must be `Bearer <token>`"));
+        return Err(invalid("malformed_header", "the Authorization header must be `Bearer <token>`"));
     }
     Ok(token)
 }
@@ -107,7 +99,8 @@ impl Auth {
     /// Authenticates a request's bearer token.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, AuthError> {
         let token = bearer(headers)?;
-        let key: [u8; 32] = digest(&SHA256, token.as_bytes()).as_ref().try_into().map_err(|_| invalid("hash"))?;
+        let key: [u8; 32] =
+            digest(&SHA256, token.as_bytes()).as_ref().try_into().map_err(|_| invalid("other", "hash"))?;
         if let Some(p) = self.cache.get(&key).filter(|p| p.expires_at > now()) {
             return Ok(p);
         }
@@ -121,10 +114,14 @@ impl Auth {
         if token.split('.').count() != 3 {
             return match &self.introspection {
                 Some(i) => i.introspect(token).await,
-                None => Err(invalid("the token is not a JWT and no introspection endpoint is configured")),
+                None => Err(invalid(
+                    "malformed_token",
+                    "the token is not a JWT and no introspection endpoint is configured",
+                )),
             };
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("malformed token: {e}")))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| invalid("malformed_token", format!("malformed token: {e}")))?;
         let iss = unverified_issuer(token)?;
         if let Some(local) = &self.local
             && local.issuer == iss
@@ -136,16 +133,17 @@ impl Auth {
                 return ext.verify(token, &header, self.leeway).await;
             }
         }
-        Err(invalid(format!("tokens from issuer {iss:?} are not accepted")))
+        Err(invalid("issuer", format!("tokens from issuer {iss:?} are not accepted")))
     }
 }
 
 /// Reads `iss` without verifying, only to choose the verifier; nothing else is trusted.
 fn unverified_issuer(token: &str) -> Result<String, AuthError> {
-    let payload = token.split('.').nth(1).ok_or_else(|| invalid("malformed token"))?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid("malformed token payload"))?;
-    let claims: Value = serde_json::from_slice(&bytes).map_err(|_| invalid("malformed token payload"))?;
-    claims["iss"].as_str().map(str::to_string).ok_or_else(|| invalid("the token has no issuer"))
+    let payload = token.split('.').nth(1).ok_or_else(|| invalid("malformed_token", "malformed token"))?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid("malformed_token", "malformed token payload"))?;
+    let claims: Value =
+        serde_json::from_slice(&bytes).map_err(|_| invalid("malformed_token", "malformed token payload"))?;
+    claims["iss"].as_str().map(str::to_string).ok_or_else(|| invalid("issuer", "the token has no issuer"))
 }
 
 /// The validation every issuer shares: exp/nbf with leeway, iss, aud, one algorithm.
@@ -163,16 +161,17 @@ pub(crate) fn validation(alg: Algorithm, issuer: &str, audiences: &[String], lee
 pub(crate) fn decode(token: &str, key: &DecodingKey, v: &Validation) -> Result<Value, AuthError> {
     use jsonwebtoken::errors::ErrorKind as K;
     jsonwebtoken::decode::<Value>(token, key, v).map(|d| d.claims).map_err(|e| {
-        invalid(match e.kind() {
-            K::ExpiredSignature => "the token has expired",
-            K::ImmatureSignature => "the token is not valid yet",
-            K::InvalidIssuer => "the token has the wrong issuer",
-            K::InvalidAudience => "the token is not meant for this API (audience)",
-            K::InvalidSignature => "the token signature is invalid",
-            K::InvalidAlgorithm => "the token's algorithm is not allowed",
-            K::MissingRequiredClaim(_) => "the token lacks a required claim",
-            _ => "the token is invalid",
-        })
+        let (reason, detail) = match e.kind() {
+            K::ExpiredSignature => ("expired", "the token has expired"),
+            K::ImmatureSignature => ("not_yet_valid", "the token is not valid yet"),
+            K::InvalidIssuer => ("issuer", "the token has the wrong issuer"),
+            K::InvalidAudience => ("audience", "the token is not meant for this API (audience)"),
+            K::InvalidSignature => ("signature", "the token signature is invalid"),
+            K::InvalidAlgorithm => ("algorithm", "the token's algorithm is not allowed"),
+            K::MissingRequiredClaim(_) => ("other", "the token lacks a required claim"),
+            _ => ("other", "the token is invalid"),
+        };
+        invalid(reason, detail)
     })
 }
 
@@ -200,22 +199,22 @@ fn verify_local(
     leeway: Duration,
 ) -> Result<Principal, AuthError> {
     if header.typ.as_deref().is_none_or(|t| !t.eq_ignore_ascii_case("at+jwt")) {
-        return Err(invalid("the token is not an access token (typ must be at+jwt)"));
+        return Err(invalid("token_type", "the token is not an access token (typ must be at+jwt)"));
     }
-    let kid = header.kid.as_deref().ok_or_else(|| invalid("the token has no key id"))?;
-    let key = local.keys.find(kid).ok_or_else(|| invalid("the token was signed with an unknown key"))?;
+    let kid = header.kid.as_deref().ok_or_else(|| invalid("unknown_key", "the token has no key id"))?;
+    let key = local.keys.find(kid).ok_or_else(|| invalid("unknown_key", "the token was signed with an unknown key"))?;
     if header.alg != key.alg {
-        return Err(invalid("the token's algorithm does not match its key"));
+        return Err(invalid("algorithm", "the token's algorithm does not match its key"));
     }
     let claims = decode(
         token,
         &key.decoding,
         &validation(key.alg, &local.issuer, std::slice::from_ref(&local.audience), leeway),
     )?;
-    let client_id = claims["client_id"].as_str().ok_or_else(|| invalid("the token has no client_id"))?;
+    let client_id = claims["client_id"].as_str().ok_or_else(|| invalid("other", "the token has no client_id"))?;
     match local.clients.get(client_id) {
         Some(c) if !c.disabled => {}
-        _ => return Err(invalid("the token's client is disabled or no longer registered")),
+        _ => return Err(invalid("client_disabled", "the token's client is disabled or no longer registered")),
     }
     Ok(Principal {
         client_id: client_id.to_string(),

@@ -15,7 +15,7 @@ use tower::util::BoxCloneSyncService;
 use tower_resilience_circuitbreaker::{CircuitBreakerError, CircuitBreakerLayer, FnClassifier};
 
 use self::protect::{BreakerSettings, BusyRule, Gate, QueueSettings, Retries, RetrySettings};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, OverloadKind};
 use crate::pipeline::faults::FaultRule;
 use crate::schema::ServiceModel;
 use crate::state::Retained;
@@ -173,7 +173,7 @@ impl Transport {
             let token = o
                 .token()
                 .await
-                .map_err(|reason| GatewayError::BackendUnreachable { backend: self.settings.name.clone(), reason })?;
+                .map_err(|reason| GatewayError::UpstreamAuth { backend: self.settings.name.clone(), reason })?;
             req = req.bearer_auth(token);
         }
         let classify = |e: reqwest::Error| transport_error(&self.settings, e);
@@ -199,6 +199,7 @@ impl Transport {
             if code_ok && reason_ok {
                 return Err(GatewayError::Overloaded {
                     backend: self.settings.name.clone(),
+                    kind: OverloadKind::Busy,
                     reason: format!("busy: {}", fault.reason),
                     retry_after: rule.retry_after,
                     status: rule.status,
@@ -343,15 +344,8 @@ impl Backend {
         let result = self.call_with_retries(op, envelope, forward, idempotent).await;
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(GatewayError::Overloaded { reason, .. }) => {
-                let why = if reason.starts_with("busy") {
-                    "busy"
-                } else if reason.contains("circuit") {
-                    "circuit_open"
-                } else {
-                    "queue"
-                };
-                crate::telemetry::shed(self.name(), why);
+            Err(GatewayError::Overloaded { kind, .. }) => {
+                crate::telemetry::shed(self.name(), kind.label());
                 "shed"
             }
             Err(GatewayError::BackendTimeout { .. }) => "timeout",
@@ -381,6 +375,7 @@ impl Backend {
             let result = result.map_err(|e| match e {
                 CircuitBreakerError::OpenCircuit => GatewayError::Overloaded {
                     backend: self.settings.name.clone(),
+                    kind: OverloadKind::CircuitOpen,
                     reason: "the circuit breaker is open after repeated failures".into(),
                     retry_after: self.breaker_open_for.max(Duration::from_secs(1)),
                     status: StatusCode::SERVICE_UNAVAILABLE,

@@ -11,7 +11,7 @@ use regex::Regex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::retry::budget::{Budget, TpsBudget};
 
-use crate::error::GatewayError;
+use crate::error::{GatewayError, OverloadKind};
 
 /// Concurrency cap and queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,6 +89,7 @@ impl Gate {
     pub async fn enter(&self, backend: &str) -> Result<OwnedSemaphorePermit, GatewayError> {
         let overloaded = |reason: &str| GatewayError::Overloaded {
             backend: backend.to_string(),
+            kind: OverloadKind::Queue,
             reason: reason.to_string(),
             retry_after: self.settings.queue_timeout.max(Duration::from_secs(1)),
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -155,7 +156,7 @@ impl Retries {
 pub fn retryable(e: &GatewayError) -> bool {
     match e {
         GatewayError::BackendUnreachable { .. } => true,
-        GatewayError::Overloaded { reason, .. } => reason.starts_with("busy"),
+        GatewayError::Overloaded { kind, .. } => *kind == OverloadKind::Busy,
         _ => false,
     }
 }

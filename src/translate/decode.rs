@@ -78,8 +78,8 @@ pub fn response_with_faults(
     let text = match super::multiref::inline(&text) {
         Ok(Some(inlined)) => std::borrow::Cow::Owned(inlined),
         Ok(None) => text,
-        Err(e) if e.starts_with("at byte") => return Err(DecodeError::Malformed(e)),
-        Err(e) => return Err(DecodeError::Schema(e)),
+        Err(super::multiref::MultirefError::Malformed(e)) => return Err(DecodeError::Malformed(e)),
+        Err(super::multiref::MultirefError::Graph(e)) => return Err(DecodeError::Schema(e)),
     };
     let mut d = Decoder { r: NsReader::from_str(&text), text: &text, schema, faults, path: Vec::new() };
     d.envelope(expected)

@@ -31,8 +31,23 @@ struct Ref {
     id: String,
 }
 
+/// Why a multiRef graph could not be inlined.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MultirefError {
+    /// The text is not well-formed XML.
+    #[error("{0}")]
+    Malformed(String),
+    /// The references are dangling, cyclic, too deep or explode the response.
+    #[error("{0}")]
+    Graph(String),
+}
+
+fn off_boundary() -> MultirefError {
+    MultirefError::Malformed("multiRef positions are not on character boundaries".into())
+}
+
 /// The text with every `href="#…"` inlined, or `None` when it has none.
-pub fn inline(text: &str) -> Result<Option<String>, String> {
+pub fn inline(text: &str) -> Result<Option<String>, MultirefError> {
     // One scan on the hot path: most responses have no `href="#…"` at all.
     let has_refs = text
         .match_indices("href=")
@@ -54,10 +69,10 @@ pub fn inline(text: &str) -> Result<Option<String>, String> {
     Ok(Some(out))
 }
 
-fn attrs_of(e: &BytesStart<'_>) -> Result<Vec<(String, String)>, String> {
+fn attrs_of(e: &BytesStart<'_>) -> Result<Vec<(String, String)>, MultirefError> {
     let mut out = Vec::new();
     for a in e.attributes() {
-        let a = a.map_err(|err| err.to_string())?;
+        let a = a.map_err(|err| MultirefError::Malformed(err.to_string()))?;
         let key = a.key.as_ref().to_string();
         // The raw (still escaped) value; a double quote inside it came from single quoting.
         let value = a.value.as_ref().replace('"', "&quot;");
@@ -66,7 +81,7 @@ fn attrs_of(e: &BytesStart<'_>) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-fn scan(text: &str) -> Result<(HashMap<String, Target>, Vec<Ref>), String> {
+fn scan(text: &str) -> Result<(HashMap<String, Target>, Vec<Ref>), MultirefError> {
     let mut reader = Reader::from_str(text);
     let mut targets = HashMap::new();
     let mut refs = Vec::new();
@@ -75,9 +90,12 @@ fn scan(text: &str) -> Result<(HashMap<String, Target>, Vec<Ref>), String> {
     let mut stack: Vec<Open> = Vec::new();
     let mut body_depth = None;
     loop {
-        let before = usize::try_from(reader.buffer_position()).map_err(|e| e.to_string())?;
-        let event = reader.read_event().map_err(|e| format!("at byte {}: {e}", reader.error_position()))?;
-        let after = usize::try_from(reader.buffer_position()).map_err(|e| e.to_string())?;
+        let position = |p: u64| usize::try_from(p).map_err(|e| MultirefError::Malformed(e.to_string()));
+        let before = position(reader.buffer_position())?;
+        let event = reader
+            .read_event()
+            .map_err(|e| MultirefError::Malformed(format!("at byte {}: {e}", reader.error_position())))?;
+        let after = position(reader.buffer_position())?;
         let (start, empty) = match event {
             Event::Start(s) => (s, false),
             Event::Empty(s) => (s, true),
@@ -149,9 +167,9 @@ struct Expander<'a> {
 
 impl<'a> Expander<'a> {
     /// Copies `range` of the text, inlining references in it and leaving out `cuts`.
-    fn emit(&mut self, range: (usize, usize), cuts: &[(usize, usize)], out: &mut String) -> Result<(), String> {
+    fn emit(&mut self, range: (usize, usize), cuts: &[(usize, usize)], out: &mut String) -> Result<(), MultirefError> {
         if self.stack.len() > MAX_CHAIN {
-            return Err(format!("multiRef references chain deeper than {MAX_CHAIN} levels"));
+            return Err(MultirefError::Graph(format!("multiRef references chain deeper than {MAX_CHAIN} levels")));
         }
         let mut pos = range.0;
         // References are sorted by position: only those inside the range are looked at.
@@ -164,12 +182,15 @@ impl<'a> Expander<'a> {
             if start < pos {
                 continue; // inside a span already replaced or cut
             }
-            out.push_str(self.text.get(pos..start).ok_or("multiRef positions are not on character boundaries")?);
+            out.push_str(self.text.get(pos..start).ok_or_else(off_boundary)?);
             pos = end;
             let Some(r) = r else { continue };
-            let target = self.targets.get(&r.id).ok_or_else(|| format!("href=\"#{}\" points at no element", r.id))?;
+            let target = self
+                .targets
+                .get(&r.id)
+                .ok_or_else(|| MultirefError::Graph(format!("href=\"#{}\" points at no element", r.id)))?;
             if self.stack.contains(&r.id.as_str()) {
-                return Err(format!("the multiRef graph is cyclic at id {:?}", r.id));
+                return Err(MultirefError::Graph(format!("the multiRef graph is cyclic at id {:?}", r.id)));
             }
             out.push('<');
             out.push_str(&r.name);
@@ -186,17 +207,19 @@ impl<'a> Expander<'a> {
             out.push_str(&r.name);
             out.push('>');
             if out.len() > self.limit {
-                return Err("multiRef references expand the response beyond its bound (shared too often?)".into());
+                return Err(MultirefError::Graph(
+                    "multiRef references expand the response beyond its bound (shared too often?)".into(),
+                ));
             }
         }
-        out.push_str(self.text.get(pos..range.1).ok_or("multiRef positions are not on character boundaries")?);
+        out.push_str(self.text.get(pos..range.1).ok_or_else(off_boundary)?);
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::inline;
+    use super::{MultirefError, inline};
 
     #[test]
     fn references_are_inlined_and_targets_leave_the_body() {
@@ -213,22 +236,23 @@ mod tests {
     fn cycles_dangling_references_and_blowups_are_errors() {
         let cyclic =
             r##"<E><Body><r><x href="#a"/></r><m id="a"><y href="#b"/></m><m id="b"><z href="#a"/></m></Body></E>"##;
-        assert!(inline(cyclic).expect_err("cycle").contains("cyclic"));
+        assert!(matches!(inline(cyclic), Err(MultirefError::Graph(m)) if m.contains("cyclic")));
         let dangling = r##"<E><Body><r><x href="#nope"/></r></Body></E>"##;
-        assert!(inline(dangling).expect_err("dangling").contains("#nope"));
+        assert!(matches!(inline(dangling), Err(MultirefError::Graph(m)) if m.contains("#nope")));
         // A chain deeper than the decoder would follow.
         let mut chain = String::from(r##"<E><Body><r><x href="#c0"/></r>"##);
         for i in 0..100 {
             chain.push_str(&format!(r##"<m id="c{i}"><a href="#c{n}"/></m>"##, n = i + 1));
         }
         chain.push_str(r##"<m id="c100">end</m></Body></E>"##);
-        assert!(inline(&chain).expect_err("deep").contains("deeper than"));
+        assert!(matches!(inline(&chain), Err(MultirefError::Graph(m)) if m.contains("deeper than")));
         // Each level references the next twice: 2^30 copies if expanded.
         let mut bomb = String::from(r##"<E><Body><r><x href="#l0"/></r>"##);
         for i in 0..30 {
             bomb.push_str(&format!(r##"<m id="l{i}"><a href="#l{n}"/><b href="#l{n}"/></m>"##, n = i + 1));
         }
         bomb.push_str(r##"<m id="l30">payload payload payload payload</m></Body></E>"##);
-        assert!(inline(&bomb).expect_err("bounded").contains("beyond its bound"));
+        assert!(matches!(inline(&bomb), Err(MultirefError::Graph(m)) if m.contains("beyond its bound")));
+        assert!(matches!(inline(r##"<E><x href="#a"></E>"##), Err(MultirefError::Malformed(_))), "not well-formed");
     }
 }
