@@ -149,8 +149,8 @@ impl Fleet {
                     .query_async(&mut conn)
                     .await;
                 // BUSYGROUP: another replica (or an earlier run) created it.
-                if let Err(e) = created.as_ref().map_err(ToString::to_string)
-                    && !e.contains("BUSYGROUP")
+                if let Err(e) = &created
+                    && e.code() != Some("BUSYGROUP")
                 {
                     tracing::error!(backend = %b, error = %e, "cannot create the delivery consumer group");
                 }
