@@ -365,6 +365,9 @@ async fn fleet_config(spyne_base: &str, redis_port: u16) -> tempfile::TempDir {
         "delivery: { data_dir: data, ",
         &format!("delivery: {{ redis: {{ url: \"redis://127.0.0.1:{redis_port}/\", claim_after: 2s }}, "),
     );
+    // A replica's item is taken over after claim_after, which must outlast the backend's
+    // timeout (or an attempt still running would be sent twice).
+    let yaml = yaml.replace("timeout: 10s", "timeout: 1s");
     // Ordered delivery needs the embedded store; the fleet's routes deliver concurrently.
     let routes =
         ROUTES.replace("delivery: { mode: queued, ordered: true, partition: \"{body.machine}\" }", "delivery: queued");
@@ -458,4 +461,18 @@ async fn sigterm_lets_a_delivery_in_flight_finish() {
     assert_eq!(v["attempts"], 1, "{v}");
     assert!(v.get("duplicate").is_none(), "delivered once, not re-sent: {v}");
     assert_eq!(stats(&spyne.base).await.0, 1);
+}
+
+#[tokio::test]
+async fn a_claim_after_shorter_than_a_backend_timeout_is_a_config_error() {
+    let spyne = common::start_spyne();
+    let dir = fleet_config(&spyne.base, 6379).await;
+    let yaml = std::fs::read_to_string(dir.path().join("gateway.yaml")).expect("read");
+    std::fs::write(dir.path().join("gateway.yaml"), yaml.replace("timeout: 1s", "timeout: 5s")).expect("write");
+    let err = veneer::config::compile(
+        &veneer::config::ConfigSource::Dir(dir.path().to_path_buf()),
+        &veneer::config::compile::CompileOptions::default(),
+    )
+    .expect_err("claim_after 2s < timeout 5s");
+    assert!(err.to_string().contains("claim_after"), "{err}");
 }

@@ -136,6 +136,22 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
 
     let throttle = compile_limits::compile(&gateway_file, &raw, options, &retained, &mut problems);
     let delivery = delivery_settings(source, &gateway_file, &raw, options, &mut problems);
+    if let Some(fleet) = &delivery.fleet {
+        // A replica still calling past claim_after would see its item taken over and sent
+        // again by another one.
+        for (name, b) in &backends {
+            if fleet.claim_after <= b.settings.timeout {
+                problems.push(gateway_file.problem(
+                    "claim_after:",
+                    1,
+                    format!(
+                        "delivery.redis.claim_after ({:?}) must be longer than backend {name}'s timeout ({:?})",
+                        fleet.claim_after, b.settings.timeout
+                    ),
+                ));
+            }
+        }
+    }
     let mut routes = Vec::new();
     for (file, parsed) in &route_files {
         for section in &parsed.routes {

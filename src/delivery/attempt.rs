@@ -58,6 +58,8 @@ pub(crate) enum Outcome {
     /// Transient, for the whole backend: unreachable, timed out, overloaded, circuit open,
     /// or answering garbage. The dispatcher holds the backend back, not just this item.
     Unavailable(Value),
+    /// Never sent: every call slot was taken (by direct traffic). Not an attempt.
+    Shed,
 }
 
 impl Outcome {
@@ -98,6 +100,7 @@ pub(crate) async fn call(route: &Route, item: &Item) -> Outcome {
             let e = GatewayError::Fault { fault, status, backend };
             if status.is_client_error() { Outcome::Dead(problem_value(&e)) } else { Outcome::Retry(problem_value(&e)) }
         }
+        Err(GatewayError::Overloaded { kind: crate::error::OverloadKind::Queue, .. }) => Outcome::Shed,
         Err(e) => Outcome::Unavailable(problem_value(&e)),
     }
 }
@@ -111,6 +114,11 @@ pub(crate) fn settle(
     settings: &DeliverySettings,
     now: u64,
 ) -> &'static str {
+    if let Outcome::Shed = outcome {
+        item.state = State::Queued;
+        item.next_ms = now + 1000;
+        return "shed";
+    }
     item.attempts += 1;
     item.updated_ms = now;
     let max_age = queued.map_or(settings.max_age, |q| q.max_age);
@@ -127,9 +135,11 @@ pub(crate) fn settle(
             item.last_error = Some(problem);
             "dead"
         }
+        Outcome::Shed => "shed", // handled above
         Outcome::Retry(problem) | Outcome::Unavailable(problem) => {
             item.last_error = Some(problem);
-            let too_old = now.saturating_sub(item.created_ms) >= max_age.as_millis() as u64;
+            let since = item.retried_ms.unwrap_or(item.created_ms);
+            let too_old = now.saturating_sub(since) >= max_age.as_millis() as u64;
             if too_old || max_attempts.is_some_and(|m| item.attempts >= m) {
                 item.state = State::Dead;
                 "dead"
@@ -177,6 +187,7 @@ mod tests {
             last_error: None,
             result: None,
             duplicate: false,
+            retried_ms: None,
         }
     }
 

@@ -23,12 +23,13 @@ use crate::error::GatewayError;
 const GROUP: &str = "veneer";
 
 /// Moves due items from the backoff set back into the stream, atomically (any replica may
-/// run it at any time). KEYS: delayed zset, stream; ARGV: now (ms), max count, maxlen.
+/// run it at any time). KEYS: delayed zset, stream; ARGV: now (ms), max count. Live streams
+/// are never trimmed: an entry is an accepted item.
 const PROMOTE: &str = r"
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'id', id)
+  redis.call('XADD', KEYS[2], '*', 'id', id)
 end
 return #ids
 ";
@@ -115,11 +116,15 @@ impl Fleet {
         Ok(me)
     }
 
-    /// Appends an item id to a stream, capped near `max_len` (only a safety net: `accept`
-    /// refuses new items before a stream reaches it).
-    fn xadd(&self, stream: &str, id: &str) -> redis::Cmd {
+    /// Appends an item id to a stream. Live streams are never trimmed (`accept` refuses new
+    /// items at `max_len` instead); the dead-letter stream, a history, is capped.
+    fn xadd(&self, stream: &str, id: &str, capped: bool) -> redis::Cmd {
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(stream).arg("MAXLEN").arg("~").arg(self.fleet.max_len).arg("*").arg("id").arg(id);
+        cmd.arg(stream);
+        if capped {
+            cmd.arg("MAXLEN").arg("~").arg(self.fleet.max_len);
+        }
+        cmd.arg("*").arg("id").arg(id);
         cmd
     }
 
@@ -139,24 +144,29 @@ impl Fleet {
         for b in backends {
             let new = self.started.lock().unwrap_or_else(|p| p.into_inner()).insert(b.clone());
             if new {
-                let mut conn = self.conn.clone();
-                let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(self.key("q", &b))
-                    .arg(GROUP)
-                    .arg("0")
-                    .arg("MKSTREAM")
-                    .query_async(&mut conn)
-                    .await;
-                // BUSYGROUP: another replica (or an earlier run) created it.
-                if let Err(e) = &created
-                    && e.code() != Some("BUSYGROUP")
-                {
-                    tracing::error!(backend = %b, error = %e, "cannot create the delivery consumer group");
-                }
+                self.create_group(&self.key("q", &b)).await;
                 let me = self.clone();
                 tokio::spawn(async move { me.dispatch(b).await });
             }
+        }
+    }
+
+    /// Creates the consumer group (from the stream's start, so nothing accepted before is
+    /// skipped); another replica having made it already is fine.
+    async fn create_group(&self, stream: &str) {
+        let mut conn = self.conn.clone();
+        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = &created
+            && e.code() != Some("BUSYGROUP")
+        {
+            tracing::error!(stream, error = %e, "cannot create the delivery consumer group");
         }
     }
 
@@ -164,7 +174,16 @@ impl Fleet {
     pub async fn accept(&self, item: Item) -> Result<Item, GatewayError> {
         let mut conn = self.conn.clone();
         let stream = self.key("q", &item.backend);
-        let len: u64 = redis::cmd("XLEN").arg(&stream).query_async(&mut conn).await.map_err(unavailable)?;
+        // Waiting items count whether they are in the stream or in their backoff.
+        let (waiting, backing_off): (u64, u64) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&stream)
+            .cmd("ZCARD")
+            .arg(self.key("delayed", &item.backend))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let len = waiting + backing_off;
         if len >= self.fleet.max_len {
             crate::telemetry::delivery(&item.backend, "refused_full");
             tracing::error!(backend = %item.backend, len, "the delivery stream is full; new items are refused");
@@ -177,7 +196,7 @@ impl Fleet {
             .arg(self.key("item", &item.id))
             .arg(json)
             .ignore()
-            .add_command(self.xadd(&stream, &item.id))
+            .add_command(self.xadd(&stream, &item.id, false))
             .ignore()
             .query_async(&mut conn)
             .await
@@ -255,6 +274,7 @@ impl Fleet {
         item.state = State::Queued;
         item.next_ms = now_ms();
         item.updated_ms = item.next_ms;
+        item.retried_ms = Some(item.next_ms);
         self.accept(item).await.map(Some)
     }
 
@@ -320,15 +340,8 @@ impl Fleet {
                 continue;
             }
             let mut conn = self.conn.clone();
-            let _: Result<i64, _> = self
-                .promote
-                .key(&delayed)
-                .key(&stream)
-                .arg(now_ms())
-                .arg(500)
-                .arg(self.fleet.max_len)
-                .invoke_async(&mut conn)
-                .await;
+            let _: Result<i64, _> =
+                self.promote.key(&delayed).key(&stream).arg(now_ms()).arg(500).invoke_async(&mut conn).await;
             let free = slots.available_permits();
             let mut entries = Vec::new();
             if free > 0 && round.is_multiple_of(10) {
@@ -395,6 +408,10 @@ impl Fleet {
             Ok(v) => entries(&v),
             Err(e) => {
                 tracing::warn!(error = %e, "reading the delivery stream failed");
+                // The group vanished (a Redis failover to a copy without it): make it again.
+                if e.code() == Some("NOGROUP") {
+                    self.create_group(stream).await;
+                }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 Vec::new()
             }
@@ -428,10 +445,15 @@ impl Fleet {
     }
 
     async fn attempt(&self, stream: &str, delayed: &str, sid: &str, id: &str) {
-        let Ok(Some(mut item)) = self.get(id).await else {
-            // Discarded (or unreadable): nothing to deliver.
-            self.ack(stream, sid).await;
-            return;
+        let mut item = match self.get(id).await {
+            Ok(Some(item)) => item,
+            // Discarded: nothing to deliver.
+            Ok(None) => {
+                self.ack(stream, sid).await;
+                return;
+            }
+            // Redis did not answer: the entry stays pending and is claimed again later.
+            Err(_) => return,
         };
         if matches!(item.state, State::Delivered | State::Dead) {
             self.ack(stream, sid).await; // a duplicate entry (claimed after a slow attempt)
@@ -445,15 +467,28 @@ impl Fleet {
         while self.put(&item).await.is_err() {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let mut conn = self.conn.clone();
+        // Where the item goes next and the entry's acknowledgement, in one transaction,
+        // retried until Redis takes it: never acknowledged without a next place.
+        let mut next = redis::pipe();
+        next.atomic();
         if item.state == State::Queued {
-            let _: Result<(), _> =
-                redis::cmd("ZADD").arg(delayed).arg(item.next_ms).arg(&item.id).query_async(&mut conn).await;
+            next.cmd("ZADD").arg(delayed).arg(item.next_ms).arg(&item.id).ignore();
         } else if item.state == State::Dead {
-            let _: Result<(), _> = self.xadd(&self.key("dead", &item.backend), &item.id).query_async(&mut conn).await;
+            next.add_command(self.xadd(&self.key("dead", &item.backend), &item.id, true)).ignore();
             tracing::warn!(delivery = %item.id, route = %item.route, attempts = item.attempts, "delivery moved to the dead letters");
         }
-        self.ack(stream, sid).await;
+        next.cmd("XACK").arg(stream).arg(GROUP).arg(sid).ignore();
+        next.cmd("XDEL").arg(stream).arg(sid).ignore();
+        loop {
+            let mut conn = self.conn.clone();
+            match next.query_async::<()>(&mut conn).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "storing a delivery's next state failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
         crate::telemetry::delivery(&item.backend, kind);
     }
 

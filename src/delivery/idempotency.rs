@@ -224,37 +224,6 @@ impl Keys {
     }
 }
 
-/// Frees a claim whose request was abandoned (its future dropped before it settled).
-pub struct ClaimGuard {
-    keys: Keys,
-    key: String,
-    settled: bool,
-}
-
-impl ClaimGuard {
-    /// Guards the claim on `key`.
-    pub fn new(keys: &Keys, key: &str) -> ClaimGuard {
-        ClaimGuard { keys: keys.clone(), key: key.to_string(), settled: false }
-    }
-
-    /// The claim was finished or released: nothing to undo.
-    pub fn settled(&mut self) {
-        self.settled = true;
-    }
-}
-
-impl Drop for ClaimGuard {
-    fn drop(&mut self) {
-        if self.settled {
-            return;
-        }
-        let (keys, key) = (self.keys.clone(), std::mem::take(&mut self.key));
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { keys.release(&key).await });
-        }
-    }
-}
-
 /// The key's scope: caller and route, so two clients (or two routes) never collide.
 pub fn scoped(caller: &str, route: &str, key: &str) -> String {
     format!("{caller}\u{0}{route}\u{0}{key}")

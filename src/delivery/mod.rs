@@ -141,6 +141,9 @@ pub struct Item {
     /// True when the ERP said it already had the item (a duplicate fault).
     #[serde(default)]
     pub duplicate: bool,
+    /// When an operator last queued it again: `max_age` counts from here then.
+    #[serde(default)]
+    pub retried_ms: Option<u64>,
 }
 
 impl Item {

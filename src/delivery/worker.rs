@@ -39,8 +39,11 @@ struct Lane {
 
 impl Lane {
     fn add(&mut self, item: &Item) {
+        // Indexed once: a second retry of the same dead letter must not start it twice.
+        if !self.unfinished.insert(item.id.clone()) {
+            return;
+        }
         self.due.insert((item.next_ms, item.id.clone()));
-        self.unfinished.insert(item.id.clone());
         if let Some(p) = &item.partition {
             self.partitions.entry(p.clone()).or_default().insert(item.id.clone());
             self.partition_of.insert(item.id.clone(), p.clone());
@@ -128,7 +131,10 @@ impl Runtime {
             holds: attempt::Holds::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
         });
-        let paused: HashSet<String> = rt.store.paused()?.into_iter().collect();
+        // Paused backends first, so no attempt starts before the pause is known.
+        for b in rt.store.paused()? {
+            rt.lane_do(&b, |l| l.paused = true);
+        }
         let mut resumed = 0usize;
         for (_, bytes) in rt.store.scan(Table::Items)? {
             let Ok(mut item) = serde_json::from_slice::<Item>(&bytes) else { continue };
@@ -139,9 +145,6 @@ impl Runtime {
                 rt.index(&item);
                 resumed += 1;
             }
-        }
-        for b in paused {
-            rt.lane_do(&b, |l| l.paused = true);
         }
         if resumed > 0 {
             tracing::info!(items = resumed, "queued deliveries resumed from the store");
@@ -218,6 +221,7 @@ impl Runtime {
         item.state = State::Queued;
         item.next_ms = now_ms();
         item.updated_ms = item.next_ms;
+        item.retried_ms = Some(item.next_ms);
         persist(&self.store, &item).await?;
         self.index(&item);
         Ok(Some(item))

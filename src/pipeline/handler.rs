@@ -71,6 +71,7 @@ struct Seen {
 }
 
 /// Who is calling, as far as the pipeline needs it.
+#[derive(Clone)]
 struct Who {
     principal: Option<Arc<Principal>>,
     caller: Option<Caller>,
@@ -113,12 +114,12 @@ async fn serve(
     let call = encode_call(&route, &values)?;
     let forward = backend::forwarded(&parts.headers);
     let job = Job {
-        route: &route,
+        route: route.clone(),
         partition: partition(&route, &values),
         call,
-        who: &who,
+        who: who.clone(),
         forward,
-        request_id,
+        request_id: request_id.to_string(),
         delivery_id: delivery_id.clone(),
         delivery_key: delivery_key.to_string(),
     };
@@ -131,20 +132,22 @@ async fn serve(
     if let Claim::Replay(answer) = services.keys.claim(&scoped, &fingerprint).await? {
         return Ok(answer.response());
     }
-    // If the client goes away mid-call this future is dropped: the guard frees the key then,
-    // so a retry runs instead of being told 409 until the claim expires.
-    let mut guard = idempotency::ClaimGuard::new(&services.keys, &scoped);
-    let result = match execute(Some(services), job).await {
-        // Never sent to the ERP: the key is free for a retry.
-        Err(e @ (GatewayError::Overloaded { .. } | GatewayError::StoreUnavailable | GatewayError::Internal(_))) => {
-            services.keys.release(&scoped).await;
-            Err(e)
+    // The call and the storing of its answer run on their own task: when the client goes
+    // away (or the request deadline drops this future) the ERP may still book it, and the
+    // answer must still be stored for the retry to replay.
+    let services = services.clone();
+    let task = tokio::spawn(async move {
+        match execute(Some(&services), job).await {
+            // Never sent to the ERP: the key is free for a retry.
+            Err(e @ (GatewayError::Overloaded { .. } | GatewayError::StoreUnavailable)) => {
+                services.keys.release(&scoped).await;
+                Err(e)
+            }
+            Ok(res) => Ok(services.keys.finish(&scoped, &fingerprint, res).await),
+            Err(e) => Ok(services.keys.finish(&scoped, &fingerprint, e.response()).await),
         }
-        Ok(res) => Ok(services.keys.finish(&scoped, &fingerprint, res).await),
-        Err(e) => Ok(services.keys.finish(&scoped, &fingerprint, e.response()).await),
-    };
-    guard.settled();
-    result
+    });
+    task.await.unwrap_or_else(|e| Err(GatewayError::Internal(format!("the request task failed: {e}"))))
 }
 
 /// Authentication and the route's scopes; `Who` is empty on open routes.
@@ -251,26 +254,27 @@ fn encode_call(route: &Route, values: &RequestValues<'_>) -> Result<Call, Gatewa
     }
 }
 
-/// A validated request, ready to be queued, served from cache or sent.
-struct Job<'a> {
-    route: &'a Arc<Route>,
+/// A validated request, ready to be queued, served from cache or sent (owned, so it can
+/// outlive the request on its own task).
+struct Job {
+    route: Arc<Route>,
     call: Call,
-    who: &'a Who,
+    who: Who,
     forward: backend::Forward,
-    request_id: &'a str,
+    request_id: String,
     delivery_id: Option<String>,
     delivery_key: String,
     partition: Option<String>,
 }
 
 /// Queues the call, answers it from the cache, or sends it.
-async fn execute(services: Option<&Services>, job: Job<'_>) -> Result<Response, GatewayError> {
-    let route = job.route;
+async fn execute(services: Option<&Services>, job: Job) -> Result<Response, GatewayError> {
+    let route = job.route.clone();
     if route.queued.is_some() {
         return enqueue(services, job).await;
     }
     let Some(cache) = &route.cache else {
-        return Ok(fetch(route, job.call.envelope, job.forward).await?.response(None));
+        return Ok(fetch(&route, job.call.envelope, job.forward).await?.response(None));
     };
     let key = cache.key(&job.call.input, &job.call.route_header, job.who.principal.as_deref());
     let mut loaded = false;
@@ -278,7 +282,7 @@ async fn execute(services: Option<&Services>, job: Job<'_>) -> Result<Response, 
         .entries
         .try_get_with(key, async {
             loaded = true;
-            fetch(route, job.call.envelope, job.forward).await.map(Arc::new)
+            fetch(&route, job.call.envelope, job.forward).await.map(Arc::new)
         })
         .await
         .map_err(GatewayError::Shared)?;
@@ -288,9 +292,9 @@ async fn execute(services: Option<&Services>, job: Job<'_>) -> Result<Response, 
 
 /// Stores the call for the delivery workers: 202 with `Location: /deliveries/{id}` once the
 /// store has committed it.
-async fn enqueue(services: Option<&Services>, job: Job<'_>) -> Result<Response, GatewayError> {
+async fn enqueue(services: Option<&Services>, job: Job) -> Result<Response, GatewayError> {
     let queue = services.and_then(|s| s.queue.as_ref()).ok_or(GatewayError::StoreUnavailable)?;
-    let route = job.route;
+    let route = &job.route;
     let id = job.delivery_id.unwrap_or_else(delivery::new_id);
     let now = delivery::now_ms();
     let item = delivery::Item {
@@ -302,7 +306,7 @@ async fn enqueue(services: Option<&Services>, job: Job<'_>) -> Result<Response, 
         partition: job.partition,
         input: job.call.input,
         route_header: job.call.route_header,
-        request_id: job.request_id.to_string(),
+        request_id: job.request_id,
         state: delivery::State::Queued,
         attempts: 0,
         created_ms: now,
@@ -311,6 +315,7 @@ async fn enqueue(services: Option<&Services>, job: Job<'_>) -> Result<Response, 
         last_error: None,
         result: None,
         duplicate: false,
+        retried_ms: None,
     };
     queue.accept(item).await?;
     let location = format!("/deliveries/{id}");

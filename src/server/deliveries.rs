@@ -37,8 +37,9 @@ pub async fn status(State(state): State<AppState>, Path(id): Path<String>, heade
             }
         };
         let item = queue.get(&id).await?.ok_or_else(|| not_found(&id))?;
-        // Another client's item does not exist, as far as this caller can tell.
-        if item.client != caller && !admin {
+        // Another client's item does not exist, as far as this caller can tell. An item
+        // posted without a token (a public route) is no one's: its id is the secret.
+        if item.client != caller && item.client != "anonymous" && !admin {
             return Err(not_found(&id));
         }
         Ok(axum::Json(item.view()).into_response())
