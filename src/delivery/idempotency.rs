@@ -237,10 +237,20 @@ pub fn valid_key(key: &str) -> bool {
 /// Deletes expired records.
 pub async fn sweep(store: &Store) {
     let now = now_ms();
-    let Ok(rows) = store.scan(Table::Keys) else { return };
-    for (key, bytes) in rows {
-        if serde_json::from_slice::<Record>(&bytes).is_ok_and(|r| r.expires_ms <= now) {
-            let _ = store.write(Write::Delete(Table::Keys, key)).await;
-        }
+    let scanning = store.clone();
+    let expired = tokio::task::spawn_blocking(move || {
+        let mut expired = Vec::new();
+        let _ = scanning.each(Table::Keys, |key, bytes| {
+            if serde_json::from_slice::<Record>(bytes).is_ok_and(|r| r.expires_ms <= now) {
+                expired.push(key.to_string());
+            }
+            true
+        });
+        expired
+    })
+    .await
+    .unwrap_or_default();
+    for batch in expired.chunks(1000) {
+        let _ = store.write(Write::DeleteMany(Table::Keys, batch.to_vec())).await;
     }
 }

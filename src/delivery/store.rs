@@ -39,6 +39,8 @@ pub enum Write {
     Put(Table, String, Vec<u8>),
     /// Delete.
     Delete(Table, String),
+    /// Delete several (one commit for a sweep).
+    DeleteMany(Table, Vec<String>),
     /// Insert only when the key is absent, else leave it; the answer says which.
     PutIfAbsent(Table, String, Vec<u8>),
     /// Mark a backend paused (true) or resumed.
@@ -146,25 +148,29 @@ impl Store {
         }
     }
 
-    /// Every value of a table, in key order.
-    pub fn scan(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, String> {
+    /// Calls `f` with every row of a table, in key order, until it returns false. Rows
+    /// are read one at a time (a queue of millions is never held in memory at once).
+    pub fn each(&self, table: Table, mut f: impl FnMut(&str, &[u8]) -> bool) -> Result<(), String> {
         match &*self.engine {
-            Engine::Memory(m) => Ok(m
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .filter(|((t, _), _)| *t == table_code(table))
-                .map(|((_, k), v)| (k.clone(), v.clone()))
-                .collect()),
+            Engine::Memory(m) => {
+                let m = m.lock().unwrap_or_else(|p| p.into_inner());
+                for ((_, k), v) in m.iter().filter(|((t, _), _)| *t == table_code(table)) {
+                    if !f(k, v) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
             Engine::Redb(db) => {
                 let tx = db.begin_read().map_err(|e| e.to_string())?;
                 let t = tx.open_table(definition(table)).map_err(|e| e.to_string())?;
-                let mut out = Vec::new();
                 for row in t.iter().map_err(|e| e.to_string())? {
                     let (k, v) = row.map_err(|e| e.to_string())?;
-                    out.push((k.value().to_string(), v.value().to_vec()));
+                    if !f(k.value(), v.value()) {
+                        break;
+                    }
                 }
-                Ok(out)
+                Ok(())
             }
         }
     }
@@ -250,6 +256,10 @@ fn apply_redb(db: &Database, batch: &[Request]) -> Result<Vec<Written>, String> 
                     let table = if *t == Table::Items { &mut items } else { &mut keys };
                     table.remove(k.as_str()).map(|_| Written::Done)
                 }
+                Write::DeleteMany(t, ks) => {
+                    let table = if *t == Table::Items { &mut items } else { &mut keys };
+                    ks.iter().try_for_each(|k| table.remove(k.as_str()).map(|_| ())).map(|()| Written::Done)
+                }
                 Write::PutIfAbsent(t, k, v) => {
                     let table = if *t == Table::Items { &mut items } else { &mut keys };
                     let existing = table.get(k.as_str()).map(|g| g.map(|v| v.value().to_vec()));
@@ -276,6 +286,11 @@ fn apply_memory(m: &mut BTreeMap<(u8, String), Vec<u8>>, write: &Write) -> Writt
         }
         Write::Delete(t, k) => {
             m.remove(&(table_code(*t), k.clone()));
+        }
+        Write::DeleteMany(t, ks) => {
+            for k in ks {
+                m.remove(&(table_code(*t), k.clone()));
+            }
         }
         Write::PutIfAbsent(t, k, v) => {
             if let Some(old) = m.get(&(table_code(*t), k.clone())) {

@@ -136,16 +136,18 @@ impl Runtime {
             rt.lane_do(&b, |l| l.paused = true);
         }
         let mut resumed = 0usize;
-        for (_, bytes) in rt.store.scan(Table::Items)? {
-            let Ok(mut item) = serde_json::from_slice::<Item>(&bytes) else { continue };
-            if matches!(item.state, State::Queued | State::Delivering) {
+        rt.store.each(Table::Items, |_, bytes| {
+            if let Ok(mut item) = serde_json::from_slice::<Item>(bytes)
+                && matches!(item.state, State::Queued | State::Delivering)
+            {
                 // An attempt cut off by a crash may or may not have reached the ERP: at
                 // least once means it is tried again (duplicate_faults catch the rest).
                 item.state = State::Queued;
                 rt.index(&item);
                 resumed += 1;
             }
-        }
+            true
+        })?;
         if resumed > 0 {
             tracing::info!(items = resumed, "queued deliveries resumed from the store");
         }
@@ -203,13 +205,19 @@ impl Runtime {
 
     /// Items in a state (and route), oldest first, at most `limit`.
     pub fn list(&self, state: Option<State>, route: Option<&str>, limit: usize) -> Result<Vec<Item>, GatewayError> {
-        let rows = self.store.scan(Table::Items).map_err(|_| GatewayError::StoreUnavailable)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(_, b)| serde_json::from_slice::<Item>(&b).ok())
-            .filter(|i| state.is_none_or(|s| i.state == s) && route.is_none_or(|r| i.route == r))
-            .take(limit)
-            .collect())
+        let mut out = Vec::new();
+        self.store
+            .each(Table::Items, |_, bytes| {
+                if let Ok(i) = serde_json::from_slice::<Item>(bytes)
+                    && state.is_none_or(|s| i.state == s)
+                    && route.is_none_or(|r| i.route == r)
+                {
+                    out.push(i);
+                }
+                out.len() < limit
+            })
+            .map_err(|_| GatewayError::StoreUnavailable)?;
+        Ok(out)
     }
 
     /// Queues a dead letter again (after the ERP's data was fixed).
@@ -382,14 +390,24 @@ impl Runtime {
             }
             let now = now_ms();
             let keep = self.settings.keep_delivered.as_millis() as u64;
-            if let Ok(rows) = self.store.scan(Table::Items) {
-                for (id, bytes) in rows {
-                    let done = serde_json::from_slice::<Item>(&bytes)
+            // A scan of the whole store: off the async workers.
+            let store = self.store.clone();
+            let expired = tokio::task::spawn_blocking(move || {
+                let mut expired = Vec::new();
+                let _ = store.each(Table::Items, |id, bytes| {
+                    let done = serde_json::from_slice::<Item>(bytes)
                         .is_ok_and(|i| i.state == State::Delivered && now.saturating_sub(i.updated_ms) > keep);
                     if done {
-                        let _ = self.store.write(super::store::Write::Delete(Table::Items, id)).await;
+                        expired.push(id.to_string());
                     }
-                }
+                    true
+                });
+                expired
+            })
+            .await
+            .unwrap_or_default();
+            for batch in expired.chunks(1000) {
+                let _ = self.store.write(super::store::Write::DeleteMany(Table::Items, batch.to_vec())).await;
             }
         }
     }
