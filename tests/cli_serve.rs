@@ -42,17 +42,7 @@ async fn dev_mode_prints_working_commands_and_stops_cleanly() {
     let client = reqwest::Client::builder().no_proxy().build().expect("client");
     let unauthenticated = client.get(format!("{base}/items/1000")).send().await.expect("request");
     assert_eq!(unauthenticated.status(), 401);
-    let token: serde_json::Value = client
-        .post(format!("{base}/oauth2/token"))
-        .basic_auth("demo", Some("cli-test-secret"))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let bearer = token["access_token"].as_str().expect("access_token");
+    let bearer = &common::access_token(&base, "demo", "cli-test-secret").await;
     let item: serde_json::Value = client
         .get(format!("{base}/items/1000"))
         .bearer_auth(bearer)

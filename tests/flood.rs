@@ -53,17 +53,7 @@ async fn a_normal_client_is_served_while_the_gateway_is_flooded() {
     veneer::admin::new_key(&dir.path().join("keys"), "ES256").expect("signing key");
     let gw = common::Veneer::serve(dir.path(), &[]);
     let client = common::client();
-    let token: serde_json::Value = client
-        .post(format!("{}/oauth2/token", gw.base))
-        .basic_auth("c", Some("s3cret"))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let token = token["access_token"].as_str().expect("access_token").to_string();
+    let token = common::access_token(&gw.base, "c", "s3cret").await;
     let url = format!("{}/items/1000", gw.base);
 
     // Baseline, same run: the normal client alone.

@@ -379,17 +379,10 @@ async fn metrics_can_require_a_scope() {
     let gw = common::with_config_self_issuer(dir.path()).await;
     let client = common::client();
     common::problem(client.get(gw.url("/metrics")).send().await.expect("metrics"), 401).await;
-    let token = |id: &'static str| {
-        let gw = &gw;
-        async move {
-            let body: serde_json::Value = common::token(gw, id, "s3cret", None).await.json().await.expect("token");
-            body["access_token"].as_str().expect("access_token").to_string()
-        }
-    };
-    let without = token("d").await;
+    let without = common::access_token(&gw.base, "d", "s3cret").await;
     let res = client.get(gw.url("/metrics")).bearer_auth(&without).send().await.expect("metrics");
     common::problem(res, 403).await;
-    let with = token("c").await;
+    let with = common::access_token(&gw.base, "c", "s3cret").await;
     let res = client.get(gw.url("/metrics")).bearer_auth(&with).send().await.expect("metrics");
     assert_eq!(res.status(), 200);
     assert!(

@@ -180,13 +180,7 @@ async fn a_poison_reading_is_dead_at_once_and_the_rest_go_on() {
     let dir = config(&spyne.base, "backoff: 50ms, max_backoff: 200ms", &auth).await;
     veneer::admin::new_key(&dir.path().join("keys"), "ES256").expect("key");
     let gw = common::with_config_self_issuer(dir.path()).await;
-    let token = |id: &'static str| {
-        let gw = &gw;
-        async move {
-            let v: Value = common::token(gw, id, "s3cret", None).await.json().await.expect("token");
-            v["access_token"].as_str().expect("access_token").to_string()
-        }
-    };
+    let token = |id: &'static str| common::access_token(&gw.base, id, "s3cret");
     let (edge, ops) = (token("edge").await, token("ops").await);
     let client = common::client();
     let post = |key: &str, value: f64| {

@@ -77,6 +77,20 @@ pub async fn token(gw: &Gateway, id: &str, secret: &str, scope: Option<&str>) ->
     client().post(gw.url("/oauth2/token")).basic_auth(id, Some(secret)).form(&form).send().await.expect("token request")
 }
 
+/// A client-credentials access token from the gateway at `base` (panics if refused).
+pub async fn access_token(base: &str, id: &str, secret: &str) -> String {
+    let res = client()
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(res.status(), 200, "token for {id}");
+    let body: serde_json::Value = res.json().await.expect("token json");
+    body["access_token"].as_str().expect("access_token").to_string()
+}
+
 /// The gateway over the embedded sample config, with the sample ERP in-process (dev mode),
 /// holding a demo-client token with every scope.
 pub async fn dev() -> Gateway {
