@@ -82,3 +82,39 @@ async fn metrics_from_the_start_and_on_their_own_listener() {
     let res = client.get(format!("{}/metrics", gw.base)).send().await.expect("main /metrics");
     common::problem(res, 404).await;
 }
+
+#[tokio::test]
+async fn dev_mode_keeps_serving_when_nobody_reads_its_stdout() {
+    // `veneer serve --dev | head -2`, or a harness that stops reading after the address: the
+    // welcome text then meets a closed pipe, which must not take the gateway down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let data = tempfile::tempdir().expect("data dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veneer"))
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .env("VENEER_DATA", data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("veneer starts");
+    drop(child.stdout.take());
+    let client = common::client();
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let mut healthy = false;
+    for _ in 0..200 {
+        if let Some(exit) = child.try_wait().expect("status") {
+            panic!("the gateway exited with a closed stdout: {exit:?}");
+        }
+        if client.get(&health).send().await.is_ok_and(|r| r.status() == 200) {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "the gateway answers /healthz");
+    // Still there after the welcome text was written.
+    assert!(client.get(&health).send().await.is_ok_and(|r| r.status() == 200));
+    assert!(child.try_wait().expect("status").is_none(), "the gateway keeps running");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -11,8 +11,13 @@ pub use erp::{SampleErp, start};
 pub const DEMO_CLIENT: &str = "demo";
 
 /// Prints how to try the gateway, with commands that work as printed.
+///
+/// The text is formatted first and written in one call, and a closed stdout is ignored:
+/// `println!` would write it piece by piece and panic on a reader that stopped after the
+/// address line (`veneer serve --dev | head -2`, a test harness), taking the gateway down.
 pub fn print_welcome(addr: SocketAddr, erp: &SampleErp, secret: &str, data: &std::path::Path) {
-    println!(
+    use std::io::Write;
+    let text = format!(
         "\nVeneer dev mode: sample ERP (SOAP) at {erp}, gateway at http://{addr}\n\
          Demo OAuth2 client: client_id={DEMO_CLIENT} client_secret={secret}\n\
          (set VENEER_DEV_SECRET to choose the secret)\n\n\
@@ -26,8 +31,10 @@ pub fn print_welcome(addr: SocketAddr, erp: &SampleErp, secret: &str, data: &std
          curl -s -H \"Authorization: Bearer $TOKEN\" -X POST http://{addr}/sensor-readings/queued -H 'content-type: application/json' \\\n    \
          -d '{{\"sensorId\":\"T-100\",\"timestamp\":\"2026-11-25T08:00:00Z\",\"value\":71.25,\"unit\":\"C\"}}'   # 202; GET its Location\n  \
          curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/items/9999      # a SOAP fault, mapped to 404\n\n\
-         Queued writes are kept in {data} (set VENEER_DATA to move it).\n",
+         Queued writes are kept in {data} (set VENEER_DATA to move it).\n\n",
         erp = erp.url,
         data = data.display()
     );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
