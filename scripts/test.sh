@@ -5,6 +5,7 @@
 #   - PHP's SoapServer (php-cli, php-soap), an rpc/encoded SOAP server;
 #   - oidc-provider (npm), an OpenID provider;
 #   - redis-server (Debian), for limits shared across replicas;
+#   - mosquitto and mosquitto-clients (Debian), an MQTT broker and its publisher;
 #   - openapi-spec-validator and schemathesis (Python), the OpenAPI contract checks;
 #   - chromium (Debian) and playwright-core (npm), the docs-page browser test.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh --test spyne_backend).
@@ -23,6 +24,9 @@ apt_install() {
 command -v python3 >/dev/null || apt_install python3 python3-pip
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 command -v redis-server >/dev/null || apt_install redis-server
+# Debian installs the broker in /usr/sbin, which a non-root PATH may lack.
+{ command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null && command -v mosquitto_pub >/dev/null \
+  || apt_install mosquitto mosquitto-clients
 command -v chromium >/dev/null || apt_install chromium
 php -m 2>/dev/null | grep -qx soap || apt_install php-cli php-soap
 

@@ -287,6 +287,16 @@ fn check(dir: PathBuf) -> ExitCode {
     match config::compile(&ConfigSource::Dir(dir.clone()), &CompileOptions::default()) {
         Ok(gw) => {
             println!("{}: OK ({} routes, {} backends)", dir.display(), gw.routes.iter().count(), gw.backends.len());
+            // The data dictionary, with each conversion and its precision spelled out.
+            for (file, sensors) in config::compile_sensors::describe(&gw.sensors) {
+                println!("  {file}: {} sensor(s)", sensors.len());
+                for s in sensors {
+                    println!("    {s}");
+                }
+            }
+            for t in &gw.sensors.topics {
+                println!("  mqtt topic {} (subscribes to {})", t.text(), t.filter());
+            }
             // What the WSDLs hold but cannot serve is not an error until a route asks for it;
             // say it anyway, so nobody is surprised later.
             for (name, backend) in &gw.backends {

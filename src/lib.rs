@@ -26,6 +26,7 @@ pub mod delivery;
 pub mod dev;
 pub mod error;
 pub mod import;
+pub mod ingest;
 pub mod openapi;
 pub mod pipeline;
 pub mod schema;

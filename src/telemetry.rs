@@ -130,6 +130,33 @@ pub fn delivery(backend: &str, event: &'static str) {
     counter!("veneer_deliveries_total", "backend" => backend.to_string(), "event" => event).increment(1);
 }
 
+/// Readings taken in, by how they came (`http`, `mqtt`) and what became of them
+/// (`queued`, `delivered`, `rejected`, `failed`).
+pub fn readings(origin: &'static str, outcome: &'static str, n: u64) {
+    counter!("veneer_readings_total", "origin" => origin, "outcome" => outcome).increment(n);
+}
+
+/// A data-dictionary lookup: `fetched` from the ERP or `failed` (a stale value may stand in).
+pub fn lookup(name: &str, outcome: &'static str) {
+    counter!("veneer_lookups_total", "lookup" => name.to_string(), "outcome" => outcome).increment(1);
+}
+
+/// MQTT ingress: messages received, acknowledged, rejected (dead-lettered), and connection
+/// events.
+pub fn mqtt(event: &'static str) {
+    counter!("veneer_mqtt_messages_total", "event" => event).increment(1);
+}
+
+/// MQTT ack lag: seconds from a message's arrival to its acknowledgement (after storing).
+pub fn mqtt_ack_lag(seconds: f64) {
+    histogram!("veneer_mqtt_ack_lag_seconds").record(seconds);
+}
+
+/// MQTT connection state (1 connected, 0 not).
+pub fn mqtt_connected(up: bool) {
+    gauge!("veneer_mqtt_connected").set(if up { 1.0 } else { 0.0 });
+}
+
 /// A backend's delivery queue: unfinished items, the oldest one's age, and whether paused.
 pub fn queue_depth(backend: &str, depth: usize, oldest_seconds: f64, paused: bool) {
     gauge!("veneer_delivery_queue_depth", "backend" => backend.to_string()).set(depth as f64);

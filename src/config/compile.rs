@@ -11,8 +11,8 @@ use regex::Regex;
 
 use super::raw::{AuthSection, BackendSection, FaultRuleSection, GatewayFile, RoutesFile};
 use super::{
-    ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_protect,
-    compile_route, secret, tls, units,
+    ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_mqtt, compile_protect,
+    compile_route, compile_sensors, secret, tls, units,
 };
 use crate::backend::credentials::{UpstreamOAuth, WsSecurity};
 use crate::backend::{Backend, BackendSettings, BackendTls, BasicAuth, Credentials, DEFAULT_MAX_RESPONSE};
@@ -63,7 +63,7 @@ impl FileText {
     }
 }
 
-fn read_text(source: &ConfigSource, rel: &Path) -> Result<FileText, ConfigProblem> {
+pub(crate) fn read_text(source: &ConfigSource, rel: &Path) -> Result<FileText, ConfigProblem> {
     let bytes = source.read(rel)?;
     let text = String::from_utf8(bytes).map_err(|_| ConfigProblem {
         file: rel.into(),
@@ -73,7 +73,7 @@ fn read_text(source: &ConfigSource, rel: &Path) -> Result<FileText, ConfigProble
     Ok(FileText { path: rel.into(), text })
 }
 
-fn parse_yaml<T: serde::de::DeserializeOwned>(file: &FileText) -> Result<T, ConfigProblem> {
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(file: &FileText) -> Result<T, ConfigProblem> {
     if file.text.trim().is_empty() {
         // An empty file is an empty mapping, not an error.
         return yaml_serde::from_str("{}").map_err(|e| ConfigProblem {
@@ -197,8 +197,10 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
         problems.append(&mut p);
         RouteTable::default()
     });
+    let sensors = compile_sensors::compile(source, &gateway_file, &raw, &routes, &mut problems);
+    let mqtt = compile_mqtt::compile(source, &gateway_file, &raw, &mut problems);
     if problems.is_empty() {
-        Ok(Gateway { server, backends, routes, auth, throttle, delivery })
+        Ok(Gateway { server, backends, routes, auth, throttle, delivery, sensors: Arc::new(sensors), mqtt })
     } else {
         Err(ConfigError(problems))
     }

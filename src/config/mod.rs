@@ -7,9 +7,12 @@
 pub mod compile;
 mod compile_auth;
 mod compile_limits;
+mod compile_mqtt;
 mod compile_protect;
 mod compile_route;
+pub(crate) mod compile_sensors;
 pub mod raw;
+pub mod raw_sensors;
 pub mod secret;
 pub mod source;
 pub mod tls;
@@ -121,4 +124,8 @@ pub struct Gateway {
     pub throttle: Throttle,
     /// Queued delivery and idempotency keys.
     pub delivery: crate::delivery::DeliverySettings,
+    /// The data dictionary and `POST /telemetry` settings.
+    pub sensors: Arc<crate::ingest::dictionary::Dictionary>,
+    /// MQTT ingress, when configured.
+    pub mqtt: Option<crate::ingest::mqtt::MqttSettings>,
 }

@@ -25,6 +25,51 @@ pub struct GatewayFile {
     pub limits: Option<LimitsSection>,
     /// Queued delivery's store and retry policy; idempotency keys.
     pub delivery: Option<DeliveryConfigSection>,
+    /// `POST /telemetry`: who may post and which timestamps are sane.
+    pub telemetry: Option<TelemetrySection>,
+    /// MQTT ingress from the edge broker.
+    pub mqtt: Option<MqttSection>,
+}
+
+/// `telemetry:` in gateway.yaml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// Scope a token needs for `POST /telemetry` (default `telemetry:write`).
+    pub scope: Option<String>,
+    /// Readings per request or message at most (default 1000).
+    pub max_readings: Option<usize>,
+    /// Oldest reading accepted, counted back from now (default `7d`).
+    pub max_age: Option<String>,
+    /// Newest reading accepted, counted ahead of now: device clocks drift (default `5m`).
+    pub max_ahead: Option<String>,
+}
+
+/// `mqtt:` in gateway.yaml.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// `mqtt://host:1883` or `mqtts://host:8883`.
+    pub url: String,
+    /// A stable client id: the broker keeps its session (and unacknowledged messages) under it.
+    pub client_id: String,
+    /// Broker user name.
+    pub username: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<String>,
+    /// CA and client certificate for `mqtts://`.
+    pub tls: Option<BackendTlsSection>,
+    /// Replicas split the topics through `$share/GROUP/…` subscriptions.
+    pub share: Option<String>,
+    /// Rejected messages are also published here (QoS 1), with the reason.
+    pub error_topic: Option<String>,
+    /// Keep-alive interval (default `30s`).
+    pub keep_alive: Option<String>,
+    /// Topic templates subscribed besides those of the sensor files.
+    #[serde(default)]
+    pub topics: Vec<String>,
 }
 
 /// `delivery:` in gateway.yaml.

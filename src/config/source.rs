@@ -10,6 +10,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("routes/items.yaml", include_str!("../../config/routes/items.yaml")),
     ("routes/production.yaml", include_str!("../../config/routes/production.yaml")),
     ("routes/queued.yaml", include_str!("../../config/routes/queued.yaml")),
+    ("sensors/press-line.yaml", include_str!("../../config/sensors/press-line.yaml")),
     ("wsdl/sample-erp.wsdl", include_str!("../../config/wsdl/sample-erp.wsdl")),
 ];
 
@@ -47,28 +48,38 @@ impl ConfigSource {
 
     /// The route files (`routes/*.yaml` and `*.yml`), sorted so the order is stable.
     pub fn route_files(&self) -> Result<Vec<PathBuf>, ConfigProblem> {
+        self.yaml_files("routes")
+    }
+
+    /// The data dictionary's files (`sensors/*.yaml` and `*.yml`), sorted.
+    pub fn sensor_files(&self) -> Result<Vec<PathBuf>, ConfigProblem> {
+        self.yaml_files("sensors")
+    }
+
+    /// The YAML files directly in `folder`, sorted so the order is stable.
+    fn yaml_files(&self, folder: &str) -> Result<Vec<PathBuf>, ConfigProblem> {
         let is_yaml = |p: &Path| p.extension().is_some_and(|e| e == "yaml" || e == "yml");
         let mut files: Vec<PathBuf> = match self {
             ConfigSource::Dir(dir) => {
-                let routes = dir.join("routes");
-                if !routes.exists() {
+                let full = dir.join(folder);
+                if !full.exists() {
                     return Ok(Vec::new());
                 }
-                std::fs::read_dir(&routes)
+                std::fs::read_dir(&full)
                     .map_err(|e| ConfigProblem {
-                        file: "routes".into(),
+                        file: folder.into(),
                         line: None,
-                        message: format!("cannot list {}: {e}", routes.display()),
+                        message: format!("cannot list {}: {e}", full.display()),
                     })?
                     .filter_map(|entry| entry.ok().map(|e| e.path()))
                     .filter(|p| is_yaml(p))
-                    .filter_map(|p| p.file_name().map(|n| Path::new("routes").join(n)))
+                    .filter_map(|p| p.file_name().map(|n| Path::new(folder).join(n)))
                     .collect()
             }
             ConfigSource::Embedded => EMBEDDED
                 .iter()
                 .map(|(p, _)| PathBuf::from(p))
-                .filter(|p| p.starts_with("routes") && is_yaml(p))
+                .filter(|p| p.starts_with(folder) && is_yaml(p))
                 .collect(),
         };
         files.sort();

@@ -79,3 +79,20 @@ pub fn backend_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, St
     reqwest::Identity::from_pem(&pem)
         .map_err(|e| format!("client certificate {} / key {}: {e}", cert.display(), key.display()))
 }
+
+/// A TLS client config trusting `ca` (the edge broker's CA), presenting a client certificate
+/// when `identity` is given.
+pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots(ca)?);
+    let config = match identity {
+        Some((cert, key_file)) => builder
+            .with_client_auth_cert(certs(cert)?, key(key_file)?)
+            .map_err(|e| format!("client certificate {} / key {}: {e}", cert.display(), key_file.display()))?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}

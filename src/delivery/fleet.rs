@@ -170,6 +170,23 @@ impl Fleet {
         }
     }
 
+    /// Stores a dead letter: its document and an entry in the backend's dead stream.
+    pub async fn bury(&self, item: &Item) -> Result<(), GatewayError> {
+        let mut conn = self.conn.clone();
+        let json = serde_json::to_string(item).map_err(|e| GatewayError::Internal(e.to_string()))?;
+        redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.key("item", &item.id))
+            .arg(json)
+            .ignore()
+            .add_command(self.xadd(&self.key("dead", &item.backend), &item.id, true))
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
     /// Accepts an item: the item document and its stream entry in one transaction.
     pub async fn accept(&self, item: Item) -> Result<Item, GatewayError> {
         let mut conn = self.conn.clone();

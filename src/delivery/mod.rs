@@ -211,6 +211,16 @@ impl Queue {
         }
     }
 
+    /// Stores an item that is a dead letter from the start (an MQTT message that is not a
+    /// valid reading): kept with its reason for an operator, never delivered.
+    pub async fn bury(&self, item: Item) -> Result<(), GatewayError> {
+        debug_assert_eq!(item.state, State::Dead);
+        match self {
+            Queue::Local(q) => q.bury(&item).await,
+            Queue::Fleet(q) => q.bury(&item).await,
+        }
+    }
+
     /// One item.
     pub async fn get(&self, id: &str) -> Result<Option<Item>, GatewayError> {
         match self {

@@ -192,6 +192,11 @@ impl Runtime {
         Ok(item)
     }
 
+    /// Stores a dead letter (never indexed for delivery).
+    pub async fn bury(&self, item: &Item) -> Result<(), GatewayError> {
+        persist(&self.store, item).await
+    }
+
     /// One item, if it exists.
     pub fn get(&self, id: &str) -> Result<Option<Item>, GatewayError> {
         let bytes = self.store.get(Table::Items, id).map_err(|_| GatewayError::StoreUnavailable)?;

@@ -293,6 +293,18 @@ async fn execute(services: Option<&Services>, job: Job) -> Result<Response, Gate
 /// Stores the call for the delivery workers: 202 with `Location: /deliveries/{id}` once the
 /// store has committed it.
 async fn enqueue(services: Option<&Services>, job: Job) -> Result<Response, GatewayError> {
+    let id = store_job(services, job).await?;
+    let location = format!("/deliveries/{id}");
+    let mut res =
+        (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "id": id, "state": "queued" }))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+/// Stores a job as a queued item; its id once committed.
+async fn store_job(services: Option<&Services>, job: Job) -> Result<String, GatewayError> {
     let queue = services.and_then(|s| s.queue.as_ref()).ok_or(GatewayError::StoreUnavailable)?;
     let route = &job.route;
     let id = job.delivery_id.unwrap_or_else(delivery::new_id);
@@ -318,13 +330,56 @@ async fn enqueue(services: Option<&Services>, job: Job) -> Result<Response, Gate
         retried_ms: None,
     };
     queue.accept(item).await?;
-    let location = format!("/deliveries/{id}");
-    let mut res =
-        (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "id": id, "state": "queued" }))).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        res.headers_mut().insert(header::LOCATION, v);
+    Ok(id)
+}
+
+/// What became of a call the gateway made on a caller's behalf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// Stored for delivery under this id.
+    Queued(String),
+    /// Sent at once; the ERP answered with this status.
+    Answered(StatusCode),
+}
+
+/// A write the gateway makes itself on a caller's behalf (a reading from the data
+/// dictionary): the route's mapping, XSD validation, then its queue, or a direct call.
+/// `client` owns the delivery (it may read its status); `key` is `{delivery.key}`.
+pub(crate) async fn submit(
+    services: Option<&Services>,
+    route: &Arc<Route>,
+    body: Value,
+    key: &str,
+    client: &str,
+    request_id: &str,
+) -> Result<Submitted, GatewayError> {
+    let headers = HeaderMap::new();
+    let values = RequestValues { path: &[], query: &[], headers: &headers, body: Some(&body), delivery_key: key };
+    let job = Job {
+        route: route.clone(),
+        partition: partition(route, &values),
+        call: encode_call(route, &values)?,
+        who: Who { principal: None, caller: Some(Caller { key: client.to_string(), registered: false }) },
+        forward: backend::Forward::default(),
+        request_id: request_id.to_string(),
+        delivery_id: None,
+        delivery_key: key.to_string(),
+    };
+    if route.queued.is_some() {
+        return store_job(services, job).await.map(Submitted::Queued);
     }
-    Ok(res)
+    let answer = fetch(route, job.call.envelope, job.forward).await?;
+    Ok(Submitted::Answered(answer.status))
+}
+
+/// Reads through a GET route with these parameters (path and query alike) and returns the
+/// JSON it would answer: the data dictionary's lookups.
+pub(crate) async fn read(route: &Route, params: &[(String, String)]) -> Result<Value, GatewayError> {
+    let headers = HeaderMap::new();
+    let values = RequestValues { path: params, query: params, headers: &headers, body: None, delivery_key: "" };
+    let call = encode_call(route, &values)?;
+    let answer = fetch(route, call.envelope, backend::Forward::default()).await?;
+    serde_json::from_slice(&answer.body).map_err(|e| GatewayError::Internal(format!("reading a lookup: {e}")))
 }
 
 /// An ordered route's partition: the route, and the value of its `partition:` source (one

@@ -8,6 +8,7 @@ pub mod listener;
 mod oauth;
 mod reload;
 mod stack;
+mod telemetry_in;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub tls: Arc<OnceLock<RustlsConfig>>,
     /// The delivery queue and idempotency keys, started by [`run`].
     pub services: Arc<OnceLock<Services>>,
+    /// Readings in (HTTP and MQTT): groups and looked-up values, kept across reloads.
+    pub intake: Arc<crate::ingest::intake::Intake>,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
             reloader: None,
             tls: Arc::default(),
             services: Arc::default(),
+            intake: Arc::new(crate::ingest::intake::Intake::new()),
         }
     }
 
@@ -64,7 +68,13 @@ impl AppState {
         let swap = Arc::new(ArcSwap::from_pointee(gateway));
         let tls: Arc<OnceLock<RustlsConfig>> = Arc::default();
         let reloader = Reloader::new(dir, options, swap.clone(), tls.clone());
-        AppState { gateway: swap, reloader: Some(reloader), tls, services: Arc::default() }
+        AppState {
+            gateway: swap,
+            reloader: Some(reloader),
+            tls,
+            services: Arc::default(),
+            intake: Arc::new(crate::ingest::intake::Intake::new()),
+        }
     }
 }
 
@@ -79,6 +89,7 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(admin_reload))
+        .route("/telemetry", post(telemetry_in::post))
         .route("/deliveries/{id}", get(deliveries::status))
         .route("/admin/deliveries", get(deliveries::list))
         .route("/admin/deliveries/{id}", axum::routing::delete(deliveries::discard))
@@ -215,12 +226,27 @@ pub async fn run_with_drain(
         rustls
     });
     let services = state.services.get().cloned();
+    // MQTT ingress: stops taking messages on the signal; unacknowledged ones come back.
+    #[cfg(feature = "mqtt")]
+    let mqtt = services.clone().and_then(|s| {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let stop = stopped();
+        tokio::spawn(async move {
+            stop.await;
+            let _ = tx.send(true);
+        });
+        crate::ingest::mqtt::start(state.gateway.clone(), s, state.intake.clone(), rx)
+    });
     let result = listener::serve(listener, app(state), tls, limits, stopped(), drain).await;
     // Deliveries in flight get what is left of the drain time to finish; whatever does not
     // finish is attempted again after the restart (or by another replica).
     if let Some(queue) = services.and_then(|s| s.queue) {
         let spent = signalled.get().map_or(Duration::ZERO, std::time::Instant::elapsed);
         queue.stop(drain.saturating_sub(spent)).await;
+    }
+    #[cfg(feature = "mqtt")]
+    if let Some(m) = mqtt {
+        let _ = m.await;
     }
     if let Some(m) = metrics {
         let _ = m.await;

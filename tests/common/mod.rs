@@ -377,6 +377,106 @@ impl Drop for Redis {
     }
 }
 
+/// A `mosquitto` MQTT broker on a loopback port, anonymous, no persistence; stopped when
+/// dropped.
+pub struct Mosquitto {
+    child: std::process::Child,
+    /// Its port.
+    pub port: u16,
+    /// Holds mosquitto.conf and the broker's stderr (mosquitto.log); removed with it.
+    dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts it on a free port.
+    pub fn start() -> Mosquitto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        Mosquitto::start_on(port)
+    }
+
+    /// Starts it on `port` and waits until it accepts connections.
+    pub fn start_on(port: u16) -> Mosquitto {
+        // Otherwise the readiness probe below would be answered by whatever holds the port.
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            panic!("mosquitto cannot listen on 127.0.0.1:{port}: {e}");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 1000\n\
+                 max_queued_messages 100000\npersistence false\nlog_dest stderr\nlog_type error\n"
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let log = dir.path().join("mosquitto.log");
+        // Debian installs the broker in /usr/sbin, often not on a test runner's PATH.
+        let bin = if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
+        let mut child = std::process::Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("mosquitto.log"))
+            .spawn()
+            .expect("mosquitto runs (scripts/test.sh installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let printed = std::fs::read_to_string(&log).unwrap_or_default();
+                match exited {
+                    Some(status) => panic!("mosquitto exited ({status}) before listening on {port}: {printed}"),
+                    None => panic!("mosquitto did not listen on 127.0.0.1:{port} within 10 s: {printed}"),
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Mosquitto { child, port, dir }
+    }
+
+    /// Stops it (kill -9).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Publishes `messages` to `topic` on the broker at 127.0.0.1:`port`, QoS 1, one message per
+/// line (`mosquitto_pub -l`), in order; panics unless mosquitto_pub exits 0.
+pub fn mosquitto_pub(port: u16, topic: &str, messages: &[String]) {
+    use std::io::Write;
+    for m in messages {
+        assert!(!m.contains('\n') && !m.is_empty(), "mosquitto_pub -l sends one non-empty line per message: {m:?}");
+    }
+    let mut child = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t", topic, "-l"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub runs (scripts/test.sh installs mosquitto-clients)");
+    let text: String = messages.iter().map(|m| format!("{m}\n")).collect();
+    // Dropping stdin closes it: mosquitto_pub then sends what is left and exits. A write
+    // error (it exited early, e.g. no broker) is reported with its stderr below.
+    let written = child.stdin.take().expect("stdin").write_all(text.as_bytes());
+    let out = child.wait_with_output().expect("mosquitto_pub finishes");
+    assert!(
+        out.status.success() && written.is_ok(),
+        "mosquitto_pub to {topic} on port {port} failed ({}, stdin: {written:?}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `veneer check` with a memory ceiling and a time limit: a regression that reads
 /// /dev/zero fails the test rather than exhausting the machine.
 pub fn bounded_check(conf: &Path) -> (bool, String) {

@@ -38,6 +38,22 @@ class Part(ComplexModel):
     ]
 
 
+class Measurement(ComplexModel):
+    __namespace__ = TNS
+    # Same fields, in the same order, as RecordMeasurement's parameters.
+    _type_info = [
+        ("ReadingId", Unicode(min_occurs=1, nillable=False)),
+        ("Sensor", Unicode(min_occurs=1, nillable=False)),
+        ("Machine", Unicode),
+        ("Value", Decimal(min_occurs=1, nillable=False)),
+        ("Unit", Unicode(min_occurs=1, nillable=False)),
+        ("Timestamp", DateTime(min_occurs=1, nillable=False)),
+        ("WorkCenter", Unicode),
+        ("Shift", Unicode),
+        ("OrderNo", Unicode),
+    ]
+
+
 PARTS = {
     # 17 integer digits + 6 fraction digits: more than an f64 can hold, so the
     # tests can prove the gateway never round-trips Price through a float.
@@ -55,6 +71,26 @@ LOCK = threading.Lock()
 BOOKED = {}
 ARRIVALS = {}
 STATE = {"allow_negative": False}
+# Measurements (RecordMeasurement/RecordMeasurements): ReadingId -> all fields as
+# received (Value as the decimal's text, Timestamp as ISO 8601).
+MEASUREMENTS = {}
+# SOAP calls per operation, so a test can see how many calls grouped readings took.
+CALLS = {"RecordMeasurement": 0, "RecordMeasurements": 0, "CurrentOrder": 0}
+# Measurements skipped by RecordMeasurements because their ReadingId was booked.
+MSTATE = {"duplicates": 0}
+# Released production order per machine (CurrentOrder).
+ORDERS = {"PRESS-01": "PO-1001", "PRESS-02": "PO-1002"}
+
+
+def _measurement_fields(ReadingId, Sensor, Machine, Value, Unit, Timestamp,
+                        WorkCenter, Shift, OrderNo):
+    return {
+        "ReadingId": ReadingId, "Sensor": Sensor, "Machine": Machine,
+        "Value": None if Value is None else format(Value, "f"), "Unit": Unit,
+        "Timestamp": None if Timestamp is None else Timestamp.isoformat(),
+        "WorkCenter": WorkCenter, "Shift": Shift, "OrderNo": OrderNo,
+    }
+
 
 # Mandatory inputs: the lxml validator then rejects requests that omit them or
 # send xsi:nil. In the WSDL this shows as *no* minOccurs/nillable attribute
@@ -103,6 +139,67 @@ class PlantService(Service):
             BOOKED[ReadingId] = 1
             ARRIVALS.setdefault(Machine, []).append(ReadingId)
             return "booked %s" % ReadingId
+
+    # Measurements: like RecordReading (duplicate ReadingId refused), with every
+    # field kept so a test can check what arrived.
+    @rpc(Unicode(**Req), Unicode(**Req), Unicode, Decimal(**Req), Unicode(**Req),
+         DateTime(**Req), Unicode, Unicode, Unicode, _returns=Unicode)
+    def RecordMeasurement(ctx, ReadingId, Sensor, Machine, Value, Unit, Timestamp,
+                          WorkCenter, Shift, OrderNo):
+        with LOCK:
+            CALLS["RecordMeasurement"] += 1
+        if Machine == "slow":
+            time.sleep(0.5)
+        with LOCK:
+            if ReadingId in MEASUREMENTS:
+                raise Fault(faultcode="Client.Duplicate",
+                            faultstring="Measurement %s already exists" % ReadingId)
+            MEASUREMENTS[ReadingId] = _measurement_fields(
+                ReadingId, Sensor, Machine, Value, Unit, Timestamp,
+                WorkCenter, Shift, OrderNo)
+            return "booked %s" % ReadingId
+
+    # A batch: duplicates (already booked, or repeated within the batch) are
+    # skipped and counted, never a fault.
+    @rpc(Array(Measurement), _returns=Unicode)
+    def RecordMeasurements(ctx, Measurements):
+        items = list(Measurements or [])
+        with LOCK:
+            CALLS["RecordMeasurements"] += 1
+        if any(m.Machine == "slow" for m in items):
+            time.sleep(0.5)
+        booked = duplicates = 0
+        with LOCK:
+            for m in items:
+                if m.ReadingId in MEASUREMENTS:
+                    duplicates += 1
+                    continue
+                MEASUREMENTS[m.ReadingId] = _measurement_fields(
+                    m.ReadingId, m.Sensor, m.Machine, m.Value, m.Unit, m.Timestamp,
+                    m.WorkCenter, m.Shift, m.OrderNo)
+                booked += 1
+            MSTATE["duplicates"] += duplicates
+        return "booked %d, duplicates %d" % (booked, duplicates)
+
+    @rpc(_returns=Unicode)
+    def MeasurementStats(ctx):
+        # JSON text: {"booked": n, "measurements": {id: {fields}},
+        #             "calls": {operation: n}, "duplicates": n}
+        with LOCK:
+            return json.dumps({"booked": len(MEASUREMENTS),
+                               "measurements": MEASUREMENTS,
+                               "calls": CALLS,
+                               "duplicates": MSTATE["duplicates"]})
+
+    @rpc(Unicode(**Req), _returns=Unicode)
+    def CurrentOrder(ctx, Machine):
+        with LOCK:
+            CALLS["CurrentOrder"] += 1
+        order = ORDERS.get(Machine)
+        if order is None:
+            raise Fault(faultcode="Client.NotFound",
+                        faultstring="No released order on machine %s" % Machine)
+        return order
 
     @rpc(Decimal, _returns=Unicode)
     def Sleep(ctx, Seconds):

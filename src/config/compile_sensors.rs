@@ -1,0 +1,326 @@
+//! Compiles the data dictionary (`sensors/*.yaml`) and the `telemetry:` and MQTT topic
+//! settings against the compiled routes: units parsed and checked for a conversion, ranges,
+//! patterns that may not overlap, templates whose names exist, lookups through GET routes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use rust_decimal::prelude::FromPrimitive;
+
+use super::compile::FileText;
+use super::raw::GatewayFile;
+use super::raw_sensors::{SensorSection, SensorsFile};
+use super::{ConfigProblem, ConfigSource, units};
+use crate::ingest::calendar::Calendar;
+use crate::ingest::dictionary::{Dictionary, FileContext, Group, Lookup, Sensor, TelemetrySettings};
+use crate::ingest::pattern::Pattern;
+use crate::ingest::template::{Template, Var};
+use crate::ingest::topic::TopicTemplate;
+use crate::ingest::units::Conversion;
+use crate::pipeline::route::{Route, RouteTable};
+
+/// Compiles every sensor file; problems go to `problems`.
+pub(crate) fn compile(
+    source: &ConfigSource,
+    gateway_file: &FileText,
+    raw: &GatewayFile,
+    routes: &RouteTable,
+    problems: &mut Vec<ConfigProblem>,
+) -> Dictionary {
+    let mut dict = Dictionary { settings: settings(gateway_file, raw, problems), ..Default::default() };
+    if let Some(m) = &raw.mqtt {
+        for t in &m.topics {
+            match TopicTemplate::parse(t) {
+                Ok(t) => dict.topics.push(t),
+                Err(msg) => problems.push(gateway_file.problem(t, 1, format!("mqtt.topics: {msg}"))),
+            }
+        }
+    }
+    let files = source.sensor_files().unwrap_or_else(|p| {
+        problems.push(p);
+        Vec::new()
+    });
+    // Every entry with where it is defined, to report overlaps against both.
+    let mut seen: Vec<(Pattern, String)> = Vec::new();
+    for rel in files {
+        let parsed = super::compile::read_text(source, &rel)
+            .and_then(|file| super::compile::parse_yaml::<SensorsFile>(&file).map(|parsed| (file, parsed)));
+        let (file, parsed) = match parsed {
+            Ok(f) => f,
+            Err(p) => {
+                problems.push(p);
+                continue;
+            }
+        };
+        let context = Arc::new(file_context(&file, &parsed, routes, problems));
+        for t in &parsed.topics {
+            match TopicTemplate::parse(t) {
+                Ok(t) => dict.topics.push(t),
+                Err(msg) => problems.push(file.problem(t, 1, msg)),
+            }
+        }
+        let entries = entry_lines(&file.text, "id:");
+        for (i, s) in parsed.sensors.iter().enumerate() {
+            let at = entries.get(i).copied().unwrap_or(1);
+            let pattern = Pattern::new(&s.id);
+            let here = format!("{}:{at}", rel.display());
+            if let Some((_, other)) = seen.iter().find(|(p, _)| p.overlaps(&pattern)) {
+                problems.push(file.problem(
+                    "id:",
+                    at,
+                    format!(
+                        "sensor {:?} overlaps the entry at {other}: an id could match both; make the patterns disjoint",
+                        s.id
+                    ),
+                ));
+                continue;
+            }
+            seen.push((pattern.clone(), here.clone()));
+            if let Some(sensor) = sensor(&file, at, s, pattern, here, &context, routes, problems) {
+                dict.sensors.push(Arc::new(sensor));
+            }
+        }
+    }
+    dict
+}
+
+/// `telemetry:` in gateway.yaml.
+fn settings(file: &FileText, raw: &GatewayFile, problems: &mut Vec<ConfigProblem>) -> TelemetrySettings {
+    let mut s = TelemetrySettings::default();
+    let Some(t) = &raw.telemetry else { return s };
+    if let Some(scope) = &t.scope {
+        s.scope = scope.clone();
+    }
+    match t.max_readings {
+        Some(0) => problems.push(file.problem("max_readings:", 1, "telemetry.max_readings must be at least 1")),
+        Some(n) => s.max_readings = n,
+        None => {}
+    }
+    for (key, value, slot) in [("max_age", &t.max_age, &mut s.max_age), ("max_ahead", &t.max_ahead, &mut s.max_ahead)] {
+        match value.as_deref().map(units::duration) {
+            None => {}
+            Some(Ok(d)) => *slot = d,
+            Some(Err(m)) => problems.push(file.problem(&format!("{key}:"), 1, format!("telemetry.{key}: {m}"))),
+        }
+    }
+    s
+}
+
+/// The file's calendar, machines and lookups.
+fn file_context(
+    file: &FileText,
+    parsed: &SensorsFile,
+    routes: &RouteTable,
+    problems: &mut Vec<ConfigProblem>,
+) -> FileContext {
+    let mut ctx = FileContext { file: file.path.clone(), ..Default::default() };
+    if !parsed.shifts.is_empty() || parsed.time_zone.is_some() {
+        let shifts: Vec<(String, String)> = parsed.shifts.iter().map(|s| (s.name.clone(), s.start.clone())).collect();
+        match Calendar::new(parsed.time_zone.as_deref(), &shifts) {
+            Ok(c) => ctx.calendar = Some(c),
+            Err(m) => {
+                let needle = if m.starts_with("time_zone") { "time_zone:" } else { "shifts:" };
+                problems.push(file.problem(needle, 1, m));
+            }
+        }
+    }
+    for (machine, meta) in &parsed.machines {
+        ctx.machines.insert(machine.clone(), meta.clone().into_iter().collect());
+    }
+    let lookups_at = file.line_of("lookups:", 1).unwrap_or(1);
+    for (name, l) in &parsed.lookups {
+        let at = file.line_of(&format!("{name}:"), lookups_at).unwrap_or(lookups_at);
+        let Some(route) = find_route(routes, &l.route) else {
+            problems.push(file.problem("route:", at, format!("lookup {name}: no route {:?} is configured", l.route)));
+            continue;
+        };
+        if !route.idempotent {
+            problems.push(file.problem(
+                "route:",
+                at,
+                format!("lookup {name}: route {} is not a GET; lookups only read", route.id),
+            ));
+            continue;
+        }
+        let mut params = Vec::new();
+        for (k, v) in &l.params {
+            match Template::compile(&serde_json::Value::String(v.clone())) {
+                Ok(t) if t.vars().iter().any(|v| matches!(v, Var::Lookup(_))) => problems.push(file.problem(
+                    k,
+                    at,
+                    format!("lookup {name}: a lookup's parameters cannot use another lookup"),
+                )),
+                Ok(t) => params.push((k.clone(), t)),
+                Err(m) => problems.push(file.problem(k, at, format!("lookup {name}: {m}"))),
+            }
+        }
+        if !l.pick.is_empty() && !l.pick.starts_with('/') {
+            problems.push(file.problem(
+                "pick:",
+                at,
+                format!("lookup {name}: pick {:?} is not a JSON pointer; write e.g. /0/no", l.pick),
+            ));
+        }
+        let dur = |key: &str, v: &Option<String>, default: Duration, problems: &mut Vec<ConfigProblem>| match v
+            .as_deref()
+            .map(units::duration)
+        {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(m)) => {
+                problems.push(file.problem(&format!("{key}:"), at, format!("lookup {name}: {key}: {m}")));
+                default
+            }
+        };
+        let ttl = dur("ttl", &l.ttl, Duration::from_secs(60), problems);
+        let max_stale = dur("max_stale", &l.max_stale, Duration::from_secs(3600), problems).max(ttl);
+        ctx.lookups.insert(
+            name.clone(),
+            Arc::new(Lookup { name: name.clone(), route: route.clone(), params, pick: l.pick.clone(), ttl, max_stale }),
+        );
+    }
+    ctx
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sensor(
+    file: &FileText,
+    at: usize,
+    s: &SensorSection,
+    pattern: Pattern,
+    defined_at: String,
+    context: &Arc<FileContext>,
+    routes: &RouteTable,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Sensor> {
+    let before = problems.len();
+    let mut fail = |needle: &str, message: String| {
+        problems.push(file.problem(needle, at, format!("sensor {}: {message}", s.id)));
+    };
+    if s.id.trim().is_empty() {
+        fail("id:", "the id is empty; write a sensor id or a pattern such as T-1*".into());
+    }
+    let erp_unit = s.erp_unit.clone().unwrap_or_else(|| s.unit.clone());
+    let conversion = match Conversion::between(&s.unit, &erp_unit) {
+        Ok(c) => Some(c),
+        Err(m) => {
+            let needle = if crate::ingest::units::check(&s.unit).is_err() { "unit:" } else { "erp_unit:" };
+            fail(needle, m);
+            None
+        }
+    };
+    let range = match s.range {
+        None => None,
+        Some([lo, hi]) => match (Decimal::from_f64(lo), Decimal::from_f64(hi)) {
+            (Some(lo), Some(hi)) if lo <= hi => Some((lo, hi)),
+            _ => {
+                fail("range:", format!("range [{lo}, {hi}] is not [min, max] with min ≤ max"));
+                None
+            }
+        },
+    };
+    let decimals = s.decimals.unwrap_or(6);
+    if decimals > 12 {
+        fail("decimals:", format!("decimals {decimals} is more than 12 places; a sensor does not measure that finely"));
+    }
+    let route = find_route(routes, &s.route);
+    if route.is_none() {
+        fail("route:", format!("no route {:?} is configured; name one of routes/*.yaml as \"POST /path\"", s.route));
+    }
+    let body = match Template::compile(&s.body) {
+        Ok(t) => {
+            for v in t.vars() {
+                if let Var::Lookup(name) = v
+                    && !context.lookups.contains_key(name)
+                {
+                    fail("body:", format!("{{lookup.{name}}} is not defined under lookups: in this file"));
+                }
+                if matches!(v, Var::Shift | Var::ShiftDate) && context.calendar.is_none() {
+                    fail("body:", "{shift} needs shifts: in this file".into());
+                }
+            }
+            Some(t)
+        }
+        Err(m) => {
+            fail("body:", m);
+            None
+        }
+    };
+    let group = s.group.as_ref().and_then(|g| {
+        let wait = match g.wait.as_deref().map(units::duration) {
+            None => Duration::from_millis(200),
+            Some(Ok(d)) => d,
+            Some(Err(m)) => {
+                fail("wait:", format!("group.wait: {m}"));
+                return None;
+            }
+        };
+        match g.max {
+            Some(0) => {
+                fail("max:", "group.max must be at least 1".into());
+                None
+            }
+            max => Some(Group { field: g.field.clone(), max: max.unwrap_or(100), wait }),
+        }
+    });
+    if problems.len() > before {
+        return None;
+    }
+    Some(Sensor {
+        pattern,
+        defined_at,
+        quantity: s.quantity.clone(),
+        unit: s.unit.clone(),
+        erp_label: s.erp_unit_label.clone().unwrap_or(erp_unit),
+        conversion: conversion?,
+        range,
+        decimals,
+        machine: s.machine.clone(),
+        route: route?.clone(),
+        body: body?,
+        group,
+        context: context.clone(),
+    })
+}
+
+/// The route named `"POST /path"` (spacing and method case forgiven).
+fn find_route<'a>(routes: &'a RouteTable, name: &str) -> Option<&'a Arc<Route>> {
+    let mut words = name.split_whitespace();
+    let (method, path) = (words.next()?.to_ascii_uppercase(), words.next()?);
+    routes.iter().find(|r| r.method.as_str() == method && r.path == path)
+}
+
+/// 1-based lines where list entries begin with `key` (`- id: T-1*` or `- { id: … }`), in
+/// order: the n-th entry's problems are reported from its own line on.
+fn entry_lines(text: &str, key: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let t = l.trim_start();
+            t.strip_prefix('-')
+                .map(|r| r.trim_start().trim_start_matches('{').trim_start())
+                .is_some_and(|r| r.starts_with(key))
+        })
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// The sensor files' names, for `veneer check`'s summary.
+pub(crate) fn describe(dict: &Dictionary) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in &dict.sensors {
+        let file = s.context.file.display().to_string();
+        let range = s.range.map(|(lo, hi)| format!(", range {lo}..{hi} {}", s.unit)).unwrap_or_default();
+        out.entry(file).or_default().push(format!(
+            "{} ({}): {}{range}, {} decimals → {}",
+            s.pattern.text(),
+            s.quantity.as_deref().unwrap_or("reading"),
+            s.conversion.describe(),
+            s.decimals,
+            s.route.id
+        ));
+    }
+    out
+}

@@ -1,0 +1,276 @@
+//! From checked readings to the ERP: enrichment (machine metadata, shift, ERP lookups), the
+//! sensor's body template, grouping for operations that take a list, and the route's queue
+//! (or a direct call). Shared by `POST /telemetry` and MQTT; lives as long as the process,
+//! so groups and looked-up values survive a reload.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::SecondsFormat;
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+
+use super::calendar::ShiftAt;
+use super::dictionary::{Group, Lookup};
+use super::reading::Reading;
+use super::template::{Values, Var};
+use crate::delivery::Services;
+use crate::error::GatewayError;
+use crate::pipeline::handler::{self, Submitted};
+use crate::pipeline::route::Route;
+
+/// What became of one accepted reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored for delivery (with others, when grouped) under this delivery id.
+    Queued(String),
+    /// Sent at once; the ERP answered with this HTTP status.
+    Delivered(u16),
+    /// Not stored: the route refused the body, or the store or ERP could not take it.
+    Failed {
+        /// What went wrong, safe to show the caller.
+        reason: String,
+        /// True when trying again later may succeed (the store or ERP was unavailable).
+        retryable: bool,
+    },
+}
+
+/// Who readings are taken for.
+#[derive(Debug, Clone)]
+pub struct Submitter {
+    /// Owns the deliveries (may read their status).
+    pub client: String,
+    /// Logged with each delivery.
+    pub request_id: String,
+}
+
+/// Groups and looked-up values, kept across reloads.
+pub struct Intake {
+    groups: Mutex<HashMap<String, Arc<Pending>>>,
+    lookups: moka::sync::Cache<String, Arc<tokio::sync::Mutex<Option<Looked>>>>,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake").finish_non_exhaustive()
+    }
+}
+
+/// A looked-up value and when it was fetched (or last tried).
+struct Looked {
+    value: Option<Value>,
+    fetched: Instant,
+    tried: Instant,
+}
+
+/// Readings waiting to be sent as one call.
+#[derive(Default)]
+struct Pending {
+    items: Mutex<Vec<(Value, String, oneshot::Sender<Outcome>)>>,
+}
+
+impl Default for Intake {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Intake {
+    /// A fresh intake.
+    pub fn new() -> Self {
+        Intake {
+            groups: Mutex::default(),
+            // Bounded: keys come from readings (machines), which a device controls.
+            lookups: moka::sync::Cache::builder().max_capacity(10_000).build(),
+        }
+    }
+
+    /// Takes checked readings: each is enriched, mapped and queued (or sent); the outcomes
+    /// come back in the same order. Returns once every reading is stored or has failed.
+    pub async fn take(&self, services: Option<&Services>, who: &Submitter, readings: Vec<Reading>) -> Vec<Outcome> {
+        let futures = readings.into_iter().map(|r| self.one(services, who, r));
+        futures_util::future::join_all(futures).await
+    }
+
+    async fn one(&self, services: Option<&Services>, who: &Submitter, reading: Reading) -> Outcome {
+        let sensor = reading.sensor.clone();
+        let mut looked = HashMap::new();
+        for v in sensor.body.vars() {
+            if let Var::Lookup(name) = v
+                && !looked.contains_key(name)
+                && let Some(l) = sensor.context.lookups.get(name)
+            {
+                let value = self.lookup(l, &reading).await;
+                looked.insert(name.clone(), value);
+            }
+        }
+        let shift = sensor.context.calendar.as_ref().and_then(|c| c.at(reading.timestamp));
+        let values = Filled { reading: &reading, shift, looked };
+        let Some(body) = sensor.body.render(&values) else {
+            return Outcome::Failed { reason: "the body template rendered nothing".into(), retryable: false };
+        };
+        match &sensor.group {
+            Some(g) => self.grouped(services, who, &sensor.route, g, body, reading.key.clone()).await,
+            None => send(services, who, &sensor.route, body, &reading.key).await,
+        }
+    }
+
+    /// Adds a reading's element to its group and waits for the group's call.
+    async fn grouped(
+        &self,
+        services: Option<&Services>,
+        who: &Submitter,
+        route: &Arc<Route>,
+        group: &Group,
+        element: Value,
+        key: String,
+    ) -> Outcome {
+        let id = format!("{}\u{0}{}\u{0}{}", route.id, group.field, who.client);
+        let (tx, rx) = oneshot::channel();
+        let (pending, first, full) = {
+            let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+            let pending = groups.entry(id.clone()).or_default().clone();
+            let mut items = pending.items.lock().unwrap_or_else(|e| e.into_inner());
+            items.push((element, key, tx));
+            let (first, full) = (items.len() == 1, items.len() >= group.max);
+            drop(items);
+            (pending, first, full)
+        };
+        let flush = |pending: Arc<Pending>| {
+            let (services, who, route, field) = (services.cloned(), who.clone(), route.clone(), group.field.clone());
+            async move {
+                let items = std::mem::take(&mut *pending.items.lock().unwrap_or_else(|e| e.into_inner()));
+                if items.is_empty() {
+                    return;
+                }
+                let (elements, keys): (Vec<Value>, Vec<String>) =
+                    items.iter().map(|(v, k, _)| (v.clone(), k.clone())).unzip();
+                let mut body = Map::new();
+                body.insert(field, Value::Array(elements));
+                // The group's key: its first reading's (elements carry their own).
+                let key = keys.first().cloned().unwrap_or_default();
+                let outcome = send(services.as_ref(), &who, &route, Value::Object(body), &key).await;
+                for (_, _, tx) in items {
+                    let _ = tx.send(outcome.clone());
+                }
+            }
+        };
+        if full {
+            tokio::spawn(flush(pending));
+        } else if first {
+            let wait = group.wait;
+            let later = flush(pending);
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                later.await;
+            });
+        }
+        rx.await.unwrap_or(Outcome::Failed { reason: "the group was dropped".into(), retryable: true })
+    }
+
+    /// A lookup's value for this reading: fresh from the cache, else asked from the ERP
+    /// (one call per key at a time), else the last known value within `max_stale`.
+    async fn lookup(&self, l: &Lookup, reading: &Reading) -> Option<Value> {
+        let values = Filled { reading, shift: None, looked: HashMap::new() };
+        let params: Vec<(String, String)> = l
+            .params
+            .iter()
+            .filter_map(|(k, t)| {
+                t.render(&values).map(|v| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            })
+            .collect();
+        let key = format!("{}\u{0}{}\u{0}{params:?}", l.route.id, l.pick);
+        let slot = self.lookups.get_with(key, || Arc::new(tokio::sync::Mutex::new(None)));
+        let mut entry = slot.lock().await;
+        let now = Instant::now();
+        if let Some(e) = entry.as_ref() {
+            let fresh = now.duration_since(e.fetched) < l.ttl;
+            // After a failure, the ERP is asked again at most every few seconds.
+            let resting = now.duration_since(e.tried) < Duration::from_secs(5);
+            if fresh || resting {
+                return e.value.clone().filter(|_| now.duration_since(e.fetched) < l.max_stale);
+            }
+        }
+        match handler::read(&l.route, &params).await {
+            Ok(answer) => {
+                let value = if l.pick.is_empty() { Some(answer) } else { answer.pointer(&l.pick).cloned() };
+                let value = value.filter(|v| !v.is_null());
+                *entry = Some(Looked { value: value.clone(), fetched: now, tried: now });
+                crate::telemetry::lookup(&l.name, "fetched");
+                value
+            }
+            Err(e) => {
+                crate::telemetry::lookup(&l.name, "failed");
+                tracing::warn!(lookup = %l.name, route = %l.route.id, error = %e, "lookup failed; using the last known value if any");
+                let stale = entry.as_ref().and_then(|e| e.value.clone().map(|v| (v, e.fetched)));
+                let fetched = stale.as_ref().map_or(now - l.max_stale.min(Duration::from_secs(86_400)), |(_, f)| *f);
+                *entry = Some(Looked { value: stale.as_ref().map(|(v, _)| v.clone()), fetched, tried: now });
+                stale.filter(|(_, f)| now.duration_since(*f) < l.max_stale).map(|(v, _)| v)
+            }
+        }
+    }
+}
+
+/// One call through the route.
+async fn send(services: Option<&Services>, who: &Submitter, route: &Arc<Route>, body: Value, key: &str) -> Outcome {
+    match handler::submit(services, route, body, key, &who.client, &who.request_id).await {
+        Ok(Submitted::Queued(id)) => Outcome::Queued(id),
+        Ok(Submitted::Answered(status)) => Outcome::Delivered(status.as_u16()),
+        Err(e) => failed(&e),
+    }
+}
+
+fn failed(e: &GatewayError) -> Outcome {
+    let retryable = matches!(
+        e,
+        GatewayError::StoreUnavailable
+            | GatewayError::Overloaded { .. }
+            | GatewayError::BackendUnreachable { .. }
+            | GatewayError::BackendTimeout { .. }
+    );
+    let reason = match e {
+        GatewayError::Validation(errors) => {
+            let details: Vec<String> = errors
+                .iter()
+                .map(|f| format!("{}: {}", f.pointer.as_deref().or(f.parameter.as_deref()).unwrap_or(""), f.detail))
+                .collect();
+            format!("the sensor's route refused the mapped body ({}); fix the body: template", details.join("; "))
+        }
+        other => {
+            let p = other.to_problem();
+            format!("{}: {}", p.title, p.detail)
+        }
+    };
+    Outcome::Failed { reason, retryable }
+}
+
+/// A reading's values for the templates.
+struct Filled<'a> {
+    reading: &'a Reading,
+    shift: Option<ShiftAt>,
+    looked: HashMap<String, Option<Value>>,
+}
+
+impl Values for Filled<'_> {
+    fn get(&self, var: &Var) -> Option<Value> {
+        let r = self.reading;
+        let s = &r.sensor;
+        let text = |t: &str| Some(Value::String(t.to_string()));
+        match var {
+            Var::Sensor => text(&r.sensor_id),
+            Var::Value => serde_json::from_str(&r.value.to_string()).ok(),
+            Var::Unit => text(&s.erp_label),
+            Var::Timestamp => text(&r.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            Var::Quantity => s.quantity.as_deref().and_then(text),
+            Var::Machine => r.machine.as_deref().and_then(text),
+            Var::Shift => self.shift.as_ref().and_then(|sh| text(&sh.name)),
+            Var::ShiftDate => self.shift.as_ref().and_then(|sh| text(&sh.date.to_string())),
+            Var::Key => text(&r.key),
+            Var::Meta(k) => r.machine.as_ref().and_then(|m| s.context.machines.get(m)).and_then(|m| m.get(k)).cloned(),
+            Var::Topic(k) => r.topic.iter().find(|(n, _)| n == k).and_then(|(_, v)| text(v)),
+            Var::Reading(k) => r.extra.get(k).cloned(),
+            Var::Lookup(k) => self.looked.get(k).cloned().flatten(),
+        }
+    }
+}

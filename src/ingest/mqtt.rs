@@ -1,0 +1,362 @@
+//! MQTT ingress from the edge broker (rumqttc, QoS 1, persistent session, manual acks).
+//!
+//! A message is acknowledged only after every reading in it is durably queued (or the
+//! message is stored as a dead letter with its reasons), and acknowledgements go out in
+//! arrival order, as the protocol and the crate require. A crash before the ack makes the
+//! broker send the message again (`dup`); the readings' stable keys let the ERP refuse the
+//! second booking. Subscriptions follow the dictionary: a reload that adds a sensor file
+//! with new topics subscribes to them without reconnecting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `mqtt:` from gateway.yaml, compiled.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// TLS (`mqtts://`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Stable client id (the broker keeps the session under it).
+    pub client_id: String,
+    /// User name and password.
+    pub credentials: Option<(String, String)>,
+    /// Shared-subscription group (`$share/GROUP/…`).
+    pub share: Option<String>,
+    /// Rejected messages are published here too.
+    pub error_topic: Option<String>,
+    /// Keep-alive interval.
+    pub keep_alive: Duration,
+}
+
+impl MqttSettings {
+    /// The filter subscribed for a topic template's filter.
+    pub fn subscription(&self, filter: &str) -> String {
+        match &self.share {
+            Some(group) => format!("$share/{group}/{filter}"),
+            None => filter.to_string(),
+        }
+    }
+}
+
+#[cfg(feature = "mqtt")]
+pub use run::start;
+
+#[cfg(feature = "mqtt")]
+mod run {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use arc_swap::ArcSwap;
+    use futures_util::StreamExt;
+    use futures_util::stream::FuturesOrdered;
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
+    use serde_json::{Value, json};
+    use tokio::sync::{mpsc, watch};
+
+    use super::MqttSettings;
+    use crate::config::Gateway;
+    use crate::delivery::{self, Item, Services, State};
+    use crate::ingest::intake::{Intake, Outcome, Submitter};
+    use crate::ingest::reading::{self, Context, Rejected};
+    use crate::telemetry;
+
+    /// Largest packet the client reads. Larger messages would break the connection (and
+    /// come back forever), so the limit is generous and the gateway's own `max_body`
+    /// rejects big messages as dead letters; set the broker's `message_size_limit` below it.
+    const MAX_PACKET: usize = 16 * 1024 * 1024;
+    /// Messages being processed at once (acks still go out in arrival order).
+    const IN_FLIGHT: usize = 512;
+
+    /// Connects to the broker and takes messages until `stop` turns true; returns the task.
+    pub fn start(
+        gateway: Arc<ArcSwap<Gateway>>,
+        services: Services,
+        intake: Arc<Intake>,
+        stop: watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let settings = gateway.load().mqtt.clone()?;
+        let mut opts = MqttOptions::new(settings.client_id.clone(), settings.host.clone(), settings.port);
+        opts.set_keep_alive(settings.keep_alive)
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+            .set_inflight(100);
+        if let Some((user, password)) = &settings.credentials {
+            opts.set_credentials(user.clone(), password.clone());
+        }
+        if let Some(tls) = &settings.tls {
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls.clone())));
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        let (tx, rx) = mpsc::channel::<(Publish, Instant)>(IN_FLIGHT);
+        let (connected_tx, connected_rx) = watch::channel(0u64);
+        tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), client_id = %settings.client_id, "MQTT ingress starting");
+
+        // The event loop: reads packets, reconnects with backoff (rumqttc reconnects on the
+        // next poll after an error).
+        let mut poll_stop = stop.clone();
+        let poller = tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(500);
+            let mut connects = 0u64;
+            loop {
+                let event = tokio::select! {
+                    e = eventloop.poll() => e,
+                    () = stopped(&mut poll_stop) => break,
+                };
+                match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        telemetry::mqtt("received");
+                        if tx.send((p, Instant::now())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        backoff = Duration::from_millis(500);
+                        connects += 1;
+                        telemetry::mqtt_connected(true);
+                        telemetry::mqtt("connected");
+                        tracing::info!(session_present = ack.session_present, "MQTT connected");
+                        let _ = connected_tx.send(connects);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        telemetry::mqtt_connected(false);
+                        telemetry::mqtt("connection_error");
+                        tracing::warn!(error = %e, retry_in = ?backoff, "MQTT connection failed");
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {},
+                            () = stopped(&mut poll_stop) => break,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        });
+        tokio::spawn(subscriptions(gateway.clone(), settings.clone(), client.clone(), connected_rx, stop.clone()));
+        let processor = tokio::spawn(process(gateway, settings, services, intake, client, rx, stop));
+        Some(tokio::spawn(async move {
+            let _ = processor.await;
+            poller.abort();
+        }))
+    }
+
+    /// Resolves once the gateway is stopping (the watch guard is dropped inside, so the
+    /// future stays `Send`).
+    async fn stopped(rx: &mut watch::Receiver<bool>) {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Keeps the subscriptions equal to the dictionary's topics: on every (re)connect, and
+    /// after a reload adds or removes topics.
+    async fn subscriptions(
+        gateway: Arc<ArcSwap<Gateway>>,
+        settings: MqttSettings,
+        client: AsyncClient,
+        mut connected: watch::Receiver<u64>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut subscribed: BTreeSet<String> = BTreeSet::new();
+        loop {
+            tokio::select! {
+                changed = connected.changed() => {
+                    if changed.is_err() { return; }
+                    // A new connection: subscribe again (the broker may have lost the session).
+                    subscribed.clear();
+                }
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = stopped(&mut stop) => return,
+            }
+            if *connected.borrow() == 0 {
+                continue;
+            }
+            let wanted: BTreeSet<String> =
+                gateway.load().sensors.topics.iter().map(|t| settings.subscription(&t.filter())).collect();
+            for filter in wanted.difference(&subscribed).cloned().collect::<Vec<_>>() {
+                if client.subscribe(filter.clone(), QoS::AtLeastOnce).await.is_ok() {
+                    tracing::info!(%filter, "MQTT subscribed");
+                    subscribed.insert(filter);
+                }
+            }
+            for filter in subscribed.difference(&wanted).cloned().collect::<Vec<_>>() {
+                if client.unsubscribe(filter.clone()).await.is_ok() {
+                    tracing::info!(%filter, "MQTT unsubscribed");
+                    subscribed.remove(&filter);
+                }
+            }
+        }
+    }
+
+    /// Processes messages concurrently and acknowledges them in arrival order.
+    async fn process(
+        gateway: Arc<ArcSwap<Gateway>>,
+        settings: MqttSettings,
+        services: Services,
+        intake: Arc<Intake>,
+        client: AsyncClient,
+        mut rx: mpsc::Receiver<(Publish, Instant)>,
+        stop: watch::Receiver<bool>,
+    ) {
+        let who = Submitter { client: format!("mqtt:{}", settings.client_id), request_id: String::new() };
+        let mut inflight = FuturesOrdered::new();
+        let mut stopping = stop.clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = stopped(&mut stopping) => return,
+                Some(done) = inflight.next(), if !inflight.is_empty() => {
+                    let Some((publish, arrived)): Option<(Publish, Instant)> = done else { continue };
+                    if client.ack(&publish).await.is_ok() {
+                        telemetry::mqtt("acked");
+                        telemetry::mqtt_ack_lag(arrived.elapsed().as_secs_f64());
+                    }
+                }
+                msg = rx.recv(), if inflight.len() < IN_FLIGHT => {
+                    let Some((publish, arrived)) = msg else { return };
+                    let job = one(gateway.clone(), settings.clone(), services.clone(), intake.clone(), client.clone(), who.clone(), publish, stop.clone());
+                    inflight.push_back(async move { job.await.map(|p| (p, arrived)) });
+                }
+            }
+        }
+    }
+
+    /// One message, until it is stored (readings queued, or a dead letter) or the gateway
+    /// stops; `None` when stopping first (then it is not acknowledged).
+    #[allow(clippy::too_many_arguments)]
+    async fn one(
+        gateway: Arc<ArcSwap<Gateway>>,
+        settings: MqttSettings,
+        services: Services,
+        intake: Arc<Intake>,
+        client: AsyncClient,
+        who: Submitter,
+        publish: Publish,
+        stop: watch::Receiver<bool>,
+    ) -> Option<Publish> {
+        let (ctx, mut pending, mut rejected) = prepare(&gateway.load(), &publish);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if !pending.is_empty() {
+                let gw = gateway.load_full();
+                let results =
+                    crate::ingest::take(&intake, &gw.sensors, Some(&services), &who, &ctx, pending.clone()).await;
+                crate::ingest::count("mqtt", &results);
+                let mut retry = Vec::new();
+                for (pointer, result) in results {
+                    match result {
+                        Ok(Outcome::Queued(_) | Outcome::Delivered(_)) => {}
+                        Ok(Outcome::Failed { retryable: true, .. }) => retry.push(pointer),
+                        Ok(Outcome::Failed { reason, .. }) => rejected.push(Rejected::at(&pointer, reason)),
+                        Err(r) => rejected.push(r),
+                    }
+                }
+                // Only the readings that could not be stored are tried again.
+                pending.retain(|(p, _)| retry.contains(p));
+            }
+            if pending.is_empty() {
+                if rejected.is_empty() {
+                    return Some(publish);
+                }
+                if bury(&services, &settings, &who, &publish, &rejected).await {
+                    publish_error(&client, &settings, &publish, &rejected);
+                    return Some(publish);
+                }
+            }
+            telemetry::mqtt("retrying");
+            let mut stop = stop.clone();
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {},
+                () = stopped(&mut stop) => return None,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// The message's topic levels, its readings, and what is wrong with it as a whole.
+    fn prepare(gw: &Gateway, publish: &Publish) -> (Context, Vec<(String, Value)>, Vec<Rejected>) {
+        let topic = &publish.topic;
+        let mut ctx = Context { topic: Vec::new(), now: chrono::Utc::now() };
+        let Some(captured) = gw.sensors.topics.iter().find_map(|t| t.capture(topic)) else {
+            return (ctx, Vec::new(), vec![Rejected::at("", format!("topic {topic} fits none of the dictionary's topics"))]);
+        };
+        ctx.topic = captured;
+        let (size, max) = (publish.payload.len(), gw.server.max_body);
+        if size > max {
+            return (ctx, Vec::new(), vec![Rejected::at("", format!("{size} bytes is more than server.max_body ({max})"))]);
+        }
+        match reading::split(&publish.payload, false) {
+            Ok(list) if list.len() > gw.sensors.settings.max_readings => {
+                let why = format!(
+                    "{} readings in one message; at most {} (telemetry.max_readings)",
+                    list.len(),
+                    gw.sensors.settings.max_readings
+                );
+                (ctx, Vec::new(), vec![Rejected::at("", why)])
+            }
+            Ok(list) if list.is_empty() => (ctx, Vec::new(), vec![Rejected::at("", "no readings")]),
+            Ok(list) => (ctx, list, Vec::new()),
+            Err(r) => (ctx, Vec::new(), vec![r]),
+        }
+    }
+
+    /// Keeps a rejected message as a dead letter with its reasons; false when the store
+    /// could not take it (the message is then not acknowledged, and tried again).
+    async fn bury(
+        services: &Services,
+        settings: &MqttSettings,
+        who: &Submitter,
+        publish: &Publish,
+        rejected: &[Rejected],
+    ) -> bool {
+        telemetry::mqtt("rejected");
+        let reasons: Vec<Value> = rejected.iter().map(|r| json!({"pointer": r.pointer, "reason": r.reason})).collect();
+        let listed = Value::Array(reasons.clone());
+        tracing::warn!(topic = %publish.topic, reasons = %listed, "MQTT message rejected");
+        let Some(queue) = &services.queue else {
+            // No store: nothing to keep it in; the log line above is the record.
+            return true;
+        };
+        let now = delivery::now_ms();
+        let shown = &publish.payload[..publish.payload.len().min(4096)];
+        let item = Item {
+            id: delivery::new_id(),
+            route: format!("MQTT {}", publish.topic),
+            backend: "mqtt".into(),
+            client: who.client.clone(),
+            key: String::new(),
+            partition: None,
+            input: json!({
+                "topic": publish.topic,
+                "payload": String::from_utf8_lossy(shown),
+                "bytes": publish.payload.len(),
+                "client_id": settings.client_id,
+            }),
+            route_header: String::new(),
+            request_id: String::new(),
+            state: State::Dead,
+            attempts: 0,
+            created_ms: now,
+            updated_ms: now,
+            next_ms: now,
+            last_error: Some(json!({ "title": "Invalid readings", "readings": reasons })),
+            result: None,
+            duplicate: false,
+            retried_ms: None,
+        };
+        queue.bury(item).await.is_ok()
+    }
+
+    /// Publishes the reasons to `mqtt.error_topic`, when configured (best effort: the
+    /// dead letter is the record).
+    fn publish_error(client: &AsyncClient, settings: &MqttSettings, publish: &Publish, rejected: &[Rejected]) {
+        let Some(topic) = &settings.error_topic else { return };
+        let body = json!({
+            "topic": publish.topic,
+            "rejected": rejected.iter().map(|r| json!({"pointer": r.pointer, "reason": r.reason})).collect::<Vec<_>>(),
+        });
+        let _ = client.try_publish(topic.clone(), QoS::AtLeastOnce, false, body.to_string());
+    }
+}

@@ -1,0 +1,217 @@
+//! One reading, checked against the data dictionary: a known sensor, a number, a unit that
+//! converts to the ERP's, a value in range, a sane timestamp. A reading that fails is
+//! rejected with a JSON pointer to what was wrong and a reason a device engineer can act on.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use super::dictionary::{Dictionary, Sensor};
+use super::units::Conversion;
+
+/// A reading that passed every check, its value in the ERP's unit.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    /// The sensor id as sent.
+    pub sensor_id: String,
+    /// Its dictionary entry.
+    pub sensor: Arc<Sensor>,
+    /// The value in the ERP's unit, rounded to the entry's decimals.
+    pub value: Decimal,
+    /// When it was measured.
+    pub timestamp: DateTime<Utc>,
+    /// The machine, from the reading, its topic or the dictionary.
+    pub machine: Option<String>,
+    /// Stable identity: the reading's `id`, else `sensor@timestamp`.
+    pub key: String,
+    /// Any other fields of the reading as sent.
+    pub extra: Map<String, Value>,
+    /// Named levels of the MQTT topic it arrived on.
+    pub topic: Vec<(String, String)>,
+}
+
+/// Why a reading was refused, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// JSON pointer into the request body or message.
+    pub pointer: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Rejected {
+    /// A rejection at `pointer`.
+    pub fn at(pointer: &str, reason: impl Into<String>) -> Self {
+        Rejected { pointer: pointer.to_string(), reason: reason.into() }
+    }
+}
+
+/// What a reading arrives with besides its own fields.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Named levels of its MQTT topic (`sensor`, `machine`, …).
+    pub topic: Vec<(String, String)>,
+    /// Now, for timestamp checks and readings without one.
+    pub now: DateTime<Utc>,
+}
+
+impl Context {
+    fn topic(&self, name: &str) -> Option<&str> {
+        self.topic.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The readings of a payload: a JSON array (each at `/i`), one object, or with `ndjson`
+/// one object per line (each at `/i`, i counting lines with content). A bare number is
+/// one reading whose sensor the topic names.
+pub fn split(bytes: &[u8], ndjson: bool) -> Result<Vec<(String, Value)>, Rejected> {
+    if ndjson {
+        let text = std::str::from_utf8(bytes).map_err(|_| Rejected::at("", "the body is not UTF-8 text"))?;
+        let mut out = Vec::new();
+        for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+            let pointer = format!("/{n}");
+            match serde_json::from_str::<Value>(line) {
+                Ok(v) => out.push((pointer, v)),
+                Err(e) => out.push((pointer, Value::String(format!("\u{0}{e}")))),
+            }
+        }
+        return Ok(out);
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| Rejected::at("", format!("not JSON: {e}")))?;
+    Ok(match value {
+        Value::Array(items) => items.into_iter().enumerate().map(|(i, v)| (format!("/{i}"), v)).collect(),
+        Value::Number(n) => {
+            let mut m = Map::new();
+            m.insert("value".into(), Value::Number(n));
+            vec![(String::new(), Value::Object(m))]
+        }
+        other => vec![(String::new(), other)],
+    })
+}
+
+/// Checks one reading against the dictionary.
+pub fn check(dict: &Dictionary, ctx: &Context, pointer: &str, value: Value) -> Result<Reading, Rejected> {
+    let at = |field: &str| format!("{pointer}/{field}");
+    let mut fields = match value {
+        Value::Object(m) => m,
+        // An NDJSON line that did not parse.
+        Value::String(s) if s.starts_with('\u{0}') => {
+            return Err(Rejected::at(pointer, format!("not JSON: {}", &s[1..])));
+        }
+        other => {
+            return Err(Rejected::at(pointer, format!("a reading is a JSON object, not {}", kind(&other))));
+        }
+    };
+    let sensor_id = match take_text(&mut fields, &["sensor", "sensorId"], &at("sensor"))? {
+        Some(s) => s,
+        None => ctx.topic("sensor").map(str::to_string).ok_or_else(|| {
+            Rejected::at(&at("sensor"), "no sensor: send \"sensor\": \"T-100\", or publish on a topic that names it")
+        })?,
+    };
+    let sensor = dict.sensor(&sensor_id).ok_or_else(|| {
+        Rejected::at(&at("sensor"), format!("sensor {sensor_id:?} is not in the data dictionary (sensors/*.yaml)"))
+    })?;
+    let raw = match fields.remove("value") {
+        Some(Value::Number(n)) => {
+            let text = n.to_string();
+            Decimal::from_str(&text)
+                .or_else(|_| Decimal::from_scientific(&text))
+                .map_err(|_| Rejected::at(&at("value"), format!("{text} does not fit a decimal of 28 digits")))?
+        }
+        Some(other) => return Err(Rejected::at(&at("value"), format!("value must be a number, not {}", kind(&other)))),
+        None => return Err(Rejected::at(&at("value"), "no value")),
+    };
+    // In the device's unit first (the range is written in it), then the ERP's.
+    let device = match take_text(&mut fields, &["unit"], &at("unit"))? {
+        Some(unit) if unit != sensor.unit => {
+            let c = Conversion::between(&unit, &sensor.unit).map_err(|m| Rejected::at(&at("unit"), m))?;
+            c.apply(raw, 12).ok_or_else(|| Rejected::at(&at("value"), "the value is too large to convert"))?
+        }
+        _ => raw,
+    };
+    if let Some((lo, hi)) = sensor.range
+        && (device < lo || device > hi)
+    {
+        return Err(Rejected::at(
+            &at("value"),
+            format!("{device} {} is outside the valid range {lo}..{hi} of sensor {sensor_id}", sensor.unit),
+        ));
+    }
+    let value = sensor
+        .conversion
+        .apply(device, sensor.decimals)
+        .ok_or_else(|| Rejected::at(&at("value"), "the value is too large to convert"))?;
+    let timestamp = match ["timestamp", "time", "ts"].iter().find_map(|k| fields.remove(*k).map(|v| (*k, v))) {
+        None => ctx.now,
+        Some((k, v)) => parse_time(&v).ok_or_else(|| {
+            Rejected::at(&at(k), "a timestamp is RFC 3339 text (2026-11-25T08:00:00Z) or epoch milliseconds")
+        })?,
+    };
+    let oldest = ctx.now - chrono::Duration::from_std(dict.settings.max_age).unwrap_or(chrono::Duration::MAX);
+    let newest = ctx.now + chrono::Duration::from_std(dict.settings.max_ahead).unwrap_or(chrono::Duration::MAX);
+    if timestamp < oldest || timestamp > newest {
+        return Err(Rejected::at(
+            &at("timestamp"),
+            format!(
+                "{} is not between {} and {}: check the device clock",
+                timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
+                oldest.to_rfc3339_opts(SecondsFormat::Secs, true),
+                newest.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+        ));
+    }
+    let machine = take_text(&mut fields, &["machine", "machineId"], &at("machine"))?
+        .or_else(|| ctx.topic("machine").map(str::to_string))
+        .or_else(|| sensor.machine.clone());
+    let key = match take_text(&mut fields, &["id"], &at("id"))? {
+        Some(id) => id,
+        None => format!("{sensor_id}@{}", timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)),
+    };
+    Ok(Reading {
+        sensor_id,
+        sensor: sensor.clone(),
+        value,
+        timestamp,
+        machine,
+        key,
+        extra: fields,
+        topic: ctx.topic.clone(),
+    })
+}
+
+/// The first of `names` present, as text; a non-string is a rejection.
+fn take_text(fields: &mut Map<String, Value>, names: &[&str], pointer: &str) -> Result<Option<String>, Rejected> {
+    for n in names {
+        match fields.remove(*n) {
+            None => continue,
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 => return Ok(Some(s)),
+            Some(Value::String(_)) => {
+                return Err(Rejected::at(pointer, format!("{n} must be 1 to 200 characters")));
+            }
+            Some(other) => return Err(Rejected::at(pointer, format!("{n} must be text, not {}", kind(&other)))),
+        }
+    }
+    Ok(None)
+}
+
+fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+    match v {
+        Value::String(s) => DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc)),
+        Value::Number(n) => n.as_i64().and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
+        _ => None,
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

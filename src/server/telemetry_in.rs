@@ -1,0 +1,149 @@
+//! `POST /telemetry`: many readings in one request (a JSON array, one object, or NDJSON),
+//! each checked against the data dictionary and answered one by one: 202 when any was
+//! accepted (the body lists every reading's fate), 422 when none was, 503 when the store
+//! could take none.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::backend::REQUEST_ID;
+use crate::error::{FieldError, GatewayError};
+use crate::ingest::intake::{Outcome, Submitter};
+use crate::ingest::reading::{self, Context};
+use crate::throttle::Outcome as Limits;
+
+/// The handler.
+pub async fn post(State(state): State<AppState>, req: Request) -> Response {
+    let gw = state.gateway.load_full();
+    let mut limits = Limits::default();
+    let (parts, body) = req.into_parts();
+    let mut res = match serve(&state, &gw, &parts.headers, body, &mut limits).await {
+        Ok(res) => res,
+        Err(e) => e.response(),
+    };
+    limits.apply(res.headers_mut());
+    res
+}
+
+async fn serve(
+    state: &AppState,
+    gw: &crate::config::Gateway,
+    headers: &HeaderMap,
+    body: Body,
+    limits: &mut Limits,
+) -> Result<Response, GatewayError> {
+    if gw.sensors.is_empty() {
+        return Err(GatewayError::RouteNotFound("/telemetry: the data dictionary (sensors/*.yaml) is empty".into()));
+    }
+    // The same checks as a route: a token with the telemetry scope, then the client's limits.
+    let client = match &gw.auth {
+        None => "anonymous".to_string(),
+        Some(auth) => {
+            let p = auth.authenticate(headers).await?;
+            if !p.scopes.contains(&gw.sensors.settings.scope) {
+                return Err(GatewayError::Forbidden(vec![gw.sensors.settings.scope.clone()]));
+            }
+            let caller = auth.caller(&p);
+            gw.throttle.check_client(&caller, limits).await?;
+            gw.throttle.take_quota(&caller, limits).await?;
+            if let Some(wait) = limits.refused() {
+                return Err(GatewayError::RateLimited(wait));
+            }
+            caller.key
+        }
+    };
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let ndjson = match essence.as_str() {
+        "application/json" => false,
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => true,
+        other => {
+            return Err(GatewayError::UnsupportedMediaType(if other.is_empty() { "(none)".into() } else { other.into() }));
+        }
+    };
+    let limit = gw.server.max_body;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            GatewayError::PayloadTooLarge { limit }
+        } else {
+            GatewayError::MalformedJson { detail: format!("the body could not be read: {e}") }
+        }
+    })?;
+    let items = reading::split(&bytes, ndjson).map_err(|r| GatewayError::MalformedJson { detail: r.reason })?;
+    let max = gw.sensors.settings.max_readings;
+    if items.is_empty() || items.len() > max {
+        return Err(GatewayError::Validation(vec![FieldError {
+            pointer: Some(String::new()),
+            location: None,
+            parameter: None,
+            detail: format!("{} readings; send 1 to {max} per request (telemetry.max_readings)", items.len()),
+        }]));
+    }
+    let who = Submitter {
+        client,
+        request_id: headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
+    };
+    let ctx = Context { topic: Vec::new(), now: chrono::Utc::now() };
+    let services = state.services.get();
+    let results = crate::ingest::take(&state.intake, &gw.sensors, services, &who, &ctx, items).await;
+    crate::ingest::count("http", &results);
+    let (mut accepted, mut rejected, mut unavailable) = (0, 0, 0);
+    let mut listed = Vec::with_capacity(results.len());
+    let mut errors = Vec::new();
+    for (pointer, r) in &results {
+        listed.push(match r {
+            Ok(Outcome::Queued(id)) => {
+                accepted += 1;
+                json!({"pointer": pointer, "status": "queued", "delivery": id})
+            }
+            Ok(Outcome::Delivered(status)) => {
+                accepted += 1;
+                json!({"pointer": pointer, "status": "delivered", "erp_status": status})
+            }
+            Ok(Outcome::Failed { reason, retryable }) => {
+                if *retryable {
+                    unavailable += 1;
+                } else {
+                    rejected += 1;
+                    errors.push(FieldError {
+                        pointer: Some(pointer.clone()),
+                        location: None,
+                        parameter: None,
+                        detail: reason.clone(),
+                    });
+                }
+                json!({"pointer": pointer, "status": "failed", "reason": reason, "retryable": retryable})
+            }
+            Err(r) => {
+                rejected += 1;
+                errors.push(FieldError { pointer: Some(r.pointer.clone()), location: None, parameter: None, detail: r.reason.clone() });
+                json!({"pointer": r.pointer, "status": "rejected", "reason": r.reason})
+            }
+        });
+    }
+    if accepted == 0 && unavailable > 0 {
+        return Err(GatewayError::StoreUnavailable);
+    }
+    if accepted == 0 {
+        return Err(GatewayError::Validation(errors));
+    }
+    let body = json!({
+        "accepted": accepted,
+        "rejected": rejected,
+        "failed": unavailable,
+        "readings": Value::Array(listed),
+    });
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
