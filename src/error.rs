@@ -53,6 +53,9 @@ pub enum GatewayError {
     /// Input values do not fit the operation's schema.
     #[error("{} invalid input value(s)", .0.len())]
     Validation(Vec<FieldError>),
+    /// Every reading of a telemetry batch was refused by the data dictionary.
+    #[error("{} reading(s) rejected", .0.len())]
+    ReadingsRejected(Vec<FieldError>),
     /// The body exceeds `server.max_body`.
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge {
@@ -216,7 +219,7 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::MalformedJson { .. } => StatusCode::BAD_REQUEST,
-            GatewayError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            GatewayError::Validation(_) | GatewayError::ReadingsRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::RouteNotFound(_) => StatusCode::NOT_FOUND,
@@ -273,6 +276,16 @@ impl GatewayError {
                     format!("{} input value(s) do not match the operation's schema; see errors", errors.len())
                 };
                 ("validation", "Invalid input")
+            }
+            GatewayError::ReadingsRejected(errors) => {
+                p.errors = errors.iter().take(MAX_LISTED_ERRORS).cloned().collect();
+                let listed = if errors.len() > MAX_LISTED_ERRORS {
+                    format!("the first {MAX_LISTED_ERRORS} are listed in errors")
+                } else {
+                    "each is listed in errors with a pointer and the reason".to_string()
+                };
+                p.detail = format!("none of the {} reading(s) was accepted; {listed}", errors.len());
+                ("invalid-readings", "Invalid readings")
             }
             GatewayError::PayloadTooLarge { .. } => ("payload-too-large", "Request body too large"),
             GatewayError::UnsupportedMediaType(got) => {

@@ -11,8 +11,8 @@ use regex::Regex;
 
 use super::raw::{AuthSection, BackendSection, FaultRuleSection, GatewayFile, RoutesFile};
 use super::{
-    ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_mqtt, compile_protect,
-    compile_route, compile_sensors, secret, tls, units,
+    ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_mqtt,
+    compile_protect, compile_route, compile_sensors, secret, tls, units,
 };
 use crate::backend::credentials::{UpstreamOAuth, WsSecurity};
 use crate::backend::{Backend, BackendSettings, BackendTls, BasicAuth, Credentials, DEFAULT_MAX_RESPONSE};
@@ -168,7 +168,12 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
             }
         }
     }
-    let route_scopes: BTreeSet<String> = routes.iter().flat_map(|(r, _)| r.scopes.iter().cloned()).collect();
+    let mut route_scopes: BTreeSet<String> = routes.iter().flat_map(|(r, _)| r.scopes.iter().cloned()).collect();
+    // POST /telemetry's scope counts as used once there is a data dictionary.
+    if source.sensor_files().is_ok_and(|f| !f.is_empty()) {
+        route_scopes
+            .insert(raw.telemetry.as_ref().and_then(|t| t.scope.clone()).unwrap_or_else(|| "telemetry:write".into()));
+    }
     let auth = match &raw.auth {
         Some(section) => {
             compile_auth::compile(source, &gateway_file, section, options, &route_scopes, &throttle, &mut problems)

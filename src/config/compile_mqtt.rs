@@ -45,7 +45,10 @@ pub(crate) fn compile(
         fail("url:", format!("url {:?} names no host", m.url));
     }
     if m.client_id.trim().is_empty() || m.client_id.len() > 128 {
-        fail("client_id:", "client_id must be 1 to 128 characters, and stable: the broker keeps the session under it".into());
+        fail(
+            "client_id:",
+            "client_id must be 1 to 128 characters, and stable: the broker keeps the session under it".into(),
+        );
     }
     let password = match (&m.password_env, &m.password_file) {
         (None, None) => None,

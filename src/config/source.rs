@@ -76,11 +76,9 @@ impl ConfigSource {
                     .filter_map(|p| p.file_name().map(|n| Path::new(folder).join(n)))
                     .collect()
             }
-            ConfigSource::Embedded => EMBEDDED
-                .iter()
-                .map(|(p, _)| PathBuf::from(p))
-                .filter(|p| p.starts_with(folder) && is_yaml(p))
-                .collect(),
+            ConfigSource::Embedded => {
+                EMBEDDED.iter().map(|(p, _)| PathBuf::from(p)).filter(|p| p.starts_with(folder) && is_yaml(p)).collect()
+            }
         };
         files.sort();
         Ok(files)

@@ -76,8 +76,8 @@ mod tests {
     use super::*;
 
     fn three_shifts(zone: &str) -> Calendar {
-        let shifts = [("early", "06:00"), ("late", "14:00"), ("night", "22:00")]
-            .map(|(n, s)| (n.to_string(), s.to_string()));
+        let shifts =
+            [("early", "06:00"), ("late", "14:00"), ("night", "22:00")].map(|(n, s)| (n.to_string(), s.to_string()));
         Calendar::new(Some(zone), &shifts).expect("valid")
     }
 

@@ -92,7 +92,10 @@ mod run {
             opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls.clone())));
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
-        let (tx, rx) = mpsc::channel::<(Publish, Instant)>(IN_FLIGHT);
+        // Unbounded on purpose: the poller must never wait for the processor, or acks (which
+        // the event loop sends) would wait for the poller: a deadlock. The broker bounds it:
+        // it sends at most its inflight window of unacknowledged messages.
+        let (tx, rx) = mpsc::unbounded_channel::<(Publish, Instant)>();
         let (connected_tx, connected_rx) = watch::channel(0u64);
         tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), client_id = %settings.client_id, "MQTT ingress starting");
 
@@ -110,7 +113,7 @@ mod run {
                 match event {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         telemetry::mqtt("received");
-                        if tx.send((p, Instant::now())).await.is_err() {
+                        if tx.send((p, Instant::now())).is_err() {
                             break;
                         }
                     }
@@ -197,7 +200,7 @@ mod run {
         services: Services,
         intake: Arc<Intake>,
         client: AsyncClient,
-        mut rx: mpsc::Receiver<(Publish, Instant)>,
+        mut rx: mpsc::UnboundedReceiver<(Publish, Instant)>,
         stop: watch::Receiver<bool>,
     ) {
         let who = Submitter { client: format!("mqtt:{}", settings.client_id), request_id: String::new() };
@@ -280,12 +283,20 @@ mod run {
         let topic = &publish.topic;
         let mut ctx = Context { topic: Vec::new(), now: chrono::Utc::now() };
         let Some(captured) = gw.sensors.topics.iter().find_map(|t| t.capture(topic)) else {
-            return (ctx, Vec::new(), vec![Rejected::at("", format!("topic {topic} fits none of the dictionary's topics"))]);
+            return (
+                ctx,
+                Vec::new(),
+                vec![Rejected::at("", format!("topic {topic} fits none of the dictionary's topics"))],
+            );
         };
         ctx.topic = captured;
         let (size, max) = (publish.payload.len(), gw.server.max_body);
         if size > max {
-            return (ctx, Vec::new(), vec![Rejected::at("", format!("{size} bytes is more than server.max_body ({max})"))]);
+            return (
+                ctx,
+                Vec::new(),
+                vec![Rejected::at("", format!("{size} bytes is more than server.max_body ({max})"))],
+            );
         }
         match reading::split(&publish.payload, false) {
             Ok(list) if list.len() > gw.sensors.settings.max_readings => {

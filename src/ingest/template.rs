@@ -63,7 +63,11 @@ impl Var {
                     "topic" => Var::Topic(rest.into()),
                     "reading" => Var::Reading(rest.into()),
                     "lookup" => Var::Lookup(rest.into()),
-                    _ => return Err(format!("{{{name}}}: {scope}. is unknown; write meta., topic., reading. or lookup.")),
+                    _ => {
+                        return Err(format!(
+                            "{{{name}}}: {scope}. is unknown; write meta., topic., reading. or lookup."
+                        ));
+                    }
                 }
             }
         };
@@ -118,10 +122,8 @@ impl Template {
         let mut pieces = Vec::new();
         let mut rest = s;
         while let Some(open) = rest.find('{') {
-            let close = rest[open..]
-                .find('}')
-                .map(|c| open + c)
-                .ok_or_else(|| format!("{s:?}: a {{ without its }}"))?;
+            let close =
+                rest[open..].find('}').map(|c| open + c).ok_or_else(|| format!("{s:?}: a {{ without its }}"))?;
             if open > 0 {
                 pieces.push(Piece::Text(rest[..open].to_string()));
             }

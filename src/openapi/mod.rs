@@ -3,6 +3,7 @@
 //! `/openapi.yaml` from the live snapshot and printed by `veneer openapi`.
 
 pub mod schema;
+mod telemetry;
 
 use serde_json::{Map, Value, json};
 
@@ -39,6 +40,9 @@ pub fn document(gw: &Gateway) -> Value {
         }
         let path = paths.entry(route.path.clone()).or_insert_with(|| json!({}));
         path[route.method.as_str().to_ascii_lowercase()] = op;
+    }
+    if let Some(item) = telemetry::path_item(&gw.sensors, gw.auth.is_some()) {
+        paths.insert("/telemetry".into(), item);
     }
     components.insert("Problem".into(), problem_schema());
     let mut doc = json!({

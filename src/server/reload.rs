@@ -116,13 +116,30 @@ impl Reloader {
             });
         }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        // Watched by its real path, so event paths compare with the data directory's.
+        let root = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        let (dir, gateway, watched) = (self.dir.clone(), self.gateway.clone(), root.clone());
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !e.kind.is_access()) {
-                let _ = tx.send(());
+            let Ok(e) = event else { return };
+            if e.kind.is_access() {
+                return;
             }
+            // The queue's store under the config directory changes with every accepted
+            // write; those changes are not config, and would keep the debounce from ever
+            // settling (so a new sensor file would wait until the writes stop).
+            let data = gateway.load().delivery.data_dir.as_ref().and_then(|d| {
+                if d.is_absolute() { Some(d.clone()) } else { d.strip_prefix(&dir).ok().map(|rel| watched.join(rel)) }
+            });
+            if let Some(data) = data
+                && !e.paths.is_empty()
+                && e.paths.iter().all(|p| p.starts_with(&data))
+            {
+                return;
+            }
+            let _ = tx.send(());
         })
         .map_err(|e| format!("cannot watch the config directory: {e}"))?;
-        notify::Watcher::watch(&mut watcher, &self.dir, notify::RecursiveMode::Recursive)
+        notify::Watcher::watch(&mut watcher, &root, notify::RecursiveMode::Recursive)
             .map_err(|e| format!("cannot watch {}: {e}", self.dir.display()))?;
         let me = self.clone();
         tokio::spawn(async move {

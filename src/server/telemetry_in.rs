@@ -69,7 +69,11 @@ async fn serve(
         "application/json" => false,
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => true,
         other => {
-            return Err(GatewayError::UnsupportedMediaType(if other.is_empty() { "(none)".into() } else { other.into() }));
+            return Err(GatewayError::UnsupportedMediaType(if other.is_empty() {
+                "(none)".into()
+            } else {
+                other.into()
+            }));
         }
     };
     let limit = gw.server.max_body;
@@ -84,7 +88,7 @@ async fn serve(
     let items = reading::split(&bytes, ndjson).map_err(|r| GatewayError::MalformedJson { detail: r.reason })?;
     let max = gw.sensors.settings.max_readings;
     if items.is_empty() || items.len() > max {
-        return Err(GatewayError::Validation(vec![FieldError {
+        return Err(GatewayError::ReadingsRejected(vec![FieldError {
             pointer: Some(String::new()),
             location: None,
             parameter: None,
@@ -128,7 +132,12 @@ async fn serve(
             }
             Err(r) => {
                 rejected += 1;
-                errors.push(FieldError { pointer: Some(r.pointer.clone()), location: None, parameter: None, detail: r.reason.clone() });
+                errors.push(FieldError {
+                    pointer: Some(r.pointer.clone()),
+                    location: None,
+                    parameter: None,
+                    detail: r.reason.clone(),
+                });
                 json!({"pointer": r.pointer, "status": "rejected", "reason": r.reason})
             }
         });
@@ -137,7 +146,7 @@ async fn serve(
         return Err(GatewayError::StoreUnavailable);
     }
     if accepted == 0 {
-        return Err(GatewayError::Validation(errors));
+        return Err(GatewayError::ReadingsRejected(errors));
     }
     let body = json!({
         "accepted": accepted,

@@ -1,0 +1,231 @@
+//! MQTT ingress end to end: a real Mosquitto broker, the gateway binary subscribed with a
+//! persistent session and manual acks, spyne as the ERP (its `RecordMeasurement` refuses a
+//! duplicate reading id, as ERPs refuse a duplicate document number). Counts are taken
+//! inside the ERP; the crash is a kill -9.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const ROUTES: &str = r#"
+routes:
+  - route: "POST /measurements"
+    backend: plant
+    operation: RecordMeasurement
+    delivery: queued
+    duplicate_faults:
+      - { code: Client.Duplicate }
+"#;
+
+/// Temperatures in °F and pressures in psi, booked in °C and bar.
+const SENSORS: &str = r#"
+time_zone: UTC
+shifts:
+  - { name: day, start: "06:00" }
+  - { name: night, start: "18:00" }
+machines:
+  M1: { work_center: WC-1 }
+  M2: { work_center: WC-2 }
+  M3: { work_center: WC-3 }
+  M4: { work_center: WC-4 }
+topics:
+  - "factory/{plant}/{machine}/{sensor}"
+sensors:
+  - id: "T-*"
+    quantity: temperature
+    unit: "[degF]"
+    erp_unit: Cel
+    erp_unit_label: C
+    decimals: 2
+    range: [-100, 1000]
+    route: "POST /measurements"
+    body: &body
+      readingId: "{key}"
+      sensor: "{sensor}"
+      machine: "{machine}"
+      value: "{value}"
+      unit: "{unit}"
+      timestamp: "{timestamp}"
+      workCenter: "{meta.work_center}"
+      shift: "{shift}"
+  - id: "P-*"
+    quantity: pressure
+    unit: "[psi]"
+    erp_unit: bar
+    decimals: 4
+    route: "POST /measurements"
+    body: *body
+"#;
+
+/// A config directory for spyne at `spyne` and the broker on `mqtt_port`.
+async fn config(spyne: &str, mqtt_port: u16, extra: &str) -> tempfile::TempDir {
+    let wsdl = common::client().get(format!("{spyne}/?wsdl")).send().await.expect("WSDL").text().await.expect("text");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("plant.wsdl"), wsdl).expect("write wsdl");
+    let gateway = format!(
+        "delivery: {{ data_dir: data, backoff: 50ms, max_backoff: 500ms }}\n\
+         telemetry: {{ max_age: 3650d }}\n\
+         mqtt: {{ url: \"mqtt://127.0.0.1:{mqtt_port}\", client_id: veneer-test, keep_alive: 5s }}\n\
+         backends:\n  plant:\n    url: \"{spyne}/\"\n    wsdl: plant.wsdl\n    timeout: 10s\n    connect_timeout: 1s\n{extra}"
+    );
+    std::fs::write(dir.path().join("gateway.yaml"), gateway).expect("write gateway");
+    std::fs::create_dir(dir.path().join("routes")).expect("mkdir");
+    std::fs::write(dir.path().join("routes/plant.yaml"), ROUTES).expect("write routes");
+    std::fs::create_dir(dir.path().join("sensors")).expect("mkdir");
+    std::fs::write(dir.path().join("sensors/line.yaml"), SENSORS).expect("write sensors");
+    dir
+}
+
+fn port_of(base: &str) -> u16 {
+    base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
+}
+
+/// The ERP's own record: every booked measurement by reading id, and refused duplicates.
+async fn measurements(spyne: &str) -> (BTreeMap<String, Value>, u64) {
+    let body = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><MeasurementStats xmlns="urn:veneer:test:plant"/></soap:Body></soap:Envelope>"#;
+    let Ok(res) = common::client()
+        .post(format!("{spyne}/"))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("soapaction", "\"MeasurementStats\"")
+        .body(body)
+        .send()
+        .await
+    else {
+        return (BTreeMap::new(), 0);
+    };
+    let xml = res.text().await.expect("text");
+    let text = xml
+        .split_once("MeasurementStatsResult>")
+        .and_then(|(_, rest)| rest.split_once("</"))
+        .map(|(text, _)| text)
+        .unwrap_or_else(|| panic!("unexpected stats answer: {xml}"))
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let v: Value = serde_json::from_str(&text).expect("stats json");
+    let booked = v["measurements"].as_object().cloned().unwrap_or_default().into_iter().collect();
+    (booked, v["duplicates"].as_u64().unwrap_or(0))
+}
+
+/// Polls `check` until it holds or `limit` passes.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, limit: Duration, mut check: impl FnMut() -> F) {
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A counter of the gateway's /metrics page (summed over its label sets matching `labels`).
+async fn metric(base: &str, name: &str, labels: &str) -> f64 {
+    let Ok(res) = common::client().get(format!("{base}/metrics")).send().await else { return 0.0 };
+    let text = res.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// The readings of one test run: id → (topic, JSON payload, °F or psi value).
+fn readings(n: usize) -> Vec<(String, String, String, f64)> {
+    (0..n)
+        .map(|i| {
+            let machine = format!("M{}", i % 4 + 1);
+            let (sensor, value) = if i % 2 == 0 {
+                (format!("T-{}", i % 5), 32.0 + (i % 400) as f64 * 0.45)
+            } else {
+                (format!("P-{}", i % 3), 14.5 + (i % 50) as f64)
+            };
+            let id = format!("r{i}");
+            let topic = format!("factory/P1/{machine}/{sensor}");
+            // Timestamps an hour apart from 2026-01-01T00:00Z: day and night shifts both occur.
+            let ts = 1_767_225_600_000u64 + (i as u64 % 48) * 3_600_000;
+            let payload = json!({ "id": id, "value": value, "timestamp": ts }).to_string();
+            (id, topic, payload, value)
+        })
+        .collect()
+}
+
+/// Publishes each reading on its topic (QoS 1), grouped per topic so one client sends each.
+fn publish_all(port: u16, list: &[(String, String, String, f64)]) {
+    let mut by_topic: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (_, topic, payload, _) in list {
+        by_topic.entry(topic).or_default().push(payload.clone());
+    }
+    for (topic, messages) in by_topic {
+        common::mosquitto_pub(port, topic, &messages);
+    }
+}
+
+fn kill_9(mut gw: common::Veneer) {
+    gw.child.kill().expect("kill -9");
+    let _ = gw.child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_readings_through_an_outage_and_a_kill_9_arrive_once_converted_and_enriched() {
+    let broker = common::Mosquitto::start();
+    // The ERP's WSDL first, then the ERP goes down for the first part of the run.
+    let spyne = common::start_spyne();
+    let spyne_base = spyne.base.clone();
+    let dir = config(&spyne_base, broker.port, "").await;
+    drop(spyne);
+    let first = common::Veneer::serve(dir.path(), &[]);
+    eventually("subscribed", Duration::from_secs(20), || async {
+        metric(&first.base, "veneer_mqtt_messages_total", "event=\"connected\"").await >= 1.0
+    })
+    .await;
+    // The subscription follows the connection within a second; a probe proves it is live.
+    let probe = json!({ "id": "probe", "value": 50, "timestamp": 1_767_225_600_000u64 }).to_string();
+    let port = broker.port;
+    eventually("the subscription is live", Duration::from_secs(20), || {
+        let (base, probe) = (first.base.clone(), probe.clone());
+        async move {
+            common::mosquitto_pub(port, "factory/P1/M1/T-9", &[probe]);
+            metric(&base, "veneer_mqtt_messages_total", "event=\"acked\"").await >= 1.0
+        }
+    })
+    .await;
+
+    let list = readings(10_000);
+    let publishing = {
+        let list = list.clone();
+        std::thread::spawn(move || publish_all(port, &list))
+    };
+    // Killed mid-stream, with messages received but not all acknowledged.
+    eventually("a few thousand messages taken", Duration::from_secs(60), || async {
+        metric(&first.base, "veneer_mqtt_messages_total", "event=\"acked\"").await >= 2_000.0
+    })
+    .await;
+    kill_9(first);
+    publishing.join().expect("published");
+    // Restarted on the same data and client id: the broker hands over what was not acked.
+    let second = common::Veneer::serve(dir.path(), &[]);
+    let spyne = common::start_spyne_on(port_of(&spyne_base));
+    eventually("every reading booked", Duration::from_secs(240), || async {
+        measurements(&spyne.base).await.0.len() >= list.len()
+    })
+    .await;
+    let (booked, duplicates) = measurements(&spyne.base).await;
+    eprintln!("mqtt kill -9: {} booked, {duplicates} redelivered duplicates refused by the ERP", booked.len());
+    for (id, _, _, sent) in &list {
+        let m = booked.get(id).unwrap_or_else(|| panic!("reading {id} was never booked"));
+        let value: f64 = m["Value"].as_str().and_then(|v| v.parse().ok()).expect("value");
+        let want = if m["Unit"] == "C" {
+            ((sent - 32.0) * 5.0 / 9.0 * 100.0).round() / 100.0
+        } else {
+            assert_eq!(m["Unit"], "bar");
+            (sent * 0.0689475729316836 * 10_000.0).round() / 10_000.0
+        };
+        assert!((value - want).abs() < 1e-9, "{id}: sent {sent}, booked {value}, expected {want}");
+        let machine = m["Machine"].as_str().expect("machine");
+        assert_eq!(m["WorkCenter"].as_str(), Some(format!("WC-{}", &machine[1..]).as_str()), "{id} enriched");
+        assert!(matches!(m["Shift"].as_str(), Some("day" | "night")), "{id} has a shift: {m}");
+    }
+    assert_eq!(booked.len(), list.len() + 1, "each reading (and the probe) booked exactly once");
+    drop(second);
+}
