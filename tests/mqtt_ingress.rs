@@ -60,15 +60,15 @@ sensors:
     body: *body
 "#;
 
-/// A config directory for spyne at `spyne` and the broker on `mqtt_port`.
-async fn config(spyne: &str, mqtt_port: u16, extra: &str) -> tempfile::TempDir {
+/// A config directory for spyne at `spyne` and the broker on `mqtt_port`; `extra` is added
+/// to gateway.yaml and `mqtt_extra` to its `mqtt:` section.
+async fn config(spyne: &str, mqtt_port: u16, extra: &str, mqtt_extra: &str) -> tempfile::TempDir {
     let wsdl = common::client().get(format!("{spyne}/?wsdl")).send().await.expect("WSDL").text().await.expect("text");
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("plant.wsdl"), wsdl).expect("write wsdl");
     let gateway = format!(
         "delivery: {{ data_dir: data, backoff: 50ms, max_backoff: 500ms }}\n\
-         telemetry: {{ max_age: 3650d }}\n\
-         mqtt: {{ url: \"mqtt://127.0.0.1:{mqtt_port}\", client_id: veneer-test, keep_alive: 5s }}\n\
+         mqtt: {{ url: \"mqtt://127.0.0.1:{mqtt_port}\", client_id: veneer-test, keep_alive: 5s{mqtt_extra} }}\n\
          backends:\n  plant:\n    url: \"{spyne}/\"\n    wsdl: plant.wsdl\n    timeout: 10s\n    connect_timeout: 1s\n{extra}"
     );
     std::fs::write(dir.path().join("gateway.yaml"), gateway).expect("write gateway");
@@ -172,7 +172,7 @@ async fn ten_thousand_readings_through_an_outage_and_a_kill_9_arrive_once_conver
     // The ERP's WSDL first, then the ERP goes down for the first part of the run.
     let spyne = common::start_spyne();
     let spyne_base = spyne.base.clone();
-    let dir = config(&spyne_base, broker.port, "").await;
+    let dir = config(&spyne_base, broker.port, "telemetry: { max_age: 3650d }\n", "").await;
     drop(spyne);
     let first = common::Veneer::serve(dir.path(), &[]);
     eventually("subscribed", Duration::from_secs(20), || async {
@@ -228,4 +228,141 @@ async fn ten_thousand_readings_through_an_outage_and_a_kill_9_arrive_once_conver
     }
     assert_eq!(booked.len(), list.len() + 1, "each reading (and the probe) booked exactly once");
     drop(second);
+}
+
+/// Waits until the gateway at `base` has taken `probe` (published on `topic`) into the ERP.
+async fn until_booked(port: u16, spyne: &str, topic: &str, id: &str, payload: &str) {
+    eventually(&format!("{id} on {topic} booked"), Duration::from_secs(30), || async {
+        if measurements(spyne).await.0.contains_key(id) {
+            return true;
+        }
+        common::mosquitto_pub(port, topic, &[payload.to_string()]);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        measurements(spyne).await.0.contains_key(id)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sensor_file_subscribes_while_messages_flow() {
+    let broker = common::Mosquitto::start();
+    let spyne = common::start_spyne();
+    let dir = config(&spyne.base, broker.port, "", "").await;
+    let gw = common::Veneer::serve(dir.path(), &[]);
+    let port = broker.port;
+    until_booked(port, &spyne.base, "factory/P1/M1/T-1", "start", r#"{"id":"start","value":70}"#).await;
+    // Readings keep flowing on the old topic the whole time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flow = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch: Vec<String> = (n..n + 20).map(|i| format!(r#"{{"id":"flow{i}","value":70}}"#)).collect();
+                common::mosquitto_pub(port, "factory/P1/M2/T-2", &batch);
+                sent.extend((n..n + 20).map(|i| format!("flow{i}")));
+                n += 20;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            sent
+        })
+    };
+    // Not in the dictionary yet: nobody listens on the new topic.
+    let vibration = r#"
+topics:
+  - "plant2/{machine}/vibration/{sensor}"
+sensors:
+  - id: "V-*"
+    quantity: vibration
+    unit: mm/s
+    range: [0, 100]
+    route: "POST /measurements"
+    body: { readingId: "{key}", sensor: "{sensor}", machine: "{machine}", value: "{value}", unit: "{unit}", timestamp: "{timestamp}" }
+"#;
+    std::fs::write(dir.path().join("sensors/vibration.yaml"), vibration).expect("write the new file");
+    until_booked(port, &spyne.base, "plant2/M7/vibration/V-1", "vib1", r#"{"id":"vib1","value":3.5}"#).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flow.join().expect("flow");
+    eventually("every flowing reading booked", Duration::from_secs(120), || async {
+        let booked = measurements(&spyne.base).await.0;
+        sent.iter().all(|id| booked.contains_key(id))
+    })
+    .await;
+    let booked = measurements(&spyne.base).await.0;
+    assert_eq!(booked["vib1"]["Machine"], "M7", "the topic named the machine");
+    assert_eq!(booked["vib1"]["Unit"], "mm/s");
+    assert!(sent.len() >= 20, "readings flowed during the reload ({} sent)", sent.len());
+    drop(gw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_are_dead_letters_with_reasons_and_the_subscription_goes_on() {
+    let broker = common::Mosquitto::start();
+    let spyne = common::start_spyne();
+    let dir =
+        config(&spyne.base, broker.port, "server: { max_body: 512KiB }\n", ", error_topic: veneer/rejected").await;
+    let gw = common::Veneer::serve(dir.path(), &[]);
+    let port = broker.port;
+    until_booked(port, &spyne.base, "factory/P1/M1/T-1", "first", r#"{"id":"first","value":70}"#).await;
+    // Everything rejected is also published on the error topic: listen before sending, and
+    // know the listener is subscribed once it hears a probe.
+    let mut listener = std::process::Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "veneer/rejected", "-W", "120"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub runs");
+    let (heard_tx, heard) = std::sync::mpsc::channel::<String>();
+    let out = listener.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+            let _ = heard_tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        common::mosquitto_pub(port, "veneer/rejected", &["probe".to_string()]);
+        if heard.recv_timeout(Duration::from_millis(200)).is_ok_and(|l| l == "probe") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the error-topic listener never subscribed");
+    }
+    let next_year = (chrono_like_now_ms() + 365 * 86_400_000).to_string();
+    let bad = [
+        "not json at all".to_string(),
+        r#"{"id":"b1","value":"hot"}"#.to_string(),
+        "NaN".to_string(),
+        format!(r#"{{"id":"b2","value":70,"timestamp":{next_year}}}"#),
+    ];
+    common::mosquitto_pub(port, "factory/P1/M1/T-1", &bad);
+    // 1 MB, over server.max_body.
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, format!(r#"{{"id":"b3","value":70,"pad":"{}"}}"#, "x".repeat(1024 * 1024))).expect("write");
+    let status = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t", "factory/P1/M1/T-1", "-f"])
+        .arg(&big)
+        .status()
+        .expect("mosquitto_pub runs");
+    assert!(status.success());
+    until_booked(port, &spyne.base, "factory/P1/M1/T-1", "after", r#"{"id":"after","value":70}"#).await;
+    let mut reasons = Vec::new();
+    while reasons.len() < 5 {
+        let line = heard.recv_timeout(Duration::from_secs(20)).expect("a report on the error topic");
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            reasons.push(v);
+        }
+    }
+    let _ = listener.kill();
+    let _ = listener.wait();
+    let all = serde_json::to_string(&reasons).expect("json");
+    for expected in ["not JSON", "value must be a number", "check the device clock", "server.max_body"] {
+        assert!(all.contains(expected), "a reason says {expected:?}: {all}");
+    }
+    assert_eq!(metric(&gw.base, "veneer_mqtt_messages_total", "event=\"rejected\"").await, 5.0);
+    let booked = measurements(&spyne.base).await.0;
+    assert!(!booked.keys().any(|k| k.starts_with('b')), "no bad reading booked");
+}
+
+fn chrono_like_now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -559,31 +559,56 @@ async fn readings_posted_while_the_erp_is_down_arrive_once() {
     assert_eq!(booked_ids(&stats), ids);
 }
 
+/// One T-100 reading on `machine`.
+fn on_machine(id: &str, machine: &str) -> Value {
+    json!([{"sensor": "T-100", "value": 212, "timestamp": "2026-06-01T10:00:00Z", "machine": machine, "id": id}])
+}
+
+/// How long the gateway waits before asking the ERP again for a key it just asked
+/// (src/ingest/intake.rs); a test that needs a lookup to really reach the ERP waits it out.
+const LOOKUP_PAUSE: Duration = Duration::from_millis(5500);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looked_up_order_stands_in_while_the_erp_is_down() {
     let spyne = common::start_spyne();
     let base = spyne.base.clone();
-    // ttl 0: every reading asks the ERP; only a failed ask falls back to the last value.
-    let dir = config(&base, "0s", "data").await;
+    let dir = config(&base, "1s", "data").await;
     let gw = common::with_config(dir.path()).await;
-    let reading = |id: &str, machine: &str| json!([{"sensor": "T-100", "value": 212, "timestamp": "2026-06-01T10:00:00Z", "machine": machine, "id": id}]);
-    assert_eq!(post(&gw.base, &reading("s-1", "PRESS-01")).await.0, 202);
+    let asked = Instant::now();
+    assert_eq!(post(&gw.base, &on_machine("s-1", "PRESS-01")).await.0, 202);
     let stats = booked_n(&base, 1, Duration::from_secs(30)).await;
     assert_eq!(stats["measurements"]["s-1"]["OrderNo"], "PO-1001", "{stats}");
+    assert_eq!(calls(&stats, "CurrentOrder"), 1, "{stats}");
+    // Past the ttl (1s) and the pause between asks: the next reading's lookup goes to the ERP.
+    tokio::time::sleep(LOOKUP_PAUSE.saturating_sub(asked.elapsed())).await;
     // The ERP goes down: PRESS-01's order is the last known one; PRESS-02's was never
     // looked up, so its reading has none (proof the ERP really could not be asked).
     drop(spyne);
-    assert_eq!(post(&gw.base, &reading("s-2", "PRESS-01")).await.0, 202);
-    assert_eq!(post(&gw.base, &reading("s-3", "PRESS-02")).await.0, 202);
+    assert_eq!(post(&gw.base, &on_machine("s-2", "PRESS-01")).await.0, 202);
+    assert_eq!(post(&gw.base, &on_machine("s-3", "PRESS-02")).await.0, 202);
     let spyne = common::start_spyne_on(port_of(&base));
     let stats = booked_n(&spyne.base, 2, Duration::from_secs(60)).await;
     assert_eq!(stats["measurements"]["s-2"]["OrderNo"], "PO-1001", "stale value within max_stale: {stats}");
     assert_eq!(stats["measurements"]["s-3"]["OrderNo"], Value::Null, "{stats}");
     assert_eq!(calls(&stats, "CurrentOrder"), 0, "both lookups were tried while the ERP was down: {stats}");
     // Back up: readings still carry the order.
-    assert_eq!(post(&gw.base, &reading("s-4", "PRESS-01")).await.0, 202);
+    assert_eq!(post(&gw.base, &on_machine("s-4", "PRESS-01")).await.0, 202);
     let stats = booked_n(&spyne.base, 3, Duration::from_secs(30)).await;
     assert_eq!(stats["measurements"]["s-4"]["OrderNo"], "PO-1001", "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_is_asked_again_once_its_ttl_has_passed() {
+    let spyne = common::start_spyne();
+    let dir = config(&spyne.base, "1s", "data").await;
+    let gw = common::with_config(dir.path()).await;
+    assert_eq!(post(&gw.base, &on_machine("l-1", "PRESS-01")).await.0, 202);
+    booked_n(&spyne.base, 1, Duration::from_secs(30)).await;
+    // The ttl (1s) has to pass; nothing to poll for, the gateway is idle meanwhile.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(post(&gw.base, &on_machine("l-2", "PRESS-01")).await.0, 202);
+    let stats = booked_n(&spyne.base, 2, Duration::from_secs(30)).await;
+    assert_eq!(calls(&stats, "CurrentOrder"), 2, "a value older than its ttl (1s) is asked again: {stats}");
 }
 
 /// A second dictionary file with a sensor of its own.
