@@ -348,10 +348,13 @@ async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Resu
             data_dir: Some(data.clone()),
             retained: Default::default(),
         };
-        let gateway =
+        let mut gateway =
             config::compile(&ConfigSource::Embedded, &options).map_err(|e| problems(&"(embedded)".into(), e))?;
         crate::telemetry::config_loaded(None, &ConfigSource::Embedded.fingerprint());
-        dev::print_welcome(local, &erp, &secret, &data);
+        // MQTT ingress when a broker runs where Mosquitto listens by default.
+        let broker = if cfg!(feature = "mqtt") { dev::local_broker() } else { None };
+        gateway.mqtt = broker.map(dev::mqtt_settings);
+        dev::print_welcome(local, &erp, &secret, &data, broker);
         return server::run(listener, AppState::new(gateway), server::shutdown_signal())
             .await
             .map_err(|e| e.to_string());

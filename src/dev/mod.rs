@@ -7,6 +7,30 @@ use std::net::SocketAddr;
 
 pub use erp::{SampleErp, start};
 
+/// Where dev mode looks for an MQTT broker (Mosquitto's default).
+pub const DEV_BROKER: &str = "127.0.0.1:1883";
+
+/// The broker on [`DEV_BROKER`], when one answers: dev mode then subscribes to the sample
+/// dictionary's topics.
+pub fn local_broker() -> Option<SocketAddr> {
+    let addr: SocketAddr = DEV_BROKER.parse().ok()?;
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).ok().map(|_| addr)
+}
+
+/// MQTT settings for dev mode's broker.
+pub fn mqtt_settings(broker: SocketAddr) -> crate::ingest::mqtt::MqttSettings {
+    crate::ingest::mqtt::MqttSettings {
+        host: broker.ip().to_string(),
+        port: broker.port(),
+        tls: None,
+        client_id: "veneer-dev".into(),
+        credentials: None,
+        share: None,
+        error_topic: None,
+        keep_alive: std::time::Duration::from_secs(30),
+    }
+}
+
 /// client_id of the dev-mode demo client.
 pub const DEMO_CLIENT: &str = "demo";
 
@@ -15,7 +39,13 @@ pub const DEMO_CLIENT: &str = "demo";
 /// The text is formatted first and written in one call, and a closed stdout is ignored:
 /// `println!` would write it piece by piece and panic on a reader that stopped after the
 /// address line (`veneer serve --dev | head -2`, a test harness), taking the gateway down.
-pub fn print_welcome(addr: SocketAddr, erp: &SampleErp, secret: &str, data: &std::path::Path) {
+pub fn print_welcome(
+    addr: SocketAddr,
+    erp: &SampleErp,
+    secret: &str,
+    data: &std::path::Path,
+    mqtt: Option<SocketAddr>,
+) {
     use std::io::Write;
     let text = format!(
         "\nVeneer dev mode: sample ERP (SOAP) at {erp}, gateway at http://{addr}\n\
@@ -31,9 +61,24 @@ pub fn print_welcome(addr: SocketAddr, erp: &SampleErp, secret: &str, data: &std
          curl -s -H \"Authorization: Bearer $TOKEN\" -X POST http://{addr}/sensor-readings/queued -H 'content-type: application/json' \\\n    \
          -d '{{\"sensorId\":\"T-100\",\"timestamp\":\"2026-11-25T08:00:00Z\",\"value\":71.25,\"unit\":\"C\"}}'   # 202; GET its Location\n  \
          curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/items/9999      # a SOAP fault, mapped to 404\n\n\
+         Telemetry: many readings at once, checked and converted by the data dictionary (°F → °C, psi → bar):\n  \
+         curl -s -H \"Authorization: Bearer $TOKEN\" -X POST http://{addr}/telemetry -H 'content-type: application/json' \\\n    \
+         -d '[{{\"sensor\":\"T-100\",\"value\":212}},{{\"sensor\":\"P-7\",\"value\":14.5}},{{\"sensor\":\"T-100\",\"value\":\"hot\"}}]'\n\n\
+         {mqtt_text}\n\
          Queued writes are kept in {data} (set VENEER_DATA to move it).\n\n",
         erp = erp.url,
-        data = data.display()
+        data = data.display(),
+        mqtt_text = match mqtt {
+            Some(broker) => format!(
+                "MQTT: subscribed to factory/+/+/+ on the broker at {broker}; publish a reading:\n  \
+                 mosquitto_pub -h {} -p {} -q 1 -t factory/P1/PRESS-01/T-100 -m '{{\"value\": 212}}'\n",
+                broker.ip(),
+                broker.port()
+            ),
+            None => format!(
+                "MQTT: start a broker on {DEV_BROKER} (apt-get install mosquitto) before veneer to try MQTT ingress.\n"
+            ),
+        }
     );
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
