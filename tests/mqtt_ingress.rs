@@ -327,7 +327,7 @@ async fn bad_messages_are_dead_letters_with_reasons_and_the_subscription_goes_on
         }
         assert!(Instant::now() < deadline, "the error-topic listener never subscribed");
     }
-    let next_year = (chrono_like_now_ms() + 365 * 86_400_000).to_string();
+    let next_year = (now_ms() + 365 * 86_400_000).to_string();
     let bad = [
         "not json at all".to_string(),
         r#"{"id":"b1","value":"hot"}"#.to_string(),
@@ -363,6 +363,58 @@ async fn bad_messages_are_dead_letters_with_reasons_and_the_subscription_goes_on
     assert!(!booked.keys().any(|k| k.starts_with('b')), "no bad reading booked");
 }
 
-fn chrono_like_now_ms() -> u64 {
+fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_split_a_shared_subscription_and_book_each_reading_once() {
+    let broker = common::Mosquitto::start();
+    let spyne = common::start_spyne();
+    let port = broker.port;
+    let mut replicas = Vec::new();
+    for name in ["a", "b"] {
+        let dir = config(&spyne.base, port, "telemetry: { max_age: 3650d }\n", ", share: veneer").await;
+        let yaml = std::fs::read_to_string(dir.path().join("gateway.yaml")).expect("read");
+        std::fs::write(
+            dir.path().join("gateway.yaml"),
+            yaml.replace("client_id: veneer-test", &format!("client_id: veneer-{name}")),
+        )
+        .expect("write");
+        let gw = common::Veneer::serve(dir.path(), &[]);
+        replicas.push((dir, gw));
+    }
+    // Both subscribed: each has taken a probe of its own (the broker alternates between them).
+    let bases: Vec<String> = replicas.iter().map(|(_, gw)| gw.base.clone()).collect();
+    let mut probes = 0;
+    eventually("both replicas take messages", Duration::from_secs(30), || {
+        probes += 1;
+        let (bases, probe) =
+            (bases.clone(), format!(r#"{{"id":"probe{probes}","value":50,"timestamp":1767225600000}}"#));
+        async move {
+            common::mosquitto_pub(port, "factory/P1/M1/T-1", &[probe]);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut all = true;
+            for b in &bases {
+                all &= metric(b, "veneer_mqtt_messages_total", "event=\"acked\"").await >= 1.0;
+            }
+            all
+        }
+    })
+    .await;
+    let list = readings(2_000);
+    publish_all(port, &list);
+    eventually("every reading booked", Duration::from_secs(120), || async {
+        let booked = measurements(&spyne.base).await.0;
+        list.iter().all(|(id, ..)| booked.contains_key(id))
+    })
+    .await;
+    let (booked, duplicates) = measurements(&spyne.base).await;
+    assert_eq!(duplicates, 0, "no reading reached both replicas");
+    let mut taken = Vec::new();
+    for b in &bases {
+        taken.push(metric(b, "veneer_readings_total", "outcome=\"queued\"").await);
+    }
+    assert!(taken.iter().all(|n| *n >= 100.0), "both replicas took a share: {taken:?}");
+    assert_eq!(taken.iter().sum::<f64>() as usize, booked.len(), "each booked reading was taken by one replica");
 }
