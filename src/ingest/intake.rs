@@ -57,17 +57,19 @@ impl std::fmt::Debug for Intake {
     }
 }
 
-/// A looked-up value and when it was fetched (or last tried).
+/// A looked-up value, when it was fetched, and when the ERP was last asked.
 struct Looked {
-    value: Option<Value>,
-    fetched: Instant,
+    value: Option<(Value, Instant)>,
     tried: Instant,
 }
+
+/// A reading's element in a group, its key, and where its outcome goes.
+type Waiting = (Value, String, oneshot::Sender<Outcome>);
 
 /// Readings waiting to be sent as one call.
 #[derive(Default)]
 struct Pending {
-    items: Mutex<Vec<(Value, String, oneshot::Sender<Outcome>)>>,
+    items: Mutex<Vec<Waiting>>,
 }
 
 impl Default for Intake {
@@ -128,42 +130,27 @@ impl Intake {
     ) -> Outcome {
         let id = format!("{}\u{0}{}\u{0}{}", route.id, group.field, who.client);
         let (tx, rx) = oneshot::channel();
+        // A full group is taken at once, under the lock, so no call carries more than `max`;
+        // the first reading of a group starts its timer.
         let (pending, first, full) = {
             let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            let pending = groups.entry(id.clone()).or_default().clone();
+            let pending = groups.entry(id).or_default().clone();
             let mut items = pending.items.lock().unwrap_or_else(|e| e.into_inner());
             items.push((element, key, tx));
-            let (first, full) = (items.len() == 1, items.len() >= group.max);
+            let first = items.len() == 1;
+            let full = (items.len() >= group.max).then(|| std::mem::take(&mut *items));
             drop(items);
             (pending, first, full)
         };
-        let flush = |pending: Arc<Pending>| {
-            let (services, who, route, field) = (services.cloned(), who.clone(), route.clone(), group.field.clone());
-            async move {
-                let items = std::mem::take(&mut *pending.items.lock().unwrap_or_else(|e| e.into_inner()));
-                if items.is_empty() {
-                    return;
-                }
-                let (elements, keys): (Vec<Value>, Vec<String>) =
-                    items.iter().map(|(v, k, _)| (v.clone(), k.clone())).unzip();
-                let mut body = Map::new();
-                body.insert(field, Value::Array(elements));
-                // The group's key: its first reading's (elements carry their own).
-                let key = keys.first().cloned().unwrap_or_default();
-                let outcome = send(services.as_ref(), &who, &route, Value::Object(body), &key).await;
-                for (_, _, tx) in items {
-                    let _ = tx.send(outcome.clone());
-                }
-            }
-        };
-        if full {
-            tokio::spawn(flush(pending));
+        let (services, who, route, field) = (services.cloned(), who.clone(), route.clone(), group.field.clone());
+        if let Some(batch) = full {
+            tokio::spawn(async move { flush(services.as_ref(), &who, &route, field, batch).await });
         } else if first {
             let wait = group.wait;
-            let later = flush(pending);
             tokio::spawn(async move {
                 tokio::time::sleep(wait).await;
-                later.await;
+                let batch = std::mem::take(&mut *pending.items.lock().unwrap_or_else(|e| e.into_inner()));
+                flush(services.as_ref(), &who, &route, field, batch).await;
             });
         }
         rx.await.unwrap_or(Outcome::Failed { reason: "the group was dropped".into(), retryable: true })
@@ -184,31 +171,56 @@ impl Intake {
         let slot = self.lookups.get_with(key, || Arc::new(tokio::sync::Mutex::new(None)));
         let mut entry = slot.lock().await;
         let now = Instant::now();
+        let usable = |e: &Looked| {
+            e.value.as_ref().filter(|(_, fetched)| now.duration_since(*fetched) < l.max_stale).map(|(v, _)| v.clone())
+        };
         if let Some(e) = entry.as_ref() {
-            let fresh = now.duration_since(e.fetched) < l.ttl;
+            let fresh = e.value.as_ref().is_some_and(|(_, fetched)| now.duration_since(*fetched) < l.ttl);
             // After a failure, the ERP is asked again at most every few seconds.
             let resting = now.duration_since(e.tried) < Duration::from_secs(5);
             if fresh || resting {
-                return e.value.clone().filter(|_| now.duration_since(e.fetched) < l.max_stale);
+                return usable(e);
             }
         }
         match handler::read(&l.route, &params).await {
             Ok(answer) => {
                 let value = if l.pick.is_empty() { Some(answer) } else { answer.pointer(&l.pick).cloned() };
                 let value = value.filter(|v| !v.is_null());
-                *entry = Some(Looked { value: value.clone(), fetched: now, tried: now });
+                *entry = Some(Looked { value: value.clone().map(|v| (v, now)), tried: now });
                 crate::telemetry::lookup(&l.name, "fetched");
                 value
             }
             Err(e) => {
                 crate::telemetry::lookup(&l.name, "failed");
                 tracing::warn!(lookup = %l.name, route = %l.route.id, error = %e, "lookup failed; using the last known value if any");
-                let stale = entry.as_ref().and_then(|e| e.value.clone().map(|v| (v, e.fetched)));
-                let fetched = stale.as_ref().map_or(now - l.max_stale.min(Duration::from_secs(86_400)), |(_, f)| *f);
-                *entry = Some(Looked { value: stale.as_ref().map(|(v, _)| v.clone()), fetched, tried: now });
-                stale.filter(|(_, f)| now.duration_since(*f) < l.max_stale).map(|(v, _)| v)
+                let last = entry.take().and_then(|e| e.value);
+                let looked = Looked { value: last, tried: now };
+                let value = usable(&looked);
+                *entry = Some(looked);
+                value
             }
         }
+    }
+}
+
+/// Sends a group as one call (`{field: [elements]}`) and tells each reading the outcome.
+async fn flush(services: Option<&Services>, who: &Submitter, route: &Arc<Route>, field: String, batch: Vec<Waiting>) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut elements = Vec::with_capacity(batch.len());
+    let mut waiting = Vec::with_capacity(batch.len());
+    for (element, key, tx) in batch {
+        elements.push(element);
+        waiting.push((key, tx));
+    }
+    let mut body = Map::new();
+    body.insert(field, Value::Array(elements));
+    // The group's key is its first reading's (the elements carry their own).
+    let key = waiting.first().map(|(k, _)| k.clone()).unwrap_or_default();
+    let outcome = send(services, who, route, Value::Object(body), &key).await;
+    for (_, tx) in waiting {
+        let _ = tx.send(outcome.clone());
     }
 }
 

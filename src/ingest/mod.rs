@@ -15,7 +15,6 @@ pub mod template;
 pub mod topic;
 pub mod units;
 
-use serde_json::Value;
 
 use crate::delivery::Services;
 use dictionary::Dictionary;
@@ -32,13 +31,13 @@ pub async fn take(
     services: Option<&Services>,
     who: &Submitter,
     ctx: &Context,
-    items: Vec<(String, Value)>,
+    items: Vec<reading::Item>,
 ) -> Results {
     let mut results: Vec<(String, Option<Result<Outcome, Rejected>>)> = Vec::with_capacity(items.len());
     let mut accepted = Vec::new();
     let mut slots = Vec::new();
     for (pointer, value) in items {
-        match reading::check(dict, ctx, &pointer, value) {
+        match value.and_then(|v| reading::check(dict, ctx, &pointer, v)) {
             Ok(r) => {
                 slots.push(results.len());
                 accepted.push(r);

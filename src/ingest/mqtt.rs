@@ -279,7 +279,7 @@ mod run {
     }
 
     /// The message's topic levels, its readings, and what is wrong with it as a whole.
-    fn prepare(gw: &Gateway, publish: &Publish) -> (Context, Vec<(String, Value)>, Vec<Rejected>) {
+    fn prepare(gw: &Gateway, publish: &Publish) -> (Context, Vec<reading::Item>, Vec<Rejected>) {
         let topic = &publish.topic;
         let mut ctx = Context { topic: Vec::new(), now: chrono::Utc::now() };
         let Some(captured) = gw.sensors.topics.iter().find_map(|t| t.capture(topic)) else {

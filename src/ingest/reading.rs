@@ -64,31 +64,36 @@ impl Context {
     }
 }
 
+/// One reading of a payload as sent: its pointer, and its JSON (or why it is not JSON: an
+/// NDJSON line can fail alone).
+pub type Item = (String, Result<Value, Rejected>);
+
 /// The readings of a payload: a JSON array (each at `/i`), one object, or with `ndjson`
 /// one object per line (each at `/i`, i counting lines with content). A bare number is
 /// one reading whose sensor the topic names.
-pub fn split(bytes: &[u8], ndjson: bool) -> Result<Vec<(String, Value)>, Rejected> {
+pub fn split(bytes: &[u8], ndjson: bool) -> Result<Vec<Item>, Rejected> {
     if ndjson {
         let text = std::str::from_utf8(bytes).map_err(|_| Rejected::at("", "the body is not UTF-8 text"))?;
-        let mut out = Vec::new();
-        for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-            let pointer = format!("/{n}");
-            match serde_json::from_str::<Value>(line) {
-                Ok(v) => out.push((pointer, v)),
-                Err(e) => out.push((pointer, Value::String(format!("\u{0}{e}")))),
-            }
-        }
-        return Ok(out);
+        return Ok(text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(n, line)| {
+                let pointer = format!("/{n}");
+                let value = serde_json::from_str::<Value>(line).map_err(|e| Rejected::at(&pointer, format!("not JSON: {e}")));
+                (pointer, value)
+            })
+            .collect());
     }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| Rejected::at("", format!("not JSON: {e}")))?;
     Ok(match value {
-        Value::Array(items) => items.into_iter().enumerate().map(|(i, v)| (format!("/{i}"), v)).collect(),
+        Value::Array(items) => items.into_iter().enumerate().map(|(i, v)| (format!("/{i}"), Ok(v))).collect(),
         Value::Number(n) => {
             let mut m = Map::new();
             m.insert("value".into(), Value::Number(n));
-            vec![(String::new(), Value::Object(m))]
+            vec![(String::new(), Ok(Value::Object(m)))]
         }
-        other => vec![(String::new(), other)],
+        other => vec![(String::new(), Ok(other))],
     })
 }
 
@@ -97,10 +102,6 @@ pub fn check(dict: &Dictionary, ctx: &Context, pointer: &str, value: Value) -> R
     let at = |field: &str| format!("{pointer}/{field}");
     let mut fields = match value {
         Value::Object(m) => m,
-        // An NDJSON line that did not parse.
-        Value::String(s) if s.starts_with('\u{0}') => {
-            return Err(Rejected::at(pointer, format!("not JSON: {}", &s[1..])));
-        }
         other => {
             return Err(Rejected::at(pointer, format!("a reading is a JSON object, not {}", kind(&other))));
         }
@@ -213,5 +214,76 @@ fn kind(v: &Value) -> &'static str {
         Value::String(_) => "text",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigSource, compile::CompileOptions};
+    use serde_json::json;
+
+    /// The sample dictionary (`config/sensors/press-line.yaml`).
+    fn dict() -> Arc<Dictionary> {
+        crate::config::compile(&ConfigSource::Embedded, &CompileOptions::default()).expect("sample config").sensors
+    }
+
+    fn ctx() -> Context {
+        Context { topic: Vec::new(), now: "2026-11-25T12:00:00Z".parse().expect("time") }
+    }
+
+    #[test]
+    fn readings_convert_in_decimal_and_keep_a_stable_key() {
+        let d = dict();
+        let r = check(&d, &ctx(), "/0", json!({"sensor": "T-100", "value": 212, "timestamp": "2026-11-25T08:00:00Z"}))
+            .expect("accepted");
+        assert_eq!(r.value.to_string(), "100");
+        assert_eq!(r.key, "T-100@2026-11-25T08:00:00.000Z");
+        assert_eq!(r.machine.as_deref(), Some("PRESS-01"), "the dictionary's machine");
+        // Sent in another unit than the sensor's: converted twice, still exact.
+        let r = check(&d, &ctx(), "", json!({"sensor": "T-100", "value": 100, "unit": "Cel", "id": "x"})).expect("ok");
+        assert_eq!(r.value.to_string(), "100");
+        assert_eq!(r.key, "x");
+        assert_eq!(r.timestamp, ctx().now, "no timestamp: when it arrived");
+        let r = check(&d, &ctx(), "", json!({"sensor": "P-7", "value": 14.5, "machine": "PRESS-02"})).expect("ok");
+        assert_eq!(r.value.to_string(), "1", "0.99974 bar to 3 decimals, trailing zeros dropped");
+        assert_eq!(r.machine.as_deref(), Some("PRESS-02"), "the reading's own machine wins");
+        let r = check(&d, &ctx(), "", json!({"sensor": "P-7", "value": 100})).expect("ok");
+        assert_eq!(r.value.to_string(), "6.895");
+    }
+
+    #[test]
+    fn every_rejection_points_at_the_field() {
+        let d = dict();
+        let cases = [
+            (json!({"sensor": "X-1", "value": 1}), "/3/sensor", "not in the data dictionary"),
+            (json!({"sensor": "T-100", "value": "hot"}), "/3/value", "must be a number"),
+            (json!({"sensor": "T-100"}), "/3/value", "no value"),
+            (json!({"sensor": "T-100", "value": 5000}), "/3/value", "outside the valid range"),
+            (json!({"sensor": "T-100", "value": 1, "unit": "mm/s"}), "/3/unit", "different things"),
+            (json!({"sensor": "T-100", "value": 1, "unit": "[foo]"}), "/3/unit", "not a UCUM unit"),
+            (json!({"sensor": "T-100", "value": 1, "timestamp": "2025-11-25T08:00:00Z"}), "/3/timestamp", "device clock"),
+            (json!({"sensor": "T-100", "value": 1, "timestamp": "yesterday"}), "/3/timestamp", "RFC 3339"),
+            (json!({"sensor": 7, "value": 1}), "/3/sensor", "must be text"),
+            (json!({"value": 1}), "/3/sensor", "no sensor"),
+            (json!([1, 2]), "/3", "a JSON object"),
+        ];
+        for (reading, pointer, reason) in cases {
+            let r = check(&d, &ctx(), "/3", reading.clone()).expect_err("rejected");
+            assert_eq!(r.pointer, pointer, "{reading}");
+            assert!(r.reason.contains(reason), "{reading}: {}", r.reason);
+        }
+    }
+
+    #[test]
+    fn payloads_split_into_readings() {
+        let many = split(br#"[{"a":1},{"b":2}]"#, false).expect("array");
+        assert_eq!(many.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["/0", "/1"]);
+        let bare = split(b"71.5", false).expect("a bare number");
+        assert_eq!(bare[0].1.as_ref().ok(), Some(&json!({"value": 71.5})));
+        let lines = split(b"{\"a\":1}\n\nnot json\n{\"b\":2}\n", true).expect("ndjson");
+        assert_eq!(lines.len(), 3);
+        assert!(lines[1].1.as_ref().is_err_and(|r| r.pointer == "/1" && r.reason.starts_with("not JSON")));
+        assert!(split(b"NaN", false).is_err());
     }
 }
