@@ -65,6 +65,20 @@ fn sample_and_nav_documents_validate_as_openapi_31() {
 }
 
 #[test]
+fn telemetry_is_documented_with_the_dictionary() {
+    let doc: serde_json::Value = serde_json::from_str(&sample_document()).expect("json");
+    let post = &doc["paths"]["/telemetry"]["post"];
+    assert_eq!(post["security"][0]["oauth2"][0], "telemetry:write");
+    let description = post["description"].as_str().expect("description");
+    // Each sensor of config/sensors/press-line.yaml, with both units.
+    for row in ["| `T-1*` | temperature | `[degF]` | `Cel` (C)", "| `P-*` | pressure | `[psi]` | `bar` (bar)"] {
+        assert!(description.contains(row), "{row} in:\n{description}");
+    }
+    assert!(post["requestBody"]["content"]["application/x-ndjson"].is_object());
+    assert!(post["responses"]["422"].is_object() && post["responses"]["202"].is_object());
+}
+
+#[test]
 fn cli_prints_the_served_document() {
     let out = Command::new(env!("CARGO_BIN_EXE_veneer"))
         .args(["openapi", "--config", "tests/fixtures/nav", "--format", "yaml"])

@@ -34,13 +34,14 @@ pub fn path_item(dict: &Dictionary, secured: bool) -> Option<Value> {
             "value": { "type": "number", "description": "In the sensor's unit, or in `unit`." },
             "unit": { "type": "string", "description": "UCUM code of `value` when not the sensor's own unit; converted." },
             "timestamp": {
-                "oneOf": [{ "type": "string", "format": "date-time" }, { "type": "integer", "description": "epoch milliseconds" }],
-                "description": "When it was measured (default: when received). Must lie within telemetry.max_age back and max_ahead ahead."
+                "type": ["string", "integer"],
+                "description": "When it was measured: RFC 3339 text or epoch milliseconds (default: when received). Must lie within telemetry.max_age back and max_ahead ahead."
             },
             "machine": { "type": "string", "description": "The machine (default: the dictionary's)." },
             "id": { "type": "string", "description": "Stable reading id (default: sensor@timestamp); the ERP books each id once." }
         },
-        "additionalProperties": { "description": "Passed on as {reading.NAME} to the sensor's body template." }
+        "additionalProperties": true,
+        "description": "Other fields are passed on as {reading.NAME} to the sensor's body template."
     });
     let result = json!({
         "type": "object",
