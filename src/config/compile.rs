@@ -52,13 +52,19 @@ impl FileText {
         ConfigProblem { file: self.path.clone(), line: self.line_of(needle, after), message: message.into() }
     }
 
-    /// 1-based line of the first occurrence of `needle` at or after line `after`.
+    /// 1-based line of the first occurrence of `needle` at or after line `after`, where it
+    /// starts a word: `timeout:` does not match `connect_timeout:`, nor `unit:` `erp_unit:`.
     pub fn line_of(&self, needle: &str, after: usize) -> Option<usize> {
+        let starts_word = |line: &str| {
+            line.match_indices(needle).any(|(at, _)| {
+                !line[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+        };
         self.text
             .lines()
             .enumerate()
             .skip(after.saturating_sub(1))
-            .find(|(_, l)| l.contains(needle))
+            .find(|(_, l)| starts_word(l))
             .map(|(i, _)| i + 1)
     }
 }
