@@ -418,3 +418,51 @@ async fn replicas_split_a_shared_subscription_and_book_each_reading_once() {
     assert!(taken.iter().all(|n| *n >= 100.0), "both replicas took a share: {taken:?}");
     assert_eq!(taken.iter().sum::<f64>() as usize, booked.len(), "each booked reading was taken by one replica");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_with_the_brokers_ca_and_a_client_certificate() {
+    let pki = tempfile::tempdir().expect("tempdir");
+    common::pki(pki.path(), "edge-ca", "server");
+    common::pki(pki.path(), "edge-ca", "client-veneer");
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let p = |f: &str| pki.path().join(f).display().to_string();
+    // Plain for the publisher, TLS with required client certificates for the gateway.
+    let broker = common::Mosquitto::start_with(
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port(),
+        &format!(
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            p("edge-ca.pem"),
+            p("server.pem"),
+            p("server.key")
+        ),
+    );
+    let spyne = common::start_spyne();
+    let dir = config(&spyne.base, broker.port, "", "").await;
+    let yaml = std::fs::read_to_string(dir.path().join("gateway.yaml")).expect("read");
+    let tls = format!(
+        "url: \"mqtts://127.0.0.1:{tls_port}\", tls: {{ ca_file: \"{}\", client_cert_file: \"{}\", client_key_file: \"{}\" }}",
+        p("edge-ca.pem"),
+        p("client-veneer.pem"),
+        p("client-veneer.key")
+    );
+    let yaml = yaml.replace(&format!("url: \"mqtt://127.0.0.1:{}\"", broker.port), &tls);
+    std::fs::write(dir.path().join("gateway.yaml"), &yaml).expect("write");
+    let gw = common::Veneer::serve(dir.path(), &[]);
+    until_booked(broker.port, &spyne.base, "factory/P1/M1/T-1", "over-tls", r#"{"id":"over-tls","value":212}"#).await;
+    assert_eq!(measurements(&spyne.base).await.0["over-tls"]["Value"], "100");
+    drop(gw);
+
+    // Without its client certificate the broker refuses the gateway; it keeps retrying.
+    let without = yaml.replace(
+        &format!(", client_cert_file: \"{}\", client_key_file: \"{}\"", p("client-veneer.pem"), p("client-veneer.key")),
+        "",
+    );
+    assert_ne!(without, yaml);
+    std::fs::write(dir.path().join("gateway.yaml"), without.replace("veneer-test", "veneer-nocert")).expect("write");
+    let refused = common::Veneer::serve(dir.path(), &[]);
+    eventually("connection errors counted", Duration::from_secs(20), || async {
+        metric(&refused.base, "veneer_mqtt_messages_total", "event=\"connection_error\"").await >= 1.0
+    })
+    .await;
+    assert_eq!(metric(&refused.base, "veneer_mqtt_connected", "").await, 0.0);
+}

@@ -5,86 +5,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use veneer::config::compile::CompileOptions;
 use veneer::config::{self, ConfigSource};
 use veneer::server::{self, AppState};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA named `name` and a certificate for `who` (`server` or `client`) signed by it.
-fn pki(dir: &Path, ca: &str, who: &str) {
-    if !dir.join(format!("{ca}.pem")).exists() {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={ca}"),
-            ],
-        );
-    }
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{who}.key"),
-            "-out",
-            &format!("{who}.csr"),
-            "-subj",
-            &format!("/CN={who}"),
-        ],
-    );
-    let usage = if who.starts_with("client") { "clientAuth" } else { "serverAuth" };
-    std::fs::write(
-        dir.join(format!("{who}.ext")),
-        format!("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
-    )
-    .expect("ext");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{who}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-out",
-            &format!("{who}.pem"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{who}.ext"),
-        ],
-    );
-}
 
 fn https_client(dir: &Path, ca: &str, client: Option<&str>) -> reqwest::Client {
     let root =
@@ -103,8 +28,8 @@ async fn listener_requires_client_certificates_and_reloads_its_own() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    pki(d, "ca1", "server");
-    pki(d, "ca1", "client");
+    common::pki(d, "ca1", "server");
+    common::pki(d, "ca1", "client");
     std::fs::write(
         d.join("gateway.yaml"),
         "server:\n  tls: { cert_file: server.pem, key_file: server.key, client_ca_file: ca1.pem }\n",
@@ -134,7 +59,7 @@ async fn listener_requires_client_certificates_and_reloads_its_own() {
     );
 
     // A new server certificate from another CA, picked up by a reload.
-    pki(d, "ca2", "server");
+    common::pki(d, "ca2", "server");
     reloader.reload("test").await.expect("reload");
     let fresh = https_client(d, "ca2", Some("client"))
         .get(format!("{base}/healthz"))
@@ -151,8 +76,8 @@ async fn backend_over_tls_with_company_ca_and_client_certificate() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    pki(d, "erp-ca", "server");
-    pki(d, "erp-ca", "client");
+    common::pki(d, "erp-ca", "server");
+    common::pki(d, "erp-ca", "client");
     // The ERP: TLS, requiring our client certificate, answering GetItem.
     let erp_tls = veneer::config::tls::server_config(
         &d.join("server.pem"),
@@ -197,7 +122,7 @@ async fn a_tls_connection_that_never_finishes_its_handshake_is_closed() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    pki(d, "ca1", "server");
+    common::pki(d, "ca1", "server");
     std::fs::write(
         d.join("gateway.yaml"),
         "server:\n  header_timeout: 1s\n  tls: { cert_file: server.pem, key_file: server.key }\n",

@@ -396,6 +396,11 @@ impl Mosquitto {
 
     /// Starts it on `port` and waits until it accepts connections.
     pub fn start_on(port: u16) -> Mosquitto {
+        Mosquitto::start_with(port, "")
+    }
+
+    /// Starts it on `port` with `extra` lines in its config (another listener, TLS files).
+    pub fn start_with(port: u16, extra: &str) -> Mosquitto {
         // Otherwise the readiness probe below would be answered by whatever holds the port.
         if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
             panic!("mosquitto cannot listen on 127.0.0.1:{port}: {e}");
@@ -406,7 +411,9 @@ impl Mosquitto {
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 1000\n\
-                 max_queued_messages 100000\npersistence false\nlog_dest stderr\nlog_type error\n"
+                 max_queued_messages 100000\npersistence false\nlog_dest stderr\nlog_type error\n\
+                 # Run as root, mosquitto drops to its own user, which cannot read the test's files;\n\
+                 # as anyone else this has no effect.\nuser root\n{extra}"
             ),
         )
         .expect("write mosquitto.conf");
@@ -498,4 +505,80 @@ pub fn bounded_check(conf: &Path) -> (bool, String) {
     }
     let out = child.wait_with_output().expect("output");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// Runs `openssl` in `dir`; panics with its stderr when it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA named `ca` and a certificate for `who` (`server…` or `client…`, for 127.0.0.1)
+/// signed by it, as PEM files in `dir`.
+pub fn pki(dir: &Path, ca: &str, who: &str) {
+    if !dir.join(format!("{ca}.pem")).exists() {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={ca}"),
+            ],
+        );
+    }
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{who}.key"),
+            "-out",
+            &format!("{who}.csr"),
+            "-subj",
+            &format!("/CN={who}"),
+        ],
+    );
+    let usage = if who.starts_with("client") { "clientAuth" } else { "serverAuth" };
+    std::fs::write(
+        dir.join(format!("{who}.ext")),
+        format!("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
+    )
+    .expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{who}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{who}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{who}.ext"),
+        ],
+    );
 }
