@@ -56,16 +56,10 @@ impl FileText {
     /// starts a word: `timeout:` does not match `connect_timeout:`, nor `unit:` `erp_unit:`.
     pub fn line_of(&self, needle: &str, after: usize) -> Option<usize> {
         let starts_word = |line: &str| {
-            line.match_indices(needle).any(|(at, _)| {
-                !line[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_')
-            })
+            line.match_indices(needle)
+                .any(|(at, _)| !line[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_'))
         };
-        self.text
-            .lines()
-            .enumerate()
-            .skip(after.saturating_sub(1))
-            .find(|(_, l)| starts_word(l))
-            .map(|(i, _)| i + 1)
+        self.text.lines().enumerate().skip(after.saturating_sub(1)).find(|(_, l)| starts_word(l)).map(|(i, _)| i + 1)
     }
 }
 

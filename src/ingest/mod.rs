@@ -15,7 +15,6 @@ pub mod template;
 pub mod topic;
 pub mod units;
 
-
 use crate::delivery::Services;
 use dictionary::Dictionary;
 use intake::{Intake, Outcome, Submitter};

@@ -80,7 +80,8 @@ pub fn split(bytes: &[u8], ndjson: bool) -> Result<Vec<Item>, Rejected> {
             .enumerate()
             .map(|(n, line)| {
                 let pointer = format!("/{n}");
-                let value = serde_json::from_str::<Value>(line).map_err(|e| Rejected::at(&pointer, format!("not JSON: {e}")));
+                let value =
+                    serde_json::from_str::<Value>(line).map_err(|e| Rejected::at(&pointer, format!("not JSON: {e}")));
                 (pointer, value)
             })
             .collect());
@@ -262,7 +263,11 @@ mod tests {
             (json!({"sensor": "T-100", "value": 5000}), "/3/value", "outside the valid range"),
             (json!({"sensor": "T-100", "value": 1, "unit": "mm/s"}), "/3/unit", "different things"),
             (json!({"sensor": "T-100", "value": 1, "unit": "[foo]"}), "/3/unit", "not a UCUM unit"),
-            (json!({"sensor": "T-100", "value": 1, "timestamp": "2025-11-25T08:00:00Z"}), "/3/timestamp", "device clock"),
+            (
+                json!({"sensor": "T-100", "value": 1, "timestamp": "2025-11-25T08:00:00Z"}),
+                "/3/timestamp",
+                "device clock",
+            ),
             (json!({"sensor": "T-100", "value": 1, "timestamp": "yesterday"}), "/3/timestamp", "RFC 3339"),
             (json!({"sensor": 7, "value": 1}), "/3/sensor", "must be text"),
             (json!({"value": 1}), "/3/sensor", "no sensor"),
