@@ -117,12 +117,13 @@ async fn config(base: &str, ttl: &str, data: &str) -> tempfile::TempDir {
     let wsdl = common::client().get(format!("{base}/?wsdl")).send().await.expect("WSDL").text().await.expect("text");
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("plant.wsdl"), wsdl).expect("write wsdl");
-    // Fixed timestamps from 2026 stay acceptable for years: max_age is ten years.
+    // Fixed timestamps from 2026 stay acceptable for years: max_age is ten years. The circuit
+    // breaker opens while the ERP is down (tests stop it) and probes again after a second.
     let gateway_yaml = format!(
         "server: {{ max_body: 64KiB }}\n\
          delivery: {{ data_dir: \"{data}\", backoff: 50ms, max_backoff: 500ms }}\n\
          telemetry: {{ max_age: 3650d, max_ahead: 5m }}\n\
-         backends:\n  plant:\n    url: \"{base}/\"\n    wsdl: plant.wsdl\n    timeout: 10s\n    connect_timeout: 1s\n"
+         backends:\n  plant:\n    url: \"{base}/\"\n    wsdl: plant.wsdl\n    timeout: 10s\n    connect_timeout: 1s\n    circuit_breaker: {{ open_for: 1s }}\n"
     );
     std::fs::write(dir.path().join("gateway.yaml"), gateway_yaml).expect("write gateway");
     std::fs::create_dir(dir.path().join("routes")).expect("mkdir");
@@ -577,9 +578,9 @@ fn on_machine(id: &str, machine: &str) -> Value {
     json!([{"sensor": "T-100", "value": 212, "timestamp": "2026-06-01T10:00:00Z", "machine": machine, "id": id}])
 }
 
-/// How long the gateway waits before asking the ERP again for a key it just asked
-/// (src/ingest/intake.rs); a test that needs a lookup to really reach the ERP waits it out.
-const LOOKUP_PAUSE: Duration = Duration::from_millis(5500);
+/// How long a failed lookup rests before the ERP is asked again, and a margin: a test that
+/// needs a lookup to really reach the ERP again waits it out.
+const LOOKUP_PAUSE: Duration = veneer::ingest::intake::RETRY_LOOKUP.saturating_add(Duration::from_millis(500));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looked_up_order_stands_in_while_the_erp_is_down() {
@@ -666,7 +667,7 @@ async fn serve_reloadable(dir: &Path) -> (String, tokio::sync::oneshot::Sender<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_sensor_file_is_picked_up_on_reload() {
     let spyne = common::start_spyne();
-    // The store outside the watched directory, so its writes do not trigger reloads.
+    // The store outside the watched directory: the only change there is the new sensor file.
     let data = tempfile::tempdir().expect("data dir");
     let dir = config(&spyne.base, "60s", &data.path().display().to_string()).await;
     let (base, _stop) = serve_reloadable(dir.path()).await;
@@ -767,7 +768,7 @@ fn problem_at(text: &str, dir: &Path, file: &str, n: usize) -> String {
 const TOPIC_LINE: usize = 3;
 const UNKNOWN_UNIT_LINE: usize = 11;
 const DIMENSION_LINE: usize = 16;
-const TEMPLATE_LINE: usize = 22;
+const TEMPLATE_LINE: usize = 24;
 const ROUTE_LINE: usize = 27;
 const OVERLAP_LINE: usize = 7;
 const OVERLAPPED_LINE: usize = 5;

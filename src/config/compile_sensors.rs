@@ -244,7 +244,11 @@ fn sensor(
             Some(t)
         }
         Err(m) => {
-            fail("body:", m);
+            // Blame the line with the bad placeholder (the message starts with it).
+            let placeholder = m.split_whitespace().next().unwrap_or("").trim_matches(['"', ':']).to_string();
+            let needle =
+                if placeholder.is_empty() || file.line_of(&placeholder, at).is_none() { "body:" } else { &placeholder };
+            fail(needle, m);
             None
         }
     };

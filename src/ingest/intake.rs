@@ -20,6 +20,10 @@ use crate::error::GatewayError;
 use crate::pipeline::handler::{self, Submitted};
 use crate::pipeline::route::Route;
 
+/// After a failed lookup, the ERP is asked again for that key after this long at the
+/// earliest (a stale value, or none, stands in meanwhile).
+pub const RETRY_LOOKUP: Duration = Duration::from_secs(5);
+
 /// What became of one accepted reading.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -57,10 +61,10 @@ impl std::fmt::Debug for Intake {
     }
 }
 
-/// A looked-up value, when it was fetched, and when the ERP was last asked.
+/// A looked-up value, when it was fetched, and when asking the ERP last failed.
 struct Looked {
     value: Option<(Value, Instant)>,
-    tried: Instant,
+    failed: Option<Instant>,
 }
 
 /// A reading's element in a group, its key, and where its outcome goes.
@@ -177,7 +181,7 @@ impl Intake {
         if let Some(e) = entry.as_ref() {
             let fresh = e.value.as_ref().is_some_and(|(_, fetched)| now.duration_since(*fetched) < l.ttl);
             // After a failure, the ERP is asked again at most every few seconds.
-            let resting = now.duration_since(e.tried) < Duration::from_secs(5);
+            let resting = e.failed.is_some_and(|t| now.duration_since(t) < RETRY_LOOKUP);
             if fresh || resting {
                 return usable(e);
             }
@@ -186,7 +190,7 @@ impl Intake {
             Ok(answer) => {
                 let value = if l.pick.is_empty() { Some(answer) } else { answer.pointer(&l.pick).cloned() };
                 let value = value.filter(|v| !v.is_null());
-                *entry = Some(Looked { value: value.clone().map(|v| (v, now)), tried: now });
+                *entry = Some(Looked { value: value.clone().map(|v| (v, now)), failed: None });
                 crate::telemetry::lookup(&l.name, "fetched");
                 value
             }
@@ -194,7 +198,7 @@ impl Intake {
                 crate::telemetry::lookup(&l.name, "failed");
                 tracing::warn!(lookup = %l.name, route = %l.route.id, error = %e, "lookup failed; using the last known value if any");
                 let last = entry.take().and_then(|e| e.value);
-                let looked = Looked { value: last, tried: now };
+                let looked = Looked { value: last, failed: Some(now) };
                 let value = usable(&looked);
                 *entry = Some(looked);
                 value

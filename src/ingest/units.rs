@@ -57,12 +57,11 @@ impl Conversion {
     }
 
     /// Converts a value, rounded to `decimals` places (half away from zero, as a person
-    /// would); `None` when the result does not fit a decimal.
+    /// would) without trailing zeros, also when no conversion is needed; `None` when the
+    /// result does not fit a decimal.
     pub fn apply(&self, value: Decimal, decimals: u32) -> Option<Decimal> {
-        if self.is_identity() {
-            return Some(value);
-        }
-        let converted = value.checked_mul(self.factor)?.checked_add(self.offset)?;
+        let converted =
+            if self.is_identity() { value } else { value.checked_mul(self.factor)?.checked_add(self.offset)? };
         Some(
             converted
                 .round_dp_with_strategy(decimals, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
