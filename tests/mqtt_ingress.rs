@@ -85,39 +85,9 @@ fn port_of(base: &str) -> u16 {
 
 /// The ERP's own record: every booked measurement by reading id, and refused duplicates.
 async fn measurements(spyne: &str) -> (BTreeMap<String, Value>, u64) {
-    let body = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><MeasurementStats xmlns="urn:veneer:test:plant"/></soap:Body></soap:Envelope>"#;
-    let Ok(res) = common::client()
-        .post(format!("{spyne}/"))
-        .header("content-type", "text/xml; charset=utf-8")
-        .header("soapaction", "\"MeasurementStats\"")
-        .body(body)
-        .send()
-        .await
-    else {
-        return (BTreeMap::new(), 0);
-    };
-    let xml = res.text().await.expect("text");
-    let text = xml
-        .split_once("MeasurementStatsResult>")
-        .and_then(|(_, rest)| rest.split_once("</"))
-        .map(|(text, _)| text)
-        .unwrap_or_else(|| panic!("unexpected stats answer: {xml}"))
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&");
-    let v: Value = serde_json::from_str(&text).expect("stats json");
+    let Some(v) = common::spyne_stats(spyne, "MeasurementStats").await else { return (BTreeMap::new(), 0) };
     let booked = v["measurements"].as_object().cloned().unwrap_or_default().into_iter().collect();
     (booked, v["duplicates"].as_u64().unwrap_or(0))
-}
-
-/// Polls `check` until it holds or `limit` passes.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, limit: Duration, mut check: impl FnMut() -> F) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A counter of the gateway's /metrics page (summed over its label sets matching `labels`).
@@ -175,14 +145,14 @@ async fn ten_thousand_readings_through_an_outage_and_a_kill_9_arrive_once_conver
     let dir = config(&spyne_base, broker.port, "telemetry: { max_age: 3650d }\n", "").await;
     drop(spyne);
     let first = common::Veneer::serve(dir.path(), &[]);
-    eventually("subscribed", Duration::from_secs(20), || async {
+    common::eventually("subscribed", Duration::from_secs(20), || async {
         metric(&first.base, "veneer_mqtt_messages_total", "event=\"connected\"").await >= 1.0
     })
     .await;
     // The subscription follows the connection within a second; a probe proves it is live.
     let probe = json!({ "id": "probe", "value": 50, "timestamp": 1_767_225_600_000u64 }).to_string();
     let port = broker.port;
-    eventually("the subscription is live", Duration::from_secs(20), || {
+    common::eventually("the subscription is live", Duration::from_secs(20), || {
         let (base, probe) = (first.base.clone(), probe.clone());
         async move {
             common::mosquitto_pub(port, "factory/P1/M1/T-9", &[probe]);
@@ -197,7 +167,7 @@ async fn ten_thousand_readings_through_an_outage_and_a_kill_9_arrive_once_conver
         std::thread::spawn(move || publish_all(port, &list))
     };
     // Killed mid-stream, with messages received but not all acknowledged.
-    eventually("a few thousand messages taken", Duration::from_secs(60), || async {
+    common::eventually("a few thousand messages taken", Duration::from_secs(60), || async {
         metric(&first.base, "veneer_mqtt_messages_total", "event=\"acked\"").await >= 2_000.0
     })
     .await;
@@ -206,7 +176,7 @@ async fn ten_thousand_readings_through_an_outage_and_a_kill_9_arrive_once_conver
     // Restarted on the same data and client id: the broker hands over what was not acked.
     let second = common::Veneer::serve(dir.path(), &[]);
     let spyne = common::start_spyne_on(port_of(&spyne_base));
-    eventually("every reading booked", Duration::from_secs(240), || async {
+    common::eventually("every reading booked", Duration::from_secs(240), || async {
         measurements(&spyne.base).await.0.len() >= list.len()
     })
     .await;
@@ -232,7 +202,7 @@ async fn ten_thousand_readings_through_an_outage_and_a_kill_9_arrive_once_conver
 
 /// Waits until the gateway at `base` has taken `probe` (published on `topic`) into the ERP.
 async fn until_booked(port: u16, spyne: &str, topic: &str, id: &str, payload: &str) {
-    eventually(&format!("{id} on {topic} booked"), Duration::from_secs(30), || async {
+    common::eventually(&format!("{id} on {topic} booked"), Duration::from_secs(30), || async {
         if measurements(spyne).await.0.contains_key(id) {
             return true;
         }
@@ -284,7 +254,7 @@ sensors:
     until_booked(port, &spyne.base, "plant2/M7/vibration/V-1", "vib1", r#"{"id":"vib1","value":3.5}"#).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = flow.join().expect("flow");
-    eventually("every flowing reading booked", Duration::from_secs(120), || async {
+    common::eventually("every flowing reading booked", Duration::from_secs(120), || async {
         let booked = measurements(&spyne.base).await.0;
         sent.iter().all(|id| booked.contains_key(id))
     })
@@ -387,7 +357,7 @@ async fn replicas_split_a_shared_subscription_and_book_each_reading_once() {
     // Both subscribed: each has taken a probe of its own (the broker alternates between them).
     let bases: Vec<String> = replicas.iter().map(|(_, gw)| gw.base.clone()).collect();
     let mut probes = 0;
-    eventually("both replicas take messages", Duration::from_secs(30), || {
+    common::eventually("both replicas take messages", Duration::from_secs(30), || {
         probes += 1;
         let (bases, probe) =
             (bases.clone(), format!(r#"{{"id":"probe{probes}","value":50,"timestamp":1767225600000}}"#));
@@ -404,7 +374,7 @@ async fn replicas_split_a_shared_subscription_and_book_each_reading_once() {
     .await;
     let list = readings(2_000);
     publish_all(port, &list);
-    eventually("every reading booked", Duration::from_secs(120), || async {
+    common::eventually("every reading booked", Duration::from_secs(120), || async {
         let booked = measurements(&spyne.base).await.0;
         list.iter().all(|(id, ..)| booked.contains_key(id))
     })
@@ -460,7 +430,7 @@ async fn mqtts_with_the_brokers_ca_and_a_client_certificate() {
     assert_ne!(without, yaml);
     std::fs::write(dir.path().join("gateway.yaml"), without.replace("veneer-test", "veneer-nocert")).expect("write");
     let refused = common::Veneer::serve(dir.path(), &[]);
-    eventually("connection errors counted", Duration::from_secs(20), || async {
+    common::eventually("connection errors counted", Duration::from_secs(20), || async {
         metric(&refused.base, "veneer_mqtt_messages_total", "event=\"connection_error\"").await >= 1.0
     })
     .await;

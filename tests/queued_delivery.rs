@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -75,28 +75,7 @@ fn port_of(base: &str) -> u16 {
 
 /// The ERP's own counts: bookings, and reading ids in arrival order per machine.
 async fn stats(spyne_base: &str) -> (usize, Value) {
-    // Asked directly over SOAP, not through the gateway, so the count is the ERP's.
-    let body = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ReadingStats xmlns="urn:veneer:test:plant"/></soap:Body></soap:Envelope>"#;
-    let res = common::client()
-        .post(format!("{spyne_base}/"))
-        .header("content-type", "text/xml; charset=utf-8")
-        .header("soapaction", "\"ReadingStats\"")
-        .body(body)
-        .send()
-        .await
-        .expect("stats");
-    let xml = res.text().await.expect("text");
-    // The JSON text inside <…ReadingStatsResult>, whatever prefix spyne chose.
-    let text = xml
-        .split_once("ReadingStatsResult>")
-        .and_then(|(_, rest)| rest.split_once("</"))
-        .map(|(text, _)| text)
-        .unwrap_or_else(|| panic!("unexpected stats answer: {xml}"))
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&");
-    let v: Value = serde_json::from_str(&text).expect("stats json");
+    let v = common::spyne_stats(spyne_base, "ReadingStats").await.expect("spyne answers");
     (v["booked"].as_u64().unwrap_or(0) as usize, v["arrivals"].clone())
 }
 
@@ -108,15 +87,6 @@ fn booked_ids(arrivals: &Value) -> BTreeSet<String> {
         .flatten()
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect()
-}
-
-/// Polls `check` until it holds or `limit` passes.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, limit: Duration, mut check: impl FnMut() -> F) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn post_reading(base: &str, path: &str, key: &str, machine: &str, value: f64) -> reqwest::Response {
@@ -163,8 +133,10 @@ async fn readings_posted_while_the_erp_is_down_all_arrive_once() {
     assert_eq!(first_status, 202, "a retry of an accepted post replays its 202");
     // The ERP comes back on the same address: every accepted reading arrives, once.
     let spyne = common::start_spyne_on(port_of(&base));
-    eventually("all 1000 readings booked", Duration::from_secs(90), || async { stats(&spyne.base).await.0 >= 1000 })
-        .await;
+    common::eventually("all 1000 readings booked", Duration::from_secs(90), || async {
+        stats(&spyne.base).await.0 >= 1000
+    })
+    .await;
     let (booked, arrivals) = stats(&spyne.base).await;
     assert_eq!(booked, 1000);
     assert_eq!(booked_ids(&arrivals), ids.iter().cloned().collect::<BTreeSet<_>>());
@@ -197,7 +169,7 @@ async fn a_poison_reading_is_dead_at_once_and_the_rest_go_on() {
         assert_eq!(post(&format!("ok-{i}"), 2.0).await.expect("post").status(), 202);
     }
     let id = poison["id"].as_str().expect("id").to_string();
-    eventually("five readings behind the poison one booked", Duration::from_secs(30), || async {
+    common::eventually("five readings behind the poison one booked", Duration::from_secs(30), || async {
         stats(&spyne.base).await.0 == 5
     })
     .await;
@@ -226,8 +198,10 @@ async fn a_poison_reading_is_dead_at_once_and_the_rest_go_on() {
     assert_eq!(allow.await.expect("allow").status(), 200);
     let retried = client.post(gw.url(&format!("/admin/deliveries/{id}/retry"))).bearer_auth(&ops).send().await;
     assert_eq!(retried.expect("retry").status(), 200);
-    eventually("the retried reading booked", Duration::from_secs(30), || async { stats(&spyne.base).await.0 == 6 })
-        .await;
+    common::eventually("the retried reading booked", Duration::from_secs(30), || async {
+        stats(&spyne.base).await.0 == 6
+    })
+    .await;
     let (_, status) = get(format!("/deliveries/{id}"), &edge).await;
     assert_eq!(status["state"], "delivered", "{status}");
     // Arrival order within the partition: the poison reading came last only because it
@@ -272,7 +246,7 @@ async fn idempotency_keys_replay_refuse_changed_payloads_and_in_flight_retries()
     common::problem(missing.await.expect("post"), 400).await;
     // Expiry: after idempotency_ttl the key is forgotten; the call runs again, and the ERP
     // refuses the duplicate id it carries.
-    eventually("the key expires", Duration::from_secs(20), || async {
+    common::eventually("the key expires", Duration::from_secs(20), || async {
         let res = post_reading(&gw.base, "/readings/direct", "k-1", "m1", 3.0).await;
         !res.headers().contains_key("idempotent-replayed")
     })
@@ -307,7 +281,7 @@ async fn kill_9_mid_stream_loses_nothing_accepted_and_books_nothing_twice() {
             }
         }));
     }
-    eventually("a few hundred accepted", Duration::from_secs(60), || async {
+    common::eventually("a few hundred accepted", Duration::from_secs(60), || async {
         accepted.lock().expect("lock").len() >= 400
     })
     .await;
@@ -318,7 +292,7 @@ async fn kill_9_mid_stream_loses_nothing_accepted_and_books_nothing_twice() {
     let promised: BTreeSet<String> = accepted.lock().expect("lock").iter().cloned().collect();
     // Restarted on the same data directory: every 202 is delivered.
     let second = common::Veneer::serve(dir.path(), &[]);
-    eventually("every accepted reading booked", Duration::from_secs(120), || async {
+    common::eventually("every accepted reading booked", Duration::from_secs(120), || async {
         let (_, arrivals) = stats(&spyne.base).await;
         booked_ids(&arrivals).is_superset(&promised)
     })
@@ -389,7 +363,10 @@ async fn a_fleet_takes_over_a_killed_replicas_items() {
             }
         }));
     }
-    eventually("600 accepted", Duration::from_secs(60), || async { accepted.lock().expect("lock").len() >= 600 }).await;
+    common::eventually("600 accepted", Duration::from_secs(60), || async {
+        accepted.lock().expect("lock").len() >= 600
+    })
+    .await;
     let mut replicas = replicas.into_iter();
     // Calls the first replica took are in flight in the ERP now: kill it.
     kill_9(replicas.next().expect("three replicas"));
@@ -397,7 +374,7 @@ async fn a_fleet_takes_over_a_killed_replicas_items() {
         t.await.expect("posting");
     }
     let promised: BTreeSet<String> = accepted.lock().expect("lock").iter().cloned().collect();
-    eventually("every accepted reading booked by the surviving replicas", Duration::from_secs(180), || async {
+    common::eventually("every accepted reading booked by the surviving replicas", Duration::from_secs(180), || async {
         booked_ids(&stats(&spyne.base).await.1).is_superset(&promised)
     })
     .await;
@@ -422,7 +399,7 @@ async fn sigterm_lets_a_delivery_in_flight_finish() {
         let v: Value = common::client().get(format!("{base}{location}")).send().await.ok()?.json().await.ok()?;
         Some(v)
     };
-    eventually("the delivery is in flight", Duration::from_secs(10), || {
+    common::eventually("the delivery is in flight", Duration::from_secs(10), || {
         let check = status(first.base.clone(), location.clone());
         async move { check.await.is_some_and(|v| v["state"] == "delivering") }
     })

@@ -140,26 +140,7 @@ fn port_of(base: &str) -> u16 {
 /// What the ERP holds: `{"booked", "measurements": {id: fields}, "calls": {op: n},
 /// "duplicates"}`, asked over SOAP directly, not through the gateway.
 async fn erp(spyne_base: &str) -> Value {
-    let body = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><MeasurementStats xmlns="urn:veneer:test:plant"/></soap:Body></soap:Envelope>"#;
-    let res = common::client()
-        .post(format!("{spyne_base}/"))
-        .header("content-type", "text/xml; charset=utf-8")
-        .header("soapaction", "\"MeasurementStats\"")
-        .body(body)
-        .send()
-        .await
-        .expect("stats");
-    let xml = res.text().await.expect("text");
-    let text = xml
-        .split_once("MeasurementStatsResult>")
-        .and_then(|(_, rest)| rest.split_once("</"))
-        .map(|(text, _)| text)
-        .unwrap_or_else(|| panic!("unexpected stats answer: {xml}"))
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&");
-    serde_json::from_str(&text).expect("stats json")
+    common::spyne_stats(spyne_base, "MeasurementStats").await.expect("spyne answers")
 }
 
 fn booked(stats: &Value) -> u64 {
@@ -174,18 +155,10 @@ fn booked_ids(stats: &Value) -> BTreeSet<String> {
     stats["measurements"].as_object().expect("measurements").keys().cloned().collect()
 }
 
-/// Polls `check` until it holds or `limit` passes.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, limit: Duration, mut check: impl FnMut() -> F) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits until the ERP has booked `n` measurements and returns its stats.
 async fn booked_n(spyne_base: &str, n: u64, limit: Duration) -> Value {
-    eventually(&format!("{n} measurements booked"), limit, || async { booked(&erp(spyne_base).await) >= n }).await;
+    common::eventually(&format!("{n} measurements booked"), limit, || async { booked(&erp(spyne_base).await) >= n })
+        .await;
     erp(spyne_base).await
 }
 
@@ -562,7 +535,7 @@ async fn readings_posted_while_the_erp_is_down_arrive_once() {
     // as duplicates; nothing is booked twice.
     let (status, answer) = post(&gw.base, &json!(readings)).await;
     assert_eq!(status, 202, "{answer}");
-    eventually("the repeated readings reached the ERP", Duration::from_secs(60), || async {
+    common::eventually("the repeated readings reached the ERP", Duration::from_secs(60), || async {
         let s = erp(&spyne.base).await;
         calls(&s, "RecordMeasurement") >= 200 && s["duplicates"].as_u64() >= Some(100)
     })

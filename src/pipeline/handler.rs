@@ -444,6 +444,19 @@ pub(crate) async fn fetch(route: &Route, envelope: String, forward: backend::For
     }
 }
 
+/// Reads a body of at most `limit` bytes: 413 past it, 400 for a broken upload.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // to_bytes fails for over-limit bodies and for broken uploads; tell them apart.
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            GatewayError::PayloadTooLarge { limit }
+        } else {
+            GatewayError::MalformedJson { detail: format!("the body could not be read: {e}") }
+        }
+    })
+}
+
 /// Reads and parses a JSON body: 415 for another media type, 413 past the limit, 400 when
 /// it does not parse.
 async fn read_json(headers: &HeaderMap, body: Body, limit: usize) -> Result<Value, GatewayError> {
@@ -461,15 +474,7 @@ async fn read_json(headers: &HeaderMap, body: Body, limit: usize) -> Result<Valu
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // to_bytes fails for over-limit bodies and for broken uploads; tell them apart.
-        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            GatewayError::PayloadTooLarge { limit }
-        } else {
-            GatewayError::MalformedJson { detail: format!("the body could not be read: {e}") }
-        }
-    })?;
+    let bytes = read_body(body, limit).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(GatewayError::MalformedJson {
             detail: "this route needs a JSON body, and the request has none".into(),

@@ -77,14 +77,7 @@ async fn serve(
         }
     };
     let limit = gw.server.max_body;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            GatewayError::PayloadTooLarge { limit }
-        } else {
-            GatewayError::MalformedJson { detail: format!("the body could not be read: {e}") }
-        }
-    })?;
+    let bytes = crate::pipeline::handler::read_body(body, limit).await?;
     let items = reading::split(&bytes, ndjson).map_err(|r| GatewayError::MalformedJson { detail: r.reason })?;
     let max = gw.sensors.settings.max_readings;
     if items.is_empty() || items.len() > max {

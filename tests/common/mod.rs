@@ -582,3 +582,45 @@ pub fn pki(dir: &Path, ca: &str, who: &str) {
         ],
     );
 }
+
+/// Polls `check` until it holds, failing the test after `limit`.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: std::time::Duration,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The JSON text a spyne statistics operation (`ReadingStats`, `MeasurementStats`) answers,
+/// asked over SOAP directly (not through the gateway), so the counts are the ERP's; `None`
+/// while spyne is down.
+pub async fn spyne_stats(base: &str, operation: &str) -> Option<serde_json::Value> {
+    let body = format!(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><{operation} xmlns="urn:veneer:test:plant"/></soap:Body></soap:Envelope>"#
+    );
+    let res = client()
+        .post(format!("{base}/"))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("soapaction", format!("\"{operation}\""))
+        .body(body)
+        .send()
+        .await
+        .ok()?;
+    let xml = res.text().await.ok()?;
+    // The JSON text inside <…{operation}Result>, whatever prefix spyne chose.
+    let text = xml
+        .split_once(&format!("{operation}Result>"))
+        .and_then(|(_, rest)| rest.split_once("</"))
+        .map(|(text, _)| text)
+        .unwrap_or_else(|| panic!("unexpected {operation} answer: {xml}"))
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    Some(serde_json::from_str(&text).expect("stats json"))
+}
