@@ -19,8 +19,9 @@ fi
 if [[ -n "${PEERS:-}" ]]; then
   bash "$LOAD/setup.sh"
 fi
-(cd "$ROOT" && cargo build --release --locked -q)
-BIN="$ROOT/target/release/veneer"
+# VENEER_BIN: a binary to measure instead of building the release one.
+if [[ -z "${VENEER_BIN:-}" ]]; then (cd "$ROOT" && cargo build --release --locked -q); fi
+BIN=${VENEER_BIN:-$ROOT/target/release/veneer}
 
 # A config for the harness's backend: its WSDL, one route, a client, limits that never bind.
 CONF="$(mktemp -d)"

@@ -70,7 +70,59 @@ pub fn fault_code_label(code: &str) -> &'static str {
     KNOWN.iter().find(|c| **c == head).copied().unwrap_or("other")
 }
 
-/// One served request.
+/// A route's request metrics, their handles resolved on first use and kept: a request
+/// then costs a map read and two atomic updates, not label strings and registry lookups.
+/// Lazily, because a handle taken before the recorder is installed would record nothing.
+pub struct RouteMetrics {
+    route: String,
+    duration: OnceLock<metrics::Histogram>,
+    /// Client label → counters by method and status class.
+    requests: std::sync::RwLock<std::collections::HashMap<Box<str>, [Option<metrics::Counter>; SLOTS]>>,
+}
+
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "other"];
+const CLASSES: usize = 5;
+const SLOTS: usize = 10 * CLASSES;
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMetrics").field("route", &self.route).finish_non_exhaustive()
+    }
+}
+
+impl RouteMetrics {
+    /// Handles for the route `route` (its id).
+    pub fn new(route: &str) -> Self {
+        RouteMetrics { route: route.to_string(), duration: OnceLock::new(), requests: Default::default() }
+    }
+
+    /// One request served on this route.
+    pub fn request(&self, method: &str, status: u16, client: &str, elapsed: Duration) {
+        let m = METHODS.iter().position(|k| *k == method_label(method)).unwrap_or(METHODS.len() - 1);
+        let c = (status / 100).clamp(1, 5) as usize - 1;
+        let slot = m * CLASSES + c;
+        let known = self.requests.read().ok().and_then(|map| map.get(client).and_then(|slots| slots[slot].clone()));
+        let counter = known.unwrap_or_else(|| {
+            let labels = [
+                ("route", self.route.clone()),
+                ("method", METHODS[m].to_string()),
+                ("status", status_class(status).to_string()),
+                ("client", client.to_string()),
+            ];
+            let counter = counter!("veneer_requests_total", &labels);
+            if let Ok(mut map) = self.requests.write() {
+                map.entry(client.into()).or_insert_with(|| [const { None }; SLOTS])[slot] = Some(counter.clone());
+            }
+            counter
+        });
+        counter.increment(1);
+        self.duration
+            .get_or_init(|| histogram!("veneer_request_duration_seconds", "route" => self.route.clone()))
+            .record(elapsed.as_secs_f64());
+    }
+}
+
+/// One served request (of no route: unmatched paths).
 pub fn request(route: &str, method: &str, status: u16, client: &str, elapsed: Duration) {
     let labels = [
         ("route", route.to_string()),

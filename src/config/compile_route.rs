@@ -166,6 +166,7 @@ pub fn compile(
     match input {
         Some(input) if problems.is_empty() => Ok(Route {
             id: format!("{method} {path}"),
+            metrics: crate::telemetry::RouteMetrics::new(&format!("{method} {path}")),
             idempotent,
             queued,
             duplicate_faults,

@@ -47,7 +47,10 @@ pub async fn handle(gateway: Arc<Gateway>, services: Option<&Services>, req: Req
     let elapsed = started.elapsed();
     let route = seen.route.as_ref().map_or("unmatched", |r| r.id.as_str());
     let client = seen.client_id.as_deref().filter(|_| seen.client == "registered").unwrap_or(seen.client);
-    telemetry::request(route, method.as_str(), res.status().as_u16(), client, elapsed);
+    match &seen.route {
+        Some(r) => r.metrics.request(method.as_str(), res.status().as_u16(), client, elapsed),
+        None => telemetry::request(route, method.as_str(), res.status().as_u16(), client, elapsed),
+    }
     // The access log: one line per request; never a token or header value.
     tracing::info!(
         target: "veneer::access",

@@ -91,6 +91,8 @@ pub struct Route {
     pub summary: Option<String>,
     /// Docs: description.
     pub description: Option<String>,
+    /// Its request metrics' handles.
+    pub metrics: crate::telemetry::RouteMetrics,
 }
 
 impl Route {

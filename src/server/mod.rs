@@ -35,9 +35,14 @@ use crate::pipeline::handler;
 use crate::telemetry;
 pub use reload::Reloader;
 
-/// Shared state: the live snapshot, swapped whole on reload.
+/// Shared state: the live snapshot, swapped whole on reload. One `Arc` around it all: axum
+/// clones the state for every request, and one reference count is cheaper to share between
+/// cores than five.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// The current compiled config.
     pub gateway: Arc<ArcSwap<Gateway>>,
     /// Reloads the config directory (absent for the embedded dev config).
@@ -50,16 +55,23 @@ pub struct AppState {
     pub intake: Arc<crate::ingest::intake::Intake>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     /// State serving `gateway`, without reload.
     pub fn new(gateway: Gateway) -> Self {
-        AppState {
+        AppState(Arc::new(Shared {
             gateway: Arc::new(ArcSwap::from_pointee(gateway)),
             reloader: None,
             tls: Arc::default(),
             services: Arc::default(),
             intake: Arc::new(crate::ingest::intake::Intake::new()),
-        }
+        }))
     }
 
     /// State serving the config in `dir`, reloadable; `options.retained` should be set so
@@ -68,13 +80,13 @@ impl AppState {
         let swap = Arc::new(ArcSwap::from_pointee(gateway));
         let tls: Arc<OnceLock<RustlsConfig>> = Arc::default();
         let reloader = Reloader::new(dir, options, swap.clone(), tls.clone());
-        AppState {
+        AppState(Arc::new(Shared {
             gateway: swap,
             reloader: Some(reloader),
             tls,
             services: Arc::default(),
             intake: Arc::new(crate::ingest::intake::Intake::new()),
-        }
+        }))
     }
 }
 
