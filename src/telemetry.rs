@@ -247,4 +247,26 @@ mod tests {
         assert_eq!(fault_code_label("Receiver"), "Receiver");
         assert_eq!(fault_code_label("ORA-01017"), "other");
     }
+
+    #[test]
+    fn route_metrics_count_by_method_status_and_client() {
+        install();
+        let m = RouteMetrics::new("GET /metrics-test/{x}");
+        m.request("GET", 200, "demo", Duration::from_millis(3));
+        m.request("GET", 204, "demo", Duration::from_millis(3));
+        m.request("BREW", 503, "external", Duration::from_millis(3));
+        let page = render();
+        let line = |labels: &str| {
+            page.lines()
+                .find(|l| {
+                    l.starts_with("veneer_requests_total{")
+                        && l.contains("route=\"GET /metrics-test/{x}\"")
+                        && l.contains(labels)
+                })
+                .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+        };
+        assert_eq!(line("method=\"GET\",status=\"2xx\",client=\"demo\"").as_deref(), Some("2"), "{page}");
+        assert_eq!(line("method=\"other\",status=\"5xx\",client=\"external\"").as_deref(), Some("1"), "{page}");
+        assert!(page.contains("veneer_request_duration_seconds_count{route=\"GET /metrics-test/{x}\"} 3"), "{page}");
+    }
 }

@@ -278,6 +278,9 @@ impl Backend {
             // Backends are addressed directly; a proxy from the environment must not reroute them.
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
+            // Retries are ours to decide (idempotent calls only, within a budget); reqwest's
+            // own layer would also keep a copy of every request to resend.
+            .retry(reqwest::retry::never())
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         let settings = Arc::new(settings);
