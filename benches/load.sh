@@ -22,6 +22,11 @@ fi
 # VENEER_BIN: a binary to measure instead of building the release one.
 if [[ -z "${VENEER_BIN:-}" ]]; then (cd "$ROOT" && cargo build --release --locked -q); fi
 BIN=${VENEER_BIN:-$ROOT/target/release/veneer}
+# FLOOR=1: measure examples/floor.rs (bare hyper in and out, fixed body) in Veneer's place.
+if [[ -n "${FLOOR:-}" ]]; then
+  (cd "$ROOT" && cargo build --release --locked -q --example floor)
+  FLOOR_BIN="$ROOT/target/release/examples/floor"
+fi
 
 # A config for the harness's backend: its WSDL, one route, a client, limits that never bind.
 CONF="$(mktemp -d)"
@@ -67,9 +72,14 @@ TOKEN=$(curl -fs -u "bench:$SECRET" -d grant_type=client_credentials "http://127
 kill "$PID"; wait "$PID" 2>/dev/null || true
 [[ -n "$TOKEN" ]] || { echo "could not get a token" >&2; exit 1; }
 
+if [[ -n "${FLOOR:-}" ]]; then
+  G_NAME=floor G_CMD="FLOOR_LISTEN=127.0.0.1:$PORT exec $FLOOR_BIN"
+else
+  G_NAME=veneer G_CMD="RUST_LOG=error exec $BIN serve --config $CONF"
+fi
 TARGETS=${TARGETS:-$([[ -n "${PEERS:-}" ]] && echo "direct passthrough node-1 node-2 python-2" || echo "direct passthrough")} \
-GATEWAY_NAME=veneer \
-GATEWAY_CMD="RUST_LOG=error exec $BIN serve --config $CONF" \
+GATEWAY_NAME=$G_NAME \
+GATEWAY_CMD=$G_CMD \
 GATEWAY_URL="http://127.0.0.1:$PORT/items/1000" \
 GATEWAY_AUTH="Bearer $TOKEN" \
 OUT=${OUT:-$LOAD/results/$(date +%Y%m%d-%H%M%S)} \
