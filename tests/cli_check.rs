@@ -152,18 +152,20 @@ fn missing_directory_is_a_clear_error() {
 
 #[test]
 fn wsdl_reading_options_are_checked() {
-    // An unknown xsd_any mode and a port the WSDL does not have: both named with their line.
+    // An unknown xsd_any mode: the YAML parser names its line and the values it takes.
     let dir = variant(|rel, t| {
-        if rel == "gateway.yaml" {
-            t.replace("    timeout: 10s", "    timeout: 10s\n    xsd_any: yaml\n    port: NoSuchPort")
-        } else {
-            t
-        }
+        if rel == "gateway.yaml" { t.replace("    timeout: 10s", "    timeout: 10s\n    xsd_any: yaml") } else { t }
     });
     let (ok, out) = check(dir.path());
     assert!(!ok, "{out}");
     let line = line_of(dir.path(), "gateway.yaml", "xsd_any:");
-    assert!(out.contains(&format!("gateway.yaml:{line}:")) && out.contains("write \"json\" or \"xml\""), "{out}");
+    assert!(out.contains(&format!("gateway.yaml:{line}:")) && out.contains("expected `json` or `xml`"), "{out}");
+    // A port the WSDL does not have.
+    let dir = variant(|rel, t| {
+        if rel == "gateway.yaml" { t.replace("    timeout: 10s", "    timeout: 10s\n    port: NoSuchPort") } else { t }
+    });
+    let (ok, out) = check(dir.path());
+    assert!(!ok, "{out}");
     assert!(out.contains("no SOAP port or service named \"NoSuchPort\"") && out.contains("(service/port):"), "{out}");
 }
 

@@ -281,18 +281,7 @@ fn server_settings(
     settings.allow_anonymous = s.allow_anonymous;
     settings.metrics_scope = s.metrics_scope.clone();
     if let Some(t) = &s.tls {
-        let require = match t.client_auth.as_deref() {
-            None | Some("required") => true,
-            Some("optional") => false,
-            Some(other) => {
-                problems.push(file.problem(
-                    "client_auth:",
-                    1,
-                    format!("server.tls.client_auth {other:?} is unknown; write required or optional"),
-                ));
-                true
-            }
-        };
+        let require = t.client_auth == super::raw::ClientAuth::Required;
         let path = |p: &str| source.path(p);
         match tls::server_config(
             &path(&t.cert_file),
@@ -402,14 +391,7 @@ fn backend(
             None
         }
     };
-    let any_as_xml = match s.xsd_any.as_deref() {
-        None | Some("json") => false,
-        Some("xml") => true,
-        Some(v) => {
-            problems.push(here("xsd_any:", format!("xsd_any {v:?} is unknown; write \"json\" or \"xml\"")));
-            false
-        }
-    };
+    let any_as_xml = s.xsd_any == super::raw::XsdAny::Xml;
     let model = source
         .read(Path::new(&s.wsdl))
         .map_err(|p| here("wsdl:", p.message))
@@ -528,14 +510,7 @@ fn credentials(source: &ConfigSource, a: &AuthSection, fail: &mut dyn FnMut(&str
         }
     }
     if let Some(w) = &a.ws_security {
-        let digest = match w.password_type.as_deref() {
-            None | Some("digest") => true,
-            Some("text") => false,
-            Some(other) => {
-                fail("password_type:", format!("password_type {other:?} is unknown; write digest or text"));
-                true
-            }
-        };
+        let digest = w.password_type == super::raw::PasswordType::Digest;
         let ttl = match w.timestamp_ttl.as_deref().map(units::duration) {
             None => Duration::from_secs(300),
             Some(Ok(d)) => d,

@@ -36,13 +36,9 @@ pub fn compile(
             None => Ok(Duration::from_millis(50)),
             Some(d) => d,
         };
-        let policy = match r.on_unavailable.as_deref() {
-            None | Some("local") => Ok(OnUnavailable::Local),
-            Some("reject") => Ok(OnUnavailable::Reject),
-            Some(other) => Err(format!("on_unavailable {other:?} is unknown; write local or reject")),
-        };
+        let policy: OnUnavailable = r.on_unavailable.unwrap_or_default();
         let made = url.and_then(|u| {
-            let (timeout, policy) = (timeout?, policy?);
+            let timeout = timeout?;
             Shared::new(&u, r.prefix.clone().unwrap_or_else(|| "veneer:".into()), timeout, policy)
         });
         made.map_err(|m| fail("redis:", format!("limits.redis: {m}"))).ok()
@@ -100,11 +96,7 @@ fn rate(s: &RateSection) -> Result<Rate, String> {
 /// A route's own limit.
 pub fn route(s: &RouteLimitSection, route_key: &str, t: &Throttle) -> Result<RouteLimit, String> {
     let rate = Rate::parse(&s.rate, s.burst)?;
-    let per_client = match s.per.as_deref() {
-        None | Some("route") => false,
-        Some("client") => true,
-        Some(other) => return Err(format!("per: {other:?} is unknown; write route or client")),
-    };
+    let per_client = s.per == super::raw::LimitPer::Client;
     let (name, scope) = if per_client {
         ("client-route", format!("client-route:{route_key}"))
     } else {

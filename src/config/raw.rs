@@ -188,7 +188,7 @@ pub struct RedisSection {
     /// Deadline for one Redis call, default `50ms`.
     pub timeout: Option<String>,
     /// `local` (default: fall back to per-replica limits) or `reject` (503).
-    pub on_unavailable: Option<String>,
+    pub on_unavailable: Option<crate::throttle::shared::OnUnavailable>,
 }
 
 /// A client's own limits.
@@ -243,7 +243,52 @@ pub struct RouteLimitSection {
     /// Burst.
     pub burst: Option<u32>,
     /// `route` (one bucket for everyone, default) or `client` (one per client).
-    pub per: Option<String>,
+    #[serde(default)]
+    pub per: LimitPer,
+}
+
+/// Whom a route's own limit counts: everyone together, or each client apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitPer {
+    /// One bucket for the route.
+    #[default]
+    Route,
+    /// One bucket per client on the route.
+    Client,
+}
+
+/// `server.tls.client_auth`: whether client certificates are required.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Every client presents one.
+    #[default]
+    Required,
+    /// A client may present one.
+    Optional,
+}
+
+/// `xsd_any:`: how `xs:any` content travels in JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XsdAny {
+    /// As JSON, converted element by element.
+    #[default]
+    Json,
+    /// As an XML string.
+    Xml,
+}
+
+/// `ws_security.password_type`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordType {
+    /// PasswordDigest (nonce and created time hashed with the password).
+    #[default]
+    Digest,
+    /// PasswordText (over TLS only).
+    Text,
 }
 
 /// `auth:`.
@@ -400,7 +445,8 @@ pub struct ServerTlsSection {
     /// PEM CA bundle: clients must present a certificate it signed (mutual TLS).
     pub client_ca_file: Option<String>,
     /// `required` (default with a client CA) or `optional`.
-    pub client_auth: Option<String>,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
 }
 
 /// A backend's `tls:`.
@@ -447,7 +493,8 @@ pub struct BackendSection {
     #[serde(default)]
     pub catalog: BTreeMap<String, String>,
     /// `json` (default) or `xml`: how `xsd:any` content travels.
-    pub xsd_any: Option<String>,
+    #[serde(default)]
+    pub xsd_any: XsdAny,
     /// Upstream credentials.
     pub auth: Option<AuthSection>,
     /// Fault → HTTP status rules, tried after the route's own.
@@ -543,7 +590,8 @@ pub struct WsSecuritySection {
     /// File holding the password.
     pub password_file: Option<String>,
     /// `digest` (default) or `text`.
-    pub password_type: Option<String>,
+    #[serde(default)]
+    pub password_type: PasswordType,
     /// Timestamp lifetime, default `5m`.
     pub timestamp_ttl: Option<String>,
 }

@@ -45,10 +45,12 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return 1 
 return 0
 ";
 
-/// What to do when Redis does not answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What to do when Redis does not answer (`limits.shared.on_unavailable`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnUnavailable {
     /// Fall back to this replica's own limiter (limits become per replica until Redis returns).
+    #[default]
     Local,
     /// Refuse requests with 503 until Redis returns.
     Reject,
