@@ -7,13 +7,20 @@
 //! - [`translate`]: the pure core, JSON ⇄ SOAP. No IO, no panics on any input.
 //! - [`pipeline`]: one request through a compiled route: collect inputs → encode →
 //!   [`backend`] call → decode → JSON or problem.
-//! - [`backend`]: pooled HTTP clients for the SOAP services.
+//! - [`auth`]: OAuth2: the built-in issuer, bearer checks, external issuers, introspection.
+//! - [`throttle`]: rate limits and quotas per client and route (local, or shared in Redis).
+//! - [`backend`]: pooled HTTP clients for the SOAP services, and their protections.
 //! - [`delivery`]: queued writes (durable store, delivery workers, dead letters) and
 //!   `Idempotency-Key`.
+//! - [`ingest`]: telemetry in: the data dictionary, `POST /telemetry`, MQTT.
 //! - [`state`]: what outlives a config snapshot (buckets, counters, replay memory, backend
 //!   slots and breakers), so a reload never resets it.
 //! - [`server`]: the axum app, its middleware stack, health endpoints, graceful shutdown.
 //! - [`error`]: the one error type and its mapping to `application/problem+json`.
+//! - [`openapi`]: the OpenAPI 3.1 document, built from the compiled routes.
+//! - [`telemetry`]: Prometheus metrics with bounded labels.
+//! - [`import`]: `veneer import-wsdl`, a WSDL turned into routes.
+//! - [`admin`]: `veneer keys` and `veneer client`: signing keys and client secrets.
 //! - [`dev`]: the in-process sample ERP behind `veneer serve --dev`.
 //! - [`cli`]: the `veneer` command line.
 
