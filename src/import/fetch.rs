@@ -11,8 +11,7 @@ use reqwest::Url;
 
 use crate::schema::dom::{self, Node};
 
-const XSD: &str = "http://www.w3.org/2001/XMLSchema";
-const WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
+use crate::schema::ns::{WSDL, XSD};
 /// Upper bounds, so a hostile or looping server cannot fill the disk.
 const MAX_DOCUMENTS: usize = 256;
 const MAX_BYTES: usize = 32 * 1024 * 1024;

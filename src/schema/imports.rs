@@ -16,11 +16,10 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
+use super::WsdlError;
 use super::dom::{self, Node};
-use super::wsdl::WsdlError;
 
-const XSD: &str = "http://www.w3.org/2001/XMLSchema";
-const WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
+use super::ns::{WSDL, XSD};
 
 /// The most bytes read from one imported file. NetSuite's largest schema is about 2 MB; the
 /// cap only keeps a huge or endless file from exhausting memory.

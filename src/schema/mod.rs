@@ -8,7 +8,9 @@ pub mod builtin;
 pub mod dom;
 pub mod imports;
 pub mod naming;
+pub mod ns;
 pub mod wsdl;
+pub mod xsd_regex;
 
 use std::sync::Arc;
 
@@ -331,4 +333,22 @@ impl ServiceModel {
     pub fn operation(&self, name: &str) -> Option<&Operation> {
         self.operations.iter().find(|op| op.name == name)
     }
+}
+
+/// Why a WSDL could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WsdlError {
+    /// Not well-formed XML.
+    #[error("{0}")]
+    Xml(#[from] dom::DomError),
+    /// Well-formed, but not a WSDL this reader understands.
+    #[error("{}line {line}: {message}", file.as_ref().map(|f| format!("{f}, ")).unwrap_or_default())]
+    Invalid {
+        /// The imported file the line is in; `None` for the WSDL itself.
+        file: Option<String>,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
 }

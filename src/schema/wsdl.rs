@@ -16,33 +16,12 @@ use super::{
     Skipped, SoapVersion, Style, TypeId, TypeRef,
 };
 
-const WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
-const XSD: &str = "http://www.w3.org/2001/XMLSchema";
-const SOAP11: &str = "http://schemas.xmlsoap.org/wsdl/soap/";
-const SOAP12: &str = "http://schemas.xmlsoap.org/wsdl/soap12/";
-/// SOAP 1.1 encoding: its simple types and `Array` are known without loading its schema.
-const SOAP_ENC: &str = "http://schemas.xmlsoap.org/soap/encoding/";
+pub use super::WsdlError;
+use super::ns::{SOAP_ENC, SOAP11, SOAP12, WSDL, XSD};
+use super::xsd_regex;
 /// Most elements plus attributes one type may have, and most types derived from one base:
 /// bounds exponential expansion of nested groups in hostile schemas.
 const MAX_PARTICLES: usize = 10_000;
-
-/// Why a WSDL could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum WsdlError {
-    /// Not well-formed XML.
-    #[error("{0}")]
-    Xml(#[from] dom::DomError),
-    /// Well-formed, but not a WSDL this reader understands.
-    #[error("{}line {line}: {message}", file.as_ref().map(|f| format!("{f}, ")).unwrap_or_default())]
-    Invalid {
-        /// The imported file the line is in; `None` for the WSDL itself.
-        file: Option<String>,
-        /// 1-based line.
-        line: usize,
-        /// What is wrong.
-        message: String,
-    },
-}
 
 fn invalid(node: &Node, message: impl Into<String>) -> WsdlError {
     WsdlError::Invalid { file: node.file.as_deref().map(str::to_string), line: node.line, message: message.into() }
@@ -1059,58 +1038,6 @@ fn find_message<'a>(root: &'a Node, at: &Node) -> Result<(&'a Node, String), Wsd
         .ok_or_else(|| invalid(at, format!("message {name:?} is not defined")))
 }
 
-/// An XSD regular expression in Rust's syntax: XSD's name classes (`\i`, `\c`), the common
-/// Unicode block names, and `^`/`$`, which are plain characters in XSD.
-fn xsd_regex(pattern: &str) -> String {
-    let mut out = String::with_capacity(pattern.len() + 8);
-    let mut chars = pattern.chars().peekable();
-    let mut in_class = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some('i') => out.push_str(r"[\p{L}_:]"),
-                Some('I') => out.push_str(r"[^\p{L}_:]"),
-                Some('c') => out.push_str(r"[\p{L}\p{N}\p{Mn}._:\-]"),
-                Some('C') => out.push_str(r"[^\p{L}\p{N}\p{Mn}._:\-]"),
-                Some(p @ ('p' | 'P')) if chars.peek() == Some(&'{') => {
-                    let name: String = chars.by_ref().skip(1).take_while(|&c| c != '}').collect();
-                    let range = match name.as_str() {
-                        "IsBasicLatin" => Some(r"\x{0}-\x{7F}"),
-                        "IsLatin-1Supplement" => Some(r"\x{80}-\x{FF}"),
-                        "IsLatinExtended-A" => Some(r"\x{100}-\x{17F}"),
-                        "IsCyrillic" => Some(r"\x{400}-\x{4FF}"),
-                        _ => None,
-                    };
-                    match (range, p) {
-                        (Some(r), 'p') => out.push_str(&format!("[{r}]")),
-                        (Some(r), _) => out.push_str(&format!("[^{r}]")),
-                        (None, _) => out.push_str(&format!("\\{p}{{{name}}}")),
-                    }
-                }
-                Some(other) => {
-                    out.push('\\');
-                    out.push(other);
-                }
-                None => out.push_str(r"\\"),
-            },
-            '[' => {
-                in_class = true;
-                out.push(c);
-            }
-            ']' => {
-                in_class = false;
-                out.push(c);
-            }
-            '^' | '$' if !in_class => {
-                out.push('\\');
-                out.push(c);
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 /// A built-in simple type (XSD, or SOAP-encoding's same-named wrappers), named in XSD so
 /// rpc/encoded values can carry `xsi:type="xsd:…"`.
 fn builtin_type(at: &Node, key: &(String, String)) -> Result<Arc<SimpleType>, WsdlError> {
@@ -1141,7 +1068,8 @@ fn apply_facets(f: &mut Facets, restriction: &Node) {
         .filter_map(|c| c.attr("value"))
         .collect();
     if !patterns.is_empty() {
-        let alternatives = patterns.iter().map(|p| format!("(?:{})", xsd_regex(p))).collect::<Vec<_>>().join("|");
+        let alternatives =
+            patterns.iter().map(|p| format!("(?:{})", xsd_regex::translate(p))).collect::<Vec<_>>().join("|");
         // XSD regexes are anchored. One Rust's regex still cannot read (class subtraction, a
         // rare block name) is left unchecked rather than refused: the ERP checks it anyway.
         if let Ok(re) = regex::Regex::new(&format!("^(?:{alternatives})$")) {

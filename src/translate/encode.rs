@@ -10,6 +10,7 @@ use super::xmltext::{check_fragment, escape_into, is_xml_char};
 use super::{XSI, pointer_push};
 use crate::error::FieldError;
 use crate::schema::builtin::{Builtin, JsonKind, plain_decimal};
+use crate::schema::ns::SOAP_ENC;
 use crate::schema::{
     ComplexType, Element, Operation, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TYPE_KEY, TypeRef,
     XML_KEY, split_name,
@@ -68,9 +69,6 @@ pub fn http_headers(op: &Operation) -> (String, Option<String>) {
         SoapVersion::V12 => (format!("application/soap+xml; charset=utf-8; action=\"{}\"", op.soap_action), None),
     }
 }
-
-/// SOAP 1.1 encoding namespace (rpc/encoded arrays and `encodingStyle`).
-const SOAP_ENC: &str = "http://schemas.xmlsoap.org/soap/encoding/";
 
 struct Encoder<'a> {
     schema: &'a SchemaSet,
