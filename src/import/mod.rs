@@ -2,6 +2,7 @@
 //! WSDL, with REST shapes a person would choose and comments to edit. The output compiles
 //! unchanged. [`fetch`] downloads a WSDL set by URL, only when asked to.
 
+pub mod command;
 pub mod fetch;
 
 use std::collections::HashSet;
