@@ -203,12 +203,18 @@ pub enum Queue {
 }
 
 impl Queue {
-    /// Accepts an item; resolves once it is stored.
+    /// Accepts an item; resolves once it is stored. The store and the index happen on their
+    /// own task: a caller that goes away in between (a deadline, a closed connection) must
+    /// not leave an item stored but never delivered.
     pub async fn accept(&self, item: Item) -> Result<Item, GatewayError> {
-        match self {
-            Queue::Local(q) => q.accept(item).await,
-            Queue::Fleet(q) => q.accept(item).await,
-        }
+        let queue = self.clone();
+        let task = tokio::spawn(async move {
+            match &queue {
+                Queue::Local(q) => q.accept(item).await,
+                Queue::Fleet(q) => q.accept(item).await,
+            }
+        });
+        task.await.unwrap_or_else(|e| Err(GatewayError::Internal(format!("storing an item failed: {e}"))))
     }
 
     /// Stores an item that is a dead letter from the start (an MQTT message that is not a

@@ -61,9 +61,11 @@ impl std::fmt::Debug for Intake {
     }
 }
 
-/// A looked-up value, when it was fetched, and when asking the ERP last failed.
+/// A looked-up value (none: the ERP had none), when the ERP last answered, and when asking
+/// it last failed.
 struct Looked {
-    value: Option<(Value, Instant)>,
+    value: Option<Value>,
+    fetched: Option<Instant>,
     failed: Option<Instant>,
 }
 
@@ -175,31 +177,33 @@ impl Intake {
         let slot = self.lookups.get_with(key, || Arc::new(tokio::sync::Mutex::new(None)));
         let mut entry = slot.lock().await;
         let now = Instant::now();
-        let usable = |e: &Looked| {
-            e.value.as_ref().filter(|(_, fetched)| now.duration_since(*fetched) < l.max_stale).map(|(v, _)| v.clone())
-        };
+        let within = |e: &Looked, d: Duration| e.fetched.is_some_and(|t| now.duration_since(t) < d);
         if let Some(e) = entry.as_ref() {
-            let fresh = e.value.as_ref().is_some_and(|(_, fetched)| now.duration_since(*fetched) < l.ttl);
-            // After a failure, the ERP is asked again at most every few seconds.
+            // Fresh answers (an empty one too) stand for `ttl`; after a failure the ERP is
+            // asked again at most every few seconds.
             let resting = e.failed.is_some_and(|t| now.duration_since(t) < RETRY_LOOKUP);
-            if fresh || resting {
-                return usable(e);
+            if within(e, l.ttl) || resting {
+                return e.value.clone().filter(|_| within(e, l.max_stale));
             }
         }
         match handler::read(&l.route, &params).await {
             Ok(answer) => {
                 let value = if l.pick.is_empty() { Some(answer) } else { answer.pointer(&l.pick).cloned() };
                 let value = value.filter(|v| !v.is_null());
-                *entry = Some(Looked { value: value.clone().map(|v| (v, now)), failed: None });
+                *entry = Some(Looked { value: value.clone(), fetched: Some(now), failed: None });
                 crate::telemetry::lookup(&l.name, "fetched");
                 value
             }
             Err(e) => {
                 crate::telemetry::lookup(&l.name, "failed");
                 tracing::warn!(lookup = %l.name, route = %l.route.id, error = %e, "lookup failed; using the last known value if any");
-                let last = entry.take().and_then(|e| e.value);
-                let looked = Looked { value: last, failed: Some(now) };
-                let value = usable(&looked);
+                let last = entry.take();
+                let looked = Looked {
+                    value: last.as_ref().and_then(|e| e.value.clone()),
+                    fetched: last.as_ref().and_then(|e| e.fetched),
+                    failed: Some(now),
+                };
+                let value = looked.value.clone().filter(|_| within(&looked, l.max_stale));
                 *entry = Some(looked);
                 value
             }
@@ -220,12 +224,26 @@ async fn flush(services: Option<&Services>, who: &Submitter, route: &Arc<Route>,
     }
     let mut body = Map::new();
     body.insert(field, Value::Array(elements));
-    // The group's key is its first reading's (the elements carry their own).
-    let key = waiting.first().map(|(k, _)| k.clone()).unwrap_or_default();
+    // The group's key stands for exactly its members (the elements carry their own keys): a
+    // resent group is the same call, a group with one more reading is another.
+    let key = group_key(waiting.iter().map(|(k, _)| k.as_str()));
     let outcome = send(services, who, route, Value::Object(body), &key).await;
     for (_, tx) in waiting {
         let _ = tx.send(outcome.clone());
     }
+}
+
+/// A digest of the members' keys, in a stable order.
+fn group_key<'a>(keys: impl Iterator<Item = &'a str>) -> String {
+    let mut sorted: Vec<&str> = keys.collect();
+    sorted.sort_unstable();
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for k in sorted {
+        ctx.update(k.as_bytes());
+        ctx.update(&[0]);
+    }
+    let hex: String = ctx.finish().as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("group-{hex}")
 }
 
 /// One call through the route.
@@ -238,12 +256,16 @@ async fn send(services: Option<&Services>, who: &Submitter, route: &Arc<Route>, 
 }
 
 fn failed(e: &GatewayError) -> Outcome {
+    // Anything that says "not now" (the store, the ERP's availability, its answer, Veneer's
+    // own credentials upstream) is worth another try; a fault or a mapping error is not.
     let retryable = matches!(
         e,
         GatewayError::StoreUnavailable
             | GatewayError::Overloaded { .. }
             | GatewayError::BackendUnreachable { .. }
             | GatewayError::BackendTimeout { .. }
+            | GatewayError::BackendResponse { .. }
+            | GatewayError::UpstreamAuth { .. }
     );
     let reason = match e {
         GatewayError::Validation(errors) => {
@@ -288,5 +310,18 @@ impl Values for Filled<'_> {
             Var::Reading(k) => r.extra.get(k).cloned(),
             Var::Lookup(k) => self.looked.get(k).cloned().flatten(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_key;
+
+    #[test]
+    fn a_group_key_stands_for_exactly_its_members() {
+        let k = |keys: &[&str]| group_key(keys.iter().copied());
+        assert_eq!(k(&["r1", "r2"]), k(&["r2", "r1"]), "order does not matter");
+        assert_ne!(k(&["r1", "r2"]), k(&["r1", "r2", "r3"]), "one more reading is another call");
+        assert_ne!(k(&["r1r2"]), k(&["r1", "r2"]), "keys are delimited");
     }
 }

@@ -70,6 +70,8 @@ mod run {
     const MAX_PACKET: usize = 16 * 1024 * 1024;
     /// Messages being processed at once (acks still go out in arrival order).
     const IN_FLIGHT: usize = 512;
+    /// QoS 0 messages waiting at most; more are dropped and counted.
+    const MAX_QOS0_BACKLOG: usize = 10_000;
 
     /// Connects to the broker and takes messages until `stop` turns true; returns the task.
     pub fn start(
@@ -102,17 +104,29 @@ mod run {
         // The event loop: reads packets, reconnects with backoff (rumqttc reconnects on the
         // next poll after an error).
         let mut poll_stop = stop.clone();
+        let backlog = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = backlog.clone();
         let poller = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(500);
             let mut connects = 0u64;
             loop {
-                let event = tokio::select! {
-                    e = eventloop.poll() => e,
-                    () = stopped(&mut poll_stop) => break,
-                };
+                // Not stopped by the signal: the processor acknowledges what it stored and
+                // disconnects first, and those packets go out through this loop.
+                let event = eventloop.poll().await;
+                if matches!(event, Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) {
+                    break;
+                }
                 match event {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         telemetry::mqtt("received");
+                        // QoS 0 has no inflight window to bound the backlog: past a cap it is
+                        // dropped, as at-most-once allows.
+                        let waiting = counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if p.qos == QoS::AtMostOnce && waiting >= MAX_QOS0_BACKLOG {
+                            counted.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                            telemetry::mqtt("dropped_qos0");
+                            continue;
+                        }
                         if tx.send((p, Instant::now())).is_err() {
                             break;
                         }
@@ -140,10 +154,14 @@ mod run {
             }
         });
         tokio::spawn(subscriptions(gateway.clone(), settings.clone(), client.clone(), connected_rx, stop.clone()));
-        let processor = tokio::spawn(process(gateway, settings, services, intake, client, rx, stop));
+        let processor = tokio::spawn(process(gateway, settings, services, intake, client, rx, backlog, stop));
         Some(tokio::spawn(async move {
             let _ = processor.await;
-            poller.abort();
+            // The acks and the disconnect leave through the poller; it gets a moment for them.
+            let abort = poller.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), poller).await.is_err() {
+                abort.abort();
+            }
         }))
     }
 
@@ -193,7 +211,10 @@ mod run {
         }
     }
 
-    /// Processes messages concurrently and acknowledges them in arrival order.
+    /// Processes messages concurrently and acknowledges them in arrival order. On stop it
+    /// takes no new message, acknowledges the ones already stored (in order, up to the first
+    /// that is not) and disconnects; the rest come back from the broker.
+    #[allow(clippy::too_many_arguments)]
     async fn process(
         gateway: Arc<ArcSwap<Gateway>>,
         settings: MqttSettings,
@@ -201,29 +222,54 @@ mod run {
         intake: Arc<Intake>,
         client: AsyncClient,
         mut rx: mpsc::UnboundedReceiver<(Publish, Instant)>,
+        backlog: Arc<std::sync::atomic::AtomicUsize>,
         stop: watch::Receiver<bool>,
     ) {
         let who = Submitter { client: format!("mqtt:{}", settings.client_id), request_id: String::new() };
         let mut inflight = FuturesOrdered::new();
         let mut stopping = stop.clone();
+        let ack = |publish: Publish, arrived: Instant| {
+            let client = client.clone();
+            async move {
+                if client.ack(&publish).await.is_ok() {
+                    telemetry::mqtt("acked");
+                    telemetry::mqtt_ack_lag(arrived.elapsed().as_secs_f64());
+                }
+            }
+        };
         loop {
             tokio::select! {
                 biased;
-                () = stopped(&mut stopping) => return,
+                () = stopped(&mut stopping) => break,
                 Some(done) = inflight.next(), if !inflight.is_empty() => {
                     let Some((publish, arrived)): Option<(Publish, Instant)> = done else { continue };
-                    if client.ack(&publish).await.is_ok() {
-                        telemetry::mqtt("acked");
-                        telemetry::mqtt_ack_lag(arrived.elapsed().as_secs_f64());
-                    }
+                    ack(publish, arrived).await;
                 }
                 msg = rx.recv(), if inflight.len() < IN_FLIGHT => {
                     let Some((publish, arrived)) = msg else { return };
+                    backlog.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    // Retained copies (sent on every subscribe) were taken when first
+                    // published; the gateway's own error reports are not readings.
+                    let skip = publish.retain || settings.error_topic.as_deref() == Some(publish.topic.as_str());
+                    if skip {
+                        telemetry::mqtt("skipped");
+                        inflight.push_back(Box::pin(std::future::ready(Some((publish, arrived))))
+                            as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>);
+                        continue;
+                    }
                     let job = one(gateway.clone(), settings.clone(), services.clone(), intake.clone(), client.clone(), who.clone(), publish, stop.clone());
-                    inflight.push_back(async move { job.await.map(|p| (p, arrived)) });
+                    inflight.push_back(Box::pin(async move { job.await.map(|p| (p, arrived)) }));
                 }
             }
         }
+        // Stopping: in-flight messages finish storing or give up (they watch the signal too).
+        while let Some(done) = inflight.next().await {
+            match done {
+                Some((publish, arrived)) => ack(publish, arrived).await,
+                None => break,
+            }
+        }
+        let _ = client.disconnect().await;
     }
 
     /// One message, until it is stored (readings queued, or a dead letter) or the gateway
@@ -331,7 +377,9 @@ mod run {
             return true;
         };
         let now = delivery::now_ms();
-        let shown = &publish.payload[..publish.payload.len().min(4096)];
+        // The whole message, so a refused reading can be recovered from its dead letter;
+        // only one over the size limit is cut.
+        let shown = &publish.payload[..publish.payload.len().min(1024 * 1024)];
         let item = Item {
             id: delivery::new_id(),
             route: format!("MQTT {}", publish.topic),

@@ -146,14 +146,18 @@ pub fn check(dict: &Dictionary, ctx: &Context, pointer: &str, value: Value) -> R
         .conversion
         .apply(device, sensor.decimals)
         .ok_or_else(|| Rejected::at(&at("value"), "the value is too large to convert"))?;
-    let timestamp = match ["timestamp", "time", "ts"].iter().find_map(|k| fields.remove(*k).map(|v| (*k, v))) {
+    let sent = ["timestamp", "time", "ts"].iter().find_map(|k| fields.remove(*k).map(|v| (*k, v)));
+    let stamped = sent.is_some();
+    let timestamp = match sent {
         None => ctx.now,
         Some((k, v)) => parse_time(&v).ok_or_else(|| {
             Rejected::at(&at(k), "a timestamp is RFC 3339 text (2026-11-25T08:00:00Z) or epoch milliseconds")
         })?,
     };
-    let oldest = ctx.now - chrono::Duration::from_std(dict.settings.max_age).unwrap_or(chrono::Duration::MAX);
-    let newest = ctx.now + chrono::Duration::from_std(dict.settings.max_ahead).unwrap_or(chrono::Duration::MAX);
+    // Saturating: a max_age of centuries must not overflow the clock arithmetic.
+    let span = |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let oldest = ctx.now.checked_sub_signed(span(dict.settings.max_age)).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let newest = ctx.now.checked_add_signed(span(dict.settings.max_ahead)).unwrap_or(DateTime::<Utc>::MAX_UTC);
     if timestamp < oldest || timestamp > newest {
         return Err(Rejected::at(
             &at("timestamp"),
@@ -168,9 +172,13 @@ pub fn check(dict: &Dictionary, ctx: &Context, pointer: &str, value: Value) -> R
     let machine = take_text(&mut fields, &["machine", "machineId"], &at("machine"))?
         .or_else(|| ctx.topic("machine").map(str::to_string))
         .or_else(|| sensor.machine.clone());
+    // The key books a reading once: its id, else the sensor and the full-precision time it
+    // was measured; a reading without a time (stamped on arrival) also carries its place in
+    // the payload, so two of one batch never share a key.
     let key = match take_text(&mut fields, &["id"], &at("id"))? {
         Some(id) => id,
-        None => format!("{sensor_id}@{}", timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        None if stamped => format!("{sensor_id}@{}", timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        None => format!("{sensor_id}@{}#{pointer}", timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
     };
     Ok(Reading {
         sensor_id,
@@ -239,13 +247,15 @@ mod tests {
         let r = check(&d, &ctx(), "/0", json!({"sensor": "T-100", "value": 212, "timestamp": "2026-11-25T08:00:00Z"}))
             .expect("accepted");
         assert_eq!(r.value.to_string(), "100");
-        assert_eq!(r.key, "T-100@2026-11-25T08:00:00.000Z");
+        assert_eq!(r.key, "T-100@2026-11-25T08:00:00Z");
         assert_eq!(r.machine.as_deref(), Some("PRESS-01"), "the dictionary's machine");
         // Sent in another unit than the sensor's: converted twice, still exact.
         let r = check(&d, &ctx(), "", json!({"sensor": "T-100", "value": 100, "unit": "Cel", "id": "x"})).expect("ok");
         assert_eq!(r.value.to_string(), "100");
         assert_eq!(r.key, "x");
         assert_eq!(r.timestamp, ctx().now, "no timestamp: when it arrived");
+        let unstamped = |p: &str| check(&d, &ctx(), p, json!({"sensor": "T-100", "value": 1})).expect("ok").key;
+        assert_ne!(unstamped("/0"), unstamped("/1"), "two readings of one batch never share a key");
         let r = check(&d, &ctx(), "", json!({"sensor": "P-7", "value": 14.5, "machine": "PRESS-02"})).expect("ok");
         assert_eq!(r.value.to_string(), "1", "0.99974 bar to 3 decimals, trailing zeros dropped");
         assert_eq!(r.machine.as_deref(), Some("PRESS-02"), "the reading's own machine wins");
