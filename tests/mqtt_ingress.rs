@@ -438,3 +438,37 @@ async fn mqtts_with_the_brokers_ca_and_a_client_certificate() {
     .await;
     assert_eq!(metric(&refused.base, "veneer_mqtt_connected", "").await, 0.0);
 }
+
+#[test]
+fn mqtt_settings_are_checked_with_their_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("wsdl")).expect("mkdir");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wsdl/sample-erp.wsdl"),
+        dir.path().join("wsdl/sample-erp.wsdl"),
+    )
+    .expect("copy");
+    // Line 1 is mqtt:; every problem of the section is reported at once.
+    let gateway = "mqtt:\n  url: \"mqtts://broker.local\"\n  client_id: \"\"\n  password_env: VENEER_TEST_UNSET_PASSWORD\n  share: \"a/b\"\n  error_topic: \"errors/#\"\n  keep_alive: 0s\nbackends:\n  erp:\n    url: \"http://127.0.0.1:9/erp\"\n    wsdl: wsdl/sample-erp.wsdl\n";
+    std::fs::write(dir.path().join("gateway.yaml"), gateway).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_veneer"))
+        .args(["check", "--config"])
+        .arg(dir.path())
+        .output()
+        .expect("veneer check runs");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    for (line, expected) in [
+        (2, "mqtts needs tls.ca_file"),
+        (3, "client_id must be 1 to 128 characters"),
+        (4, "VENEER_TEST_UNSET_PASSWORD"),
+        (5, "must be a plain group name"),
+        (6, "without wildcards"),
+        (7, "keep_alive must be at least 1s"),
+    ] {
+        assert!(
+            text.lines().any(|l| l.contains(&format!("gateway.yaml:{line}: mqtt: ")) && l.contains(expected)),
+            "line {line}: {expected}\n{text}"
+        );
+    }
+}

@@ -798,3 +798,24 @@ async fn a_bad_unit_is_reported_on_its_own_line_whatever_the_key_order() {
     let unit = problem_at(&text, dir.path(), "y.yaml", KEY_ORDER_UNIT_LINE);
     assert!(unit.contains("Y-1") && unit.contains("[foo]"), "{unit}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_requests_are_counted_like_routes() {
+    let spyne = common::start_spyne();
+    let dir = config(&spyne.base, "60s", "data").await;
+    let gw = common::with_config(dir.path()).await;
+    let (status, _) = post(&gw.base, &json!([{"sensor": "T-100", "value": 212, "id": "counted"}])).await;
+    assert_eq!(status, 202);
+    let (status, _) = post(&gw.base, &json!([{"sensor": "nope", "value": 1}])).await;
+    assert_eq!(status, 422);
+    let page = common::client().get(format!("{}/metrics", gw.base)).send().await.expect("metrics");
+    let text = page.text().await.expect("text");
+    for class in ["2xx", "4xx"] {
+        let counted = text.lines().any(|l| {
+            l.starts_with("veneer_requests_total{")
+                && l.contains("route=\"POST /telemetry\"")
+                && l.contains(&format!("status=\"{class}\""))
+        });
+        assert!(counted, "POST /telemetry {class} is in veneer_requests_total:\n{text}");
+    }
+}

@@ -14,19 +14,56 @@ use crate::backend::REQUEST_ID;
 use crate::error::{FieldError, GatewayError};
 use crate::ingest::intake::{Outcome, Submitter};
 use crate::ingest::reading::{self, Context};
+use crate::telemetry;
 use crate::throttle::Outcome as Limits;
 
-/// The handler.
+/// Its request metrics, counted like a route's.
+static METRICS: std::sync::LazyLock<telemetry::RouteMetrics> =
+    std::sync::LazyLock::new(|| telemetry::RouteMetrics::new("POST /telemetry"));
+
+/// The handler: the request, then its metrics and access-log line, as for a route.
 pub async fn post(State(state): State<AppState>, req: Request) -> Response {
+    let started = std::time::Instant::now();
     let gw = state.gateway.load_full();
     let mut limits = Limits::default();
     let (parts, body) = req.into_parts();
-    let mut res = match serve(&state, &gw, &parts.headers, body, &mut limits).await {
+    let request_id = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let mut client = Client::default();
+    let mut res = match serve(&state, &gw, &parts.headers, body, &mut limits, &mut client).await {
         Ok(res) => res,
         Err(e) => e.response(),
     };
     limits.apply(res.headers_mut());
+    let elapsed = started.elapsed();
+    METRICS.request("POST", res.status().as_u16(), client.label(), elapsed);
+    tracing::info!(
+        target: "veneer::access",
+        request_id = %request_id,
+        route = "POST /telemetry",
+        client = client.id.as_deref().unwrap_or("-"),
+        status = res.status().as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
     res
+}
+
+/// Who posted, for the metrics label and the access log.
+#[derive(Default)]
+struct Client {
+    id: Option<String>,
+    registered: bool,
+}
+
+impl Client {
+    /// A registered client by id; every other caller folded into one value (bounded labels).
+    fn label(&self) -> &str {
+        match (&self.id, self.registered) {
+            (Some(id), true) => id,
+            (Some(_), false) => "external",
+            (None, _) => "anonymous",
+        }
+    }
 }
 
 async fn serve(
@@ -35,6 +72,7 @@ async fn serve(
     headers: &HeaderMap,
     body: Body,
     limits: &mut Limits,
+    seen: &mut Client,
 ) -> Result<Response, GatewayError> {
     if gw.sensors.is_empty() {
         return Err(GatewayError::RouteNotFound("/telemetry: the data dictionary (sensors/*.yaml) is empty".into()));
@@ -43,14 +81,19 @@ async fn serve(
     let client = match &gw.auth {
         None => "anonymous".to_string(),
         Some(auth) => {
-            let p = auth.authenticate(headers).await?;
+            let p =
+                auth.authenticate(headers).await.inspect_err(|e| telemetry::token_failure("validation", e.reason()))?;
+            let caller = auth.caller(&p);
+            *seen = Client { id: Some(p.client_id.clone()), registered: caller.registered };
             if !p.scopes.contains(&gw.sensors.settings.scope) {
                 return Err(GatewayError::Forbidden(vec![gw.sensors.settings.scope.clone()]));
             }
-            let caller = auth.caller(&p);
             gw.throttle.check_client(&caller, limits).await?;
             gw.throttle.take_quota(&caller, limits).await?;
             if let Some(wait) = limits.refused() {
+                for policy in limits.refusing() {
+                    telemetry::rate_limited(policy);
+                }
                 return Err(GatewayError::RateLimited(wait));
             }
             caller.key
