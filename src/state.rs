@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use crate::auth::guard::HashPool;
 use crate::auth::introspect::IntrospectionState;
 use crate::backend::BreakerLayer;
+use crate::backend::Link;
 use crate::backend::protect::{Gate, QueueSettings};
+use crate::backend::session::{SessionPool, SessionSpec};
 use crate::throttle::local::Registry;
 use crate::throttle::quota::{Counts, Window};
 
@@ -35,6 +37,7 @@ pub struct Retained {
     gates: Mutex<HashMap<(String, QueueSettings), Arc<Gate>>>,
     breakers: Mutex<HashMap<String, BreakerLayer>>,
     introspection: Mutex<HashMap<String, Arc<IntrospectionState>>>,
+    sessions: Mutex<HashMap<String, Arc<SessionPool>>>,
 }
 
 impl std::fmt::Debug for Retained {
@@ -58,6 +61,7 @@ impl Default for Retained {
             gates: Mutex::default(),
             breakers: Mutex::default(),
             introspection: Mutex::default(),
+            sessions: Mutex::default(),
         }
     }
 }
@@ -75,6 +79,24 @@ impl Retained {
         let mut map = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|(n, s), _| n != name || *s == settings);
         map.entry((name.to_string(), settings)).or_insert_with(|| Arc::new(Gate::new(settings))).clone()
+    }
+
+    /// Backend `name`'s ERP session pool: the same one (with its logged-in sessions) while
+    /// the session settings are unchanged, handed the new backend's client. A pool
+    /// replaced by a reload logs its sessions out in the background.
+    pub fn session_pool(&self, name: &str, spec: SessionSpec, link: Link) -> Arc<SessionPool> {
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = map.get(name).filter(|p| p.spec().fingerprint == spec.fingerprint) {
+            pool.adopt(link);
+            return pool.clone();
+        }
+        let pool = SessionPool::new(Arc::new(spec), link);
+        if let Some(old) = map.insert(name.to_string(), pool.clone())
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move { old.close(Duration::from_secs(30)).await });
+        }
+        pool
     }
 
     /// The introspection endpoint's call slots and remembered refusals for these settings

@@ -161,6 +161,16 @@ pub fn circuit_state(backend: &str, state: u8) {
     gauge!("veneer_circuit_state", "backend" => backend.to_string()).set(f64::from(state));
 }
 
+/// An ERP session login (`ok`, `failed`).
+pub fn session_login(backend: &str, outcome: &'static str) {
+    counter!("veneer_session_logins_total", "backend" => backend.to_string(), "outcome" => outcome).increment(1);
+}
+
+/// A call the ERP refused because it forgot the session (sent again after a new login).
+pub fn session_expired(backend: &str) {
+    counter!("veneer_session_expired_total", "backend" => backend.to_string()).increment(1);
+}
+
 /// A token issued by the built-in server.
 pub fn token_issued(client: &str) {
     counter!("veneer_tokens_issued_total", "client" => client.to_string()).increment(1);

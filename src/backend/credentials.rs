@@ -149,4 +149,6 @@ pub struct Credentials {
     pub ws_security: Option<WsSecurity>,
     /// OAuth2 bearer token from the ERP's IdP.
     pub oauth2: Option<UpstreamOAuth>,
+    /// NetSuite token-based authentication.
+    pub netsuite: Option<super::netsuite::TokenPassport>,
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use bytes::Bytes;
 
 use tower::ServiceExt;
@@ -15,16 +15,19 @@ use tower::util::BoxCloneSyncService;
 use tower_resilience_circuitbreaker::{CircuitBreakerError, CircuitBreakerLayer, FnClassifier};
 
 use self::protect::{BreakerSettings, BusyRule, Gate, QueueSettings, Retries, RetrySettings};
+use self::session::{Session, SessionPool, SessionSpec};
 use crate::error::{GatewayError, OverloadKind};
 use crate::pipeline::faults::FaultRule;
-use crate::schema::ServiceModel;
+use crate::schema::{Operation, ServiceModel};
 use crate::state::Retained;
 use crate::translate::decode::{self, Decoded};
 use crate::translate::encode;
 use crate::translate::fault::FaultDetail;
 
 pub mod credentials;
+pub mod netsuite;
 pub mod protect;
+pub mod session;
 
 pub use credentials::{BasicAuth, Credentials};
 
@@ -68,6 +71,7 @@ pub struct Backend {
     retries: Option<Retries>,
     service: CallService,
     breaker_open_for: Duration,
+    session: Option<Arc<SessionPool>>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -142,46 +146,95 @@ fn breaker_counts(r: &Result<Reply, GatewayError>) -> bool {
     r.as_ref().err().is_some_and(protect::breaker_failure)
 }
 
-/// Sends one attempt; classifies transport failures and busy faults.
+/// What a call to the ERP goes through: the HTTP client, the backend's settings and model.
+#[derive(Clone)]
+pub struct Link {
+    /// The pooled HTTP client.
+    pub client: reqwest::Client,
+    /// Settings (name, URL, credentials, limits).
+    pub settings: Arc<BackendSettings>,
+    /// Operations and types.
+    pub model: Arc<ServiceModel>,
+}
+
+/// Sends one attempt; classifies transport failures, expired sessions and busy faults.
 struct Transport {
-    settings: Arc<BackendSettings>,
-    model: Arc<ServiceModel>,
-    client: reqwest::Client,
+    link: Link,
     busy: Vec<BusyRule>,
+    session: Option<Arc<SessionPool>>,
+}
+
+/// POSTs an envelope for `op` to `url` with the backend's credentials; reads the answer
+/// (bounded by `max_response`) without interpreting it.
+pub(crate) async fn post(
+    link: &Link,
+    url: &reqwest::Url,
+    op: &Operation,
+    envelope: Bytes,
+    extra: &[(HeaderName, HeaderValue)],
+    forward: Forward,
+) -> Result<Reply, GatewayError> {
+    let settings = &link.settings;
+    let (content_type, soap_action) = encode::http_headers(op);
+    let mut req = link.client.post(url.clone()).header(reqwest::header::CONTENT_TYPE, content_type).body(envelope);
+    if let Some(action) = soap_action {
+        req = req.header("SOAPAction", action);
+    }
+    for (name, value) in forward {
+        req = req.header(name, value);
+    }
+    for (name, value) in extra {
+        req = req.header(name, value.clone());
+    }
+    let creds = &settings.credentials;
+    if let Some(b) = &creds.basic {
+        req = req.basic_auth(&b.username, Some(&b.password));
+    }
+    if let Some(o) = &creds.oauth2 {
+        let token =
+            o.token().await.map_err(|reason| GatewayError::UpstreamAuth { backend: settings.name.clone(), reason })?;
+        req = req.bearer_auth(token);
+    }
+    let res = req.send().await.map_err(|e| transport_error(settings, e))?;
+    let status = res.status();
+    let body = read_body(settings, res).await?;
+    Ok(Reply { status, body })
 }
 
 impl Transport {
     async fn send(&self, a: Attempt) -> Result<Reply, GatewayError> {
-        let op = &self.model.operations[a.op];
-        let (content_type, soap_action) = encode::http_headers(op);
-        let mut req = self
-            .client
-            .post(self.settings.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(a.envelope);
-        if let Some(action) = soap_action {
-            req = req.header("SOAPAction", action);
+        let op = &self.link.model.operations[a.op];
+        let Some(pool) = &self.session else {
+            let reply = post(&self.link, &self.link.settings.url, op, a.envelope, &[], a.forward).await?;
+            self.check_busy(a.op, &reply.body)?;
+            return Ok(reply);
+        };
+        let mut lease = pool.lease().await;
+        let mut session = pool.session(&mut lease).await?;
+        let mut reply = self.post_in(&session, &a).await?;
+        if pool.spec().is_expired(&self.link.model, a.op, &reply.body) {
+            // Refused before the ERP did anything: a new session, and the call once more.
+            crate::telemetry::session_expired(&self.link.settings.name);
+            tracing::info!(backend = %self.link.settings.name, "the ERP forgot the session; logging in again");
+            pool.retire(&mut lease, &session).await;
+            session = pool.session(&mut lease).await?;
+            reply = self.post_in(&session, &a).await?;
         }
-        for (name, value) in a.forward {
-            req = req.header(name, value);
-        }
-        let creds = &self.settings.credentials;
-        if let Some(b) = &creds.basic {
-            req = req.basic_auth(&b.username, Some(&b.password));
-        }
-        if let Some(o) = &creds.oauth2 {
-            let token = o
-                .token()
-                .await
-                .map_err(|reason| GatewayError::UpstreamAuth { backend: self.settings.name.clone(), reason })?;
-            req = req.bearer_auth(token);
-        }
-        let classify = |e: reqwest::Error| transport_error(&self.settings, e);
-        let res = req.send().await.map_err(classify)?;
-        let status = res.status();
-        let body = read_body(&self.settings, res).await?;
-        self.check_busy(a.op, &body)?;
-        Ok(Reply { status, body })
+        session.touch();
+        self.check_busy(a.op, &reply.body)?;
+        Ok(reply)
+    }
+
+    /// Sends an attempt in a session: its SOAP header, HTTP headers and endpoint.
+    async fn post_in(&self, session: &Session, a: &Attempt) -> Result<Reply, GatewayError> {
+        let Some(pool) = &self.session else {
+            return Err(GatewayError::Internal("a session call on a backend without sessions".into()));
+        };
+        let op = &self.link.model.operations[a.op];
+        let header = session.soap_header(pool.spec(), a.op);
+        let envelope = if header.is_empty() { a.envelope.clone() } else { encode::with_header(&a.envelope, &header) };
+        let url = session.url().unwrap_or(&self.link.settings.url);
+        post(&self.link, url, op, envelope, session.http_headers(), a.forward.clone()).await
     }
 
     /// A fault matching a busy rule is overload, not an answer: it feeds the breaker.
@@ -189,8 +242,8 @@ impl Transport {
         if self.busy.is_empty() || !body.windows(5).any(|w| w == b"Fault") {
             return Ok(());
         }
-        let Ok(Decoded::Fault(fault)) = decode::response(&self.model.operations[op].output, &self.model.schema, body)
-        else {
+        let model = &self.link.model;
+        let Ok(Decoded::Fault(fault)) = decode::response(&model.operations[op].output, &model.schema, body) else {
             return Ok(());
         };
         for rule in &self.busy {
@@ -198,7 +251,7 @@ impl Transport {
             let reason_ok = rule.reason.as_ref().is_none_or(|r| r.is_match(&fault.reason));
             if code_ok && reason_ok {
                 return Err(GatewayError::Overloaded {
-                    backend: self.settings.name.clone(),
+                    backend: self.link.settings.name.clone(),
                     kind: OverloadKind::Busy,
                     reason: format!("busy: {}", fault.reason),
                     retry_after: rule.retry_after,
@@ -258,9 +311,10 @@ impl Backend {
     /// Builds the backend, its client pool and its protections.
     pub fn new(
         settings: BackendSettings,
-        model: ServiceModel,
+        model: Arc<ServiceModel>,
         protection: Protection,
         tls: BackendTls,
+        session: Option<SessionSpec>,
         retained: &Retained,
     ) -> Result<Self, String> {
         let mut client = reqwest::Client::builder();
@@ -284,9 +338,9 @@ impl Backend {
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         let settings = Arc::new(settings);
-        let model = Arc::new(model);
-        let transport =
-            Arc::new(Transport { settings: settings.clone(), model: model.clone(), client, busy: protection.busy });
+        let link = Link { client, settings: settings.clone(), model: model.clone() };
+        let session = session.map(|spec| retained.session_pool(&settings.name, spec, link.clone()));
+        let transport = Arc::new(Transport { link, busy: protection.busy, session: session.clone() });
         let inner = BoxCloneSyncService::new(tower::service_fn(move |a: Attempt| {
             let t = transport.clone();
             async move { t.send(a).await }
@@ -321,12 +375,33 @@ impl Backend {
             model,
             service,
             breaker_open_for,
+            session,
         })
     }
 
-    /// The SOAP header this backend needs on every call (WS-Security), rendered fresh.
+    /// Logs the backend's ERP sessions out (shutdown), waiting at most `deadline`.
+    pub async fn close_sessions(&self, deadline: Duration) {
+        if let Some(pool) = &self.session {
+            pool.close(deadline).await;
+        }
+    }
+
+    /// The SOAP header this backend needs on every call (WS-Security, NetSuite's
+    /// `tokenPassport`), rendered fresh: new nonces and times each call.
     pub fn soap_header(&self) -> Option<String> {
-        self.settings.credentials.ws_security.as_ref().map(|w| w.header())
+        let creds = &self.settings.credentials;
+        let mut header = creds.ws_security.as_ref().map(|w| w.header()).unwrap_or_default();
+        if let Some(tba) = &creds.netsuite {
+            header.push_str(&tba.header(&self.model.schema));
+        }
+        (!header.is_empty()).then_some(header)
+    }
+
+    /// Does the backend's session fill SOAP header element `el` on every call?
+    pub fn session_fills(&self, el: &crate::schema::Element) -> bool {
+        self.session.as_ref().is_some_and(|p| {
+            p.spec().soap_headers.iter().any(|h| h.element.name == el.name && h.element.namespace == el.namespace)
+        })
     }
 
     /// The backend's name.

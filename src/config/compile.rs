@@ -12,7 +12,7 @@ use regex::Regex;
 use super::raw::{AuthSection, BackendSection, FaultRuleSection, GatewayFile, RoutesFile};
 use super::{
     ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_mqtt,
-    compile_protect, compile_route, compile_sensors, secret, tls, units,
+    compile_protect, compile_route, compile_sensors, compile_session, secret, tls, units,
 };
 use crate::backend::credentials::{UpstreamOAuth, WsSecurity};
 use crate::backend::{Backend, BackendSettings, BackendTls, BasicAuth, Credentials, DEFAULT_MAX_RESPONSE};
@@ -391,46 +391,11 @@ fn backend(
             None
         }
     };
-    let any_as_xml = s.xsd_any == super::raw::XsdAny::Xml;
-    let model = source
-        .read(Path::new(&s.wsdl))
-        .map_err(|p| here("wsdl:", p.message))
-        .and_then(|bytes| {
-            let options = ReadOptions {
-                soap_version,
-                naming: s.json_naming,
-                renames: s.rename.clone(),
-                base: matches!(source, ConfigSource::Dir(_))
-                    .then(|| source.path(&s.wsdl).parent().map(Path::to_path_buf))
-                    .flatten(),
-                root: match source {
-                    ConfigSource::Dir(dir) => Some(dir.clone()),
-                    ConfigSource::Embedded => None,
-                },
-                catalog: s.catalog.iter().map(|(url, file)| (url.clone(), source.path(file))).collect(),
-                port: s.port.clone(),
-                any_as_xml,
-            };
-            wsdl::read(&bytes, options).map_err(|e| ConfigProblem {
-                file: match &e {
-                    wsdl::WsdlError::Invalid { file: Some(f), .. } => PathBuf::from(f),
-                    _ => PathBuf::from(&s.wsdl),
-                },
-                line: match &e {
-                    wsdl::WsdlError::Xml(x) => Some(x.line),
-                    wsdl::WsdlError::Invalid { line, .. } => Some(*line),
-                },
-                message: format!(
-                    "WSDL of backend {name}: {}",
-                    match &e {
-                        wsdl::WsdlError::Xml(x) => x.message.clone(),
-                        wsdl::WsdlError::Invalid { message, .. } => message.clone(),
-                    }
-                ),
-            })
-        })
-        .map_err(|p| problems.push(p))
-        .ok();
+    let load = |wsdl_path: &str| {
+        let bytes = source.read(Path::new(wsdl_path)).map_err(|p| here("wsdl:", p.message))?;
+        load_wsdl(source, name, wsdl_path, &bytes, s, soap_version)
+    };
+    let model = load(&s.wsdl).map(Arc::new).map_err(|p| problems.push(p)).ok();
 
     let mut duration =
         |key: &str, value: &Option<String>, default: Duration| match value.as_deref().map(units::duration) {
@@ -461,7 +426,37 @@ fn backend(
         .map(|a| credentials(source, a, &mut |needle, m| problems.push(here(needle, m))))
         .unwrap_or_default();
     let faults = fault_rules(file, at, &s.faults, &mut problems);
-    let protection = compile_protect::protection(s, &mut |needle, m| problems.push(here(needle, m)));
+    let mut protection = compile_protect::protection(s, &mut |needle, m| problems.push(here(needle, m)));
+    let mut credentials = credentials;
+    let mut session = None;
+    if let Some(model) = &model {
+        if let Some(t) = s.auth.as_ref().and_then(|a| a.netsuite_tba.as_ref()) {
+            match compile_session::netsuite(source, t, model) {
+                Ok(tba) => credentials.netsuite = Some(tba),
+                Err(m) => problems.push(here("netsuite_tba:", m)),
+            }
+        }
+        if let Some(sess) = &s.session {
+            let mut found = Vec::new();
+            let mut fail = |needle: &str, m: String| found.push(here(needle, m));
+            session = compile_session::session(source, sess, model, url.as_ref(), &load, &mut fail, &mut problems);
+            problems.extend(found);
+        }
+    }
+    // One call at a time per session: more slots than sessions would only wait for one.
+    if let Some(spec) = session.as_ref().filter(|spec| spec.exclusive) {
+        match s.max_concurrency {
+            Some(n) if n > spec.size => problems.push(here(
+                "max_concurrency:",
+                format!(
+                    "max_concurrency {n} is more than session.size {} with exclusive sessions; calls past {} would hold a slot only to wait for a session. Set max_concurrency to at most {} or raise size",
+                    spec.size, spec.size, spec.size
+                ),
+            )),
+            Some(_) => {}
+            None => protection.queue.max_concurrency = spec.size,
+        }
+    }
 
     match (url, model, problems.is_empty()) {
         (Some(url), Some(model), true) => {
@@ -479,11 +474,55 @@ fn backend(
                 None => Ok(BackendTls::default()),
                 Some(t) => backend_tls(source, t),
             };
-            tls.and_then(|tls| Backend::new(settings, model, protection, tls, retained))
+            tls.and_then(|tls| Backend::new(settings, model, protection, tls, session, retained))
                 .map_err(|m| vec![here(&format!("{name}:"), m)])
         }
         _ => Err(problems),
     }
+}
+
+/// Reads a WSDL of backend `name` (its own, or its login service's) with the backend's
+/// reading options; problems point into the WSDL.
+fn load_wsdl(
+    source: &ConfigSource,
+    name: &str,
+    wsdl_path: &str,
+    bytes: &[u8],
+    s: &BackendSection,
+    soap_version: Option<SoapVersion>,
+) -> Result<crate::schema::ServiceModel, ConfigProblem> {
+    let options = ReadOptions {
+        soap_version,
+        naming: s.json_naming,
+        renames: s.rename.clone(),
+        base: matches!(source, ConfigSource::Dir(_))
+            .then(|| source.path(wsdl_path).parent().map(Path::to_path_buf))
+            .flatten(),
+        root: match source {
+            ConfigSource::Dir(dir) => Some(dir.clone()),
+            ConfigSource::Embedded => None,
+        },
+        catalog: s.catalog.iter().map(|(url, file)| (url.clone(), source.path(file))).collect(),
+        port: s.port.clone(),
+        any_as_xml: s.xsd_any == super::raw::XsdAny::Xml,
+    };
+    wsdl::read(bytes, options).map_err(|e| ConfigProblem {
+        file: match &e {
+            wsdl::WsdlError::Invalid { file: Some(f), .. } => PathBuf::from(f),
+            _ => PathBuf::from(wsdl_path),
+        },
+        line: match &e {
+            wsdl::WsdlError::Xml(x) => Some(x.line),
+            wsdl::WsdlError::Invalid { line, .. } => Some(*line),
+        },
+        message: format!(
+            "WSDL of backend {name}: {}",
+            match &e {
+                wsdl::WsdlError::Xml(x) => x.message.clone(),
+                wsdl::WsdlError::Invalid { message, .. } => message.clone(),
+            }
+        ),
+    })
 }
 
 /// A backend's extra CA and client certificate.

@@ -83,6 +83,14 @@ pub fn compile(
         for (k, v) in map {
             let key = k.as_str().unwrap_or("");
             match op.headers.iter().position(|h| h.name == key || h.json_name == key) {
+                // Two writers of one header element would send it twice.
+                Some(i) if backend.session_fills(&op.headers[i]) => ctx.problems.push(here(
+                    "soap_headers:",
+                    format!(
+                        "SOAP header {key:?} is filled by backend {}'s session; remove it from the route",
+                        backend.name()
+                    ),
+                )),
                 Some(i) => {
                     if let Some(src) = ctx.source_mut(&op.headers[i], v, key) {
                         soap_headers.push((i, src));

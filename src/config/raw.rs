@@ -513,6 +513,8 @@ pub struct BackendSection {
     pub busy_faults: Vec<BusyFaultSection>,
     /// Custom CA and client certificate for the ERP's TLS.
     pub tls: Option<BackendTlsSection>,
+    /// ERP sessions: log in once, reuse, log in again when the ERP forgets.
+    pub session: Option<super::raw_session::SessionSection>,
 }
 
 /// `queue:` of a backend.
@@ -577,6 +579,8 @@ pub struct AuthSection {
     pub ws_security: Option<WsSecuritySection>,
     /// OAuth2 client credentials against the ERP's IdP.
     pub oauth2: Option<UpstreamOAuthSection>,
+    /// NetSuite token-based authentication (`tokenPassport`).
+    pub netsuite_tba: Option<super::raw_session::NetSuiteTbaSection>,
 }
 
 /// WS-Security UsernameToken; the password only by reference.

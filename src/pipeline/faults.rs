@@ -17,7 +17,8 @@ pub struct FaultRule {
 }
 
 impl FaultRule {
-    fn matches(&self, fault: &Fault) -> bool {
+    /// Does `fault` match every condition given?
+    pub fn matches(&self, fault: &Fault) -> bool {
         self.code.as_deref().is_none_or(|c| fault.has_code(c))
             && self.reason.as_ref().is_none_or(|r| r.is_match(&fault.reason))
     }

@@ -249,6 +249,7 @@ pub async fn run_with_drain(
         });
         crate::ingest::mqtt::start(state.gateway.clone(), s, state.intake.clone(), rx)
     });
+    let sessions = state.gateway.clone();
     let result = listener::serve(listener, app(state), tls, limits, stopped(), drain).await;
     // Deliveries in flight get what is left of the drain time to finish; whatever does not
     // finish is attempted again after the restart (or by another replica).
@@ -263,6 +264,11 @@ pub async fn run_with_drain(
     if let Some(m) = metrics {
         let _ = m.await;
     }
+    // Last, once nothing calls the ERP any more: log its sessions out (licences freed at
+    // once instead of at the ERP's idle timeout).
+    let gateway = sessions.load_full();
+    let logouts = gateway.backends.values().map(|b| b.close_sessions(Duration::from_secs(5)));
+    futures_util::future::join_all(logouts).await;
     upkeep.abort();
     result
 }

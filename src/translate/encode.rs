@@ -54,6 +54,29 @@ pub fn envelope(
     Ok(out)
 }
 
+/// `envelope` (as [`envelope`] wrote it) with `header` elements first in its `soap:Header`,
+/// which is added when the envelope has none. What [`envelope`] writes before its Header or
+/// Body is fixed text, so the first `<soap:Header>` or `<soap:Body>` is the real one.
+pub fn with_header(envelope: &[u8], header: &str) -> bytes::Bytes {
+    let find = |needle: &[u8]| envelope.windows(needle.len()).position(|w| w == needle);
+    let mut out = Vec::with_capacity(envelope.len() + header.len() + 32);
+    if let Some(i) = find(b"<soap:Header>") {
+        let at = i + b"<soap:Header>".len();
+        out.extend_from_slice(&envelope[..at]);
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&envelope[at..]);
+    } else if let Some(at) = find(b"<soap:Body>") {
+        out.extend_from_slice(&envelope[..at]);
+        out.extend_from_slice(b"<soap:Header>");
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(b"</soap:Header>");
+        out.extend_from_slice(&envelope[at..]);
+    } else {
+        return bytes::Bytes::copy_from_slice(envelope);
+    }
+    bytes::Bytes::from(out)
+}
+
 /// Writes one top-level element (the message element) for `value`.
 pub fn body_element(out: &mut String, el: &Element, schema: &SchemaSet, value: &Value) -> Result<(), Vec<FieldError>> {
     let mut enc = Encoder { schema, out, errors: Vec::new(), encoded: false };

@@ -231,10 +231,16 @@ pub fn start_spyne() -> Spyne {
 
 /// Starts spyne on `port` (0: any free one) and waits for the line announcing it.
 pub fn start_spyne_on(port: u16) -> Spyne {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spyne/plant_service.py");
+    start_spyne_script("plant_service.py", &["--port", &port.to_string()])
+}
+
+/// Starts one of the spyne servers in `tests/spyne/` with `args` (which pick the port) and
+/// waits for the line announcing the address it bound.
+pub fn start_spyne_script(script: &str, args: &[&str]) -> Spyne {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spyne").join(script);
     let mut child = std::process::Command::new("python3")
         .arg(script)
-        .args(["--port", &port.to_string()])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -600,8 +606,13 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(
 /// asked over SOAP directly (not through the gateway), so the counts are the ERP's; `None`
 /// while spyne is down.
 pub async fn spyne_stats(base: &str, operation: &str) -> Option<serde_json::Value> {
+    spyne_stats_in(base, "urn:veneer:test:plant", operation).await
+}
+
+/// [`spyne_stats`] for a server whose namespace is `ns`.
+pub async fn spyne_stats_in(base: &str, ns: &str, operation: &str) -> Option<serde_json::Value> {
     let body = format!(
-        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><{operation} xmlns="urn:veneer:test:plant"/></soap:Body></soap:Envelope>"#
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><{operation} xmlns="{ns}"/></soap:Body></soap:Envelope>"#
     );
     let res = client()
         .post(format!("{base}/"))

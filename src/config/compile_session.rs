@@ -1,0 +1,381 @@
+//! Compiles a backend's `session:` (login, captures, what a session sends, lifetimes, pool)
+//! and `auth.netsuite_tba:` against the backend's WSDL. Everything a session sends is
+//! checked here, so a misspelt element or capture is a config error, not a failed login.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderName, StatusCode};
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use super::raw_session::{LoginSection, NetSuiteTbaSection, SessionSection};
+use super::{ConfigProblem, ConfigSource, secret, units};
+use crate::backend::netsuite::{TokenParts, TokenPassport};
+use crate::backend::session::template::{Template, ValueTemplate};
+use crate::backend::session::{DEFAULT_EXPIRED_CODE, DEFAULT_EXPIRED_REASON, HeaderSpec, SessionCall, SessionSpec};
+use crate::pipeline::faults::FaultRule;
+use crate::schema::{Element, SIMPLE_CONTENT_KEY, SchemaSet, ServiceModel, TypeRef};
+use crate::translate::encode;
+
+/// Loads another WSDL (the login service's) with the backend's reading options.
+pub(super) type LoadWsdl<'a> = dyn Fn(&str) -> Result<ServiceModel, ConfigProblem> + 'a;
+
+/// The backend's compiled session; each problem goes to `fail(needle, message)`.
+pub(super) fn session(
+    source: &ConfigSource,
+    s: &SessionSection,
+    model: &Arc<ServiceModel>,
+    backend_url: Option<&reqwest::Url>,
+    load: &LoadWsdl<'_>,
+    fail: &mut dyn FnMut(&str, String),
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<SessionSpec> {
+    let before = problems.len();
+    let mut failed = false;
+    let mut bad = |needle: &str, m: String| {
+        failed = true;
+        fail(needle, format!("session: {m}"));
+    };
+    let names: Vec<&str> = s.capture.keys().map(String::as_str).collect();
+
+    // The login: its WSDL, operation, endpoint and input (secrets merged in).
+    let login_model = match &s.login.wsdl {
+        None => Some(model.clone()),
+        Some(w) => load(w).map(Arc::new).map_err(|p| problems.push(p)).ok(),
+    };
+    let mut secrets = Vec::new();
+    let login = login_model.and_then(|m| login_call(source, &s.login, m, &mut secrets, &mut bad));
+    let login_url = match (&s.login.url, &s.login.wsdl, &login) {
+        (Some(u), _, _) => parse_url(u).map_err(|m| bad("url:", format!("login.url: {m}"))).ok(),
+        (None, Some(_), Some(call)) => match call.model.endpoint.as_deref().map(parse_url) {
+            Some(Ok(u)) => Some(u),
+            _ => {
+                bad("login:", "the login WSDL has no http(s) address; set login.url".into());
+                None
+            }
+        },
+        _ => None,
+    };
+    let login = login.map(|c| SessionCall { url: login_url, ..c });
+
+    let mut capture = Vec::new();
+    for (name, path) in &s.capture {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bad("capture:", format!("capture name {name:?}: use letters, digits and _"));
+        }
+        capture.push((name.clone(), key_path(path)));
+    }
+    if capture.is_empty() {
+        bad("capture:", "capture: names nothing; capture at least the session id (id: SessionID)".into());
+    }
+
+    let soap_headers = header_specs(s.soap_headers.as_ref(), model, &names, "soap_headers:", &mut bad);
+    let headers_by_op = model
+        .operations
+        .iter()
+        .map(|op| soap_headers.iter().enumerate().filter(|(_, h)| h.declared_by(op)).map(|(i, _)| i).collect())
+        .collect();
+    let mut http_headers = Vec::new();
+    for (name, value) in &s.http_headers {
+        match (HeaderName::from_bytes(name.as_bytes()), Template::parse(value, &names)) {
+            (Ok(n), Ok(t)) => http_headers.push((n, t)),
+            (Err(_), _) => bad("http_headers:", format!("{name:?} is not an HTTP header name")),
+            (_, Err(m)) => bad("http_headers:", format!("http_headers.{name}: {m}")),
+        }
+    }
+    let url =
+        s.url.as_deref().and_then(|u| Template::parse(u, &names).map_err(|m| bad("url:", format!("url: {m}"))).ok());
+    if soap_headers.is_empty() && http_headers.is_empty() {
+        bad("session:", "the session is never sent: add soap_headers: or http_headers:".into());
+    }
+
+    let logout = s.logout.as_ref().and_then(|l| {
+        let logout_model = login.as_ref().map_or(model.clone(), |c| c.model.clone());
+        let op =
+            find_operation(&logout_model, &l.operation).map_err(|m| bad("logout:", format!("logout: {m}"))).ok()?;
+        let input = input_value(&l.input, &logout_model, op).map_err(|m| bad("logout:", format!("logout.input: {m}")));
+        let headers = match &l.soap_headers {
+            Some(h) => header_specs(Some(h), &logout_model, &names, "logout:", &mut bad),
+            // The session's own values, for the elements the logout declares (SAP B1's login
+            // service has a shorter MsgHeader of the same name).
+            None => header_specs(s.soap_headers.as_ref(), &logout_model, &names, "soap_headers:", &mut |_, _| ())
+                .into_iter()
+                .filter(|h| h.declared_by(&logout_model.operations[op]))
+                .collect(),
+        };
+        let url = if s.login.wsdl.is_some() { login.as_ref().and_then(|c| c.url.clone()) } else { None };
+        Some(SessionCall { model: logout_model.clone(), op, url, input: input.ok()?, headers })
+    });
+
+    let mut duration = |key: &str, value: &Option<String>, default: Duration| match value.as_deref() {
+        None => default,
+        Some(v) => match units::duration(v) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                bad(&format!("{key}:"), format!("{key}: must be more than 0"));
+                default
+            }
+            Err(m) => {
+                bad(&format!("{key}:"), format!("{key}: {m}"));
+                default
+            }
+        },
+    };
+    let idle = duration("idle", &s.idle, Duration::from_secs(15 * 60));
+    let lifetime = duration("lifetime", &s.lifetime, Duration::from_secs(8 * 3600));
+    let login_backoff = duration("login_backoff", &s.login_backoff, Duration::from_secs(5));
+    let size = s.size.unwrap_or(1);
+    if size == 0 || size > 256 {
+        bad("size:", format!("size: {size} sessions; use 1 to 256"));
+    }
+    let expired = match &s.expired_faults {
+        None => {
+            vec![rule(Some(DEFAULT_EXPIRED_CODE.into()), None), rule(None, Regex::new(DEFAULT_EXPIRED_REASON).ok())]
+        }
+        Some(list) => {
+            let mut rules = Vec::new();
+            for r in list {
+                match r.reason.as_deref().map(Regex::new).transpose() {
+                    Ok(reason) if r.code.is_some() || reason.is_some() => rules.push(rule(r.code.clone(), reason)),
+                    Ok(_) => bad("expired_faults:", "an expired_faults entry needs code:, reason: or both".into()),
+                    Err(e) => {
+                        bad("expired_faults:", format!("expired_faults reason is not a valid regular expression: {e}"))
+                    }
+                }
+            }
+            rules
+        }
+    };
+    let fingerprint = fingerprint(s, &secrets, backend_url);
+    match login {
+        Some(login) if !failed && problems.len() == before => Some(SessionSpec {
+            login,
+            logout,
+            capture,
+            expires_in: s.expires_in.as_deref().map(key_path),
+            soap_headers,
+            headers_by_op,
+            http_headers,
+            url,
+            size,
+            exclusive: s.exclusive,
+            idle,
+            lifetime,
+            expired,
+            login_backoff,
+            secrets,
+            fingerprint,
+        }),
+        _ => None,
+    }
+}
+
+/// `auth.netsuite_tba`, checked against the backend's WSDL.
+pub(super) fn netsuite(
+    source: &ConfigSource,
+    t: &NetSuiteTbaSection,
+    model: &ServiceModel,
+) -> Result<TokenPassport, String> {
+    let get = |env: &Option<String>, file: &Option<String>, what: &str| {
+        secret::resolve(source, env.as_deref(), file.as_deref(), what).map_err(|m| format!("netsuite_tba: {m}"))
+    };
+    let parts = TokenParts {
+        account: t.account.clone(),
+        consumer_key: get(&t.consumer_key_env, &t.consumer_key_file, "consumer_key")?,
+        consumer_secret: get(&t.consumer_secret_env, &t.consumer_secret_file, "consumer_secret")?,
+        token_id: get(&t.token_id_env, &t.token_id_file, "token_id")?,
+        token_secret: get(&t.token_secret_env, &t.token_secret_file, "token_secret")?,
+    };
+    if parts.account.trim().is_empty() {
+        return Err("netsuite_tba: account is empty".into());
+    }
+    TokenPassport::new(parts, model)
+}
+
+fn rule(code: Option<String>, reason: Option<Regex>) -> FaultRule {
+    // The status is not used: an expired session is retried, never answered.
+    FaultRule { code, reason, status: StatusCode::BAD_GATEWAY }
+}
+
+fn parse_url(u: &str) -> Result<reqwest::Url, String> {
+    match reqwest::Url::parse(u) {
+        Ok(p) if matches!(p.scheme(), "http" | "https") => Ok(p),
+        _ => Err(format!("{u:?} is not an http(s) URL")),
+    }
+}
+
+fn key_path(path: &str) -> Vec<String> {
+    path.split('.').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect()
+}
+
+fn find_operation(model: &ServiceModel, name: &str) -> Result<usize, String> {
+    model.operations.iter().position(|o| o.name == name).ok_or_else(|| {
+        let names: Vec<&str> = model.operations.iter().map(|o| o.name.as_str()).collect();
+        format!("operation {name:?} is not in the WSDL; it has: {}", names.join(", "))
+    })
+}
+
+/// The login call: operation, constant input, secrets put in at their paths, the whole
+/// checked by encoding it once.
+fn login_call(
+    source: &ConfigSource,
+    l: &LoginSection,
+    model: Arc<ServiceModel>,
+    secrets: &mut Vec<String>,
+    bad: &mut dyn FnMut(&str, String),
+) -> Option<SessionCall> {
+    let op = find_operation(&model, &l.operation).map_err(|m| bad("operation:", format!("login: {m}"))).ok()?;
+    let mut input = input_value(&l.input, &model, op).map_err(|m| bad("input:", format!("login.input: {m}"))).ok()?;
+    let refs = l.input_env.iter().map(|(p, v)| (p, Some(v.as_str()), None));
+    let refs = refs.chain(l.input_file.iter().map(|(p, f)| (p, None, Some(f.as_str()))));
+    for (path, env, file) in refs {
+        let what = format!("login input {path}");
+        let value = match secret::resolve(source, env, file, "input") {
+            Ok(v) => v,
+            Err(m) => {
+                bad(if env.is_some() { "input_env:" } else { "input_file:" }, format!("{what}: {m}"));
+                continue;
+            }
+        };
+        if let Err(m) = set_at(&mut input, &model.operations[op].input, &model.schema, &key_path(path), &value) {
+            bad(if env.is_some() { "input_env:" } else { "input_file:" }, format!("{what}: {m}"));
+        }
+        secrets.push(value);
+    }
+    let o = &model.operations[op];
+    if let Err(errors) = encode::envelope(o, &model.schema, &input, None) {
+        let redact =
+            |t: &str| secrets.iter().filter(|s| s.len() >= 3).fold(t.to_string(), |t, s| t.replace(s.as_str(), "***"));
+        for e in errors {
+            bad("input:", format!("login input {}: {}", e.pointer.unwrap_or_default(), redact(&e.detail)));
+        }
+        return None;
+    }
+    Some(SessionCall { model, op, url: None, input, headers: Vec::new() })
+}
+
+/// An operation's constant input from YAML, keys normalised to JSON names.
+fn input_value(input: &Option<yaml_serde::Value>, model: &ServiceModel, op: usize) -> Result<Value, String> {
+    let json = match input {
+        None => Value::Object(Map::new()),
+        Some(y) => serde_json::to_value(y).map_err(|e| format!("not a JSON-like value: {e}"))?,
+    };
+    normalise(&json, &model.operations[op].input, &model.schema, "")
+}
+
+/// `value` with element keys (XML or JSON names) turned into JSON names; unknown keys are
+/// errors naming the element's fields.
+fn normalise(value: &Value, el: &Element, schema: &SchemaSet, at: &str) -> Result<Value, String> {
+    let TypeRef::Complex(id) = el.ty else { return Ok(value.clone()) };
+    match value {
+        Value::Array(items) => {
+            items.iter().map(|v| normalise(v, el, schema, at)).collect::<Result<Vec<_>, _>>().map(Value::Array)
+        }
+        Value::Object(map) => {
+            let ct = schema.complex(id);
+            let mut out = Map::new();
+            for (k, v) in map {
+                if let Some(child) = ct.children.iter().find(|c| c.name == *k || c.json_name == *k) {
+                    out.insert(child.json_name.clone(), normalise(v, child, schema, &format!("{at}/{k}"))?);
+                } else if let Some(a) = ct.attributes.iter().find(|a| a.name == *k || a.json_name == *k) {
+                    out.insert(a.json_name.clone(), v.clone());
+                } else if k == SIMPLE_CONTENT_KEY && ct.simple_content.is_some() {
+                    out.insert(k.clone(), v.clone());
+                } else {
+                    let names: Vec<&str> = ct.children.iter().map(|c| c.name.as_str()).collect();
+                    return Err(format!(
+                        "{el_name}{at} has no element {k:?}; its elements are: {}",
+                        names.join(", "),
+                        el_name = el.name
+                    ));
+                }
+            }
+            Ok(Value::Object(out))
+        }
+        other => Ok(other.clone()),
+    }
+}
+
+/// Puts `text` at a dot-separated element path of `input`, creating objects on the way.
+fn set_at(input: &mut Value, el: &Element, schema: &SchemaSet, path: &[String], text: &str) -> Result<(), String> {
+    let Some((first, rest)) = path.split_first() else { return Err("the path is empty".into()) };
+    let TypeRef::Complex(id) = el.ty else { return Err(format!("{} has no fields", el.name)) };
+    let ct = schema.complex(id);
+    let Some(child) = ct.children.iter().find(|c| c.name == *first || c.json_name == *first) else {
+        let names: Vec<&str> = ct.children.iter().map(|c| c.name.as_str()).collect();
+        return Err(format!("{} has no element {first:?}; its elements are: {}", el.name, names.join(", ")));
+    };
+    if !input.is_object() {
+        *input = Value::Object(Map::new());
+    }
+    let Some(map) = input.as_object_mut() else { return Err("not an object".into()) };
+    let slot = map.entry(child.json_name.clone()).or_insert(Value::Null);
+    if rest.is_empty() {
+        *slot = Value::String(text.to_string());
+        Ok(())
+    } else {
+        set_at(slot, child, schema, rest, text)
+    }
+}
+
+/// SOAP header templates: element (XML or JSON name, as some operation of `model`
+/// declares it) → content with `{session.NAME}`; each checked by encoding it with stand-in
+/// values.
+fn header_specs(
+    headers: Option<&yaml_serde::Mapping>,
+    model: &ServiceModel,
+    names: &[&str],
+    needle: &str,
+    bad: &mut dyn FnMut(&str, String),
+) -> Vec<HeaderSpec> {
+    let mut specs = Vec::new();
+    for (k, v) in headers.into_iter().flatten() {
+        let Some(key) = k.as_str() else {
+            bad(needle, "soap_headers keys must be header element names".into());
+            continue;
+        };
+        let declared = model.operations.iter().flat_map(|o| o.headers.iter());
+        let Some(element) = declared.clone().find(|h| h.name == key || h.json_name == key) else {
+            let mut known: Vec<&str> = declared.map(|h| h.name.as_str()).collect();
+            known.sort_unstable();
+            known.dedup();
+            bad(
+                needle,
+                format!(
+                    "no operation declares a SOAP header {key:?}; declared: {}",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            );
+            continue;
+        };
+        let value = serde_json::to_value(v)
+            .map_err(|e| e.to_string())
+            .and_then(|j| normalise(&j, element, &model.schema, ""))
+            .and_then(|j| ValueTemplate::parse(&j, names));
+        let value = match value {
+            Ok(t) => t,
+            Err(m) => {
+                bad(needle, format!("soap_headers.{key}: {m}"));
+                continue;
+            }
+        };
+        let stand_in = names.iter().map(|n| (n.to_string(), "0".to_string())).collect();
+        let mut probe = String::new();
+        if let Err(errors) = encode::body_element(&mut probe, element, &model.schema, &value.render(&stand_in)) {
+            for e in errors {
+                bad(needle, format!("soap_headers.{key}{}: {}", e.pointer.unwrap_or_default(), e.detail));
+            }
+            continue;
+        }
+        specs.push(HeaderSpec { element: element.clone(), value });
+    }
+    specs
+}
+
+/// A digest of the settings and the secrets they resolve to (never stored themselves).
+fn fingerprint(s: &SessionSection, secrets: &[String], backend_url: Option<&reqwest::Url>) -> String {
+    use aws_lc_rs::digest::{SHA256, digest};
+    let text = format!("{s:?}\u{0}{}\u{0}{:?}", secrets.join("\u{0}"), backend_url.map(reqwest::Url::as_str));
+    digest(&SHA256, text.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
