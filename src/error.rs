@@ -116,6 +116,15 @@ pub enum GatewayError {
         /// The token endpoint's failure (for the log only).
         reason: String,
     },
+    /// The ERP refused the gateway's session login (or the last one failed and the next is
+    /// not due yet): the caller's request never reached it.
+    #[error("backend {backend}: the gateway could not log in to the ERP")]
+    BackendLogin {
+        /// Backend name.
+        backend: String,
+        /// What the ERP answered, secrets blanked out (for the log only).
+        reason: String,
+    },
     /// No valid bearer token.
     #[error("{0}")]
     Unauthorized(#[from] crate::auth::verify::AuthError),
@@ -228,7 +237,8 @@ impl GatewayError {
             GatewayError::BackendTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::BackendUnreachable { .. }
             | GatewayError::BackendResponse { .. }
-            | GatewayError::UpstreamAuth { .. } => StatusCode::BAD_GATEWAY,
+            | GatewayError::UpstreamAuth { .. }
+            | GatewayError::BackendLogin { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::LimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Overloaded { status, .. } => *status,
@@ -320,6 +330,10 @@ impl GatewayError {
             GatewayError::UpstreamAuth { backend, .. } => {
                 p.backend = Some(backend.clone());
                 ("upstream-auth", "Backend credentials unavailable")
+            }
+            GatewayError::BackendLogin { backend, .. } => {
+                p.backend = Some(backend.clone());
+                ("backend-login", "Backend login failed")
             }
             GatewayError::RateLimited(_) => ("rate-limited", "Too many requests"),
             GatewayError::LimiterUnavailable => ("limiter-unavailable", "Rate limiter unavailable"),

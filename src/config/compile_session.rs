@@ -59,13 +59,22 @@ pub(super) fn session(
     };
     let login = login.map(|c| SessionCall { url: login_url, ..c });
 
+    // Paths name elements of the login answer (XML or JSON names), kept as JSON keys.
+    let answer = login.as_ref().map(|c| (c.model.clone(), c.operation().output.clone()));
+    let answer_path = |what: &str, path: &str, bad: &mut dyn FnMut(&str, String)| -> Option<Vec<String>> {
+        let (m, output) = answer.as_ref()?;
+        json_path(output, &m.schema, &key_path(path)).map_err(|e| bad("capture:", format!("{what}: {e}"))).ok()
+    };
     let mut capture = Vec::new();
     for (name, path) in &s.capture {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             bad("capture:", format!("capture name {name:?}: use letters, digits and _"));
         }
-        capture.push((name.clone(), key_path(path)));
+        if let Some(p) = answer_path(&format!("capture {name}"), path, &mut bad) {
+            capture.push((name.clone(), p));
+        }
     }
+    let expires_in = s.expires_in.as_deref().and_then(|p| answer_path("expires_in", p, &mut bad));
     if capture.is_empty() {
         bad("capture:", "capture: names nothing; capture at least the session id (id: SessionID)".into());
     }
@@ -153,7 +162,7 @@ pub(super) fn session(
             login,
             logout,
             capture,
-            expires_in: s.expires_in.as_deref().map(key_path),
+            expires_in,
             soap_headers,
             headers_by_op,
             http_headers,
@@ -295,6 +304,26 @@ fn normalise(value: &Value, el: &Element, schema: &SchemaSet, at: &str) -> Resul
         }
         other => Ok(other.clone()),
     }
+}
+
+/// A dot-separated element path under `el` (XML or JSON names) as JSON keys.
+fn json_path(el: &Element, schema: &SchemaSet, path: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(path.len());
+    let mut at = el;
+    for key in path {
+        let TypeRef::Complex(id) = at.ty else { return Err(format!("{} has no elements (at {key:?})", at.name)) };
+        let ct = schema.complex(id);
+        let Some(child) = ct.children.iter().find(|c| c.name == *key || c.json_name == *key) else {
+            let names: Vec<&str> = ct.children.iter().map(|c| c.name.as_str()).collect();
+            return Err(format!("{} has no element {key:?}; its elements are: {}", at.name, names.join(", ")));
+        };
+        out.push(child.json_name.clone());
+        at = child;
+    }
+    if out.is_empty() {
+        return Err("the path is empty".into());
+    }
+    Ok(out)
 }
 
 /// Puts `text` at a dot-separated element path of `input`, creating objects on the way.

@@ -266,6 +266,7 @@ fn failed(e: &GatewayError) -> Outcome {
             | GatewayError::BackendTimeout { .. }
             | GatewayError::BackendResponse { .. }
             | GatewayError::UpstreamAuth { .. }
+            | GatewayError::BackendLogin { .. }
     );
     let reason = match e {
         GatewayError::Validation(errors) => {

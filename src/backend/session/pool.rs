@@ -163,7 +163,7 @@ impl SessionPool {
 
     async fn login(&self) -> Result<Session, GatewayError> {
         let link = self.link();
-        let refused = |reason: String| GatewayError::UpstreamAuth { backend: link.settings.name.clone(), reason };
+        let refused = |reason: String| GatewayError::BackendLogin { backend: link.settings.name.clone(), reason };
         {
             let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
             if h.failures > 0 {

@@ -1,0 +1,226 @@
+//! ERP sessions end to end against a session-based SOAP server not written in Rust: spyne
+//! serving `tests/spyne/session_service.py`, which works like SAP Business One's DI web
+//! services (a `Login` returning a SessionID for the `MsgHeader` of every later call, one
+//! call at a time per session, a fault for an unknown or expired session). The server
+//! itself counts logins, logouts and calls that overlap within one session.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Spyne;
+use serde_json::{Value, json};
+
+const NS: &str = "urn:veneer:test:sessions";
+
+const ROUTES: &str = r#"
+routes:
+  - route: "GET /stock/{item}"
+    backend: erp
+    operation: GetStock
+    request: { ItemCode: "{path.item}" }
+    response: Quantity
+  - route: "POST /readings"
+    backend: erp
+    operation: PostReading
+    request: { ReadingId: "{body.id}", Value: "{body.value}" }
+    response: Booked
+"#;
+
+/// The spyne session ERP; `args` beyond the port go to the script.
+fn erp(args: &[&str]) -> Spyne {
+    let mut all = vec!["--port", "0"];
+    all.extend_from_slice(args);
+    common::start_spyne_script("session_service.py", &all)
+}
+
+/// A config dir for a gateway in front of `erp`, whose backend session settings are
+/// `session` (YAML, indented under `session:`), logging in with `password`.
+async fn config(erp: &Spyne, password: &str, session: &str) -> tempfile::TempDir {
+    let wsdl = common::client().get(format!("{}/?wsdl", erp.base)).send().await.expect("WSDL");
+    let wsdl = wsdl.text().await.expect("WSDL text");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("erp.wsdl"), wsdl).expect("write wsdl");
+    std::fs::write(dir.path().join("erp-password.txt"), format!("{password}\n")).expect("write password");
+    let gateway_yaml = format!(
+        r#"backends:
+  erp:
+    url: "{}/"
+    wsdl: erp.wsdl
+    timeout: 10s
+    queue: {{ max: 512, timeout: 20s }}
+    session:
+      login:
+        operation: Login
+        input: {{ Company: PLANT1, UserName: veneer }}
+        input_file: {{ Password: erp-password.txt }}
+      capture: {{ id: SessionID }}
+      soap_headers:
+        MsgHeader: {{ SessionID: "{{session.id}}" }}
+      logout: {{ operation: Logout }}
+{session}
+"#,
+        erp.base
+    );
+    std::fs::write(dir.path().join("gateway.yaml"), gateway_yaml).expect("write gateway");
+    std::fs::create_dir(dir.path().join("routes")).expect("mkdir");
+    std::fs::write(dir.path().join("routes/erp.yaml"), ROUTES).expect("write routes");
+    dir
+}
+
+async fn stats(erp: &Spyne) -> Value {
+    common::spyne_stats_in(&erp.base, NS, "Stats").await.expect("stats")
+}
+
+/// Calls an operation of the ERP directly (not through the gateway).
+async fn admin(erp: &Spyne, operation: &str) {
+    let body = format!(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><{operation} xmlns="{NS}"/></soap:Body></soap:Envelope>"#
+    );
+    let res = common::client()
+        .post(format!("{}/", erp.base))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("soapaction", format!("\"{operation}\""))
+        .body(body)
+        .send()
+        .await
+        .expect("admin call");
+    assert_eq!(res.status(), 200, "{operation}");
+}
+
+/// `n` concurrent GETs of distinct items; every answer must be 200 with its quantity.
+async fn concurrent_gets(gw: &common::Gateway, n: usize) {
+    let client = common::client();
+    let calls = (0..n).map(|i| {
+        let (client, url) = (client.clone(), gw.url(&format!("/stock/ITEM-{i}")));
+        async move {
+            let res = client.get(url).send().await.expect("request");
+            let status = res.status();
+            let body = res.text().await.expect("body");
+            (status, body, i)
+        }
+    });
+    for (status, body, i) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200, "call {i}: {body}");
+        // spyne answers len(ItemCode) * 10.
+        assert_eq!(body, (format!("ITEM-{i}").len() * 10).to_string(), "call {i}");
+    }
+}
+
+#[tokio::test]
+async fn a_pool_of_four_serves_200_concurrent_calls_one_at_a_time_and_logs_in_again_once_per_session() {
+    let erp = erp(&["--call-ms", "5"]);
+    let dir = config(&erp, "secret", "      size: 4\n      exclusive: true").await;
+    let gw = common::with_config(dir.path()).await;
+
+    concurrent_gets(&gw, 200).await;
+    let s = stats(&erp).await;
+    assert_eq!(s["overlaps"], 0, "two calls shared a session at once: {s}");
+    assert_eq!(s["logins"], 4, "one login per pooled session: {s}");
+    assert_eq!(s["calls"], 200, "{s}");
+    assert_eq!(s["session_faults"], 0, "{s}");
+    // Every pooled session was used (calls waited for a free one instead of logging in more).
+    assert_eq!(s["session_calls"].as_object().map(|m| m.len()), Some(4), "{s}");
+
+    // The ERP forgets every session (a restart, a nightly job): each pooled session meets
+    // one fault, logs in again once, and the call it carried still succeeds.
+    admin(&erp, "ExpireAll").await;
+    concurrent_gets(&gw, 200).await;
+    let s = stats(&erp).await;
+    assert_eq!(s["logins"], 8, "exactly one extra login per pooled session: {s}");
+    assert_eq!(s["session_faults"], 4, "one refused call per stale session: {s}");
+    assert_eq!(s["overlaps"], 0, "{s}");
+    assert_eq!(s["calls"], 400, "{s}");
+
+    // A write refused for its session is sent again after the new login (the ERP did
+    // nothing with it), and booked exactly once.
+    admin(&erp, "ExpireAll").await;
+    let res = common::client()
+        .post(gw.url("/readings"))
+        .json(&json!({"id": "R-1", "value": 12.5}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.expect("body"), "1", "booked once");
+    let s = stats(&erp).await;
+    assert_eq!(s["bookings"]["R-1"], 1, "{s}");
+    assert_eq!(s["logins"], 9, "{s}");
+
+    // Shutdown logs every live session out (licences freed now, not at the ERP's timeout):
+    // the one logged in for the write; the other three the ERP had already forgotten.
+    assert_eq!(s["live_sessions"], 1, "{s}");
+    drop(gw);
+    common::eventually("every live session logged out on shutdown", Duration::from_secs(15), || async {
+        let s = stats(&erp).await;
+        s["live_sessions"] == 0 && s["logouts"] == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_clean_502_and_login_attempts_stay_bounded() {
+    let erp = erp(&[]);
+    let dir = config(&erp, "not-the-password", "      size: 2\n      exclusive: true\n      login_backoff: 1s").await;
+    let gw = common::with_config(dir.path()).await;
+    let started = std::time::Instant::now();
+    let client = common::client();
+    let mut answered = 0;
+    // Two rounds of 25 concurrent calls, a backoff apart.
+    for round in 0..2 {
+        if round == 1 {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        let calls = (0..25).map(|i| client.get(gw.url(&format!("/stock/X{i}"))).send());
+        for res in futures_util::future::join_all(calls).await {
+            let res = res.expect("request");
+            let problem = common::problem(res, 502).await;
+            assert_eq!(problem["backend"], "erp", "{problem}");
+            let text = problem.to_string();
+            assert!(!text.contains("not-the-password"), "the password leaked: {text}");
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 50);
+    let s = stats(&erp).await;
+    let attempts = s["login_attempts"].as_u64().expect("count");
+    // At most one attempt per session at first, then one probe per elapsed backoff.
+    let bound = 2 + started.elapsed().as_secs() + 1;
+    assert!(attempts >= 1 && attempts <= bound, "{attempts} login attempts for 50 calls (bound {bound}): {s}");
+    assert_eq!(s["logins"], 0, "{s}");
+}
+
+#[tokio::test]
+async fn idle_sessions_are_logged_out_and_the_next_call_logs_in_again() {
+    let erp = erp(&[]);
+    let dir = config(&erp, "secret", "      idle: 1s").await;
+    let gw = common::with_config(dir.path()).await;
+    concurrent_gets(&gw, 1).await;
+    assert_eq!(stats(&erp).await["logins"], 1);
+    // The sweeper logs the idle session out, freeing the ERP licence it held.
+    common::eventually("the idle session is logged out", Duration::from_secs(10), || async {
+        stats(&erp).await["logouts"] == 1
+    })
+    .await;
+    concurrent_gets(&gw, 1).await;
+    let s = stats(&erp).await;
+    assert_eq!(s["logins"], 2, "{s}");
+    assert_eq!(s["session_faults"], 0, "no call met a stale session: {s}");
+}
+
+#[tokio::test]
+async fn session_ids_never_reach_metrics_or_the_api_document() {
+    let erp = erp(&[]);
+    let dir = config(&erp, "secret", "").await;
+    let gw = common::with_config(dir.path()).await;
+    concurrent_gets(&gw, 3).await;
+    let metrics = common::client().get(gw.url("/metrics")).send().await.expect("metrics");
+    let metrics = metrics.text().await.expect("metrics text");
+    assert!(metrics.contains(r#"veneer_session_logins_total{backend="erp",outcome="ok"} 1"#), "{metrics}");
+    let ids: Vec<String> = stats(&erp).await["session_calls"].as_object().expect("sessions").keys().cloned().collect();
+    assert_eq!(ids.len(), 1);
+    assert!(!metrics.contains(&ids[0]), "the session id is in /metrics");
+    let openapi = common::client().get(gw.url("/openapi.json")).send().await.expect("openapi");
+    let openapi = openapi.text().await.expect("openapi text");
+    assert!(!openapi.contains("MsgHeader") && !openapi.contains(&ids[0]), "the session header is not a caller's input");
+}
