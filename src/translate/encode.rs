@@ -564,3 +564,24 @@ fn check_numeric_facets(st: &SimpleType, text: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::with_header;
+
+    #[test]
+    fn a_header_joins_an_existing_one_or_gets_its_own() {
+        let bare = br#"<?xml version="1.0"?><soap:Envelope xmlns:soap="x"><soap:Body><A/></soap:Body></soap:Envelope>"#;
+        assert_eq!(
+            &with_header(bare, "<S/>")[..],
+            br#"<?xml version="1.0"?><soap:Envelope xmlns:soap="x"><soap:Header><S/></soap:Header><soap:Body><A/></soap:Body></soap:Envelope>"#
+        );
+        // The session's header goes first, before the route's own (here `<R/>`), and a
+        // `<soap:Body>` inside header text is never mistaken for the body.
+        let with = br#"<soap:Envelope xmlns:soap="x"><soap:Header><R>&lt;soap:Body&gt;</R></soap:Header><soap:Body><A/></soap:Body></soap:Envelope>"#;
+        assert_eq!(
+            &with_header(with, "<S/>")[..],
+            br#"<soap:Envelope xmlns:soap="x"><soap:Header><S/><R>&lt;soap:Body&gt;</R></soap:Header><soap:Body><A/></soap:Body></soap:Envelope>"#
+        );
+    }
+}
