@@ -561,7 +561,9 @@ async fn netsuite_calls_carry_a_fresh_correctly_signed_token_passport() {
         let res = common::client().get(gw.url("/netsuite/time")).send().await.expect("request");
         assert_eq!(res.status(), 200);
         let body: Value = res.json().await.expect("json");
-        assert_eq!(body, json!({ "status": { "isSuccess": true }, "serverTime": "2024-05-14T02:30:00.000-07:00" }));
+        // statusDetail is unbounded: always an array, empty when absent.
+        let status = json!({ "isSuccess": true, "statusDetail": [] });
+        assert_eq!(body, json!({ "status": status, "serverTime": "2024-05-14T02:30:00.000-07:00" }));
     }
 
     let calls = erp.calls("getServerTime");

@@ -203,38 +203,43 @@ pub(crate) async fn post(
 
 impl Transport {
     async fn send(&self, a: Attempt) -> Result<Reply, GatewayError> {
-        let op = &self.link.model.operations[a.op];
         let Some(pool) = &self.session else {
-            let reply = post(&self.link, &self.link.settings.url, op, a.envelope, &[], a.forward).await?;
+            let reply = self.post_in(None, &a).await?;
             self.check_busy(a.op, &reply.body)?;
             return Ok(reply);
         };
         let mut lease = pool.lease().await;
         let mut session = pool.session(&mut lease).await?;
-        let mut reply = self.post_in(&session, &a).await?;
+        let mut reply = self.post_in(Some(&session), &a).await?;
         if pool.spec().is_expired(&self.link.model, a.op, &reply.body) {
             // Refused before the ERP did anything: a new session, and the call once more.
             crate::telemetry::session_expired(&self.link.settings.name);
             tracing::info!(backend = %self.link.settings.name, "the ERP forgot the session; logging in again");
             pool.retire(&mut lease, &session).await;
             session = pool.session(&mut lease).await?;
-            reply = self.post_in(&session, &a).await?;
+            reply = self.post_in(Some(&session), &a).await?;
         }
         session.touch();
         self.check_busy(a.op, &reply.body)?;
         Ok(reply)
     }
 
-    /// Sends an attempt in a session: its SOAP header, HTTP headers and endpoint.
-    async fn post_in(&self, session: &Session, a: &Attempt) -> Result<Reply, GatewayError> {
-        let Some(pool) = &self.session else {
-            return Err(GatewayError::Internal("a session call on a backend without sessions".into()));
-        };
-        let op = &self.link.model.operations[a.op];
-        let header = session.soap_header(pool.spec(), a.op);
+    /// Sends an attempt with the backend's own SOAP headers, fresh per attempt (a
+    /// WS-Security or NetSuite nonce must never be sent twice, retries included) and, in a
+    /// session, its SOAP header, HTTP headers and endpoint.
+    async fn post_in(&self, session: Option<&Session>, a: &Attempt) -> Result<Reply, GatewayError> {
+        let (settings, model) = (&self.link.settings, &self.link.model);
+        let mut header = settings.credentials.ws_security.as_ref().map(|w| w.header()).unwrap_or_default();
+        if let Some(tba) = &settings.credentials.netsuite {
+            header.push_str(&tba.header(&model.schema));
+        }
+        if let (Some(s), Some(pool)) = (session, &self.session) {
+            header.push_str(&s.soap_header(pool.spec(), a.op));
+        }
         let envelope = if header.is_empty() { a.envelope.clone() } else { encode::with_header(&a.envelope, &header) };
-        let url = session.url().unwrap_or(&self.link.settings.url);
-        post(&self.link, url, op, envelope, session.http_headers(), a.forward.clone()).await
+        let url = session.and_then(Session::url).unwrap_or(&settings.url);
+        let http = session.map_or(&[][..], Session::http_headers);
+        post(&self.link, url, &model.operations[a.op], envelope, http, a.forward.clone()).await
     }
 
     /// A fault matching a busy rule is overload, not an answer: it feeds the breaker.
@@ -384,17 +389,6 @@ impl Backend {
         if let Some(pool) = &self.session {
             pool.close(deadline).await;
         }
-    }
-
-    /// The SOAP header this backend needs on every call (WS-Security, NetSuite's
-    /// `tokenPassport`), rendered fresh: new nonces and times each call.
-    pub fn soap_header(&self) -> Option<String> {
-        let creds = &self.settings.credentials;
-        let mut header = creds.ws_security.as_ref().map(|w| w.header()).unwrap_or_default();
-        if let Some(tba) = &creds.netsuite {
-            header.push_str(&tba.header(&self.model.schema));
-        }
-        (!header.is_empty()).then_some(header)
     }
 
     /// Does the backend's session fill SOAP header element `el` on every call?

@@ -75,11 +75,11 @@ pub(super) fn session(
         }
     }
     let expires_in = s.expires_in.as_deref().and_then(|p| answer_path("expires_in", p, &mut bad));
-    if capture.is_empty() {
+    if s.capture.is_empty() {
         bad("capture:", "capture: names nothing; capture at least the session id (id: SessionID)".into());
     }
 
-    let soap_headers = header_specs(s.soap_headers.as_ref(), model, &names, "soap_headers:", &mut bad);
+    let soap_headers = header_specs(s.soap_headers.as_ref(), model, &names, "soap_headers:", Fit::Exact, &mut bad);
     let headers_by_op = model
         .operations
         .iter()
@@ -95,23 +95,41 @@ pub(super) fn session(
     }
     let url =
         s.url.as_deref().and_then(|u| Template::parse(u, &names).map_err(|m| bad("url:", format!("url: {m}"))).ok());
-    if soap_headers.is_empty() && http_headers.is_empty() {
+    if s.soap_headers.as_ref().is_none_or(|h| h.is_empty()) && s.http_headers.is_empty() {
         bad("session:", "the session is never sent: add soap_headers: or http_headers:".into());
     }
 
     let logout = s.logout.as_ref().and_then(|l| {
-        let logout_model = login.as_ref().map_or(model.clone(), |c| c.model.clone());
+        // In the login WSDL when there is one (nothing to check when that failed to load).
+        let logout_model = match &s.login.wsdl {
+            Some(_) => login.as_ref()?.model.clone(),
+            None => model.clone(),
+        };
         let op =
             find_operation(&logout_model, &l.operation).map_err(|m| bad("logout:", format!("logout: {m}"))).ok()?;
         let input = input_value(&l.input, &logout_model, op).map_err(|m| bad("logout:", format!("logout.input: {m}")));
         let headers = match &l.soap_headers {
-            Some(h) => header_specs(Some(h), &logout_model, &names, "logout:", &mut bad),
-            // The session's own values, for the elements the logout declares (SAP B1's login
-            // service has a shorter MsgHeader of the same name).
-            None => header_specs(s.soap_headers.as_ref(), &logout_model, &names, "soap_headers:", &mut |_, _| ())
-                .into_iter()
-                .filter(|h| h.declared_by(&logout_model.operations[op]))
-                .collect(),
+            Some(h) => header_specs(Some(h), &logout_model, &names, "logout:", Fit::Exact, &mut bad),
+            // The session's own values, for the elements the logout declares, without the
+            // fields they lack (SAP B1's login service has a MsgHeader of the same name
+            // without ServiceName).
+            None => {
+                let own = header_specs(s.soap_headers.as_ref(), &logout_model, &names, "", Fit::Prune, &mut |_, _| ());
+                let declared: Vec<HeaderSpec> =
+                    own.into_iter().filter(|h| h.declared_by(&logout_model.operations[op])).collect();
+                // (A template that does not compile is reported once, for the session.)
+                let session_ok = soap_headers.len() == s.soap_headers.as_ref().map_or(0, |h| h.len());
+                if declared.is_empty() && s.http_headers.is_empty() && session_ok {
+                    bad(
+                        "logout:",
+                        format!(
+                            "logout: operation {} declares none of the session's SOAP headers, so the ERP could not tell which session ends; give logout.soap_headers",
+                            l.operation
+                        ),
+                    );
+                }
+                declared
+            }
         };
         let url = if s.login.wsdl.is_some() { login.as_ref().and_then(|c| c.url.clone()) } else { None };
         Some(SessionCall { model: logout_model.clone(), op, url, input: input.ok()?, headers })
@@ -270,27 +288,37 @@ fn input_value(input: &Option<yaml_serde::Value>, model: &ServiceModel, op: usiz
         None => Value::Object(Map::new()),
         Some(y) => serde_json::to_value(y).map_err(|e| format!("not a JSON-like value: {e}"))?,
     };
-    normalise(&json, &model.operations[op].input, &model.schema, "")
+    normalise(&json, &model.operations[op].input, &model.schema, "", Fit::Exact)
+}
+
+/// How configured values meet an element: every key must be one of its fields, or keys it
+/// lacks are left out (the session's header reused for a logout's shorter element).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    Exact,
+    Prune,
 }
 
 /// `value` with element keys (XML or JSON names) turned into JSON names; unknown keys are
 /// errors naming the element's fields.
-fn normalise(value: &Value, el: &Element, schema: &SchemaSet, at: &str) -> Result<Value, String> {
+fn normalise(value: &Value, el: &Element, schema: &SchemaSet, at: &str, fit: Fit) -> Result<Value, String> {
     let TypeRef::Complex(id) = el.ty else { return Ok(value.clone()) };
     match value {
         Value::Array(items) => {
-            items.iter().map(|v| normalise(v, el, schema, at)).collect::<Result<Vec<_>, _>>().map(Value::Array)
+            items.iter().map(|v| normalise(v, el, schema, at, fit)).collect::<Result<Vec<_>, _>>().map(Value::Array)
         }
         Value::Object(map) => {
             let ct = schema.complex(id);
             let mut out = Map::new();
             for (k, v) in map {
                 if let Some(child) = ct.children.iter().find(|c| c.name == *k || c.json_name == *k) {
-                    out.insert(child.json_name.clone(), normalise(v, child, schema, &format!("{at}/{k}"))?);
+                    out.insert(child.json_name.clone(), normalise(v, child, schema, &format!("{at}/{k}"), fit)?);
                 } else if let Some(a) = ct.attributes.iter().find(|a| a.name == *k || a.json_name == *k) {
                     out.insert(a.json_name.clone(), v.clone());
                 } else if k == SIMPLE_CONTENT_KEY && ct.simple_content.is_some() {
                     out.insert(k.clone(), v.clone());
+                } else if fit == Fit::Prune {
+                    continue;
                 } else {
                     let names: Vec<&str> = ct.children.iter().map(|c| c.name.as_str()).collect();
                     return Err(format!(
@@ -356,6 +384,7 @@ fn header_specs(
     model: &ServiceModel,
     names: &[&str],
     needle: &str,
+    fit: Fit,
     bad: &mut dyn FnMut(&str, String),
 ) -> Vec<HeaderSpec> {
     let mut specs = Vec::new();
@@ -380,7 +409,7 @@ fn header_specs(
         };
         let value = serde_json::to_value(v)
             .map_err(|e| e.to_string())
-            .and_then(|j| normalise(&j, element, &model.schema, ""))
+            .and_then(|j| normalise(&j, element, &model.schema, "", fit))
             .and_then(|j| ValueTemplate::parse(&j, names));
         let value = match value {
             Ok(t) => t,

@@ -74,13 +74,12 @@ pub(crate) fn problem_value(e: &GatewayError) -> Value {
     serde_json::to_value(e.to_problem()).unwrap_or(Value::Null)
 }
 
-/// One attempt at the ERP: the envelope rebuilt from the stored input (the backend's
-/// WS-Security header fresh), sent without the backend's own retries, classified.
+/// One attempt at the ERP: the envelope rebuilt from the stored input (the backend adds its
+/// own headers, fresh), sent without the backend's own retries, classified.
 pub(crate) async fn call(route: &Route, item: &Item) -> Outcome {
     let op = route.operation();
     let backend = &route.backend;
-    let mut header = backend.soap_header().unwrap_or_default();
-    header.push_str(&item.route_header);
+    let header = &item.route_header;
     let envelope =
         match encode::envelope(op, &backend.model.schema, &item.input, (!header.is_empty()).then_some(header.as_str()))
         {

@@ -234,8 +234,7 @@ fn encode_call(route: &Route, values: &RequestValues<'_>) -> Result<Call, Gatewa
     let input = inputs::assemble(&route.input, values).unwrap_or(Value::Object(Default::default()));
     let op = route.operation();
     let backend = &route.backend;
-    // SOAP headers: those the route fills (they are inputs, and so part of a cache key),
-    // after the backend's own (WS-Security, fresh per call).
+    // SOAP headers the route fills (they are inputs, and so part of a cache key).
     let mut route_header = String::new();
     let mut errors = Vec::new();
     for (i, source) in &route.soap_headers {
@@ -245,8 +244,8 @@ fn encode_call(route: &Route, values: &RequestValues<'_>) -> Result<Call, Gatewa
             errors.extend(e.into_iter().map(|e| inputs::locate(source, e)));
         }
     }
-    let mut header = backend.soap_header().unwrap_or_default();
-    header.push_str(&route_header);
+    // The backend adds its own (credentials, session) per attempt.
+    let header = &route_header;
     match encode::envelope(op, &backend.model.schema, &input, (!header.is_empty()).then_some(header.as_str())) {
         Ok(envelope) if errors.is_empty() => Ok(Call { input, route_header, envelope }),
         Ok(_) => Err(GatewayError::Validation(errors)),
