@@ -68,6 +68,40 @@ async fn config(erp: &Spyne, password: &str, session: &str) -> tempfile::TempDir
     dir
 }
 
+/// Runs `veneer serve` over `dir` at debug level, logging to a file; returns the process,
+/// a reader of its log so far, and its base URL once it listens.
+async fn serve_binary(dir: &std::path::Path) -> (std::process::Child, impl Fn() -> String, String) {
+    let log_path = dir.join("veneer.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_veneer"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir)
+        .env("RUST_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("veneer starts");
+    let read_log = move || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut base = None;
+    common::eventually("the gateway listens", Duration::from_secs(20), || {
+        base = read_log()
+            .lines()
+            .find(|l| l.contains("veneer is listening"))
+            .and_then(|l| l.split("local=").nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .map(|a| format!("http://{a}"));
+        std::future::ready(base.is_some())
+    })
+    .await;
+    (child, read_log, base.expect("address"))
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let status = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status();
+    assert!(status.expect("kill runs").success());
+}
+
 async fn stats(erp: &Spyne) -> Value {
     common::spyne_stats_in(&erp.base, NS, "Stats").await.expect("stats")
 }
@@ -223,4 +257,79 @@ async fn session_ids_never_reach_metrics_or_the_api_document() {
     let openapi = common::client().get(gw.url("/openapi.json")).send().await.expect("openapi");
     let openapi = openapi.text().await.expect("openapi text");
     assert!(!openapi.contains("MsgHeader") && !openapi.contains(&ids[0]), "the session header is not a caller's input");
+}
+
+#[tokio::test]
+async fn the_binary_logs_no_password_or_session_id_even_at_debug() {
+    let erp = erp(&["--password", "Pl4nt-Secret"]);
+    let dir = config(&erp, "Pl4nt-Secret", "      size: 2").await;
+    let (mut child, read_log, base) = serve_binary(dir.path()).await;
+
+    let client = common::client();
+    // Logins, calls, a refusal for a forgotten session and the relogin, a write.
+    for round in 0..2 {
+        for i in 0..4 {
+            let res = client.get(format!("{base}/stock/I{i}")).send().await.expect("request");
+            assert_eq!(res.status(), 200, "round {round}");
+        }
+        admin(&erp, "ExpireAll").await;
+    }
+    let res = client.post(format!("{base}/readings")).json(&json!({"id": "R-9", "value": 1})).send().await;
+    assert_eq!(res.expect("request").status(), 200);
+    // SIGTERM: a graceful stop, which logs the live sessions out.
+    signal(&child, "-TERM");
+    let exited = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+    assert!(exited.success(), "{exited:?}");
+
+    let s = stats(&erp).await;
+    let ids: Vec<&String> = s["session_calls"].as_object().expect("sessions").keys().collect();
+    assert!(ids.len() >= 3, "several sessions were used: {s}");
+    assert_eq!(s["live_sessions"], 0, "shutdown logged the live session out: {s}");
+    let text = read_log();
+    assert!(text.contains("logged in to the ERP"), "the log is there: {text}");
+    assert!(!text.contains("Pl4nt-Secret"), "the password is in the log");
+    for id in ids {
+        assert!(!text.contains(id.as_str()), "session id {id} is in the log");
+    }
+}
+
+#[tokio::test]
+async fn a_reload_keeps_logged_in_sessions_unless_the_session_settings_change() {
+    let erp = erp(&[]);
+    let dir = config(&erp, "secret", "      size: 1").await;
+    let (mut child, read_log, base) = serve_binary(dir.path()).await;
+    let client = common::client();
+    let get = || async {
+        let res = client.get(format!("{base}/stock/ABC")).send().await.expect("request");
+        assert_eq!(res.status(), 200);
+    };
+    get().await;
+    let reloads = || read_log().matches("config reloaded").count();
+    let reload = |before: usize| {
+        signal(&child, "-HUP");
+        common::eventually("the reload", Duration::from_secs(20), move || std::future::ready(reloads() > before))
+    };
+
+    // A route file edit: the session settings are untouched, the session stays.
+    let routes = dir.path().join("routes/erp.yaml");
+    let text = std::fs::read_to_string(&routes).expect("routes");
+    std::fs::write(&routes, format!("# edited\n{text}")).expect("edit routes");
+    reload(reloads()).await;
+    get().await;
+    let s = stats(&erp).await;
+    assert_eq!((s["logins"].as_u64(), s["logouts"].as_u64()), (Some(1), Some(0)), "{s}");
+
+    // A changed session setting: the old pool logs out, the next call logs in anew.
+    let gw = dir.path().join("gateway.yaml");
+    let text = std::fs::read_to_string(&gw).expect("gateway.yaml");
+    std::fs::write(&gw, text.replace("size: 1", "size: 2")).expect("edit gateway.yaml");
+    reload(reloads()).await;
+    common::eventually("the replaced pool logs out", Duration::from_secs(10), || async {
+        stats(&erp).await["logouts"] == 1
+    })
+    .await;
+    get().await;
+    assert_eq!(stats(&erp).await["logins"], 2);
+    let _ = child.kill();
+    let _ = child.wait();
 }
