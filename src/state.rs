@@ -37,7 +37,15 @@ pub struct Retained {
     gates: Mutex<HashMap<(String, QueueSettings), Arc<Gate>>>,
     breakers: Mutex<HashMap<String, BreakerLayer>>,
     introspection: Mutex<HashMap<String, Arc<IntrospectionState>>>,
-    sessions: Mutex<HashMap<String, Arc<SessionPool>>>,
+    sessions: Mutex<Pools>,
+}
+
+/// ERP session pools by backend name: those of the serving snapshot, and those a compile
+/// made that may serve next.
+#[derive(Default)]
+struct Pools {
+    live: HashMap<String, Arc<SessionPool>>,
+    staged: HashMap<String, Arc<SessionPool>>,
 }
 
 impl std::fmt::Debug for Retained {
@@ -81,22 +89,41 @@ impl Retained {
         map.entry((name.to_string(), settings)).or_insert_with(|| Arc::new(Gate::new(settings))).clone()
     }
 
-    /// Backend `name`'s ERP session pool: the same one (with its logged-in sessions) while
-    /// the session settings are unchanged, handed the new backend's client. A pool
-    /// replaced by a reload logs its sessions out in the background.
-    pub fn session_pool(&self, name: &str, spec: SessionSpec, link: Link) -> Arc<SessionPool> {
-        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(pool) = map.get(name).filter(|p| p.spec().fingerprint == spec.fingerprint) {
-            pool.adopt(link);
+    /// Backend `name`'s ERP session pool: the serving one (with its logged-in sessions)
+    /// while its login settings are unchanged, else a new one. Nothing changes for the
+    /// serving snapshot until [`Retained::commit_sessions`]: a reload that is then refused
+    /// leaves its pools alone.
+    pub fn session_pool(&self, name: &str, spec: Arc<SessionSpec>, link: Link) -> Arc<SessionPool> {
+        let mut pools = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let same = |p: &&Arc<SessionPool>| p.spec().fingerprint == spec.fingerprint;
+        if let Some(pool) = pools.live.get(name).filter(same).or_else(|| pools.staged.get(name).filter(same)) {
             return pool.clone();
         }
-        let pool = SessionPool::new(Arc::new(spec), link);
-        if let Some(old) = map.insert(name.to_string(), pool.clone())
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(async move { old.close(Duration::from_secs(30)).await });
-        }
+        let pool = SessionPool::new(spec, link);
+        pools.staged.insert(name.to_string(), pool.clone());
         pool
+    }
+
+    /// `gateway` serves now: its pools become the live ones (handed its backends' clients),
+    /// and pools it no longer uses log their sessions out in the background.
+    pub fn commit_sessions(&self, gateway: &crate::config::Gateway) {
+        let mut pools = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = HashMap::new();
+        for (name, backend) in &gateway.backends {
+            if let Some((pool, link)) = backend.session_pool() {
+                pool.adopt(link.clone());
+                live.insert(name.clone(), pool.clone());
+            }
+        }
+        let old = std::mem::replace(&mut pools.live, live);
+        pools.staged.clear();
+        let replaced: Vec<Arc<SessionPool>> =
+            old.into_values().filter(|p| !pools.live.values().any(|l| Arc::ptr_eq(l, p))).collect();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            for pool in replaced {
+                rt.spawn(async move { pool.close(Duration::from_secs(30)).await });
+            }
+        }
     }
 
     /// The introspection endpoint's call slots and remembered refusals for these settings

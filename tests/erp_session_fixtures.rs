@@ -752,3 +752,17 @@ fn netsuite_tba_on_a_wsdl_without_token_passport_is_refused() {
         "backend calc: netsuite_tba: no operation of this WSDL declares a tokenPassport SOAP header",
     );
 }
+
+#[test]
+fn a_password_written_in_the_login_input_is_refused() {
+    let yaml = b1_yaml(B1_HEADER_WITH_SERVICE)
+        .replace("Language: ln_English }", "Language: ln_English, CompanyPassword: hunter2 }")
+        .replace("        input_file: { CompanyPassword: b1-password.txt }\n", "");
+    let dir = b1_dir(&yaml, B1_ROUTES);
+    assert_one_problem(
+        dir.path(),
+        "gateway.yaml",
+        line_of(&yaml, "input: {"),
+        "backend b1: session: login.input.CompanyPassword looks like a secret written in the file; move it to input_env or input_file",
+    );
+}

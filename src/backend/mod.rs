@@ -71,7 +71,8 @@ pub struct Backend {
     retries: Option<Retries>,
     service: CallService,
     breaker_open_for: Duration,
-    session: Option<Arc<SessionPool>>,
+    session: Option<Arc<Sessions>>,
+    link: Link,
 }
 
 impl std::fmt::Debug for Backend {
@@ -161,7 +162,14 @@ pub struct Link {
 struct Transport {
     link: Link,
     busy: Vec<BusyRule>,
-    session: Option<Arc<SessionPool>>,
+    session: Option<Arc<Sessions>>,
+}
+
+/// A backend's sessions: this snapshot's settings (what a session sends, which faults mean
+/// expired) and the pool, which a reload keeps while its login settings are unchanged.
+struct Sessions {
+    spec: Arc<SessionSpec>,
+    pool: Arc<SessionPool>,
 }
 
 /// POSTs an envelope for `op` to `url` with the backend's credentials; reads the answer
@@ -203,23 +211,39 @@ pub(crate) async fn post(
 
 impl Transport {
     async fn send(&self, a: Attempt) -> Result<Reply, GatewayError> {
-        let Some(pool) = &self.session else {
-            let reply = self.post_in(None, &a).await?;
-            self.check_busy(a.op, &reply.body)?;
-            return Ok(reply);
-        };
+        let reply = self.post_in(None, &a).await?;
+        self.check_busy(a.op, &reply.body)?;
+        Ok(reply)
+    }
+
+    /// An attempt in a session: lease one, send, and when the ERP says the session expired,
+    /// retire it, log in again and send once more. Runs on a task of its own, so a caller
+    /// that goes away does not release an exclusive session while the ERP still works on
+    /// its call, nor leave a login half-recorded.
+    async fn send_in_session(&self, s: &Sessions, a: Attempt) -> Result<Reply, GatewayError> {
+        let pool = &s.pool;
         let mut lease = pool.lease().await;
         let mut session = pool.session(&mut lease).await?;
-        let mut reply = self.post_in(Some(&session), &a).await?;
-        if pool.spec().is_expired(&self.link.model, a.op, &reply.body) {
+        let mut reply = self.post_in(Some((s, &session)), &a).await?;
+        if s.spec.is_expired(&self.link.model, a.op, &reply.body) {
+            if !session.proven() {
+                return Err(pool.refused_at_once(&mut lease, &session).await);
+            }
             // Refused before the ERP did anything: a new session, and the call once more.
             crate::telemetry::session_expired(&self.link.settings.name);
             tracing::info!(backend = %self.link.settings.name, "the ERP forgot the session; logging in again");
             pool.retire(&mut lease, &session).await;
             session = pool.session(&mut lease).await?;
-            reply = self.post_in(Some(&session), &a).await?;
+            reply = self.post_in(Some((s, &session)), &a).await?;
+            // Never the ERP's own words here: some put the session id in them.
+            if s.spec.is_expired(&self.link.model, a.op, &reply.body) {
+                return Err(pool.refused_at_once(&mut lease, &session).await);
+            }
         }
         session.touch();
+        if pool.is_closed() {
+            pool.retire_closed(&mut lease, &session).await;
+        }
         self.check_busy(a.op, &reply.body)?;
         Ok(reply)
     }
@@ -227,18 +251,26 @@ impl Transport {
     /// Sends an attempt with the backend's own SOAP headers, fresh per attempt (a
     /// WS-Security or NetSuite nonce must never be sent twice, retries included) and, in a
     /// session, its SOAP header, HTTP headers and endpoint.
-    async fn post_in(&self, session: Option<&Session>, a: &Attempt) -> Result<Reply, GatewayError> {
+    async fn post_in(&self, session: Option<(&Sessions, &Session)>, a: &Attempt) -> Result<Reply, GatewayError> {
         let (settings, model) = (&self.link.settings, &self.link.model);
         let mut header = settings.credentials.ws_security.as_ref().map(|w| w.header()).unwrap_or_default();
         if let Some(tba) = &settings.credentials.netsuite {
             header.push_str(&tba.header(&model.schema));
         }
-        if let (Some(s), Some(pool)) = (session, &self.session) {
-            header.push_str(&s.soap_header(pool.spec(), a.op));
+        let rendered = match session {
+            Some((s, session)) => Some(
+                s.spec
+                    .render(model, a.op, session)
+                    .map_err(|reason| GatewayError::BackendLogin { backend: settings.name.clone(), reason })?,
+            ),
+            None => None,
+        };
+        if let Some(r) = &rendered {
+            header.push_str(&r.soap_header);
         }
         let envelope = if header.is_empty() { a.envelope.clone() } else { encode::with_header(&a.envelope, &header) };
-        let url = session.and_then(Session::url).unwrap_or(&settings.url);
-        let http = session.map_or(&[][..], Session::http_headers);
+        let url = rendered.as_ref().and_then(|r| r.url.as_ref()).unwrap_or(&settings.url);
+        let http = rendered.as_ref().map_or(&[][..], |r| r.http.as_slice());
         post(&self.link, url, &model.operations[a.op], envelope, http, a.forward.clone()).await
     }
 
@@ -344,11 +376,18 @@ impl Backend {
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         let settings = Arc::new(settings);
         let link = Link { client, settings: settings.clone(), model: model.clone() };
-        let session = session.map(|spec| retained.session_pool(&settings.name, spec, link.clone()));
-        let transport = Arc::new(Transport { link, busy: protection.busy, session: session.clone() });
+        let session = session.map(|spec| {
+            let spec = Arc::new(spec);
+            Arc::new(Sessions { pool: retained.session_pool(&settings.name, spec.clone(), link.clone()), spec })
+        });
+        let transport = Arc::new(Transport { link: link.clone(), busy: protection.busy, session: session.clone() });
         let inner = BoxCloneSyncService::new(tower::service_fn(move |a: Attempt| {
             let t = transport.clone();
-            async move { t.send(a).await }
+            async move {
+                let Some(s) = t.session.clone() else { return t.send(a).await };
+                let task = tokio::spawn(async move { t.send_in_session(&s, a).await });
+                task.await.unwrap_or_else(|e| Err(GatewayError::Internal(format!("the session call task failed: {e}"))))
+            }
         }));
         let (service, breaker_open_for) = match protection.breaker {
             Some(b) => {
@@ -381,20 +420,26 @@ impl Backend {
             service,
             breaker_open_for,
             session,
+            link,
         })
     }
 
     /// Logs the backend's ERP sessions out (shutdown), waiting at most `deadline`.
     pub async fn close_sessions(&self, deadline: Duration) {
-        if let Some(pool) = &self.session {
-            pool.close(deadline).await;
+        if let Some(s) = &self.session {
+            s.pool.close(deadline).await;
         }
+    }
+
+    /// The session pool, with the client it should use, once this snapshot serves.
+    pub(crate) fn session_pool(&self) -> Option<(&Arc<SessionPool>, &Link)> {
+        self.session.as_ref().map(|s| (&s.pool, &self.link))
     }
 
     /// Does the backend's session fill SOAP header element `el` on every call?
     pub fn session_fills(&self, el: &crate::schema::Element) -> bool {
-        self.session.as_ref().is_some_and(|p| {
-            p.spec().soap_headers.iter().any(|h| h.element.name == el.name && h.element.namespace == el.namespace)
+        self.session.as_ref().is_some_and(|s| {
+            s.spec.soap_headers.iter().any(|h| h.element.name == el.name && h.element.namespace == el.namespace)
         })
     }
 

@@ -254,6 +254,14 @@ fn login_call(
 ) -> Option<SessionCall> {
     let op = find_operation(&model, &l.operation).map_err(|m| bad("operation:", format!("login: {m}"))).ok()?;
     let mut input = input_value(&l.input, &model, op).map_err(|m| bad("input:", format!("login.input: {m}"))).ok()?;
+    // Named as written, before keys become JSON names.
+    let written = l.input.as_ref().and_then(|y| serde_json::to_value(y).ok()).unwrap_or(Value::Null);
+    if let Some(key) = literal_secret(&written) {
+        bad(
+            "input:",
+            format!("login.input.{key} looks like a secret written in the file; move it to input_env or input_file"),
+        );
+    }
     let refs = l.input_env.iter().map(|(p, v)| (p, Some(v.as_str()), None));
     let refs = refs.chain(l.input_file.iter().map(|(p, f)| (p, None, Some(f.as_str()))));
     for (path, env, file) in refs {
@@ -280,6 +288,21 @@ fn login_call(
         return None;
     }
     Some(SessionCall { model, op, url: None, input, headers: Vec::new() })
+}
+
+/// The dotted path of a non-empty string under a key naming a password or secret.
+fn literal_secret(value: &Value) -> Option<String> {
+    let Value::Object(map) = value else { return None };
+    map.iter().find_map(|(k, v)| {
+        let lower = k.to_ascii_lowercase();
+        match v {
+            Value::String(s) if !s.is_empty() && (lower.contains("password") || lower.contains("secret")) => {
+                Some(k.clone())
+            }
+            Value::Object(_) => literal_secret(v).map(|rest| format!("{k}.{rest}")),
+            _ => None,
+        }
+    })
 }
 
 /// An operation's constant input from YAML, keys normalised to JSON names.

@@ -77,6 +77,7 @@ impl AppState {
     /// State serving the config in `dir`, reloadable; `options.retained` should be set so
     /// counters, buckets and protections survive reloads.
     pub fn reloadable(gateway: Gateway, dir: PathBuf, options: CompileOptions) -> Self {
+        options.retained.commit_sessions(&gateway);
         let swap = Arc::new(ArcSwap::from_pointee(gateway));
         let tls: Arc<OnceLock<RustlsConfig>> = Arc::default();
         let reloader = Reloader::new(dir, options, swap.clone(), tls.clone());

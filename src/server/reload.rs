@@ -65,7 +65,9 @@ impl Reloader {
                 if let (Some(live), Some(config)) = (self.tls.get(), gateway.server.tls.clone()) {
                     live.reload_from_config(config);
                 }
-                self.gateway.store(Arc::new(gateway));
+                let gateway = Arc::new(gateway);
+                self.options.retained.commit_sessions(&gateway);
+                self.gateway.store(gateway);
                 let mut current = self.hash.lock().unwrap_or_else(|p| p.into_inner());
                 telemetry::config_loaded(Some(&current), &hash);
                 telemetry::reload(true);

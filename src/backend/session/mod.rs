@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -127,7 +128,9 @@ pub const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(300);
 /// Fault reasons that mean "session expired or invalid" in SAP B1 ("Invalid session or
 /// session already timeout"), Salesforce ("INVALID_SESSION_ID: Invalid Session ID found in
 /// SessionHeader") and Siebel ("Session Token is missing or invalid or has expired").
-pub const DEFAULT_EXPIRED_REASON: &str = r"(?i)(invalid|expired|unknown) session|session( id| token)?\b.{0,40}\b(expired|timed? ?out|invalid|not valid|unknown|missing)";
+/// Anchored on the word session (with an optional "id" or "token") next to the verdict, so
+/// a business fault such as "Training session 42 is invalid" does not match.
+pub const DEFAULT_EXPIRED_REASON: &str = r"(?i)\b(invalid|expired|unknown) session\b|\bsession( ?id| token)?( is| has| was)?( already)?( been)? (expired|timed? ?out|invalid|not valid|unknown|missing)\b";
 
 /// Salesforce's fault code for an expired session.
 pub const DEFAULT_EXPIRED_CODE: &str = "INVALID_SESSION_ID";
@@ -150,19 +153,67 @@ impl SessionSpec {
     }
 }
 
-/// A logged-in session: the captured values and what they render to.
+/// What a session adds to one attempt: SOAP header elements, HTTP headers, the endpoint.
+pub struct Rendered {
+    /// SOAP header elements for the operation (may be empty).
+    pub soap_header: String,
+    /// HTTP headers, marked sensitive.
+    pub http: Vec<(HeaderName, HeaderValue)>,
+    /// The endpoint the session names, if any.
+    pub url: Option<reqwest::Url>,
+}
+
+impl SessionSpec {
+    /// Renders `session`'s values for operation `op` of the backend whose current model is
+    /// `model` (the spec is the current snapshot's, so a reload that changed the WSDL or
+    /// the JSON naming is followed while the logged-in session carries on). Errors name
+    /// the value, never its content.
+    pub fn render(&self, model: &ServiceModel, op: usize, session: &Session) -> Result<Rendered, String> {
+        let values = &session.values;
+        let mut soap_header = String::new();
+        for k in self.headers_by_op.get(op).into_iter().flatten() {
+            let h = &self.soap_headers[*k];
+            encode::body_element(&mut soap_header, &h.element, &model.schema, &h.value.render(values)).map_err(
+                |e| {
+                    let what: Vec<&str> = e.iter().map(|e| e.detail.as_str()).collect();
+                    format!("the captured values do not fit SOAP header {}: {}", h.element.name, what.join("; "))
+                },
+            )?;
+        }
+        let http = self.http_headers(session)?;
+        let url = match &self.url {
+            None => None,
+            Some(t) => match reqwest::Url::parse(&t.render(values)) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+                _ => return Err("the session's url is not an http(s) URL".into()),
+            },
+        };
+        Ok(Rendered { soap_header, http, url })
+    }
+
+    /// The HTTP headers a session sends, marked sensitive.
+    pub fn http_headers(&self, session: &Session) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+        let mut http = Vec::with_capacity(self.http_headers.len());
+        for (name, t) in &self.http_headers {
+            let mut v = HeaderValue::from_str(&t.render(&session.values))
+                .map_err(|_| format!("a captured value cannot go in HTTP header {name}"))?;
+            v.set_sensitive(true);
+            http.push((name.clone(), v));
+        }
+        Ok(http)
+    }
+}
+
+/// A logged-in session: the values captured from the login answer.
 pub struct Session {
     /// Distinguishes a session from the one that replaced it in the same slot.
     pub generation: u64,
     values: BTreeMap<String, String>,
-    /// Rendered `soap_headers`, by index.
-    headers: Vec<String>,
-    /// HTTP headers, marked sensitive.
-    http: Vec<(HeaderName, HeaderValue)>,
-    /// Endpoint for calls, when the session names one.
-    url: Option<reqwest::Url>,
     expires: Instant,
+    idle: Duration,
     last_used: Mutex<Instant>,
+    /// A call succeeded in it (a session refused at once is a bad login, not an expiry).
+    proven: AtomicBool,
 }
 
 impl fmt::Debug for Session {
@@ -173,70 +224,68 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
-    /// Builds a session from the values captured at login; errors name the value, never
-    /// its content.
+    /// A session with the values captured at login, living at most `lifetime` and idle
+    /// at most `idle`.
     pub(crate) fn new(
-        spec: &SessionSpec,
-        model: &ServiceModel,
         generation: u64,
         values: BTreeMap<String, String>,
         lifetime: Duration,
-    ) -> Result<Session, String> {
-        let mut headers = Vec::with_capacity(spec.soap_headers.len());
-        for h in &spec.soap_headers {
-            let mut xml = String::new();
-            encode::body_element(&mut xml, &h.element, &model.schema, &h.value.render(&values)).map_err(|e| {
-                let what: Vec<String> = e.iter().map(|e| e.detail.clone()).collect();
-                format!("the captured values do not fit SOAP header {}: {}", h.element.name, what.join("; "))
-            })?;
-            headers.push(xml);
-        }
-        let mut http = Vec::with_capacity(spec.http_headers.len());
-        for (name, t) in &spec.http_headers {
-            let mut v = HeaderValue::from_str(&t.render(&values))
-                .map_err(|_| format!("a captured value cannot go in HTTP header {name}"))?;
-            v.set_sensitive(true);
-            http.push((name.clone(), v));
-        }
-        let url = match &spec.url {
-            None => None,
-            Some(t) => match reqwest::Url::parse(&t.render(&values)) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
-                _ => return Err("the session's url is not an http(s) URL".into()),
-            },
-        };
+        idle: Duration,
+    ) -> Session {
         let now = Instant::now();
-        Ok(Session { generation, values, headers, http, url, expires: now + lifetime, last_used: Mutex::new(now) })
+        Session {
+            generation,
+            values,
+            expires: now + lifetime,
+            idle,
+            last_used: Mutex::new(now),
+            proven: AtomicBool::new(false),
+        }
     }
 
     /// Still fit for a call at `now`: within its lifetime and not idle too long.
-    pub fn usable(&self, spec: &SessionSpec, now: Instant) -> bool {
+    pub fn usable(&self, now: Instant) -> bool {
         let last = *self.last_used.lock().unwrap_or_else(|p| p.into_inner());
-        now < self.expires && now.saturating_duration_since(last) < spec.idle
+        now < self.expires && now.saturating_duration_since(last) < self.idle
     }
 
-    /// Records a call, for the idle lifetime.
+    /// Records a call the ERP accepted in this session.
     pub fn touch(&self) {
         *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.proven.store(true, Ordering::Relaxed);
     }
 
-    /// The SOAP header elements operation `op` of the backend gets.
-    pub fn soap_header(&self, spec: &SessionSpec, op: usize) -> String {
-        spec.headers_by_op.get(op).map(|ks| ks.iter().map(|k| self.headers[*k].as_str()).collect()).unwrap_or_default()
-    }
-
-    /// HTTP headers for every call.
-    pub fn http_headers(&self) -> &[(HeaderName, HeaderValue)] {
-        &self.http
-    }
-
-    /// The endpoint the session names, if any.
-    pub fn url(&self) -> Option<&reqwest::Url> {
-        self.url.as_ref()
+    /// Has the ERP accepted a call in this session yet?
+    pub fn proven(&self) -> bool {
+        self.proven.load(Ordering::Relaxed)
     }
 
     /// Captured values, for the logout call's templates.
     pub(crate) fn values(&self) -> &BTreeMap<String, String> {
         &self.values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use regex::Regex;
+
+    #[test]
+    fn the_default_expiry_pattern_knows_the_erps_and_not_business_faults() {
+        let re = Regex::new(super::DEFAULT_EXPIRED_REASON).expect("regex");
+        for expired in [
+            "Invalid session or session already timed out.",
+            "INVALID_SESSION_ID: Invalid Session ID found in SessionHeader: Illegal Session",
+            "Error: Inbound SOAP Message - Session Token is missing or invalid or has expired",
+            "Session expired",
+            "The session has expired",
+            "Session ID is invalid",
+            "session already timeout",
+        ] {
+            assert!(re.is_match(expired), "{expired}");
+        }
+        for other in ["Training session 42 is invalid", "Item A00001 does not exist", "Invalid item code"] {
+            assert!(!re.is_match(other), "{other}");
+        }
     }
 }

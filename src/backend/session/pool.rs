@@ -1,36 +1,42 @@
 //! A backend's sessions: created lazily up to `size`, leased per call (exclusively where the
 //! ERP serves one call at a time per session), retired when idle, old or refused, logged out
-//! when retired and on shutdown. Failed logins back off, so a wrong password costs the ERP
-//! account a bounded number of attempts instead of one per request.
+//! once no call holds them, and all logged out on shutdown or when a reload replaces the
+//! pool. Logins are careful with the ERP account: one at a time until one has succeeded,
+//! and after a refusal none until the backoff has passed, so a wrong password costs a
+//! handful of attempts instead of one per request.
+//!
+//! Callers run a session call on a task of its own (see `Transport`), so a caller that goes
+//! away never leaves a login half-recorded or an exclusive session released while the ERP
+//! still works on it.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard, Semaphore, SemaphorePermit};
 
-use super::login::{self, LoggedIn};
+use super::login::{self, LoggedIn, LoginError};
 use super::{MAX_LOGIN_BACKOFF, Session, SessionSpec};
 use crate::backend::Link;
 use crate::error::GatewayError;
 
 type Slot = AsyncMutex<Option<Arc<Session>>>;
 
-/// Failed logins: how many in a row, and when the next attempt may start.
+/// Logins so far: whether the last one worked, refusals in a row, and when the next
+/// attempt may start.
 #[derive(Debug, Default)]
 struct LoginHealth {
+    healthy: bool,
     failures: u32,
     not_before: Option<Instant>,
-    /// A login is being tried after failures; others wait for its outcome instead of
-    /// adding attempts.
-    probing: bool,
 }
 
 /// A backend's session pool.
 pub struct SessionPool {
+    /// The settings it was made with: its logins and logouts follow them (a reload keeps
+    /// the pool only while they are unchanged).
     spec: Arc<SessionSpec>,
-    /// The HTTP client and settings of the backend that uses the pool now (a reload that
-    /// keeps the pool hands it the new backend's).
+    /// The HTTP client and settings of the backend that uses the pool now.
     link: Mutex<Link>,
     slots: Vec<Slot>,
     /// Exclusive pools: one permit per slot not leased.
@@ -38,6 +44,12 @@ pub struct SessionPool {
     next: AtomicUsize,
     generation: AtomicU64,
     health: Mutex<LoginHealth>,
+    /// Held by the one login allowed while logins are not known to work.
+    careful: AsyncMutex<()>,
+    /// Sessions taken out of their slot, logged out once no call holds them.
+    retired: Mutex<Vec<Arc<Session>>>,
+    /// Replaced by a reload, or shut down: sessions still used are retired after the call.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for SessionPool {
@@ -54,8 +66,8 @@ pub struct Lease<'a> {
 }
 
 impl SessionPool {
-    /// A pool for `spec`, with no session yet; starts the sweeper that logs idle sessions
-    /// out when a runtime is there to run it (not in `veneer check`).
+    /// A pool for `spec`, with no session yet; starts the sweeper that logs out idle and
+    /// retired sessions when a runtime is there to run it (not in `veneer check`).
     pub fn new(spec: Arc<SessionSpec>, link: Link) -> Arc<SessionPool> {
         let size = spec.size.max(1);
         let pool = Arc::new(SessionPool {
@@ -66,6 +78,9 @@ impl SessionPool {
             next: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             health: Mutex::default(),
+            careful: AsyncMutex::new(()),
+            retired: Mutex::default(),
+            closed: AtomicBool::new(false),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sweep(Arc::downgrade(&pool)));
@@ -73,7 +88,7 @@ impl SessionPool {
         pool
     }
 
-    /// The compiled settings.
+    /// The settings it was made with.
     pub fn spec(&self) -> &SessionSpec {
         &self.spec
     }
@@ -87,6 +102,11 @@ impl SessionPool {
         self.link.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Was the pool replaced or shut down?
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
     /// A slot for one call: an exclusive pool waits for a free one (the backend's
     /// `max_concurrency` is at most `size`, so this wait is short); a shared pool takes
     /// the next in turn.
@@ -95,11 +115,11 @@ impl SessionPool {
             let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
             return Lease { slot, held: None, _permit: None };
         };
-        // A closed semaphore never happens (it is never closed); waiting forever is not an
-        // option either, so fall through to an unguarded lease in that impossible case.
+        // The semaphore is never closed; were it, the slot lock below still keeps calls
+        // one at a time per session.
         let permit = free.acquire().await.ok();
         // Prefer a slot with a live session, so idle ones can age out; a permit guarantees
-        // some slot is unlocked.
+        // some slot is unlocked (the sweeper takes one too before it locks a slot).
         let mut fallback = None;
         for (i, slot) in self.slots.iter().enumerate() {
             if let Ok(g) = slot.try_lock() {
@@ -113,7 +133,6 @@ impl SessionPool {
         }
         match fallback {
             Some((slot, g)) => Lease { slot, held: Some(g), _permit: permit },
-            // Only when the sweeper holds the last free slot for a moment.
             None => {
                 let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
                 Lease { slot, held: Some(self.slots[slot].lock().await), _permit: permit }
@@ -122,7 +141,7 @@ impl SessionPool {
     }
 
     /// The lease's session, logging in first when it has none or its own is past its
-    /// lifetime or idle time (that one is logged out in the background).
+    /// lifetime or idle time (that one is retired).
     pub async fn session(&self, lease: &mut Lease<'_>) -> Result<Arc<Session>, GatewayError> {
         let mut local;
         let guard: &mut Option<Arc<Session>> = match lease.held.as_mut() {
@@ -132,22 +151,23 @@ impl SessionPool {
                 &mut local
             }
         };
-        let now = Instant::now();
         if let Some(s) = guard.as_ref() {
-            if s.usable(&self.spec, now) {
+            if s.usable(Instant::now()) {
                 return Ok(s.clone());
             }
-            let old = guard.take();
-            self.retire_in_background(old);
+            if let Some(old) = guard.take() {
+                self.retire_later(old);
+            }
         }
         let session = Arc::new(self.login().await?);
         *guard = Some(session.clone());
         Ok(session)
     }
 
-    /// The ERP refused `session`: forget it (no logout: the ERP already has) unless a
-    /// newer session replaced it meanwhile.
-    pub async fn retire(&self, lease: &mut Lease<'_>, session: &Session) {
+    /// Takes `session` out of the lease's slot (unless a newer one replaced it meanwhile)
+    /// and logs it out once no call holds it: after the ERP refused it (the logout then
+    /// fails harmlessly) or after a call on a closed pool.
+    pub async fn retire(&self, lease: &mut Lease<'_>, session: &Arc<Session>) {
         let mut local;
         let guard: &mut Option<Arc<Session>> = match lease.held.as_mut() {
             Some(g) => g,
@@ -159,99 +179,168 @@ impl SessionPool {
         if guard.as_ref().is_some_and(|s| s.generation == session.generation) {
             *guard = None;
         }
+        self.retire_later(session.clone());
+    }
+
+    /// After a call on a closed pool (replaced by a reload, or shut down): the session is
+    /// taken out and logged out now, since the pool's sweeper ends with the pool.
+    pub async fn retire_closed(self: &Arc<Self>, lease: &mut Lease<'_>, session: &Arc<Session>) {
+        self.retire(lease, session).await;
+        let taken: Vec<Arc<Session>> = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|p| p.into_inner()));
+        let (pool, link) = (self.clone(), self.link());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for s in taken {
+                    login::logout(&pool.spec, &link, &s).await;
+                }
+            });
+        }
+    }
+
+    /// The ERP refused a session it had just handed out (before any call succeeded in it):
+    /// the login is what does not work (a header or URL the ERP does not accept), so it
+    /// counts as a failed login, with the backoff.
+    pub async fn refused_at_once(&self, lease: &mut Lease<'_>, session: &Arc<Session>) -> GatewayError {
+        self.retire(lease, session).await;
+        self.login_failed(
+            "the ERP refused the session right after handing it out; check the session's soap_headers, http_headers and url"
+                .into(),
+        )
     }
 
     async fn login(&self) -> Result<Session, GatewayError> {
-        let link = self.link();
-        let refused = |reason: String| GatewayError::BackendLogin { backend: link.settings.name.clone(), reason };
-        {
-            let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-            if h.failures > 0 {
-                let wait = h.not_before.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now()));
-                if h.probing || !wait.is_zero() {
-                    return Err(refused(format!(
-                        "the last login failed; the next attempt is in {} s",
-                        wait.as_secs().max(1)
-                    )));
-                }
-                h.probing = true;
-            }
+        // Until a login has worked, one at a time: a wrong password at a cold start costs
+        // one attempt, not one per slot.
+        let careful = if self.healthy() { None } else { Some(self.careful.lock().await) };
+        let careful = careful.filter(|_| !self.healthy());
+        if let Some(wait) = self.backoff_left() {
+            return Err(
+                self.refusal(format!("the last login failed; the next attempt is in {} s", wait.as_secs().max(1)))
+            );
         }
-        let result = login::login(&self.spec, &link).await.and_then(|LoggedIn { values, lifetime }| {
-            let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-            let model = link.model.clone();
-            Session::new(&self.spec, &model, generation, values, lifetime)
-        });
-        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        h.probing = false;
+        let link = self.link();
+        let result = login::login(&self.spec, &link).await;
+        drop(careful);
         match result {
-            Ok(session) => {
-                h.failures = 0;
-                h.not_before = None;
+            Ok(LoggedIn { values, idle }) => {
+                let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+                *h = LoginHealth { healthy: true, failures: 0, not_before: None };
+                drop(h);
                 crate::telemetry::session_login(&link.settings.name, "ok");
                 tracing::info!(backend = %link.settings.name, "logged in to the ERP");
-                Ok(session)
+                let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+                Ok(Session::new(generation, values, self.spec.lifetime, idle))
             }
-            Err(e) => {
-                h.failures = h.failures.saturating_add(1);
-                let wait =
-                    self.spec.login_backoff.saturating_mul(1u32 << (h.failures - 1).min(16)).min(MAX_LOGIN_BACKOFF);
-                h.not_before = Some(Instant::now() + wait);
-                crate::telemetry::session_login(&link.settings.name, "failed");
-                let reason = self.spec.redact(&e);
-                tracing::warn!(backend = %link.settings.name, error = %reason, retry_in_s = wait.as_secs(), "login to the ERP failed");
-                Err(refused(reason))
+            Err(LoginError::Transport(e)) => {
+                crate::telemetry::session_login(&link.settings.name, "unreachable");
+                Err(e)
             }
+            Err(LoginError::Refused(reason)) => Err(self.login_failed(reason)),
         }
     }
 
-    fn retire_in_background(&self, session: Option<Arc<Session>>) {
-        let (Some(session), Ok(rt)) = (session, tokio::runtime::Handle::try_current()) else { return };
-        let spec = self.spec.clone();
-        let link = self.link();
-        rt.spawn(async move { login::logout(&spec, &link, &session).await });
+    fn healthy(&self) -> bool {
+        self.health.lock().unwrap_or_else(|p| p.into_inner()).healthy
     }
 
-    /// Logs every session out (shutdown, or a reload that replaced the pool), waiting at
-    /// most `deadline` for calls still holding exclusive sessions.
+    /// Time left before the next login may be tried, after a refusal.
+    fn backoff_left(&self) -> Option<Duration> {
+        let h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = h.not_before?.saturating_duration_since(Instant::now());
+        (!wait.is_zero()).then_some(wait)
+    }
+
+    /// Records a refused login (backoff doubling from `login_backoff`) and logs why.
+    fn login_failed(&self, reason: String) -> GatewayError {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        h.healthy = false;
+        h.failures = h.failures.saturating_add(1);
+        let wait = self.spec.login_backoff.saturating_mul(1u32 << (h.failures - 1).min(16)).min(MAX_LOGIN_BACKOFF);
+        h.not_before = Some(Instant::now() + wait);
+        drop(h);
+        let name = self.link().settings.name.clone();
+        crate::telemetry::session_login(&name, "failed");
+        let reason = self.spec.redact(&reason);
+        tracing::warn!(backend = %name, error = %reason, retry_in_s = wait.as_secs(), "login to the ERP failed");
+        self.refusal(reason)
+    }
+
+    fn refusal(&self, reason: String) -> GatewayError {
+        GatewayError::BackendLogin { backend: self.link().settings.name.clone(), reason }
+    }
+
+    fn retire_later(&self, session: Arc<Session>) {
+        self.retired.lock().unwrap_or_else(|p| p.into_inner()).push(session);
+    }
+
+    /// Logs every session out (shutdown, or a reload that replaced the pool); calls still
+    /// holding exclusive sessions get until `deadline`.
     pub async fn close(&self, deadline: Duration) {
-        let link = self.link();
-        let mut sessions = Vec::new();
+        self.closed.store(true, Ordering::Relaxed);
+        let until = tokio::time::Instant::now() + deadline;
         let _all = match &self.free {
-            Some(free) => tokio::time::timeout(deadline, free.acquire_many(self.slots.len() as u32))
+            Some(free) => tokio::time::timeout_at(until, free.acquire_many(self.slots.len() as u32))
                 .await
                 .ok()
                 .and_then(Result::ok),
             None => None,
         };
+        let mut sessions = Vec::new();
         for slot in &self.slots {
-            if let Some(s) = slot.lock().await.take() {
+            if let Ok(mut g) = tokio::time::timeout_at(until, slot.lock()).await
+                && let Some(s) = g.take()
+            {
                 sessions.push(s);
             }
         }
+        sessions.append(&mut self.retired.lock().unwrap_or_else(|p| p.into_inner()));
+        let link = self.link();
         let logouts = sessions.iter().map(|s| login::logout(&self.spec, &link, s));
-        let _ = tokio::time::timeout(deadline, futures_util::future::join_all(logouts)).await;
+        let _ = tokio::time::timeout_at(until + Duration::from_secs(5), futures_util::future::join_all(logouts)).await;
     }
 
-    /// Retires sessions past their idle time or lifetime that no call holds.
+    /// Retires sessions past their idle time or lifetime, and logs out retired sessions no
+    /// call holds any more.
     async fn sweep_once(&self) {
         let now = Instant::now();
+        let mut done = Vec::new();
         for slot in &self.slots {
-            // An exclusive slot in use is skipped: try_lock fails while a call holds it.
+            // An exclusive slot is only touched with a permit, so a call never waits for the
+            // sweeper; a slot in use is skipped.
+            let permit = match &self.free {
+                Some(free) => match free.try_acquire() {
+                    Ok(p) => Some(p),
+                    Err(_) => break,
+                },
+                None => None,
+            };
             let Ok(mut g) = slot.try_lock() else { continue };
-            let stale = g.as_ref().is_some_and(|s| !s.usable(&self.spec, now) && Arc::strong_count(s) == 1);
-            if stale {
-                let old = g.take();
-                drop(g);
-                if let Some(s) = old {
-                    login::logout(&self.spec, &self.link(), &s).await;
-                }
+            if g.as_ref().is_some_and(|s| !s.usable(now))
+                && let Some(s) = g.take()
+            {
+                done.push(s);
             }
+            drop(g);
+            drop(permit);
+        }
+        {
+            let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+            let (free, held): (Vec<_>, Vec<_>) = retired.drain(..).partition(|s| Arc::strong_count(s) == 1);
+            *retired = held;
+            done.extend(free);
+        }
+        // Shared pools: a stale session some call still holds waits for the next sweep.
+        let (free, held): (Vec<_>, Vec<_>) = done.into_iter().partition(|s| Arc::strong_count(s) == 1);
+        self.retired.lock().unwrap_or_else(|p| p.into_inner()).extend(held);
+        let link = self.link();
+        for s in free {
+            login::logout(&self.spec, &link, &s).await;
         }
     }
 }
 
-/// Logs idle sessions out (freeing the ERP licences they hold) until the pool is gone.
+/// Logs idle and retired sessions out (freeing the ERP licences they hold) until the pool
+/// is gone.
 async fn sweep(pool: Weak<SessionPool>) {
     let every = match pool.upgrade() {
         Some(p) => (p.spec.idle.min(p.spec.lifetime) / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)),
