@@ -188,3 +188,36 @@ fn bad_max_response_is_located() {
         assert!(out.contains(expected), "{out}");
     }
 }
+
+/// Lines come from the YAML parser's marks, so a problem names the key it is about, not the
+/// first text that looks like it. The expected lines are written by hand against the shipped
+/// gateway.yaml (kept in step by the first assertion).
+#[test]
+fn problems_point_at_their_key_not_at_a_comment_or_a_longer_key() {
+    let shipped = std::fs::read_to_string(sample().join("gateway.yaml")).expect("gateway.yaml");
+    let lines: Vec<&str> = shipped.lines().collect();
+    assert!(lines[16].trim_start().starts_with("url:") && lines[15].contains("url_env"), "shipped file changed");
+    assert!(lines[19].trim_start().starts_with("timeout:") && lines[20].contains("connect_timeout:"));
+    assert!(lines[26].contains("status: 404"));
+    let dir = variant(|rel, t| {
+        if rel != "gateway.yaml" {
+            return t;
+        }
+        t.replace("url: \"http://127.0.0.1:7047/erp\"", "url: \"ftp://127.0.0.1/erp\"")
+            .replace("    timeout: 10s", "    timeout: soon")
+            .replace(
+                "      - { code: Client, reason: \"does not exist\", status: 404 }",
+                "      - { code: Client, reason: \"does not exist\", status: 404 }\n      - { code: Server, status: 200 }\n      - { code: Busy, status: 99 }",
+            )
+    });
+    let (ok, out) = check(dir.path());
+    assert!(!ok);
+    for expected in [
+        "gateway.yaml:17: backend erp: \"ftp://127.0.0.1/erp\" is not an http(s) URL",
+        "gateway.yaml:20: backend erp: timeout: ",
+        "gateway.yaml:28: fault status 200 is not an HTTP error status",
+        "gateway.yaml:29: fault status 99 is not an HTTP error status",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}

@@ -686,7 +686,7 @@ fn a_header_template_naming_a_value_not_captured_is_refused() {
     assert_one_problem(
         dir.path(),
         "gateway.yaml",
-        line_of(&yaml, "soap_headers:"),
+        15, // `MsgHeader:` under session.soap_headers (b1_gateway_yaml's 15th line)
         r#"backend b1: session: soap_headers.MsgHeader: {session.sid} in "{session.sid}" is not captured; capture: names id"#,
     );
 }
@@ -699,7 +699,7 @@ fn a_route_filling_the_header_the_session_fills_is_refused() {
     assert_one_problem(
         dir.path(),
         "routes/routes.yaml",
-        line_of(&routes, "soap_headers:"),
+        7, // the route's `MsgHeader:` line
         r#"route "GET /items/{code}": SOAP header "MsgHeader" is filled by backend b1's session; remove it from the route"#,
     );
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use regex::Regex;
 
+use super::marks::Marks;
 use super::raw::{AuthSection, BackendSection, FaultRuleSection, GatewayFile, RoutesFile};
 use super::{
     ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_mqtt,
@@ -44,22 +45,20 @@ pub struct CompileOptions {
 pub(crate) struct FileText {
     pub path: PathBuf,
     pub text: String,
+    /// Where each key is, from the YAML parser.
+    pub marks: Marks,
 }
 
 impl FileText {
-    /// A problem in this file, at the first line (from `after` on) containing `needle`.
-    pub fn problem(&self, needle: &str, after: usize, message: impl Into<String>) -> ConfigProblem {
-        ConfigProblem { file: self.path.clone(), line: self.line_of(needle, after), message: message.into() }
+    /// A problem about the key at `path` (mapping keys and sequence indexes from the root),
+    /// on its line; a key that is not in the file is blamed on its nearest ancestor.
+    pub fn at(&self, path: &[&str], message: impl Into<String>) -> ConfigProblem {
+        ConfigProblem { file: self.path.clone(), line: self.marks.line(path), message: message.into() }
     }
 
-    /// 1-based line of the first occurrence of `needle` at or after line `after`, where it
-    /// starts a word: `timeout:` does not match `connect_timeout:`, nor `unit:` `erp_unit:`.
-    pub fn line_of(&self, needle: &str, after: usize) -> Option<usize> {
-        let starts_word = |line: &str| {
-            line.match_indices(needle)
-                .any(|(at, _)| !line[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_'))
-        };
-        self.text.lines().enumerate().skip(after.saturating_sub(1)).find(|(_, l)| starts_word(l)).map(|(i, _)| i + 1)
+    /// The line of the key at `path` (or of its nearest ancestor in the file).
+    pub fn line(&self, path: &[&str]) -> Option<usize> {
+        self.marks.line(path)
     }
 }
 
@@ -70,7 +69,8 @@ pub(crate) fn read_text(source: &ConfigSource, rel: &Path) -> Result<FileText, C
         line: None,
         message: "not UTF-8 text".into(),
     })?;
-    Ok(FileText { path: rel.into(), text })
+    let marks = Marks::of(&text);
+    Ok(FileText { path: rel.into(), text, marks })
 }
 
 pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(file: &FileText) -> Result<T, ConfigProblem> {
@@ -116,9 +116,8 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
     for (file, parsed) in &route_files {
         for (name, section) in &parsed.backends {
             if let Some((first, _)) = declared.insert(name, (file, section)) {
-                problems.push(file.problem(
-                    &format!("{name}:"),
-                    1,
+                problems.push(file.at(
+                    &["backends", name],
                     format!("backend {name} is already defined in {}; rename one", first.path.display()),
                 ));
             }
@@ -141,9 +140,8 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
         // again by another one.
         for (name, b) in &backends {
             if fleet.claim_after <= b.settings.timeout {
-                problems.push(gateway_file.problem(
-                    "claim_after:",
-                    1,
+                problems.push(gateway_file.at(
+                    &["delivery", "redis", "claim_after"],
                     format!(
                         "delivery.redis.claim_after ({:?}) must be longer than backend {name}'s timeout ({:?})",
                         fleet.claim_after, b.settings.timeout
@@ -154,16 +152,17 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
     }
     let mut routes = Vec::new();
     for (file, parsed) in &route_files {
-        for section in &parsed.routes {
+        for (i, section) in parsed.routes.iter().enumerate() {
             match compile_route::compile(
                 file,
+                i,
                 section,
                 &backends,
                 declared.contains_key(section.backend.as_str()),
                 &throttle,
                 &delivery,
             ) {
-                Ok(route) => routes.push((route, file.problem(&section.route, 1, ""))),
+                Ok(route) => routes.push((route, file.at(&["routes", &i.to_string(), "route"], ""))),
                 Err(mut p) => problems.append(&mut p),
             }
         }
@@ -192,9 +191,8 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
         }
     };
     if auth.is_none() && server.metrics_scope.is_some() {
-        problems.push(gateway_file.problem(
-            "metrics_scope:",
-            1,
+        problems.push(gateway_file.at(
+            &["server", "metrics_scope"],
             "server.metrics_scope needs an auth: section to check tokens with; add auth: or remove metrics_scope",
         ));
     }
@@ -243,12 +241,10 @@ fn delivery_settings(
                     max_len: r.max_len.unwrap_or(1_000_000).max(1),
                 });
             }
-            (Ok(_), Ok(_)) => problems.push(file.problem(
-                "redis:",
-                1,
-                "delivery: give data_dir (one node) or redis (a fleet), not both",
-            )),
-            (Err(m), _) | (_, Err(m)) => problems.push(file.problem("redis:", 1, m)),
+            (Ok(_), Ok(_)) => problems.push(
+                file.at(&["delivery", "redis"], "delivery: give data_dir (one node) or redis (a fleet), not both"),
+            ),
+            (Err(m), _) | (_, Err(m)) => problems.push(file.at(&["delivery", "redis"], m)),
         }
     }
     for (key, value, slot) in [
@@ -261,10 +257,8 @@ fn delivery_settings(
         match value.as_deref().map(units::duration) {
             None => {}
             Some(Ok(v)) if !v.is_zero() => *slot = v,
-            Some(Ok(_)) => {
-                problems.push(file.problem(&format!("{key}:"), 1, format!("delivery.{key} must be more than 0s")))
-            }
-            Some(Err(m)) => problems.push(file.problem(&format!("{key}:"), 1, format!("delivery.{key}: {m}"))),
+            Some(Ok(_)) => problems.push(file.at(&["delivery", key], format!("delivery.{key} must be more than 0s"))),
+            Some(Err(m)) => problems.push(file.at(&["delivery", key], format!("delivery.{key}: {m}"))),
         }
     }
     d
@@ -290,15 +284,14 @@ fn server_settings(
             require,
         ) {
             Ok(c) => settings.tls = Some(c),
-            Err(m) => problems.push(file.problem("tls:", 1, format!("server.tls: {m}"))),
+            Err(m) => problems.push(file.at(&["server", "tls"], format!("server.tls: {m}"))),
         }
     }
     if let Some(listen) = &s.listen {
         match listen.parse::<SocketAddr>() {
             Ok(a) => settings.listen = Some(a),
-            Err(_) => problems.push(file.problem(
-                "listen:",
-                1,
+            Err(_) => problems.push(file.at(
+                &["server", "listen"],
                 format!("server.listen {listen:?} is not an address; write e.g. \"127.0.0.1:8080\""),
             )),
         }
@@ -306,26 +299,27 @@ fn server_settings(
     if let Some(size) = &s.max_body {
         match units::size(size) {
             Ok(n) => settings.max_body = n,
-            Err(m) => problems.push(file.problem("max_body:", 1, format!("server.max_body: {m}"))),
+            Err(m) => problems.push(file.at(&["server", "max_body"], format!("server.max_body: {m}"))),
         }
     }
     if let Some(t) = &s.request_timeout {
         match units::duration(t) {
             Ok(d) => settings.request_timeout = d,
-            Err(m) => problems.push(file.problem("request_timeout:", 1, format!("server.request_timeout: {m}"))),
+            Err(m) => problems.push(file.at(&["server", "request_timeout"], format!("server.request_timeout: {m}"))),
         }
     }
     if let Some(t) = &s.header_timeout {
         match units::duration(t) {
             Ok(d) if !d.is_zero() => settings.header_timeout = d,
-            Ok(_) => problems.push(file.problem("header_timeout:", 1, "server.header_timeout must be more than 0s")),
-            Err(m) => problems.push(file.problem("header_timeout:", 1, format!("server.header_timeout: {m}"))),
+            Ok(_) => {
+                problems.push(file.at(&["server", "header_timeout"], "server.header_timeout must be more than 0s"))
+            }
+            Err(m) => problems.push(file.at(&["server", "header_timeout"], format!("server.header_timeout: {m}"))),
         }
     }
     match s.max_connections {
-        Some(0) => problems.push(file.problem(
-            "max_connections:",
-            1,
+        Some(0) => problems.push(file.at(
+            &["server", "max_connections"],
             "server.max_connections must be at least 1 (it caps open client connections)",
         )),
         Some(n) => settings.max_connections = n,
@@ -334,9 +328,8 @@ fn server_settings(
     if let Some(listen) = &s.metrics_listen {
         match listen.parse::<SocketAddr>() {
             Ok(a) => settings.metrics_listen = Some(a),
-            Err(_) => problems.push(file.problem(
-                "metrics_listen:",
-                1,
+            Err(_) => problems.push(file.at(
+                &["server", "metrics_listen"],
                 format!("server.metrics_listen {listen:?} is not an address; write e.g. \"127.0.0.1:9090\""),
             )),
         }
@@ -352,25 +345,26 @@ fn backend(
     options: &CompileOptions,
     retained: &Retained,
 ) -> Result<Backend, Vec<ConfigProblem>> {
-    let at = file.line_of(&format!("{name}:"), 1).unwrap_or(1);
-    let here = |needle: &str, message: String| file.problem(needle, at, format!("backend {name}: {message}"));
+    // `key` is a dotted key path under the backend ("" for the backend itself).
+    let here = |key: &str, message: String| {
+        let mut path = vec!["backends", name];
+        path.extend(key.split('.').filter(|k| !k.is_empty()));
+        file.at(&path, format!("backend {name}: {message}"))
+    };
     let mut problems = Vec::new();
 
     let url = match (options.backend_urls.get(name), &s.url, &s.url_env) {
         (Some(u), _, _) => Some(u.clone()),
         (None, Some(u), None) => Some(u.clone()),
         (None, None, Some(var)) => std::env::var(var)
-            .map_err(|_| problems.push(here("url_env:", format!("environment variable {var} is not set"))))
+            .map_err(|_| problems.push(here("url_env", format!("environment variable {var} is not set"))))
             .ok(),
         (None, Some(_), Some(_)) => {
             problems.push(here("url", "set either url or url_env, not both".into()));
             None
         }
         (None, None, None) => {
-            problems.push(here(
-                &format!("{name}:"),
-                "no endpoint; add url: \"http://host:port/path\" or url_env: VAR".into(),
-            ));
+            problems.push(here("", "no endpoint; add url: \"http://host:port/path\" or url_env: VAR".into()));
             None
         }
     };
@@ -387,22 +381,23 @@ fn backend(
         Some("1.1") => Some(SoapVersion::V11),
         Some("1.2") => Some(SoapVersion::V12),
         Some(v) => {
-            problems.push(here("soap_version:", format!("soap_version {v:?} is unknown; write \"1.1\" or \"1.2\"")));
+            problems.push(here("soap_version", format!("soap_version {v:?} is unknown; write \"1.1\" or \"1.2\"")));
             None
         }
     };
-    let load = |wsdl_path: &str| {
-        let bytes = source.read(Path::new(wsdl_path)).map_err(|p| here("wsdl:", p.message))?;
+    // `key`: where the WSDL is named (`wsdl`, `session.login.wsdl`).
+    let load = |key: &str, wsdl_path: &str| {
+        let bytes = source.read(Path::new(wsdl_path)).map_err(|p| here(key, p.message))?;
         load_wsdl(source, name, wsdl_path, &bytes, s, soap_version)
     };
-    let model = load(&s.wsdl).map(Arc::new).map_err(|p| problems.push(p)).ok();
+    let model = load("wsdl", &s.wsdl).map(Arc::new).map_err(|p| problems.push(p)).ok();
 
     let mut duration =
         |key: &str, value: &Option<String>, default: Duration| match value.as_deref().map(units::duration) {
             None => default,
             Some(Ok(d)) => d,
             Some(Err(m)) => {
-                problems.push(here(&format!("{key}:"), format!("{key}: {m}")));
+                problems.push(here(key, format!("{key}: {m}")));
                 default
             }
         };
@@ -411,12 +406,12 @@ fn backend(
     let max_response = match s.max_response.as_deref().map(units::size) {
         None => DEFAULT_MAX_RESPONSE,
         Some(Ok(0)) => {
-            problems.push(here("max_response:", "max_response: 0 would refuse every response; write e.g. 8MiB".into()));
+            problems.push(here("max_response", "max_response: 0 would refuse every response; write e.g. 8MiB".into()));
             DEFAULT_MAX_RESPONSE
         }
         Some(Ok(n)) => n,
         Some(Err(m)) => {
-            problems.push(here("max_response:", format!("max_response: {m}")));
+            problems.push(here("max_response", format!("max_response: {m}")));
             DEFAULT_MAX_RESPONSE
         }
     };
@@ -425,7 +420,7 @@ fn backend(
         .as_ref()
         .map(|a| credentials(source, a, &mut |needle, m| problems.push(here(needle, m))))
         .unwrap_or_default();
-    let faults = fault_rules(file, at, &s.faults, &mut problems);
+    let faults = fault_rules(file, &["backends", name, "faults"], &s.faults, &mut problems);
     let mut protection = compile_protect::protection(s, &mut |needle, m| problems.push(here(needle, m)));
     let mut credentials = credentials;
     let mut session = None;
@@ -433,7 +428,7 @@ fn backend(
         if let Some(t) = s.auth.as_ref().and_then(|a| a.netsuite_tba.as_ref()) {
             match compile_session::netsuite(source, t, model) {
                 Ok(tba) => credentials.netsuite = Some(tba),
-                Err(m) => problems.push(here("netsuite_tba:", m)),
+                Err(m) => problems.push(here("auth.netsuite_tba", m)),
             }
         }
         if let Some(sess) = &s.session {
@@ -447,7 +442,7 @@ fn backend(
     if let Some(spec) = session.as_ref().filter(|spec| spec.exclusive) {
         match s.max_concurrency {
             Some(n) if n > spec.size => problems.push(here(
-                "max_concurrency:",
+                "max_concurrency",
                 format!(
                     "max_concurrency {n} is more than session.size {} with exclusive sessions; calls past {} would hold a slot only to wait for a session. Set max_concurrency to at most {} or raise size",
                     spec.size, spec.size, spec.size
@@ -475,7 +470,7 @@ fn backend(
                 Some(t) => backend_tls(source, t),
             };
             tls.and_then(|tls| Backend::new(settings, model, protection, tls, session, retained))
-                .map_err(|m| vec![here(&format!("{name}:"), m)])
+                .map_err(|m| vec![here("", m)])
         }
         _ => Err(problems),
     }
@@ -539,13 +534,13 @@ fn backend_tls(source: &ConfigSource, t: &super::raw::BackendTlsSection) -> Resu
     Ok(BackendTls { roots, identity })
 }
 
-/// Upstream credentials; each problem goes to `fail(needle, message)`.
+/// Upstream credentials; each problem goes to `fail(key path under the backend, message)`.
 fn credentials(source: &ConfigSource, a: &AuthSection, fail: &mut dyn FnMut(&str, String)) -> Credentials {
     let mut c = Credentials::default();
     if let Some(b) = &a.basic {
         match secret::resolve(source, b.password_env.as_deref(), b.password_file.as_deref(), "password") {
             Ok(password) => c.basic = Some(BasicAuth { username: b.username.clone(), password }),
-            Err(m) => fail("basic:", m),
+            Err(m) => fail("auth.basic", m),
         }
     }
     if let Some(w) = &a.ws_security {
@@ -554,13 +549,13 @@ fn credentials(source: &ConfigSource, a: &AuthSection, fail: &mut dyn FnMut(&str
             None => Duration::from_secs(300),
             Some(Ok(d)) => d,
             Some(Err(m)) => {
-                fail("timestamp_ttl:", m);
+                fail("auth.ws_security.timestamp_ttl", m);
                 Duration::from_secs(300)
             }
         };
         match secret::resolve(source, w.password_env.as_deref(), w.password_file.as_deref(), "password") {
             Ok(password) => c.ws_security = Some(WsSecurity { username: w.username.clone(), password, digest, ttl }),
-            Err(m) => fail("ws_security:", m),
+            Err(m) => fail("auth.ws_security", m),
         }
     }
     if let Some(o) = &a.oauth2 {
@@ -569,46 +564,51 @@ fn credentials(source: &ConfigSource, a: &AuthSection, fail: &mut dyn FnMut(&str
                 .and_then(|sec| UpstreamOAuth::new(&o.token_url, &o.client_id, sec, o.scopes.clone()));
         match made {
             Ok(u) => c.oauth2 = Some(u),
-            Err(m) => fail("oauth2:", m),
+            Err(m) => fail("auth.oauth2", m),
         }
     }
     c
 }
 
-/// Compiles fault rules, recording problems against the file.
+/// Compiles fault rules (the list at key path `at`), recording problems against the file.
 pub(crate) fn fault_rules(
     file: &FileText,
-    at: usize,
+    at: &[&str],
     sections: &[FaultRuleSection],
     problems: &mut Vec<ConfigProblem>,
 ) -> Vec<FaultRule> {
     let mut rules = Vec::new();
-    for r in sections {
-        let status = match StatusCode::from_u16(r.status) {
-            Ok(s) if s.is_client_error() || s.is_server_error() => s,
-            _ => {
-                problems.push(file.problem(
-                    "status:",
-                    at,
-                    format!("fault status {} is not an HTTP error status; use 400–599", r.status),
-                ));
-                continue;
+    for (i, r) in sections.iter().enumerate() {
+        let index = i.to_string();
+        let key = |k: &'static str| -> Vec<&str> {
+            let mut p = at.to_vec();
+            p.push(&index);
+            if !k.is_empty() {
+                p.push(k);
             }
+            p
         };
+        let status =
+            match StatusCode::from_u16(r.status) {
+                Ok(s) if s.is_client_error() || s.is_server_error() => s,
+                _ => {
+                    problems.push(file.at(
+                        &key("status"),
+                        format!("fault status {} is not an HTTP error status; use 400–599", r.status),
+                    ));
+                    continue;
+                }
+            };
         let reason = match r.reason.as_deref().map(Regex::new) {
             None => None,
             Some(Ok(re)) => Some(re),
             Some(Err(e)) => {
-                problems.push(file.problem(
-                    "reason:",
-                    at,
-                    format!("fault reason is not a valid regular expression: {e}"),
-                ));
+                problems.push(file.at(&key("reason"), format!("fault reason is not a valid regular expression: {e}")));
                 continue;
             }
         };
         if r.code.is_none() && reason.is_none() {
-            problems.push(file.problem("status:", at, "a fault rule needs code:, reason: or both"));
+            problems.push(file.at(&key(""), "a fault rule needs code:, reason: or both"));
             continue;
         }
         rules.push(FaultRule { code: r.code.clone(), reason, status });

@@ -31,8 +31,12 @@ pub fn compile(
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Auth> {
     let retained = &options.retained;
-    let at = file.line_of("auth:", 1).unwrap_or(1);
-    let mut here = |needle: &str, m: String| problems.push(file.problem(needle, at, format!("auth: {m}")));
+    // `key`: a dotted key path under `auth` ("" for the section itself).
+    let mut here = |key: &str, m: String| {
+        let mut path = vec!["auth"];
+        path.extend(key.split('.').filter(|k| !k.is_empty()));
+        problems.push(file.at(&path, format!("auth: {m}")))
+    };
     let duration = |key: &str, v: &Option<String>, default: Duration, here: &mut dyn FnMut(&str, String)| match v
         .as_deref()
         .map(units::duration)
@@ -40,7 +44,7 @@ pub fn compile(
         None => default,
         Some(Ok(d)) => d,
         Some(Err(m)) => {
-            here(&format!("{key}:"), format!("{key}: {m}"));
+            here(key, format!("{}: {m}", key.rsplit('.').next().unwrap_or(key)));
             default
         }
     };
@@ -48,14 +52,14 @@ pub fn compile(
     let leeway = duration("leeway", &s.leeway, Duration::from_secs(30), &mut here);
 
     let mut clients = BTreeMap::new();
-    for c in &s.clients {
+    for (i, c) in s.clients.iter().enumerate() {
         match client(c) {
             Ok(client) => {
                 if clients.insert(c.id.clone(), client).is_some() {
-                    here(&format!("id: {}", c.id), format!("client {} is registered twice", c.id));
+                    here(&format!("clients.{i}.id"), format!("client {} is registered twice", c.id));
                 }
             }
-            Err(m) => here(&format!("id: {}", c.id), format!("client {}: {m}", c.id)),
+            Err(m) => here(&format!("clients.{i}"), format!("client {}: {m}", c.id)),
         }
     }
     if let Some((id, secret)) = &options.dev_client {
@@ -70,7 +74,7 @@ pub fn compile(
                 };
                 clients.insert(id.clone(), dev);
             }
-            Err(m) => here("auth:", m),
+            Err(m) => here("", m),
         }
     }
 
@@ -79,7 +83,7 @@ pub fn compile(
         (None, _, true) => None,
         (None, _, false) => {
             here(
-                "clients:",
+                "clients",
                 "registered clients need auth.issuer (Veneer's public base URL, e.g. \"https://veneer.example.com\")"
                     .into(),
             );
@@ -114,7 +118,7 @@ pub fn compile(
                     None
                 }
                 _ => {
-                    here("issuer:", format!("issuer {iss:?} is not an http(s) URL"));
+                    here("issuer", format!("issuer {iss:?} is not an http(s) URL"));
                     None
                 }
             }
@@ -122,17 +126,22 @@ pub fn compile(
     };
 
     let mut external = Vec::new();
-    for e in &s.external_issuers {
+    for (i, e) in s.external_issuers.iter().enumerate() {
         let mut algorithms = Vec::new();
         let names =
             if e.algorithms.is_empty() { vec!["RS256".to_string(), "ES256".to_string()] } else { e.algorithms.clone() };
         for name in &names {
             match asymmetric(name) {
                 Ok(a) => algorithms.push(a),
-                Err(m) => here("algorithms:", format!("issuer {}: {m}", e.issuer)),
+                Err(m) => here(&format!("external_issuers.{i}.algorithms"), format!("issuer {}: {m}", e.issuer)),
             }
         }
-        let refresh_interval = duration("refresh_interval", &e.refresh_interval, Duration::from_secs(60), &mut here);
+        let refresh_interval = duration(
+            &format!("external_issuers.{i}.refresh_interval"),
+            &e.refresh_interval,
+            Duration::from_secs(60),
+            &mut here,
+        );
         let settings = ExternalSettings {
             issuer: e.issuer.clone(),
             audiences: e.audience.to_vec(),
@@ -143,23 +152,23 @@ pub fn compile(
         };
         match ExternalIssuer::new(settings) {
             Ok(x) => external.push(x),
-            Err(m) => here("external_issuers:", m),
+            Err(m) => here(&format!("external_issuers.{i}"), m),
         }
     }
 
     let introspection = s.introspection.as_ref().and_then(|i| {
-        let max_cache = duration("max_cache", &i.max_cache, Duration::from_secs(60), &mut here);
+        let max_cache = duration("introspection.max_cache", &i.max_cache, Duration::from_secs(60), &mut here);
         let expect =
             Expect { audiences: i.audience.as_ref().map(|a| a.to_vec()).unwrap_or_default(), issuer: i.issuer.clone() };
         let slots = i.max_concurrency.unwrap_or(16);
         if slots == 0 {
-            here("max_concurrency:", "introspection.max_concurrency must be at least 1".into());
+            here("introspection.max_concurrency", "introspection.max_concurrency must be at least 1".into());
         }
         // Call slots and remembered refusals outlive the snapshot while these settings hold.
         let state = retained.introspection(format!("{}\u{0}{slots}\u{0}{expect:?}", i.endpoint), slots);
         secret::resolve(source, i.client_secret_env.as_deref(), i.client_secret_file.as_deref(), "client_secret")
             .and_then(|sec| Introspector::new(&i.endpoint, &i.client_id, sec, max_cache, expect, state))
-            .map_err(|m| here("introspection:", m))
+            .map_err(|m| here("introspection", m))
             .ok()
     });
     Some(Auth { local, external, introspection, leeway, cache: Auth::new_cache() })
@@ -175,7 +184,7 @@ fn login_guard(
     let mut rate = |key: &str, section: Option<&RateSection>, default: u32| {
         let configured = section.and_then(|r| {
             Rate::parse(&r.rate, r.burst)
-                .map_err(|m| here(&format!("{key}:"), format!("login_failures.{key}: {m}")))
+                .map_err(|m| here(&format!("login_failures.{key}"), format!("login_failures.{key}: {m}")))
                 .ok()
         });
         configured.unwrap_or(Rate { count: default, per: Duration::from_secs(60), burst: default })

@@ -23,8 +23,7 @@ pub fn compile(
     problems: &mut Vec<ConfigProblem>,
 ) -> Throttle {
     let registry = retained.limiters.clone();
-    let at = file.line_of("limits:", 1).unwrap_or(1);
-    let mut fail = |needle: &str, m: String| problems.push(file.problem(needle, at, m));
+    let mut fail = |key: &str, m: String| problems.push(file.at(&["limits", key], m));
     let section = raw.limits.as_ref();
     let shared = section.and_then(|l| l.redis.as_ref()).and_then(|r| {
         let url = match (&r.url, &r.url_env) {
@@ -41,20 +40,21 @@ pub fn compile(
             let timeout = timeout?;
             Shared::new(&u, r.prefix.clone().unwrap_or_else(|| "veneer:".into()), timeout, policy)
         });
-        made.map_err(|m| fail("redis:", format!("limits.redis: {m}"))).ok()
+        made.map_err(|m| fail("redis", format!("limits.redis: {m}"))).ok()
     });
     let mut t = Throttle { registry: registry.clone(), shared: shared.clone(), ..Throttle::default() };
     if let Some(d) = section.and_then(|l| l.default.as_ref()) {
         match rate(d) {
             Ok(r) => t.default_client = Some(Limit::new("client", "client-default", r, &registry, shared.clone())),
-            Err(m) => fail("default:", format!("limits.default: {m}")),
+            Err(m) => fail("default", format!("limits.default: {m}")),
         }
     }
     let clients = raw.auth.as_ref().map(|a| a.clients.as_slice()).unwrap_or_default();
-    for c in clients {
+    for (i, c) in clients.iter().enumerate() {
         let Some(l) = &c.limits else { continue };
+        let index = i.to_string();
         let mut fail_client = |m: String| {
-            problems.push(file.problem(&format!("id: {}", c.id), 1, format!("client {}: limits: {m}", c.id)))
+            problems.push(file.at(&["auth", "clients", &index, "limits"], format!("client {}: limits: {m}", c.id)))
         };
         if let Some(r) = &l.rate {
             match Rate::parse(r, l.burst) {

@@ -17,16 +17,18 @@ pub(crate) fn compile(
 ) -> Option<MqttSettings> {
     let m = raw.mqtt.as_ref()?;
     let before = problems.len();
-    let at = file.line_of("mqtt:", 1).unwrap_or(1);
-    let mut fail = |needle: &str, message: String| problems.push(file.problem(needle, at, format!("mqtt: {message}")));
+    let mut fail = |key: &str, message: String| {
+        let path: Vec<&str> = std::iter::once("mqtt").chain(key.split('.').filter(|k| !k.is_empty())).collect();
+        problems.push(file.at(&path, format!("mqtt: {message}")))
+    };
     if !cfg!(feature = "mqtt") {
-        fail("mqtt:", "this veneer was built without the mqtt feature; rebuild with default features".into());
+        fail("", "this veneer was built without the mqtt feature; rebuild with default features".into());
     }
     let (secure, rest) = match m.url.split_once("://") {
         Some(("mqtt" | "tcp", rest)) => (false, rest),
         Some(("mqtts" | "ssl", rest)) => (true, rest),
         _ => {
-            fail("url:", format!("url {:?} is not mqtt://host:port or mqtts://host:port", m.url));
+            fail("url", format!("url {:?} is not mqtt://host:port or mqtts://host:port", m.url));
             return None;
         }
     };
@@ -35,18 +37,18 @@ pub(crate) fn compile(
         Some((h, p)) => match p.parse::<u16>() {
             Ok(p) => (h.trim_matches(['[', ']']).to_string(), p),
             Err(_) => {
-                fail("url:", format!("url {:?}: port {p:?} is not a number", m.url));
+                fail("url", format!("url {:?}: port {p:?} is not a number", m.url));
                 return None;
             }
         },
         None => (rest.to_string(), if secure { 8883 } else { 1883 }),
     };
     if host.is_empty() {
-        fail("url:", format!("url {:?} names no host", m.url));
+        fail("url", format!("url {:?} names no host", m.url));
     }
     if m.client_id.trim().is_empty() || m.client_id.len() > 128 {
         fail(
-            "client_id:",
+            "client_id",
             "client_id must be 1 to 128 characters, and stable: the broker keeps the session under it".into(),
         );
     }
@@ -55,7 +57,7 @@ pub(crate) fn compile(
         (env, f) => match secret::resolve(source, env.as_deref(), f.as_deref(), "password") {
             Ok(p) => Some(p.trim_end_matches(['\r', '\n']).to_string()),
             Err(msg) => {
-                fail("password", msg);
+                fail(if m.password_env.is_some() { "password_env" } else { "password_file" }, msg);
                 None
             }
         },
@@ -63,7 +65,10 @@ pub(crate) fn compile(
     let credentials = match (&m.username, password) {
         (Some(u), p) => Some((u.clone(), p.unwrap_or_default())),
         (None, Some(_)) => {
-            fail("password", "a password needs a username".into());
+            fail(
+                if m.password_env.is_some() { "password_env" } else { "password_file" },
+                "a password needs a username".into(),
+            );
             None
         }
         (None, None) => None,
@@ -71,7 +76,7 @@ pub(crate) fn compile(
     let tls = match (secure, &m.tls) {
         (false, None) => None,
         (false, Some(_)) => {
-            fail("tls:", "tls: needs an mqtts:// url".into());
+            fail("tls", "tls: needs an mqtts:// url".into());
             None
         }
         (true, t) => {
@@ -79,7 +84,7 @@ pub(crate) fn compile(
             let identity = t.as_ref().and_then(|t| t.client_cert_file.as_deref().zip(t.client_key_file.as_deref()));
             match ca {
                 None => {
-                    fail("url:", "mqtts needs tls.ca_file: the CA that signed the broker's certificate".into());
+                    fail("url", "mqtts needs tls.ca_file: the CA that signed the broker's certificate".into());
                     None
                 }
                 Some(ca) => {
@@ -87,7 +92,7 @@ pub(crate) fn compile(
                     match tls::client_config(&source.path(ca), c.as_deref().zip(k.as_deref())) {
                         Ok(cfg) => Some(cfg),
                         Err(msg) => {
-                            fail("tls:", msg);
+                            fail("tls", msg);
                             None
                         }
                     }
@@ -99,23 +104,23 @@ pub(crate) fn compile(
         None => Duration::from_secs(30),
         Some(Ok(d)) if d >= Duration::from_secs(1) => d,
         Some(Ok(_)) => {
-            fail("keep_alive:", "keep_alive must be at least 1s".into());
+            fail("keep_alive", "keep_alive must be at least 1s".into());
             Duration::from_secs(30)
         }
         Some(Err(msg)) => {
-            fail("keep_alive:", msg);
+            fail("keep_alive", msg);
             Duration::from_secs(30)
         }
     };
     if let Some(g) = &m.share
         && (g.is_empty() || g.contains(['/', '+', '#']))
     {
-        fail("share:", format!("share {g:?} must be a plain group name such as veneer"));
+        fail("share", format!("share {g:?} must be a plain group name such as veneer"));
     }
     if let Some(t) = &m.error_topic
         && (t.is_empty() || t.contains(['+', '#']))
     {
-        fail("error_topic:", format!("error_topic {t:?} must be a topic without wildcards"));
+        fail("error_topic", format!("error_topic {t:?} must be a topic without wildcards"));
     }
     if problems.len() > before {
         return None;

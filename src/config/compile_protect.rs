@@ -11,28 +11,36 @@ use super::units;
 use crate::backend::Protection;
 use crate::backend::protect::{BreakerSettings, BusyRule, QueueSettings, RetrySettings};
 
-/// Compiles protection; each problem goes to `fail(needle, message)`.
+/// Compiles protection; each problem goes to `fail(key path under the backend, message)`.
 pub fn protection(s: &BackendSection, fail: &mut dyn FnMut(&str, String)) -> Protection {
-    let mut duration = |key: &str, v: Option<&String>, default: Duration| match v.map(|t| units::duration(t)) {
+    let mut duration = |path: &str, v: Option<&String>, default: Duration| match v.map(|t| units::duration(t)) {
         None => default,
         Some(Ok(d)) => d,
         Some(Err(m)) => {
-            fail(&format!("{key}:"), format!("{key}: {m}"));
+            fail(path, format!("{path}: {m}"));
             default
         }
     };
     let queue = QueueSettings {
         max_concurrency: s.max_concurrency.unwrap_or(32).max(1),
         max_queue: s.queue.as_ref().and_then(|q| q.max).unwrap_or(64),
-        queue_timeout: duration("timeout", s.queue.as_ref().and_then(|q| q.timeout.as_ref()), Duration::from_secs(2)),
+        queue_timeout: duration(
+            "queue.timeout",
+            s.queue.as_ref().and_then(|q| q.timeout.as_ref()),
+            Duration::from_secs(2),
+        ),
     };
     let r = s.retries.as_ref();
-    let backoff = duration("backoff", r.and_then(|r| r.backoff.as_ref()), Duration::from_millis(100));
-    let open_for =
-        duration("open_for", s.circuit_breaker.as_ref().and_then(|b| b.open_for.as_ref()), Duration::from_secs(30));
+    let backoff = duration("retries.backoff", r.and_then(|r| r.backoff.as_ref()), Duration::from_millis(100));
+    let open_for = duration(
+        "circuit_breaker.open_for",
+        s.circuit_breaker.as_ref().and_then(|b| b.open_for.as_ref()),
+        Duration::from_secs(30),
+    );
     let mut busy = Vec::new();
-    for b in &s.busy_faults {
-        let retry_after = duration("retry_after", b.retry_after.as_ref(), Duration::from_secs(5));
+    for (i, b) in s.busy_faults.iter().enumerate() {
+        let retry_after =
+            duration(&format!("busy_faults.{i}.retry_after"), b.retry_after.as_ref(), Duration::from_secs(5));
         busy.push((b, retry_after));
     }
     let budget_ratio = match r.and_then(|r| r.budget.as_deref()) {
@@ -40,7 +48,7 @@ pub fn protection(s: &BackendSection, fail: &mut dyn FnMut(&str, String)) -> Pro
         Some(t) => match t.trim().strip_suffix('%').and_then(|n| n.trim().parse::<f32>().ok()) {
             Some(p) if (0.0..=100.0).contains(&p) => p / 100.0,
             _ => {
-                fail("budget:", format!("retries.budget {t:?} must be a percentage such as \"20%\""));
+                fail("retries.budget", format!("retries.budget {t:?} must be a percentage such as \"20%\""));
                 0.2
             }
         },
@@ -52,7 +60,10 @@ pub fn protection(s: &BackendSection, fail: &mut dyn FnMut(&str, String)) -> Pro
         b => {
             let failure_rate = b.as_ref().and_then(|b| b.failure_rate).unwrap_or(0.5);
             if !(0.0..=1.0).contains(&failure_rate) || failure_rate == 0.0 {
-                fail("failure_rate:", "circuit_breaker.failure_rate must be above 0 and at most 1".into());
+                fail(
+                    "circuit_breaker.failure_rate",
+                    "circuit_breaker.failure_rate must be above 0 and at most 1".into(),
+                );
             }
             let window = b.as_ref().and_then(|b| b.window).unwrap_or(20).max(1);
             let min_calls = b.as_ref().and_then(|b| b.min_calls).unwrap_or(10).clamp(1, window);
@@ -61,12 +72,13 @@ pub fn protection(s: &BackendSection, fail: &mut dyn FnMut(&str, String)) -> Pro
     };
     let busy = busy
         .into_iter()
-        .filter_map(|(b, retry_after)| {
+        .enumerate()
+        .filter_map(|(i, (b, retry_after))| {
             let status = match b.status.unwrap_or(503) {
                 503 => StatusCode::SERVICE_UNAVAILABLE,
                 429 => StatusCode::TOO_MANY_REQUESTS,
                 other => {
-                    fail("busy_faults:", format!("busy_faults status {other} must be 503 or 429"));
+                    fail(&format!("busy_faults.{i}.status"), format!("busy_faults status {other} must be 503 or 429"));
                     return None;
                 }
             };
@@ -74,12 +86,15 @@ pub fn protection(s: &BackendSection, fail: &mut dyn FnMut(&str, String)) -> Pro
                 None => None,
                 Some(Ok(r)) => Some(r),
                 Some(Err(e)) => {
-                    fail("busy_faults:", format!("busy_faults reason is not a valid regular expression: {e}"));
+                    fail(
+                        &format!("busy_faults.{i}.reason"),
+                        format!("busy_faults reason is not a valid regular expression: {e}"),
+                    );
                     return None;
                 }
             };
             if b.code.is_none() && reason.is_none() {
-                fail("busy_faults:", "a busy fault needs code:, reason: or both".into());
+                fail(&format!("busy_faults.{i}"), "a busy fault needs code:, reason: or both".into());
                 return None;
             }
             Some(BusyRule { code: b.code.clone(), reason, status, retry_after })

@@ -23,19 +23,25 @@ use crate::throttle::Throttle;
 /// Compiles a route; `backend_declared` distinguishes a typo from a backend that failed to compile.
 pub fn compile(
     file: &FileText,
+    index: usize,
     s: &RouteSection,
     backends: &BTreeMap<String, Arc<Backend>>,
     backend_declared: bool,
     throttle: &Throttle,
     delivery: &DeliverySettings,
 ) -> Result<Route, Vec<ConfigProblem>> {
-    let at = file.line_of(&s.route, 1).unwrap_or(1);
-    let here = |needle: &str, message: String| file.problem(needle, at, format!("route {:?}: {message}", s.route));
+    let index = index.to_string();
+    // `key`: a dotted key path under this route's entry ("" for the entry itself).
+    let here = |key: &str, message: String| {
+        let path: Vec<&str> =
+            ["routes", index.as_str()].into_iter().chain(key.split('.').filter(|k| !k.is_empty())).collect();
+        file.at(&path, format!("route {:?}: {message}", s.route))
+    };
     let mut problems = Vec::new();
 
     let (method, path, params) = match parse_route(&s.route) {
         Ok(x) => x,
-        Err(m) => return Err(vec![here("route:", m)]),
+        Err(m) => return Err(vec![here("route", m)]),
     };
     let Some(backend) = backends.get(&s.backend) else {
         if backend_declared {
@@ -43,14 +49,14 @@ pub fn compile(
         }
         let known: Vec<&str> = backends.keys().map(String::as_str).collect();
         return Err(vec![here(
-            "backend:",
+            "backend",
             format!("unknown backend {:?}; known backends: {}", s.backend, known.join(", ")),
         )]);
     };
     let Some(op_index) = backend.model.operations.iter().position(|o| o.name == s.operation) else {
         if let Some(skipped) = backend.model.skipped.iter().find(|k| k.operation == s.operation) {
             return Err(vec![here(
-                "operation:",
+                "operation",
                 format!(
                     "operation {:?} of backend {} cannot be used ({} of its WSDL set): {}",
                     s.operation,
@@ -62,7 +68,7 @@ pub fn compile(
         }
         let known: Vec<&str> = backend.model.operations.iter().map(|o| o.name.as_str()).collect();
         return Err(vec![here(
-            "operation:",
+            "operation",
             format!("backend {} has no operation {:?}; its WSDL offers: {}", s.backend, s.operation, known.join(", ")),
         )]);
     };
@@ -75,7 +81,7 @@ pub fn compile(
             Some(Source::Object { fields: Vec::new(), spread: None })
         }
         None => Some(Source::Body(Vec::new())),
-        Some(value) => ctx.source(&op.input, value, &op.input.name),
+        Some(value) => ctx.source(&op.input, value, &op.input.name, "request"),
     };
     let mut soap_headers = Vec::new();
     if let Some(map) = &s.soap_headers {
@@ -85,14 +91,14 @@ pub fn compile(
             match op.headers.iter().position(|h| h.name == key || h.json_name == key) {
                 // Two writers of one header element would send it twice.
                 Some(i) if backend.session_fills(&op.headers[i]) => ctx.problems.push(here(
-                    "soap_headers:",
+                    &format!("soap_headers.{key}"),
                     format!(
                         "SOAP header {key:?} is filled by backend {}'s session; remove it from the route",
                         backend.name()
                     ),
                 )),
                 Some(i) => {
-                    if let Some(src) = ctx.source_mut(&op.headers[i], v, key) {
+                    if let Some(src) = ctx.source_mut(&op.headers[i], v, key, &format!("soap_headers.{key}")) {
                         soap_headers.push((i, src));
                     }
                 }
@@ -100,7 +106,7 @@ pub fn compile(
                     let names: Vec<&str> = op.headers.iter().map(|h| h.name.as_str()).collect();
                     let known = if names.is_empty() { "none".to_string() } else { names.join(", ") };
                     ctx.problems.push(here(
-                        "soap_headers:",
+                        "soap_headers",
                         format!("operation {} has no SOAP header {key:?}; its headers: {known}", op.name),
                     ));
                 }
@@ -113,7 +119,7 @@ pub fn compile(
     let response = match response_path(&op.output, schema, s.response.as_deref()) {
         Ok(r) => r,
         Err(m) => {
-            problems.push(here("response:", m));
+            problems.push(here("response", m));
             Vec::new()
         }
     };
@@ -121,11 +127,11 @@ pub fn compile(
         None => StatusCode::OK,
         Some(Ok(st)) if st.is_success() => st,
         Some(_) => {
-            problems.push(here("status:", "status must be a 2xx code such as 200 or 201".into()));
+            problems.push(here("status", "status must be a 2xx code such as 200 or 201".into()));
             StatusCode::OK
         }
     };
-    let faults = fault_rules(file, at, &s.faults, &mut problems);
+    let faults = fault_rules(file, &["routes", &index, "faults"], &s.faults, &mut problems);
     let idempotent = s.idempotent.unwrap_or(method == Method::GET);
     let cache = s.cache.as_ref().and_then(|c| {
         let (ttl, per_client) = match c {
@@ -133,14 +139,14 @@ pub fn compile(
             CacheSection::Full(f) => (f.ttl.as_str(), f.per_client),
         };
         if !idempotent {
-            problems.push(here("cache:", "cache: is only for idempotent routes (GET, or idempotent: true)".into()));
+            problems.push(here("cache", "cache: is only for idempotent routes (GET, or idempotent: true)".into()));
             return None;
         }
         match units::duration(ttl) {
             Ok(d) if !d.is_zero() => Some(RouteCache::new(d, per_client)),
             Ok(_) => None,
             Err(m) => {
-                problems.push(here("cache:", format!("cache: {m}")));
+                problems.push(here("cache", format!("cache: {m}")));
                 None
             }
         }
@@ -151,24 +157,24 @@ pub fn compile(
         .iter()
         .map(|d| FaultRuleSection { code: d.code.clone(), reason: d.reason.clone(), status: 409 })
         .collect::<Vec<_>>();
-    let duplicate_faults = fault_rules(file, at, &duplicate_faults, &mut problems);
+    let duplicate_faults = fault_rules(file, &["routes", &index, "duplicate_faults"], &duplicate_faults, &mut problems);
     if !duplicate_faults.is_empty() && queued.is_none() {
         problems.push(here(
-            "duplicate_faults:",
+            "duplicate_faults",
             "duplicate_faults: apply to queued deliveries; add delivery: queued".into(),
         ));
     }
     let idempotency_required = s.idempotency.as_ref().is_some_and(|i| i.required);
     if idempotency_required && idempotent {
         problems.push(here(
-            "idempotency:",
+            "idempotency",
             "Idempotency-Key applies to non-idempotent routes; this one is idempotent (GET, or idempotent: true)"
                 .into(),
         ));
     }
     let limit = s.limits.as_ref().and_then(|l| {
         compile_limits::route(l, &format!("{method} {path}"), throttle)
-            .map_err(|m| problems.push(here("limits:", format!("limits: {m}"))))
+            .map_err(|m| problems.push(here("limits", format!("limits: {m}"))))
             .ok()
     });
     match input {
@@ -219,16 +225,15 @@ fn queued(
         "direct" => return None,
         "queued" => {}
         other => {
-            problems.push(here("delivery:", format!("delivery: {other:?} is unknown; write queued or direct")));
+            problems.push(here("delivery", format!("delivery: {other:?} is unknown; write queued or direct")));
             return None;
         }
     }
     if !matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
-        problems.push(here("delivery:", "delivery: queued is for writes (POST, PUT, PATCH, DELETE)".into()));
+        problems.push(here("delivery", "delivery: queued is for writes (POST, PUT, PATCH, DELETE)".into()));
     }
     if delivery.data_dir.is_none() && delivery.fleet.is_none() {
-        problems.push(here(
-            "delivery:",
+        problems.push(here("delivery",
             "delivery: queued needs a store; add to gateway.yaml `delivery: { data_dir: data }` (or delivery.redis for a fleet)".into(),
         ));
     }
@@ -236,8 +241,7 @@ fn queued(
     if let Some(d) = detail {
         q.ordered = d.ordered;
         if d.ordered && delivery.fleet.is_some() {
-            problems.push(here(
-                "ordered:",
+            problems.push(here("ordered",
                 "ordered delivery needs the embedded store (delivery.data_dir); a fleet's Redis queue delivers concurrently".into(),
             ));
         }
@@ -245,16 +249,17 @@ fn queued(
         if let Some(age) = &d.max_age {
             match units::duration(age) {
                 Ok(a) if !a.is_zero() => q.max_age = a,
-                _ => problems.push(here("max_age:", format!("delivery.max_age {age:?} is not a duration like 24h"))),
+                _ => problems
+                    .push(here("delivery.max_age", format!("delivery.max_age {age:?} is not a duration like 24h"))),
             }
         }
         if let Some(p) = &d.partition {
             if !d.ordered {
-                problems.push(here("partition:", "delivery.partition orders items; add ordered: true".into()));
+                problems.push(here("delivery.partition", "delivery.partition orders items; add ordered: true".into()));
             }
             let mut scratch = Vec::new();
             let ctx = MapCtx { schema, params, problems: &mut scratch, here };
-            q.partition = ctx.source(input, &Yaml::String(p.clone()), "partition");
+            q.partition = ctx.source(input, &Yaml::String(p.clone()), "partition", "delivery.partition");
             problems.append(&mut scratch);
         }
     }
@@ -305,19 +310,20 @@ struct MapCtx<'a, F: Fn(&str, String) -> ConfigProblem> {
 
 impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
     /// The source for element `el` from its mapping value; `None` after recording a problem.
-    fn source(mut self, el: &Element, value: &Yaml, at: &str) -> Option<Source> {
-        self.source_mut(el, value, at)
+    /// `at` names the element in messages; `path` is where its mapping is in the route.
+    fn source(mut self, el: &Element, value: &Yaml, at: &str, path: &str) -> Option<Source> {
+        self.source_mut(el, value, at, path)
     }
 
-    fn source_mut(&mut self, el: &Element, value: &Yaml, at: &str) -> Option<Source> {
+    fn source_mut(&mut self, el: &Element, value: &Yaml, at: &str, path: &str) -> Option<Source> {
         match value {
-            Yaml::String(s) => self.expression(s, at),
+            Yaml::String(s) => self.expression(s, path),
             Yaml::Bool(b) => Some(Source::Literal((*b).into())),
             Yaml::Number(n) => n.to_string().parse::<serde_json::Number>().ok().map(|n| Source::Literal(n.into())),
             Yaml::Mapping(map) => {
                 let TypeRef::Complex(id) = el.ty else {
                     self.problems.push((self.here)(
-                        at,
+                        path,
                         format!("{at} is a simple value; map it to one source such as \"{{path.x}}\", not to fields"),
                     ));
                     return None;
@@ -327,40 +333,40 @@ impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
                 let mut spread = None;
                 for (k, v) in map {
                     let Some(key) = k.as_str() else {
-                        self.problems.push((self.here)(at, format!("keys under {at} must be element names")));
+                        self.problems.push((self.here)(path, format!("keys under {at} must be element names")));
                         continue;
                     };
                     if key == "..." {
-                        spread = self.source_mut(el, v, at).map(Box::new);
+                        spread = self.source_mut(el, v, at, path).map(Box::new);
                         continue;
                     }
                     let Some(child) = ct.children.iter().find(|c| c.name == key || c.json_name == key) else {
                         let names: Vec<&str> = ct.children.iter().map(|c| c.name.as_str()).collect();
                         self.problems.push((self.here)(
-                            key,
+                            &format!("{path}.{key}"),
                             format!("{at} has no element {key:?}; its elements are: {}", names.join(", ")),
                         ));
                         continue;
                     };
-                    if let Some(src) = self.source_mut(child, v, key) {
+                    if let Some(src) = self.source_mut(child, v, key, &format!("{path}.{key}")) {
                         fields.push((child.json_name.clone(), src));
                     }
                 }
                 Some(Source::Object { fields, spread })
             }
             _ => {
-                self.problems.push((self.here)(at, format!("{at}: expected \"{{path.x}}\", \"{{query.x}}\", \"{{header.x}}\", \"{{body}}\", a constant, or a mapping")));
+                self.problems.push((self.here)(path, format!("{at}: expected \"{{path.x}}\", \"{{query.x}}\", \"{{header.x}}\", \"{{body}}\", a constant, or a mapping")));
                 None
             }
         }
     }
 
-    fn expression(&mut self, text: &str, at: &str) -> Option<Source> {
+    fn expression(&mut self, text: &str, path: &str) -> Option<Source> {
         let Some(inner) = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')) else {
             return Some(Source::Literal(text.into()));
         };
         let (kind, name) = inner.split_once('.').unwrap_or((inner, ""));
-        let fail = |m: String| (self.here)(at, m);
+        let fail = |m: String| (self.here)(path, m);
         let src = match (kind, name) {
             ("body", "") => Source::Body(Vec::new()),
             ("body", keys) => Source::Body(keys.split('.').map(str::to_string).collect()),
@@ -403,7 +409,7 @@ fn check_required(
     };
     for child in schema.complex(id).children.iter().filter(|c| c.is_required()) {
         if !fields.iter().any(|(k, _)| *k == child.json_name) {
-            problems.push(here("request:", format!(
+            problems.push(here("request", format!(
                 "the operation's input requires element {0} but the route does not fill it; add under request: `{0}: \"{{query.{1}}}\"` (or a path/header/body source)",
                 child.name, child.json_name
             )));

@@ -31,10 +31,12 @@ pub(crate) fn compile(
 ) -> Dictionary {
     let mut dict = Dictionary { settings: settings(gateway_file, raw, problems), ..Default::default() };
     if let Some(m) = &raw.mqtt {
-        for t in &m.topics {
+        for (i, t) in m.topics.iter().enumerate() {
             match TopicTemplate::parse(t) {
                 Ok(t) => dict.topics.push(t),
-                Err(msg) => problems.push(gateway_file.problem(t, 1, format!("mqtt.topics: {msg}"))),
+                Err(msg) => {
+                    problems.push(gateway_file.at(&["mqtt", "topics", &i.to_string()], format!("mqtt.topics: {msg}")))
+                }
             }
         }
     }
@@ -55,21 +57,20 @@ pub(crate) fn compile(
             }
         };
         let context = Arc::new(file_context(&file, &parsed, routes, problems));
-        for t in &parsed.topics {
+        for (i, t) in parsed.topics.iter().enumerate() {
             match TopicTemplate::parse(t) {
                 Ok(t) => dict.topics.push(t),
-                Err(msg) => problems.push(file.problem(t, 1, msg)),
+                Err(msg) => problems.push(file.at(&["topics", &i.to_string()], msg)),
             }
         }
-        let entries = entry_lines(&file.text, "id:");
         for (i, s) in parsed.sensors.iter().enumerate() {
-            let at = entries.get(i).copied().unwrap_or(1);
+            let index = i.to_string();
+            let at = file.line(&["sensors", &index]).unwrap_or(1);
             let pattern = Pattern::new(&s.id);
             let here = format!("{}:{at}", rel.display());
             if let Some((_, other)) = seen.iter().find(|(p, _)| p.overlaps(&pattern)) {
-                problems.push(file.problem(
-                    "id:",
-                    at,
+                problems.push(file.at(
+                    &["sensors", &index, "id"],
                     format!(
                         "sensor {:?} overlaps the entry at {other}: an id could match both; make the patterns disjoint",
                         s.id
@@ -78,7 +79,7 @@ pub(crate) fn compile(
                 continue;
             }
             seen.push((pattern.clone(), here.clone()));
-            if let Some(sensor) = sensor(&file, at, s, pattern, here, &context, routes, problems) {
+            if let Some(sensor) = sensor(&file, &index, s, pattern, here, &context, routes, problems) {
                 dict.sensors.push(Arc::new(sensor));
             }
         }
@@ -94,7 +95,7 @@ fn settings(file: &FileText, raw: &GatewayFile, problems: &mut Vec<ConfigProblem
         s.scope = scope.clone();
     }
     match t.max_readings {
-        Some(0) => problems.push(file.problem("max_readings:", 1, "telemetry.max_readings must be at least 1")),
+        Some(0) => problems.push(file.at(&["telemetry", "max_readings"], "telemetry.max_readings must be at least 1")),
         Some(n) => s.max_readings = n,
         None => {}
     }
@@ -102,7 +103,7 @@ fn settings(file: &FileText, raw: &GatewayFile, problems: &mut Vec<ConfigProblem
         match value.as_deref().map(units::duration) {
             None => {}
             Some(Ok(d)) => *slot = d,
-            Some(Err(m)) => problems.push(file.problem(&format!("{key}:"), 1, format!("telemetry.{key}: {m}"))),
+            Some(Err(m)) => problems.push(file.at(&["telemetry", key], format!("telemetry.{key}: {m}"))),
         }
     }
     s
@@ -121,25 +122,26 @@ fn file_context(
         match Calendar::new(parsed.time_zone.as_deref(), &shifts) {
             Ok(c) => ctx.calendar = Some(c),
             Err(m) => {
-                let needle = if m.starts_with("time_zone") { "time_zone:" } else { "shifts:" };
-                problems.push(file.problem(needle, 1, m));
+                let key = if m.starts_with("time_zone") { "time_zone" } else { "shifts" };
+                problems.push(file.at(&[key], m));
             }
         }
     }
     for (machine, meta) in &parsed.machines {
         ctx.machines.insert(machine.clone(), meta.clone().into_iter().collect());
     }
-    let lookups_at = file.line_of("lookups:", 1).unwrap_or(1);
     for (name, l) in &parsed.lookups {
-        let at = file.line_of(&format!("{name}:"), lookups_at).unwrap_or(lookups_at);
+        let at = |key: &str| file.at(&["lookups", name, key], "");
         let Some(route) = find_route(routes, &l.route) else {
-            problems.push(file.problem("route:", at, format!("lookup {name}: no route {:?} is configured", l.route)));
+            problems.push(ConfigProblem {
+                message: format!("lookup {name}: no route {:?} is configured", l.route),
+                ..at("route")
+            });
             continue;
         };
         if !route.idempotent {
-            problems.push(file.problem(
-                "route:",
-                at,
+            problems.push(file.at(
+                &["lookups", name, "route"],
                 format!("lookup {name}: route {} is not a GET; lookups only read", route.id),
             ));
             continue;
@@ -147,19 +149,17 @@ fn file_context(
         let mut params = Vec::new();
         for (k, v) in &l.params {
             match Template::compile(&serde_json::Value::String(v.clone())) {
-                Ok(t) if t.vars().iter().any(|v| matches!(v, Var::Lookup(_))) => problems.push(file.problem(
-                    k,
-                    at,
+                Ok(t) if t.vars().iter().any(|v| matches!(v, Var::Lookup(_))) => problems.push(file.at(
+                    &["lookups", name, "params", k],
                     format!("lookup {name}: a lookup's parameters cannot use another lookup"),
                 )),
                 Ok(t) => params.push((k.clone(), t)),
-                Err(m) => problems.push(file.problem(k, at, format!("lookup {name}: {m}"))),
+                Err(m) => problems.push(file.at(&["lookups", name, "params", k], format!("lookup {name}: {m}"))),
             }
         }
         if !l.pick.is_empty() && !l.pick.starts_with('/') {
-            problems.push(file.problem(
-                "pick:",
-                at,
+            problems.push(file.at(
+                &["lookups", name, "pick"],
                 format!("lookup {name}: pick {:?} is not a JSON pointer; write e.g. /0/no", l.pick),
             ));
         }
@@ -170,7 +170,7 @@ fn file_context(
             None => default,
             Some(Ok(d)) => d,
             Some(Err(m)) => {
-                problems.push(file.problem(&format!("{key}:"), at, format!("lookup {name}: {key}: {m}")));
+                problems.push(file.at(&["lookups", name, key], format!("lookup {name}: {key}: {m}")));
                 default
             }
         };
@@ -187,7 +187,7 @@ fn file_context(
 #[allow(clippy::too_many_arguments)]
 fn sensor(
     file: &FileText,
-    at: usize,
+    index: &str,
     s: &SensorSection,
     pattern: Pattern,
     defined_at: String,
@@ -196,17 +196,19 @@ fn sensor(
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Sensor> {
     let before = problems.len();
-    let mut fail = |needle: &str, message: String| {
-        problems.push(file.problem(needle, at, format!("sensor {}: {message}", s.id)));
+    // `key`: a dotted key path under this sensor's entry.
+    let mut fail = |key: &str, message: String| {
+        let path: Vec<&str> = ["sensors", index].into_iter().chain(key.split('.').filter(|k| !k.is_empty())).collect();
+        problems.push(file.at(&path, format!("sensor {}: {message}", s.id)));
     };
     if s.id.trim().is_empty() {
-        fail("id:", "the id is empty; write a sensor id or a pattern such as T-1*".into());
+        fail("id", "the id is empty; write a sensor id or a pattern such as T-1*".into());
     }
     let erp_unit = s.erp_unit.clone().unwrap_or_else(|| s.unit.clone());
     let conversion = match Conversion::between(&s.unit, &erp_unit) {
         Ok(c) => Some(c),
         Err(m) => {
-            let needle = if crate::ingest::units::check(&s.unit).is_err() { "unit:" } else { "erp_unit:" };
+            let needle = if crate::ingest::units::check(&s.unit).is_err() { "unit" } else { "erp_unit" };
             fail(needle, m);
             None
         }
@@ -216,18 +218,18 @@ fn sensor(
         Some([lo, hi]) => match (Decimal::from_f64(lo), Decimal::from_f64(hi)) {
             (Some(lo), Some(hi)) if lo <= hi => Some((lo, hi)),
             _ => {
-                fail("range:", format!("range [{lo}, {hi}] is not [min, max] with min ≤ max"));
+                fail("range", format!("range [{lo}, {hi}] is not [min, max] with min ≤ max"));
                 None
             }
         },
     };
     let decimals = s.decimals.unwrap_or(6);
     if decimals > 12 {
-        fail("decimals:", format!("decimals {decimals} is more than 12 places; a sensor does not measure that finely"));
+        fail("decimals", format!("decimals {decimals} is more than 12 places; a sensor does not measure that finely"));
     }
     let route = find_route(routes, &s.route);
     if route.is_none() {
-        fail("route:", format!("no route {:?} is configured; name one of routes/*.yaml as \"POST /path\"", s.route));
+        fail("route", format!("no route {:?} is configured; name one of routes/*.yaml as \"POST /path\"", s.route));
     }
     let body = match Template::compile(&s.body) {
         Ok(t) => {
@@ -235,20 +237,22 @@ fn sensor(
                 if let Var::Lookup(name) = v
                     && !context.lookups.contains_key(name)
                 {
-                    fail("body:", format!("{{lookup.{name}}} is not defined under lookups: in this file"));
+                    fail("body", format!("{{lookup.{name}}} is not defined under lookups: in this file"));
                 }
                 if matches!(v, Var::Shift | Var::ShiftDate) && context.calendar.is_none() {
-                    fail("body:", "{shift} needs shifts: in this file".into());
+                    fail("body", "{shift} needs shifts: in this file".into());
                 }
             }
             Some(t)
         }
         Err(m) => {
-            // Blame the line with the bad placeholder (the message starts with it).
+            // Blame the body field holding the bad placeholder (the message starts with it).
             let placeholder = m.split_whitespace().next().unwrap_or("").trim_matches(['"', ':']).to_string();
-            let needle =
-                if placeholder.is_empty() || file.line_of(&placeholder, at).is_none() { "body:" } else { &placeholder };
-            fail(needle, m);
+            let at = (!placeholder.is_empty())
+                .then(|| path_of_text(&s.body, &placeholder))
+                .flatten()
+                .map_or_else(|| "body".to_string(), |p| format!("body.{}", p.join(".")));
+            fail(&at, m);
             None
         }
     };
@@ -257,13 +261,13 @@ fn sensor(
             None => Duration::from_millis(200),
             Some(Ok(d)) => d,
             Some(Err(m)) => {
-                fail("wait:", format!("group.wait: {m}"));
+                fail("group.wait", format!("group.wait: {m}"));
                 return None;
             }
         };
         match g.max {
             Some(0) => {
-                fail("max:", "group.max must be at least 1".into());
+                fail("group.max", "group.max must be at least 1".into());
                 None
             }
             max => Some(Group { field: g.field.clone(), max: max.unwrap_or(100), wait }),
@@ -296,19 +300,24 @@ fn find_route<'a>(routes: &'a RouteTable, name: &str) -> Option<&'a Arc<Route>> 
     routes.iter().find(|r| r.method.as_str() == method && r.path == path)
 }
 
-/// 1-based lines where list entries begin with `key` (`- id: T-1*` or `- { id: … }`), in
-/// order: the n-th entry's problems are reported from its own line on.
-fn entry_lines(text: &str, key: &str) -> Vec<usize> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| {
-            let t = l.trim_start();
-            t.strip_prefix('-')
-                .map(|r| r.trim_start().trim_start_matches('{').trim_start())
-                .is_some_and(|r| r.starts_with(key))
-        })
-        .map(|(i, _)| i + 1)
-        .collect()
+/// The key path (under `value`) of the first string containing `text`.
+fn path_of_text(value: &serde_json::Value, text: &str) -> Option<Vec<String>> {
+    match value {
+        serde_json::Value::String(s) => s.contains(text).then(Vec::new),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            path_of_text(v, text).map(|mut p| {
+                p.insert(0, k.clone());
+                p
+            })
+        }),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
+            path_of_text(v, text).map(|mut p| {
+                p.insert(0, i.to_string());
+                p
+            })
+        }),
+        _ => None,
+    }
 }
 
 /// The sensor files' names, for `veneer check`'s summary.

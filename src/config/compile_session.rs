@@ -18,10 +18,12 @@ use crate::pipeline::faults::FaultRule;
 use crate::schema::{Element, SIMPLE_CONTENT_KEY, SchemaSet, ServiceModel, TypeRef};
 use crate::translate::encode;
 
-/// Loads another WSDL (the login service's) with the backend's reading options.
-pub(super) type LoadWsdl<'a> = dyn Fn(&str) -> Result<ServiceModel, ConfigProblem> + 'a;
+/// Loads another WSDL (the login service's) with the backend's reading options; the first
+/// argument is the key path naming it, for problems.
+pub(super) type LoadWsdl<'a> = dyn Fn(&str, &str) -> Result<ServiceModel, ConfigProblem> + 'a;
 
-/// The backend's compiled session; each problem goes to `fail(needle, message)`.
+/// The backend's compiled session; each problem goes to `fail(key path under the backend,
+/// message)`.
 pub(super) fn session(
     source: &ConfigSource,
     s: &SessionSection,
@@ -42,16 +44,16 @@ pub(super) fn session(
     // The login: its WSDL, operation, endpoint and input (secrets merged in).
     let login_model = match &s.login.wsdl {
         None => Some(model.clone()),
-        Some(w) => load(w).map(Arc::new).map_err(|p| problems.push(p)).ok(),
+        Some(w) => load("session.login.wsdl", w).map(Arc::new).map_err(|p| problems.push(p)).ok(),
     };
     let mut secrets = Vec::new();
     let login = login_model.and_then(|m| login_call(source, &s.login, m, &mut secrets, &mut bad));
     let login_url = match (&s.login.url, &s.login.wsdl, &login) {
-        (Some(u), _, _) => parse_url(u).map_err(|m| bad("url:", format!("login.url: {m}"))).ok(),
+        (Some(u), _, _) => parse_url(u).map_err(|m| bad("session.login.url", format!("login.url: {m}"))).ok(),
         (None, Some(_), Some(call)) => match call.model.endpoint.as_deref().map(parse_url) {
             Some(Ok(u)) => Some(u),
             _ => {
-                bad("login:", "the login WSDL has no http(s) address; set login.url".into());
+                bad("session.login", "the login WSDL has no http(s) address; set login.url".into());
                 None
             }
         },
@@ -61,25 +63,27 @@ pub(super) fn session(
 
     // Paths name elements of the login answer (XML or JSON names), kept as JSON keys.
     let answer = login.as_ref().map(|c| (c.model.clone(), c.operation().output.clone()));
-    let answer_path = |what: &str, path: &str, bad: &mut dyn FnMut(&str, String)| -> Option<Vec<String>> {
+    let answer_path = |key: &str, path: &str, bad: &mut dyn FnMut(&str, String)| -> Option<Vec<String>> {
         let (m, output) = answer.as_ref()?;
-        json_path(output, &m.schema, &key_path(path)).map_err(|e| bad("capture:", format!("{what}: {e}"))).ok()
+        let what = key.trim_start_matches("session.").replace('.', " ");
+        json_path(output, &m.schema, &key_path(path)).map_err(|e| bad(key, format!("{what}: {e}"))).ok()
     };
     let mut capture = Vec::new();
     for (name, path) in &s.capture {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            bad("capture:", format!("capture name {name:?}: use letters, digits and _"));
+            bad(&format!("session.capture.{name}"), format!("capture name {name:?}: use letters, digits and _"));
         }
-        if let Some(p) = answer_path(&format!("capture {name}"), path, &mut bad) {
+        if let Some(p) = answer_path(&format!("session.capture.{name}"), path, &mut bad) {
             capture.push((name.clone(), p));
         }
     }
-    let expires_in = s.expires_in.as_deref().and_then(|p| answer_path("expires_in", p, &mut bad));
+    let expires_in = s.expires_in.as_deref().and_then(|p| answer_path("session.expires_in", p, &mut bad));
     if s.capture.is_empty() {
-        bad("capture:", "capture: names nothing; capture at least the session id (id: SessionID)".into());
+        bad("session.capture", "capture: names nothing; capture at least the session id (id: SessionID)".into());
     }
 
-    let soap_headers = header_specs(s.soap_headers.as_ref(), model, &names, "soap_headers:", Fit::Exact, &mut bad);
+    let soap_headers =
+        header_specs(s.soap_headers.as_ref(), model, &names, "session.soap_headers", Fit::Exact, &mut bad);
     let headers_by_op = model
         .operations
         .iter()
@@ -89,14 +93,16 @@ pub(super) fn session(
     for (name, value) in &s.http_headers {
         match (HeaderName::from_bytes(name.as_bytes()), Template::parse(value, &names)) {
             (Ok(n), Ok(t)) => http_headers.push((n, t)),
-            (Err(_), _) => bad("http_headers:", format!("{name:?} is not an HTTP header name")),
-            (_, Err(m)) => bad("http_headers:", format!("http_headers.{name}: {m}")),
+            (Err(_), _) => bad(&format!("session.http_headers.{name}"), format!("{name:?} is not an HTTP header name")),
+            (_, Err(m)) => bad(&format!("session.http_headers.{name}"), format!("http_headers.{name}: {m}")),
         }
     }
-    let url =
-        s.url.as_deref().and_then(|u| Template::parse(u, &names).map_err(|m| bad("url:", format!("url: {m}"))).ok());
+    let url = s
+        .url
+        .as_deref()
+        .and_then(|u| Template::parse(u, &names).map_err(|m| bad("session.url", format!("url: {m}"))).ok());
     if s.soap_headers.as_ref().is_none_or(|h| h.is_empty()) && s.http_headers.is_empty() {
-        bad("session:", "the session is never sent: add soap_headers: or http_headers:".into());
+        bad("session", "the session is never sent: add soap_headers: or http_headers:".into());
     }
 
     let logout = s.logout.as_ref().and_then(|l| {
@@ -106,10 +112,10 @@ pub(super) fn session(
             None => model.clone(),
         };
         let op =
-            find_operation(&logout_model, &l.operation).map_err(|m| bad("logout:", format!("logout: {m}"))).ok()?;
-        let input = input_value(&l.input, &logout_model, op).map_err(|m| bad("logout:", format!("logout.input: {m}")));
+            find_operation(&logout_model, &l.operation).map_err(|m| bad("session.logout.operation", format!("logout: {m}"))).ok()?;
+        let input = input_value(&l.input, &logout_model, op).map_err(|m| bad("session.logout.input", format!("logout.input: {m}")));
         let headers = match &l.soap_headers {
-            Some(h) => header_specs(Some(h), &logout_model, &names, "logout:", Fit::Exact, &mut bad),
+            Some(h) => header_specs(Some(h), &logout_model, &names, "session.logout.soap_headers", Fit::Exact, &mut bad),
             // The session's own values, for the elements the logout declares, without the
             // fields they lack (SAP B1's login service has a MsgHeader of the same name
             // without ServiceName).
@@ -121,7 +127,7 @@ pub(super) fn session(
                 let session_ok = soap_headers.len() == s.soap_headers.as_ref().map_or(0, |h| h.len());
                 if declared.is_empty() && s.http_headers.is_empty() && session_ok {
                     bad(
-                        "logout:",
+                        "session.logout",
                         format!(
                             "logout: operation {} declares none of the session's SOAP headers, so the ERP could not tell which session ends; give logout.soap_headers",
                             l.operation
@@ -140,11 +146,11 @@ pub(super) fn session(
         Some(v) => match units::duration(v) {
             Ok(d) if !d.is_zero() => d,
             Ok(_) => {
-                bad(&format!("{key}:"), format!("{key}: must be more than 0"));
+                bad(&format!("session.{key}"), format!("{key}: must be more than 0"));
                 default
             }
             Err(m) => {
-                bad(&format!("{key}:"), format!("{key}: {m}"));
+                bad(&format!("session.{key}"), format!("{key}: {m}"));
                 default
             }
         },
@@ -154,7 +160,7 @@ pub(super) fn session(
     let login_backoff = duration("login_backoff", &s.login_backoff, Duration::from_secs(5));
     let size = s.size.unwrap_or(1);
     if size == 0 || size > 256 {
-        bad("size:", format!("size: {size} sessions; use 1 to 256"));
+        bad("session.size", format!("size: {size} sessions; use 1 to 256"));
     }
     let expired = match &s.expired_faults {
         None => {
@@ -165,10 +171,13 @@ pub(super) fn session(
             for r in list {
                 match r.reason.as_deref().map(Regex::new).transpose() {
                     Ok(reason) if r.code.is_some() || reason.is_some() => rules.push(rule(r.code.clone(), reason)),
-                    Ok(_) => bad("expired_faults:", "an expired_faults entry needs code:, reason: or both".into()),
-                    Err(e) => {
-                        bad("expired_faults:", format!("expired_faults reason is not a valid regular expression: {e}"))
+                    Ok(_) => {
+                        bad("session.expired_faults", "an expired_faults entry needs code:, reason: or both".into())
                     }
+                    Err(e) => bad(
+                        "session.expired_faults",
+                        format!("expired_faults reason is not a valid regular expression: {e}"),
+                    ),
                 }
             }
             rules
@@ -252,13 +261,15 @@ fn login_call(
     secrets: &mut Vec<String>,
     bad: &mut dyn FnMut(&str, String),
 ) -> Option<SessionCall> {
-    let op = find_operation(&model, &l.operation).map_err(|m| bad("operation:", format!("login: {m}"))).ok()?;
-    let mut input = input_value(&l.input, &model, op).map_err(|m| bad("input:", format!("login.input: {m}"))).ok()?;
+    let op =
+        find_operation(&model, &l.operation).map_err(|m| bad("session.login.operation", format!("login: {m}"))).ok()?;
+    let mut input =
+        input_value(&l.input, &model, op).map_err(|m| bad("session.login.input", format!("login.input: {m}"))).ok()?;
     // Named as written, before keys become JSON names.
     let written = l.input.as_ref().and_then(|y| serde_json::to_value(y).ok()).unwrap_or(Value::Null);
     if let Some(key) = literal_secret(&written) {
         bad(
-            "input:",
+            &format!("session.login.input.{key}"),
             format!("login.input.{key} looks like a secret written in the file; move it to input_env or input_file"),
         );
     }
@@ -269,12 +280,18 @@ fn login_call(
         let value = match secret::resolve(source, env, file, "input") {
             Ok(v) => v,
             Err(m) => {
-                bad(if env.is_some() { "input_env:" } else { "input_file:" }, format!("{what}: {m}"));
+                bad(
+                    &format!("session.login.{}.{path}", if env.is_some() { "input_env" } else { "input_file" }),
+                    format!("{what}: {m}"),
+                );
                 continue;
             }
         };
         if let Err(m) = set_at(&mut input, &model.operations[op].input, &model.schema, &key_path(path), &value) {
-            bad(if env.is_some() { "input_env:" } else { "input_file:" }, format!("{what}: {m}"));
+            bad(
+                &format!("session.login.{}.{path}", if env.is_some() { "input_env" } else { "input_file" }),
+                format!("{what}: {m}"),
+            );
         }
         secrets.push(value);
     }
@@ -283,7 +300,7 @@ fn login_call(
         let redact =
             |t: &str| secrets.iter().filter(|s| s.len() >= 3).fold(t.to_string(), |t, s| t.replace(s.as_str(), "***"));
         for e in errors {
-            bad("input:", format!("login input {}: {}", e.pointer.unwrap_or_default(), redact(&e.detail)));
+            bad("session.login.input", format!("login input {}: {}", e.pointer.unwrap_or_default(), redact(&e.detail)));
         }
         return None;
     }
@@ -399,21 +416,21 @@ fn set_at(input: &mut Value, el: &Element, schema: &SchemaSet, path: &[String], 
     }
 }
 
-/// SOAP header templates: element (XML or JSON name, as some operation of `model`
-/// declares it) → content with `{session.NAME}`; each checked by encoding it with stand-in
+/// SOAP header templates (the mapping at key path `at`): element (XML or JSON name, as some
+/// operation of `model` declares it) → content with `{session.NAME}`; each checked by encoding it with stand-in
 /// values.
 fn header_specs(
     headers: Option<&yaml_serde::Mapping>,
     model: &ServiceModel,
     names: &[&str],
-    needle: &str,
+    at: &str,
     fit: Fit,
     bad: &mut dyn FnMut(&str, String),
 ) -> Vec<HeaderSpec> {
     let mut specs = Vec::new();
     for (k, v) in headers.into_iter().flatten() {
         let Some(key) = k.as_str() else {
-            bad(needle, "soap_headers keys must be header element names".into());
+            bad(at, "soap_headers keys must be header element names".into());
             continue;
         };
         let declared = model.operations.iter().flat_map(|o| o.headers.iter());
@@ -422,7 +439,7 @@ fn header_specs(
             known.sort_unstable();
             known.dedup();
             bad(
-                needle,
+                &format!("{at}.{key}"),
                 format!(
                     "no operation declares a SOAP header {key:?}; declared: {}",
                     if known.is_empty() { "none".to_string() } else { known.join(", ") }
@@ -437,7 +454,7 @@ fn header_specs(
         let value = match value {
             Ok(t) => t,
             Err(m) => {
-                bad(needle, format!("soap_headers.{key}: {m}"));
+                bad(&format!("{at}.{key}"), format!("soap_headers.{key}: {m}"));
                 continue;
             }
         };
@@ -445,7 +462,10 @@ fn header_specs(
         let mut probe = String::new();
         if let Err(errors) = encode::body_element(&mut probe, element, &model.schema, &value.render(&stand_in)) {
             for e in errors {
-                bad(needle, format!("soap_headers.{key}{}: {}", e.pointer.unwrap_or_default(), e.detail));
+                bad(
+                    &format!("{at}.{key}"),
+                    format!("soap_headers.{key}{}: {}", e.pointer.unwrap_or_default(), e.detail),
+                );
             }
             continue;
         }

@@ -12,6 +12,7 @@ mod compile_protect;
 mod compile_route;
 pub(crate) mod compile_sensors;
 mod compile_session;
+mod marks;
 pub mod raw;
 pub mod raw_sensors;
 pub mod raw_session;
