@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use regex::Regex;
-
-use super::marks::Marks;
-use super::raw::{AuthSection, BackendSection, FaultRuleSection, GatewayFile, RoutesFile};
+pub use super::problems::CompileOptions;
+use super::problems::{FileText, fault_rules, parse_yaml, read_text};
+use super::raw::{AuthSection, BackendSection, GatewayFile, RoutesFile};
 use super::{
     ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_mqtt,
     compile_protect, compile_route, compile_sensors, compile_session, secret, tls, units,
@@ -18,76 +16,10 @@ use super::{
 use crate::backend::credentials::{UpstreamOAuth, WsSecurity};
 use crate::backend::{Backend, BackendSettings, BackendTls, BasicAuth, Credentials, DEFAULT_MAX_RESPONSE};
 use crate::delivery::DeliverySettings;
-use crate::pipeline::faults::FaultRule;
 use crate::pipeline::route::RouteTable;
 use crate::schema::SoapVersion;
 use crate::schema::wsdl::{self, ReadOptions};
 use crate::state::Retained;
-
-/// Adjustments made by the caller rather than the files (dev mode points backends at the
-/// in-process ERP).
-#[derive(Debug, Clone, Default)]
-pub struct CompileOptions {
-    /// Backend name → endpoint URL, replacing the configured one.
-    pub backend_urls: BTreeMap<String, String>,
-    /// Replaces `auth.issuer` (dev mode: the address actually bound).
-    pub issuer: Option<String>,
-    /// A client (id, secret) granted every scope routes use (dev mode's demo client).
-    pub dev_client: Option<(String, String)>,
-    /// Replaces `delivery.data_dir` (dev mode's data directory).
-    pub data_dir: Option<PathBuf>,
-    /// State carried from one snapshot to the next (limits, quotas, replay memory, backend
-    /// protections). The default starts afresh; a reloader passes the same one every time.
-    pub retained: Arc<Retained>,
-}
-
-/// A file's text plus where it came from, for locating problems.
-pub(crate) struct FileText {
-    pub path: PathBuf,
-    pub text: String,
-    /// Where each key is, from the YAML parser.
-    pub marks: Marks,
-}
-
-impl FileText {
-    /// A problem about the key at `path` (mapping keys and sequence indexes from the root),
-    /// on its line; a key that is not in the file is blamed on its nearest ancestor.
-    pub fn at(&self, path: &[&str], message: impl Into<String>) -> ConfigProblem {
-        ConfigProblem { file: self.path.clone(), line: self.marks.line(path), message: message.into() }
-    }
-
-    /// The line of the key at `path` (or of its nearest ancestor in the file).
-    pub fn line(&self, path: &[&str]) -> Option<usize> {
-        self.marks.line(path)
-    }
-}
-
-pub(crate) fn read_text(source: &ConfigSource, rel: &Path) -> Result<FileText, ConfigProblem> {
-    let bytes = source.read(rel)?;
-    let text = String::from_utf8(bytes).map_err(|_| ConfigProblem {
-        file: rel.into(),
-        line: None,
-        message: "not UTF-8 text".into(),
-    })?;
-    let marks = Marks::of(&text);
-    Ok(FileText { path: rel.into(), text, marks })
-}
-
-pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(file: &FileText) -> Result<T, ConfigProblem> {
-    if file.text.trim().is_empty() {
-        // An empty file is an empty mapping, not an error.
-        return yaml_serde::from_str("{}").map_err(|e| ConfigProblem {
-            file: file.path.clone(),
-            line: None,
-            message: e.to_string(),
-        });
-    }
-    yaml_serde::from_str(&file.text).map_err(|e| ConfigProblem {
-        file: file.path.clone(),
-        line: e.location().map(|l| l.line()),
-        message: format!("{e}"),
-    })
-}
 
 /// Loads, validates and compiles the config; every problem is reported at once.
 pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gateway, ConfigError> {
@@ -568,50 +500,4 @@ fn credentials(source: &ConfigSource, a: &AuthSection, fail: &mut dyn FnMut(&str
         }
     }
     c
-}
-
-/// Compiles fault rules (the list at key path `at`), recording problems against the file.
-pub(crate) fn fault_rules(
-    file: &FileText,
-    at: &[&str],
-    sections: &[FaultRuleSection],
-    problems: &mut Vec<ConfigProblem>,
-) -> Vec<FaultRule> {
-    let mut rules = Vec::new();
-    for (i, r) in sections.iter().enumerate() {
-        let index = i.to_string();
-        let key = |k: &'static str| -> Vec<&str> {
-            let mut p = at.to_vec();
-            p.push(&index);
-            if !k.is_empty() {
-                p.push(k);
-            }
-            p
-        };
-        let status =
-            match StatusCode::from_u16(r.status) {
-                Ok(s) if s.is_client_error() || s.is_server_error() => s,
-                _ => {
-                    problems.push(file.at(
-                        &key("status"),
-                        format!("fault status {} is not an HTTP error status; use 400–599", r.status),
-                    ));
-                    continue;
-                }
-            };
-        let reason = match r.reason.as_deref().map(Regex::new) {
-            None => None,
-            Some(Ok(re)) => Some(re),
-            Some(Err(e)) => {
-                problems.push(file.at(&key("reason"), format!("fault reason is not a valid regular expression: {e}")));
-                continue;
-            }
-        };
-        if r.code.is_none() && reason.is_none() {
-            problems.push(file.at(&key(""), "a fault rule needs code:, reason: or both"));
-            continue;
-        }
-        rules.push(FaultRule { code: r.code.clone(), reason, status });
-    }
-    rules
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
-use super::compile::{CompileOptions, FileText};
+use super::problems::{CompileOptions, FileText};
 use super::raw::{AuthConfigSection, ClientSection, LoginFailuresSection, RateSection};
 use super::{ConfigProblem, ConfigSource, secret, units};
 use crate::auth::clients::{self, Client};

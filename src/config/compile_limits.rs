@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::compile::{CompileOptions, FileText};
+use super::problems::{CompileOptions, FileText};
 use super::raw::{GatewayFile, RateSection, RouteLimitSection};
 use super::{ConfigProblem, ConfigSource, secret, units};
 use crate::state::Retained;

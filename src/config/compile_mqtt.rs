@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::compile::FileText;
+use super::problems::FileText;
 use super::raw::GatewayFile;
 use super::{ConfigProblem, ConfigSource, secret, tls, units};
 use crate::ingest::mqtt::MqttSettings;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::http::{HeaderName, Method, StatusCode};
 use yaml_serde::Value as Yaml;
 
-use super::compile::{FileText, fault_rules};
+use super::problems::{FileText, fault_rules};
 use super::raw::{CacheSection, DeliverySection, FaultRuleSection, RouteSection};
 use super::units;
 use super::{ConfigProblem, compile_limits};

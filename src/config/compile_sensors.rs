@@ -9,7 +9,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
 
-use super::compile::FileText;
+use super::problems::FileText;
 use super::raw::GatewayFile;
 use super::raw_sensors::{SensorSection, SensorsFile};
 use super::{ConfigProblem, ConfigSource, units};
@@ -47,8 +47,8 @@ pub(crate) fn compile(
     // Every entry with where it is defined, to report overlaps against both.
     let mut seen: Vec<(Pattern, String)> = Vec::new();
     for rel in files {
-        let parsed = super::compile::read_text(source, &rel)
-            .and_then(|file| super::compile::parse_yaml::<SensorsFile>(&file).map(|parsed| (file, parsed)));
+        let parsed = super::problems::read_text(source, &rel)
+            .and_then(|file| super::problems::parse_yaml::<SensorsFile>(&file).map(|parsed| (file, parsed)));
         let (file, parsed) = match parsed {
             Ok(f) => f,
             Err(p) => {

@@ -13,6 +13,7 @@ mod compile_route;
 pub(crate) mod compile_sensors;
 mod compile_session;
 mod marks;
+pub(crate) mod problems;
 pub mod raw;
 pub mod raw_sensors;
 pub mod raw_session;
