@@ -8,24 +8,33 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use axum::Router;
 use axum::routing::post;
 
-/// A SOAP backend that answers GetItem after `delay`.
-async fn slow_backend(delay: Duration) -> String {
+/// A SOAP backend that answers GetItem after `delay`; the counter tells how many calls
+/// have arrived.
+async fn slow_backend(delay: Duration) -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/erp", listener.local_addr().expect("addr"));
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let count = arrived.clone();
     let app = Router::new().route(
         "/erp",
-        post(move || async move {
-            tokio::time::sleep(delay).await;
-            ([("content-type", "text/xml")], common::ITEM_RESPONSE)
+        post(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(delay).await;
+                ([("content-type", "text/xml")], common::ITEM_RESPONSE)
+            }
         }),
     );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    url
+    (url, arrived)
 }
 
 fn config(url: &str) -> tempfile::TempDir {
@@ -68,7 +77,7 @@ fn client() -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_config() {
-    let url = slow_backend(Duration::ZERO).await;
+    let (url, _) = slow_backend(Duration::ZERO).await;
     let dir = config(&url);
     let (mut child, base) = start(dir.path()).await;
     assert_eq!(client().get(format!("{base}/stock/1000")).send().await.expect("req").status(), 404);
@@ -86,14 +95,18 @@ async fn sighup_reloads_the_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_completes_every_accepted_request() {
-    let url = slow_backend(Duration::from_millis(400)).await;
+    let (url, arrived) = slow_backend(Duration::from_millis(400)).await;
     let dir = config(&url);
     let (mut child, base) = start(dir.path()).await;
     let c = client();
     // Warm the connection pool so every request below is accepted before the signal.
     assert_eq!(c.get(format!("{base}/items/1000")).send().await.expect("req").status(), 200);
     let inflight: Vec<_> = (0..30).map(|_| tokio::spawn(c.get(format!("{base}/items/1000")).send())).collect();
-    tokio::time::sleep(Duration::from_millis(150)).await; // all 30 are now waiting on the backend
+    // The signal comes once all 30 are waiting on the backend (the warm-up call was one more).
+    common::eventually("30 calls in flight at the backend", Duration::from_secs(20), || {
+        std::future::ready(arrived.load(Ordering::SeqCst) >= 31)
+    })
+    .await;
     signal(&child, "-TERM");
     let mut ok = 0;
     for r in inflight {

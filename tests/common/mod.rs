@@ -337,40 +337,48 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// Starts it on `port` and waits until it accepts connections.
+    /// Starts redis-server on `port` (a restart on the same port, say).
     pub fn start_on(port: u16) -> Redis {
-        Redis::spawn(port, &["--appendonly", "no"])
+        Redis::spawn(port, &["--appendonly", "no"]).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn spawn(port: u16, extra: &[&str]) -> Redis {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/test.sh installs it)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        Redis { child, port }
-    }
-
-    /// Starts it on a free port with `appendfsync always`, as a fleet's delivery queue needs.
+    /// Starts it on a free port with append-only persistence in `dir` (fsync per write).
     pub fn start_durable(dir: &Path) -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        Redis::spawn(port, &["--appendonly", "yes", "--appendfsync", "always", "--dir", &dir.display().to_string()])
+        let dir = dir.display().to_string();
+        on_a_free_port(|port| Redis::spawn(port, &["--appendonly", "yes", "--appendfsync", "always", "--dir", &dir]))
     }
 
     /// Starts it on a free port.
     pub fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        Redis::start_on(port)
+        on_a_free_port(|port| Redis::spawn(port, &["--appendonly", "no"]))
     }
 
-    /// Stops it (kill -9).
+    /// Ready once this process says so on its own output: a port probe could be answered
+    /// by another server that took the port first.
+    fn spawn(port: u16, extra: &[&str]) -> Result<Redis, String> {
+        let mut child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/test.sh installs it)");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut printed = String::new();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.contains("Ready to accept connections") {
+                // Keep draining, so the server never blocks on a full pipe.
+                std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+                return Ok(Redis { child, port });
+            }
+            printed.push_str(&line);
+            printed.push('\n');
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(format!("redis-server did not start on port {port}:\n{printed}"))
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -396,8 +404,7 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts it on a free port.
     pub fn start() -> Mosquitto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        Mosquitto::start_on(port)
+        on_a_free_port(|port| Mosquitto::try_start_with(port, ""))
     }
 
     /// Starts it on `port` and waits until it accepts connections.
@@ -407,17 +414,19 @@ impl Mosquitto {
 
     /// Starts it on `port` with `extra` lines in its config (another listener, TLS files).
     pub fn start_with(port: u16, extra: &str) -> Mosquitto {
-        // Otherwise the readiness probe below would be answered by whatever holds the port.
-        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            panic!("mosquitto cannot listen on 127.0.0.1:{port}: {e}");
-        }
+        Mosquitto::try_start_with(port, extra).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Ready once this broker logs that it runs (after opening its listener): a port probe
+    /// could be answered by another server that took the port first.
+    fn try_start_with(port: u16, extra: &str) -> Result<Mosquitto, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 1000\n\
-                 max_queued_messages 100000\npersistence false\nlog_dest stderr\nlog_type error\n\
+                 max_queued_messages 100000\npersistence false\nlog_dest stderr\nlog_type error\nlog_type information\n\
                  # Run as root, mosquitto drops to its own user, which cannot read the test's files;\n\
                  # as anyone else this has no effect.\nuser root\n{extra}"
             ),
@@ -434,20 +443,23 @@ impl Mosquitto {
             .spawn()
             .expect("mosquitto runs (scripts/test.sh installs it)");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            let printed = std::fs::read_to_string(&log).unwrap_or_default();
+            if printed.contains(&format!("listen socket on port {port}")) && printed.contains(" running") {
+                break;
+            }
             let exited = child.try_wait().ok().flatten();
             if exited.is_some() || std::time::Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                let printed = std::fs::read_to_string(&log).unwrap_or_default();
-                match exited {
-                    Some(status) => panic!("mosquitto exited ({status}) before listening on {port}: {printed}"),
-                    None => panic!("mosquitto did not listen on 127.0.0.1:{port} within 10 s: {printed}"),
-                }
+                return Err(match exited {
+                    Some(status) => format!("mosquitto exited ({status}) before listening on {port}: {printed}"),
+                    None => format!("mosquitto did not listen on 127.0.0.1:{port} within 10 s: {printed}"),
+                });
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Mosquitto { child, port, dir }
+        Ok(Mosquitto { child, port, dir })
     }
 
     /// Stops it (kill -9).
@@ -587,6 +599,20 @@ pub fn pki(dir: &Path, ca: &str, who: &str) {
             &format!("{who}.ext"),
         ],
     );
+}
+
+/// Starts a server on a free loopback port, trying another when the one picked was taken
+/// in the meantime (the port is found by binding 0 and released before the server binds).
+fn on_a_free_port<T>(start: impl Fn(u16) -> Result<T, String>) -> T {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        match start(port) {
+            Ok(server) => return server,
+            Err(e) => last = e,
+        }
+    }
+    panic!("no free port worked; the last attempt: {last}")
 }
 
 /// Polls `check` until it holds, failing the test after `limit`.
