@@ -54,11 +54,14 @@ fn check_or_bless(path: &Path, actual: &str) -> Option<String> {
     })
 }
 
-fn run_case(dir: &Path) -> Vec<String> {
+/// Runs one case: the number of checks it made (an encode, a decode) and its mismatches.
+fn run_case(dir: &Path) -> (usize, Vec<String>) {
     let (model, op_name) = load(dir);
     let op = model.operation(&op_name).unwrap_or_else(|| panic!("{}: no operation {op_name}", dir.display()));
     let mut failures = Vec::new();
+    let mut checks = 0;
     if let Ok(request) = std::fs::read_to_string(dir.join("request.json")) {
+        checks += 1;
         let input: Value = serde_json::from_str(&request).expect("request.json is JSON");
         // request_headers.json: header element name → JSON, as a route's `soap_headers:` fills it.
         let header = std::fs::read_to_string(dir.join("request_headers.json")).ok().map(|text| {
@@ -80,6 +83,7 @@ fn run_case(dir: &Path) -> Vec<String> {
         }
     }
     if let Ok(response) = std::fs::read(dir.join("backend_response.xml")) {
+        checks += 1;
         let actual = match decode::response_with_faults(&op.output, &op.faults, &model.schema, &response) {
             Ok(Decoded::Body(v)) => json!({ "body": v }),
             Ok(Decoded::Fault(f)) => json!({ "fault": f.to_json() }),
@@ -88,7 +92,10 @@ fn run_case(dir: &Path) -> Vec<String> {
         let text = serde_json::to_string_pretty(&actual).expect("serialise");
         failures.extend(check_or_bless(&dir.join("expected.json"), &text));
     }
-    failures
+    if checks == 0 {
+        failures.push(format!("{}: nothing to check (no request.json or backend_response.xml)", dir.display()));
+    }
+    (checks, failures)
 }
 
 #[test]
@@ -101,6 +108,20 @@ fn translation_fixtures() {
         .collect();
     cases.sort();
     assert!(cases.len() >= 6, "fixture cases went missing: {cases:?}");
-    let failures: Vec<String> = cases.iter().flat_map(|c| run_case(c)).collect();
+    let mut checks = 0;
+    let mut failures = Vec::new();
+    for case in &cases {
+        let (n, f) = run_case(case);
+        checks += n;
+        failures.extend(f);
+    }
     assert!(failures.is_empty(), "{} fixture mismatch(es):\n{}", failures.len(), failures.join("\n\n"));
+    // Every expected file was compared: none sits in a folder nothing reads.
+    let expected = cases
+        .iter()
+        .flat_map(|c| ["expected_request.xml", "expected_errors.json", "expected.json"].map(|f| c.join(f)))
+        .filter(|p| p.exists())
+        .count();
+    assert_eq!(checks, expected, "each check has exactly one expected file");
+    println!("{} fixture cases, {checks} checks", cases.len());
 }
