@@ -65,6 +65,31 @@ pub struct Lease<'a> {
     _permit: Option<SemaphorePermit<'a>>,
 }
 
+/// A slot's content, through the lease's guard or a guard of its own.
+enum SlotRef<'a, 'b> {
+    Held(&'b mut MutexGuard<'a, Option<Arc<Session>>>),
+    Own(MutexGuard<'a, Option<Arc<Session>>>),
+}
+
+impl std::ops::Deref for SlotRef<'_, '_> {
+    type Target = Option<Arc<Session>>;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            SlotRef::Held(g) => g,
+            SlotRef::Own(g) => g,
+        }
+    }
+}
+
+impl std::ops::DerefMut for SlotRef<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            SlotRef::Held(g) => g,
+            SlotRef::Own(g) => g,
+        }
+    }
+}
+
 impl SessionPool {
     /// A pool for `spec`, with no session yet; starts the sweeper that logs out idle and
     /// retired sessions when a runtime is there to run it (not in `veneer check`).
@@ -142,15 +167,8 @@ impl SessionPool {
 
     /// The lease's session, logging in first when it has none or its own is past its
     /// lifetime or idle time (that one is retired).
-    pub async fn session(&self, lease: &mut Lease<'_>) -> Result<Arc<Session>, GatewayError> {
-        let mut local;
-        let guard: &mut Option<Arc<Session>> = match lease.held.as_mut() {
-            Some(g) => g,
-            None => {
-                local = self.slots[lease.slot].lock().await;
-                &mut local
-            }
-        };
+    pub async fn session<'a>(&'a self, lease: &mut Lease<'a>) -> Result<Arc<Session>, GatewayError> {
+        let mut guard = self.slot(lease).await;
         if let Some(s) = guard.as_ref() {
             if s.usable(Instant::now()) {
                 return Ok(s.clone());
@@ -164,27 +182,30 @@ impl SessionPool {
         Ok(session)
     }
 
+    /// The lease's slot: the one an exclusive lease holds, else locked for the moment.
+    async fn slot<'a, 'b>(&'a self, lease: &'b mut Lease<'a>) -> SlotRef<'a, 'b> {
+        let slot = lease.slot;
+        match lease.held.as_mut() {
+            Some(g) => SlotRef::Held(g),
+            None => SlotRef::Own(self.slots[slot].lock().await),
+        }
+    }
+
     /// Takes `session` out of the lease's slot (unless a newer one replaced it meanwhile)
     /// and logs it out once no call holds it: after the ERP refused it (the logout then
     /// fails harmlessly) or after a call on a closed pool.
-    pub async fn retire(&self, lease: &mut Lease<'_>, session: &Arc<Session>) {
-        let mut local;
-        let guard: &mut Option<Arc<Session>> = match lease.held.as_mut() {
-            Some(g) => g,
-            None => {
-                local = self.slots[lease.slot].lock().await;
-                &mut local
-            }
-        };
+    pub async fn retire<'a>(&'a self, lease: &mut Lease<'a>, session: &Arc<Session>) {
+        let mut guard = self.slot(lease).await;
         if guard.as_ref().is_some_and(|s| s.generation == session.generation) {
             *guard = None;
         }
+        drop(guard);
         self.retire_later(session.clone());
     }
 
     /// After a call on a closed pool (replaced by a reload, or shut down): the session is
     /// taken out and logged out now, since the pool's sweeper ends with the pool.
-    pub async fn retire_closed(self: &Arc<Self>, lease: &mut Lease<'_>, session: &Arc<Session>) {
+    pub async fn retire_closed<'a>(self: &'a Arc<Self>, lease: &mut Lease<'a>, session: &Arc<Session>) {
         self.retire(lease, session).await;
         let taken: Vec<Arc<Session>> = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|p| p.into_inner()));
         let (pool, link) = (self.clone(), self.link());
@@ -200,7 +221,7 @@ impl SessionPool {
     /// The ERP refused a session it had just handed out (before any call succeeded in it):
     /// the login is what does not work (a header or URL the ERP does not accept), so it
     /// counts as a failed login, with the backoff.
-    pub async fn refused_at_once(&self, lease: &mut Lease<'_>, session: &Arc<Session>) -> GatewayError {
+    pub async fn refused_at_once<'a>(&'a self, lease: &mut Lease<'a>, session: &Arc<Session>) -> GatewayError {
         self.retire(lease, session).await;
         self.login_failed(
             "the ERP refused the session right after handing it out; check the session's soap_headers, http_headers and url"
