@@ -7,18 +7,15 @@ Binds 127.0.0.1 only; WSDL at GET /?wsdl.
 import argparse
 import datetime
 import json
-import logging
-import signal
 import time
 import sys
 from decimal import Decimal as D
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from spyne import (Application, Array, Boolean, ComplexModel, DateTime, Decimal,
                    Fault, Service, Unicode, rpc)
 from spyne.protocol.soap import Soap11
-from spyne.server.wsgi import WsgiApplication
+
+import serving
 
 TNS = "urn:veneer:test:plant"
 UTC = datetime.timezone.utc
@@ -230,52 +227,12 @@ application = Application(
 )
 
 
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    # One stalled client (e.g. a test that aborts mid-request) must not block
-    # every other test talking to this server; daemon threads don't delay exit.
-    daemon_threads = True
-
-
-class QuietHandler(WSGIRequestHandler):
-    # Per-request access lines only add noise to cargo test output.
-    def log_message(self, *args):
-        pass
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     port = ap.parse_args().port
 
-    # spyne logs client Faults with tracebacks; keep stderr for unexpected
-    # errors (a traceback still appears for each Crash call, by design).
-    logging.basicConfig(level=logging.CRITICAL)
-
-    server = make_server("127.0.0.1", port, WsgiApplication(application),
-                         server_class=ThreadingWSGIServer,
-                         handler_class=QuietHandler)
-    # A client hanging up mid-response (BrokenPipe/ConnectionReset) must not
-    # print a traceback or take the server down; swallow it per request.
-    server.handle_error = lambda request, client_address: None
-
-    # Install both handlers explicitly: a parent that started us in the
-    # background may have left SIGINT ignored (then Python never raises
-    # KeyboardInterrupt), and SIGTERM has no Python handler by default.
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
-    # Lets a harness started with --port 0 learn the real port, and marks
-    # the socket as already listening (no connect-retry loop needed).
-    print("LISTENING 127.0.0.1:%d" % server.server_port, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serving.serve(application, port)
 
 
 if __name__ == "__main__":

@@ -20,19 +20,16 @@ GET /?wsdl.
 """
 import argparse
 import json
-import logging
-import signal
 import sys
 import threading
 import time
 import uuid
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from spyne import (Application, ComplexModel, Decimal, Fault, Integer, Service,
                    Unicode, rpc)
 from spyne.protocol.soap import Soap11
-from spyne.server.wsgi import WsgiApplication
+
+import serving
 
 TNS = "urn:veneer:test:sessions"
 
@@ -207,18 +204,6 @@ application = Application(
 )
 
 
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    # Concurrent calls on one session are the point of this server; daemon
-    # threads don't delay exit.
-    daemon_threads = True
-
-
-class QuietHandler(WSGIRequestHandler):
-    # Per-request access lines only add noise to cargo test output.
-    def log_message(self, *args):
-        pass
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -229,35 +214,7 @@ def main():
     CONFIG.update(password=args.password, idle=args.idle,
                   call_s=args.call_ms / 1000.0)
 
-    # spyne logs client Faults with tracebacks; keep stderr for unexpected
-    # errors only.
-    logging.basicConfig(level=logging.CRITICAL)
-
-    server = make_server("127.0.0.1", args.port, WsgiApplication(application),
-                         server_class=ThreadingWSGIServer,
-                         handler_class=QuietHandler)
-    # A client hanging up mid-response (BrokenPipe/ConnectionReset) must not
-    # print a traceback or take the server down; swallow it per request.
-    server.handle_error = lambda request, client_address: None
-
-    # Install both handlers explicitly: a parent that started us in the
-    # background may have left SIGINT ignored (then Python never raises
-    # KeyboardInterrupt), and SIGTERM has no Python handler by default.
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
-    # Lets a harness started with --port 0 learn the real port, and marks
-    # the socket as already listening (no connect-retry loop needed).
-    print("LISTENING 127.0.0.1:%d" % server.server_port, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serving.serve(application, args.port)
 
 
 if __name__ == "__main__":
