@@ -9,15 +9,17 @@ use std::process::{Command, Stdio};
 #[tokio::test]
 async fn dev_mode_prints_working_commands_and_stops_cleanly() {
     let data = tempfile::tempdir().expect("data dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_veneer"))
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .env("VENEER_DEV_SECRET", "cli-test-secret")
-        .env("VENEER_DATA", data.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("veneer starts");
+    let mut child = common::Process(
+        Command::new(env!("CARGO_BIN_EXE_veneer"))
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .env("VENEER_DEV_SECRET", "cli-test-secret")
+            .env("VENEER_DATA", data.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("veneer starts"),
+    );
     let stdout = child.stdout.take().expect("stdout");
     // Readiness: the welcome text is printed only once the listener is bound. It is read up to
     // its last line, so a changed text fails here instead of hanging.
@@ -87,19 +89,25 @@ async fn metrics_from_the_start_and_on_their_own_listener() {
 async fn dev_mode_keeps_serving_when_nobody_reads_its_stdout() {
     // `veneer serve --dev | head -2`, or a harness that stops reading after the address: the
     // welcome text then meets a closed pipe, which must not take the gateway down.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let data = tempfile::tempdir().expect("data dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_veneer"))
-        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
-        .env("VENEER_DATA", data.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("veneer starts");
-    drop(child.stdout.take());
+    let mut child = common::Process(
+        Command::new(env!("CARGO_BIN_EXE_veneer"))
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .env("VENEER_DATA", data.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("veneer starts"),
+    );
+    // Read up to the address, then close the pipe: the rest of the welcome text meets it.
+    let addr = BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("gateway at ").nth(1).map(|r| r.trim().trim_start_matches("http://").to_string()))
+        .expect("the welcome text names the address");
     let client = common::client();
-    let health = format!("http://127.0.0.1:{port}/healthz");
+    let health = format!("http://{addr}/healthz");
     let mut healthy = false;
     for _ in 0..200 {
         if let Some(exit) = child.try_wait().expect("status") {
@@ -115,6 +123,4 @@ async fn dev_mode_keeps_serving_when_nobody_reads_its_stdout() {
     // Still there after the welcome text was written.
     assert!(client.get(&health).send().await.is_ok_and(|r| r.status() == 200));
     assert!(child.try_wait().expect("status").is_none(), "the gateway keeps running");
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -3,6 +3,8 @@
 //! `GET /items/{no}` with "Try it out" and sees typed JSON. The screenshot is kept in
 //! `tests/artifacts/docs.png`.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -15,16 +17,18 @@ fn docs_page_authorizes_and_runs_a_call() {
         "run scripts/test.sh (it runs `npm ci` in tests/browser)"
     );
     let data = tempfile::tempdir().expect("data dir");
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_veneer"))
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
-        .env("VENEER_DEV_SECRET", "browser-secret")
-        .env("VENEER_DATA", data.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        // Kept in a file: if the gateway stops early, its last words explain the failure.
-        .stderr(std::fs::File::create(data.path().join("gateway.log")).expect("log file"))
-        .spawn()
-        .expect("veneer starts");
+    let mut gateway = common::Process(
+        Command::new(env!("CARGO_BIN_EXE_veneer"))
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .env("VENEER_DEV_SECRET", "browser-secret")
+            .env("VENEER_DATA", data.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            // Kept in a file: if the gateway stops early, its last words explain the failure.
+            .stderr(std::fs::File::create(data.path().join("gateway.log")).expect("log file"))
+            .spawn()
+            .expect("veneer starts"),
+    );
     let stdout = gateway.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut base = None;

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -43,30 +41,6 @@ fn config(url: &str) -> tempfile::TempDir {
     common::config_dir(&yaml, &["items.yaml"], true)
 }
 
-/// Starts `veneer serve` on a free port and waits until it answers `/healthz`.
-async fn start(dir: &Path) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_veneer"))
-        .args(["serve", "--config"])
-        .arg(dir)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("veneer starts");
-    // Readiness from the log line, not a sleep.
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        if line.expect("log line").contains("veneer is listening") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {}); // keep draining so the pipe never fills
-    (child, format!("http://127.0.0.1:{port}"))
-}
-
 fn signal(child: &Child, sig: &str) {
     assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().expect("kill").success());
 }
@@ -79,17 +53,18 @@ fn client() -> reqwest::Client {
 async fn sighup_reloads_the_config() {
     let (url, _) = slow_backend(Duration::ZERO).await;
     let dir = config(&url);
-    let (mut child, base) = start(dir.path()).await;
+    let mut gateway = common::Veneer::serve(dir.path(), &[]);
+    let (child, base) = (&mut gateway.child, gateway.base.clone());
     assert_eq!(client().get(format!("{base}/stock/1000")).send().await.expect("req").status(), 404);
     let extra = "routes:\n  - route: \"GET /stock/{no}\"\n    backend: erp\n    operation: GetItem\n    request: { ItemNo: \"{path.no}\" }\n";
     std::fs::write(dir.path().join("routes/stock.yaml"), extra).expect("write");
-    signal(&child, "-HUP");
+    signal(child, "-HUP");
     let deadline = Instant::now() + Duration::from_secs(15);
     while client().get(format!("{base}/stock/1000")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
         assert!(Instant::now() < deadline, "the route never appeared after SIGHUP");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    signal(&child, "-TERM");
+    signal(child, "-TERM");
     assert!(child.wait().expect("exit").success());
 }
 
@@ -97,7 +72,8 @@ async fn sighup_reloads_the_config() {
 async fn sigterm_under_load_completes_every_accepted_request() {
     let (url, arrived) = slow_backend(Duration::from_millis(400)).await;
     let dir = config(&url);
-    let (mut child, base) = start(dir.path()).await;
+    let mut gateway = common::Veneer::serve(dir.path(), &[]);
+    let (child, base) = (&mut gateway.child, gateway.base.clone());
     let c = client();
     // Warm the connection pool so every request below is accepted before the signal.
     assert_eq!(c.get(format!("{base}/items/1000")).send().await.expect("req").status(), 200);
@@ -107,7 +83,7 @@ async fn sigterm_under_load_completes_every_accepted_request() {
         std::future::ready(arrived.load(Ordering::SeqCst) >= 31)
     })
     .await;
-    signal(&child, "-TERM");
+    signal(child, "-TERM");
     let mut ok = 0;
     for r in inflight {
         let res = r.await.expect("task").expect("an accepted request completes");

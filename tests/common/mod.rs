@@ -258,6 +258,30 @@ pub fn start_spyne_script(script: &str, args: &[&str]) -> Spyne {
     }
 }
 
+/// A child process killed (and reaped) when dropped, so a test that fails half-way leaves
+/// nothing running.
+pub struct Process(pub std::process::Child);
+
+impl std::ops::Deref for Process {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The gateway binary over `dir`; killed when dropped.
 pub struct Veneer {
     /// The process.
