@@ -124,6 +124,8 @@ pub enum GatewayError {
         backend: String,
         /// What the ERP answered, secrets blanked out (for the log only).
         reason: String,
+        /// When a login may be tried again (the backoff left), for `Retry-After`.
+        retry_after: Option<std::time::Duration>,
     },
     /// No valid bearer token.
     #[error("{0}")]
@@ -434,7 +436,9 @@ impl GatewayError {
         }
         let mut res = problem_response(status, &self.to_problem());
         let retry_after = match self {
-            GatewayError::RateLimited(d) | GatewayError::Overloaded { retry_after: d, .. } => {
+            GatewayError::RateLimited(d)
+            | GatewayError::Overloaded { retry_after: d, .. }
+            | GatewayError::BackendLogin { retry_after: Some(d), .. } => {
                 Some(crate::throttle::local::ceil_secs(*d).max(1))
             }
             GatewayError::LimiterUnavailable

@@ -209,6 +209,14 @@ async fn a_wrong_password_is_a_clean_502_and_login_attempts_stay_bounded() {
         let calls = (0..25).map(|i| client.get(gw.url(&format!("/stock/X{i}"))).send());
         for res in futures_util::future::join_all(calls).await {
             let res = res.expect("request");
+            // The backoff left, so a client knows when trying again can help.
+            let retry: u64 = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .expect("Retry-After");
+            assert!((1..=2).contains(&retry), "Retry-After {retry}");
             let problem = common::problem(res, 502).await;
             assert_eq!(problem["backend"], "erp", "{problem}");
             let text = problem.to_string();

@@ -258,11 +258,9 @@ impl Transport {
             header.push_str(&tba.header(&model.schema));
         }
         let rendered = match session {
-            Some((s, session)) => Some(
-                s.spec
-                    .render(model, a.op, session)
-                    .map_err(|reason| GatewayError::BackendLogin { backend: settings.name.clone(), reason })?,
-            ),
+            Some((s, session)) => Some(s.spec.render(model, a.op, session).map_err(|reason| {
+                GatewayError::BackendLogin { backend: settings.name.clone(), reason, retry_after: None }
+            })?),
             None => None,
         };
         if let Some(r) = &rendered {

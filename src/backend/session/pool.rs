@@ -235,9 +235,8 @@ impl SessionPool {
         let careful = if self.healthy() { None } else { Some(self.careful.lock().await) };
         let careful = careful.filter(|_| !self.healthy());
         if let Some(wait) = self.backoff_left() {
-            return Err(
-                self.refusal(format!("the last login failed; the next attempt is in {} s", wait.as_secs().max(1)))
-            );
+            return Err(self
+                .refusal(format!("the last login failed; the next attempt is in {} s", wait.as_secs().max(1)), wait));
         }
         let link = self.link();
         let result = login::login(&self.spec, &link).await;
@@ -283,11 +282,12 @@ impl SessionPool {
         crate::telemetry::session_login(&name, "failed");
         let reason = self.spec.redact(&reason);
         tracing::warn!(backend = %name, error = %reason, retry_in_s = wait.as_secs(), "login to the ERP failed");
-        self.refusal(reason)
+        self.refusal(reason, wait)
     }
 
-    fn refusal(&self, reason: String) -> GatewayError {
-        GatewayError::BackendLogin { backend: self.link().settings.name.clone(), reason }
+    /// A login refusal; callers may try again after `wait` (the backoff left).
+    fn refusal(&self, reason: String, wait: Duration) -> GatewayError {
+        GatewayError::BackendLogin { backend: self.link().settings.name.clone(), reason, retry_after: Some(wait) }
     }
 
     fn retire_later(&self, session: Arc<Session>) {
