@@ -766,3 +766,30 @@ fn a_password_written_in_the_login_input_is_refused() {
         "backend b1: session: login.input.CompanyPassword looks like a secret written in the file; move it to input_env or input_file",
     );
 }
+
+/// A login answer without the captured value (an empty `LoginResponse`, as a B1 DI server
+/// misconfigured for the company gives): a 502 naming the backend, the ERP's business call
+/// never made, and the next request not logging in again during the backoff.
+#[tokio::test]
+async fn a_login_answer_without_the_session_id_is_a_502_and_backs_off() {
+    let erp = Capture::start(|_| {
+        |seen: &Seen| match (seen.path.as_str(), seen.action.as_str()) {
+            ("/B1WS/LoginService", "LoginService/Login") => (
+                StatusCode::OK,
+                r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><LoginResponse xmlns="http://www.sap.com/SBO/DIS"/></soap:Body></soap:Envelope>"#.to_string(),
+            ),
+            _ => unexpected(seen),
+        }
+    })
+    .await;
+    let (gw, _dir) = b1_gateway(&erp, B1_HEADER_ID_ONLY).await;
+    for _ in 0..3 {
+        let res = common::client().get(gw.url("/items/A00001")).send().await.expect("request");
+        assert!(res.headers().contains_key("retry-after"));
+        let p = common::problem(res, 502).await;
+        assert_eq!(p["type"], "urn:veneer:problem:backend-login", "{p}");
+        assert_eq!(p["backend"], "b1", "{p}");
+    }
+    assert_eq!(erp.calls("Login").len(), 1, "one attempt, then the backoff");
+    assert!(erp.calls("GetByParams").is_empty(), "nothing reached the ERP without a session");
+}

@@ -211,7 +211,7 @@ pub(crate) async fn post(
 
 impl Transport {
     async fn send(&self, a: Attempt) -> Result<Reply, GatewayError> {
-        let reply = self.post_in(None, &a).await?;
+        let reply = self.post_in(None, a.op, &a.envelope, a.forward).await?;
         self.check_busy(a.op, &reply.body)?;
         Ok(reply)
     }
@@ -224,7 +224,7 @@ impl Transport {
         let pool = &s.pool;
         let mut lease = pool.lease().await;
         let mut session = pool.session(&mut lease).await?;
-        let mut reply = self.post_in(Some((s, &session)), &a).await?;
+        let mut reply = self.post_in(Some((s, &session)), a.op, &a.envelope, a.forward.clone()).await?;
         if s.spec.is_expired(&self.link.model, a.op, &reply.body) {
             if !session.proven() {
                 return Err(pool.refused_at_once(&mut lease, &session).await);
@@ -234,7 +234,7 @@ impl Transport {
             tracing::info!(backend = %self.link.settings.name, "the ERP forgot the session; logging in again");
             pool.retire(&mut lease, &session).await;
             session = pool.session(&mut lease).await?;
-            reply = self.post_in(Some((s, &session)), &a).await?;
+            reply = self.post_in(Some((s, &session)), a.op, &a.envelope, a.forward).await?;
             // Never the ERP's own words here: some put the session id in them.
             if s.spec.is_expired(&self.link.model, a.op, &reply.body) {
                 return Err(pool.refused_at_once(&mut lease, &session).await);
@@ -251,14 +251,20 @@ impl Transport {
     /// Sends an attempt with the backend's own SOAP headers, fresh per attempt (a
     /// WS-Security or NetSuite nonce must never be sent twice, retries included) and, in a
     /// session, its SOAP header, HTTP headers and endpoint.
-    async fn post_in(&self, session: Option<(&Sessions, &Session)>, a: &Attempt) -> Result<Reply, GatewayError> {
+    async fn post_in(
+        &self,
+        session: Option<(&Sessions, &Session)>,
+        op: usize,
+        envelope: &Bytes,
+        forward: Forward,
+    ) -> Result<Reply, GatewayError> {
         let (settings, model) = (&self.link.settings, &self.link.model);
         let mut header = settings.credentials.ws_security.as_ref().map(|w| w.header()).unwrap_or_default();
         if let Some(tba) = &settings.credentials.netsuite {
             header.push_str(&tba.header(&model.schema));
         }
         let rendered = match session {
-            Some((s, session)) => Some(s.spec.render(model, a.op, session).map_err(|reason| {
+            Some((s, session)) => Some(s.spec.render(model, op, session).map_err(|reason| {
                 GatewayError::BackendLogin { backend: settings.name.clone(), reason, retry_after: None }
             })?),
             None => None,
@@ -266,10 +272,10 @@ impl Transport {
         if let Some(r) = &rendered {
             header.push_str(&r.soap_header);
         }
-        let envelope = if header.is_empty() { a.envelope.clone() } else { encode::with_header(&a.envelope, &header) };
+        let envelope = if header.is_empty() { envelope.clone() } else { encode::with_header(envelope, &header) };
         let url = rendered.as_ref().and_then(|r| r.url.as_ref()).unwrap_or(&settings.url);
         let http = rendered.as_ref().map_or(&[][..], |r| r.http.as_slice());
-        post(&self.link, url, &model.operations[a.op], envelope, http, a.forward.clone()).await
+        post(&self.link, url, &model.operations[op], envelope, http, forward).await
     }
 
     /// A fault matching a busy rule is overload, not an answer: it feeds the breaker.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use super::problems::CompileOptions;
-use super::problems::{FileText, fault_rules, parse_yaml, read_text};
+use super::problems::{FileText, fault_rules, http_url, parse_yaml, read_text};
 use super::raw::{AuthSection, BackendSection, GatewayFile, RoutesFile};
 use super::{
     ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_mqtt,
@@ -300,13 +300,7 @@ fn backend(
             None
         }
     };
-    let url = url.and_then(|u| match reqwest::Url::parse(&u) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Some(parsed),
-        _ => {
-            problems.push(here("url", format!("{u:?} is not an http(s) URL")));
-            None
-        }
-    });
+    let url = url.and_then(|u| http_url(&u).map_err(|m| problems.push(here("url", m))).ok());
 
     let soap_version = match s.soap_version.as_deref() {
         None => None,

@@ -9,6 +9,7 @@ use axum::http::{HeaderName, StatusCode};
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use super::problems::http_url;
 use super::raw_session::{LoginSection, NetSuiteTbaSection, SessionSection};
 use super::{ConfigProblem, ConfigSource, secret, units};
 use crate::backend::netsuite::{TokenParts, TokenPassport};
@@ -49,8 +50,8 @@ pub(super) fn session(
     let mut secrets = Vec::new();
     let login = login_model.and_then(|m| login_call(source, &s.login, m, &mut secrets, &mut bad));
     let login_url = match (&s.login.url, &s.login.wsdl, &login) {
-        (Some(u), _, _) => parse_url(u).map_err(|m| bad("session.login.url", format!("login.url: {m}"))).ok(),
-        (None, Some(_), Some(call)) => match call.model.endpoint.as_deref().map(parse_url) {
+        (Some(u), _, _) => http_url(u).map_err(|m| bad("session.login.url", format!("login.url: {m}"))).ok(),
+        (None, Some(_), Some(call)) => match call.model.endpoint.as_deref().map(http_url) {
             Some(Ok(u)) => Some(u),
             _ => {
                 bad("session.login", "the login WSDL has no http(s) address; set login.url".into());
@@ -232,13 +233,6 @@ pub(super) fn netsuite(
 fn rule(code: Option<String>, reason: Option<Regex>) -> FaultRule {
     // The status is not used: an expired session is retried, never answered.
     FaultRule { code, reason, status: StatusCode::BAD_GATEWAY }
-}
-
-fn parse_url(u: &str) -> Result<reqwest::Url, String> {
-    match reqwest::Url::parse(u) {
-        Ok(p) if matches!(p.scheme(), "http" | "https") => Ok(p),
-        _ => Err(format!("{u:?} is not an http(s) URL")),
-    }
 }
 
 fn key_path(path: &str) -> Vec<String> {

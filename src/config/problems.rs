@@ -125,3 +125,11 @@ pub(crate) fn fault_rules(
     }
     rules
 }
+
+/// `text` as an http(s) URL, or what is wrong with it.
+pub(crate) fn http_url(text: &str) -> Result<reqwest::Url, String> {
+    match reqwest::Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(u),
+        _ => Err(format!("{text:?} is not an http(s) URL")),
+    }
+}
