@@ -29,29 +29,44 @@ pub fn new_key(dir: &Path, alg: &str) -> Result<String, String> {
     let pem = keys::generate_pem(alg)?;
     let key = keys::from_pem(&pem)?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    // Names sort by creation time, so the newest key is the one that signs.
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    let path = dir.join(format!("key-{stamp:015}.pem"));
-    write_private(&path, &pem)?;
-    Ok(format!("wrote {} ({alg:?}, kid {})\n", path.display(), key.kid))
+    // Names sort by creation time, so the newest key is the one that signs: a stamp in
+    // milliseconds, past every key already there (two keys in one millisecond, or a clock
+    // set back, still sort in the order they were made).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let mut stamp = newest_stamp(dir).map_or(now, |newest| now.max(newest + 1));
+    loop {
+        let path = dir.join(format!("key-{stamp:015}.pem"));
+        match write_private(&path, &pem) {
+            Ok(()) => return Ok(format!("wrote {} ({alg:?}, kid {})\n", path.display(), key.kid)),
+            // Another `keys new` took this name a moment ago.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => stamp += 1,
+            Err(e) => return Err(format!("cannot write {}: {e}", path.display())),
+        }
+    }
 }
 
+/// The largest stamp among `key-<stamp>.pem` files in `dir`.
+fn newest_stamp(dir: &Path) -> Option<u128> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("key-")?.strip_suffix(".pem")?.parse().ok())
+        .max()
+}
+
+/// Creates `path` (never overwriting) readable only by its owner.
 #[cfg(unix)]
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    f.write_all(text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
 }
 
+/// Creates `path` (never overwriting).
 #[cfg(not(unix))]
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path)?.write_all(text.as_bytes())
 }
 
 /// A new client: its secret (shown once) and the config lines to paste.

@@ -312,13 +312,7 @@ async fn endless_response_is_cut_off_at_the_default_limit() {
     assert_eq!(p["title"], "Backend response too large");
     assert_eq!(p["backend"], "erp");
     assert_eq!(p["detail"], format!("the response exceeded max_response ({} bytes)", 8 * 1024 * 1024));
-    for _ in 0..100 {
-        if done.load(Ordering::Relaxed) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(done.load(Ordering::Relaxed), "the gateway kept the connection open");
+    common::eventually("the gateway hangs up", Duration::from_secs(5), async || done.load(Ordering::Relaxed)).await;
     let sent = written.load(Ordering::Relaxed);
     assert!(sent < 64 * 1024 * 1024, "the gateway read {sent} bytes before hanging up");
 }

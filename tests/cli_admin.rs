@@ -20,7 +20,7 @@ fn keys_new_writes_private_keys_that_load_and_rotate() {
     let (ok, out, err) = veneer(&["keys", "new", "--dir", d]);
     assert!(ok, "{err}");
     assert!(out.contains("kid "), "{out}");
-    std::thread::sleep(std::time::Duration::from_millis(5)); // distinct millisecond file names
+    // Back to back, most likely within one millisecond: the names still differ and sort.
     let (ok, out2, _) = veneer(&["keys", "new", "--dir", d, "--alg", "EdDSA"]);
     assert!(ok);
     let keys = veneer::auth::keys::KeySet::load_dir(dir.path()).expect("keys load");
@@ -32,8 +32,24 @@ fn keys_new_writes_private_keys_that_load_and_rotate() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(entry.metadata().expect("meta").permissions().mode() & 0o777, 0o600, "private keys are owner-only");
     }
+    // Many keys in one burst, and a key stamped in the future (a clock set back since):
+    // every new key sorts after it and signs.
+    std::fs::rename(dir.path().join(newest_file(dir.path())), dir.path().join("key-900000000000000.pem"))
+        .expect("rename");
+    for _ in 0..5 {
+        let printed = veneer::admin::new_key(dir.path(), "ES256").expect("new key");
+        let kid = printed.split("kid ").nth(1).and_then(|s| s.split(')').next()).expect("kid printed");
+        let keys = veneer::auth::keys::KeySet::load_dir(dir.path()).expect("keys load");
+        assert_eq!(keys.signer().kid, kid, "the newest key signs");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 7);
     let (ok, _, err) = veneer(&["keys", "new", "--dir", d, "--alg", "HS256"]);
     assert!(!ok && err.contains("ES256 or EdDSA"), "{err}");
+}
+
+/// The file name that sorts last in `dir`.
+fn newest_file(dir: &std::path::Path) -> std::ffi::OsString {
+    std::fs::read_dir(dir).expect("dir").flatten().map(|e| e.file_name()).max().expect("a key file")
 }
 
 #[test]

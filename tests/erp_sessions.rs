@@ -194,41 +194,52 @@ async fn a_pool_of_four_serves_200_concurrent_calls_one_at_a_time_and_logs_in_ag
     .await;
 }
 
+/// Calls `/stock/X{i}` for each `i` at once; every answer must be the login problem with the
+/// backoff left as `Retry-After`, and never the password.
+async fn refused_logins(gw: &common::Gateway, calls: std::ops::Range<usize>) {
+    let client = common::client();
+    let calls = calls.map(|i| client.get(gw.url(&format!("/stock/X{i}"))).send());
+    for res in futures_util::future::join_all(calls).await {
+        let res = res.expect("request");
+        let retry: u64 = res
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After");
+        assert!((1..=2).contains(&retry), "Retry-After {retry}: the backoff left (1 s, then 2 s)");
+        let problem = common::problem(res, 502).await;
+        assert_eq!(problem["backend"], "erp", "{problem}");
+        let text = problem.to_string();
+        assert!(!text.contains("not-the-password"), "the password leaked: {text}");
+    }
+}
+
 #[tokio::test]
 async fn a_wrong_password_is_a_clean_502_and_login_attempts_stay_bounded() {
     let erp = erp(&[]);
     let dir = config(&erp, "not-the-password", "      size: 2\n      exclusive: true\n      login_backoff: 1s").await;
     let gw = common::with_config(dir.path()).await;
-    let client = common::client();
-    let mut answered = 0;
-    // Two rounds of 25 concurrent calls, a backoff apart.
-    for round in 0..2 {
-        if round == 1 {
-            tokio::time::sleep(Duration::from_millis(1100)).await;
-        }
-        let calls = (0..25).map(|i| client.get(gw.url(&format!("/stock/X{i}"))).send());
-        for res in futures_util::future::join_all(calls).await {
-            let res = res.expect("request");
-            // The backoff left, so a client knows when trying again can help.
-            let retry: u64 = res
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .expect("Retry-After");
-            assert!((1..=2).contains(&retry), "Retry-After {retry}");
-            let problem = common::problem(res, 502).await;
-            assert_eq!(problem["backend"], "erp", "{problem}");
-            let text = problem.to_string();
-            assert!(!text.contains("not-the-password"), "the password leaked: {text}");
-            answered += 1;
-        }
-    }
-    assert_eq!(answered, 50);
+    // One attempt at a time until one works: 25 concurrent calls, whatever the pool size, try
+    // one login.
+    let started = std::time::Instant::now();
+    refused_logins(&gw, 0..25).await;
+    assert_eq!(stats(&erp).await["login_attempts"], 1);
+    // None during the backoff (1 s); then one probe. Polled, one call at a time.
+    let mut probe_sent = started;
+    common::eventually("a login probe after the backoff", Duration::from_secs(10), async || {
+        probe_sent = std::time::Instant::now();
+        refused_logins(&gw, 25..26).await;
+        stats(&erp).await["login_attempts"] == 2
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_secs(1), "a login was tried within the 1 s backoff");
+    // The second refusal doubles the backoff: 25 more calls within it try nothing.
+    refused_logins(&gw, 26..51).await;
     let s = stats(&erp).await;
-    // One attempt at a time until one works, none during the backoff: one attempt for the
-    // first round (whatever the pool size), one probe for the second, a backoff later.
-    assert_eq!(s["login_attempts"], 2, "{s}");
+    if probe_sent.elapsed() < Duration::from_secs(2) {
+        assert_eq!(s["login_attempts"], 2, "a login was tried within the doubled backoff: {s}");
+    }
     assert_eq!(s["logins"], 0, "{s}");
 }
 

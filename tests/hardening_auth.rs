@@ -102,11 +102,7 @@ async fn get_item(base: &str, no: &str, token: Option<&str>) -> reqwest::Respons
 }
 
 async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(what, Duration::from_secs(15), async || check()).await;
 }
 
 /// A reloadable gateway over a config dir (the way `veneer serve` runs one), with the

@@ -95,7 +95,9 @@ async fn busy_faults_become_503_and_open_the_breaker_which_recovers() {
     let config = "    retries: { attempts: 0 }\n    circuit_breaker: { window: 4, min_calls: 4, failure_rate: 0.5, open_for: 1s }\n    busy_faults:\n      - { reason: \"Concurrent request limit\", status: 503, retry_after: 7s }\n";
     let (gw, erp, _dir) = start(config).await;
     erp.mode.store(BUSY, Ordering::SeqCst);
+    let mut opened = std::time::Instant::now();
     for _ in 0..4 {
+        opened = std::time::Instant::now();
         let res = get_item(&gw).await;
         assert_eq!(res.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("7"));
         let p = common::problem(res, 503).await;
@@ -108,9 +110,19 @@ async fn busy_faults_become_503_and_open_the_breaker_which_recovers() {
     assert_eq!(erp.hits.load(Ordering::SeqCst), hits, "an open circuit sends nothing to the ERP");
     // The ERP recovers; after open_for the breaker probes and closes on success.
     erp.mode.store(OK, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(get_item(&gw).await.status(), 200);
-    assert_eq!(get_item(&gw).await.status(), 200);
+    common::eventually("the breaker lets a probe through", Duration::from_secs(10), || async {
+        let res = get_item(&gw).await;
+        if res.status() == 200 {
+            return true;
+        }
+        let p = common::problem(res, 503).await;
+        assert!(p["detail"].as_str().is_some_and(|d| d.contains("circuit breaker is open")), "{p}");
+        assert_eq!(erp.hits.load(Ordering::SeqCst), hits, "nothing reaches the ERP while open");
+        false
+    })
+    .await;
+    assert!(opened.elapsed() >= Duration::from_secs(1), "the circuit let a call through before open_for");
+    assert_eq!(get_item(&gw).await.status(), 200, "closed again after a successful probe");
 }
 
 #[tokio::test]

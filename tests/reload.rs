@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use veneer::config::compile::CompileOptions;
 use veneer::config::{self, ConfigSource};
@@ -51,12 +51,8 @@ fn reloads(page: &str, result: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn wait_for(what: &str, check: impl AsyncFnMut() -> bool) {
+    common::eventually(what, Duration::from_secs(15), check).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

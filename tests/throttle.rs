@@ -86,13 +86,15 @@ async fn client_burst_is_exact_and_headers_count_down() {
     assert_eq!(p["title"], "Too many requests");
     // Other clients have their own bucket.
     assert_eq!(get(&gw, &token(&gw, "a").await).await.status(), 200);
-    // GCRA: by time t after the first request, exactly 5 + floor(2·t) are admitted in all.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let (from, round) = (first.elapsed(), futures_util::future::join_all((0..8).map(|_| get(&gw, &t))).await);
-    let to = first.elapsed();
-    let admitted = round.iter().filter(|r| r.status() == 200).count() as u64;
-    let (low, high) = ((2.0 * from.as_secs_f64()) as u64, (2.0 * to.as_secs_f64()) as u64);
-    assert!((low..=high).contains(&admitted), "admitted {admitted} after {from:?}..{to:?}; GCRA allows {low}..={high}");
+    // The refill arithmetic is tested exactly on paused time (`throttle::local`); here, the
+    // bucket admits again once the wait it announced has passed, and not before.
+    common::eventually("the bucket admits again", Duration::from_secs(5), || async {
+        let res = get(&gw, &t).await;
+        assert!(matches!(res.status().as_u16(), 200 | 429), "{}", res.status());
+        res.status() == 200
+    })
+    .await;
+    assert!(first.elapsed() >= Duration::from_millis(500), "one interval at 2/s passed before a refill");
 }
 
 #[tokio::test]
@@ -147,12 +149,12 @@ async fn three_gateways_share_one_exact_limit_through_redis() {
     ];
     // Replicas share the issuer and key directory, so one token works on all three.
     let t = token(&gws[0], "a").await;
-    // Warm up every replica (Redis connection, token cache), then let the bucket refill so
-    // the measurement starts from a full burst.
+    // Warm up every replica (Redis connection, token cache). The three requests spend three
+    // of the burst; the lower bound below allows for them instead of waiting for a refill.
+    const WARM_UP: f64 = 3.0;
     for gw in &gws {
         assert_eq!(get(gw, &t).await.status(), 200);
     }
-    tokio::time::sleep(Duration::from_millis(2700)).await;
     let started = Instant::now();
     let run_for = Duration::from_secs(4);
     let mut tasks = Vec::new();
@@ -194,8 +196,10 @@ async fn three_gateways_share_one_exact_limit_through_redis() {
     // Each admission happened between its request's send and receipt, so the admitted span
     // lies between these two bounds; GCRA allows B + R·span over it.
     let allowed = |span: Duration| 50.0 + 20.0 * span.as_secs_f64();
-    let (low, high) =
-        (allowed(last_sent.saturating_sub(first_received)), allowed(last_received.saturating_sub(first_sent)));
+    let (low, high) = (
+        allowed(last_sent.saturating_sub(first_received)) - WARM_UP,
+        allowed(last_received.saturating_sub(first_sent)),
+    );
     let mid = (low + high) / 2.0;
     println!(
         "three replicas admitted {admitted}; GCRA allows {low:.1}..{high:.1} (mid {mid:.1}, {:+.2}%)",
@@ -226,14 +230,10 @@ async fn reject_policy_refuses_while_redis_is_down_and_recovers() {
     assert_eq!(header(&res, "retry-after"), "1");
     common::problem(res, 503).await;
     let _back = common::Redis::start_on(port);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if get(&gw, &t).await.status() == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "shared limits never recovered after Redis returned");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually("shared limits recover after Redis returned", Duration::from_secs(10), async || {
+        get(&gw, &t).await.status() == 200
+    })
+    .await;
 }
 
 #[test]

@@ -69,6 +69,26 @@ struct Looked {
     failed: Option<Instant>,
 }
 
+impl Looked {
+    /// The answer this entry gives at `now` without asking the ERP, or `None` when the ERP
+    /// should be asked. Fresh answers (an empty one too) stand for `ttl`; after a failure the
+    /// ERP rests for [`RETRY_LOOKUP`]. A value older than `max_stale` is never used. Pure in
+    /// `now`, so expiry is tested without waiting.
+    fn cached(&self, now: Instant, ttl: Duration, max_stale: Duration) -> Option<Option<Value>> {
+        let resting = self.failed.is_some_and(|t| now.duration_since(t) < RETRY_LOOKUP);
+        (self.younger_than(now, ttl) || resting).then(|| self.usable(now, max_stale))
+    }
+
+    /// The value, when it is younger than `max_stale`.
+    fn usable(&self, now: Instant, max_stale: Duration) -> Option<Value> {
+        self.value.clone().filter(|_| self.younger_than(now, max_stale))
+    }
+
+    fn younger_than(&self, now: Instant, age: Duration) -> bool {
+        self.fetched.is_some_and(|t| now.duration_since(t) < age)
+    }
+}
+
 /// A reading's element in a group, its key, and where its outcome goes.
 type Waiting = (Value, String, oneshot::Sender<Outcome>);
 
@@ -177,14 +197,8 @@ impl Intake {
         let slot = self.lookups.get_with(key, || Arc::new(tokio::sync::Mutex::new(None)));
         let mut entry = slot.lock().await;
         let now = Instant::now();
-        let within = |e: &Looked, d: Duration| e.fetched.is_some_and(|t| now.duration_since(t) < d);
-        if let Some(e) = entry.as_ref() {
-            // Fresh answers (an empty one too) stand for `ttl`; after a failure the ERP is
-            // asked again at most every few seconds.
-            let resting = e.failed.is_some_and(|t| now.duration_since(t) < RETRY_LOOKUP);
-            if within(e, l.ttl) || resting {
-                return e.value.clone().filter(|_| within(e, l.max_stale));
-            }
+        if let Some(answer) = entry.as_ref().and_then(|e| e.cached(now, l.ttl, l.max_stale)) {
+            return answer;
         }
         match handler::read(&l.route, &params).await {
             Ok(answer) => {
@@ -203,7 +217,7 @@ impl Intake {
                     fetched: last.as_ref().and_then(|e| e.fetched),
                     failed: Some(now),
                 };
-                let value = looked.value.clone().filter(|_| within(&looked, l.max_stale));
+                let value = looked.usable(now, l.max_stale);
                 *entry = Some(looked);
                 value
             }
@@ -316,7 +330,29 @@ impl Values for Filled<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::group_key;
+    use super::*;
+
+    #[test]
+    fn a_lookup_is_fresh_for_its_ttl_rests_after_a_failure_and_is_never_staler_than_max_stale() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let (ttl, max_stale) = (s(10), s(60));
+        let order = Some(Value::from("PO-1001"));
+        let fetched = Looked { value: order.clone(), fetched: Some(t0), failed: None };
+        assert_eq!(fetched.cached(t0 + s(9), ttl, max_stale), Some(order.clone()), "fresh");
+        assert_eq!(fetched.cached(t0 + ttl, ttl, max_stale), None, "asked again at the ttl");
+        let none = Looked { value: None, fetched: Some(t0), failed: None };
+        assert_eq!(none.cached(t0 + s(1), ttl, max_stale), Some(None), "an empty answer stands too");
+        // The ERP failed at t0 + 30: it rests for RETRY_LOOKUP with the last known value.
+        let failed = Looked { value: order.clone(), fetched: Some(t0), failed: Some(t0 + s(30)) };
+        assert_eq!(failed.cached(t0 + s(31), ttl, max_stale), Some(order.clone()), "resting, stale but usable");
+        assert_eq!(failed.cached(t0 + s(30) + RETRY_LOOKUP, ttl, max_stale), None, "asked again after resting");
+        let long_down = Looked { value: order.clone(), fetched: Some(t0), failed: Some(t0 + s(61)) };
+        assert_eq!(long_down.cached(t0 + s(62), ttl, max_stale), Some(None), "past max_stale: no value");
+        assert_eq!(long_down.usable(t0 + s(59), max_stale), order);
+        let never = Looked { value: None, fetched: None, failed: Some(t0) };
+        assert_eq!(never.cached(t0, ttl, max_stale), Some(None), "never fetched, resting: nothing");
+    }
 
     #[test]
     fn a_group_key_stands_for_exactly_its_members() {

@@ -639,16 +639,13 @@ fn on_a_free_port<T>(start: impl Fn(u16) -> Result<T, String>) -> T {
     panic!("no free port worked; the last attempt: {last}")
 }
 
-/// Polls `check` until it holds, failing the test after `limit`.
-pub async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    limit: std::time::Duration,
-    mut check: impl FnMut() -> F,
-) {
+/// Polls `check` until it holds, failing the test after `limit`: the one way tests wait for
+/// a condition (never a fixed sleep).
+pub async fn eventually(what: &str, limit: std::time::Duration, mut check: impl AsyncFnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
     while !check().await {
         assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
