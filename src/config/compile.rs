@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use super::problems::CompileOptions;
-use super::problems::{FileText, fault_rules, http_url, parse_yaml, read_text};
+use super::problems::{AtLeast, FileText, duration, fault_rules, http_url, parse_yaml, read_text};
 use super::raw::{AuthSection, BackendSection, GatewayFile, RoutesFile};
 use super::{
     ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_mqtt,
@@ -159,13 +159,15 @@ fn delivery_settings(
             (None, Some(_)) => secret::resolve(source, r.url_env.as_deref(), None, "url"),
             _ => Err("delivery.redis needs exactly one of url or url_env".to_string()),
         };
-        let claim_after = match r.claim_after.as_deref().map(units::duration) {
-            None => Ok(Duration::from_secs(60)),
-            Some(Ok(d)) if !d.is_zero() => Ok(d),
-            Some(_) => Err("delivery.redis.claim_after must be a duration like 60s".to_string()),
-        };
-        match (url, claim_after) {
-            (Ok(url), Ok(claim_after)) if d.data_dir.is_none() => {
+        let claim_after = duration(
+            "delivery.redis.claim_after",
+            r.claim_after.as_deref(),
+            Duration::from_secs(60),
+            AtLeast::Positive,
+            &mut |m| problems.push(file.at(&["delivery", "redis", "claim_after"], m)),
+        );
+        match url {
+            Ok(url) if d.data_dir.is_none() => {
                 d.fleet = Some(crate::delivery::fleet::FleetSettings {
                     url,
                     prefix: r.prefix.clone().unwrap_or_else(|| "veneer:".into()),
@@ -173,10 +175,10 @@ fn delivery_settings(
                     max_len: r.max_len.unwrap_or(1_000_000).max(1),
                 });
             }
-            (Ok(_), Ok(_)) => problems.push(
+            Ok(_) => problems.push(
                 file.at(&["delivery", "redis"], "delivery: give data_dir (one node) or redis (a fleet), not both"),
             ),
-            (Err(m), _) | (_, Err(m)) => problems.push(file.at(&["delivery", "redis"], m)),
+            Err(m) => problems.push(file.at(&["delivery", "redis"], m)),
         }
     }
     for (key, value, slot) in [
@@ -186,12 +188,9 @@ fn delivery_settings(
         ("keep_delivered", &s.keep_delivered, &mut d.keep_delivered),
         ("idempotency_ttl", &s.idempotency_ttl, &mut d.idempotency_ttl),
     ] {
-        match value.as_deref().map(units::duration) {
-            None => {}
-            Some(Ok(v)) if !v.is_zero() => *slot = v,
-            Some(Ok(_)) => problems.push(file.at(&["delivery", key], format!("delivery.{key} must be more than 0s"))),
-            Some(Err(m)) => problems.push(file.at(&["delivery", key], format!("delivery.{key}: {m}"))),
-        }
+        *slot = duration(&format!("delivery.{key}"), value.as_deref(), *slot, AtLeast::Positive, &mut |m| {
+            problems.push(file.at(&["delivery", key], m))
+        });
     }
     d
 }
@@ -234,20 +233,13 @@ fn server_settings(
             Err(m) => problems.push(file.at(&["server", "max_body"], format!("server.max_body: {m}"))),
         }
     }
-    if let Some(t) = &s.request_timeout {
-        match units::duration(t) {
-            Ok(d) => settings.request_timeout = d,
-            Err(m) => problems.push(file.at(&["server", "request_timeout"], format!("server.request_timeout: {m}"))),
-        }
-    }
-    if let Some(t) = &s.header_timeout {
-        match units::duration(t) {
-            Ok(d) if !d.is_zero() => settings.header_timeout = d,
-            Ok(_) => {
-                problems.push(file.at(&["server", "header_timeout"], "server.header_timeout must be more than 0s"))
-            }
-            Err(m) => problems.push(file.at(&["server", "header_timeout"], format!("server.header_timeout: {m}"))),
-        }
+    for (key, text, slot, least) in [
+        ("request_timeout", &s.request_timeout, &mut settings.request_timeout, AtLeast::Zero),
+        ("header_timeout", &s.header_timeout, &mut settings.header_timeout, AtLeast::Positive),
+    ] {
+        *slot = duration(&format!("server.{key}"), text.as_deref(), *slot, least, &mut |m| {
+            problems.push(file.at(&["server", key], m))
+        });
     }
     match s.max_connections {
         Some(0) => problems.push(file.at(
@@ -318,17 +310,11 @@ fn backend(
     };
     let model = load("wsdl", &s.wsdl).map(Arc::new).map_err(|p| problems.push(p)).ok();
 
-    let mut duration =
-        |key: &str, value: &Option<String>, default: Duration| match value.as_deref().map(units::duration) {
-            None => default,
-            Some(Ok(d)) => d,
-            Some(Err(m)) => {
-                problems.push(here(key, format!("{key}: {m}")));
-                default
-            }
-        };
-    let timeout = duration("timeout", &s.timeout, Duration::from_secs(30));
-    let connect_timeout = duration("connect_timeout", &s.connect_timeout, Duration::from_secs(5));
+    let mut time = |key: &str, value: &Option<String>, default: Duration| {
+        duration(key, value.as_deref(), default, AtLeast::Zero, &mut |m| problems.push(here(key, m)))
+    };
+    let timeout = time("timeout", &s.timeout, Duration::from_secs(30));
+    let connect_timeout = time("connect_timeout", &s.connect_timeout, Duration::from_secs(5));
     let max_response = match s.max_response.as_deref().map(units::size) {
         None => DEFAULT_MAX_RESPONSE,
         Some(Ok(0)) => {
@@ -471,14 +457,13 @@ fn credentials(source: &ConfigSource, a: &AuthSection, fail: &mut dyn FnMut(&str
     }
     if let Some(w) = &a.ws_security {
         let digest = w.password_type == super::raw::PasswordType::Digest;
-        let ttl = match w.timestamp_ttl.as_deref().map(units::duration) {
-            None => Duration::from_secs(300),
-            Some(Ok(d)) => d,
-            Some(Err(m)) => {
-                fail("auth.ws_security.timestamp_ttl", m);
-                Duration::from_secs(300)
-            }
-        };
+        let ttl = duration(
+            "timestamp_ttl",
+            w.timestamp_ttl.as_deref(),
+            Duration::from_secs(300),
+            AtLeast::Positive,
+            &mut |m| fail("auth.ws_security.timestamp_ttl", m),
+        );
         match secret::resolve(source, w.password_env.as_deref(), w.password_file.as_deref(), "password") {
             Ok(password) => c.ws_security = Some(WsSecurity { username: w.username.clone(), password, digest, ttl }),
             Err(m) => fail("auth.ws_security", m),

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
-use super::problems::{CompileOptions, FileText};
+use super::problems::{self, AtLeast, CompileOptions, FileText};
 use super::raw::{AuthConfigSection, ClientSection, LoginFailuresSection, RateSection};
-use super::{ConfigProblem, ConfigSource, secret, units};
+use super::{ConfigProblem, ConfigSource, secret};
 use crate::auth::clients::{self, Client};
 use crate::auth::external::{ExternalIssuer, ExternalSettings};
 use crate::auth::guard::{LoginGuard, ReplayMemory};
@@ -37,16 +37,9 @@ pub fn compile(
         path.extend(key.split('.').filter(|k| !k.is_empty()));
         problems.push(file.at(&path, format!("auth: {m}")))
     };
-    let duration = |key: &str, v: &Option<String>, default: Duration, here: &mut dyn FnMut(&str, String)| match v
-        .as_deref()
-        .map(units::duration)
-    {
-        None => default,
-        Some(Ok(d)) => d,
-        Some(Err(m)) => {
-            here(key, format!("{}: {m}", key.rsplit('.').next().unwrap_or(key)));
-            default
-        }
+    let duration = |key: &str, v: &Option<String>, default: Duration, here: &mut dyn FnMut(&str, String)| {
+        let label = key.rsplit('.').next().unwrap_or(key);
+        problems::duration(label, v.as_deref(), default, AtLeast::Zero, &mut |m| here(key, m))
     };
     let ttl = duration("token_ttl", &s.token_ttl, Duration::from_secs(900), &mut here);
     let leeway = duration("leeway", &s.leeway, Duration::from_secs(30), &mut here);

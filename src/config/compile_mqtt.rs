@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::problems::FileText;
+use super::problems::{AtLeast, FileText, duration};
 use super::raw::GatewayFile;
-use super::{ConfigProblem, ConfigSource, secret, tls, units};
+use super::{ConfigProblem, ConfigSource, secret, tls};
 use crate::ingest::mqtt::MqttSettings;
 
 /// The MQTT settings, or `None` without an `mqtt:` section (or with problems).
@@ -100,18 +100,10 @@ pub(crate) fn compile(
             }
         }
     };
-    let keep_alive = match m.keep_alive.as_deref().map(units::duration) {
-        None => Duration::from_secs(30),
-        Some(Ok(d)) if d >= Duration::from_secs(1) => d,
-        Some(Ok(_)) => {
-            fail("keep_alive", "keep_alive must be at least 1s".into());
-            Duration::from_secs(30)
-        }
-        Some(Err(msg)) => {
-            fail("keep_alive", msg);
-            Duration::from_secs(30)
-        }
-    };
+    let keep_alive =
+        duration("keep_alive", m.keep_alive.as_deref(), Duration::from_secs(30), AtLeast::Secs(1), &mut |msg| {
+            fail("keep_alive", msg)
+        });
     if let Some(g) = &m.share
         && (g.is_empty() || g.contains(['/', '+', '#']))
     {

@@ -6,20 +6,15 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use regex::Regex;
 
+use super::problems::{self, AtLeast};
 use super::raw::BackendSection;
-use super::units;
 use crate::backend::Protection;
 use crate::backend::protect::{BreakerSettings, BusyRule, QueueSettings, RetrySettings};
 
 /// Compiles protection; each problem goes to `fail(key path under the backend, message)`.
 pub fn protection(s: &BackendSection, fail: &mut dyn FnMut(&str, String)) -> Protection {
-    let mut duration = |path: &str, v: Option<&String>, default: Duration| match v.map(|t| units::duration(t)) {
-        None => default,
-        Some(Ok(d)) => d,
-        Some(Err(m)) => {
-            fail(path, format!("{path}: {m}"));
-            default
-        }
+    let mut duration = |path: &str, v: Option<&String>, default: Duration| {
+        problems::duration(path, v.map(String::as_str), default, AtLeast::Zero, &mut |m| fail(path, m))
     };
     let queue = QueueSettings {
         max_concurrency: s.max_concurrency.unwrap_or(32).max(1),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::http::{HeaderName, Method, StatusCode};
 use yaml_serde::Value as Yaml;
 
-use super::problems::{FileText, fault_rules};
+use super::problems::{AtLeast, FileText, duration, fault_rules};
 use super::raw::{CacheSection, DeliverySection, FaultRuleSection, RouteSection};
 use super::units;
 use super::{ConfigProblem, compile_limits};
@@ -246,13 +246,9 @@ fn queued(
             ));
         }
         q.max_attempts = d.max_attempts;
-        if let Some(age) = &d.max_age {
-            match units::duration(age) {
-                Ok(a) if !a.is_zero() => q.max_age = a,
-                _ => problems
-                    .push(here("delivery.max_age", format!("delivery.max_age {age:?} is not a duration like 24h"))),
-            }
-        }
+        q.max_age = duration("delivery.max_age", d.max_age.as_deref(), q.max_age, AtLeast::Positive, &mut |m| {
+            problems.push(here("delivery.max_age", m))
+        });
         if let Some(p) = &d.partition {
             if !d.ordered {
                 problems.push(here("delivery.partition", "delivery.partition orders items; add ordered: true".into()));

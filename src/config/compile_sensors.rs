@@ -9,10 +9,10 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
 
-use super::problems::FileText;
+use super::problems::{AtLeast, FileText, duration};
 use super::raw::GatewayFile;
 use super::raw_sensors::{SensorSection, SensorsFile};
-use super::{ConfigProblem, ConfigSource, units};
+use super::{ConfigProblem, ConfigSource};
 use crate::ingest::calendar::Calendar;
 use crate::ingest::dictionary::{Dictionary, FileContext, Group, Lookup, Sensor, TelemetrySettings};
 use crate::ingest::pattern::Pattern;
@@ -100,11 +100,9 @@ fn settings(file: &FileText, raw: &GatewayFile, problems: &mut Vec<ConfigProblem
         None => {}
     }
     for (key, value, slot) in [("max_age", &t.max_age, &mut s.max_age), ("max_ahead", &t.max_ahead, &mut s.max_ahead)] {
-        match value.as_deref().map(units::duration) {
-            None => {}
-            Some(Ok(d)) => *slot = d,
-            Some(Err(m)) => problems.push(file.at(&["telemetry", key], format!("telemetry.{key}: {m}"))),
-        }
+        *slot = duration(&format!("telemetry.{key}"), value.as_deref(), *slot, AtLeast::Zero, &mut |m| {
+            problems.push(file.at(&["telemetry", key], m))
+        });
     }
     s
 }
@@ -163,16 +161,11 @@ fn file_context(
                 format!("lookup {name}: pick {:?} is not a JSON pointer; write e.g. /0/no", l.pick),
             ));
         }
-        let dur = |key: &str, v: &Option<String>, default: Duration, problems: &mut Vec<ConfigProblem>| match v
-            .as_deref()
-            .map(units::duration)
-        {
-            None => default,
-            Some(Ok(d)) => d,
-            Some(Err(m)) => {
-                problems.push(file.at(&["lookups", name, key], format!("lookup {name}: {key}: {m}")));
-                default
-            }
+        let dur = |key: &str, v: &Option<String>, default: Duration, problems: &mut Vec<ConfigProblem>| {
+            let label = format!("lookup {name}: {key}");
+            duration(&label, v.as_deref(), default, AtLeast::Zero, &mut |m| {
+                problems.push(file.at(&["lookups", name, key], m))
+            })
         };
         let ttl = dur("ttl", &l.ttl, Duration::from_secs(60), problems);
         let max_stale = dur("max_stale", &l.max_stale, Duration::from_secs(3600), problems).max(ttl);
@@ -257,14 +250,9 @@ fn sensor(
         }
     };
     let group = s.group.as_ref().and_then(|g| {
-        let wait = match g.wait.as_deref().map(units::duration) {
-            None => Duration::from_millis(200),
-            Some(Ok(d)) => d,
-            Some(Err(m)) => {
-                fail("group.wait", format!("group.wait: {m}"));
-                return None;
-            }
-        };
+        let wait = duration("group.wait", g.wait.as_deref(), Duration::from_millis(200), AtLeast::Zero, &mut |m| {
+            fail("group.wait", m)
+        });
         match g.max {
             Some(0) => {
                 fail("group.max", "group.max must be at least 1".into());

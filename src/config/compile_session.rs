@@ -9,9 +9,9 @@ use axum::http::{HeaderName, StatusCode};
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use super::problems::http_url;
+use super::problems::{self, AtLeast, http_url};
 use super::raw_session::{LoginSection, NetSuiteTbaSection, SessionSection};
-use super::{ConfigProblem, ConfigSource, secret, units};
+use super::{ConfigProblem, ConfigSource, secret};
 use crate::backend::netsuite::{TokenParts, TokenPassport};
 use crate::backend::session::template::{Template, ValueTemplate};
 use crate::backend::session::{DEFAULT_EXPIRED_CODE, DEFAULT_EXPIRED_REASON, HeaderSpec, SessionCall, SessionSpec};
@@ -142,19 +142,10 @@ pub(super) fn session(
         Some(SessionCall { model: logout_model.clone(), op, url, input: input.ok()?, headers })
     });
 
-    let mut duration = |key: &str, value: &Option<String>, default: Duration| match value.as_deref() {
-        None => default,
-        Some(v) => match units::duration(v) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
-                bad(&format!("session.{key}"), format!("{key}: must be more than 0"));
-                default
-            }
-            Err(m) => {
-                bad(&format!("session.{key}"), format!("{key}: {m}"));
-                default
-            }
-        },
+    let mut duration = |key: &str, value: &Option<String>, default: Duration| {
+        problems::duration(key, value.as_deref(), default, AtLeast::Positive, &mut |m| {
+            bad(&format!("session.{key}"), m)
+        })
     };
     let idle = duration("idle", &s.idle, Duration::from_secs(15 * 60));
     let lifetime = duration("lifetime", &s.lifetime, Duration::from_secs(8 * 3600));

@@ -5,12 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use regex::Regex;
 
 use super::marks::Marks;
 use super::raw::FaultRuleSection;
+use super::units;
 use super::{ConfigProblem, ConfigSource};
 use crate::pipeline::faults::FaultRule;
 use crate::state::Retained;
@@ -126,10 +128,69 @@ pub(crate) fn fault_rules(
     rules
 }
 
+/// The least a duration setting may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AtLeast {
+    /// Any duration, zero too.
+    Zero,
+    /// More than zero.
+    Positive,
+    /// At least this many seconds.
+    Secs(u64),
+}
+
+/// A duration setting: `default` when absent. A text that is not a duration, or is below
+/// `least`, is reported as `"{label}: …"` and gives the default, so the compile goes on and
+/// finds every other problem in the same run.
+pub(crate) fn duration(
+    label: &str,
+    text: Option<&str>,
+    default: Duration,
+    least: AtLeast,
+    report: &mut dyn FnMut(String),
+) -> Duration {
+    let Some(text) = text else { return default };
+    let problem = match (units::duration(text), least) {
+        (Err(m), _) => format!("{label}: {m}"),
+        (Ok(d), AtLeast::Positive) if d.is_zero() => format!("{label} must be more than 0s"),
+        (Ok(d), AtLeast::Secs(n)) if d < Duration::from_secs(n) => format!("{label} must be at least {n}s"),
+        (Ok(d), _) => return d,
+    };
+    report(problem);
+    default
+}
+
 /// `text` as an http(s) URL, or what is wrong with it.
 pub(crate) fn http_url(text: &str) -> Result<reqwest::Url, String> {
     match reqwest::Url::parse(text) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(u),
         _ => Err(format!("{text:?} is not an http(s) URL")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_report_what_is_wrong_and_fall_back_to_the_default() {
+        let mut said = Vec::new();
+        let mut d = |text: Option<&str>, least| {
+            duration("x.timeout", text, Duration::from_secs(7), least, &mut |m| said.push(m))
+        };
+        assert_eq!(d(None, AtLeast::Positive), Duration::from_secs(7));
+        assert_eq!(d(Some("250ms"), AtLeast::Zero), Duration::from_millis(250));
+        assert_eq!(d(Some("0s"), AtLeast::Zero), Duration::ZERO);
+        assert_eq!(d(Some("0s"), AtLeast::Positive), Duration::from_secs(7));
+        assert_eq!(d(Some("500ms"), AtLeast::Secs(1)), Duration::from_secs(7));
+        assert_eq!(d(Some("soon"), AtLeast::Zero), Duration::from_secs(7));
+        assert_eq!(
+            said,
+            [
+                "x.timeout must be more than 0s",
+                "x.timeout must be at least 1s",
+                "x.timeout: \"soon\" is not a duration; write e.g. 250ms, 5s or 1m",
+            ]
+        );
     }
 }
