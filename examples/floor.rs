@@ -4,7 +4,9 @@
 //! whole SOAP answer and returns a fixed JSON body: no auth, no limits, no translation. What
 //! it costs is what the HTTP hops cost; what Veneer costs beyond it is Veneer's own work.
 //!
-//! `FLOOR=1 benches/load.sh` builds and measures it in place of Veneer.
+//! `FLOOR=1 benches/load.sh` builds and measures it in place of Veneer; `FLOOR_CLIENT=reqwest`
+//! swaps hyper's client for reqwest and `FLOOR_SERVER=axum` serves through axum, so each
+//! layer Veneer stands on is measured by itself.
 
 use std::convert::Infallible;
 
@@ -22,42 +24,88 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const ENVELOPE: &[u8] = include_bytes!("../benches/load/backend/getitem-request.xml");
 const ANSWER: &str = r#"{"no":"1000","description":"City Bike 28\" & Lights (Ø 622 mm)","unitOfMeasure":"PCS","inventory":125.5,"blocked":true,"lastModified":"2024-05-17T09:31:04Z","locations":[{"code":"MAIN","quantity":100},{"code":"EAST","quantity":20.5},{"code":"WEST","quantity":5}]}"#;
 
+/// The backend client under test: `FLOOR_CLIENT=hyper` (default) or `reqwest`.
+#[derive(Clone)]
+enum Backend {
+    Hyper(Box<Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>>, hyper::Uri),
+    Reqwest(reqwest::Client, reqwest::Url),
+}
+
+impl Backend {
+    /// POSTs the envelope and reads the whole answer; the status to give the caller.
+    async fn call(&self) -> u16 {
+        match self {
+            Backend::Hyper(client, uri) => {
+                let call = Request::post(uri.clone())
+                    .header("content-type", "text/xml; charset=utf-8")
+                    .header("soapaction", "\"urn:example:erp/GetItem\"")
+                    .body(Full::new(Bytes::from_static(ENVELOPE)));
+                let Ok(call) = call else { return 500 };
+                match client.request(call).await {
+                    Ok(res) => match res.into_body().collect().await {
+                        Ok(_) => 200,
+                        Err(_) => 502,
+                    },
+                    Err(_) => 502,
+                }
+            }
+            Backend::Reqwest(client, url) => {
+                let call = client
+                    .post(url.clone())
+                    .header("content-type", "text/xml; charset=utf-8")
+                    .header("soapaction", "\"urn:example:erp/GetItem\"")
+                    .body(Bytes::from_static(ENVELOPE));
+                match call.send().await {
+                    Ok(res) => match res.bytes().await {
+                        Ok(_) => 200,
+                        Err(_) => 502,
+                    },
+                    Err(_) => 502,
+                }
+            }
+        }
+    }
+}
+
+fn answer(status: u16) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
+    *res.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+    res.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    res
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen = std::env::var("FLOOR_LISTEN").unwrap_or_else(|_| "127.0.0.1:18090".into());
-    let backend: hyper::Uri =
-        std::env::var("FLOOR_BACKEND").unwrap_or_else(|_| "http://127.0.0.1:18080/erp/soap".into()).parse()?;
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let url = std::env::var("FLOOR_BACKEND").unwrap_or_else(|_| "http://127.0.0.1:18080/erp/soap".into());
+    let backend = match std::env::var("FLOOR_CLIENT").as_deref() {
+        Ok("reqwest") => Backend::Reqwest(reqwest::Client::builder().no_proxy().build()?, url.parse()?),
+        _ => Backend::Hyper(Box::new(Client::builder(TokioExecutor::new()).build_http()), url.parse()?),
+    };
     let listener = tokio::net::TcpListener::bind(&listen).await?;
+    // FLOOR_SERVER=axum: the same handler behind an axum Router (what Veneer serves with).
+    if std::env::var("FLOOR_SERVER").as_deref() == Ok("axum") {
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let backend = backend.clone();
+            async move { answer(if req.uri().path() == "/healthz" { 200 } else { backend.call().await }) }
+        });
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|s| {
+            let _ = s.set_nodelay(true);
+        });
+        axum::serve(listener, app).await?;
+        return Ok(());
+    }
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let (client, backend) = (client.clone(), backend.clone());
+        let backend = backend.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (client, backend) = (client.clone(), backend.clone());
+                let backend = backend.clone();
                 async move {
-                    let health = req.uri().path() == "/healthz";
-                    let call = Request::post(backend)
-                        .header("content-type", "text/xml; charset=utf-8")
-                        .header("soapaction", "\"urn:example:erp/GetItem\"")
-                        .body(Full::new(Bytes::from_static(ENVELOPE)));
-                    let status = match call {
-                        _ if health => 200,
-                        Ok(call) => match client.request(call).await {
-                            Ok(res) => match res.into_body().collect().await {
-                                Ok(_) => 200,
-                                Err(_) => 502,
-                            },
-                            Err(_) => 502,
-                        },
-                        Err(_) => 500,
-                    };
-                    let mut res = Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
-                    *res.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-                    res.headers_mut()
-                        .insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
-                    Ok::<_, Infallible>(res)
+                    let status = if req.uri().path() == "/healthz" { 200 } else { backend.call().await };
+                    Ok::<_, Infallible>(answer(status))
                 }
             });
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;

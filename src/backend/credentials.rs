@@ -29,6 +29,18 @@ pub struct BasicAuth {
     pub password: String,
 }
 
+impl BasicAuth {
+    /// The `Authorization: Basic …` value (RFC 7617), marked sensitive.
+    pub fn header(&self) -> axum::http::HeaderValue {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.username, self.password));
+        let mut value = axum::http::HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("Basic {encoded}")))
+            .unwrap_or_else(|_| axum::http::HeaderValue::from_static("Basic"));
+        value.set_sensitive(true);
+        value
+    }
+}
+
 impl fmt::Debug for BasicAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the password, not even in debug output.

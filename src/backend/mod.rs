@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use bytes::Bytes;
 
 use tower::ServiceExt;
@@ -24,12 +24,16 @@ use crate::translate::decode::{self, Decoded};
 use crate::translate::encode;
 use crate::translate::fault::FaultDetail;
 
+pub mod client;
 pub mod credentials;
 pub mod netsuite;
 pub mod protect;
 pub mod session;
 
+pub use client::BackendTls;
 pub use credentials::{BasicAuth, Credentials};
+
+use self::client::{CallError, HttpClient};
 
 /// Header carrying the request id to the backend (and back in responses).
 pub const REQUEST_ID: &str = "x-request-id";
@@ -83,15 +87,6 @@ impl std::fmt::Debug for Backend {
             .field("retries", &self.retries)
             .finish()
     }
-}
-
-/// Extra TLS material for a backend.
-#[derive(Debug, Default)]
-pub struct BackendTls {
-    /// CAs to trust besides the system roots.
-    pub roots: Vec<reqwest::Certificate>,
-    /// Client certificate to present.
-    pub identity: Option<reqwest::Identity>,
 }
 
 /// Protection settings of a backend.
@@ -151,7 +146,9 @@ fn breaker_counts(r: &Result<Reply, GatewayError>) -> bool {
 #[derive(Clone)]
 pub struct Link {
     /// The pooled HTTP client.
-    pub client: reqwest::Client,
+    pub client: HttpClient,
+    /// The backend's URL as a request URI, made once.
+    pub uri: Uri,
     /// Settings (name, URL, credentials, limits).
     pub settings: Arc<BackendSettings>,
     /// Operations and types.
@@ -183,30 +180,59 @@ pub(crate) async fn post(
     forward: Forward,
 ) -> Result<Reply, GatewayError> {
     let settings = &link.settings;
+    // The backend's own URL was made a URI once; a session's endpoint is made one here.
+    let uri = if std::ptr::eq(url, &settings.url) {
+        link.uri.clone()
+    } else {
+        Uri::try_from(url.as_str()).map_err(|e| GatewayError::BackendUnreachable {
+            backend: settings.name.clone(),
+            reason: format!("the session endpoint is not a URI: {e}"),
+        })?
+    };
     let (content_type, soap_action) = encode::http_headers(op);
-    let mut req = link.client.post(url.clone()).header(reqwest::header::CONTENT_TYPE, content_type).body(envelope);
+    let not_header_text = |what: &str| GatewayError::BackendUnreachable {
+        backend: settings.name.clone(),
+        reason: format!("the {what} from the WSDL is not HTTP header text"),
+    };
+    let mut headers = HeaderMap::with_capacity(4 + forward.len() + extra.len());
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type).map_err(|_| not_header_text("action"))?);
     if let Some(action) = soap_action {
-        req = req.header("SOAPAction", action);
+        let action = HeaderValue::from_str(&action).map_err(|_| not_header_text("SOAPAction"))?;
+        headers.insert(HeaderName::from_static("soapaction"), action);
     }
     for (name, value) in forward {
-        req = req.header(name, value);
+        headers.insert(name, value);
     }
     for (name, value) in extra {
-        req = req.header(name, value.clone());
+        headers.append(name.clone(), value.clone());
     }
     let creds = &settings.credentials;
     if let Some(b) = &creds.basic {
-        req = req.basic_auth(&b.username, Some(&b.password));
+        headers.insert(header::AUTHORIZATION, b.header());
     }
     if let Some(o) = &creds.oauth2 {
         let token =
             o.token().await.map_err(|reason| GatewayError::UpstreamAuth { backend: settings.name.clone(), reason })?;
-        req = req.bearer_auth(token);
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| GatewayError::UpstreamAuth {
+            backend: settings.name.clone(),
+            reason: "the token endpoint answered a token that is not header text".into(),
+        })?;
+        value.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, value);
     }
-    let res = req.send().await.map_err(|e| transport_error(settings, e))?;
-    let status = res.status();
-    let body = read_body(settings, res).await?;
-    Ok(Reply { status, body })
+    let backend = || settings.name.clone();
+    match link.client.post(uri, headers, envelope).await {
+        Ok((status, body)) => Ok(Reply { status, body }),
+        Err(CallError::Timeout) => {
+            Err(GatewayError::BackendTimeout { backend: backend(), timeout_ms: settings.timeout.as_millis() })
+        }
+        Err(CallError::TooLarge) => Err(GatewayError::BackendResponse {
+            backend: backend(),
+            title: "Backend response too large",
+            detail: format!("the response exceeded max_response ({} bytes)", settings.max_response),
+        }),
+        Err(CallError::Unreachable(reason)) => Err(GatewayError::BackendUnreachable { backend: backend(), reason }),
+    }
 }
 
 impl Transport {
@@ -308,46 +334,6 @@ impl Transport {
 /// decoder needs it), so the limit is checked as chunks arrive: a huge or endless body is
 /// refused as soon as it crosses the limit, before it is held in memory. Dropping the
 /// response then closes the connection instead of draining it.
-async fn read_body(settings: &BackendSettings, mut res: reqwest::Response) -> Result<Bytes, GatewayError> {
-    let limit = settings.max_response;
-    let too_large = || GatewayError::BackendResponse {
-        backend: settings.name.clone(),
-        title: "Backend response too large",
-        detail: format!("the response exceeded max_response ({limit} bytes)"),
-    };
-    // A declared length over the limit is refused before a byte of the body is read.
-    let declared = res.content_length();
-    if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
-        return Err(too_large());
-    }
-    // Within the limit here, so a (possibly lying) Content-Length cannot reserve more.
-    let mut body = bytes::BytesMut::with_capacity(declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(0));
-    while let Some(chunk) = res.chunk().await.map_err(|e| transport_error(settings, e))? {
-        if chunk.len() > limit - body.len() {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-fn transport_error(settings: &BackendSettings, e: reqwest::Error) -> GatewayError {
-    let backend = settings.name.clone();
-    if e.is_timeout() {
-        return GatewayError::BackendTimeout { backend, timeout_ms: settings.timeout.as_millis() };
-    }
-    // The source chain names the cause (refused, reset, closed before a full response). It
-    // goes to the log only (the URL left out: it may carry an API key in its query).
-    let e = e.without_url();
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        reason = format!("{reason}: {s}");
-        source = s.source();
-    }
-    GatewayError::BackendUnreachable { backend, reason }
-}
-
 impl Backend {
     /// Builds the backend, its client pool and its protections.
     pub fn new(
@@ -358,28 +344,10 @@ impl Backend {
         session: Option<SessionSpec>,
         retained: &Retained,
     ) -> Result<Self, String> {
-        let mut client = reqwest::Client::builder();
-        for root in tls.roots {
-            client = client.add_root_certificate(root);
-        }
-        if let Some(identity) = tls.identity {
-            client = client.identity(identity);
-        }
-        let client = client
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            // Backends are addressed directly; a proxy from the environment must not reroute them.
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            // Retries are ours to decide (idempotent calls only, within a budget); reqwest's
-            // own layer would also keep a copy of every request to resend.
-            .retry(reqwest::retry::never())
-            .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let client = HttpClient::new(tls, settings.connect_timeout, settings.timeout, settings.max_response)?;
+        let uri = Uri::try_from(settings.url.as_str()).map_err(|e| format!("url {}: {e}", settings.url))?;
         let settings = Arc::new(settings);
-        let link = Link { client, settings: settings.clone(), model: model.clone() };
+        let link = Link { client, uri, settings: settings.clone(), model: model.clone() };
         let session = session.map(|spec| {
             let spec = Arc::new(spec);
             Arc::new(Sessions { pool: retained.session_pool(&settings.name, spec.clone(), link.clone()), spec })

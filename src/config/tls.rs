@@ -61,23 +61,17 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Reads a CA bundle for a backend as reqwest certificates.
-pub fn backend_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("{} is not a PEM certificate bundle: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no certificate", path.display()));
-    }
-    Ok(certs)
+/// Reads a CA bundle for a backend.
+pub fn backend_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    certs(path)
 }
 
-/// Reads a client certificate and key for a backend.
-pub fn backend_identity(cert: &Path, key: &Path) -> Result<reqwest::Identity, String> {
-    let mut pem = std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
-    pem.extend(std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?);
-    reqwest::Identity::from_pem(&pem)
-        .map_err(|e| format!("client certificate {} / key {}: {e}", cert.display(), key.display()))
+/// Reads a client certificate chain and its key for a backend.
+pub fn backend_identity(
+    cert: &Path,
+    key_file: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    Ok((certs(cert)?, key(key_file)?))
 }
 
 /// A TLS client config trusting `ca` (the edge broker's CA), presenting a client certificate
