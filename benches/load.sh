@@ -73,7 +73,7 @@ kill "$PID"; wait "$PID" 2>/dev/null || true
 [[ -n "$TOKEN" ]] || { echo "could not get a token" >&2; exit 1; }
 
 if [[ -n "${FLOOR:-}" ]]; then
-  G_NAME=floor G_CMD="FLOOR_LISTEN=127.0.0.1:$PORT FLOOR_CLIENT=${FLOOR_CLIENT:-hyper} FLOOR_SERVER=${FLOOR_SERVER:-hyper} exec $FLOOR_BIN"
+  G_NAME=floor G_CMD="FLOOR_LISTEN=127.0.0.1:$PORT FLOOR_CLIENT=${FLOOR_CLIENT:-hyper} FLOOR_SERVER=${FLOOR_SERVER:-hyper} FLOOR_RUNTIME=${FLOOR_RUNTIME:-multi} exec $FLOOR_BIN"
 else
   G_NAME=veneer G_CMD="RUST_LOG=error exec $BIN serve --config $CONF"
 fi

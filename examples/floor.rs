@@ -74,15 +74,41 @@ fn answer(status: u16) -> Response<Full<Bytes>> {
     res
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let listen = std::env::var("FLOOR_LISTEN").unwrap_or_else(|_| "127.0.0.1:18090".into());
+/// `FLOOR_RUNTIME=per-core`: one current-thread runtime per core, each with its own
+/// `SO_REUSEPORT` listener and its own client pool, against tokio's multi-thread default.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var("FLOOR_RUNTIME").as_deref() != Ok("per-core") {
+        return tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve());
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads: Vec<_> = (0..cores)
+        .map(|_| {
+            std::thread::spawn(|| -> Result<(), String> {
+                let rt =
+                    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+                rt.block_on(serve()).map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "a runtime thread panicked")??;
+    }
+    Ok(())
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+    let listen: std::net::SocketAddr =
+        std::env::var("FLOOR_LISTEN").unwrap_or_else(|_| "127.0.0.1:18090".into()).parse()?;
     let url = std::env::var("FLOOR_BACKEND").unwrap_or_else(|_| "http://127.0.0.1:18080/erp/soap".into());
     let backend = match std::env::var("FLOOR_CLIENT").as_deref() {
         Ok("reqwest") => Backend::Reqwest(reqwest::Client::builder().no_proxy().build()?, url.parse()?),
         _ => Backend::Hyper(Box::new(Client::builder(TokioExecutor::new()).build_http()), url.parse()?),
     };
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(listen)?;
+    let listener = socket.listen(1024)?;
     // FLOOR_SERVER=axum: the same handler behind an axum Router (what Veneer serves with).
     if std::env::var("FLOOR_SERVER").as_deref() == Ok("axum") {
         let app = axum::Router::new().fallback(move |req: axum::extract::Request| {

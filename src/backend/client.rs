@@ -41,10 +41,27 @@ pub enum CallError {
     TooLarge,
 }
 
+thread_local! {
+    /// Which of a client's pools this thread's calls use.
+    static POOL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes this thread's calls use pool `index`: each serving runtime has its own thread and
+/// its own pool, so a call's connection is driven by the runtime that waits for it (no
+/// wakeup crosses threads).
+pub fn use_pool(index: usize) {
+    POOL.with(|p| p.set(index));
+}
+
+/// How many pools a client keeps: one per serving runtime.
+fn pools() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// A pooled client for one backend.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    clients: Arc<[Client<HttpsConnector<HttpConnector>, Full<Bytes>>]>,
     timeout: Duration,
     max_response: usize,
 }
@@ -73,12 +90,10 @@ impl HttpClient {
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
-        Ok(HttpClient { client, timeout, max_response })
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.pool_idle_timeout(Duration::from_secs(60)).pool_timer(TokioTimer::new()).timer(TokioTimer::new());
+        let clients = (0..pools()).map(|_| builder.build(https.clone())).collect();
+        Ok(HttpClient { clients, timeout, max_response })
     }
 
     /// POSTs `body` with `headers` to `uri` and reads the whole answer, within the call
@@ -87,7 +102,8 @@ impl HttpClient {
         let mut req = Request::post(uri).body(Full::new(body)).map_err(|e| CallError::Unreachable(e.to_string()))?;
         *req.headers_mut() = headers;
         let call = async {
-            let res = self.client.request(req).await.map_err(|e| classify(&e))?;
+            let client = &self.clients[POOL.with(std::cell::Cell::get) % self.clients.len()];
+            let res = client.request(req).await.map_err(|e| classify(&e))?;
             let status = res.status();
             // A declared length over the limit is refused before a byte of the body is read.
             let declared = res.headers().get(axum::http::header::CONTENT_LENGTH);

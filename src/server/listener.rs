@@ -20,16 +20,23 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
 /// Connection-level limits of one listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Time to receive a request's headers; also the longest keep-alive idle time.
     pub header_timeout: Duration,
-    /// Open connections at most.
-    pub max_connections: usize,
+    /// One slot per open connection, shared by every runtime that accepts on the listener.
+    pub slots: Arc<Semaphore>,
+}
+
+impl Limits {
+    /// Limits allowing `max_connections` open connections.
+    pub fn new(header_timeout: Duration, max_connections: usize) -> Self {
+        Limits { header_timeout, slots: Arc::new(Semaphore::new(max_connections)) }
+    }
 }
 
 /// Serves `app` on `listener` (through TLS when `tls` is set) until `shutdown` resolves,
@@ -52,7 +59,7 @@ pub async fn serve(
         .keep_alive_timeout(limits.header_timeout)
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = limits.slots.clone();
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -128,6 +135,80 @@ async fn handshake(
         Err(_) => {
             tracing::debug!(%peer, "TLS handshake timed out");
             None
+        }
+    }
+}
+
+/// Serves `app` on `listener` from one current-thread runtime per core: this task's runtime
+/// and `threads - 1` more, each on a thread of its own, all accepting on the same socket,
+/// until `stop` turns true. Work-stealing across threads cost more than it saved on the load
+/// harness: here a request, its backend call and their wakeups stay on one thread (README,
+/// Performance). Connection slots are shared. The extra runtimes outlive their accept loops
+/// until `release` turns true, so tasks they started (pooled backend connections, calls
+/// finishing on their own task) live as long as the rest of the gateway; [`Threads::join`]
+/// waits for them.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_on_threads(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<RustlsConfig>,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+    release: watch::Receiver<bool>,
+    drain: Duration,
+    threads: usize,
+) -> (std::io::Result<()>, Threads) {
+    let mut helpers = Threads(Vec::new());
+    let socket = match listener.into_std() {
+        Ok(s) => s,
+        Err(e) => return (Err(e), helpers),
+    };
+    for i in 1..threads.max(1) {
+        let clone = match socket.try_clone() {
+            Ok(c) => c,
+            Err(e) => return (Err(e), helpers),
+        };
+        let (app, tls, limits, stop, release) =
+            (app.clone(), tls.clone(), limits.clone(), stop.clone(), release.clone());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
+        let spawned = std::thread::Builder::new().name(format!("veneer-serve-{i}")).spawn(move || {
+            crate::backend::client::use_pool(i);
+            let served = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|rt| {
+                rt.block_on(async move {
+                    let served = serve(TcpListener::from_std(clone)?, app, tls, limits, until(stop), drain).await;
+                    until(release).await;
+                    served
+                })
+            });
+            let _ = done_tx.send(served);
+        });
+        match spawned {
+            Ok(_) => helpers.0.push(done_rx),
+            Err(e) => return (Err(e), helpers),
+        }
+    }
+    let served = match TcpListener::from_std(socket) {
+        Ok(l) => serve(l, app, tls, limits, until(stop), drain).await,
+        Err(e) => Err(e),
+    };
+    (served, helpers)
+}
+
+/// Resolves once `flag` turns true (or its sender is gone).
+async fn until(mut flag: watch::Receiver<bool>) {
+    let _ = flag.wait_for(|set| *set).await;
+}
+
+/// The extra serving threads of [`serve_on_threads`].
+pub struct Threads(Vec<tokio::sync::oneshot::Receiver<std::io::Result<()>>>);
+
+impl Threads {
+    /// Waits for every thread to finish (after `release`), logging any that failed.
+    pub async fn join(self) {
+        for helper in self.0 {
+            if let Ok(Err(e)) = helper.await {
+                tracing::error!(error = %e, "a serving thread failed");
+            }
         }
     }
 }

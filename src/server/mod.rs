@@ -208,7 +208,7 @@ pub async fn run_with_drain(
         }
     });
     let server = state.gateway.load().server.clone();
-    let limits = listener::Limits { header_timeout: server.header_timeout, max_connections: server.max_connections };
+    let limits = listener::Limits::new(server.header_timeout, server.max_connections);
     // Several listeners stop on one signal.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signalled: Arc<OnceLock<std::time::Instant>> = Arc::default();
@@ -218,10 +218,13 @@ pub async fn run_with_drain(
         let _ = signal_time.set(std::time::Instant::now());
         let _ = stop_tx.send(true);
     });
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
+    let stopped = {
+        let stop_rx = stop_rx.clone();
+        move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
         }
     };
     let metrics = match server.metrics_listen {
@@ -229,6 +232,7 @@ pub async fn run_with_drain(
             let l = TcpListener::bind(addr).await?;
             tracing::info!(local = %l.local_addr()?, "metrics listener");
             let router = Router::new().route("/metrics", get(metrics_page));
+            let limits = listener::Limits::new(server.header_timeout, server.max_connections);
             Some(tokio::spawn(listener::serve(l, router, None, limits, stopped(), drain)))
         }
         None => None,
@@ -251,7 +255,11 @@ pub async fn run_with_drain(
         crate::ingest::mqtt::start(state.gateway.clone(), s, state.intake.clone(), rx)
     });
     let sessions = state.gateway.clone();
-    let result = listener::serve(listener, app(state), tls, limits, stopped(), drain).await;
+    // The serving threads stay up until everything below has finished with the ERP.
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let (result, serving) =
+        listener::serve_on_threads(listener, app(state), tls, limits, stop_rx, release_rx, drain, threads).await;
     // Deliveries in flight get what is left of the drain time to finish; whatever does not
     // finish is attempted again after the restart (or by another replica).
     if let Some(queue) = services.and_then(|s| s.queue) {
@@ -270,6 +278,8 @@ pub async fn run_with_drain(
     let gateway = sessions.load_full();
     let logouts = gateway.backends.values().map(|b| b.close_sessions(Duration::from_secs(5)));
     futures_util::future::join_all(logouts).await;
+    let _ = release_tx.send(true);
+    serving.join().await;
     upkeep.abort();
     result
 }
