@@ -330,10 +330,6 @@ impl Transport {
     }
 }
 
-/// Reads a response body of at most `max_response` bytes. The whole body is buffered (the
-/// decoder needs it), so the limit is checked as chunks arrive: a huge or endless body is
-/// refused as soon as it crosses the limit, before it is held in memory. Dropping the
-/// response then closes the connection instead of draining it.
 impl Backend {
     /// Builds the backend, its client pool and its protections.
     pub fn new(

@@ -9,6 +9,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -447,16 +448,40 @@ pub(crate) async fn fetch(route: &Route, envelope: String, forward: backend::For
 }
 
 /// Reads a body of at most `limit` bytes: 413 past it, 400 for a broken upload.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // to_bytes fails for over-limit bodies and for broken uploads; tell them apart.
-        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            GatewayError::PayloadTooLarge { limit }
-        } else {
-            GatewayError::MalformedJson { detail: format!("the body could not be read: {e}") }
+pub(crate) async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+    let mut read = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| GatewayError::MalformedJson { detail: format!("the body could not be read: {e}") })?;
+        let Ok(data) = frame.into_data() else { continue }; // trailers carry no JSON
+        if data.len() > limit - read.len() {
+            linger(body).await;
+            return Err(GatewayError::PayloadTooLarge { limit });
         }
-    })
+        read.extend_from_slice(&data);
+    }
+    Ok(read.freeze())
+}
+
+/// What a refused upload is still read for, at most, before its 413 is sent.
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops what the client is still sending (within [`LINGER_BYTES`] and
+/// [`LINGER_TIME`]) before a 413: a connection closed with unread data is reset, and the
+/// client would see a broken pipe instead of the answer. nginx's lingering close does the
+/// same.
+async fn linger(mut body: Body) {
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > LINGER_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// Reads and parses a JSON body: 415 for another media type, 413 past the limit, 400 when
@@ -474,6 +499,7 @@ async fn read_json(headers: &HeaderMap, body: Body, limit: usize) -> Result<Valu
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
+        linger(body).await;
         return Err(GatewayError::PayloadTooLarge { limit });
     }
     let bytes = read_body(body, limit).await?;
