@@ -6,20 +6,25 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-#[tokio::test]
-async fn dev_mode_prints_working_commands_and_stops_cleanly() {
-    let data = tempfile::tempdir().expect("data dir");
-    let mut child = common::Process(
+/// `veneer serve --dev` on a free port with its data in `data`, stdout piped.
+fn dev_gateway(data: &std::path::Path) -> common::Process {
+    common::Process(
         Command::new(env!("CARGO_BIN_EXE_veneer"))
             .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .env("VENEER_DEV_SECRET", "cli-test-secret")
-            .env("VENEER_DATA", data.path())
+            .env("VENEER_DATA", data)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("veneer starts"),
-    );
+    )
+}
+
+#[tokio::test]
+async fn dev_mode_prints_working_commands_and_stops_cleanly() {
+    let data = tempfile::tempdir().expect("data dir");
+    let mut child = dev_gateway(data.path());
     let stdout = child.stdout.take().expect("stdout");
     // Readiness: the welcome text is printed only once the listener is bound. It is read up to
     // its last line, so a changed text fails here instead of hanging.
@@ -90,16 +95,7 @@ async fn dev_mode_keeps_serving_when_nobody_reads_its_stdout() {
     // `veneer serve --dev | head -2`, or a harness that stops reading after the address: the
     // welcome text then meets a closed pipe, which must not take the gateway down.
     let data = tempfile::tempdir().expect("data dir");
-    let mut child = common::Process(
-        Command::new(env!("CARGO_BIN_EXE_veneer"))
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .env("VENEER_DATA", data.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("veneer starts"),
-    );
+    let mut child = dev_gateway(data.path());
     // Read up to the address, then close the pipe: the rest of the welcome text meets it.
     let addr = BufReader::new(child.stdout.take().expect("stdout"))
         .lines()

@@ -53,8 +53,9 @@ pub fn use_pool(index: usize) {
     POOL.with(|p| p.set(index));
 }
 
-/// How many pools a client keeps: one per serving runtime.
-fn pools() -> usize {
+/// How many pools a client keeps: one per serving runtime, and so also how many serving
+/// runtimes the listener starts (one per core).
+pub fn pools() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 

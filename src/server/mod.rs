@@ -257,7 +257,7 @@ pub async fn run_with_drain(
     let sessions = state.gateway.clone();
     // The serving threads stay up until everything below has finished with the ERP.
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = crate::backend::client::pools();
     let (result, serving) =
         listener::serve_on_threads(listener, app(state), tls, limits, stop_rx, release_rx, drain, threads).await;
     // Deliveries in flight get what is left of the drain time to finish; whatever does not
