@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::auth::guard::HashPool;
 use crate::auth::introspect::IntrospectionState;
-use crate::backend::BreakerLayer;
 use crate::backend::Link;
-use crate::backend::protect::{Gate, QueueSettings};
+use crate::backend::breaker::Breaker;
+use crate::backend::protect::{BreakerSettings, Gate, QueueSettings};
 use crate::backend::session::{SessionPool, SessionSpec};
 use crate::throttle::local::Registry;
 use crate::throttle::quota::{Counts, Window};
@@ -35,7 +35,7 @@ pub struct Retained {
     pub hashing: Arc<HashPool>,
     quotas: Mutex<HashMap<Window, Arc<Counts>>>,
     gates: Mutex<HashMap<(String, QueueSettings), Arc<Gate>>>,
-    breakers: Mutex<HashMap<String, BreakerLayer>>,
+    breakers: Mutex<HashMap<String, (BreakerSettings, Arc<Breaker>)>>,
     introspection: Mutex<HashMap<String, Arc<IntrospectionState>>>,
     sessions: Mutex<Pools>,
 }
@@ -137,22 +137,17 @@ impl Retained {
         map.entry(identity).or_insert_with(|| Arc::new(IntrospectionState::new(max_concurrency))).clone()
     }
 
-    /// Backend `name`'s circuit breaker for these settings (`identity` is their rendering):
-    /// the same circuit state while they are unchanged.
-    pub fn breaker(
-        &self,
-        name: &str,
-        identity: String,
-        build: impl FnOnce() -> Result<BreakerLayer, String>,
-    ) -> Result<BreakerLayer, String> {
+    /// Backend `name`'s circuit breaker with these settings: the same circuit while they
+    /// are unchanged, so a reload never closes an open circuit.
+    pub fn breaker(&self, name: &str, settings: BreakerSettings) -> Arc<Breaker> {
         let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        let key = format!("{name}\u{0}{identity}");
-        if let Some(layer) = map.get(&key) {
-            return Ok(layer.clone());
+        match map.get(name) {
+            Some((kept, breaker)) if *kept == settings => breaker.clone(),
+            _ => {
+                let breaker = Arc::new(Breaker::new(name, settings));
+                map.insert(name.to_string(), (settings, breaker.clone()));
+                breaker
+            }
         }
-        let layer = build()?;
-        map.retain(|k, _| !k.starts_with(&format!("{name}\u{0}")));
-        map.insert(key, layer.clone());
-        Ok(layer)
     }
 }

@@ -10,10 +10,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use bytes::Bytes;
 
-use tower::ServiceExt;
-use tower::util::BoxCloneSyncService;
-use tower_resilience_circuitbreaker::{CircuitBreakerError, CircuitBreakerLayer, FnClassifier};
-
+use self::breaker::Breaker;
 use self::protect::{BreakerSettings, BusyRule, Gate, QueueSettings, Retries, RetrySettings};
 use self::session::{Session, SessionPool, SessionSpec};
 use crate::error::{GatewayError, OverloadKind};
@@ -24,6 +21,7 @@ use crate::translate::decode::{self, Decoded};
 use crate::translate::encode;
 use crate::translate::fault::FaultDetail;
 
+pub mod breaker;
 pub mod client;
 pub mod credentials;
 pub mod netsuite;
@@ -73,8 +71,9 @@ pub struct Backend {
     /// Concurrency cap and queue (shared with earlier snapshots while its settings hold).
     pub gate: Arc<Gate>,
     retries: Option<Retries>,
-    service: CallService,
-    breaker_open_for: Duration,
+    /// Circuit breaker (shared with earlier snapshots while its settings hold).
+    breaker: Option<Arc<Breaker>>,
+    transport: Arc<Transport>,
     session: Option<Arc<Sessions>>,
     link: Link,
 }
@@ -127,19 +126,6 @@ pub type Forward = Vec<(&'static str, HeaderValue)>;
 /// The headers of `headers` that travel to the backend.
 pub fn forwarded(headers: &axum::http::HeaderMap) -> Forward {
     [REQUEST_ID, "traceparent", "tracestate"].iter().filter_map(|n| headers.get(*n).map(|v| (*n, v.clone()))).collect()
-}
-
-type CallService = BoxCloneSyncService<Attempt, Reply, CircuitBreakerError<GatewayError>>;
-
-/// Which call outcomes the circuit breaker counts as failures.
-type BreakerClassifier = fn(&Result<Reply, GatewayError>) -> bool;
-
-/// A circuit breaker whose services all share one circuit: kept across reloads
-/// ([`Retained::breaker`]) so a reload never closes an open circuit.
-pub type BreakerLayer = CircuitBreakerLayer<FnClassifier<BreakerClassifier>>;
-
-fn breaker_counts(r: &Result<Reply, GatewayError>) -> bool {
-    r.as_ref().err().is_some_and(protect::breaker_failure)
 }
 
 /// What a call to the ERP goes through: the HTTP client, the backend's settings and model.
@@ -349,44 +335,14 @@ impl Backend {
             Arc::new(Sessions { pool: retained.session_pool(&settings.name, spec.clone(), link.clone()), spec })
         });
         let transport = Arc::new(Transport { link: link.clone(), busy: protection.busy, session: session.clone() });
-        let inner = BoxCloneSyncService::new(tower::service_fn(move |a: Attempt| {
-            let t = transport.clone();
-            async move {
-                let Some(s) = t.session.clone() else { return t.send(a).await };
-                let task = tokio::spawn(async move { t.send_in_session(&s, a).await });
-                task.await.unwrap_or_else(|e| Err(GatewayError::Internal(format!("the session call task failed: {e}"))))
-            }
-        }));
-        let (service, breaker_open_for) = match protection.breaker {
-            Some(b) => {
-                let layer = retained.breaker(&settings.name, format!("{b:?}"), || {
-                    CircuitBreakerLayer::builder()
-                        .name(settings.name.clone())
-                        .failure_rate_threshold(b.failure_rate)
-                        .sliding_window_size(b.window)
-                        .minimum_number_of_calls(b.min_calls)
-                        .wait_duration_in_open(b.open_for)
-                        .permitted_calls_in_half_open(1)
-                        .on_state_transition({
-                            let name = settings.name.clone();
-                            move |_, to| crate::telemetry::circuit_state(&name, to as u8)
-                        })
-                        .failure_classifier(breaker_counts as BreakerClassifier)
-                        .build_with_handle()
-                        .map(|(layer, _handle)| layer)
-                        .map_err(|e| format!("circuit breaker: {e}"))
-                })?;
-                (BoxCloneSyncService::new(layer.layer_fn(inner)), b.open_for)
-            }
-            None => (BoxCloneSyncService::new(inner.map_err(CircuitBreakerError::Inner)), Duration::ZERO),
-        };
+        let breaker = protection.breaker.map(|b| retained.breaker(&settings.name, b));
         Ok(Backend {
             gate: retained.gate(&settings.name, protection.queue),
             retries: protection.retries.map(Retries::new),
             settings,
             model,
-            service,
-            breaker_open_for,
+            breaker,
+            transport,
             session,
             link,
         })
@@ -455,18 +411,8 @@ impl Backend {
         loop {
             let result = {
                 let _slot = self.gate.enter(self.name()).await?;
-                self.service.clone().oneshot(attempt.clone()).await
+                self.attempt(attempt.clone()).await
             };
-            let result = result.map_err(|e| match e {
-                CircuitBreakerError::OpenCircuit => GatewayError::Overloaded {
-                    backend: self.settings.name.clone(),
-                    kind: OverloadKind::CircuitOpen,
-                    reason: "the circuit breaker is open after repeated failures".into(),
-                    retry_after: self.breaker_open_for.max(Duration::from_secs(1)),
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                },
-                CircuitBreakerError::Inner(e) => e,
-            });
             match (result, &self.retries) {
                 (Err(e), Some(r)) if idempotent && protect::retryable(&e) && r.allow(n + 1) => {
                     n += 1;
@@ -476,5 +422,31 @@ impl Backend {
                 (result, _) => return result,
             }
         }
+    }
+
+    /// One attempt through the circuit breaker; in a session, on a task of its own.
+    async fn attempt(&self, a: Attempt) -> Result<Reply, GatewayError> {
+        let pass = match &self.breaker {
+            Some(b) => Some(b.admit().map_err(|_| GatewayError::Overloaded {
+                backend: self.settings.name.clone(),
+                kind: OverloadKind::CircuitOpen,
+                reason: "the circuit breaker is open after repeated failures".into(),
+                retry_after: b.open_for().max(Duration::from_secs(1)),
+                status: StatusCode::SERVICE_UNAVAILABLE,
+            })?),
+            None => None,
+        };
+        let result = match self.transport.session.clone() {
+            None => self.transport.send(a).await,
+            Some(s) => {
+                let t = self.transport.clone();
+                let task = tokio::spawn(async move { t.send_in_session(&s, a).await });
+                task.await.unwrap_or_else(|e| Err(GatewayError::Internal(format!("the session call task failed: {e}"))))
+            }
+        };
+        if let Some(pass) = pass {
+            pass.record(result.as_ref().err().is_some_and(protect::breaker_failure));
+        }
+        result
     }
 }

@@ -36,7 +36,7 @@ pub struct RetrySettings {
 }
 
 /// Circuit breaker settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerSettings {
     /// Failure ratio that opens the circuit.
     pub failure_rate: f64,
