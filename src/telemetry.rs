@@ -134,10 +134,40 @@ pub fn request(route: &str, method: &str, status: u16, client: &str, elapsed: Du
     histogram!("veneer_request_duration_seconds", "route" => route.to_string()).record(elapsed.as_secs_f64());
 }
 
-/// One backend call (all attempts).
-pub fn backend_call(backend: &str, operation: &str, outcome: &'static str, elapsed: Duration) {
-    histogram!("veneer_backend_duration_seconds", "backend" => backend.to_string(), "operation" => operation.to_string(), "outcome" => outcome)
-        .record(elapsed.as_secs_f64());
+/// What became of a backend call (all attempts), as the `outcome` label.
+const OUTCOMES: [&str; 4] = ["ok", "shed", "timeout", "error"];
+
+/// A backend's call-duration histograms by operation and outcome, resolved on first use
+/// (like [`RouteMetrics`]) instead of building label strings per call.
+pub struct BackendMetrics {
+    backend: String,
+    operations: Vec<(String, [OnceLock<metrics::Histogram>; OUTCOMES.len()])>,
+}
+
+impl std::fmt::Debug for BackendMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendMetrics").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+impl BackendMetrics {
+    /// Handles for backend `backend` with these operations (by index).
+    pub fn new<'a>(backend: &str, operations: impl IntoIterator<Item = &'a str>) -> Self {
+        let operations = operations.into_iter().map(|o| (o.to_string(), Default::default())).collect();
+        BackendMetrics { backend: backend.to_string(), operations }
+    }
+
+    /// One call of operation `op` (all attempts); `outcome` is one of `ok`, `shed`,
+    /// `timeout`, `error`.
+    pub fn call(&self, op: usize, outcome: &'static str, elapsed: Duration) {
+        let Some((name, slots)) = self.operations.get(op) else { return };
+        let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(OUTCOMES.len() - 1);
+        slots[i]
+            .get_or_init(|| {
+                histogram!("veneer_backend_duration_seconds", "backend" => self.backend.clone(), "operation" => name.clone(), "outcome" => OUTCOMES[i])
+            })
+            .record(elapsed.as_secs_f64());
+    }
 }
 
 /// A SOAP Fault from a backend.

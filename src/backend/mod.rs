@@ -17,6 +17,7 @@ use crate::error::{GatewayError, OverloadKind};
 use crate::pipeline::faults::FaultRule;
 use crate::schema::{Operation, ServiceModel};
 use crate::state::Retained;
+use crate::telemetry::BackendMetrics;
 use crate::translate::decode::{self, Decoded};
 use crate::translate::encode;
 use crate::translate::fault::FaultDetail;
@@ -76,6 +77,7 @@ pub struct Backend {
     transport: Arc<Transport>,
     session: Option<Arc<Sessions>>,
     link: Link,
+    metrics: BackendMetrics,
 }
 
 impl std::fmt::Debug for Backend {
@@ -337,6 +339,7 @@ impl Backend {
         let transport = Arc::new(Transport { link: link.clone(), busy: protection.busy, session: session.clone() });
         let breaker = protection.breaker.map(|b| retained.breaker(&settings.name, b));
         Ok(Backend {
+            metrics: BackendMetrics::new(&settings.name, model.operations.iter().map(|o| o.name.as_str())),
             gate: retained.gate(&settings.name, protection.queue),
             retries: protection.retries.map(Retries::new),
             settings,
@@ -392,7 +395,7 @@ impl Backend {
             Err(GatewayError::BackendTimeout { .. }) => "timeout",
             Err(_) => "error",
         };
-        crate::telemetry::backend_call(self.name(), &self.model.operations[op].name, outcome, started.elapsed());
+        self.metrics.call(op, outcome, started.elapsed());
         result
     }
 

@@ -114,16 +114,19 @@ impl Outcome {
         if self.entries.is_empty() {
             return;
         }
-        let policy: Vec<String> = self.entries.iter().map(|(n, q, w, _)| format!("\"{n}\";q={q};w={w}")).collect();
-        let state: Vec<String> = self
-            .entries
-            .iter()
-            .map(|(n, _, _, d)| match d {
-                Decision::Allow { remaining, reset } => format!("\"{n}\";r={remaining};t={}", ceil_secs(*reset)),
-                Decision::Deny { retry_after } => format!("\"{n}\";r=0;t={}", ceil_secs(*retry_after)),
-            })
-            .collect();
-        if let (Ok(p), Ok(s)) = (HeaderValue::from_str(&policy.join(", ")), HeaderValue::from_str(&state.join(", "))) {
+        use std::fmt::Write;
+        // Two header values written straight into their buffers: this runs on every answer.
+        let (mut policy, mut state) = (String::with_capacity(64), String::with_capacity(64));
+        for (i, (n, q, w, d)) in self.entries.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(policy, "{sep}\"{n}\";q={q};w={w}");
+            let (remaining, t) = match d {
+                Decision::Allow { remaining, reset } => (*remaining, ceil_secs(*reset)),
+                Decision::Deny { retry_after } => (0, ceil_secs(*retry_after)),
+            };
+            let _ = write!(state, "{sep}\"{n}\";r={remaining};t={t}");
+        }
+        if let (Ok(p), Ok(s)) = (HeaderValue::try_from(policy), HeaderValue::try_from(state)) {
             headers.insert("ratelimit-policy", p);
             headers.insert("ratelimit", s);
         }
