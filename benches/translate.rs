@@ -1,5 +1,6 @@
 //! Translation cost: encode + decode of the `GET /items/{no}` message (a decimal, a boolean,
-//! a dateTime and a 3-element array), and decoding a ~1 MB response of 5,000 rows.
+//! a dateTime and a 3-element array), and decoding a ~1 MB response of 5,000 rows; each decode
+//! both into a `Value` tree and straight into JSON text (what the request path runs).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
@@ -40,12 +41,24 @@ fn benches(c: &mut Criterion) {
     c.bench_function("decode GetItem (3 locations)", |b| {
         b.iter(|| decode::response(&op.output, &model.schema, small.as_bytes()).expect("decode"))
     });
+    // What the request path runs: straight to JSON text, no tree.
+    let json = |xml: &str| decode::response_json(&op.output, &op.faults, &model.schema, xml.as_bytes(), &[]);
+    c.bench_function("encode+decode GetItem to JSON text (3 locations)", |b| {
+        b.iter(|| {
+            let env = encode::envelope(op, &model.schema, &input, None).expect("encode");
+            (env, json(&small).expect("decode"))
+        })
+    });
+    c.bench_function("decode GetItem to JSON text (3 locations)", |b| b.iter(|| json(&small).expect("decode")));
     let large = item_response(5_000);
     let mut g = c.benchmark_group("large");
     g.throughput(Throughput::Bytes(large.len() as u64));
     g.sample_size(20);
     g.bench_function(format!("decode {} KiB, 5000 rows", large.len() / 1024), |b| {
         b.iter(|| decode::response(&op.output, &model.schema, large.as_bytes()).expect("decode"))
+    });
+    g.bench_function(format!("decode {} KiB, 5000 rows, to JSON text", large.len() / 1024), |b| {
+        b.iter(|| json(&large).expect("decode"))
     });
     g.finish();
 }

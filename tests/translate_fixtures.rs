@@ -10,6 +10,8 @@
 //! `BLESS=1 cargo test --test translate_fixtures` writes the expected files from the
 //! current output, for review in the diff.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -84,6 +86,7 @@ fn run_case(dir: &Path) -> (usize, Vec<String>) {
     }
     if let Ok(response) = std::fs::read(dir.join("backend_response.xml")) {
         checks += 1;
+        failures.extend(common::text_decoder_agrees(op, &model.schema, &response, &dir.display().to_string()));
         let actual = match decode::response_with_faults(&op.output, &op.faults, &model.schema, &response) {
             Ok(Decoded::Body(v)) => json!({ "body": v }),
             Ok(Decoded::Fault(f)) => json!({ "fault": f.to_json() }),

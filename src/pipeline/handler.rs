@@ -405,7 +405,8 @@ pub(crate) async fn fetch(route: &Route, envelope: String, forward: backend::For
     if op.one_way && reply.status.is_success() && reply.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Cached { status: axum::http::StatusCode::ACCEPTED, body: Bytes::new(), stored: Instant::now() });
     }
-    let decoded = decode::response_with_faults(&op.output, &op.faults, &backend.model.schema, &reply.body);
+    // The route's JSON is written straight from the XML, down the `response:` path.
+    let decoded = decode::response_json(&op.output, &op.faults, &backend.model.schema, &reply.body, &route.response);
     let bad_response = |title: &'static str, detail: String| GatewayError::BackendResponse {
         backend: backend.name().to_string(),
         title,
@@ -425,12 +426,7 @@ pub(crate) async fn fetch(route: &Route, envelope: String, forward: backend::For
             "Backend returned an HTTP error",
             format!("HTTP {} with a SOAP body that is not a Fault", reply.status),
         )),
-        Ok(Decoded::Body(value)) => {
-            let selected = route.response.iter().try_fold(&value, |v, k| v.get(k)).unwrap_or(&Value::Null);
-            let body = serde_json::to_vec(selected)
-                .map_err(|e| GatewayError::Internal(format!("serialising response: {e}")))?;
-            Ok(Cached { status: route.status, body: Bytes::from(body), stored: Instant::now() })
-        }
+        Ok(Decoded::Body(body)) => Ok(Cached { status: route.status, body: Bytes::from(body), stored: Instant::now() }),
         Err(e) if !reply.status.is_success() && !matches!(e, DecodeError::Doctype) => {
             // The body (an HTML error page, a stack trace) goes to the log, not to the caller.
             let start = String::from_utf8_lossy(&reply.body[..reply.body.len().min(500)]).into_owned();

@@ -23,11 +23,12 @@ use crate::schema::{
 /// Deepest nesting accepted from a backend (bounds recursion on hostile input).
 const MAX_DEPTH: usize = 128;
 
-/// What a SOAP response held.
+/// What a SOAP response held: the body as a [`Value`] tree, or (from [`response_json`])
+/// as JSON text.
 #[derive(Debug, PartialEq)]
-pub enum Decoded {
+pub enum Decoded<V = Value> {
     /// The body element's content, typed.
-    Body(Value),
+    Body(V),
     /// A SOAP Fault.
     Fault(Fault),
 }
@@ -73,6 +74,29 @@ pub fn response_with_faults(
     schema: &SchemaSet,
     bytes: &[u8],
 ) -> Result<Decoded, DecodeError> {
+    decode::<Tree>(expected, faults, schema, bytes, &[])
+}
+
+/// [`response_with_faults`], with the body written straight as JSON text (no tree is built
+/// and serialised): the value at the key path `select` (empty: the whole content), `null`
+/// where the path leads nowhere, exactly as [`Value::get`] along the path would give.
+pub fn response_json(
+    expected: &Element,
+    faults: &[Element],
+    schema: &SchemaSet,
+    bytes: &[u8],
+    select: &[String],
+) -> Result<Decoded<Vec<u8>>, DecodeError> {
+    decode::<Text>(expected, faults, schema, bytes, select)
+}
+
+fn decode<S: Sink>(
+    expected: &Element,
+    faults: &[Element],
+    schema: &SchemaSet,
+    bytes: &[u8],
+    select: &[String],
+) -> Result<Decoded<S::V>, DecodeError> {
     let text = xmltext::to_utf8(bytes).map_err(DecodeError::Malformed)?;
     // Axis-style rpc/encoded replies point at shared values with href="#id"; inline them.
     let text = match super::multiref::inline(&text) {
@@ -81,8 +105,166 @@ pub fn response_with_faults(
         Err(super::multiref::MultirefError::Malformed(e)) => return Err(DecodeError::Malformed(e)),
         Err(super::multiref::MultirefError::Graph(e)) => return Err(DecodeError::Schema(e)),
     };
-    let mut d = Decoder { r: NsReader::from_str(&text), text: &text, schema, faults, path: Vec::new() };
-    d.envelope(expected)
+    let mut d = Decoder::<S> {
+        r: NsReader::from_str(&text),
+        text: &text,
+        schema,
+        faults,
+        path: Vec::new(),
+        sink: std::marker::PhantomData,
+    };
+    d.envelope(expected, select)
+}
+
+/// How the decoder builds values: a [`Value`] tree ([`Tree`]) or JSON text ([`Text`]).
+/// The decoder decides structure, order and types; a sink only writes them down.
+trait Sink {
+    type V;
+    fn null() -> Self::V;
+    fn boolean(b: bool) -> Self::V;
+    fn number(n: Number) -> Self::V;
+    fn string(s: &str) -> Self::V;
+    fn array(items: Vec<Self::V>) -> Self::V;
+    /// Keys are unique, in output order.
+    fn object(entries: Vec<(Key<'_>, Self::V)>) -> Self::V;
+    /// Untyped content (`xsd:any` read as a tree).
+    fn untyped(v: Value) -> Self::V;
+}
+
+type Key<'s> = std::borrow::Cow<'s, str>;
+
+/// Builds [`Value`]s.
+struct Tree;
+
+impl Sink for Tree {
+    type V = Value;
+    fn null() -> Value {
+        Value::Null
+    }
+    fn boolean(b: bool) -> Value {
+        Value::Bool(b)
+    }
+    fn number(n: Number) -> Value {
+        Value::Number(n)
+    }
+    fn string(s: &str) -> Value {
+        Value::String(s.to_string())
+    }
+    fn array(items: Vec<Value>) -> Value {
+        Value::Array(items)
+    }
+    fn object(entries: Vec<(Key<'_>, Value)>) -> Value {
+        let mut map = Map::with_capacity(entries.len());
+        for (k, v) in entries {
+            map.insert(k.into_owned(), v);
+        }
+        Value::Object(map)
+    }
+    fn untyped(v: Value) -> Value {
+        v
+    }
+}
+
+/// Writes JSON text, each value into its own buffer.
+struct Text;
+
+impl Text {
+    fn quoted(out: &mut Vec<u8>, s: &str) {
+        // Writing a `str` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+impl Sink for Text {
+    type V = Vec<u8>;
+    fn null() -> Vec<u8> {
+        b"null".to_vec()
+    }
+    fn boolean(b: bool) -> Vec<u8> {
+        if b { b"true".to_vec() } else { b"false".to_vec() }
+    }
+    fn number(n: Number) -> Vec<u8> {
+        n.to_string().into_bytes()
+    }
+    fn string(s: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(s.len() + 2);
+        Text::quoted(&mut out, s);
+        out
+    }
+    fn array(items: Vec<Vec<u8>>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 + items.iter().map(|i| i.len() + 1).sum::<usize>());
+        out.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(item);
+        }
+        out.push(b']');
+        out
+    }
+    fn object(entries: Vec<(Key<'_>, Vec<u8>)>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 + entries.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>());
+        out.push(b'{');
+        for (i, (k, v)) in entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            Text::quoted(&mut out, k);
+            out.push(b':');
+            out.extend_from_slice(v);
+        }
+        out.push(b'}');
+        out
+    }
+    fn untyped(v: Value) -> Vec<u8> {
+        serde_json::to_vec(&v).unwrap_or_else(|_| b"null".to_vec())
+    }
+}
+
+/// An object's entries as they are gathered: a key seen again replaces the value in its
+/// first place (as inserting into a map would), or is ignored (`keep_first`). Past a few
+/// dozen keys an index replaces the linear search.
+struct Entries<'s, V> {
+    list: Vec<(Key<'s>, V)>,
+    index: Option<std::collections::HashMap<Box<str>, usize>>,
+}
+
+impl<'s, V> Entries<'s, V> {
+    const LINEAR: usize = 32;
+
+    fn with_capacity(n: usize) -> Self {
+        Entries { list: Vec::with_capacity(n), index: None }
+    }
+
+    fn position(&self, k: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(k).copied(),
+            None => self.list.iter().position(|(have, _)| have.len() == k.len() && have == k),
+        }
+    }
+
+    fn put(&mut self, k: Key<'s>, v: V, keep_first: bool) {
+        match self.position(&k) {
+            Some(_) if keep_first => {}
+            Some(i) => self.list[i].1 = v,
+            None => {
+                if let Some(index) = &mut self.index {
+                    index.insert(k.as_ref().into(), self.list.len());
+                } else if self.list.len() == Self::LINEAR {
+                    let mut index: std::collections::HashMap<Box<str>, usize> =
+                        self.list.iter().enumerate().map(|(i, (k, _))| (k.as_ref().into(), i)).collect();
+                    index.insert(k.as_ref().into(), self.list.len());
+                    self.index = Some(index);
+                }
+                self.list.push((k, v));
+            }
+        }
+    }
+
+    fn take(mut self, k: &str) -> Option<V> {
+        self.position(k).map(|i| self.list.swap_remove(i).1)
+    }
 }
 
 /// Replaces untyped detail entries by typed JSON where a declared fault element matches.
@@ -210,20 +392,35 @@ pub(crate) fn subtype(schema: &SchemaSet, ct: &ComplexType, ns: &str, local: &st
     exact.or_else(|| ct.subtypes.iter().find(named)).copied()
 }
 
-struct Decoder<'x, 's> {
+struct Decoder<'x, 's, S: Sink> {
     r: NsReader<&'x [u8]>,
     /// The whole document, for raw-XML capture of `xsd:any` content.
     text: &'x str,
     schema: &'s SchemaSet,
     faults: &'s [Element],
     path: Vec<&'s str>,
+    sink: std::marker::PhantomData<S>,
 }
 
 /// What a complex element holds for one child while it is being read.
-enum Slot {
+enum Slot<V> {
     Empty,
-    One(Value),
-    Many(Vec<Value>),
+    One(V),
+    Many(Vec<V>),
+}
+
+/// The part of a key path (`select`) that applies below key `key`: the rest of the path
+/// when it starts with `key`, else nothing (the whole value).
+fn below<'a>(select: &'a [String], key: &str) -> &'a [String] {
+    match select.split_first() {
+        Some((first, rest)) if first == key => rest,
+        _ => &[],
+    }
+}
+
+/// Does the path go on below `key`? A value that is not an object then selects to `null`.
+fn goes_below(select: &[String], key: &str) -> bool {
+    !below(select, key).is_empty()
 }
 
 /// A start tag and whether it was self-closing.
@@ -232,7 +429,7 @@ struct Open<'x> {
     empty: bool,
 }
 
-impl<'x, 's> Decoder<'x, 's> {
+impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
     fn next(&mut self) -> Result<Event<'x>, DecodeError> {
         match self.r.read_event() {
             Ok(Event::DocType(_)) => Err(DecodeError::Doctype),
@@ -284,7 +481,7 @@ impl<'x, 's> Decoder<'x, 's> {
         Ok(())
     }
 
-    fn envelope(&mut self, expected: &'s Element) -> Result<Decoded, DecodeError> {
+    fn envelope(&mut self, expected: &'s Element, select: &[String]) -> Result<Decoded<S::V>, DecodeError> {
         let root = loop {
             match self.next()? {
                 Event::Start(start) => break start,
@@ -320,7 +517,7 @@ impl<'x, 's> Decoder<'x, 's> {
             if open.empty {
                 return Err(DecodeError::Schema("the SOAP Body is empty".into()));
             }
-            result = Some(self.body(version, expected)?);
+            result = Some(self.body(version, expected, select)?);
         }
         // Read to the end so a truncated or ill-formed tail is still an error.
         loop {
@@ -334,7 +531,12 @@ impl<'x, 's> Decoder<'x, 's> {
         result.ok_or_else(|| DecodeError::Schema("the SOAP envelope has no Body".into()))
     }
 
-    fn body(&mut self, version: SoapVersion, expected: &'s Element) -> Result<Decoded, DecodeError> {
+    fn body(
+        &mut self,
+        version: SoapVersion,
+        expected: &'s Element,
+        select: &[String],
+    ) -> Result<Decoded<S::V>, DecodeError> {
         let Some(open) = self.next_open()? else {
             return Err(DecodeError::Schema("the SOAP Body is empty".into()));
         };
@@ -346,7 +548,7 @@ impl<'x, 's> Decoder<'x, 's> {
             Decoded::Fault(f)
         } else if local == expected.name {
             self.path.push(&expected.name);
-            let v = self.value(expected, &open, 0)?;
+            let v = self.value(expected, &open, 0, select)?;
             self.path.pop();
             Decoded::Body(v)
         } else {
@@ -359,19 +561,27 @@ impl<'x, 's> Decoder<'x, 's> {
         Ok(decoded)
     }
 
-    /// Decodes one occurrence of `el` whose start tag was just read.
-    fn value(&mut self, el: &'s Element, open: &Open<'x>, depth: usize) -> Result<Value, DecodeError> {
+    /// Decodes one occurrence of `el` whose start tag was just read: the value at `select`
+    /// within it (empty: all of it).
+    fn value(
+        &mut self,
+        el: &'s Element,
+        open: &Open<'x>,
+        depth: usize,
+        select: &[String],
+    ) -> Result<S::V, DecodeError> {
         if depth > MAX_DEPTH {
             return Err(DecodeError::Schema(format!("elements nest deeper than {MAX_DEPTH} levels")));
         }
         if open.start.attributes().has_nil(self.r.resolver()) {
             self.skip(open)?;
-            return Ok(Value::Null);
+            return Ok(S::null());
         }
         match &el.ty {
             TypeRef::Simple(st) => {
                 let text = if open.empty { String::new() } else { self.text()? };
-                self.typed(st, text)
+                let v = self.typed(st, &text)?;
+                Ok(if select.is_empty() { v } else { S::null() })
             }
             TypeRef::Complex(id) => {
                 let schema = self.schema;
@@ -385,18 +595,19 @@ impl<'x, 's> Decoder<'x, 's> {
                     substituted = ct.local_name();
                 }
                 if let Some(item) = &ct.array_item {
-                    return self.array(item, open, depth);
+                    let v = self.array(item, open, depth)?;
+                    return Ok(if select.is_empty() { v } else { S::null() });
                 }
-                let v = self.complex(ct, open, depth)?;
-                match (substituted, v) {
-                    (Some(name), Value::Object(fields)) => {
-                        let mut map = Map::with_capacity(fields.len() + 1);
-                        map.insert(TYPE_KEY.into(), Value::String(name.to_string()));
-                        map.extend(fields);
-                        Ok(Value::Object(map))
-                    }
-                    (_, v) => Ok(v),
+                let mut entries = Entries::with_capacity(ct.attributes.len() + ct.children.len() + 1);
+                if let Some(name) = substituted {
+                    let v = if goes_below(select, TYPE_KEY) { S::null() } else { S::string(name) };
+                    entries.put(TYPE_KEY.into(), v, false);
                 }
+                self.complex(ct, open, depth, select, &mut entries)?;
+                Ok(match select.first() {
+                    None => S::object(entries.list),
+                    Some(key) => entries.take(key).unwrap_or_else(S::null),
+                })
             }
         }
     }
@@ -418,23 +629,33 @@ impl<'x, 's> Decoder<'x, 's> {
     }
 
     /// A SOAP-encoded array: every child element is one item, whatever its name.
-    fn array(&mut self, item: &'s Element, open: &Open<'x>, depth: usize) -> Result<Value, DecodeError> {
+    fn array(&mut self, item: &'s Element, open: &Open<'x>, depth: usize) -> Result<S::V, DecodeError> {
         let mut items = Vec::new();
         if open.empty {
-            return Ok(Value::Array(items));
+            return Ok(S::array(items));
         }
         while let Some(child) = self.next_open()? {
             self.path.push(&item.name);
-            items.push(self.value(item, &child, depth + 1)?);
+            items.push(self.value(item, &child, depth + 1, &[])?);
             self.path.pop();
         }
-        Ok(Value::Array(items))
+        Ok(S::array(items))
     }
 
-    fn complex(&mut self, ct: &'s ComplexType, open: &Open<'x>, depth: usize) -> Result<Value, DecodeError> {
+    /// Reads a complex element's attributes, text and children into `entries`, in schema
+    /// order whatever the document's order. The child at the head of `select` is decoded
+    /// down the rest of the path; entries under that key that cannot hold it become `null`.
+    fn complex(
+        &mut self,
+        ct: &'s ComplexType,
+        open: &Open<'x>,
+        depth: usize,
+        select: &[String],
+        entries: &mut Entries<'s, S::V>,
+    ) -> Result<(), DecodeError> {
         // One slot per attribute and child, filled as the document goes and emitted in schema
         // order at the end: no key is inserted twice and arrays exist even when empty.
-        let mut attrs: Vec<Option<Value>> = vec![None; ct.attributes.len()];
+        let mut attrs: Vec<Option<S::V>> = ct.attributes.iter().map(|_| None).collect();
         for attr in open.start.attributes().flatten() {
             let key = attr.key.local_name();
             let Some(i) = ct.attributes.iter().position(|a| a.name == key.as_ref()) else {
@@ -443,20 +664,20 @@ impl<'x, 's> Decoder<'x, 's> {
             let value = attr
                 .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                 .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-            attrs[i] = Some(self.typed(&ct.attributes[i].ty, value.into_owned())?);
+            attrs[i] = Some(self.typed(&ct.attributes[i].ty, &value)?);
         }
-        let mut slots: Vec<Slot> =
+        let mut slots: Vec<Slot<S::V>> =
             ct.children.iter().map(|c| if c.is_array() { Slot::Many(Vec::new()) } else { Slot::Empty }).collect();
-        let mut extras = Map::new();
+        let mut extras: Vec<(String, Value)> = Vec::new();
         let mut text = String::new();
         if !open.empty {
             loop {
                 match self.next()? {
                     Event::Start(start) => {
-                        self.child(ct, &mut slots, &mut extras, Open { start, empty: false }, depth)?
+                        self.child(ct, &mut slots, &mut extras, Open { start, empty: false }, depth, select)?
                     }
                     Event::Empty(start) => {
-                        self.child(ct, &mut slots, &mut extras, Open { start, empty: true }, depth)?
+                        self.child(ct, &mut slots, &mut extras, Open { start, empty: true }, depth, select)?
                     }
                     Event::End(_) => break,
                     Event::Text(t) => text.push_str(&t.xml10_content()),
@@ -466,51 +687,56 @@ impl<'x, 's> Decoder<'x, 's> {
                 }
             }
         }
-        let mut map = Map::with_capacity(ct.attributes.len() + ct.children.len() + 1);
+        // Anything under the selected key that was not decoded down the path.
+        let whole = |key: &str, v: S::V| if goes_below(select, key) { S::null() } else { v };
         for (a, v) in ct.attributes.iter().zip(attrs) {
             if let Some(v) = v {
-                map.insert(a.json_name.clone(), v);
+                entries.put(a.json_name.as_str().into(), whole(&a.json_name, v), false);
             }
         }
         if let Some(st) = &ct.simple_content {
-            map.insert(SIMPLE_CONTENT_KEY.into(), self.typed(st, text)?);
+            let v = self.typed(st, &text)?;
+            entries.put(SIMPLE_CONTENT_KEY.into(), whole(SIMPLE_CONTENT_KEY, v), false);
         }
         for (c, slot) in ct.children.iter().zip(slots) {
             match slot {
                 Slot::Empty => {}
-                Slot::One(v) => {
-                    map.insert(c.json_name.clone(), v);
-                }
+                Slot::One(v) => entries.put(c.json_name.as_str().into(), v, false),
                 Slot::Many(items) => {
-                    map.insert(c.json_name.clone(), Value::Array(items));
+                    entries.put(c.json_name.as_str().into(), whole(&c.json_name, S::array(items)), false)
                 }
             }
         }
         for (k, v) in extras {
             // A declared field always wins over an undeclared one of the same key.
-            map.entry(k).or_insert(v);
+            let path = below(select, &k);
+            let v = if path.is_empty() {
+                S::untyped(v)
+            } else {
+                S::untyped(path.iter().try_fold(&v, |v, k| v.get(k)).cloned().unwrap_or(Value::Null))
+            };
+            entries.put(k.into(), v, true);
         }
-        Ok(Value::Object(map))
+        Ok(())
     }
 
     fn child(
         &mut self,
         ct: &'s ComplexType,
-        slots: &mut [Slot],
-        extras: &mut Map<String, Value>,
+        slots: &mut [Slot<S::V>],
+        extras: &mut Vec<(String, Value)>,
         open: Open<'x>,
         depth: usize,
+        select: &[String],
     ) -> Result<(), DecodeError> {
         let local = open.start.local_name();
         let Some(i) = ct.children.iter().position(|c| c.name == local.as_ref()) else {
             if ct.open && self.schema.any_as_xml {
                 // xsd:any as raw XML: the element as written, made standalone.
                 let fragment = self.fragment(&open)?;
-                match extras.get_mut(XML_KEY) {
-                    Some(Value::String(s)) => s.push_str(&fragment),
-                    _ => {
-                        extras.insert(XML_KEY.into(), Value::String(fragment));
-                    }
+                match extras.iter_mut().find(|(k, _)| k == XML_KEY) {
+                    Some((_, Value::String(s))) => s.push_str(&fragment),
+                    _ => extras.push((XML_KEY.into(), Value::String(fragment))),
                 }
                 return Ok(());
             }
@@ -518,15 +744,11 @@ impl<'x, 's> Decoder<'x, 's> {
                 // xsd:any (Salesforce's sObject fields): passed through as untyped JSON.
                 let node = self.tree(&open, depth + 1)?;
                 let v = node.to_json();
-                match extras.get_mut(&node.name) {
-                    Some(Value::Array(items)) => items.push(v),
-                    Some(first) => {
-                        let first = first.take();
-                        extras.insert(node.name.clone(), Value::Array(vec![first, v]));
-                    }
-                    None => {
-                        extras.insert(node.name, v);
-                    }
+                // Repeated names gather into an array, in the first one's place.
+                match extras.iter_mut().find(|(k, _)| *k == node.name) {
+                    Some((_, Value::Array(items))) => items.push(v),
+                    Some((_, first)) => *first = Value::Array(vec![first.take(), v]),
+                    None => extras.push((node.name, v)),
                 }
                 return Ok(());
             }
@@ -534,8 +756,10 @@ impl<'x, 's> Decoder<'x, 's> {
             return self.skip(&open);
         };
         let el = &ct.children[i];
+        // Only a single element can hold the rest of the path; an array selects to `null`.
+        let select = if el.is_array() { &[][..] } else { below(select, &el.json_name) };
         self.path.push(&el.name);
-        let v = self.value(el, &open, depth + 1)?;
+        let v = self.value(el, &open, depth + 1, select)?;
         self.path.pop();
         match &mut slots[i] {
             Slot::Many(items) => items.push(v),
@@ -597,35 +821,31 @@ impl<'x, 's> Decoder<'x, 's> {
         }
     }
 
-    fn typed(&self, st: &SimpleType, text: String) -> Result<Value, DecodeError> {
+    fn typed(&self, st: &SimpleType, text: &str) -> Result<S::V, DecodeError> {
         if st.list {
             let item = SimpleType { list: false, ..st.clone() };
-            return text
-                .split_whitespace()
-                .map(|t| self.typed(&item, t.to_string()))
-                .collect::<Result<_, _>>()
-                .map(Value::Array);
+            return text.split_whitespace().map(|t| self.typed(&item, t)).collect::<Result<_, _>>().map(S::array);
         }
         if let Some(member) = st.union_member(text.trim()) {
             return self.typed(member, text);
         }
         let kind = st.base.json_kind();
         if kind != JsonKind::String && text.trim().is_empty() {
-            return Ok(Value::Null); // ERPs write <Qty/> for "no value".
+            return Ok(S::null()); // ERPs write <Qty/> for "no value".
         }
         match kind {
-            JsonKind::String => Ok(Value::String(text)),
-            JsonKind::Boolean => parse_bool(&text).map(Value::Bool).ok_or_else(|| self.mismatch(&text, "a boolean")),
+            JsonKind::String => Ok(S::string(text)),
+            JsonKind::Boolean => parse_bool(text).map(S::boolean).ok_or_else(|| self.mismatch(text, "a boolean")),
             JsonKind::Number => {
                 // Most ERP numbers are already valid JSON; only odd forms (+1, .5, 007) are rewritten.
                 let parsed = Number::from_str(text.trim())
                     .ok()
-                    .or_else(|| json_number_text(&text).and_then(|t| Number::from_str(&t).ok()));
+                    .or_else(|| json_number_text(text).and_then(|t| Number::from_str(&t).ok()));
                 match parsed {
-                    Some(n) => Ok(Value::Number(n)),
+                    Some(n) => Ok(S::number(n)),
                     // xs:float/double may be INF or NaN, which JSON numbers cannot hold.
-                    None if matches!(text.trim(), "INF" | "-INF" | "NaN") => Ok(Value::String(text.trim().to_string())),
-                    None => Err(self.mismatch(&text, st.base.describe())),
+                    None if matches!(text.trim(), "INF" | "-INF" | "NaN") => Ok(S::string(text.trim())),
+                    None => Err(self.mismatch(text, st.base.describe())),
                 }
             }
         }

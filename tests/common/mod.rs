@@ -682,3 +682,60 @@ pub async fn spyne_stats_in(base: &str, ns: &str, operation: &str) -> Option<ser
         .replace("&amp;", "&");
     Some(serde_json::from_str(&text).expect("stats json"))
 }
+
+/// Checks that the JSON-text decoder (the request path's) agrees byte for byte with the
+/// tree decoder on one message: the whole body, every key path down to three levels, a
+/// missing key and a path through an array or a scalar. Returns what disagreed.
+pub fn text_decoder_agrees(
+    op: &veneer::schema::Operation,
+    schema: &veneer::schema::SchemaSet,
+    bytes: &[u8],
+    what: &str,
+) -> Vec<String> {
+    use serde_json::Value;
+    use veneer::translate::decode::{self, Decoded};
+
+    let tree = decode::response_with_faults(&op.output, &op.faults, schema, bytes);
+    let text = |select: &[String]| decode::response_json(&op.output, &op.faults, schema, bytes, select);
+    let whole = match (&tree, text(&[])) {
+        (Ok(Decoded::Body(v)), Ok(Decoded::Body(_))) => v.clone(),
+        (Ok(Decoded::Fault(a)), Ok(Decoded::Fault(b))) if *a == b => return Vec::new(),
+        (Err(a), Err(b)) if *a == b => return Vec::new(),
+        (a, b) => return vec![format!("{what}: the decoders disagree: {a:?} / {b:?}")],
+    };
+    let mut paths: Vec<Vec<String>> = vec![vec![], vec!["no-such-key".into()]];
+    fn walk(v: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        let Value::Object(map) = v else { return };
+        for (k, child) in map {
+            path.push(k.clone());
+            out.push(path.clone());
+            if path.len() < 3 {
+                walk(child, path, out);
+            }
+            if !child.is_object() {
+                // Below an array or a scalar: `null`.
+                path.push("x".into());
+                out.push(path.clone());
+                path.pop();
+            }
+            path.pop();
+        }
+    }
+    walk(&whole, &mut Vec::new(), &mut paths);
+    let mut problems = Vec::new();
+    for path in &paths {
+        let expected = path.iter().try_fold(&whole, |v, k| v.get(k)).unwrap_or(&Value::Null);
+        let expected = serde_json::to_string(expected).unwrap_or_default();
+        match text(path) {
+            Ok(Decoded::Body(t)) if t == expected.as_bytes() => {}
+            other => problems.push(format!(
+                "{what} at {path:?}: expected {expected}, text decoder gave {:?}",
+                other.map(|d| match d {
+                    Decoded::Body(t) => String::from_utf8_lossy(&t).into_owned(),
+                    Decoded::Fault(f) => format!("{f:?}"),
+                })
+            )),
+        }
+    }
+    problems
+}
