@@ -123,6 +123,13 @@ impl Breaker {
             state.open_until = Instant::now() + self.settings.open_for;
         }
         crate::telemetry::circuit_state(&self.backend, phase as u8);
+        match phase {
+            Phase::Open => {
+                tracing::warn!(backend = %self.backend, open_for = ?self.settings.open_for, "circuit breaker opened")
+            }
+            Phase::HalfOpen => tracing::info!(backend = %self.backend, "circuit breaker half-open: one call probes"),
+            Phase::Closed => tracing::info!(backend = %self.backend, "circuit breaker closed"),
+        }
     }
 
     fn record(&self, probe: bool, failed: bool) {

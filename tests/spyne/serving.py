@@ -13,6 +13,10 @@ class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     # One stalled client (e.g. a test that aborts mid-request) must not block
     # every other test talking to this server; daemon threads don't delay exit.
     daemon_threads = True
+    # socketserver's listen backlog is 5: a burst of connections from a gateway (queued
+    # deliveries starting at once) overflowed it, and the dropped SYNs became connect
+    # timeouts that opened the circuit breaker. ERP web servers accept a few hundred.
+    request_queue_size = 256
 
 
 class QuietHandler(WSGIRequestHandler):
