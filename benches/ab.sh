@@ -41,15 +41,7 @@ auth:
   clients:
     - { id: bench, secret_hash: "$HASH", scopes: [items:read] }
 YAML
-  cat > "$dir/routes/items.yaml" <<'YAML'
-routes:
-  - route: "GET /items/{no}"
-    backend: erp
-    operation: GetItem
-    scopes: [items:read]
-    request: { No: "{path.no}" }
-    response: Item
-YAML
+  cp "$ROOT/benches/items-route.yaml" "$dir/routes/items.yaml"
   "$bin" check --config "$dir" >/dev/null
 }
 

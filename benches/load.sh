@@ -54,15 +54,7 @@ auth:
   clients:
     - { id: bench, secret_hash: "$HASH", scopes: [items:read] }
 YAML
-cat > "$CONF/routes/items.yaml" <<'YAML'
-routes:
-  - route: "GET /items/{no}"
-    backend: erp
-    operation: GetItem
-    scopes: [items:read]
-    request: { No: "{path.no}" }
-    response: Item
-YAML
+cp "$ROOT/benches/items-route.yaml" "$CONF/routes/items.yaml"
 "$BIN" check --config "$CONF" >/dev/null
 
 # A token, fetched from a short-lived instance; the benchmark instance shares its keys.
