@@ -16,40 +16,16 @@ BIN_B=${BIN_B:-$BIN_A}
 ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-8s}
 WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
 
-config() { # dir port extra-yaml binary
-  local dir=$1 port=$2 extra=$3 bin=$4
-  mkdir -p "$dir/routes" "$dir/wsdl"
-  cp "$LOAD/backend/erp.wsdl" "$dir/wsdl/"
-  cp -r "$WORK/keys" "$dir/keys"
-  cat > "$dir/gateway.yaml" <<YAML
-server: { listen: "127.0.0.1:$port" }
-backends:
-  erp:
-    url: "http://127.0.0.1:18080/erp/soap"
-    wsdl: wsdl/erp.wsdl
-    timeout: 10s
-    max_concurrency: 256
-    rename: { Location: locations }
-$extra
-limits:
-  default: { rate: 1000000/s, burst: 1000000 }
-auth:
-  issuer: "http://127.0.0.1:18091"
-  signing_keys: keys/
-  token_ttl: 2h
-  clients:
-    - { id: bench, secret_hash: "$HASH", scopes: [items:read] }
-YAML
-  cp "$ROOT/benches/items-route.yaml" "$dir/routes/items.yaml"
-  "$bin" check --config "$dir" >/dev/null
-}
-
+# shellcheck source=benches/config.sh
+source "$ROOT/benches/config.sh"
 "$BIN_A" keys new --dir "$WORK/keys" >/dev/null
 SECRET=$("$BIN_A" client new --id bench --scopes items:read | sed -n 's/^client_secret: //p')
 HASH=$(printf '%s' "$SECRET" | "$BIN_A" client hash)
-config "$WORK/a" 18091 "${EXTRA_A:-}" "$BIN_A"
-config "$WORK/b" 18092 "${EXTRA_B:-}" "$BIN_B"
+for side in a b; do mkdir -p "$WORK/$side" && cp -r "$WORK/keys" "$WORK/$side/keys"; done
+bench_config "$WORK/a" 18091 http://127.0.0.1:18091 "$HASH" "$BIN_A" "${EXTRA_A:-}"
+bench_config "$WORK/b" 18092 http://127.0.0.1:18091 "$HASH" "$BIN_B" "${EXTRA_B:-}"
 (cd "$LOAD" && mkdir -p run && exec nginx -p "$LOAD/" -c nginx/backend.conf -e run/backend-error.log) &
 RUST_LOG=error "$BIN_A" serve --config "$WORK/a" & A=$!
 RUST_LOG=error "$BIN_B" serve --config "$WORK/b" & B=$!

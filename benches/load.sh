@@ -31,31 +31,12 @@ fi
 # A config for the harness's backend: its WSDL, one route, a client, limits that never bind.
 CONF="$(mktemp -d)"
 trap 'rm -rf "$CONF"' EXIT
-mkdir -p "$CONF/routes" "$CONF/wsdl"
-cp "$LOAD/backend/erp.wsdl" "$CONF/wsdl/erp.wsdl"
 "$BIN" keys new --dir "$CONF/keys" >/dev/null
 SECRET=$("$BIN" client new --id bench --scopes items:read | sed -n 's/^client_secret: //p')
 HASH=$(printf '%s' "$SECRET" | "$BIN" client hash)
-cat > "$CONF/gateway.yaml" <<YAML
-server: { listen: "127.0.0.1:$PORT" }
-backends:
-  erp:
-    url: "http://127.0.0.1:18080/erp/soap"
-    wsdl: wsdl/erp.wsdl
-    timeout: 10s
-    max_concurrency: 256
-    rename: { Location: locations }
-limits:
-  default: { rate: 1000000/s, burst: 1000000 }
-auth:
-  issuer: "http://127.0.0.1:$PORT"
-  signing_keys: keys/
-  token_ttl: 2h
-  clients:
-    - { id: bench, secret_hash: "$HASH", scopes: [items:read] }
-YAML
-cp "$ROOT/benches/items-route.yaml" "$CONF/routes/items.yaml"
-"$BIN" check --config "$CONF" >/dev/null
+# shellcheck source=benches/config.sh
+source "$ROOT/benches/config.sh"
+bench_config "$CONF" "$PORT" "http://127.0.0.1:$PORT" "$HASH" "$BIN"
 
 # A token, fetched from a short-lived instance; the benchmark instance shares its keys.
 RUST_LOG=error "$BIN" serve --config "$CONF" & PID=$!
