@@ -213,10 +213,11 @@ pub async fn run_with_drain(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signalled: Arc<OnceLock<std::time::Instant>> = Arc::default();
     let signal_time = signalled.clone();
+    let on_signal = stop_tx.clone();
     tokio::spawn(async move {
         shutdown.await;
         let _ = signal_time.set(std::time::Instant::now());
-        let _ = stop_tx.send(true);
+        let _ = on_signal.send(true);
     });
     let stopped = {
         let stop_rx = stop_rx.clone();
@@ -260,6 +261,9 @@ pub async fn run_with_drain(
     let threads = crate::backend::client::pools();
     let (result, serving) =
         listener::serve_on_threads(listener, app(state), tls, limits, stop_rx, release_rx, drain, threads).await;
+    // Without a signal this listener stopped only by failing (a serving thread that could
+    // not start): the others stop too, or joining them below would wait for ever.
+    let _ = stop_tx.send(true);
     // Deliveries in flight get what is left of the drain time to finish; whatever does not
     // finish is attempted again after the restart (or by another replica).
     if let Some(queue) = services.and_then(|s| s.queue) {
