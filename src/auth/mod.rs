@@ -66,8 +66,13 @@ pub struct Auth {
     pub introspection: Option<Introspector>,
     /// Allowed clock skew for `exp`/`nbf`/`iat`.
     pub leeway: Duration,
-    /// Verified tokens by SHA-256 of the token, until they expire.
-    pub(crate) cache: moka::sync::Cache<[u8; 32], std::sync::Arc<Principal>>,
+    /// Verified tokens, keyed by the token itself, until they expire.
+    pub(crate) cache: moka::sync::Cache<std::sync::Arc<str>, std::sync::Arc<Principal>>,
+}
+
+/// A cached token's share of the cache: its length and the entry's bookkeeping.
+fn token_weight(token: &std::sync::Arc<str>, _: &std::sync::Arc<Principal>) -> u32 {
+    u32::try_from(token.len() + 128).unwrap_or(u32::MAX)
 }
 
 impl Auth {
@@ -80,8 +85,13 @@ impl Auth {
         crate::throttle::Caller { key, registered }
     }
 
-    /// A token cache whose entries expire with their tokens.
-    pub(crate) fn new_cache() -> moka::sync::Cache<[u8; 32], std::sync::Arc<Principal>> {
-        moka::sync::Cache::builder().max_capacity(100_000).expire_after(verify::UntilTokenExpiry).build()
+    /// A token cache whose entries expire with their tokens, bounded by the bytes it holds
+    /// (about 30 000 one-kilobyte tokens) rather than by a count, as tokens vary in size.
+    pub(crate) fn new_cache() -> moka::sync::Cache<std::sync::Arc<str>, std::sync::Arc<Principal>> {
+        moka::sync::Cache::builder()
+            .max_capacity(32 << 20)
+            .weigher(token_weight)
+            .expire_after(verify::UntilTokenExpiry)
+            .build()
     }
 }

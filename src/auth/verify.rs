@@ -2,13 +2,14 @@
 //!
 //! JWTs are routed by their (unverified) `iss` to exactly one verifier, whose own key and
 //! algorithm allowlist then decide; `none` and HMAC are never accepted. A verified token is
-//! cached under its SHA-256 until it expires, so repeat calls skip the signature check.
+//! cached until it expires, so repeat calls skip the signature check. The cache is keyed by
+//! the token itself: a lookup hashes it once (SipHash) and compares it whole, which costs a
+//! tenth of the SHA-256 it was keyed by before, and no token can stand in for another.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::digest::{SHA256, digest};
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -73,8 +74,8 @@ pub fn now() -> u64 {
 /// Cache expiry: an entry lives until its token's `exp`.
 pub(crate) struct UntilTokenExpiry;
 
-impl moka::Expiry<[u8; 32], Arc<Principal>> for UntilTokenExpiry {
-    fn expire_after_create(&self, _: &[u8; 32], p: &Arc<Principal>, _: Instant) -> Option<Duration> {
+impl moka::Expiry<Arc<str>, Arc<Principal>> for UntilTokenExpiry {
+    fn expire_after_create(&self, _: &Arc<str>, p: &Arc<Principal>, _: Instant) -> Option<Duration> {
         Some(Duration::from_secs(p.expires_at.saturating_sub(now())))
     }
 }
@@ -82,30 +83,43 @@ impl moka::Expiry<[u8; 32], Arc<Principal>> for UntilTokenExpiry {
 /// Extracts the token from `Authorization: Bearer <token>`.
 pub fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else { return Err(AuthError::Missing) };
-    let value = value.to_str().map_err(|_| invalid("malformed_header", "the Authorization header is not ASCII"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| invalid("malformed_header", "the Authorization header must be `Bearer <token>`"))?;
-    let token = token.trim();
-    // RFC 6750 b64token characters only; anything else is not a token we could have issued.
-    let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || !token.chars().all(b64token) {
-        return Err(invalid("malformed_header", "the Authorization header must be `Bearer <token>`"));
+    let malformed = || invalid("malformed_header", "the Authorization header must be `Bearer <token>`");
+    let value = value.as_bytes();
+    let space = value.iter().position(|&b| b == b' ').ok_or_else(malformed)?;
+    let (scheme, token) = (&value[..space], value[space + 1..].trim_ascii());
+    // RFC 6750 b64token characters only (so ASCII); anything else is not a token we could
+    // have issued. Checked without an early exit, which lets the loop run wide.
+    let b64token = token.iter().fold(true, |ok, &b| ok & B64TOKEN[usize::from(b)]);
+    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() || !b64token {
+        return Err(malformed());
     }
-    Ok(token)
+    std::str::from_utf8(token).map_err(|_| malformed())
 }
+
+/// The bytes of RFC 6750's b64token: `ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/"`, and
+/// trailing `=` (accepted anywhere here; the signature check decides the rest).
+static B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        b += 1;
+    }
+    table
+};
 
 impl Auth {
     /// Authenticates a request's bearer token.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, AuthError> {
         let token = bearer(headers)?;
-        let key: [u8; 32] =
-            digest(&SHA256, token.as_bytes()).as_ref().try_into().map_err(|_| invalid("other", "hash"))?;
-        if let Some(p) = self.cache.get(&key).filter(|p| p.expires_at > now()) {
+        if let Some(p) = self.cache.get(token).filter(|p| p.expires_at > now()) {
             return Ok(p);
         }
-        let principal = Arc::new(self.verify(token).await?);
-        self.cache.insert(key, principal.clone());
+        // Boxed: verification (JWKS fetches, introspection) is a large future that the cached
+        // path, nearly every request, would otherwise carry and move about.
+        let principal = Arc::new(Box::pin(self.verify(token)).await?);
+        self.cache.insert(token.into(), principal.clone());
         Ok(principal)
     }
 
@@ -222,4 +236,27 @@ fn verify_local(
         issuer: local.issuer.clone(),
         expires_at: claims["exp"].as_u64().unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &[u8]) -> Result<String, AuthError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, axum::http::HeaderValue::from_bytes(value).expect("a header value"));
+        bearer(&headers).map(str::to_string)
+    }
+
+    #[test]
+    fn bearer_takes_the_b64token_after_the_scheme() {
+        assert_eq!(with(b"Bearer a-b.c_d~e+f/g=="), Ok("a-b.c_d~e+f/g==".into()));
+        assert_eq!(with(b"bEaReR  tok\t"), Ok("tok".into()), "scheme in any case, whitespace around the token");
+        for bad in
+            [&b"Bearer"[..], b"Bearer ", b"Basic abc", b"Bearer a b", b"Bearer a\xffb", b"Bearer a,b", b"Bearerabc"]
+        {
+            assert!(matches!(with(bad), Err(AuthError::Invalid { reason: "malformed_header", .. })), "{bad:?}");
+        }
+        assert_eq!(bearer(&HeaderMap::new()), Err(AuthError::Missing));
+    }
 }

@@ -133,14 +133,24 @@ async fn serve(
     // Idempotency-Key: the first request runs and its answer is kept; retries replay it.
     let scoped = idempotency::scoped(who.key(), &route.id, key);
     let fingerprint = cache::fingerprint(&job.call.input, &job.call.route_header);
-    if let Claim::Replay(answer) = services.keys.claim(&scoped, &fingerprint).await? {
+    if let Claim::Replay(answer) = Box::pin(services.keys.claim(&scoped, &fingerprint)).await? {
         return Ok(answer.response());
     }
-    // The call and the storing of its answer run on their own task: when the client goes
-    // away (or the request deadline drops this future) the ERP may still book it, and the
-    // answer must still be stored for the retry to replay.
-    let services = services.clone();
-    let task = tokio::spawn(async move {
+    let task = spawn_keyed(services.clone(), job, scoped, fingerprint);
+    task.await.unwrap_or_else(|e| Err(GatewayError::Internal(format!("the request task failed: {e}"))))
+}
+
+/// Runs a call under an Idempotency-Key on its own task: when the client goes away (or the
+/// request deadline drops the request) the ERP may still book it, and the answer must still
+/// be stored for the retry to replay. A plain function, so the task's future is built here
+/// and not carried inside every request's future.
+fn spawn_keyed(
+    services: Services,
+    job: Job,
+    scoped: String,
+    fingerprint: String,
+) -> tokio::task::JoinHandle<Result<Response, GatewayError>> {
+    tokio::spawn(async move {
         match execute(Some(&services), job).await {
             // Never sent to the ERP: the key is free for a retry.
             Err(e @ (GatewayError::Overloaded { .. } | GatewayError::StoreUnavailable)) => {
@@ -150,8 +160,7 @@ async fn serve(
             Ok(res) => Ok(services.keys.finish(&scoped, &fingerprint, res).await),
             Err(e) => Ok(services.keys.finish(&scoped, &fingerprint, e.response()).await),
         }
-    });
-    task.await.unwrap_or_else(|e| Err(GatewayError::Internal(format!("the request task failed: {e}"))))
+    })
 }
 
 /// Authentication and the route's scopes; `Who` is empty on open routes.
@@ -273,22 +282,22 @@ struct Job {
 /// Queues the call, answers it from the cache, or sends it.
 async fn execute(services: Option<&Services>, job: Job) -> Result<Response, GatewayError> {
     let route = job.route.clone();
+    // The queue and the cache are boxed: their futures are large, and the direct call below,
+    // the common path, would otherwise carry their size and copy it on every poll chain.
     if route.queued.is_some() {
-        return enqueue(services, job).await;
+        return Box::pin(enqueue(services, job)).await;
     }
     let Some(cache) = &route.cache else {
         return Ok(fetch(&route, job.call.envelope, job.forward).await?.response(None));
     };
     let key = cache.key(&job.call.input, &job.call.route_header, job.who.principal.as_deref());
     let mut loaded = false;
-    let answer = cache
-        .entries
-        .try_get_with(key, async {
-            loaded = true;
-            fetch(&route, job.call.envelope, job.forward).await.map(Arc::new)
-        })
-        .await
-        .map_err(GatewayError::Shared)?;
+    let answer = Box::pin(cache.entries.try_get_with(key, async {
+        loaded = true;
+        fetch(&route, job.call.envelope, job.forward).await.map(Arc::new)
+    }))
+    .await
+    .map_err(GatewayError::Shared)?;
     telemetry::cache(&route.id, !loaded);
     Ok(answer.response(Some(cache)))
 }

@@ -5,6 +5,7 @@
 //! with zero or one occurrence, `null` for `xsi:nil`, attributes as keys. A DOCTYPE is
 //! refused outright and only the five predefined entities exist, so nothing expands.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use quick_xml::events::{BytesStart, Event};
@@ -100,7 +101,7 @@ fn decode<S: Sink>(
     let text = xmltext::to_utf8(bytes).map_err(DecodeError::Malformed)?;
     // Axis-style rpc/encoded replies point at shared values with href="#id"; inline them.
     let text = match super::multiref::inline(&text) {
-        Ok(Some(inlined)) => std::borrow::Cow::Owned(inlined),
+        Ok(Some(inlined)) => Cow::Owned(inlined),
         Ok(None) => text,
         Err(super::multiref::MultirefError::Malformed(e)) => return Err(DecodeError::Malformed(e)),
         Err(super::multiref::MultirefError::Graph(e)) => return Err(DecodeError::Schema(e)),
@@ -131,7 +132,7 @@ trait Sink {
     fn untyped(v: Value) -> Self::V;
 }
 
-type Key<'s> = std::borrow::Cow<'s, str>;
+type Key<'s> = Cow<'s, str>;
 
 /// Builds [`Value`]s.
 struct Tree;
@@ -184,7 +185,8 @@ impl Sink for Text {
         if b { b"true".to_vec() } else { b"false".to_vec() }
     }
     fn number(n: Number) -> Vec<u8> {
-        n.to_string().into_bytes()
+        // Numbers keep their text (arbitrary precision): no formatting pass.
+        n.as_str().as_bytes().to_vec()
     }
     fn string(s: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(s.len() + 2);
@@ -579,7 +581,7 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
         }
         match &el.ty {
             TypeRef::Simple(st) => {
-                let text = if open.empty { String::new() } else { self.text()? };
+                let text = if open.empty { Cow::Borrowed("") } else { self.text()? };
                 let v = self.typed(st, &text)?;
                 Ok(if select.is_empty() { v } else { S::null() })
             }
@@ -680,6 +682,9 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
                         self.child(ct, &mut slots, &mut extras, Open { start, empty: true }, depth, select)?
                     }
                     Event::End(_) => break,
+                    // Text between children only matters for simple content; the whitespace
+                    // of a pretty-printed document is not gathered.
+                    Event::Text(_) | Event::CData(_) if ct.simple_content.is_none() => {}
                     Event::Text(t) => text.push_str(&t.xml10_content()),
                     Event::CData(t) => text.push_str(&t.xml10_content()),
                     Event::GeneralRef(r) => text.push(xmltext::resolve_ref(&r).map_err(DecodeError::Malformed)?),
@@ -803,14 +808,22 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
         Ok(format!("{head}{decls}{rest}"))
     }
 
-    /// Text content of a simple element up to its end tag.
-    fn text(&mut self) -> Result<String, DecodeError> {
-        let mut text = String::new();
+    /// Text content of a simple element up to its end tag: borrowed from the document when
+    /// it is one piece (no references, CDATA sections or line ends to normalise), as most are.
+    fn text(&mut self) -> Result<Cow<'x, str>, DecodeError> {
+        let mut text = Cow::Borrowed("");
+        let append = |text: &mut Cow<'x, str>, piece: Cow<'x, str>| {
+            if text.is_empty() {
+                *text = piece;
+            } else {
+                text.to_mut().push_str(&piece);
+            }
+        };
         loop {
             match self.next()? {
-                Event::Text(t) => text.push_str(&t.xml10_content()),
-                Event::CData(t) => text.push_str(&t.xml10_content()),
-                Event::GeneralRef(r) => text.push(xmltext::resolve_ref(&r).map_err(DecodeError::Malformed)?),
+                Event::Text(t) => append(&mut text, t.xml10_content()),
+                Event::CData(t) => append(&mut text, t.xml10_content()),
+                Event::GeneralRef(r) => text.to_mut().push(xmltext::resolve_ref(&r).map_err(DecodeError::Malformed)?),
                 Event::End(_) => return Ok(text),
                 Event::Start(start) => {
                     let open = Open { start, empty: false };

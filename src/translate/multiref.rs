@@ -49,9 +49,8 @@ fn off_boundary() -> MultirefError {
 /// The text with every `href="#…"` inlined, or `None` when it has none.
 pub fn inline(text: &str) -> Result<Option<String>, MultirefError> {
     // One scan on the hot path: most responses have no `href="#…"` at all.
-    let has_refs = text
-        .match_indices("href=")
-        .any(|(i, _)| matches!(text.as_bytes().get(i + 5..i + 7), Some([b'"' | b'\'', b'#'])));
+    let has_refs = memchr::memmem::find_iter(text.as_bytes(), b"href=")
+        .any(|i| matches!(text.as_bytes().get(i + 5..i + 7), Some([b'"' | b'\'', b'#'])));
     if !has_refs {
         return Ok(None);
     }
