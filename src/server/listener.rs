@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use axum_server::tls_rustls::RustlsConfig;
 use hyper::body::Incoming;
@@ -22,6 +21,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
+
+use super::stack::App;
 
 /// Connection-level limits of one listener.
 #[derive(Debug, Clone)]
@@ -43,7 +44,7 @@ impl Limits {
 /// then stops accepting and gives open connections `drain` to finish.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     tls: Option<RustlsConfig>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -150,7 +151,7 @@ async fn handshake(
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_on_threads(
     listener: TcpListener,
-    app: Router,
+    app: App,
     tls: Option<RustlsConfig>,
     limits: Limits,
     stop: watch::Receiver<bool>,

@@ -93,7 +93,7 @@ impl AppState {
 
 /// The application: fixed endpoints, configured routes as the fallback, and the middleware
 /// stack around both.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: AppState) -> stack::App {
     let router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -234,7 +234,7 @@ pub async fn run_with_drain(
             tracing::info!(local = %l.local_addr()?, "metrics listener");
             let router = Router::new().route("/metrics", get(metrics_page));
             let limits = listener::Limits::new(server.header_timeout, server.max_connections);
-            Some(tokio::spawn(listener::serve(l, router, None, limits, stopped(), drain)))
+            Some(tokio::spawn(listener::serve(l, stack::bare(router), None, limits, stopped(), drain)))
         }
         None => None,
     };

@@ -1,12 +1,17 @@
 //! The middleware stack, in one place. Layers listed first wrap everything after them.
 
 use std::any::Any;
+use std::convert::Infallible;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -16,26 +21,42 @@ use super::AppState;
 use crate::backend::REQUEST_ID;
 use crate::error::{GatewayError, bare_status_problem};
 
-/// Wraps the app in the gateway's middleware.
-pub fn wrap(router: Router, state: AppState) -> Router {
+/// The whole application as one service, as the listeners serve it: a request from hyper in,
+/// a response out.
+pub type App = BoxCloneSyncService<axum::http::Request<Incoming>, Response, Infallible>;
+
+/// An application without middleware (the metrics listener), as the listeners serve it.
+pub fn bare(router: Router) -> App {
+    BoxCloneSyncService::new(router)
+}
+
+/// Wraps the app in the gateway's middleware: one service around the whole router, so a
+/// request clones the stack once (a few `Arc`s), where `Router::layer` would box and clone
+/// each layer again for every route it reaches.
+pub fn wrap(router: Router, state: AppState) -> App {
     let request_id = HeaderName::from_static(REQUEST_ID);
-    // `Router::layer` wraps everything added before it: read from the bottom up for the
-    // order a request passes through.
-    router
+    // Listed outermost first: the order a request passes through.
+    let stack = ServiceBuilder::new()
+        // One body type for the listeners (the trace layer wraps the body to time it).
+        .map_response(IntoResponse::into_response)
+        // Credentials never reach logs: marked before the trace layer sees headers.
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        // Every request gets an id (a client's own is kept) before anything logs.
+        .layer(SetRequestIdLayer::new(request_id.clone(), FastRequestId))
+        .layer(TraceLayer::new_for_http())
+        // The id goes back to the client, to match their logs with ours.
+        .layer(PropagateRequestIdLayer::new(request_id))
+        // Errors produced by the layers below come without a body: give them one.
+        .map_response(problem_for_bare_errors)
+        .map_response(IntoResponse::into_response)
+        // A panic anywhere below becomes a 500 problem, never a dropped connection.
+        .layer(CatchPanicLayer::custom(panic_problem))
+        .map_request(|req: axum::http::Request<Incoming>| req.map(Body::new))
         // A whole-request deadline, above the per-backend timeouts; read from the current
         // snapshot, so a reload changes it.
         .layer(axum::middleware::from_fn_with_state(state, deadline))
-        // A panic anywhere below becomes a 500 problem, never a dropped connection.
-        .layer(CatchPanicLayer::custom(panic_problem))
-        // Errors produced by the layers below come without a body: give them one.
-        .layer(axum::middleware::map_response(problem_for_bare_errors))
-        // The id goes back to the client, to match their logs with ours.
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
-        // Every request gets an id (a client's own is kept) before anything logs.
-        .layer(SetRequestIdLayer::new(request_id, FastRequestId))
-        // Credentials never reach logs: marked before the trace layer sees headers.
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .service(router);
+    BoxCloneSyncService::new(stack)
 }
 
 /// Request ids without a syscall per request: a random 64-bit prefix drawn once per process
@@ -64,7 +85,7 @@ async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Re
     }
 }
 
-async fn problem_for_bare_errors(res: Response) -> Response {
+fn problem_for_bare_errors(res: Response) -> Response {
     // Only bodyless errors (no content type) come from layers; anything with a body was
     // written on purpose (problem+json, or RFC 6749 errors at the token endpoint).
     let bare = !res.headers().contains_key(header::CONTENT_TYPE);
