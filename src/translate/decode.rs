@@ -575,7 +575,9 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
         if depth > MAX_DEPTH {
             return Err(DecodeError::Schema(format!("elements nest deeper than {MAX_DEPTH} levels")));
         }
-        if open.start.attributes().has_nil(self.r.resolver()) {
+        // Most elements have no attributes at all: then there is no xsi:nil to look for.
+        let attributed = !open.start.attributes_raw().trim_ascii_start().is_empty();
+        if attributed && open.start.attributes().has_nil(self.r.resolver()) {
             self.skip(open)?;
             return Ok(S::null());
         }
@@ -658,7 +660,8 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
         // One slot per attribute and child, filled as the document goes and emitted in schema
         // order at the end: no key is inserted twice and arrays exist even when empty.
         let mut attrs: Vec<Option<S::V>> = ct.attributes.iter().map(|_| None).collect();
-        for attr in open.start.attributes().flatten() {
+        let declared = if ct.attributes.is_empty() { None } else { Some(open.start.attributes()) };
+        for attr in declared.into_iter().flatten().flatten() {
             let key = attr.key.local_name();
             let Some(i) = ct.attributes.iter().position(|a| a.name == key.as_ref()) else {
                 continue;
