@@ -9,8 +9,9 @@ use std::borrow::Cow;
 use std::str::FromStr;
 
 use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::NamespaceResolver;
 use quick_xml::name::{QName, ResolveResult};
-use quick_xml::reader::NsReader;
+use quick_xml::reader::Reader;
 use serde_json::{Map, Number, Value};
 
 use super::XSI;
@@ -107,7 +108,10 @@ fn decode<S: Sink>(
         Err(super::multiref::MultirefError::Graph(e)) => return Err(DecodeError::Schema(e)),
     };
     let mut d = Decoder::<S> {
-        r: NsReader::from_str(&text),
+        r: Reader::from_str(&text),
+        ns: NamespaceResolver::default(),
+        scopes: Vec::with_capacity(16),
+        pending_pop: false,
         text: &text,
         schema,
         faults,
@@ -395,7 +399,16 @@ pub(crate) fn subtype(schema: &SchemaSet, ct: &ComplexType, ns: &str, local: &st
 }
 
 struct Decoder<'x, 's, S: Sink> {
-    r: NsReader<&'x [u8]>,
+    r: Reader<&'x [u8]>,
+    /// Namespace bindings in scope. Kept here rather than by quick-xml's `NsReader`, which
+    /// pushes a scope for every element: most elements of a response declare nothing, and
+    /// only those with attributes can.
+    ns: NamespaceResolver,
+    /// For each open element, whether it pushed a scope.
+    scopes: Vec<bool>,
+    /// The scope of the element just closed (or empty) goes at the next read, as `NsReader`
+    /// does.
+    pending_pop: bool,
     /// The whole document, for raw-XML capture of `xsd:any` content.
     text: &'x str,
     schema: &'s SchemaSet,
@@ -433,14 +446,38 @@ struct Open<'x> {
 
 impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
     fn next(&mut self) -> Result<Event<'x>, DecodeError> {
-        match self.r.read_event() {
-            Ok(Event::DocType(_)) => Err(DecodeError::Doctype),
-            Ok(Event::Eof) => {
-                Err(DecodeError::Malformed("the response ends before the SOAP envelope is complete".into()))
-            }
-            Ok(e) => Ok(e),
-            Err(e) => Err(DecodeError::Malformed(format!("at byte {}: {e}", self.r.error_position()))),
+        if std::mem::take(&mut self.pending_pop) {
+            self.ns.pop();
         }
+        let event = match self.r.read_event() {
+            Ok(Event::DocType(_)) => return Err(DecodeError::Doctype),
+            Ok(Event::Eof) => {
+                return Err(DecodeError::Malformed("the response ends before the SOAP envelope is complete".into()));
+            }
+            Ok(e) => e,
+            Err(e) => return Err(DecodeError::Malformed(format!("at byte {}: {e}", self.r.error_position()))),
+        };
+        match &event {
+            Event::Start(start) => {
+                let pushed = self.push_scope(start)?;
+                self.scopes.push(pushed);
+            }
+            Event::Empty(start) => self.pending_pop = self.push_scope(start)?,
+            Event::End(_) => self.pending_pop = self.scopes.pop() == Some(true),
+            _ => {}
+        }
+        Ok(event)
+    }
+
+    /// Enters an element's namespace scope if it can declare any (it has attributes).
+    fn push_scope(&mut self, start: &BytesStart<'x>) -> Result<bool, DecodeError> {
+        if start.attributes_raw().trim_ascii_start().is_empty() {
+            return Ok(false);
+        }
+        self.ns
+            .push(start)
+            .map_err(|e| DecodeError::Malformed(format!("at byte {}: {e}", self.r.buffer_position())))?;
+        Ok(true)
     }
 
     /// The next start tag, skipping whitespace, comments and PIs; `None` at an end tag.
@@ -467,7 +504,7 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
 
     /// The namespace URI and local name of a start tag.
     fn name_of(&self, start: &BytesStart<'x>) -> (String, String) {
-        let (ns, local) = self.r.resolver().resolve_element(start.name());
+        let (ns, local) = self.ns.resolve_element(start.name());
         let ns = match ns {
             ResolveResult::Bound(n) => n.0.to_string(),
             _ => String::new(),
@@ -479,6 +516,10 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
         if !open.empty {
             let end = open.start.name();
             self.r.read_to_end(end).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+            // Its end tag is read: nothing inside can be resolved any more.
+            if self.scopes.pop() == Some(true) {
+                self.ns.pop();
+            }
         }
         Ok(())
     }
@@ -577,7 +618,7 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
         }
         // Most elements have no attributes at all: then there is no xsi:nil to look for.
         let attributed = !open.start.attributes_raw().trim_ascii_start().is_empty();
-        if attributed && open.start.attributes().has_nil(self.r.resolver()) {
+        if attributed && open.start.attributes().has_nil(&self.ns) {
             self.skip(open)?;
             return Ok(S::null());
         }
@@ -618,7 +659,7 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
 
     /// `xsi:type` of a start tag, resolved to `(namespace, local name)`.
     fn xsi_type(&self, start: &BytesStart<'x>) -> Option<(String, String)> {
-        let resolver = self.r.resolver();
+        let resolver = &self.ns;
         let attr = start.attributes().flatten().find(|a| {
             let (ns, local) = resolver.resolve_attribute(a.key);
             matches!(ns, ResolveResult::Bound(n) if n.0 == XSI) && local.as_ref() == "type"
@@ -799,7 +840,7 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
             }
             // Resolving a made-up name with the prefix gives the prefix's namespace.
             let probe = if prefix.is_empty() { "x".to_string() } else { format!("{prefix}:x") };
-            if let (ResolveResult::Bound(ns), _) = self.r.resolver().resolve_element(QName(&probe)) {
+            if let (ResolveResult::Bound(ns), _) = self.ns.resolve_element(QName(&probe)) {
                 decls.push_str(&format!(" {decl}=\"{}\"", ns.0.replace('&', "&amp;").replace('"', "&quot;")));
             }
         }
