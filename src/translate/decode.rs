@@ -174,9 +174,19 @@ impl Sink for Tree {
 struct Text;
 
 impl Text {
+    /// `s` as a JSON string, as serde_json writes it. Keys and most values have nothing to
+    /// escape (serde_json escapes quotes, backslashes and control characters only) and are
+    /// copied between quotes.
     fn quoted(out: &mut Vec<u8>, s: &str) {
-        // Writing a `str` into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
+        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            out.reserve(s.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        } else {
+            // Writing a `str` into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, s);
+        }
     }
 }
 
@@ -778,8 +788,12 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
         depth: usize,
         select: &[String],
     ) -> Result<(), DecodeError> {
-        let local = open.start.local_name();
-        let Some(i) = ct.children.iter().position(|c| c.name == local.as_ref()) else {
+        // The local name, found with a byte loop (quick-xml's `local_name` runs a `str::find`,
+        // which costs more than the names are long).
+        let name = open.start.name();
+        let qname: &str = name.as_ref();
+        let local = qname.bytes().position(|b| b == b':').map_or(qname, |i| &qname[i + 1..]);
+        let Some(i) = ct.children.iter().position(|c| c.name == local) else {
             if ct.open && self.schema.any_as_xml {
                 // xsd:any as raw XML: the element as written, made standalone.
                 let fragment = self.fragment(&open)?;
@@ -948,6 +962,18 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Strings are written as serde_json writes them, whether or not they need escaping.
+    #[test]
+    fn quoted_strings_are_what_serde_json_writes() {
+        for s in
+            ["plain", "", "quote \" inside", "back\\slash", "tab\there", "nul\u{0}", "Ø 622 mm", "\u{7f}del", "\u{1f}"]
+        {
+            let mut out = Vec::new();
+            Text::quoted(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).expect("json"), "{s:?}");
+        }
+    }
 
     /// The same puts, and what they leave, whether the keys are searched or indexed.
     #[test]
