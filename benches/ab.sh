@@ -20,9 +20,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 # shellcheck source=benches/config.sh
 source "$ROOT/benches/config.sh"
-"$BIN_A" keys new --dir "$WORK/keys" >/dev/null
-SECRET=$("$BIN_A" client new --id bench --scopes items:read | sed -n 's/^client_secret: //p')
-HASH=$(printf '%s' "$SECRET" | "$BIN_A" client hash)
+bench_credentials "$WORK" "$BIN_A"
 for side in a b; do mkdir -p "$WORK/$side" && cp -r "$WORK/keys" "$WORK/$side/keys"; done
 bench_config "$WORK/a" 18091 http://127.0.0.1:18091 "$HASH" "$BIN_A" "${EXTRA_A:-}"
 bench_config "$WORK/b" 18092 http://127.0.0.1:18091 "$HASH" "$BIN_B" "${EXTRA_B:-}"

@@ -28,9 +28,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 # shellcheck source=benches/config.sh
 source "$ROOT/benches/config.sh"
-"$BIN" keys new --dir "$WORK/keys" >/dev/null
-SECRET=$("$BIN" client new --id bench --scopes items:read | sed -n 's/^client_secret: //p')
-HASH=$(printf '%s' "$SECRET" | "$BIN" client hash)
+bench_credentials "$WORK" "$BIN"
 bench_config "$WORK" "$PORT" "http://127.0.0.1:$PORT" "$HASH" "$BIN"
 
 (cd "$LOAD" && mkdir -p run && exec nginx -p "$LOAD/" -c nginx/backend.conf -e run/backend-error.log) &

@@ -31,11 +31,9 @@ fi
 # A config for the harness's backend: its WSDL, one route, a client, limits that never bind.
 CONF="$(mktemp -d)"
 trap 'rm -rf "$CONF"' EXIT
-"$BIN" keys new --dir "$CONF/keys" >/dev/null
-SECRET=$("$BIN" client new --id bench --scopes items:read | sed -n 's/^client_secret: //p')
-HASH=$(printf '%s' "$SECRET" | "$BIN" client hash)
 # shellcheck source=benches/config.sh
 source "$ROOT/benches/config.sh"
+bench_credentials "$CONF" "$BIN"
 bench_config "$CONF" "$PORT" "http://127.0.0.1:$PORT" "$HASH" "$BIN"
 
 # A token, fetched from a short-lived instance; the benchmark instance shares its keys.
