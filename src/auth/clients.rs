@@ -48,6 +48,9 @@ thread_local! {
     static MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// The most memory a secret hash may ask for, in KiB (OWASP recommends 19–46 MiB).
+const MAX_MEMORY_KIB: u32 = 256 * 1024;
+
 /// What verifying against a PHC string needs, read from it without hashing anything.
 struct Phc {
     argon2: Argon2<'static>,
@@ -61,6 +64,11 @@ impl Phc {
     fn read(phc: &str) -> Result<Phc, String> {
         let parsed = PasswordHash::new(phc).map_err(|e| e.to_string())?;
         let params = Params::try_from(&parsed).map_err(|e| e.to_string())?;
+        // Each check holds `m` KiB per hashing thread: a hash asking for gigabytes would
+        // take them at the first login instead of failing here.
+        if params.m_cost() > MAX_MEMORY_KIB {
+            return Err(format!("its memory cost m={} KiB is above {MAX_MEMORY_KIB} KiB (256 MiB)", params.m_cost()));
+        }
         let algorithm = argon2::Algorithm::try_from(parsed.algorithm.as_str()).map_err(|e| e.to_string())?;
         let version = parsed.version.map(Version::try_from).transpose().map_err(|e| e.to_string())?.unwrap_or_default();
         let salt = parsed.salt.ok_or("it has no salt")?;
@@ -146,6 +154,7 @@ mod tests {
             format!("$argon2id$v=19$m=lots,t=2,p=1${salt}$Sg3ThwLzY0Yf4cXqBKQqbkhnG6hKSCqgMGdkLzT6mUU"),
             format!("$argon2id$v=7$m=19456,t=2,p=1${salt}$Sg3ThwLzY0Yf4cXqBKQqbkhnG6hKSCqgMGdkLzT6mUU"),
             "$argon2id$v=19$m=19456,t=2,p=1".to_string(),
+            format!("$argon2id$v=19$m=4194304,t=2,p=1${salt}$Sg3ThwLzY0Yf4cXqBKQqbkhnG6hKSCqgMGdkLzT6mUU"),
         ] {
             assert!(check_hash(&broken).is_err(), "{broken}");
         }

@@ -448,6 +448,11 @@ fn goes_below(select: &[String], key: &str) -> bool {
     !below(select, key).is_empty()
 }
 
+/// Whether a start tag has any attributes (namespace declarations included).
+fn has_attributes(start: &BytesStart<'_>) -> bool {
+    !start.attributes_raw().trim_ascii_start().is_empty()
+}
+
 /// A start tag and whether it was self-closing.
 struct Open<'x> {
     start: BytesStart<'x>,
@@ -481,7 +486,7 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
 
     /// Enters an element's namespace scope if it can declare any (it has attributes).
     fn push_scope(&mut self, start: &BytesStart<'x>) -> Result<bool, DecodeError> {
-        if start.attributes_raw().trim_ascii_start().is_empty() {
+        if !has_attributes(start) {
             return Ok(false);
         }
         self.ns
@@ -627,8 +632,7 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
             return Err(DecodeError::Schema(format!("elements nest deeper than {MAX_DEPTH} levels")));
         }
         // Most elements have no attributes at all: then there is no xsi:nil to look for.
-        let attributed = !open.start.attributes_raw().trim_ascii_start().is_empty();
-        if attributed && open.start.attributes().has_nil(&self.ns) {
+        if has_attributes(&open.start) && open.start.attributes().has_nil(&self.ns) {
             self.skip(open)?;
             return Ok(S::null());
         }
