@@ -206,6 +206,44 @@ fn parse_time(text: &str) -> bool {
     split_tz(text.trim()).is_some_and(|t| t.len() >= 8 && NaiveTime::parse_from_str(t, "%H:%M:%S%.f").is_ok())
 }
 
+/// Whether `text` is a JSON number exactly as RFC 8259 writes one (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`),
+/// and so can be copied into JSON as it is. The decoder asks this of every numeric value;
+/// parsing into a `serde_json::Number` would accept the same texts but copy each one.
+pub fn is_json_number(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    i = match b.get(i) {
+        Some(b'0') => i + 1,
+        Some(b'1'..=b'9') => digits(i + 1),
+        _ => return false,
+    };
+    if b.get(i) == Some(&b'.') {
+        let end = digits(i + 1);
+        if end == i + 1 {
+            return false;
+        }
+        i = end;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let end = digits(i);
+        if end == i {
+            return false;
+        }
+        i = end;
+    }
+    i == b.len()
+}
+
 /// Rewrites an XSD decimal/float lexical form into a valid JSON number, keeping every digit
 /// (`+1.50` → `1.50`, `.5` → `0.5`, `007` → `7`). `None` for forms JSON cannot carry (`NaN`, `INF`).
 pub fn json_number_text(text: &str) -> Option<String> {
@@ -281,7 +319,38 @@ pub fn plain_decimal(text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use super::*;
+
+    /// Every string of up to five characters from the alphabet numbers are made of (and one
+    /// that is not): accepted exactly when serde_json parses it as a number.
+    #[test]
+    fn json_numbers_are_what_serde_json_accepts() {
+        let alphabet = ['0', '1', '9', '.', 'e', 'E', '+', '-', 'x'];
+        let mut texts = vec![String::new()];
+        let mut checked = 0;
+        for _ in 0..5 {
+            let mut longer = Vec::new();
+            for t in &texts {
+                for c in alphabet {
+                    let s = format!("{t}{c}");
+                    let serde = serde_json::Number::from_str(&s).is_ok();
+                    assert_eq!(is_json_number(&s), serde, "{s:?}");
+                    checked += 1;
+                    longer.push(s);
+                }
+            }
+            texts = longer;
+        }
+        assert_eq!(checked, 9 + 81 + 729 + 6561 + 59049);
+        for s in ["12345678901234567890123456789.123456789", "1e999999", "-0.0e-0", "1520.25"] {
+            assert!(is_json_number(s) && serde_json::Number::from_str(s).is_ok(), "{s}");
+        }
+        for s in ["", " 1", "1 ", "+1", ".5", "5.", "01", "1e", "NaN", "INF", "١"] {
+            assert!(!is_json_number(s), "{s:?}");
+        }
+    }
 
     #[test]
     fn integers_respect_their_ranges() {

@@ -17,7 +17,7 @@ use serde_json::{Map, Number, Value};
 use super::XSI;
 use super::fault::{self, Fault, XNode};
 use super::xmltext;
-use crate::schema::builtin::{JsonKind, json_number_text, parse_bool};
+use crate::schema::builtin::{JsonKind, is_json_number, json_number_text, parse_bool};
 use crate::schema::{
     ComplexType, Element, SIMPLE_CONTENT_KEY, SchemaSet, SimpleType, SoapVersion, TYPE_KEY, TypeId, TypeRef, XML_KEY,
 };
@@ -70,13 +70,22 @@ pub fn response(expected: &Element, schema: &SchemaSet, bytes: &[u8]) -> Result<
 }
 
 /// [`response`], typing fault details that match the operation's declared `wsdl:fault`s.
+/// The tree is read back from the JSON text [`response_json`] writes, so both are typed
+/// by the same code; the request path uses the text.
 pub fn response_with_faults(
     expected: &Element,
     faults: &[Element],
     schema: &SchemaSet,
     bytes: &[u8],
 ) -> Result<Decoded, DecodeError> {
-    decode::<Tree>(expected, faults, schema, bytes, &[])
+    match response_json(expected, faults, schema, bytes, &[])? {
+        Decoded::Fault(f) => Ok(Decoded::Fault(f)),
+        // The text is ours and valid JSON; serde_json's nesting limit (128) is the one way
+        // reading it back can fail, on a response that nests deeper than that.
+        Decoded::Body(text) => serde_json::from_slice(&text)
+            .map(Decoded::Body)
+            .map_err(|e| DecodeError::Schema(format!("the response nests too deeply to read as a tree: {e}"))),
+    }
 }
 
 /// [`response_with_faults`], with the body written straight as JSON text (no tree is built
@@ -89,16 +98,6 @@ pub fn response_json(
     bytes: &[u8],
     select: &[String],
 ) -> Result<Decoded<Vec<u8>>, DecodeError> {
-    decode::<Text>(expected, faults, schema, bytes, select)
-}
-
-fn decode<S: Sink>(
-    expected: &Element,
-    faults: &[Element],
-    schema: &SchemaSet,
-    bytes: &[u8],
-    select: &[String],
-) -> Result<Decoded<S::V>, DecodeError> {
     let text = xmltext::to_utf8(bytes).map_err(DecodeError::Malformed)?;
     // Axis-style rpc/encoded replies point at shared values with href="#id"; inline them.
     let text = match super::multiref::inline(&text) {
@@ -107,7 +106,7 @@ fn decode<S: Sink>(
         Err(super::multiref::MultirefError::Malformed(e)) => return Err(DecodeError::Malformed(e)),
         Err(super::multiref::MultirefError::Graph(e)) => return Err(DecodeError::Schema(e)),
     };
-    let mut d = Decoder::<S> {
+    let mut d = Decoder {
         r: Reader::from_str(&text),
         ns: NamespaceResolver::default(),
         scopes: Vec::with_capacity(16),
@@ -116,126 +115,79 @@ fn decode<S: Sink>(
         schema,
         faults,
         path: Vec::new(),
-        sink: std::marker::PhantomData,
+        out: Vec::with_capacity(text.len()),
+        fields: Vec::with_capacity(32),
+        entries: Entries::with_capacity(16),
     };
-    d.envelope(expected, select)
+    Ok(match d.envelope(expected, select)? {
+        Decoded::Body(()) => Decoded::Body(d.out),
+        Decoded::Fault(f) => Decoded::Fault(f),
+    })
 }
 
-/// How the decoder builds values: a [`Value`] tree ([`Tree`]) or JSON text ([`Text`]).
-/// The decoder decides structure, order and types; a sink only writes them down.
-trait Sink {
-    type V;
-    fn null() -> Self::V;
-    fn boolean(b: bool) -> Self::V;
-    fn number(n: Number) -> Self::V;
-    fn string(s: &str) -> Self::V;
-    fn array(items: Vec<Self::V>) -> Self::V;
-    /// Keys are unique, in output order.
-    fn object(entries: Vec<(Key<'_>, Self::V)>) -> Self::V;
-    /// Untyped content (`xsd:any` read as a tree).
-    fn untyped(v: Value) -> Self::V;
+/// Writes `s` as a JSON string, as serde_json writes it. Keys and most values have nothing
+/// to escape (serde_json escapes quotes, backslashes and control characters only) and are
+/// copied between quotes.
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a `str` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// Writes an untyped value (`xsd:any` read as a tree), or the value at `path` within it.
+fn write_untyped(out: &mut Vec<u8>, v: &Value, path: &[String]) {
+    let v = path.iter().try_fold(v, |v, k| v.get(k)).unwrap_or(&Value::Null);
+    // Writing a `Value` into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 type Key<'s> = Cow<'s, str>;
 
-/// Builds [`Value`]s.
-struct Tree;
+/// One value of a complex element being read, written to the decoder's output: which of
+/// the element's fields it is (see [`FieldNo`]) and where its JSON text lies.
+#[derive(Clone, Copy)]
+struct Field {
+    no: usize,
+    start: usize,
+    end: usize,
+}
 
-impl Sink for Tree {
-    type V = Value;
-    fn null() -> Value {
-        Value::Null
+/// Numbers a complex type's fields in the order their keys are written: the attributes,
+/// the simple content, then the children (an `xsi:type` name goes first, from the schema).
+struct FieldNo {
+    attributes: usize,
+}
+
+impl FieldNo {
+    fn attribute(&self, i: usize) -> usize {
+        i
     }
-    fn boolean(b: bool) -> Value {
-        Value::Bool(b)
+    fn simple_content(&self) -> usize {
+        self.attributes
     }
-    fn number(n: Number) -> Value {
-        Value::Number(n)
-    }
-    fn string(s: &str) -> Value {
-        Value::String(s.to_string())
-    }
-    fn array(items: Vec<Value>) -> Value {
-        Value::Array(items)
-    }
-    fn object(entries: Vec<(Key<'_>, Value)>) -> Value {
-        let mut map = Map::with_capacity(entries.len());
-        for (k, v) in entries {
-            map.insert(k.into_owned(), v);
-        }
-        Value::Object(map)
-    }
-    fn untyped(v: Value) -> Value {
-        v
+    fn child(&self, i: usize) -> usize {
+        self.attributes + 1 + i
     }
 }
 
-/// Writes JSON text, each value into its own buffer.
-struct Text;
-
-impl Text {
-    /// `s` as a JSON string, as serde_json writes it. Keys and most values have nothing to
-    /// escape (serde_json escapes quotes, backslashes and control characters only) and are
-    /// copied between quotes.
-    fn quoted(out: &mut Vec<u8>, s: &str) {
-        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-            out.reserve(s.len() + 2);
-            out.push(b'"');
-            out.extend_from_slice(s.as_bytes());
-            out.push(b'"');
-        } else {
-            // Writing a `str` into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, s);
-        }
-    }
-}
-
-impl Sink for Text {
-    type V = Vec<u8>;
-    fn null() -> Vec<u8> {
-        b"null".to_vec()
-    }
-    fn boolean(b: bool) -> Vec<u8> {
-        if b { b"true".to_vec() } else { b"false".to_vec() }
-    }
-    fn number(n: Number) -> Vec<u8> {
-        // Numbers keep their text (arbitrary precision): no formatting pass.
-        n.as_str().as_bytes().to_vec()
-    }
-    fn string(s: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(s.len() + 2);
-        Text::quoted(&mut out, s);
-        out
-    }
-    fn array(items: Vec<Vec<u8>>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(2 + items.iter().map(|i| i.len() + 1).sum::<usize>());
-        out.push(b'[');
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(item);
-        }
-        out.push(b']');
-        out
-    }
-    fn object(entries: Vec<(Key<'_>, Vec<u8>)>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(2 + entries.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>());
-        out.push(b'{');
-        for (i, (k, v)) in entries.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            Text::quoted(&mut out, k);
-            out.push(b':');
-            out.extend_from_slice(v);
-        }
-        out.push(b'}');
-        out
-    }
-    fn untyped(v: Value) -> Vec<u8> {
-        serde_json::to_vec(&v).unwrap_or_else(|_| b"null".to_vec())
-    }
+/// Where a key's value comes from when an element's object is put together.
+#[derive(Clone, Copy)]
+enum Source<'s> {
+    /// JSON text in the output, from..to.
+    Text(usize, usize),
+    /// An array of the values `fields[from..to]`.
+    Items(usize, usize),
+    /// A string from the schema (the `xsi:type` name).
+    Str(&'s str),
+    /// Undeclared content: the decoder's `extras[i]`.
+    Extra(usize),
+    Null,
 }
 
 /// An object's entries as they are gathered: a key seen again replaces the value in its
@@ -278,8 +230,18 @@ impl<'s, V> Entries<'s, V> {
         }
     }
 
-    fn take(mut self, k: &str) -> Option<V> {
+    fn take(&mut self, k: &str) -> Option<V> {
         self.position(k).map(|i| self.list.swap_remove(i).1)
+    }
+
+    fn new() -> Self {
+        Entries { list: Vec::new(), index: None }
+    }
+
+    /// Empties it for the next element, keeping the allocation.
+    fn clear(&mut self) {
+        self.list.clear();
+        self.index = None;
     }
 }
 
@@ -408,7 +370,7 @@ pub(crate) fn subtype(schema: &SchemaSet, ct: &ComplexType, ns: &str, local: &st
     exact.or_else(|| ct.subtypes.iter().find(named)).copied()
 }
 
-struct Decoder<'x, 's, S: Sink> {
+struct Decoder<'x, 's> {
     r: Reader<&'x [u8]>,
     /// Namespace bindings in scope. Kept here rather than by quick-xml's `NsReader`, which
     /// pushes a scope for every element: most elements of a response declare nothing, and
@@ -424,14 +386,13 @@ struct Decoder<'x, 's, S: Sink> {
     schema: &'s SchemaSet,
     faults: &'s [Element],
     path: Vec<&'s str>,
-    sink: std::marker::PhantomData<S>,
-}
-
-/// What a complex element holds for one child while it is being read.
-enum Slot<V> {
-    Empty,
-    One(V),
-    Many(Vec<V>),
+    /// The JSON text written so far. Every value is written here once, in document order;
+    /// a complex element's fields are then replaced by its object (see [`Decoder::assemble`]).
+    out: Vec<u8>,
+    /// The fields written for the complex elements being read, innermost last.
+    fields: Vec<Field>,
+    /// Kept between elements so that putting an object together allocates nothing.
+    entries: Entries<'s, Source<'s>>,
 }
 
 /// The part of a key path (`select`) that applies below key `key`: the rest of the path
@@ -459,7 +420,7 @@ struct Open<'x> {
     empty: bool,
 }
 
-impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
+impl<'x, 's> Decoder<'x, 's> {
     fn next(&mut self) -> Result<Event<'x>, DecodeError> {
         if std::mem::take(&mut self.pending_pop) {
             self.ns.pop();
@@ -539,7 +500,7 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
         Ok(())
     }
 
-    fn envelope(&mut self, expected: &'s Element, select: &[String]) -> Result<Decoded<S::V>, DecodeError> {
+    fn envelope(&mut self, expected: &'s Element, select: &[String]) -> Result<Decoded<()>, DecodeError> {
         let root = loop {
             match self.next()? {
                 Event::Start(start) => break start,
@@ -594,7 +555,7 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
         version: SoapVersion,
         expected: &'s Element,
         select: &[String],
-    ) -> Result<Decoded<S::V>, DecodeError> {
+    ) -> Result<Decoded<()>, DecodeError> {
         let Some(open) = self.next_open()? else {
             return Err(DecodeError::Schema("the SOAP Body is empty".into()));
         };
@@ -606,9 +567,9 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
             Decoded::Fault(f)
         } else if local == expected.name {
             self.path.push(&expected.name);
-            let v = self.value(expected, &open, 0, select)?;
+            self.value(expected, &open, 0, select)?;
             self.path.pop();
-            Decoded::Body(v)
+            Decoded::Body(())
         } else {
             return Err(DecodeError::Schema(format!("expected <{}> in the SOAP Body, found <{local}>", expected.name)));
         };
@@ -619,28 +580,23 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
         Ok(decoded)
     }
 
-    /// Decodes one occurrence of `el` whose start tag was just read: the value at `select`
+    /// Writes one occurrence of `el` whose start tag was just read: the value at `select`
     /// within it (empty: all of it).
-    fn value(
-        &mut self,
-        el: &'s Element,
-        open: &Open<'x>,
-        depth: usize,
-        select: &[String],
-    ) -> Result<S::V, DecodeError> {
+    fn value(&mut self, el: &'s Element, open: &Open<'x>, depth: usize, select: &[String]) -> Result<(), DecodeError> {
         if depth > MAX_DEPTH {
             return Err(DecodeError::Schema(format!("elements nest deeper than {MAX_DEPTH} levels")));
         }
         // Most elements have no attributes at all: then there is no xsi:nil to look for.
         if has_attributes(&open.start) && open.start.attributes().has_nil(&self.ns) {
             self.skip(open)?;
-            return Ok(S::null());
+            self.out.extend_from_slice(b"null");
+            return Ok(());
         }
+        let start = self.out.len();
         match &el.ty {
             TypeRef::Simple(st) => {
                 let text = if open.empty { Cow::Borrowed("") } else { self.text()? };
-                let v = self.typed(st, &text)?;
-                Ok(if select.is_empty() { v } else { S::null() })
+                self.typed(st, &text)?;
             }
             TypeRef::Complex(id) => {
                 let schema = self.schema;
@@ -653,22 +609,19 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
                     ct = schema.complex(sub);
                     substituted = ct.local_name();
                 }
-                if let Some(item) = &ct.array_item {
-                    let v = self.array(item, open, depth)?;
-                    return Ok(if select.is_empty() { v } else { S::null() });
+                match &ct.array_item {
+                    Some(item) => self.array(item, open, depth)?,
+                    None => return self.complex(ct, open, depth, select, substituted),
                 }
-                let mut entries = Entries::with_capacity(ct.attributes.len() + ct.children.len() + 1);
-                if let Some(name) = substituted {
-                    let v = if goes_below(select, TYPE_KEY) { S::null() } else { S::string(name) };
-                    entries.put(TYPE_KEY.into(), v, false);
-                }
-                self.complex(ct, open, depth, select, &mut entries)?;
-                Ok(match select.first() {
-                    None => S::object(entries.list),
-                    Some(key) => entries.take(key).unwrap_or_else(S::null),
-                })
             }
         }
+        // A simple value or an array is checked and written whole; a path below it leads
+        // nowhere.
+        if !select.is_empty() {
+            self.out.truncate(start);
+            self.out.extend_from_slice(b"null");
+        }
+        Ok(())
     }
 
     /// `xsi:type` of a start tag, resolved to `(namespace, local name)`.
@@ -688,56 +641,61 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
     }
 
     /// A SOAP-encoded array: every child element is one item, whatever its name.
-    fn array(&mut self, item: &'s Element, open: &Open<'x>, depth: usize) -> Result<S::V, DecodeError> {
-        let mut items = Vec::new();
-        if open.empty {
-            return Ok(S::array(items));
+    fn array(&mut self, item: &'s Element, open: &Open<'x>, depth: usize) -> Result<(), DecodeError> {
+        self.out.push(b'[');
+        if !open.empty {
+            let mut first = true;
+            while let Some(child) = self.next_open()? {
+                if !std::mem::take(&mut first) {
+                    self.out.push(b',');
+                }
+                self.path.push(&item.name);
+                self.value(item, &child, depth + 1, &[])?;
+                self.path.pop();
+            }
         }
-        while let Some(child) = self.next_open()? {
-            self.path.push(&item.name);
-            items.push(self.value(item, &child, depth + 1, &[])?);
-            self.path.pop();
-        }
-        Ok(S::array(items))
+        self.out.push(b']');
+        Ok(())
     }
 
-    /// Reads a complex element's attributes, text and children into `entries`, in schema
-    /// order whatever the document's order. The child at the head of `select` is decoded
-    /// down the rest of the path; entries under that key that cannot hold it become `null`.
+    /// Writes a complex element's object: its attributes, text and children are written as
+    /// the document gives them, then put together in schema order (see [`Decoder::assemble`]).
+    /// The child at the head of `select` is decoded down the rest of the path.
     fn complex(
         &mut self,
         ct: &'s ComplexType,
         open: &Open<'x>,
         depth: usize,
         select: &[String],
-        entries: &mut Entries<'s, S::V>,
+        substituted: Option<&'s str>,
     ) -> Result<(), DecodeError> {
-        // One slot per attribute and child, filled as the document goes and emitted in schema
-        // order at the end: no key is inserted twice and arrays exist even when empty.
-        let mut attrs: Vec<Option<S::V>> = ct.attributes.iter().map(|_| None).collect();
-        let declared = if ct.attributes.is_empty() { None } else { Some(open.start.attributes()) };
-        for attr in declared.into_iter().flatten().flatten() {
-            let key = attr.key.local_name();
-            let Some(i) = ct.attributes.iter().position(|a| a.name == key.as_ref()) else {
-                continue;
-            };
-            let value = attr
-                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-            attrs[i] = Some(self.typed(&ct.attributes[i].ty, &value)?);
+        let start = self.out.len();
+        let base = self.fields.len();
+        let no = FieldNo { attributes: ct.attributes.len() };
+        if !ct.attributes.is_empty() && has_attributes(&open.start) {
+            for attr in open.start.attributes().flatten() {
+                let key = attr.key.local_name();
+                let Some(i) = ct.attributes.iter().position(|a| a.name == key.as_ref()) else {
+                    continue;
+                };
+                let value = attr
+                    .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+                let from = self.out.len();
+                self.typed(&ct.attributes[i].ty, &value)?;
+                self.fields.push(Field { no: no.attribute(i), start: from, end: self.out.len() });
+            }
         }
-        let mut slots: Vec<Slot<S::V>> =
-            ct.children.iter().map(|c| if c.is_array() { Slot::Many(Vec::new()) } else { Slot::Empty }).collect();
         let mut extras: Vec<(String, Value)> = Vec::new();
         let mut text = String::new();
         if !open.empty {
             loop {
                 match self.next()? {
                     Event::Start(start) => {
-                        self.child(ct, &mut slots, &mut extras, Open { start, empty: false }, depth, select)?
+                        self.child(ct, &no, &mut extras, Open { start, empty: false }, depth, select)?
                     }
                     Event::Empty(start) => {
-                        self.child(ct, &mut slots, &mut extras, Open { start, empty: true }, depth, select)?
+                        self.child(ct, &no, &mut extras, Open { start, empty: true }, depth, select)?
                     }
                     Event::End(_) => break,
                     // Text between children only matters for simple content; the whitespace
@@ -750,43 +708,19 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
                 }
             }
         }
-        // Anything under the selected key that was not decoded down the path.
-        let whole = |key: &str, v: S::V| if goes_below(select, key) { S::null() } else { v };
-        for (a, v) in ct.attributes.iter().zip(attrs) {
-            if let Some(v) = v {
-                entries.put(a.json_name.as_str().into(), whole(&a.json_name, v), false);
-            }
-        }
         if let Some(st) = &ct.simple_content {
-            let v = self.typed(st, &text)?;
-            entries.put(SIMPLE_CONTENT_KEY.into(), whole(SIMPLE_CONTENT_KEY, v), false);
+            let from = self.out.len();
+            self.typed(st, &text)?;
+            self.fields.push(Field { no: no.simple_content(), start: from, end: self.out.len() });
         }
-        for (c, slot) in ct.children.iter().zip(slots) {
-            match slot {
-                Slot::Empty => {}
-                Slot::One(v) => entries.put(c.json_name.as_str().into(), v, false),
-                Slot::Many(items) => {
-                    entries.put(c.json_name.as_str().into(), whole(&c.json_name, S::array(items)), false)
-                }
-            }
-        }
-        for (k, v) in extras {
-            // A declared field always wins over an undeclared one of the same key.
-            let path = below(select, &k);
-            let v = if path.is_empty() {
-                S::untyped(v)
-            } else {
-                S::untyped(path.iter().try_fold(&v, |v, k| v.get(k)).cloned().unwrap_or(Value::Null))
-            };
-            entries.put(k.into(), v, true);
-        }
+        self.assemble(ct, &no, start, base, select, substituted, &extras);
         Ok(())
     }
 
     fn child(
         &mut self,
         ct: &'s ComplexType,
-        slots: &mut [Slot<S::V>],
+        no: &FieldNo,
         extras: &mut Vec<(String, Value)>,
         open: Open<'x>,
         depth: usize,
@@ -825,14 +759,110 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
         let el = &ct.children[i];
         // Only a single element can hold the rest of the path; an array selects to `null`.
         let select = if el.is_array() { &[][..] } else { below(select, &el.json_name) };
+        let from = self.out.len();
         self.path.push(&el.name);
-        let v = self.value(el, &open, depth + 1, select)?;
+        self.value(el, &open, depth + 1, select)?;
         self.path.pop();
-        match &mut slots[i] {
-            Slot::Many(items) => items.push(v),
-            slot => *slot = Slot::One(v),
-        }
+        self.fields.push(Field { no: no.child(i), start: from, end: self.out.len() });
         Ok(())
+    }
+
+    /// Replaces the fields a complex element wrote from `start` (`self.fields[base..]`, in
+    /// document order) by its object: keys in schema order whatever the document's order,
+    /// a repeated element's last value in its first place, arrays even when empty, and
+    /// undeclared content after the declared. With a `select` path, by the value at it.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        &mut self,
+        ct: &'s ComplexType,
+        no: &FieldNo,
+        start: usize,
+        base: usize,
+        select: &[String],
+        substituted: Option<&'s str>,
+        extras: &[(String, Value)],
+    ) {
+        // Stable, and linear when the document's order is the schema's (as it nearly always is).
+        self.fields[base..].sort_by_key(|f| f.no);
+        let mut entries = std::mem::replace(&mut self.entries, Entries::new());
+        entries.clear();
+        // Anything under the selected key that was not decoded down the path.
+        let whole = |key: &str, v: Source<'s>| if goes_below(select, key) { Source::Null } else { v };
+        // The fields numbered `n`, as a range of `self.fields`; they come in order of number.
+        let mut at = base;
+        let fields = &self.fields;
+        let mut run = |n: usize| {
+            let from = at;
+            while fields.get(at).is_some_and(|f| f.no == n) {
+                at += 1;
+            }
+            (from, at)
+        };
+        let last =
+            |(from, to): (usize, usize)| (to > from).then(|| Source::Text(fields[to - 1].start, fields[to - 1].end));
+        if let Some(name) = substituted {
+            entries.put(TYPE_KEY.into(), whole(TYPE_KEY, Source::Str(name)), false);
+        }
+        for (i, a) in ct.attributes.iter().enumerate() {
+            if let Some(v) = last(run(no.attribute(i))) {
+                entries.put(a.json_name.as_str().into(), whole(&a.json_name, v), false);
+            }
+        }
+        if ct.simple_content.is_some()
+            && let Some(v) = last(run(no.simple_content()))
+        {
+            entries.put(SIMPLE_CONTENT_KEY.into(), whole(SIMPLE_CONTENT_KEY, v), false);
+        }
+        for (i, c) in ct.children.iter().enumerate() {
+            let (from, to) = run(no.child(i));
+            if c.is_array() {
+                entries.put(c.json_name.as_str().into(), whole(&c.json_name, Source::Items(from, to)), false);
+            } else if let Some(v) = last((from, to)) {
+                entries.put(c.json_name.as_str().into(), v, false);
+            }
+        }
+        for (i, (k, _)) in extras.iter().enumerate() {
+            // A declared field always wins over an undeclared one of the same key.
+            entries.put(Cow::Owned(k.clone()), Source::Extra(i), true);
+        }
+        // The object is written after the fields, then moved down over them.
+        let tail = self.out.len();
+        let (out, fields) = (&mut self.out, &self.fields);
+        let write = |out: &mut Vec<u8>, v: Source<'s>, path: &[String]| match v {
+            Source::Text(from, to) => out.extend_from_within(from..to),
+            Source::Items(from, to) => {
+                out.push(b'[');
+                for (i, f) in fields[from..to].iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_within(f.start..f.end);
+                }
+                out.push(b']');
+            }
+            Source::Str(s) => write_string(out, s),
+            Source::Extra(i) => write_untyped(out, &extras[i].1, path),
+            Source::Null => out.extend_from_slice(b"null"),
+        };
+        match select.split_first() {
+            None => {
+                out.push(b'{');
+                for (i, (k, v)) in entries.list.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_string(out, k);
+                    out.push(b':');
+                    write(out, *v, &[]);
+                }
+                out.push(b'}');
+            }
+            Some((key, path)) => write(out, entries.take(key).unwrap_or(Source::Null), path),
+        }
+        out.copy_within(tail.., start);
+        out.truncate(start + (out.len() - tail));
+        self.fields.truncate(base);
+        self.entries = entries;
     }
 
     /// The element just opened, as written in the document up to its end tag, with the
@@ -896,34 +926,51 @@ impl<'x, 's, S: Sink> Decoder<'x, 's, S> {
         }
     }
 
-    fn typed(&self, st: &SimpleType, text: &str) -> Result<S::V, DecodeError> {
+    /// Writes a simple value typed by `st`.
+    fn typed(&mut self, st: &SimpleType, text: &str) -> Result<(), DecodeError> {
         if st.list {
             let item = SimpleType { list: false, ..st.clone() };
-            return text.split_whitespace().map(|t| self.typed(&item, t)).collect::<Result<_, _>>().map(S::array);
+            self.out.push(b'[');
+            for (i, t) in text.split_whitespace().enumerate() {
+                if i > 0 {
+                    self.out.push(b',');
+                }
+                self.typed(&item, t)?;
+            }
+            self.out.push(b']');
+            return Ok(());
         }
         if let Some(member) = st.union_member(text.trim()) {
             return self.typed(member, text);
         }
         let kind = st.base.json_kind();
         if kind != JsonKind::String && text.trim().is_empty() {
-            return Ok(S::null()); // ERPs write <Qty/> for "no value".
+            self.out.extend_from_slice(b"null"); // ERPs write <Qty/> for "no value".
+            return Ok(());
         }
         match kind {
-            JsonKind::String => Ok(S::string(text)),
-            JsonKind::Boolean => parse_bool(text).map(S::boolean).ok_or_else(|| self.mismatch(text, "a boolean")),
+            JsonKind::String => write_string(&mut self.out, text),
+            JsonKind::Boolean => {
+                let b = parse_bool(text).ok_or_else(|| self.mismatch(text, "a boolean"))?;
+                self.out.extend_from_slice(if b { b"true" } else { b"false" });
+            }
             JsonKind::Number => {
-                // Most ERP numbers are already valid JSON; only odd forms (+1, .5, 007) are rewritten.
-                let parsed = Number::from_str(text.trim())
-                    .ok()
-                    .or_else(|| json_number_text(text).and_then(|t| Number::from_str(&t).ok()));
-                match parsed {
-                    Some(n) => Ok(S::number(n)),
+                // Most ERP numbers are already valid JSON and are copied, every digit kept;
+                // only odd forms (+1, .5, 007) are rewritten.
+                let t = text.trim();
+                if is_json_number(t) {
+                    self.out.extend_from_slice(t.as_bytes());
+                } else if let Some(n) = json_number_text(t).filter(|n| is_json_number(n)) {
+                    self.out.extend_from_slice(n.as_bytes());
+                } else if matches!(t, "INF" | "-INF" | "NaN") {
                     // xs:float/double may be INF or NaN, which JSON numbers cannot hold.
-                    None if matches!(text.trim(), "INF" | "-INF" | "NaN") => Ok(S::string(text.trim())),
-                    None => Err(self.mismatch(text, st.base.describe())),
+                    write_string(&mut self.out, t);
+                } else {
+                    return Err(self.mismatch(text, st.base.describe()));
                 }
             }
         }
+        Ok(())
     }
 
     fn mismatch(&self, text: &str, expected: &str) -> DecodeError {
@@ -974,9 +1021,72 @@ mod tests {
             ["plain", "", "quote \" inside", "back\\slash", "tab\there", "nul\u{0}", "Ø 622 mm", "\u{7f}del", "\u{1f}"]
         {
             let mut out = Vec::new();
-            Text::quoted(&mut out, s);
+            write_string(&mut out, s);
             assert_eq!(out, serde_json::to_vec(s).expect("json"), "{s:?}");
         }
+    }
+
+    const ORDER_WSDL: &str = r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/"
+        xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:xs="http://www.w3.org/2001/XMLSchema"
+        xmlns:t="urn:x" targetNamespace="urn:x">
+      <types><xs:schema targetNamespace="urn:x" elementFormDefault="qualified">
+        <xs:element name="R"><xs:complexType>
+          <xs:sequence>
+            <xs:element name="A" type="xs:string" minOccurs="0"/>
+            <xs:element name="B" type="xs:int" minOccurs="0" maxOccurs="unbounded"/>
+            <xs:element name="C" type="xs:string" minOccurs="0"/>
+            <xs:element name="Id" type="xs:string" minOccurs="0"/>
+          </xs:sequence>
+          <xs:attribute name="id" type="xs:int"/>
+        </xs:complexType></xs:element>
+      </xs:schema></types>
+      <message name="In"><part name="p" element="t:R"/></message>
+      <message name="Out"><part name="p" element="t:R"/></message>
+      <portType name="P"><operation name="Op"><input message="t:In"/><output message="t:Out"/></operation></portType>
+      <binding name="B" type="t:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
+        <operation name="Op"><soap:operation soapAction="Op"/><input><soap:body use="literal"/></input>
+        <output><soap:body use="literal"/></output></operation></binding>
+    </definitions>"#;
+
+    /// Values are written in the document's order and put together in the schema's: keys in
+    /// schema order, a repeated single element's last value in its first place, an array's
+    /// items gathered across other fields, absent arrays empty; a path selects through it.
+    #[test]
+    fn objects_take_the_schema_order_whatever_the_document_order() {
+        let model = crate::schema::wsdl::read(ORDER_WSDL.as_bytes(), Default::default()).expect("wsdl");
+        let op = model.operation("Op").expect("op");
+        let decode = |inner: &str, select: &[&str]| {
+            let xml = format!(
+                r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>{inner}</s:Body></s:Envelope>"#
+            );
+            let select: Vec<String> = select.iter().map(|s| s.to_string()).collect();
+            match response_json(&op.output, &[], &model.schema, xml.as_bytes(), &select) {
+                Ok(Decoded::Body(b)) => String::from_utf8(b).expect("utf-8"),
+                other => panic!("{inner}: {other:?}"),
+            }
+        };
+        let shuffled = r#"<R xmlns="urn:x" id="7"><C>c1</C><B>1</B><A>a</A><B>2</B><C>c2</C></R>"#;
+        assert_eq!(decode(shuffled, &[]), r#"{"id":7,"a":"a","b":[1,2],"c":"c2"}"#);
+        assert_eq!(decode(r#"<R xmlns="urn:x"><C>c</C></R>"#, &[]), r#"{"b":[],"c":"c"}"#);
+        assert_eq!(decode(r#"<R xmlns="urn:x"/>"#, &[]), r#"{"b":[]}"#);
+        assert_eq!(decode(shuffled, &["c"]), r#""c2""#);
+        assert_eq!(decode(shuffled, &["b"]), "[1,2]");
+        assert_eq!(decode(shuffled, &["id"]), "7");
+        for path in [&["b", "x"][..], &["a", "x"], &["nothing"], &["id", "x"]] {
+            assert_eq!(decode(shuffled, path), "null", "{path:?}");
+        }
+        // The attribute `id` and the element `Id` share a key: the later field wins, in the
+        // first one's place.
+        let both = r#"<R xmlns="urn:x" id="7"><Id>x</Id><A>a</A></R>"#;
+        assert_eq!(decode(both, &[]), r#"{"id":"x","a":"a","b":[]}"#);
+        assert_eq!(decode(both, &["id"]), r#""x""#);
+        // A bad value is an error even where the path does not lead.
+        let bad = r#"<R xmlns="urn:x"><B>one</B><C>c</C></R>"#;
+        let xml = format!(
+            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>{bad}</s:Body></s:Envelope>"#
+        );
+        let err = response_json(&op.output, &[], &model.schema, xml.as_bytes(), &["c".into()]);
+        assert!(matches!(err, Err(DecodeError::Schema(ref m)) if m.contains("/R/B")), "{err:?}");
     }
 
     /// The same puts, and what they leave, whether the keys are searched or indexed.
