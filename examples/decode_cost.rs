@@ -1,6 +1,7 @@
 //! Decoding cost in instructions, which unlike time does not move with a noisy machine:
 //! the `GET /items/{no}` response decoded `N` times, either as the request path does it
-//! (`text`: straight to JSON text) or through a `Value` tree serialised afterwards (`tree`).
+//! (`text`: straight to JSON text) or through a `Value` tree serialised afterwards (`tree`);
+//! or (`wide`) a record of 80 fields, the width of an ERP page such as a NAV sales line.
 //!
 //!   cargo build --release --example decode_cost
 //!   valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/decode_cost text 2000
@@ -16,16 +17,9 @@ use veneer::translate::decode::{self, Decoded};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const WSDL: &str = include_str!("../config/wsdl/sample-erp.wsdl");
-fn main() {
-    let mode = std::env::args().nth(1).unwrap_or_default();
-    if mode != "text" && mode != "tree" {
-        eprintln!("usage: decode_cost text|tree [N [ROWS]]");
-        std::process::exit(2);
-    }
-    let n: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
-    let rows: usize = std::env::args().nth(3).and_then(|s| s.parse().ok()).unwrap_or(3);
-    let model = wsdl::read(WSDL.as_bytes(), ReadOptions::default()).expect("wsdl");
-    let op = model.operation("GetItem").expect("op");
+const WIDE_FIELDS: usize = 80;
+
+fn item_response(rows: usize) -> String {
     let mut xml = String::from(
         r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetItemResponse xmlns="urn:veneer:sample-erp"><GetItemResult><No>1000</No><Description>Hydraulic pump HP-200</Description><Base_Unit_of_Measure>PCS</Base_Unit_of_Measure><Inventory>1520.25</Inventory><Unit_Price>12345678901234567.123456</Unit_Price><Blocked>false</Blocked><Last_Date_Modified>2026-11-20T14:03:11Z</Last_Date_Modified>"#,
     );
@@ -35,21 +29,59 @@ fn main() {
         ));
     }
     xml.push_str("</GetItemResult></GetItemResponse></soap:Body></soap:Envelope>");
-    let select: Vec<String> = vec![];
+    xml
+}
+
+/// A WSDL whose response is one record of `WIDE_FIELDS` string fields, and such a response.
+fn wide() -> (String, String) {
+    let fields: String =
+        (0..WIDE_FIELDS).map(|i| format!(r#"<xs:element name="Field_{i}" type="xs:string" minOccurs="0"/>"#)).collect();
+    let wsdl = format!(
+        r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
+        xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:t="urn:x" targetNamespace="urn:x">
+      <types><xs:schema targetNamespace="urn:x" elementFormDefault="qualified">
+        <xs:element name="Line"><xs:complexType><xs:sequence>{fields}</xs:sequence></xs:complexType></xs:element>
+      </xs:schema></types>
+      <message name="Line"><part name="p" element="t:Line"/></message>
+      <portType name="P"><operation name="GetItem"><input message="t:Line"/><output message="t:Line"/></operation></portType>
+      <binding name="B" type="t:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
+        <operation name="GetItem"><soap:operation soapAction="Get"/><input><soap:body use="literal"/></input>
+        <output><soap:body use="literal"/></output></operation></binding>
+    </definitions>"#
+    );
+    let body: String = (0..WIDE_FIELDS).map(|i| format!("<Field_{i}>value {i}</Field_{i}>")).collect();
+    let xml = format!(
+        r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><Line xmlns="urn:x">{body}</Line></s:Body></s:Envelope>"#
+    );
+    (wsdl, xml)
+}
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    if !["text", "tree", "wide"].contains(&mode.as_str()) {
+        eprintln!("usage: decode_cost text|tree|wide [N [ROWS]]");
+        std::process::exit(2);
+    }
+    let n: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let rows: usize = std::env::args().nth(3).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let (wsdl, xml) = if mode == "wide" { wide() } else { (WSDL.to_string(), item_response(rows)) };
+    let model = wsdl::read(wsdl.as_bytes(), ReadOptions::default()).expect("wsdl");
+    let op = model.operation("GetItem").expect("op");
     let mut total = 0;
     for _ in 0..n {
-        if mode == "text" {
-            if let Ok(Decoded::Body(b)) =
-                decode::response_json(&op.output, &op.faults, &model.schema, xml.as_bytes(), &select)
+        if mode == "tree" {
+            if let Ok(Decoded::Body(v)) =
+                decode::response_with_faults(&op.output, &op.faults, &model.schema, xml.as_bytes())
             {
-                total += b.len();
+                total += serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(0);
             }
-        } else if let Ok(Decoded::Body(v)) =
-            decode::response_with_faults(&op.output, &op.faults, &model.schema, xml.as_bytes())
+        } else if let Ok(Decoded::Body(b)) =
+            decode::response_json(&op.output, &op.faults, &model.schema, xml.as_bytes(), &[])
         {
-            let sel = select.iter().try_fold(&v, |v, k| v.get(k)).unwrap_or(&serde_json::Value::Null);
-            total += serde_json::to_vec(sel).map(|b| b.len()).unwrap_or(0);
+            total += b.len();
         }
     }
+    // A decoding error would make every figure meaningless.
+    assert!(n == 0 || total > 0, "nothing decoded");
     println!("{total}");
 }

@@ -33,6 +33,17 @@ impl SchemaSet {
     pub fn complex(&self, id: TypeId) -> &ComplexType {
         &self.types[id]
     }
+
+    /// Sets [`ComplexType::distinct_keys`] on every type, once the types are complete.
+    pub fn mark_distinct_keys(&mut self) {
+        for ct in &mut self.types {
+            let mut seen = std::collections::HashSet::new();
+            let simple = ct.simple_content.as_ref().map(|_| SIMPLE_CONTENT_KEY);
+            let keys = [TYPE_KEY].into_iter().chain(ct.attributes.iter().map(|a| a.json_name.as_str()));
+            let mut keys = keys.chain(simple).chain(ct.children.iter().map(|c| c.json_name.as_str()));
+            ct.distinct_keys = keys.all(|k| seen.insert(k));
+        }
+    }
 }
 
 /// One element declaration with its occurrence and type.
@@ -112,6 +123,10 @@ pub struct ComplexType {
     /// A SOAP-encoding array (`soapenc:Array` restricted by `wsdl:arrayType`): the value is
     /// a JSON array of these items, not an object.
     pub array_item: Option<Box<Element>>,
+    /// No two of its JSON keys (`xsi:type`, attributes, simple content, children) are the
+    /// same, so a decoded object needs no duplicate-key check. Set once the whole schema is
+    /// read ([`SchemaSet::mark_distinct_keys`]); `false` is always safe.
+    pub distinct_keys: bool,
 }
 
 impl ComplexType {

@@ -77,6 +77,7 @@ pub fn read(bytes: &[u8], options: ReadOptions) -> Result<ServiceModel, WsdlErro
     reader.set.any_as_xml = options.any_as_xml;
     let (operations, endpoint) = reader.operations(&root, options.soap_version, options.port.as_deref())?;
     reader.link_subtypes();
+    reader.set.mark_distinct_keys();
     if operations.is_empty()
         && let Some(first) = reader.skipped.first()
     {

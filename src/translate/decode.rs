@@ -162,6 +162,8 @@ struct Field {
 /// the simple content, then the children (an `xsi:type` name goes first, from the schema).
 struct FieldNo {
     attributes: usize,
+    /// Where the last child was found in the schema's list, where the next is looked for first.
+    last_child: usize,
 }
 
 impl FieldNo {
@@ -412,6 +414,15 @@ fn goes_below(select: &[String], key: &str) -> bool {
 /// Whether a start tag has any attributes (namespace declarations included).
 fn has_attributes(start: &BytesStart<'_>) -> bool {
     !start.attributes_raw().trim_ascii_start().is_empty()
+}
+
+/// The index in `children` of the one named `local`, looked for from `last` (where the
+/// previous child was found) onwards first: documents follow the schema's order, so a child
+/// is found at once, even in the ERP records with a hundred fields.
+fn find_child(children: &[Element], local: &str, last: usize) -> Option<usize> {
+    let from = last.min(children.len());
+    let named = |c: &Element| c.name == local;
+    children[from..].iter().position(named).map(|i| i + from).or_else(|| children[..from].iter().position(named))
 }
 
 /// A start tag and whether it was self-closing.
@@ -671,7 +682,7 @@ impl<'x, 's> Decoder<'x, 's> {
     ) -> Result<(), DecodeError> {
         let start = self.out.len();
         let base = self.fields.len();
-        let no = FieldNo { attributes: ct.attributes.len() };
+        let mut no = FieldNo { attributes: ct.attributes.len(), last_child: 0 };
         if !ct.attributes.is_empty() && has_attributes(&open.start) {
             for attr in open.start.attributes().flatten() {
                 let key = attr.key.local_name();
@@ -692,10 +703,10 @@ impl<'x, 's> Decoder<'x, 's> {
             loop {
                 match self.next()? {
                     Event::Start(start) => {
-                        self.child(ct, &no, &mut extras, Open { start, empty: false }, depth, select)?
+                        self.child(ct, &mut no, &mut extras, Open { start, empty: false }, depth, select)?
                     }
                     Event::Empty(start) => {
-                        self.child(ct, &no, &mut extras, Open { start, empty: true }, depth, select)?
+                        self.child(ct, &mut no, &mut extras, Open { start, empty: true }, depth, select)?
                     }
                     Event::End(_) => break,
                     // Text between children only matters for simple content; the whitespace
@@ -720,7 +731,7 @@ impl<'x, 's> Decoder<'x, 's> {
     fn child(
         &mut self,
         ct: &'s ComplexType,
-        no: &FieldNo,
+        no: &mut FieldNo,
         extras: &mut Vec<(String, Value)>,
         open: Open<'x>,
         depth: usize,
@@ -731,7 +742,7 @@ impl<'x, 's> Decoder<'x, 's> {
         let name = open.start.name();
         let qname: &str = name.as_ref();
         let local = qname.bytes().position(|b| b == b':').map_or(qname, |i| &qname[i + 1..]);
-        let Some(i) = ct.children.iter().position(|c| c.name == local) else {
+        let Some(i) = find_child(&ct.children, local, no.last_child) else {
             if ct.open && self.schema.any_as_xml {
                 // xsd:any as raw XML: the element as written, made standalone.
                 let fragment = self.fragment(&open)?;
@@ -756,6 +767,7 @@ impl<'x, 's> Decoder<'x, 's> {
             // Elements the WSDL does not declare (newer ERP versions add fields): skipped.
             return self.skip(&open);
         };
+        no.last_child = i;
         let el = &ct.children[i];
         // Only a single element can hold the rest of the path; an array selects to `null`.
         let select = if el.is_array() { &[][..] } else { below(select, &el.json_name) };
@@ -800,25 +812,30 @@ impl<'x, 's> Decoder<'x, 's> {
         };
         let last =
             |(from, to): (usize, usize)| (to > from).then(|| Source::Text(fields[to - 1].start, fields[to - 1].end));
+        // Keys that cannot repeat are appended; the rest replace a value of the same key.
+        let distinct = ct.distinct_keys;
+        let mut put = |k: Key<'s>, v: Source<'s>| {
+            if distinct { entries.list.push((k, v)) } else { entries.put(k, v, false) }
+        };
         if let Some(name) = substituted {
-            entries.put(TYPE_KEY.into(), whole(TYPE_KEY, Source::Str(name)), false);
+            put(TYPE_KEY.into(), whole(TYPE_KEY, Source::Str(name)));
         }
         for (i, a) in ct.attributes.iter().enumerate() {
             if let Some(v) = last(run(no.attribute(i))) {
-                entries.put(a.json_name.as_str().into(), whole(&a.json_name, v), false);
+                put(a.json_name.as_str().into(), whole(&a.json_name, v));
             }
         }
         if ct.simple_content.is_some()
             && let Some(v) = last(run(no.simple_content()))
         {
-            entries.put(SIMPLE_CONTENT_KEY.into(), whole(SIMPLE_CONTENT_KEY, v), false);
+            put(SIMPLE_CONTENT_KEY.into(), whole(SIMPLE_CONTENT_KEY, v));
         }
         for (i, c) in ct.children.iter().enumerate() {
             let (from, to) = run(no.child(i));
             if c.is_array() {
-                entries.put(c.json_name.as_str().into(), whole(&c.json_name, Source::Items(from, to)), false);
+                put(c.json_name.as_str().into(), whole(&c.json_name, Source::Items(from, to)));
             } else if let Some(v) = last((from, to)) {
-                entries.put(c.json_name.as_str().into(), v, false);
+                put(c.json_name.as_str().into(), v);
             }
         }
         for (i, (k, _)) in extras.iter().enumerate() {
@@ -1026,67 +1043,80 @@ mod tests {
         }
     }
 
+    /// `R` has a key twice (the attribute `id` and the element `Id`); `S` is `R` without `Id`.
     const ORDER_WSDL: &str = r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/"
         xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:xs="http://www.w3.org/2001/XMLSchema"
         xmlns:t="urn:x" targetNamespace="urn:x">
       <types><xs:schema targetNamespace="urn:x" elementFormDefault="qualified">
-        <xs:element name="R"><xs:complexType>
-          <xs:sequence>
-            <xs:element name="A" type="xs:string" minOccurs="0"/>
-            <xs:element name="B" type="xs:int" minOccurs="0" maxOccurs="unbounded"/>
-            <xs:element name="C" type="xs:string" minOccurs="0"/>
-            <xs:element name="Id" type="xs:string" minOccurs="0"/>
-          </xs:sequence>
-          <xs:attribute name="id" type="xs:int"/>
-        </xs:complexType></xs:element>
+        <xs:complexType name="S"><xs:sequence>
+          <xs:element name="A" type="xs:string" minOccurs="0"/>
+          <xs:element name="B" type="xs:int" minOccurs="0" maxOccurs="unbounded"/>
+          <xs:element name="C" type="xs:string" minOccurs="0"/>
+        </xs:sequence><xs:attribute name="id" type="xs:int"/></xs:complexType>
+        <xs:element name="S" type="t:S"/>
+        <xs:element name="R"><xs:complexType><xs:complexContent><xs:extension base="t:S">
+          <xs:sequence><xs:element name="Id" type="xs:string" minOccurs="0"/></xs:sequence>
+        </xs:extension></xs:complexContent></xs:complexType></xs:element>
       </xs:schema></types>
-      <message name="In"><part name="p" element="t:R"/></message>
-      <message name="Out"><part name="p" element="t:R"/></message>
-      <portType name="P"><operation name="Op"><input message="t:In"/><output message="t:Out"/></operation></portType>
+      <message name="R"><part name="p" element="t:R"/></message>
+      <message name="S"><part name="p" element="t:S"/></message>
+      <portType name="P">
+        <operation name="GetR"><input message="t:R"/><output message="t:R"/></operation>
+        <operation name="GetS"><input message="t:S"/><output message="t:S"/></operation>
+      </portType>
       <binding name="B" type="t:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
-        <operation name="Op"><soap:operation soapAction="Op"/><input><soap:body use="literal"/></input>
+        <operation name="GetR"><soap:operation soapAction="R"/><input><soap:body use="literal"/></input>
+        <output><soap:body use="literal"/></output></operation>
+        <operation name="GetS"><soap:operation soapAction="S"/><input><soap:body use="literal"/></input>
         <output><soap:body use="literal"/></output></operation></binding>
     </definitions>"#;
 
     /// Values are written in the document's order and put together in the schema's: keys in
     /// schema order, a repeated single element's last value in its first place, an array's
     /// items gathered across other fields, absent arrays empty; a path selects through it.
+    /// Both for a type whose keys are all different and for one that has a key twice.
     #[test]
     fn objects_take_the_schema_order_whatever_the_document_order() {
         let model = crate::schema::wsdl::read(ORDER_WSDL.as_bytes(), Default::default()).expect("wsdl");
-        let op = model.operation("Op").expect("op");
-        let decode = |inner: &str, select: &[&str]| {
-            let xml = format!(
-                r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>{inner}</s:Body></s:Envelope>"#
-            );
-            let select: Vec<String> = select.iter().map(|s| s.to_string()).collect();
-            match response_json(&op.output, &[], &model.schema, xml.as_bytes(), &select) {
-                Ok(Decoded::Body(b)) => String::from_utf8(b).expect("utf-8"),
-                other => panic!("{inner}: {other:?}"),
+        for (name, distinct) in [("S", true), ("R", false)] {
+            let op = model.operation(&format!("Get{name}")).expect("op");
+            let TypeRef::Complex(id) = op.output.ty else { panic!("{name} is complex") };
+            assert_eq!(model.schema.complex(id).distinct_keys, distinct, "{name}");
+            let envelope = |inner: &str| {
+                let inner = inner.replace('R', name);
+                format!(
+                    r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>{inner}</s:Body></s:Envelope>"#
+                )
+            };
+            let decode = |inner: &str, select: &[&str]| {
+                let select: Vec<String> = select.iter().map(|s| s.to_string()).collect();
+                match response_json(&op.output, &[], &model.schema, envelope(inner).as_bytes(), &select) {
+                    Ok(Decoded::Body(b)) => String::from_utf8(b).expect("utf-8"),
+                    other => panic!("{name}: {inner}: {other:?}"),
+                }
+            };
+            let shuffled = r#"<R xmlns="urn:x" id="7"><C>c1</C><B>1</B><A>a</A><B>2</B><C>c2</C></R>"#;
+            assert_eq!(decode(shuffled, &[]), r#"{"id":7,"a":"a","b":[1,2],"c":"c2"}"#, "{name}");
+            assert_eq!(decode(r#"<R xmlns="urn:x"><C>c</C></R>"#, &[]), r#"{"b":[],"c":"c"}"#, "{name}");
+            assert_eq!(decode(r#"<R xmlns="urn:x"/>"#, &[]), r#"{"b":[]}"#, "{name}");
+            assert_eq!(decode(shuffled, &["c"]), r#""c2""#, "{name}");
+            assert_eq!(decode(shuffled, &["b"]), "[1,2]", "{name}");
+            assert_eq!(decode(shuffled, &["id"]), "7", "{name}");
+            for path in [&["b", "x"][..], &["a", "x"], &["nothing"], &["id", "x"]] {
+                assert_eq!(decode(shuffled, path), "null", "{name}: {path:?}");
             }
-        };
-        let shuffled = r#"<R xmlns="urn:x" id="7"><C>c1</C><B>1</B><A>a</A><B>2</B><C>c2</C></R>"#;
-        assert_eq!(decode(shuffled, &[]), r#"{"id":7,"a":"a","b":[1,2],"c":"c2"}"#);
-        assert_eq!(decode(r#"<R xmlns="urn:x"><C>c</C></R>"#, &[]), r#"{"b":[],"c":"c"}"#);
-        assert_eq!(decode(r#"<R xmlns="urn:x"/>"#, &[]), r#"{"b":[]}"#);
-        assert_eq!(decode(shuffled, &["c"]), r#""c2""#);
-        assert_eq!(decode(shuffled, &["b"]), "[1,2]");
-        assert_eq!(decode(shuffled, &["id"]), "7");
-        for path in [&["b", "x"][..], &["a", "x"], &["nothing"], &["id", "x"]] {
-            assert_eq!(decode(shuffled, path), "null", "{path:?}");
+            // A bad value is an error even where the path does not lead.
+            let bad = envelope(r#"<R xmlns="urn:x"><B>one</B><C>c</C></R>"#);
+            let err = response_json(&op.output, &[], &model.schema, bad.as_bytes(), &["c".into()]);
+            assert!(matches!(err, Err(DecodeError::Schema(ref m)) if m.contains("/B")), "{name}: {err:?}");
+            if !distinct {
+                // The attribute `id` and the element `Id` share a key: the later field wins,
+                // in the first one's place.
+                let both = r#"<R xmlns="urn:x" id="7"><Id>x</Id><A>a</A></R>"#;
+                assert_eq!(decode(both, &[]), r#"{"id":"x","a":"a","b":[]}"#);
+                assert_eq!(decode(both, &["id"]), r#""x""#);
+            }
         }
-        // The attribute `id` and the element `Id` share a key: the later field wins, in the
-        // first one's place.
-        let both = r#"<R xmlns="urn:x" id="7"><Id>x</Id><A>a</A></R>"#;
-        assert_eq!(decode(both, &[]), r#"{"id":"x","a":"a","b":[]}"#);
-        assert_eq!(decode(both, &["id"]), r#""x""#);
-        // A bad value is an error even where the path does not lead.
-        let bad = r#"<R xmlns="urn:x"><B>one</B><C>c</C></R>"#;
-        let xml = format!(
-            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>{bad}</s:Body></s:Envelope>"#
-        );
-        let err = response_json(&op.output, &[], &model.schema, xml.as_bytes(), &["c".into()]);
-        assert!(matches!(err, Err(DecodeError::Schema(ref m)) if m.contains("/R/B")), "{err:?}");
     }
 
     /// The same puts, and what they leave, whether the keys are searched or indexed.
