@@ -114,23 +114,41 @@ impl Outcome {
         if self.entries.is_empty() {
             return;
         }
-        use std::fmt::Write;
-        // Two header values written straight into their buffers: this runs on every answer.
+        // Two header values written straight into their buffers, numbers by itoa rather
+        // than the formatting machinery: this runs on every answer.
         let (mut policy, mut state) = (String::with_capacity(64), String::with_capacity(64));
+        let mut digits = itoa::Buffer::new();
         for (i, (n, q, w, d)) in self.entries.iter().enumerate() {
-            let sep = if i == 0 { "" } else { ", " };
-            let _ = write!(policy, "{sep}\"{n}\";q={q};w={w}");
+            if i > 0 {
+                policy.push_str(", ");
+                state.push_str(", ");
+            }
             let (remaining, t) = match d {
                 Decision::Allow { remaining, reset } => (*remaining, ceil_secs(*reset)),
                 Decision::Deny { retry_after } => (0, ceil_secs(*retry_after)),
             };
-            let _ = write!(state, "{sep}\"{n}\";r={remaining};t={t}");
+            item(&mut policy, &mut digits, n, ("q", *q), ("w", *w));
+            item(&mut state, &mut digits, n, ("r", u64::from(remaining)), ("t", t));
         }
         if let (Ok(p), Ok(s)) = (HeaderValue::try_from(policy), HeaderValue::try_from(state)) {
             headers.insert("ratelimit-policy", p);
             headers.insert("ratelimit", s);
         }
     }
+}
+
+/// One policy's item of a RateLimit header: `"name";a=x;b=y`.
+fn item(out: &mut String, digits: &mut itoa::Buffer, name: &str, (a, x): (&str, u64), (b, y): (&str, u64)) {
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\";");
+    out.push_str(a);
+    out.push('=');
+    out.push_str(digits.format(x));
+    out.push(';');
+    out.push_str(b);
+    out.push('=');
+    out.push_str(digits.format(y));
 }
 
 impl Throttle {
@@ -194,5 +212,25 @@ impl RouteLimit {
         let d = self.limit.check(&key).await?;
         out.push(self.limit.name, u64::from(self.limit.rate.burst), self.limit.rate.window_secs(), d);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both headers, item by item, with the draft's syntax: an admitted and a refused policy.
+    #[test]
+    fn ratelimit_headers_list_every_policy() {
+        let mut out = Outcome::default();
+        out.push("client", 5, 3, Decision::Allow { remaining: 4, reset: Duration::from_millis(600) });
+        out.push("day", 100_000, 86_400, Decision::Deny { retry_after: Duration::from_secs(3_600) });
+        let mut headers = HeaderMap::new();
+        out.apply(&mut headers);
+        assert_eq!(headers["ratelimit-policy"], r#""client";q=5;w=3, "day";q=100000;w=86400"#);
+        assert_eq!(headers["ratelimit"], r#""client";r=4;t=1, "day";r=0;t=3600"#);
+        let mut none = HeaderMap::new();
+        Outcome::default().apply(&mut none);
+        assert!(none.is_empty());
     }
 }
