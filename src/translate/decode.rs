@@ -236,10 +236,6 @@ impl<'s, V> Entries<'s, V> {
         self.position(k).map(|i| self.list.swap_remove(i).1)
     }
 
-    fn new() -> Self {
-        Entries { list: Vec::new(), index: None }
-    }
-
     /// Empties it for the next element, keeping the allocation.
     fn clear(&mut self) {
         self.list.clear();
@@ -393,7 +389,8 @@ struct Decoder<'x, 's> {
     out: Vec<u8>,
     /// The fields written for the complex elements being read, innermost last.
     fields: Vec<Field>,
-    /// Kept between elements so that putting an object together allocates nothing.
+    /// An object's keys as it is put together; kept between elements so that this
+    /// allocates nothing.
     entries: Entries<'s, Source<'s>>,
 }
 
@@ -694,7 +691,7 @@ impl<'x, 's> Decoder<'x, 's> {
                     .map_err(|e| DecodeError::Malformed(e.to_string()))?;
                 let from = self.out.len();
                 self.typed(&ct.attributes[i].ty, &value)?;
-                self.fields.push(Field { no: no.attribute(i), start: from, end: self.out.len() });
+                self.written(no.attribute(i), from);
             }
         }
         let mut extras: Vec<(String, Value)> = Vec::new();
@@ -722,7 +719,7 @@ impl<'x, 's> Decoder<'x, 's> {
         if let Some(st) = &ct.simple_content {
             let from = self.out.len();
             self.typed(st, &text)?;
-            self.fields.push(Field { no: no.simple_content(), start: from, end: self.out.len() });
+            self.written(no.simple_content(), from);
         }
         self.assemble(ct, &no, start, base, select, substituted, &extras);
         Ok(())
@@ -775,8 +772,13 @@ impl<'x, 's> Decoder<'x, 's> {
         self.path.push(&el.name);
         self.value(el, &open, depth + 1, select)?;
         self.path.pop();
-        self.fields.push(Field { no: no.child(i), start: from, end: self.out.len() });
+        self.written(no.child(i), from);
         Ok(())
+    }
+
+    /// Records that field `no` of the complex element being read was written from `from` on.
+    fn written(&mut self, no: usize, from: usize) {
+        self.fields.push(Field { no, start: from, end: self.out.len() });
     }
 
     /// Replaces the fields a complex element wrote from `start` (`self.fields[base..]`, in
@@ -796,7 +798,7 @@ impl<'x, 's> Decoder<'x, 's> {
     ) {
         // Stable, and linear when the document's order is the schema's (as it nearly always is).
         self.fields[base..].sort_by_key(|f| f.no);
-        let mut entries = std::mem::replace(&mut self.entries, Entries::new());
+        let entries = &mut self.entries;
         entries.clear();
         // Anything under the selected key that was not decoded down the path.
         let whole = |key: &str, v: Source<'s>| if goes_below(select, key) { Source::Null } else { v };
@@ -879,7 +881,6 @@ impl<'x, 's> Decoder<'x, 's> {
         out.copy_within(tail.., start);
         out.truncate(start + (out.len() - tail));
         self.fields.truncate(base);
-        self.entries = entries;
     }
 
     /// The element just opened, as written in the document up to its end tag, with the
@@ -1116,6 +1117,56 @@ mod tests {
                 assert_eq!(decode(both, &[]), r#"{"id":"x","a":"a","b":[]}"#);
                 assert_eq!(decode(both, &["id"]), r#""x""#);
             }
+        }
+    }
+
+    /// A list nested in itself: every level is an object holding an array, two JSON levels
+    /// per element.
+    const NESTED_WSDL: &str = r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/"
+        xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:xs="http://www.w3.org/2001/XMLSchema"
+        xmlns:t="urn:x" targetNamespace="urn:x">
+      <types><xs:schema targetNamespace="urn:x" elementFormDefault="qualified">
+        <xs:complexType name="Node"><xs:sequence>
+          <xs:element name="Node" type="t:Node" minOccurs="0" maxOccurs="unbounded"/>
+        </xs:sequence></xs:complexType>
+        <xs:element name="Tree" type="t:Node"/>
+      </xs:schema></types>
+      <message name="M"><part name="p" element="t:Tree"/></message>
+      <portType name="P"><operation name="Get"><input message="t:M"/><output message="t:M"/></operation></portType>
+      <binding name="B" type="t:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
+        <operation name="Get"><soap:operation soapAction="Get"/><input><soap:body use="literal"/></input>
+        <output><soap:body use="literal"/></output></operation></binding>
+    </definitions>"#;
+
+    /// Within the decoder's own limit (128 elements) a response decodes as text even where
+    /// its JSON nests deeper than serde_json reads back (128 levels): the tree is then a
+    /// clear error, not a panic or a wrong value. Past the decoder's limit both refuse.
+    #[test]
+    fn nesting_limits_are_errors_for_text_and_tree_alike() {
+        let model = crate::schema::wsdl::read(NESTED_WSDL.as_bytes(), Default::default()).expect("wsdl");
+        let op = model.operation("Get").expect("op");
+        let nested = |levels: usize| {
+            let inner = "<Node>".repeat(levels) + &"</Node>".repeat(levels);
+            format!(
+                r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><Tree xmlns="urn:x">{inner}</Tree></s:Body></s:Envelope>"#
+            )
+        };
+        let shallow = nested(3);
+        let tree = response(&op.output, &model.schema, shallow.as_bytes());
+        assert_eq!(tree, Ok(Decoded::Body(serde_json::json!({"node": [{"node": [{"node": [{"node": []}]}]}]}))));
+
+        let deep = nested(100);
+        let text = response_json(&op.output, &[], &model.schema, deep.as_bytes(), &[]);
+        assert!(matches!(&text, Ok(Decoded::Body(b)) if b.len() > 1000), "{text:?}");
+        let tree = response(&op.output, &model.schema, deep.as_bytes());
+        assert!(matches!(&tree, Err(DecodeError::Schema(m)) if m.contains("nests too deeply")), "{tree:?}");
+
+        let too_deep = nested(MAX_DEPTH + 1);
+        for err in [
+            response_json(&op.output, &[], &model.schema, too_deep.as_bytes(), &[]).map(|_| ()),
+            response(&op.output, &model.schema, too_deep.as_bytes()).map(|_| ()),
+        ] {
+            assert!(matches!(&err, Err(DecodeError::Schema(m)) if m.contains("nest deeper than")), "{err:?}");
         }
     }
 
