@@ -1,6 +1,8 @@
 //! Translation cost: encode + decode of the `GET /items/{no}` message (a decimal, a boolean,
 //! a dateTime and a 3-element array), and decoding a ~1 MB response of 5,000 rows; each decode
 //! both into a `Value` tree and straight into JSON text (what the request path runs).
+//! Beside each decode, quick-xml's reader alone over the same document (every event read,
+//! nothing done with it): the floor any decoder built on it stands on.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
@@ -25,6 +27,20 @@ fn item_response(locations: usize) -> String {
     }
     xml.push_str("</GetItemResult></GetItemResponse></soap:Body></soap:Envelope>");
     xml
+}
+
+/// Reads every event of `xml` with the reader the decoder uses (same settings) and does
+/// nothing with them: what tokenising alone costs.
+fn events_only(xml: &str) -> usize {
+    let mut r = quick_xml::Reader::from_str(xml);
+    let mut starts = 0;
+    loop {
+        match r.read_event().expect("well-formed") {
+            quick_xml::events::Event::Start(_) | quick_xml::events::Event::Empty(_) => starts += 1,
+            quick_xml::events::Event::Eof => return starts,
+            _ => {}
+        }
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -54,6 +70,9 @@ fn benches(c: &mut Criterion) {
         })
     });
     c.bench_function("decode GetItem to JSON text (3 locations)", |b| b.iter(|| json(&small).expect("decode")));
+    c.bench_function("quick-xml events alone, GetItem (3 locations)", |b| {
+        b.iter(|| events_only(std::hint::black_box(&small)))
+    });
     let large = item_response(5_000);
     let mut g = c.benchmark_group("large");
     g.throughput(Throughput::Bytes(large.len() as u64));
@@ -63,6 +82,9 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function(format!("decode {} KiB, 5000 rows, to JSON text", large.len() / 1024), |b| {
         b.iter(|| json(&large).expect("decode"))
+    });
+    g.bench_function(format!("quick-xml events alone, {} KiB, 5000 rows", large.len() / 1024), |b| {
+        b.iter(|| events_only(std::hint::black_box(&large)))
     });
     g.finish();
 }

@@ -359,6 +359,12 @@ async fn missing_and_garbage_authorization_headers() {
         assert_eq!(res.status(), 401, "{header:?}");
         rejected(res, header).await;
     }
+    // Characters no token has are refused as a malformed header, before any verification
+    // (and after the cache is asked, which only ever holds verified tokens).
+    for token in ["a,b.c.d", "a\"b.c.d", "x.y.z%"] {
+        let detail = rejected(f.get_item(Some(token)).await, token).await;
+        assert!(detail.contains("must be `Bearer <token>`"), "{token}: {detail}");
+    }
 }
 
 #[tokio::test]

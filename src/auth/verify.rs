@@ -82,18 +82,34 @@ impl moka::Expiry<Arc<str>, Arc<Principal>> for UntilTokenExpiry {
 
 /// Extracts the token from `Authorization: Bearer <token>`.
 pub fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else { return Err(AuthError::Missing) };
-    let malformed = || invalid("malformed_header", "the Authorization header must be `Bearer <token>`");
-    let value = value.as_bytes();
-    let space = value.iter().position(|&b| b == b' ').ok_or_else(malformed)?;
-    let (scheme, token) = (&value[..space], value[space + 1..].trim_ascii());
-    // RFC 6750 b64token characters only (so ASCII); anything else is not a token we could
-    // have issued. Checked without an early exit, which lets the loop run wide.
-    let b64token = token.iter().fold(true, |ok, &b| ok & B64TOKEN[usize::from(b)]);
-    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() || !b64token {
-        return Err(malformed());
+    let token = after_scheme(headers)?;
+    if !is_b64token(token) {
+        return Err(malformed_header());
     }
-    std::str::from_utf8(token).map_err(|_| malformed())
+    Ok(token)
+}
+
+fn malformed_header() -> AuthError {
+    invalid("malformed_header", "the Authorization header must be `Bearer <token>`")
+}
+
+/// The text after `Bearer ` (the scheme in any case), trimmed and not empty; its characters
+/// are not checked yet (see [`is_b64token`]).
+fn after_scheme(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Err(AuthError::Missing) };
+    let value = value.as_bytes();
+    let space = value.iter().position(|&b| b == b' ').ok_or_else(malformed_header)?;
+    let (scheme, token) = (&value[..space], value[space + 1..].trim_ascii());
+    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() {
+        return Err(malformed_header());
+    }
+    std::str::from_utf8(token).map_err(|_| malformed_header())
+}
+
+/// RFC 6750 b64token characters only (so ASCII); anything else is not a token we could have
+/// issued. Checked without an early exit, which lets the loop run wide.
+fn is_b64token(token: &str) -> bool {
+    token.bytes().fold(true, |ok, b| ok & B64TOKEN[usize::from(b)])
 }
 
 /// The bytes of RFC 6750's b64token: `ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/"`, and
@@ -112,9 +128,14 @@ static B64TOKEN: [bool; 256] = {
 impl Auth {
     /// Authenticates a request's bearer token.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, AuthError> {
-        let token = bearer(headers)?;
+        let token = after_scheme(headers)?;
         if let Some(p) = self.cache.get(token).filter(|p| p.expires_at > now()) {
             return Ok(p);
+        }
+        // Only verified tokens are cached, and those passed this check: a pass over the
+        // whole token, so it is made on a miss only.
+        if !is_b64token(token) {
+            return Err(malformed_header());
         }
         // Boxed: verification (JWKS fetches, introspection) is a large future that the cached
         // path, nearly every request, would otherwise carry and move about.

@@ -114,7 +114,7 @@ pub fn response_json(
         text: &text,
         schema,
         faults,
-        path: Vec::new(),
+        path: Vec::with_capacity(16),
         out: Vec::with_capacity(text.len()),
         fields: Vec::with_capacity(32),
         entries: Entries::with_capacity(16),
@@ -129,7 +129,8 @@ pub fn response_json(
 /// to escape (serde_json escapes quotes, backslashes and control characters only) and are
 /// copied between quotes.
 fn write_string(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // Without an early exit, so that the check runs wide over longer text.
+    if s.bytes().fold(true, |plain, b| plain & (b >= 0x20) & (b != b'"') & (b != b'\\')) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -486,6 +487,13 @@ impl<'x, 's> Decoder<'x, 's> {
         if self.path.is_empty() { "the envelope".into() } else { format!("/{}", self.path.join("/")) }
     }
 
+    /// Whether a start tag is `{ns}local`. Borrows where [`Decoder::name_of`] copies: it
+    /// runs for every child of the envelope and the Body.
+    fn is_named(&self, start: &BytesStart<'x>, ns: &str, local: &str) -> bool {
+        let (bound, name) = self.ns.resolve_element(start.name());
+        name.as_ref() == local && matches!(bound, ResolveResult::Bound(n) if n.0 == ns)
+    }
+
     /// The namespace URI and local name of a start tag.
     fn name_of(&self, start: &BytesStart<'x>) -> (String, String) {
         let (ns, local) = self.ns.resolve_element(start.name());
@@ -536,8 +544,7 @@ impl<'x, 's> Decoder<'x, 's> {
         let env_ns = version.envelope_ns();
         let mut result = None;
         while let Some(open) = self.next_open()? {
-            let (ns, local) = self.name_of(&open.start);
-            if ns != env_ns || local != "Body" {
+            if !self.is_named(&open.start, env_ns, "Body") {
                 self.skip(&open)?; // Header and anything else around the Body.
                 continue;
             }
@@ -567,8 +574,9 @@ impl<'x, 's> Decoder<'x, 's> {
         let Some(open) = self.next_open()? else {
             return Err(DecodeError::Schema("the SOAP Body is empty".into()));
         };
-        let (ns, local) = self.name_of(&open.start);
-        let decoded = if ns == version.envelope_ns() && local == "Fault" {
+        let local = open.start.local_name();
+        let local: &str = local.as_ref();
+        let decoded = if self.is_named(&open.start, version.envelope_ns(), "Fault") {
             let tree = self.tree(&open, 0)?;
             let mut f = fault::from_tree(version, &tree);
             type_fault_detail(&mut f, &tree, self.faults, self.schema);
@@ -958,35 +966,35 @@ impl<'x, 's> Decoder<'x, 's> {
             self.out.push(b']');
             return Ok(());
         }
-        if let Some(member) = st.union_member(text.trim()) {
+        if !st.union.is_empty()
+            && let Some(member) = st.union_member(text.trim())
+        {
             return self.typed(member, text);
         }
         let kind = st.base.json_kind();
-        if kind != JsonKind::String && text.trim().is_empty() {
+        if kind == JsonKind::String {
+            write_string(&mut self.out, text);
+            return Ok(());
+        }
+        let t = text.trim();
+        if t.is_empty() {
             self.out.extend_from_slice(b"null"); // ERPs write <Qty/> for "no value".
             return Ok(());
         }
-        match kind {
-            JsonKind::String => write_string(&mut self.out, text),
-            JsonKind::Boolean => {
-                let b = parse_bool(text).ok_or_else(|| self.mismatch(text, "a boolean"))?;
-                self.out.extend_from_slice(if b { b"true" } else { b"false" });
-            }
-            JsonKind::Number => {
-                // Most ERP numbers are already valid JSON and are copied, every digit kept;
-                // only odd forms (+1, .5, 007) are rewritten.
-                let t = text.trim();
-                if is_json_number(t) {
-                    self.out.extend_from_slice(t.as_bytes());
-                } else if let Some(n) = json_number_text(t).filter(|n| is_json_number(n)) {
-                    self.out.extend_from_slice(n.as_bytes());
-                } else if matches!(t, "INF" | "-INF" | "NaN") {
-                    // xs:float/double may be INF or NaN, which JSON numbers cannot hold.
-                    write_string(&mut self.out, t);
-                } else {
-                    return Err(self.mismatch(text, st.base.describe()));
-                }
-            }
+        if kind == JsonKind::Boolean {
+            let b = parse_bool(text).ok_or_else(|| self.mismatch(text, "a boolean"))?;
+            self.out.extend_from_slice(if b { b"true" } else { b"false" });
+        } else if is_json_number(t) {
+            // Most ERP numbers are already valid JSON and are copied, every digit kept; only
+            // odd forms (+1, .5, 007) are rewritten.
+            self.out.extend_from_slice(t.as_bytes());
+        } else if let Some(n) = json_number_text(t).filter(|n| is_json_number(n)) {
+            self.out.extend_from_slice(n.as_bytes());
+        } else if matches!(t, "INF" | "-INF" | "NaN") {
+            // xs:float/double may be INF or NaN, which JSON numbers cannot hold.
+            write_string(&mut self.out, t);
+        } else {
+            return Err(self.mismatch(text, st.base.describe()));
         }
         Ok(())
     }
