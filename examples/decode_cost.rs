@@ -18,21 +18,12 @@ use veneer::translate::decode::{self, Decoded};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "../benches/support/messages.rs"]
+mod messages;
+use messages::{events_only, item_response};
+
 const WSDL: &str = include_str!("../config/wsdl/sample-erp.wsdl");
 const WIDE_FIELDS: usize = 80;
-
-fn item_response(rows: usize) -> String {
-    let mut xml = String::from(
-        r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetItemResponse xmlns="urn:veneer:sample-erp"><GetItemResult><No>1000</No><Description>Hydraulic pump HP-200</Description><Base_Unit_of_Measure>PCS</Base_Unit_of_Measure><Inventory>1520.25</Inventory><Unit_Price>12345678901234567.123456</Unit_Price><Blocked>false</Blocked><Last_Date_Modified>2026-11-20T14:03:11Z</Last_Date_Modified>"#,
-    );
-    for i in 0..rows {
-        xml.push_str(&format!(
-            "<Location><Code>LOC{i}</Code><Bin>A-{i:04}</Bin><Quantity>{i}.250</Quantity></Location>"
-        ));
-    }
-    xml.push_str("</GetItemResult></GetItemResponse></soap:Body></soap:Envelope>");
-    xml
-}
 
 /// A WSDL whose response is one record of `WIDE_FIELDS` string fields, and such a response.
 fn wide() -> (String, String) {
@@ -56,19 +47,6 @@ fn wide() -> (String, String) {
         r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><Line xmlns="urn:x">{body}</Line></s:Body></s:Envelope>"#
     );
     (wsdl, xml)
-}
-
-/// Every event of `xml` read with the decoder's reader (same settings), the start tags counted.
-fn events_only(xml: &str) -> usize {
-    let mut r = quick_xml::Reader::from_str(std::hint::black_box(xml));
-    let mut starts = 0;
-    loop {
-        match r.read_event().expect("well-formed") {
-            quick_xml::events::Event::Start(_) | quick_xml::events::Event::Empty(_) => starts += 1,
-            quick_xml::events::Event::Eof => return starts,
-            _ => {}
-        }
-    }
 }
 
 fn main() {
