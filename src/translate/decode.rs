@@ -165,6 +165,8 @@ struct FieldNo {
     attributes: usize,
     /// Where the last child was found in the schema's list, where the next is looked for first.
     last_child: usize,
+    /// The object being written in place, while the children come in the schema's order.
+    in_place: Option<InPlace>,
 }
 
 impl FieldNo {
@@ -176,6 +178,82 @@ impl FieldNo {
     }
     fn child(&self, i: usize) -> usize {
         self.attributes + 1 + i
+    }
+}
+
+/// An object written as its children come, for a type whose object is its children alone
+/// (no attributes, simple content or `xsd:any`, all keys different): keys and separators go
+/// before each value, so when the document follows the schema's order, as nearly every one
+/// does, the object is finished at its end tag without being put together and moved (see
+/// [`Decoder::assemble`], which takes over from the recorded fields when a child comes out
+/// of order). The text is then exactly what `assemble` writes.
+struct InPlace {
+    /// The schema index the next new child must be at or after.
+    next: usize,
+    /// The array whose items are being written, if its `[` is open.
+    open_array: Option<usize>,
+    /// Keys written so far.
+    keys: usize,
+}
+
+impl InPlace {
+    /// Opens the object.
+    fn start(out: &mut Vec<u8>) -> Self {
+        out.push(b'{');
+        InPlace { next: 0, open_array: None, keys: 0 }
+    }
+
+    /// Writes what goes before the value of child `i`: another item of the open array, or
+    /// the key (and absent arrays' `[]` before it). `false` when the child is out of the
+    /// schema's order or repeats a single element, which only `assemble` can place.
+    fn enter(&mut self, i: usize, children: &[Element], out: &mut Vec<u8>) -> bool {
+        if self.open_array == Some(i) {
+            out.push(b',');
+            return true;
+        }
+        if i < self.next {
+            return false;
+        }
+        self.close_array(out);
+        self.absent_arrays(&children[self.next..i], out);
+        let child = &children[i];
+        self.key(&child.json_name, out);
+        if child.is_array() {
+            out.push(b'[');
+            self.open_array = Some(i);
+        }
+        self.next = i + 1;
+        true
+    }
+
+    /// Closes the object at the element's end tag.
+    fn finish(mut self, children: &[Element], out: &mut Vec<u8>) {
+        self.close_array(out);
+        self.absent_arrays(&children[self.next..], out);
+        out.push(b'}');
+    }
+
+    fn key(&mut self, key: &str, out: &mut Vec<u8>) {
+        if self.keys > 0 {
+            out.push(b',');
+        }
+        self.keys += 1;
+        write_string(out, key);
+        out.push(b':');
+    }
+
+    fn close_array(&mut self, out: &mut Vec<u8>) {
+        if self.open_array.take().is_some() {
+            out.push(b']');
+        }
+    }
+
+    /// Arrays are written even when empty.
+    fn absent_arrays(&mut self, skipped: &[Element], out: &mut Vec<u8>) {
+        for c in skipped.iter().filter(|c| c.is_array()) {
+            self.key(&c.json_name, out);
+            out.extend_from_slice(b"[]");
+        }
     }
 }
 
@@ -687,7 +765,14 @@ impl<'x, 's> Decoder<'x, 's> {
     ) -> Result<(), DecodeError> {
         let start = self.out.len();
         let base = self.fields.len();
-        let mut no = FieldNo { attributes: ct.attributes.len(), last_child: 0 };
+        let in_place = ct.attributes.is_empty()
+            && ct.simple_content.is_none()
+            && !ct.open
+            && ct.distinct_keys
+            && substituted.is_none()
+            && select.is_empty();
+        let in_place = in_place.then(|| InPlace::start(&mut self.out));
+        let mut no = FieldNo { attributes: ct.attributes.len(), last_child: 0, in_place };
         if !ct.attributes.is_empty() && has_attributes(&open.start) {
             for attr in open.start.attributes().flatten() {
                 let key = attr.key.local_name();
@@ -729,7 +814,13 @@ impl<'x, 's> Decoder<'x, 's> {
             self.typed(st, &text)?;
             self.written(no.simple_content(), from);
         }
-        self.assemble(ct, &no, start, base, select, substituted, &extras);
+        match no.in_place.take() {
+            Some(object) => {
+                object.finish(&ct.children, &mut self.out);
+                self.fields.truncate(base);
+            }
+            None => self.assemble(ct, &no, start, base, select, substituted, &extras),
+        }
         Ok(())
     }
 
@@ -773,6 +864,12 @@ impl<'x, 's> Decoder<'x, 's> {
             return self.skip(&open);
         };
         no.last_child = i;
+        if let Some(object) = &mut no.in_place
+            && !object.enter(i, &ct.children, &mut self.out)
+        {
+            // Out of order: the fields recorded so far are put together at the end tag.
+            no.in_place = None;
+        }
         let el = &ct.children[i];
         // Only a single element can hold the rest of the path; an array selects to `null`.
         let select = if el.is_array() { &[][..] } else { below(select, &el.json_name) };
@@ -1125,6 +1222,77 @@ mod tests {
                 assert_eq!(decode(both, &[]), r#"{"id":"x","a":"a","b":[]}"#);
                 assert_eq!(decode(both, &["id"]), r#""x""#);
             }
+        }
+    }
+
+    /// `T` is written in place; `U` is `T` plus an attribute, so its objects are always put
+    /// together by `assemble`: the same children must give the same text through both.
+    const IN_PLACE_WSDL: &str = r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/"
+        xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:xs="http://www.w3.org/2001/XMLSchema"
+        xmlns:t="urn:x" targetNamespace="urn:x">
+      <types><xs:schema targetNamespace="urn:x" elementFormDefault="qualified">
+        <xs:complexType name="T"><xs:sequence>
+          <xs:element name="A" type="xs:string" minOccurs="0" nillable="true"/>
+          <xs:element name="B" type="xs:int" minOccurs="0" maxOccurs="unbounded"/>
+          <xs:element name="C" type="xs:string" minOccurs="0"/>
+          <xs:element name="D" type="t:T" minOccurs="0" maxOccurs="unbounded"/>
+        </xs:sequence></xs:complexType>
+        <xs:complexType name="U"><xs:complexContent><xs:extension base="t:T">
+          <xs:attribute name="x" type="xs:int"/>
+        </xs:extension></xs:complexContent></xs:complexType>
+        <xs:element name="T" type="t:T"/>
+        <xs:element name="U" type="t:U"/>
+      </xs:schema></types>
+      <message name="T"><part name="p" element="t:T"/></message>
+      <message name="U"><part name="p" element="t:U"/></message>
+      <portType name="P">
+        <operation name="GetT"><input message="t:T"/><output message="t:T"/></operation>
+        <operation name="GetU"><input message="t:U"/><output message="t:U"/></operation>
+      </portType>
+      <binding name="B" type="t:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
+        <operation name="GetT"><soap:operation soapAction="T"/><input><soap:body use="literal"/></input>
+        <output><soap:body use="literal"/></output></operation>
+        <operation name="GetU"><soap:operation soapAction="U"/><input><soap:body use="literal"/></input>
+        <output><soap:body use="literal"/></output></operation></binding>
+    </definitions>"#;
+
+    /// Objects written in place as the children come give exactly the text `assemble` puts
+    /// together: in order, with absent arrays before, between and after, and when a child
+    /// out of order, a repeated single element or an array's item after another field hands
+    /// the object over to `assemble` part-way (also one level down, inside an array item).
+    #[test]
+    fn objects_written_in_place_are_what_assemble_writes() {
+        let model = crate::schema::wsdl::read(IN_PLACE_WSDL.as_bytes(), Default::default()).expect("wsdl");
+        let decode = |name: &str, inner: &str| {
+            let op = model.operation(&format!("Get{name}")).expect("op");
+            let xml = format!(
+                r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><s:Body><{name} xmlns="urn:x">{inner}</{name}></s:Body></s:Envelope>"#
+            );
+            match response_json(&op.output, &[], &model.schema, xml.as_bytes(), &[]) {
+                Ok(Decoded::Body(b)) => String::from_utf8(b).expect("utf-8"),
+                other => panic!("{name}: {inner}: {other:?}"),
+            }
+        };
+        for (inner, expected) in [
+            (
+                "<A>a</A><B>1</B><B>2</B><C>c</C><D><B>3</B></D>",
+                r#"{"a":"a","b":[1,2],"c":"c","d":[{"b":[3],"d":[]}]}"#,
+            ),
+            ("", r#"{"b":[],"d":[]}"#),
+            ("<C>c</C>", r#"{"b":[],"c":"c","d":[]}"#),
+            ("<B>1</B>", r#"{"b":[1],"d":[]}"#),
+            ("<D/><D><C>x</C></D>", r#"{"b":[],"d":[{"b":[],"d":[]},{"b":[],"c":"x","d":[]}]}"#),
+            ("\n  <A>a</A>\n  <B>1</B>\n", r#"{"a":"a","b":[1],"d":[]}"#),
+            (r#"<A i:nil="true"/><B>1</B>"#, r#"{"a":null,"b":[1],"d":[]}"#),
+            ("<A>a</A><Z>undeclared</Z><C>c</C>", r#"{"a":"a","b":[],"c":"c","d":[]}"#),
+            // Handed over to assemble part-way.
+            ("<A>a</A><C>c</C><B>1</B>", r#"{"a":"a","b":[1],"c":"c","d":[]}"#),
+            ("<B>1</B><C>c</C><B>2</B>", r#"{"b":[1,2],"c":"c","d":[]}"#),
+            ("<A>a1</A><B>1</B><A>a2</A>", r#"{"a":"a2","b":[1],"d":[]}"#),
+            ("<D><C>c</C><A>a</A></D><B>1</B>", r#"{"b":[1],"d":[{"a":"a","b":[],"c":"c","d":[]}]}"#),
+        ] {
+            assert_eq!(decode("T", inner), expected, "in place: {inner}");
+            assert_eq!(decode("U", inner), expected, "assembled: {inner}");
         }
     }
 
