@@ -197,6 +197,17 @@ struct InPlace {
 }
 
 impl InPlace {
+    /// Whether an element of `ct` (read as `substituted`, down `select`) is written in place:
+    /// its object must be its children's keys alone, in schema order.
+    fn applies(ct: &ComplexType, substituted: Option<&str>, select: &[String]) -> bool {
+        ct.attributes.is_empty()
+            && ct.simple_content.is_none()
+            && !ct.open
+            && ct.distinct_keys
+            && substituted.is_none()
+            && select.is_empty()
+    }
+
     /// Opens the object.
     fn start(out: &mut Vec<u8>) -> Self {
         out.push(b'{');
@@ -765,13 +776,7 @@ impl<'x, 's> Decoder<'x, 's> {
     ) -> Result<(), DecodeError> {
         let start = self.out.len();
         let base = self.fields.len();
-        let in_place = ct.attributes.is_empty()
-            && ct.simple_content.is_none()
-            && !ct.open
-            && ct.distinct_keys
-            && substituted.is_none()
-            && select.is_empty();
-        let in_place = in_place.then(|| InPlace::start(&mut self.out));
+        let in_place = InPlace::applies(ct, substituted, select).then(|| InPlace::start(&mut self.out));
         let mut no = FieldNo { attributes: ct.attributes.len(), last_child: 0, in_place };
         if !ct.attributes.is_empty() && has_attributes(&open.start) {
             for attr in open.start.attributes().flatten() {
@@ -1263,6 +1268,15 @@ mod tests {
     #[test]
     fn objects_written_in_place_are_what_assemble_writes() {
         let model = crate::schema::wsdl::read(IN_PLACE_WSDL.as_bytes(), Default::default()).expect("wsdl");
+        let ty = |name: &str| {
+            let TypeRef::Complex(id) = model.operation(&format!("Get{name}")).expect("op").output.ty else {
+                panic!("{name} is complex")
+            };
+            model.schema.complex(id)
+        };
+        assert!(InPlace::applies(ty("T"), None, &[]), "T is written in place");
+        assert!(!InPlace::applies(ty("U"), None, &[]), "U is put together");
+        assert!(!InPlace::applies(ty("T"), None, &["a".into()]), "a path into T is put together");
         let decode = |name: &str, inner: &str| {
             let op = model.operation(&format!("Get{name}")).expect("op");
             let xml = format!(
