@@ -181,66 +181,72 @@ impl FieldNo {
     }
 }
 
-/// An object written as its children come, for a type whose object is its children alone
-/// (no attributes, simple content or `xsd:any`, all keys different): keys and separators go
-/// before each value, so when the document follows the schema's order, as nearly every one
-/// does, the object is finished at its end tag without being put together and moved (see
-/// [`Decoder::assemble`], which takes over from the recorded fields when a child comes out
-/// of order). The text is then exactly what `assemble` writes.
+/// An object written as its fields come, with keys and separators before each value: when
+/// the document gives them in the schema's order, as nearly every one does, the object is
+/// finished at its end tag without being put together and moved. Fields are numbered as in
+/// [`FieldNo`] (attributes, simple content, children); a field before the last one written,
+/// or a single element repeated, hands the object to [`Decoder::assemble`], which puts it
+/// together from the recorded fields over what was written in place. The text is the same
+/// either way.
 struct InPlace {
-    /// The schema index the next new child must be at or after.
+    /// The field number the next new field must be at or after.
     next: usize,
-    /// The array whose items are being written, if its `[` is open.
+    /// The array (a field number) whose items are being written, if its `[` is open.
     open_array: Option<usize>,
     /// Keys written so far.
     keys: usize,
 }
 
 impl InPlace {
-    /// Whether an element of `ct` (read as `substituted`, down `select`) is written in place:
-    /// its object must be its children's keys alone, in schema order.
-    fn applies(ct: &ComplexType, substituted: Option<&str>, select: &[String]) -> bool {
-        ct.attributes.is_empty()
-            && ct.simple_content.is_none()
-            && !ct.open
-            && ct.distinct_keys
-            && substituted.is_none()
-            && select.is_empty()
+    /// Whether an element of `ct` (read down `select`) is written in place: its keys must all
+    /// differ and come from the schema alone (no `xsd:any`), with no path into it, and the
+    /// simple content of a type that has it is its only text.
+    fn applies(ct: &ComplexType, select: &[String]) -> bool {
+        #[cfg(test)]
+        if tests::ASSEMBLE_ONLY.get() {
+            return false;
+        }
+        ct.distinct_keys && !ct.open && select.is_empty() && (ct.simple_content.is_none() || ct.children.is_empty())
     }
 
-    /// Opens the object.
-    fn start(out: &mut Vec<u8>) -> Self {
+    /// Opens the object, with the `xsi:type` name first when the element names a subtype.
+    fn start(out: &mut Vec<u8>, substituted: Option<&str>) -> Self {
         out.push(b'{');
-        InPlace { next: 0, open_array: None, keys: 0 }
+        let mut object = InPlace { next: 0, open_array: None, keys: 0 };
+        if let Some(name) = substituted {
+            object.key(TYPE_KEY, out);
+            write_string(out, name);
+        }
+        object
     }
 
-    /// Writes what goes before the value of child `i`: another item of the open array, or
-    /// the key (and absent arrays' `[]` before it). `false` when the child is out of the
-    /// schema's order or repeats a single element, which only `assemble` can place.
-    fn enter(&mut self, i: usize, children: &[Element], out: &mut Vec<u8>) -> bool {
-        if self.open_array == Some(i) {
+    /// Writes what goes before the value of field `no`: another item of the open array, or
+    /// the key (and absent arrays' `[]` before it). `false` when the field comes before one
+    /// already written or repeats a single element, which only `assemble` can place.
+    fn enter(&mut self, no: usize, ct: &ComplexType, out: &mut Vec<u8>) -> bool {
+        if self.open_array == Some(no) {
             out.push(b',');
             return true;
         }
-        if i < self.next {
+        if no < self.next {
             return false;
         }
         self.close_array(out);
-        self.absent_arrays(&children[self.next..i], out);
-        let child = &children[i];
-        self.key(&child.json_name, out);
-        if child.is_array() {
+        self.absent_arrays(ct, self.next..no, out);
+        let (key, array) = field(ct, no);
+        self.key(key, out);
+        if array {
             out.push(b'[');
-            self.open_array = Some(i);
+            self.open_array = Some(no);
         }
-        self.next = i + 1;
+        self.next = no + 1;
         true
     }
 
     /// Closes the object at the element's end tag.
-    fn finish(mut self, children: &[Element], out: &mut Vec<u8>) {
+    fn finish(mut self, ct: &ComplexType, out: &mut Vec<u8>) {
         self.close_array(out);
-        self.absent_arrays(&children[self.next..], out);
+        self.absent_arrays(ct, self.next..usize::MAX, out);
         out.push(b'}');
     }
 
@@ -259,12 +265,28 @@ impl InPlace {
         }
     }
 
-    /// Arrays are written even when empty.
-    fn absent_arrays(&mut self, skipped: &[Element], out: &mut Vec<u8>) {
-        for c in skipped.iter().filter(|c| c.is_array()) {
+    /// Arrays are written even when empty: those among the fields numbered `skipped`.
+    fn absent_arrays(&mut self, ct: &ComplexType, skipped: std::ops::Range<usize>, out: &mut Vec<u8>) {
+        if skipped.is_empty() {
+            return; // the next field, as nearly always
+        }
+        let first_child = ct.attributes.len() + 1;
+        let from = skipped.start.saturating_sub(first_child).min(ct.children.len());
+        let to = skipped.end.saturating_sub(first_child).min(ct.children.len());
+        for c in ct.children[from..to.max(from)].iter().filter(|c| c.is_array()) {
             self.key(&c.json_name, out);
             out.extend_from_slice(b"[]");
         }
+    }
+}
+
+/// The JSON key of field `no` of `ct` (numbered as in [`FieldNo`]) and whether it is an array.
+fn field(ct: &ComplexType, no: usize) -> (&str, bool) {
+    let attributes = ct.attributes.len();
+    match no.checked_sub(attributes + 1) {
+        Some(i) => ct.children.get(i).map_or(("", false), |c| (c.json_name.as_str(), c.is_array())),
+        None if no == attributes => (SIMPLE_CONTENT_KEY, false),
+        None => (ct.attributes[no].json_name.as_str(), false),
     }
 }
 
@@ -764,7 +786,8 @@ impl<'x, 's> Decoder<'x, 's> {
     }
 
     /// Writes a complex element's object: its attributes, text and children are written as
-    /// the document gives them, then put together in schema order (see [`Decoder::assemble`]).
+    /// the document gives them, with their keys while they come in schema order (see
+    /// [`InPlace`]), else put together in schema order at the end (see [`Decoder::assemble`]).
     /// The child at the head of `select` is decoded down the rest of the path.
     fn complex(
         &mut self,
@@ -776,7 +799,7 @@ impl<'x, 's> Decoder<'x, 's> {
     ) -> Result<(), DecodeError> {
         let start = self.out.len();
         let base = self.fields.len();
-        let in_place = InPlace::applies(ct, substituted, select).then(|| InPlace::start(&mut self.out));
+        let in_place = InPlace::applies(ct, select).then(|| InPlace::start(&mut self.out, substituted));
         let mut no = FieldNo { attributes: ct.attributes.len(), last_child: 0, in_place };
         if !ct.attributes.is_empty() && has_attributes(&open.start) {
             for attr in open.start.attributes().flatten() {
@@ -787,6 +810,8 @@ impl<'x, 's> Decoder<'x, 's> {
                 let value = attr
                     .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                     .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+                let field = no.attribute(i);
+                self.enter_in_place(ct, &mut no, field);
                 let from = self.out.len();
                 self.typed(&ct.attributes[i].ty, &value)?;
                 self.written(no.attribute(i), from);
@@ -815,13 +840,15 @@ impl<'x, 's> Decoder<'x, 's> {
             }
         }
         if let Some(st) = &ct.simple_content {
+            let field = no.simple_content();
+            self.enter_in_place(ct, &mut no, field);
             let from = self.out.len();
             self.typed(st, &text)?;
             self.written(no.simple_content(), from);
         }
         match no.in_place.take() {
             Some(object) => {
-                object.finish(&ct.children, &mut self.out);
+                object.finish(ct, &mut self.out);
                 self.fields.truncate(base);
             }
             None => self.assemble(ct, &no, start, base, select, substituted, &extras),
@@ -869,12 +896,8 @@ impl<'x, 's> Decoder<'x, 's> {
             return self.skip(&open);
         };
         no.last_child = i;
-        if let Some(object) = &mut no.in_place
-            && !object.enter(i, &ct.children, &mut self.out)
-        {
-            // Out of order: the fields recorded so far are put together at the end tag.
-            no.in_place = None;
-        }
+        let field = no.child(i);
+        self.enter_in_place(ct, no, field);
         let el = &ct.children[i];
         // Only a single element can hold the rest of the path; an array selects to `null`.
         let select = if el.is_array() { &[][..] } else { below(select, &el.json_name) };
@@ -884,6 +907,16 @@ impl<'x, 's> Decoder<'x, 's> {
         self.path.pop();
         self.written(no.child(i), from);
         Ok(())
+    }
+
+    /// Before field `field` of the element being read is written: its key, when the object
+    /// is written in place; when it comes out of order, the object goes to `assemble`.
+    fn enter_in_place(&mut self, ct: &ComplexType, no: &mut FieldNo, field: usize) {
+        if let Some(object) = &mut no.in_place
+            && !object.enter(field, ct, &mut self.out)
+        {
+            no.in_place = None;
+        }
     }
 
     /// Records that field `no` of the complex element being read was written from `from` on.
@@ -1230,8 +1263,14 @@ mod tests {
         }
     }
 
-    /// `T` is written in place; `U` is `T` plus an attribute, so its objects are always put
-    /// together by `assemble`: the same children must give the same text through both.
+    thread_local! {
+        /// Switches writing in place off, so that a test can compare it with `assemble`.
+        pub(super) static ASSEMBLE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// `T` has attributes, children (arrays among them, and `T` again) and a field `Q` with
+    /// simple content and an attribute; `Sub` extends `T` and is named with `xsi:type`; `U`
+    /// takes `xsd:any`, which `InPlace` leaves to `assemble`.
     const IN_PLACE_WSDL: &str = r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/"
         xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:xs="http://www.w3.org/2001/XMLSchema"
         xmlns:t="urn:x" targetNamespace="urn:x">
@@ -1241,10 +1280,19 @@ mod tests {
           <xs:element name="B" type="xs:int" minOccurs="0" maxOccurs="unbounded"/>
           <xs:element name="C" type="xs:string" minOccurs="0"/>
           <xs:element name="D" type="t:T" minOccurs="0" maxOccurs="unbounded"/>
-        </xs:sequence></xs:complexType>
-        <xs:complexType name="U"><xs:complexContent><xs:extension base="t:T">
-          <xs:attribute name="x" type="xs:int"/>
+          <xs:element name="Q" type="t:Q" minOccurs="0"/>
+        </xs:sequence>
+        <xs:attribute name="x" type="xs:int"/><xs:attribute name="y" type="xs:string"/></xs:complexType>
+        <xs:complexType name="Q"><xs:simpleContent><xs:extension base="xs:decimal">
+          <xs:attribute name="unit" type="xs:string"/><xs:attribute name="list" type="xs:string"/>
+        </xs:extension></xs:simpleContent></xs:complexType>
+        <xs:complexType name="Sub"><xs:complexContent><xs:extension base="t:T">
+          <xs:sequence><xs:element name="E" type="xs:string" minOccurs="0"/></xs:sequence>
         </xs:extension></xs:complexContent></xs:complexType>
+        <xs:complexType name="U"><xs:sequence>
+          <xs:element name="A" type="xs:string" minOccurs="0"/>
+          <xs:any minOccurs="0" maxOccurs="unbounded" processContents="lax"/>
+        </xs:sequence></xs:complexType>
         <xs:element name="T" type="t:T"/>
         <xs:element name="U" type="t:U"/>
       </xs:schema></types>
@@ -1261,10 +1309,12 @@ mod tests {
         <output><soap:body use="literal"/></output></operation></binding>
     </definitions>"#;
 
-    /// Objects written in place as the children come give exactly the text `assemble` puts
-    /// together: in order, with absent arrays before, between and after, and when a child
-    /// out of order, a repeated single element or an array's item after another field hands
-    /// the object over to `assemble` part-way (also one level down, inside an array item).
+    /// Objects written in place as their fields come give exactly the text `assemble` puts
+    /// together (the same documents decoded with writing in place switched off): fields in
+    /// order, absent arrays before, between and after, attributes, simple content, an
+    /// `xsi:type` subtype; and a field out of order, a repeated single element, an array's
+    /// item after another field or attributes out of schema order, which hand the object
+    /// to `assemble` part-way, also one level down.
     #[test]
     fn objects_written_in_place_are_what_assemble_writes() {
         let model = crate::schema::wsdl::read(IN_PLACE_WSDL.as_bytes(), Default::default()).expect("wsdl");
@@ -1274,40 +1324,62 @@ mod tests {
             };
             model.schema.complex(id)
         };
-        assert!(InPlace::applies(ty("T"), None, &[]), "T is written in place");
-        assert!(!InPlace::applies(ty("U"), None, &[]), "U is put together");
-        assert!(!InPlace::applies(ty("T"), None, &["a".into()]), "a path into T is put together");
-        let decode = |name: &str, inner: &str| {
+        assert!(InPlace::applies(ty("T"), &[]), "T is written in place");
+        assert!(!InPlace::applies(ty("U"), &[]), "U (xsd:any) is put together");
+        assert!(!InPlace::applies(ty("T"), &["a".into()]), "a path into T is put together");
+        let decode = |name: &str, attributes: &str, inner: &str, in_place: bool| {
+            ASSEMBLE_ONLY.set(!in_place);
             let op = model.operation(&format!("Get{name}")).expect("op");
             let xml = format!(
-                r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><s:Body><{name} xmlns="urn:x">{inner}</{name}></s:Body></s:Envelope>"#
+                r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:i="http://www.w3.org/2001/XMLSchema-instance" xmlns:t="urn:x"><s:Body><{name} xmlns="urn:x"{attributes}>{inner}</{name}></s:Body></s:Envelope>"#
             );
-            match response_json(&op.output, &[], &model.schema, xml.as_bytes(), &[]) {
+            let decoded = response_json(&op.output, &[], &model.schema, xml.as_bytes(), &[]);
+            ASSEMBLE_ONLY.set(false);
+            match decoded {
                 Ok(Decoded::Body(b)) => String::from_utf8(b).expect("utf-8"),
                 other => panic!("{name}: {inner}: {other:?}"),
             }
         };
-        for (inner, expected) in [
-            (
-                "<A>a</A><B>1</B><B>2</B><C>c</C><D><B>3</B></D>",
-                r#"{"a":"a","b":[1,2],"c":"c","d":[{"b":[3],"d":[]}]}"#,
-            ),
-            ("", r#"{"b":[],"d":[]}"#),
-            ("<C>c</C>", r#"{"b":[],"c":"c","d":[]}"#),
-            ("<B>1</B>", r#"{"b":[1],"d":[]}"#),
-            ("<D/><D><C>x</C></D>", r#"{"b":[],"d":[{"b":[],"d":[]},{"b":[],"c":"x","d":[]}]}"#),
-            ("\n  <A>a</A>\n  <B>1</B>\n", r#"{"a":"a","b":[1],"d":[]}"#),
-            (r#"<A i:nil="true"/><B>1</B>"#, r#"{"a":null,"b":[1],"d":[]}"#),
-            ("<A>a</A><Z>undeclared</Z><C>c</C>", r#"{"a":"a","b":[],"c":"c","d":[]}"#),
+        let cases = [
+            ("", "<A>a</A><B>1</B><B>2</B><C>c</C><D><B>3</B></D>"),
+            ("", ""),
+            ("", "<C>c</C>"),
+            ("", "<B>1</B>"),
+            ("", "<D/><D><C>x</C></D>"),
+            ("", "\n  <A>a</A>\n  <B>1</B>\n"),
+            ("", r#"<A i:nil="true"/><B>1</B>"#),
+            ("", "<A>a</A><Z>undeclared</Z><C>c</C>"),
+            (r#" x="1" y="b""#, r#"<A>a</A><Q unit="kg" list="L">1.50</Q>"#),
+            (r#" y="b""#, r#"<Q>2</Q>"#),
+            (r#" i:type="t:Sub" x="1""#, "<A>a</A><E>e</E>"),
             // Handed over to assemble part-way.
-            ("<A>a</A><C>c</C><B>1</B>", r#"{"a":"a","b":[1],"c":"c","d":[]}"#),
-            ("<B>1</B><C>c</C><B>2</B>", r#"{"b":[1,2],"c":"c","d":[]}"#),
-            ("<A>a1</A><B>1</B><A>a2</A>", r#"{"a":"a2","b":[1],"d":[]}"#),
-            ("<D><C>c</C><A>a</A></D><B>1</B>", r#"{"b":[1],"d":[{"a":"a","b":[],"c":"c","d":[]}]}"#),
-        ] {
-            assert_eq!(decode("T", inner), expected, "in place: {inner}");
-            assert_eq!(decode("U", inner), expected, "assembled: {inner}");
+            ("", "<A>a</A><C>c</C><B>1</B>"),
+            ("", "<B>1</B><C>c</C><B>2</B>"),
+            ("", "<A>a1</A><B>1</B><A>a2</A>"),
+            ("", "<D><C>c</C><A>a</A></D><B>1</B>"),
+            (r#" y="b" x="1""#, "<A>a</A>"),
+            ("", r#"<Q list="L" unit="kg">3</Q><A>a</A>"#),
+            (r#" i:type="t:Sub""#, "<E>e</E><A>a</A>"),
+        ];
+        for (attributes, inner) in cases {
+            let assembled = decode("T", attributes, inner, false);
+            assert_eq!(decode("T", attributes, inner, true), assembled, "T{attributes}: {inner}");
         }
+        // Spot checks that the common answer is the right one.
+        assert_eq!(
+            decode("T", "", "<A>a</A><B>1</B><B>2</B><C>c</C><D><B>3</B></D>", true),
+            r#"{"a":"a","b":[1,2],"c":"c","d":[{"b":[3],"d":[]}]}"#
+        );
+        assert_eq!(
+            decode("T", r#" y="b" x="1""#, r#"<Q list="L" unit="kg">1.50</Q>"#, true),
+            r#"{"x":1,"y":"b","b":[],"d":[],"q":{"unit":"kg","list":"L","value":1.50}}"#
+        );
+        assert_eq!(
+            decode("T", r#" i:type="t:Sub""#, "<B>1</B><E>e</E>", true),
+            r#"{"@type":"Sub","b":[1],"d":[],"e":"e"}"#
+        );
+        // `xsd:any` content is kept after the declared fields.
+        assert_eq!(decode("U", "", "<Z>z</Z><A>a</A>", true), r#"{"a":"a","Z":"z"}"#);
     }
 
     /// A list nested in itself: every level is an object holding an array, two JSON levels
