@@ -1187,11 +1187,34 @@ mod tests {
         }
     }
 
+    /// A WSDL in namespace `urn:x` (prefix `t`) over `types`, with one document/literal
+    /// operation `Get{E}` per element `E` in `elements`, taking and answering that element.
+    fn wsdl_with(types: &str, elements: &[&str]) -> crate::schema::ServiceModel {
+        let mut messages = String::new();
+        let mut port = String::new();
+        let mut binding = String::new();
+        for e in elements {
+            messages.push_str(&format!(r#"<message name="{e}"><part name="p" element="t:{e}"/></message>"#));
+            port.push_str(&format!(
+                r#"<operation name="Get{e}"><input message="t:{e}"/><output message="t:{e}"/></operation>"#
+            ));
+            binding.push_str(&format!(
+                r#"<operation name="Get{e}"><soap:operation soapAction="{e}"/><input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation>"#
+            ));
+        }
+        let wsdl = format!(
+            r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
+                xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:t="urn:x" targetNamespace="urn:x">
+              <types><xs:schema targetNamespace="urn:x" elementFormDefault="qualified">{types}</xs:schema></types>
+              {messages}<portType name="P">{port}</portType>
+              <binding name="B" type="t:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>{binding}</binding>
+            </definitions>"#
+        );
+        crate::schema::wsdl::read(wsdl.as_bytes(), Default::default()).expect("wsdl")
+    }
+
     /// `R` has a key twice (the attribute `id` and the element `Id`); `S` is `R` without `Id`.
-    const ORDER_WSDL: &str = r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/"
-        xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:xs="http://www.w3.org/2001/XMLSchema"
-        xmlns:t="urn:x" targetNamespace="urn:x">
-      <types><xs:schema targetNamespace="urn:x" elementFormDefault="qualified">
+    const ORDER_TYPES: &str = r#"
         <xs:complexType name="S"><xs:sequence>
           <xs:element name="A" type="xs:string" minOccurs="0"/>
           <xs:element name="B" type="xs:int" minOccurs="0" maxOccurs="unbounded"/>
@@ -1201,19 +1224,7 @@ mod tests {
         <xs:element name="R"><xs:complexType><xs:complexContent><xs:extension base="t:S">
           <xs:sequence><xs:element name="Id" type="xs:string" minOccurs="0"/></xs:sequence>
         </xs:extension></xs:complexContent></xs:complexType></xs:element>
-      </xs:schema></types>
-      <message name="R"><part name="p" element="t:R"/></message>
-      <message name="S"><part name="p" element="t:S"/></message>
-      <portType name="P">
-        <operation name="GetR"><input message="t:R"/><output message="t:R"/></operation>
-        <operation name="GetS"><input message="t:S"/><output message="t:S"/></operation>
-      </portType>
-      <binding name="B" type="t:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
-        <operation name="GetR"><soap:operation soapAction="R"/><input><soap:body use="literal"/></input>
-        <output><soap:body use="literal"/></output></operation>
-        <operation name="GetS"><soap:operation soapAction="S"/><input><soap:body use="literal"/></input>
-        <output><soap:body use="literal"/></output></operation></binding>
-    </definitions>"#;
+    "#;
 
     /// Values are written in the document's order and put together in the schema's: keys in
     /// schema order, a repeated single element's last value in its first place, an array's
@@ -1221,7 +1232,7 @@ mod tests {
     /// Both for a type whose keys are all different and for one that has a key twice.
     #[test]
     fn objects_take_the_schema_order_whatever_the_document_order() {
-        let model = crate::schema::wsdl::read(ORDER_WSDL.as_bytes(), Default::default()).expect("wsdl");
+        let model = wsdl_with(ORDER_TYPES, &["R", "S"]);
         for (name, distinct) in [("S", true), ("R", false)] {
             let op = model.operation(&format!("Get{name}")).expect("op");
             let TypeRef::Complex(id) = op.output.ty else { panic!("{name} is complex") };
@@ -1271,10 +1282,7 @@ mod tests {
     /// `T` has attributes, children (arrays among them, and `T` again) and a field `Q` with
     /// simple content and an attribute; `Sub` extends `T` and is named with `xsi:type`; `U`
     /// takes `xsd:any`, which `InPlace` leaves to `assemble`.
-    const IN_PLACE_WSDL: &str = r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/"
-        xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:xs="http://www.w3.org/2001/XMLSchema"
-        xmlns:t="urn:x" targetNamespace="urn:x">
-      <types><xs:schema targetNamespace="urn:x" elementFormDefault="qualified">
+    const IN_PLACE_TYPES: &str = r#"
         <xs:complexType name="T"><xs:sequence>
           <xs:element name="A" type="xs:string" minOccurs="0" nillable="true"/>
           <xs:element name="B" type="xs:int" minOccurs="0" maxOccurs="unbounded"/>
@@ -1295,19 +1303,7 @@ mod tests {
         </xs:sequence></xs:complexType>
         <xs:element name="T" type="t:T"/>
         <xs:element name="U" type="t:U"/>
-      </xs:schema></types>
-      <message name="T"><part name="p" element="t:T"/></message>
-      <message name="U"><part name="p" element="t:U"/></message>
-      <portType name="P">
-        <operation name="GetT"><input message="t:T"/><output message="t:T"/></operation>
-        <operation name="GetU"><input message="t:U"/><output message="t:U"/></operation>
-      </portType>
-      <binding name="B" type="t:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
-        <operation name="GetT"><soap:operation soapAction="T"/><input><soap:body use="literal"/></input>
-        <output><soap:body use="literal"/></output></operation>
-        <operation name="GetU"><soap:operation soapAction="U"/><input><soap:body use="literal"/></input>
-        <output><soap:body use="literal"/></output></operation></binding>
-    </definitions>"#;
+    "#;
 
     /// Objects written in place as their fields come give exactly the text `assemble` puts
     /// together (the same documents decoded with writing in place switched off): fields in
@@ -1317,7 +1313,7 @@ mod tests {
     /// to `assemble` part-way, also one level down.
     #[test]
     fn objects_written_in_place_are_what_assemble_writes() {
-        let model = crate::schema::wsdl::read(IN_PLACE_WSDL.as_bytes(), Default::default()).expect("wsdl");
+        let model = wsdl_with(IN_PLACE_TYPES, &["T", "U"]);
         let ty = |name: &str| {
             let TypeRef::Complex(id) = model.operation(&format!("Get{name}")).expect("op").output.ty else {
                 panic!("{name} is complex")
