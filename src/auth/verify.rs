@@ -80,22 +80,13 @@ impl moka::Expiry<Arc<str>, Arc<Principal>> for UntilTokenExpiry {
     }
 }
 
-/// Extracts the token from `Authorization: Bearer <token>`.
-pub fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
-    let token = after_scheme(headers)?;
-    if !is_b64token(token) {
-        return Err(malformed_header());
-    }
-    Ok(token)
-}
-
 fn malformed_header() -> AuthError {
     invalid("malformed_header", "the Authorization header must be `Bearer <token>`")
 }
 
-/// The text after `Bearer ` (the scheme in any case), trimmed and not empty; its characters
-/// are not checked yet (see [`is_b64token`]).
-fn after_scheme(headers: &HeaderMap) -> Result<&str, AuthError> {
+/// The token of `Authorization: Bearer <token>`: the text after the scheme (in any case),
+/// trimmed and not empty. Its characters are not checked here (see [`is_b64token`]).
+fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else { return Err(AuthError::Missing) };
     let value = value.as_bytes();
     let space = value.iter().position(|&b| b == b' ').ok_or_else(malformed_header)?;
@@ -128,7 +119,7 @@ static B64TOKEN: [bool; 256] = {
 impl Auth {
     /// Authenticates a request's bearer token.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, AuthError> {
-        let token = after_scheme(headers)?;
+        let token = bearer(headers)?;
         if let Some(p) = self.cache.get(token).filter(|p| p.expires_at > now()) {
             return Ok(p);
         }
@@ -263,10 +254,13 @@ fn verify_local(
 mod tests {
     use super::*;
 
+    /// The token as `authenticate` takes it: after the scheme, then checked character by
+    /// character (which a cached token skips, having passed it when it was verified).
     fn with(value: &[u8]) -> Result<String, AuthError> {
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, axum::http::HeaderValue::from_bytes(value).expect("a header value"));
-        bearer(&headers).map(str::to_string)
+        let token = bearer(&headers)?;
+        if is_b64token(token) { Ok(token.to_string()) } else { Err(malformed_header()) }
     }
 
     #[test]
@@ -279,5 +273,9 @@ mod tests {
             assert!(matches!(with(bad), Err(AuthError::Invalid { reason: "malformed_header", .. })), "{bad:?}");
         }
         assert_eq!(bearer(&HeaderMap::new()), Err(AuthError::Missing));
+        // What the character check alone refuses, with the scheme and trimming already done.
+        for bad in ["a b", "a,b", "a\"b", "x.y.z%", "ä"] {
+            assert!(!is_b64token(bad), "{bad:?}");
+        }
     }
 }

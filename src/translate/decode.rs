@@ -165,7 +165,7 @@ struct FieldNo {
     attributes: usize,
     /// Where the last child was found in the schema's list, where the next is looked for first.
     last_child: usize,
-    /// The object being written in place, while the children come in the schema's order.
+    /// The object being written in place, while its fields come in the schema's order.
     in_place: Option<InPlace>,
 }
 
@@ -496,8 +496,10 @@ struct Decoder<'x, 's> {
     schema: &'s SchemaSet,
     faults: &'s [Element],
     path: Vec<&'s str>,
-    /// The JSON text written so far. Every value is written here once, in document order;
-    /// a complex element's fields are then replaced by its object (see [`Decoder::assemble`]).
+    /// The JSON text written so far. Every value is written here once, in document order:
+    /// with its key before it while an object's fields come in schema order (see
+    /// [`InPlace`]), else replaced with the rest of its object at the end tag (see
+    /// [`Decoder::assemble`]).
     out: Vec<u8>,
     /// The fields written for the complex elements being read, innermost last.
     fields: Vec<Field>,
@@ -814,7 +816,7 @@ impl<'x, 's> Decoder<'x, 's> {
                 self.enter_in_place(ct, &mut no, field);
                 let from = self.out.len();
                 self.typed(&ct.attributes[i].ty, &value)?;
-                self.written(no.attribute(i), from);
+                self.written(field, from);
             }
         }
         let mut extras: Vec<(String, Value)> = Vec::new();
@@ -844,7 +846,7 @@ impl<'x, 's> Decoder<'x, 's> {
             self.enter_in_place(ct, &mut no, field);
             let from = self.out.len();
             self.typed(st, &text)?;
-            self.written(no.simple_content(), from);
+            self.written(field, from);
         }
         match no.in_place.take() {
             Some(object) => {
@@ -905,7 +907,7 @@ impl<'x, 's> Decoder<'x, 's> {
         self.path.push(&el.name);
         self.value(el, &open, depth + 1, select)?;
         self.path.pop();
-        self.written(no.child(i), from);
+        self.written(field, from);
         Ok(())
     }
 
@@ -1380,29 +1382,20 @@ mod tests {
 
     /// A list nested in itself: every level is an object holding an array, two JSON levels
     /// per element.
-    const NESTED_WSDL: &str = r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/"
-        xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:xs="http://www.w3.org/2001/XMLSchema"
-        xmlns:t="urn:x" targetNamespace="urn:x">
-      <types><xs:schema targetNamespace="urn:x" elementFormDefault="qualified">
+    const NESTED_TYPES: &str = r#"
         <xs:complexType name="Node"><xs:sequence>
           <xs:element name="Node" type="t:Node" minOccurs="0" maxOccurs="unbounded"/>
         </xs:sequence></xs:complexType>
         <xs:element name="Tree" type="t:Node"/>
-      </xs:schema></types>
-      <message name="M"><part name="p" element="t:Tree"/></message>
-      <portType name="P"><operation name="Get"><input message="t:M"/><output message="t:M"/></operation></portType>
-      <binding name="B" type="t:P"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
-        <operation name="Get"><soap:operation soapAction="Get"/><input><soap:body use="literal"/></input>
-        <output><soap:body use="literal"/></output></operation></binding>
-    </definitions>"#;
+    "#;
 
     /// Within the decoder's own limit (128 elements) a response decodes as text even where
     /// its JSON nests deeper than serde_json reads back (128 levels): the tree is then a
     /// clear error, not a panic or a wrong value. Past the decoder's limit both refuse.
     #[test]
     fn nesting_limits_are_errors_for_text_and_tree_alike() {
-        let model = crate::schema::wsdl::read(NESTED_WSDL.as_bytes(), Default::default()).expect("wsdl");
-        let op = model.operation("Get").expect("op");
+        let model = wsdl_with(NESTED_TYPES, &["Tree"]);
+        let op = model.operation("GetTree").expect("op");
         let nested = |levels: usize| {
             let inner = "<Node>".repeat(levels) + &"</Node>".repeat(levels);
             format!(
