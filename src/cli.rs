@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -214,6 +215,12 @@ fn check(dir: PathBuf) -> ExitCode {
             for t in &gw.sensors.topics {
                 println!("  mqtt topic {} (subscribes to {})", t.text(), t.filter());
             }
+            for route in gw.routes.iter() {
+                let fed = gw.sensors.sensors.iter().any(|s| Arc::ptr_eq(&s.route, route));
+                if let Some(w) = route.erp_key_warning(fed) {
+                    eprintln!("  warning: {w}");
+                }
+            }
             // What the WSDLs hold but cannot serve is not an error until a route asks for it;
             // say it anyway, so nobody is surprised later.
             for (name, backend) in &gw.backends {
@@ -282,8 +289,6 @@ async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Resu
     let gateway = config::compile(&ConfigSource::Dir(dir.clone()), &options).map_err(|e| problems(&dir, e))?;
     let addr = listen.or(gateway.server.listen).unwrap_or(default_listen);
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%local, routes = gateway.routes.iter().count(), "veneer is listening");
     if gateway.auth.is_none() {
         tracing::warn!("gateway.yaml has no auth: section; every route is open to anyone who can reach it");
     }

@@ -494,6 +494,80 @@ async fn salesforce_logs_in_follows_server_url_and_logs_in_again_when_the_sessio
     assert_eq!(session_of(erp.all().last().expect("a call")), sf_session(2));
 }
 
+/// A Salesforce backend behind Basic auth whose login answers `server_url` as serverUrl;
+/// `allowed_hosts` is the session's list (YAML).
+fn sf_redirect_config(erp: &Capture, allowed_hosts: &str) -> tempfile::TempDir {
+    let gateway_yaml = format!(
+        r#"backends:
+  sf:
+    wsdl: salesforce-partner-v58.wsdl
+    url: "{}/services/Soap/u/58.0"
+    timeout: 5s
+    auth: {{ basic: {{ username: integration, password_file: sf-password.txt }} }}
+    session:
+      login:
+        operation: login
+        input: {{ username: integration@plant.example }}
+        input_file: {{ password: sf-password.txt }}
+      capture: {{ id: result.sessionId, server_url: result.serverUrl }}
+      soap_headers:
+        SessionHeader: {{ sessionId: "{{session.id}}" }}
+      url: "{{session.server_url}}"
+      login_backoff: 30s
+      allowed_hosts: {allowed_hosts}
+"#,
+        erp.base
+    );
+    let routes = "routes:\n  - { route: \"GET /salesforce/time\", backend: sf, operation: getServerTimestamp }\n";
+    config_dir(
+        &["salesforce-partner-v58.wsdl"],
+        &gateway_yaml,
+        routes,
+        &[("sf-password.txt", &format!("{SF_PASSWORD}\n"))],
+    )
+}
+
+/// A login answer naming another host for later calls (a spoofed or hostile ERP) is
+/// refused: that host never sees the backend's credentials or the session, the caller gets
+/// a 502, and the refusal backs off like a failed login. Listed in `allowed_hosts`, the
+/// same host is used.
+#[tokio::test]
+async fn a_login_answer_pointing_elsewhere_is_refused_unless_the_host_is_allowed() {
+    let elsewhere = Capture::start(|_| |_: &Seen| (StatusCode::OK, SF_TIMESTAMP_RESPONSE.to_string())).await;
+    let logins = Arc::new(AtomicUsize::new(0));
+    let erp = Capture::start(|_| {
+        let (target, logins) = (elsewhere.base.clone(), logins.clone());
+        move |seen: &Seen| match seen.operation().as_str() {
+            "login" => (StatusCode::OK, sf_login_response(&target, logins.fetch_add(1, Ordering::SeqCst) + 1)),
+            _ => unexpected(seen),
+        }
+    })
+    .await;
+    let dir = sf_redirect_config(&erp, "[]");
+    let gw = common::with_config(dir.path()).await;
+    let c = common::client();
+    for _ in 0..3 {
+        let res = c.get(gw.url("/salesforce/time")).send().await.expect("request");
+        let problem = common::problem(res, 502).await;
+        let text = problem.to_string();
+        assert!(!text.contains(&sf_session(1)) && !text.contains(SF_PASSWORD), "{problem}");
+    }
+    assert!(elsewhere.all().is_empty(), "the other host saw nothing: {:#?}", elsewhere.all());
+    assert_eq!(logins.load(Ordering::SeqCst), 1, "the refusal backs off like a failed login");
+    assert!(erp.all().iter().all(|s| s.operation() == "login"));
+    drop(gw);
+
+    // The operator lists the host: the calls go there, with the session.
+    let port = elsewhere.base.rsplit(':').next().expect("port");
+    let dir = sf_redirect_config(&erp, &format!("[\"127.0.0.1:{port}\"]"));
+    let gw = common::with_config(dir.path()).await;
+    let res = c.get(gw.url("/salesforce/time")).send().await.expect("request");
+    assert_eq!(res.status(), 200);
+    let calls = elsewhere.calls("getServerTimestamp");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].path, SF_ORG_PATH);
+}
+
 // ---------------------------------------------------------------------------------------
 // NetSuite token-based authentication
 

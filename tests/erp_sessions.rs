@@ -368,3 +368,89 @@ async fn a_caller_that_gives_up_never_frees_its_session_for_a_second_call_too_ea
     assert_eq!(s["overlaps"], 0, "{s}");
     assert_eq!(s["calls"], 3, "the abandoned call still ran: {s}");
 }
+
+/// Changes the ERP account's password (as its administrator would), directly.
+async fn set_password(erp: &Spyne, password: &str) {
+    let body = format!(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><SetPassword xmlns="{NS}"><Password>{password}</Password></SetPassword></soap:Body></soap:Envelope>"#
+    );
+    let res = common::client()
+        .post(format!("{}/", erp.base))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("soapaction", "\"SetPassword\"")
+        .body(body)
+        .send()
+        .await
+        .expect("SetPassword");
+    assert_eq!(res.status(), 200);
+}
+
+/// A password changed under a healthy pool whose sessions then all expire: the sessions'
+/// logins are made one at a time, so the burst costs one failed login, not one per pooled
+/// session (five failures lock an SAP B1 user).
+#[tokio::test]
+async fn a_password_changed_under_a_full_pool_costs_one_failed_login() {
+    let erp = erp(&["--call-ms", "100"]);
+    let dir = config(&erp, "secret", "      size: 5\n      exclusive: true\n      login_backoff: 30s").await;
+    let gw = common::with_config(dir.path()).await;
+    concurrent_gets(&gw, 20).await;
+    let before = stats(&erp).await;
+    assert!(before["logins"].as_u64().is_some_and(|n| n >= 2), "several sessions in the pool: {before}");
+    set_password(&erp, "rotated").await;
+    admin(&erp, "ExpireAll").await;
+    let client = common::client();
+    let calls = (0..20).map(|i| client.get(gw.url(&format!("/stock/Y{i}"))).send());
+    for res in futures_util::future::join_all(calls).await {
+        common::problem(res.expect("request"), 502).await;
+    }
+    let s = stats(&erp).await;
+    assert_eq!(s["login_failures"], 1, "one failed login for the whole pool: {s}");
+}
+
+/// Many backends with a wrong password, each called by ten callers at once: each tries one
+/// login, however the calls interleave.
+#[tokio::test]
+async fn many_pools_with_a_wrong_password_try_one_login_each() {
+    const POOLS: usize = 30;
+    let erp = erp(&[]);
+    let dir = config(&erp, "wrong", "      size: 3\n      login_backoff: 30s").await;
+    let yaml = std::fs::read_to_string(dir.path().join("gateway.yaml")).expect("read");
+    let (head, backend) = yaml.split_once("  erp:\n").expect("one backend");
+    let mut all = head.to_string();
+    let mut routes = String::from("routes:\n");
+    for i in 0..POOLS {
+        all.push_str(&format!("  erp{i}:\n{backend}"));
+        routes.push_str(&format!(
+            "  - {{ route: \"GET /stock{i}/{{item}}\", backend: erp{i}, operation: GetStock, request: {{ ItemCode: \"{{path.item}}\" }}, response: Quantity }}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("gateway.yaml"), all).expect("write");
+    std::fs::write(dir.path().join("routes/erp.yaml"), routes).expect("write");
+    let gw = common::with_config(dir.path()).await;
+    let client = common::client();
+    let calls = (0..POOLS * 10).map(|n| client.get(gw.url(&format!("/stock{}/I{n}", n % POOLS))).send());
+    for res in futures_util::future::join_all(calls).await {
+        common::problem(res.expect("request"), 502).await;
+    }
+    let s = stats(&erp).await;
+    assert_eq!(s["login_attempts"], POOLS, "{s}");
+}
+
+/// A caller that hangs up mid-call does not free the backend's call slot while the ERP still
+/// works on that call: with `max_concurrency: 1`, the ERP never sees two calls at once.
+#[tokio::test]
+async fn a_caller_that_hangs_up_keeps_max_concurrency_at_the_erp() {
+    let erp = erp(&["--call-ms", "400"]);
+    let dir = config(&erp, "secret", "      size: 2").await;
+    let yaml = std::fs::read_to_string(dir.path().join("gateway.yaml")).expect("read");
+    let yaml = yaml.replace("    queue:", "    max_concurrency: 1\n    queue:");
+    std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write");
+    let gw = common::with_config(dir.path()).await;
+    concurrent_gets(&gw, 1).await; // logged in
+    let impatient = reqwest::Client::builder().no_proxy().timeout(Duration::from_millis(100)).build().expect("client");
+    assert!(impatient.get(gw.url("/stock/GONE")).send().await.is_err(), "the caller gave up");
+    concurrent_gets(&gw, 2).await;
+    let s = stats(&erp).await;
+    assert_eq!(s["peak_in_flight"], 1, "max_concurrency: 1 held at the ERP: {s}");
+    assert_eq!(s["calls"], 4, "the abandoned call still ran: {s}");
+}

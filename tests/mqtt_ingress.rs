@@ -268,6 +268,23 @@ sensors:
     let booked = measurements(&spyne.base).await.0;
     assert_eq!(booked["vib1"]["Machine"], "M7", "the topic named the machine");
     assert_eq!(booked["vib1"]["Unit"], "mm/s");
+    // Without an id, two machines' readings of one sensor in one second (and a bare
+    // number) are keyed by plant, machine, sensor and time: each is booked.
+    let at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    for (machine, value) in [("M7", 1.5), ("M8", 2.5)] {
+        let payload = json!({ "value": value, "timestamp": at }).to_string();
+        common::mosquitto_pub(port, &format!("plant2/{machine}/vibration/V-2"), &[payload]);
+    }
+    let keys = [format!("M7/V-2@{at}"), format!("M8/V-2@{at}")];
+    common::eventually("both machines' readings booked", Duration::from_secs(30), || async {
+        let booked = measurements(&spyne.base).await.0;
+        keys.iter().all(|k| booked.contains_key(k))
+    })
+    .await;
+    let (booked, duplicates) = measurements(&spyne.base).await;
+    let machine = |k: &String| booked[k]["Machine"].as_str().map(str::to_string);
+    assert_eq!(keys.each_ref().map(machine), [Some("M7".into()), Some("M8".into())]);
+    assert_eq!(duplicates, 0, "neither was refused as the other's duplicate");
     assert!(sent.len() >= 20, "readings flowed during the reload ({} sent)", sent.len());
     drop(gw);
 }

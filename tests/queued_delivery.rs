@@ -89,6 +89,12 @@ fn booked_ids(arrivals: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// The ERP document numbers `{delivery.key}` gives these Idempotency-Keys of one caller on
+/// one route.
+fn erp_ids<'a>(caller: &str, route: &str, keys: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
+    keys.into_iter().map(|k| veneer::delivery::erp_key(caller, route, k)).collect()
+}
+
 async fn post_reading(base: &str, path: &str, key: &str, machine: &str, value: f64) -> reqwest::Response {
     common::client()
         .post(format!("{base}{path}"))
@@ -142,7 +148,7 @@ async fn readings_posted_while_the_erp_is_down_all_arrive_once() {
     .await;
     let (booked, arrivals) = stats(&spyne.base).await;
     assert_eq!(booked, 1000);
-    assert_eq!(booked_ids(&arrivals), ids.iter().cloned().collect::<BTreeSet<_>>());
+    assert_eq!(booked_ids(&arrivals), erp_ids("anonymous", "POST /readings", &ids));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,7 +216,58 @@ async fn a_poison_reading_is_dead_at_once_and_the_rest_go_on() {
     // Arrival order within the partition: the poison reading came last only because it
     // was retried by hand; the others kept their order.
     let (_, arrivals) = stats(&spyne.base).await;
-    assert_eq!(arrivals["press-1"], json!(["ok-0", "ok-1", "ok-2", "ok-3", "ok-4", "poison"]));
+    let erp_id = |k: &str| veneer::delivery::erp_key("edge", "POST /readings/ordered", k);
+    let order = ["ok-0", "ok-1", "ok-2", "ok-3", "ok-4", "poison"].map(erp_id);
+    assert_eq!(arrivals["press-1"], json!(order));
+}
+
+/// Two clients may choose the same Idempotency-Key: the ERP's document number names the
+/// client too, so neither write is refused as the other's duplicate (and counted delivered
+/// without being booked), while each client's own retry is still one booking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_with_one_idempotency_key_both_book() {
+    let spyne = common::start_spyne();
+    let hash = veneer::auth::clients::hash_secret("s3cret").expect("hash");
+    let auth = format!(
+        "auth:\n  issuer: \"http://veneer.test\"\n  signing_keys: keys\n  clients:\n    - {{ id: line-a, secret_hash: \"{hash}\", scopes: [] }}\n    - {{ id: line-b, secret_hash: \"{hash}\", scopes: [] }}\n"
+    );
+    let dir = config(&spyne.base, "backoff: 50ms, max_backoff: 200ms", &auth).await;
+    veneer::admin::new_key(&dir.path().join("keys"), "ES256").expect("key");
+    let gw = common::with_config_self_issuer(dir.path()).await;
+    let client = common::client();
+    let mut deliveries = Vec::new();
+    for id in ["line-b", "line-a", "line-a"] {
+        let token = common::access_token(&gw.base, id, "s3cret").await;
+        let res = client
+            .post(gw.url("/readings"))
+            .bearer_auth(&token)
+            .header("idempotency-key", "order-1001")
+            .json(&json!({ "machine": id, "value": 1 }))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(res.status(), 202);
+        let id = res.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+        deliveries.push((token, id));
+    }
+    assert_eq!(deliveries[1].1, deliveries[2].1, "line-a's retry replays its first answer");
+    for (token, id) in &deliveries[..2] {
+        common::eventually("delivered", Duration::from_secs(30), || async {
+            let res = client.get(gw.url(&format!("/deliveries/{id}"))).bearer_auth(token).send().await.expect("get");
+            let status: Value = res.json().await.expect("json");
+            assert_ne!(status["duplicate"], true, "counted as another client's duplicate: {status}");
+            status["state"] == "delivered"
+        })
+        .await;
+    }
+    let (booked, arrivals) = stats(&spyne.base).await;
+    assert_eq!(booked, 2, "both clients' writes are booked: {arrivals}");
+    let keys = ["order-1001".to_string()];
+    let expected: BTreeSet<String> = erp_ids("line-a", "POST /readings", &keys)
+        .union(&erp_ids("line-b", "POST /readings", &keys))
+        .cloned()
+        .collect();
+    assert_eq!(booked_ids(&arrivals), expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +349,7 @@ async fn kill_9_mid_stream_loses_nothing_accepted_and_books_nothing_twice() {
     for t in tasks {
         let _ = t.await;
     }
-    let promised: BTreeSet<String> = accepted.lock().expect("lock").iter().cloned().collect();
+    let promised = erp_ids("anonymous", "POST /readings", accepted.lock().expect("lock").iter());
     // Restarted on the same data directory: every 202 is delivered.
     let second = common::Veneer::serve(dir.path(), &[]);
     common::eventually("every accepted reading booked", Duration::from_secs(120), || async {
@@ -376,7 +433,7 @@ async fn a_fleet_takes_over_a_killed_replicas_items() {
     for t in tasks {
         t.await.expect("posting");
     }
-    let promised: BTreeSet<String> = accepted.lock().expect("lock").iter().cloned().collect();
+    let promised = erp_ids("anonymous", "POST /readings", accepted.lock().expect("lock").iter());
     common::eventually("every accepted reading booked by the surviving replicas", Duration::from_secs(180), || async {
         booked_ids(&stats(&spyne.base).await.1).is_superset(&promised)
     })

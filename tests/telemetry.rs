@@ -231,13 +231,17 @@ async fn readings_are_converted_and_enriched_before_the_erp_books_them() {
         // Kelvin, epoch milliseconds, another machine than the sensor's. 06:30 CEST: early.
         {"sensor": "T-106", "value": 373.15, "unit": "K", "timestamp": epoch_ms("2026-07-15T04:30:00Z"),
          "machine": "PRESS-02", "id": "t1-d"},
-        // No id: the key is sensor@timestamp. 05:59 in Berlin: still the night shift.
+        // No id: the key is machine/sensor@timestamp. 05:59 in Berlin: still the night shift.
         {"sensor": "T-107", "value": 50, "timestamp": "2026-01-15T04:59:00Z"},
+        // No id, one sensor id on two machines in the same second: two readings, two keys
+        // (the ERP refuses a duplicate key, and the second would be counted delivered).
+        {"sensor": "P-9", "value": 14.5, "timestamp": "2026-01-15T04:59:00Z", "machine": "PRESS-01"},
+        {"sensor": "P-9", "value": 29, "timestamp": "2026-01-15T04:59:00Z", "machine": "PRESS-02"},
     ]);
     let (status, answer) = post(&gw.base, &readings).await;
     assert_eq!(status, 202, "{answer}");
-    assert_eq!((answer["accepted"].as_u64(), answer["rejected"].as_u64()), (Some(5), Some(0)), "{answer}");
-    let stats = booked_n(&spyne.base, 5, Duration::from_secs(30)).await;
+    assert_eq!((answer["accepted"].as_u64(), answer["rejected"].as_u64()), (Some(7), Some(0)), "{answer}");
+    let stats = booked_n(&spyne.base, 7, Duration::from_secs(30)).await;
     let m = &stats["measurements"];
     let fields = |id: &str| {
         let r = &m[id];
@@ -275,11 +279,14 @@ async fn readings_are_converted_and_enriched_before_the_erp_books_them() {
         "373.15 K: {stats}"
     );
     assert_eq!(
-        fields("T-107@2026-01-15T04:59:00Z"),
+        fields("PRESS-01/T-107@2026-01-15T04:59:00Z"),
         ["T-107", "10", "C", "PRESS-01", "WC-PRESS-A", "night", "PO-1001", "2026-01-15T04:59:00+00:00"],
         "50 °F without an id: {stats}"
     );
-    assert_eq!(booked(&stats), 5, "{stats}");
+    assert_eq!(fields("PRESS-01/P-9@2026-01-15T04:59:00Z")[3], "PRESS-01", "{stats}");
+    assert_eq!(fields("PRESS-02/P-9@2026-01-15T04:59:00Z")[3], "PRESS-02", "{stats}");
+    assert_eq!(booked(&stats), 7, "{stats}");
+    assert_eq!(stats["duplicates"], 0, "no reading was refused as another's duplicate: {stats}");
     // The order is asked once per machine; the other readings use the cached value.
     assert_eq!(calls(&stats, "CurrentOrder"), 2, "{stats}");
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use self::breaker::Breaker;
 use self::protect::{BreakerSettings, BusyRule, Gate, QueueSettings, Retries, RetrySettings};
-use self::session::{Session, SessionPool, SessionSpec};
+use self::session::{Lease, Rendered, Session, SessionPool, SessionSpec};
 use crate::error::{GatewayError, OverloadKind};
 use crate::pipeline::faults::FaultRule;
 use crate::schema::{Operation, ServiceModel};
@@ -238,7 +238,8 @@ impl Transport {
         let pool = &s.pool;
         let mut lease = pool.lease().await;
         let mut session = pool.session(&mut lease).await?;
-        let mut reply = self.post_in(Some((s, &session)), a.op, &a.envelope, a.forward.clone()).await?;
+        let rendered = self.render(s, &mut lease, &session, a.op).await?;
+        let mut reply = self.post_in(Some(&rendered), a.op, &a.envelope, a.forward.clone()).await?;
         if s.spec.is_expired(&self.link.model, a.op, &reply.body) {
             if !session.proven() {
                 return Err(pool.refused_at_once(&mut lease, &session).await);
@@ -248,7 +249,8 @@ impl Transport {
             tracing::info!(backend = %self.link.settings.name, "the ERP forgot the session; logging in again");
             pool.retire(&mut lease, &session).await;
             session = pool.session(&mut lease).await?;
-            reply = self.post_in(Some((s, &session)), a.op, &a.envelope, a.forward).await?;
+            let rendered = self.render(s, &mut lease, &session, a.op).await?;
+            reply = self.post_in(Some(&rendered), a.op, &a.envelope, a.forward).await?;
             // Never the ERP's own words here: some put the session id in them.
             if s.spec.is_expired(&self.link.model, a.op, &reply.body) {
                 return Err(pool.refused_at_once(&mut lease, &session).await);
@@ -262,12 +264,28 @@ impl Transport {
         Ok(reply)
     }
 
+    /// What `session` adds to a call of `op`. Values the login answer gave that cannot be
+    /// used (a URL outside the backend's origins, text that fits no header) make the login
+    /// a failed one: the session is retired and the next login waits for the backoff.
+    async fn render<'a>(
+        &self,
+        s: &'a Sessions,
+        lease: &mut Lease<'a>,
+        session: &Arc<Session>,
+        op: usize,
+    ) -> Result<Rendered, GatewayError> {
+        match s.spec.render(&self.link.model, op, session) {
+            Ok(r) => Ok(r),
+            Err(reason) => Err(s.pool.unusable(lease, session, reason).await),
+        }
+    }
+
     /// Sends an attempt with the backend's own SOAP headers, fresh per attempt (a
     /// WS-Security or NetSuite nonce must never be sent twice, retries included) and, in a
     /// session, its SOAP header, HTTP headers and endpoint.
     async fn post_in(
         &self,
-        session: Option<(&Sessions, &Session)>,
+        rendered: Option<&Rendered>,
         op: usize,
         envelope: &Bytes,
         forward: Forward,
@@ -277,18 +295,12 @@ impl Transport {
         if let Some(tba) = &settings.credentials.netsuite {
             header.push_str(&tba.header(&model.schema));
         }
-        let rendered = match session {
-            Some((s, session)) => Some(s.spec.render(model, op, session).map_err(|reason| {
-                GatewayError::BackendLogin { backend: settings.name.clone(), reason, retry_after: None }
-            })?),
-            None => None,
-        };
-        if let Some(r) = &rendered {
+        if let Some(r) = rendered {
             header.push_str(&r.soap_header);
         }
         let envelope = if header.is_empty() { envelope.clone() } else { encode::with_header(envelope, &header) };
-        let url = rendered.as_ref().and_then(|r| r.url.as_ref()).unwrap_or(&settings.url);
-        let http = rendered.as_ref().map_or(&[][..], |r| r.http.as_slice());
+        let url = rendered.and_then(|r| r.url.as_ref()).unwrap_or(&settings.url);
+        let http = rendered.map_or(&[][..], |r| r.http.as_slice());
         post(&self.link, url, &model.operations[op], envelope, http, forward).await
     }
 
@@ -412,10 +424,8 @@ impl Backend {
         }
         let mut n = 0;
         loop {
-            let result = {
-                let _slot = self.gate.enter(self.name()).await?;
-                self.attempt(attempt.clone()).await
-            };
+            let slot = self.gate.enter(self.name()).await?;
+            let result = self.attempt(attempt.clone(), slot).await;
             match (result, &self.retries) {
                 (Err(e), Some(r)) if idempotent && protect::retryable(&e) && r.allow(n + 1) => {
                     n += 1;
@@ -427,8 +437,10 @@ impl Backend {
         }
     }
 
-    /// One attempt through the circuit breaker; in a session, on a task of its own.
-    async fn attempt(&self, a: Attempt) -> Result<Reply, GatewayError> {
+    /// One attempt through the circuit breaker, holding a call slot; in a session, on a
+    /// task of its own, which holds the slot: a caller that hangs up must not free it while
+    /// the ERP still works on the call, or the ERP would see more than `max_concurrency`.
+    async fn attempt(&self, a: Attempt, slot: tokio::sync::OwnedSemaphorePermit) -> Result<Reply, GatewayError> {
         let pass = match &self.breaker {
             Some(b) => Some(b.admit().map_err(|_| GatewayError::Overloaded {
                 backend: self.settings.name.clone(),
@@ -440,10 +452,16 @@ impl Backend {
             None => None,
         };
         let result = match self.transport.session.clone() {
-            None => self.transport.send(a).await,
+            None => {
+                let _slot = slot;
+                self.transport.send(a).await
+            }
             Some(s) => {
                 let t = self.transport.clone();
-                let task = tokio::spawn(async move { t.send_in_session(&s, a).await });
+                let task = tokio::spawn(async move {
+                    let _slot = slot;
+                    t.send_in_session(&s, a).await
+                });
                 task.await.unwrap_or_else(|e| Err(GatewayError::Internal(format!("the session call task failed: {e}"))))
             }
         };

@@ -375,7 +375,8 @@ impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
                 return None;
             }
             ("query", q) if !q.is_empty() => Source::Query(q.to_string()),
-            ("delivery", "key") => Source::DeliveryKey,
+            ("delivery", "key") => Source::DeliveryKey { raw: false },
+            ("delivery", "raw_key") => Source::DeliveryKey { raw: true },
             ("header", h) => match HeaderName::from_bytes(h.as_bytes()) {
                 Ok(name) => Source::Header(name),
                 Err(_) => {
@@ -384,7 +385,7 @@ impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
                 }
             },
             _ => {
-                self.problems.push(fail(format!("unknown source {text:?}; use {{path.NAME}}, {{query.NAME}}, {{header.NAME}}, {{body}}, {{body.key}} or {{delivery.key}}")));
+                self.problems.push(fail(format!("unknown source {text:?}; use {{path.NAME}}, {{query.NAME}}, {{header.NAME}}, {{body}}, {{body.key}}, {{delivery.key}} or {{delivery.raw_key}}")));
                 return None;
             }
         };

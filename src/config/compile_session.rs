@@ -14,7 +14,9 @@ use super::raw_session::{LoginSection, NetSuiteTbaSection, SessionSection};
 use super::{ConfigProblem, ConfigSource, secret};
 use crate::backend::netsuite::{TokenParts, TokenPassport};
 use crate::backend::session::template::{Template, ValueTemplate};
-use crate::backend::session::{DEFAULT_EXPIRED_CODE, DEFAULT_EXPIRED_REASON, HeaderSpec, SessionCall, SessionSpec};
+use crate::backend::session::{
+    DEFAULT_EXPIRED_CODE, DEFAULT_EXPIRED_REASON, Endpoints, HeaderSpec, SessionCall, SessionSpec,
+};
 use crate::pipeline::faults::FaultRule;
 use crate::schema::{Element, SIMPLE_CONTENT_KEY, SchemaSet, ServiceModel, TypeRef};
 use crate::translate::encode;
@@ -102,6 +104,10 @@ pub(super) fn session(
         .url
         .as_deref()
         .and_then(|u| Template::parse(u, &names).map_err(|m| bad("session.url", format!("url: {m}"))).ok());
+    let own = backend_url.into_iter().chain(login.as_ref().and_then(|c| c.url.as_ref()));
+    let endpoints = Endpoints::new(own, &s.allowed_hosts)
+        .map_err(|m| bad("session.allowed_hosts", format!("allowed_hosts: {m}")))
+        .unwrap_or_default();
     if s.soap_headers.as_ref().is_none_or(|h| h.is_empty()) && s.http_headers.is_empty() {
         bad("session", "the session is never sent: add soap_headers: or http_headers:".into());
     }
@@ -186,6 +192,7 @@ pub(super) fn session(
             headers_by_op,
             http_headers,
             url,
+            endpoints,
             size,
             exclusive: s.exclusive,
             idle,

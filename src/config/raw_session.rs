@@ -26,6 +26,10 @@ pub struct SessionSection {
     pub http_headers: BTreeMap<String, String>,
     /// Endpoint for later calls (`"{session.server_url}"`); default: the backend's `url`.
     pub url: Option<String>,
+    /// Hosts besides the backend's own origin that `url` may name (`host`, `host:port`,
+    /// `*.domain`): the backend's credentials go with every call.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// The call that closes a session (when it is retired and on shutdown).
     pub logout: Option<LogoutSection>,
     /// Sessions kept at most (default 1).

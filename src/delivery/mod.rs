@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use self::store::{Store, Table, Write};
+use self::store::{Store, Write};
 use crate::config::Gateway;
 use crate::error::GatewayError;
 use crate::pipeline::faults::FaultRule;
@@ -91,6 +91,16 @@ pub enum State {
 }
 
 impl State {
+    /// Its code in the store's state index.
+    pub fn code(self) -> u8 {
+        match self {
+            State::Queued => 0,
+            State::Delivering => 1,
+            State::Delivered => 2,
+            State::Dead => 3,
+        }
+    }
+
     /// Parses a `?state=` value.
     pub fn parse(s: &str) -> Option<State> {
         match s {
@@ -114,7 +124,7 @@ pub struct Item {
     pub backend: String,
     /// Who posted it (the throttle's caller key, or `anonymous`).
     pub client: String,
-    /// `{delivery.key}`: the caller's `Idempotency-Key`, else the id.
+    /// `{delivery.key}`: the caller's `Idempotency-Key` scoped by [`erp_key`], else the id.
     pub key: String,
     /// Ordering partition, for ordered routes.
     pub partition: Option<String>,
@@ -186,6 +196,21 @@ fn iso(ms: u64) -> String {
 pub fn created_ms(id: &str) -> Option<u64> {
     let (secs, nanos) = uuid::Uuid::parse_str(id).ok()?.get_timestamp()?.to_unix();
     Some(secs * 1000 + u64::from(nanos) / 1_000_000)
+}
+
+/// `{delivery.key}` for a caller's own key: 32 hex digits of SHA-256 over the caller (the
+/// throttle's key: client id, or issuer and subject), the route and the key. ERPs keep one
+/// document-number space for every caller, so the raw key would let client A's
+/// `order-1001` be refused as a duplicate of client B's; the digest is stable across the
+/// caller's retries (so a duplicate fault still means "already booked") and short enough
+/// for the external-number fields ERPs have (35 characters in Business Central).
+pub fn erp_key(caller: &str, route: &str, key: &str) -> String {
+    let mut d = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in [caller, route, key] {
+        d.update(&(part.len() as u64).to_be_bytes());
+        d.update(part.as_bytes());
+    }
+    d.finish().as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new delivery id.
@@ -332,8 +357,9 @@ impl Services {
 /// Stores an accepted item durably; returns once it is committed.
 pub(crate) async fn persist(store: &Store, item: &Item) -> Result<(), GatewayError> {
     let bytes = serde_json::to_vec(item).map_err(|e| GatewayError::Internal(format!("serialising an item: {e}")))?;
-    store.write(Write::Put(Table::Items, item.id.clone(), bytes)).await.map(|_| ()).map_err(|e| {
-        tracing::error!(error = %e, "the delivery store refused a write");
+    // A store that cannot write logs that once itself; here it is only a refusal.
+    store.write(Write::PutItem(item.id.clone(), item.state.code(), bytes)).await.map(|_| ()).map_err(|e| {
+        tracing::debug!(error = %e, "the delivery store refused a write");
         GatewayError::StoreUnavailable
     })
 }
@@ -344,4 +370,22 @@ pub fn is_duplicate(rules: &[FaultRule], fault: &crate::translate::fault::Fault)
         r.code.as_deref().is_none_or(|c| fault.has_code(c))
             && r.reason.as_ref().is_none_or(|re| re.is_match(&fault.reason))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erp_keys_differ_by_caller_route_and_key_and_are_stable() {
+        let k = erp_key("line-3", "POST /orders", "order-1001");
+        assert_eq!(k, erp_key("line-3", "POST /orders", "order-1001"), "a retry gets the same key");
+        assert_eq!(k.len(), 32);
+        assert!(k.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(k, erp_key("line-4", "POST /orders", "order-1001"), "another caller");
+        assert_ne!(k, erp_key("line-3", "POST /returns", "order-1001"), "another route");
+        assert_ne!(k, erp_key("line-3", "POST /orders", "order-1002"), "another key");
+        // Parts are length-delimited: moving a character between them changes the key.
+        assert_ne!(erp_key("ab", "c", "d"), erp_key("a", "bc", "d"));
+    }
 }

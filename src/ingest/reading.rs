@@ -25,7 +25,7 @@ pub struct Reading {
     pub timestamp: DateTime<Utc>,
     /// The machine, from the reading, its topic or the dictionary.
     pub machine: Option<String>,
-    /// Stable identity: the reading's `id`, else `sensor@timestamp`.
+    /// Stable identity: the reading's `id`, else its source and time (`plant/machine/sensor@timestamp`).
     pub key: String,
     /// Any other fields of the reading as sent.
     pub extra: Map<String, Value>,
@@ -172,13 +172,9 @@ pub fn check(dict: &Dictionary, ctx: &Context, pointer: &str, value: Value) -> R
     let machine = take_text(&mut fields, &["machine", "machineId"], &at("machine"))?
         .or_else(|| ctx.topic("machine").map(str::to_string))
         .or_else(|| sensor.machine.clone());
-    // The key books a reading once: its id, else the sensor and the full-precision time it
-    // was measured; a reading without a time (stamped on arrival) also carries its place in
-    // the payload, so two of one batch never share a key.
     let key = match take_text(&mut fields, &["id"], &at("id"))? {
         Some(id) => id,
-        None if stamped => format!("{sensor_id}@{}", timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-        None => format!("{sensor_id}@{}#{pointer}", timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        None => source_key(&sensor_id, machine.as_deref(), &ctx.topic, timestamp, (!stamped).then_some(pointer)),
     };
     Ok(Reading {
         sensor_id,
@@ -190,6 +186,37 @@ pub fn check(dict: &Dictionary, ctx: &Context, pointer: &str, value: Value) -> R
         extra: fields,
         topic: ctx.topic.clone(),
     })
+}
+
+/// A reading's key when it has no `id`: everything that names its source (the topic's
+/// other named levels such as the plant, the machine, the sensor) and the full-precision
+/// time it was measured, so two machines reporting one sensor id in the same second never
+/// share a key (an ERP refusing the second as a duplicate would drop it). A reading without
+/// a time (stamped on arrival) also carries its place in the payload, so two of one batch
+/// never share a key. Each part is escaped, so no two sources write the same text.
+fn source_key(
+    sensor: &str,
+    machine: Option<&str>,
+    topic: &[(String, String)],
+    at: DateTime<Utc>,
+    unstamped: Option<&str>,
+) -> String {
+    const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%').add(b'/').add(b'@').add(b'#');
+    let levels = topic.iter().filter(|(name, _)| name != "sensor" && name != "machine").map(|(_, v)| v.as_str());
+    let mut key = String::new();
+    for part in levels.chain(machine).chain([sensor]) {
+        if !key.is_empty() {
+            key.push('/');
+        }
+        key.extend(percent_encoding::utf8_percent_encode(part, RESERVED));
+    }
+    key.push('@');
+    key.push_str(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+    if let Some(pointer) = unstamped.filter(|p| !p.is_empty()) {
+        key.push('#');
+        key.push_str(pointer);
+    }
+    key
 }
 
 /// The first of `names` present, as text; a non-string is a rejection.
@@ -247,7 +274,7 @@ mod tests {
         let r = check(&d, &ctx(), "/0", json!({"sensor": "T-100", "value": 212, "timestamp": "2026-11-25T08:00:00Z"}))
             .expect("accepted");
         assert_eq!(r.value.to_string(), "100");
-        assert_eq!(r.key, "T-100@2026-11-25T08:00:00Z");
+        assert_eq!(r.key, "PRESS-01/T-100@2026-11-25T08:00:00Z", "the machine and sensor at that time");
         assert_eq!(r.machine.as_deref(), Some("PRESS-01"), "the dictionary's machine");
         // Sent in another unit than the sensor's: converted twice, still exact.
         let r = check(&d, &ctx(), "", json!({"sensor": "T-100", "value": 100, "unit": "Cel", "id": "x"})).expect("ok");
@@ -256,6 +283,19 @@ mod tests {
         assert_eq!(r.timestamp, ctx().now, "no timestamp: when it arrived");
         let unstamped = |p: &str| check(&d, &ctx(), p, json!({"sensor": "T-100", "value": 1})).expect("ok").key;
         assert_ne!(unstamped("/0"), unstamped("/1"), "two readings of one batch never share a key");
+        assert!(!unstamped("").ends_with('#'), "a reading alone (a bare MQTT number) has no stray mark");
+        // Two machines, one sensor id, one second: two keys; the topic's levels count too.
+        let at = |machine: &str, topic: &[(&str, &str)]| {
+            let ctx = Context { topic: topic.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..ctx() };
+            let reading = json!({"sensor": "P-7", "value": 1, "machine": machine, "timestamp": "2026-11-25T08:00:00Z"});
+            check(&d, &ctx, "/0", reading).expect("ok").key
+        };
+        assert_ne!(at("press-1", &[]), at("press-2", &[]));
+        assert_eq!(at("press-1", &[]), "press-1/P-7@2026-11-25T08:00:00Z");
+        assert_ne!(at("press-1", &[("plant", "P1")]), at("press-1", &[("plant", "P2")]));
+        assert_eq!(at("press-1", &[("plant", "P1"), ("machine", "press-1")]), "P1/press-1/P-7@2026-11-25T08:00:00Z");
+        // Separators inside a value are escaped: no two sources write the same key.
+        assert_eq!(at("a/b@c", &[]), "a%2Fb%40c/P-7@2026-11-25T08:00:00Z");
         let r = check(&d, &ctx(), "", json!({"sensor": "P-7", "value": 14.5, "machine": "PRESS-02"})).expect("ok");
         assert_eq!(r.value.to_string(), "1", "0.99974 bar to 3 decimals, trailing zeros dropped");
         assert_eq!(r.machine.as_deref(), Some("PRESS-02"), "the reading's own machine wins");

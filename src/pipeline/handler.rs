@@ -109,12 +109,23 @@ async fn serve(
     } else {
         None
     };
-    // `{delivery.key}`: the caller's Idempotency-Key, else the delivery id (a fresh one for
-    // a direct call, so an ERP document number is still unique).
+    // `{delivery.key}`: the caller's Idempotency-Key scoped to the caller and route (two
+    // clients sending `order-1001` must not book one document), else the delivery id (a
+    // fresh one for a direct call, so an ERP document number is still unique).
     let delivery_id = (!route.idempotent).then(delivery::new_id);
-    let delivery_key = idempotency_key.as_deref().or(delivery_id.as_deref()).unwrap_or("");
-    let values =
-        RequestValues { path: &path, query: &query, headers: &parts.headers, body: body.as_ref(), delivery_key };
+    let raw_key = idempotency_key.as_deref().or(delivery_id.as_deref()).unwrap_or("");
+    let delivery_key = match idempotency_key.as_deref() {
+        Some(k) => delivery::erp_key(who.key(), &route.id, k),
+        None => raw_key.to_string(),
+    };
+    let values = RequestValues {
+        path: &path,
+        query: &query,
+        headers: &parts.headers,
+        body: body.as_ref(),
+        delivery_key: &delivery_key,
+        raw_key,
+    };
     let call = encode_call(&route, &values)?;
     let forward = backend::forwarded(&parts.headers);
     let job = Job {
@@ -125,7 +136,7 @@ async fn serve(
         forward,
         request_id: request_id.to_string(),
         delivery_id: delivery_id.clone(),
-        delivery_key: delivery_key.to_string(),
+        delivery_key: delivery_key.clone(),
     };
     let (Some(key), Some(services)) = (idempotency_key.as_deref(), services) else {
         return execute(services, job).await;
@@ -356,7 +367,8 @@ pub enum Submitted {
 
 /// A write the gateway makes itself on a caller's behalf (a reading from the data
 /// dictionary): the route's mapping, XSD validation, then its queue, or a direct call.
-/// `client` owns the delivery (it may read its status); `key` is `{delivery.key}`.
+/// `client` owns the delivery (it may read its status); `key` is `{delivery.raw_key}`, and
+/// `{delivery.key}` is it scoped to the client and route.
 pub(crate) async fn submit(
     services: Option<&Services>,
     route: &Arc<Route>,
@@ -366,7 +378,15 @@ pub(crate) async fn submit(
     request_id: &str,
 ) -> Result<Submitted, GatewayError> {
     let headers = HeaderMap::new();
-    let values = RequestValues { path: &[], query: &[], headers: &headers, body: Some(&body), delivery_key: key };
+    let delivery_key = delivery::erp_key(client, &route.id, key);
+    let values = RequestValues {
+        path: &[],
+        query: &[],
+        headers: &headers,
+        body: Some(&body),
+        delivery_key: &delivery_key,
+        raw_key: key,
+    };
     let job = Job {
         route: route.clone(),
         partition: partition(route, &values),
@@ -375,7 +395,7 @@ pub(crate) async fn submit(
         forward: backend::Forward::default(),
         request_id: request_id.to_string(),
         delivery_id: None,
-        delivery_key: key.to_string(),
+        delivery_key,
     };
     if route.queued.is_some() {
         return store_job(services, job).await.map(Submitted::Queued);
@@ -388,7 +408,8 @@ pub(crate) async fn submit(
 /// JSON it would answer: the data dictionary's lookups.
 pub(crate) async fn read(route: &Route, params: &[(String, String)]) -> Result<Value, GatewayError> {
     let headers = HeaderMap::new();
-    let values = RequestValues { path: params, query: params, headers: &headers, body: None, delivery_key: "" };
+    let values =
+        RequestValues { path: params, query: params, headers: &headers, body: None, delivery_key: "", raw_key: "" };
     let call = encode_call(route, &values)?;
     let answer = fetch(route, call.envelope, backend::Forward::default()).await?;
     serde_json::from_slice(&answer.body).map_err(|e| GatewayError::Internal(format!("reading a lookup: {e}")))

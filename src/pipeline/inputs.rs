@@ -17,8 +17,10 @@ pub struct RequestValues<'a> {
     pub headers: &'a HeaderMap,
     /// The parsed JSON body, when the route reads one.
     pub body: Option<&'a Value>,
-    /// `{delivery.key}`.
+    /// `{delivery.key}`: the key the ERP sees, scoped to the caller.
     pub delivery_key: &'a str,
+    /// `{delivery.raw_key}`: the caller's key as sent.
+    pub raw_key: &'a str,
 }
 
 /// Builds the input value; `None` when the source has no value in this request.
@@ -31,7 +33,8 @@ pub fn assemble(source: &Source, req: &RequestValues<'_>) -> Option<Value> {
         }
         Source::Body(keys) => keys.iter().try_fold(req.body?, |v, k| v.get(k)).cloned(),
         Source::Literal(v) => Some(v.clone()),
-        Source::DeliveryKey => Some(Value::String(req.delivery_key.to_string())),
+        Source::DeliveryKey { raw: false } => Some(Value::String(req.delivery_key.to_string())),
+        Source::DeliveryKey { raw: true } => Some(Value::String(req.raw_key.to_string())),
         Source::Object { fields, spread } => {
             let mut map = match spread.as_deref().and_then(|s| assemble(s, req)) {
                 Some(Value::Object(m)) => m,
@@ -77,7 +80,7 @@ fn relocate(source: &Source, pointer: &str, err: FieldError) -> FieldError {
             p.push_str(pointer);
             FieldError { pointer: Some(p), ..err }
         }
-        Source::DeliveryKey => FieldError {
+        Source::DeliveryKey { .. } => FieldError {
             pointer: None,
             location: Some("header"),
             parameter: Some("idempotency-key".into()),
@@ -130,6 +133,7 @@ mod tests {
             headers: &headers,
             body: Some(&body),
             delivery_key: "",
+            raw_key: "",
         };
         let v = assemble(&source, &req).expect("object");
         assert_eq!(v["orderNo"], "PO-1");

@@ -24,8 +24,13 @@ pub enum Source {
     Body(Vec<String>),
     /// A constant from the route config.
     Literal(Value),
-    /// `{delivery.key}`: the caller's `Idempotency-Key`, else the delivery id.
-    DeliveryKey,
+    /// `{delivery.key}`: the caller's `Idempotency-Key` scoped to caller and route (see
+    /// [`crate::delivery::erp_key`]), else the delivery id; with `raw`
+    /// (`{delivery.raw_key}`) the key exactly as the caller sent it.
+    DeliveryKey {
+        /// The caller's key as sent, which two callers may share.
+        raw: bool,
+    },
     /// A JSON object built field by field; `spread` fills the keys not mapped explicitly.
     Object {
         /// JSON key → source.
@@ -45,6 +50,17 @@ impl Source {
             }
             _ => false,
         }
+    }
+
+    /// True when this source, or any part of it, satisfies `f`.
+    pub fn any(&self, f: &impl Fn(&Source) -> bool) -> bool {
+        f(self)
+            || match self {
+                Source::Object { fields, spread } => {
+                    fields.iter().any(|(_, s)| s.any(f)) || spread.as_ref().is_some_and(|s| s.any(f))
+                }
+                _ => false,
+            }
     }
 }
 
@@ -99,6 +115,35 @@ impl Route {
     /// The SOAP operation this route calls.
     pub fn operation(&self) -> &Operation {
         &self.backend.model.operations[self.operation]
+    }
+
+    /// Why this queued route's duplicate refusals may drop another caller's write, if they
+    /// may: its `duplicate_faults` count "already exists" as delivered, so the key that
+    /// reaches the ERP must tell callers apart. `fed_by_sensors`: the data dictionary fills
+    /// the body, with a `{key}` naming the reading's source.
+    pub fn erp_key_warning(&self, fed_by_sensors: bool) -> Option<String> {
+        if self.queued.is_none() || self.duplicate_faults.is_empty() {
+            return None;
+        }
+        let uses = |raw: bool| {
+            std::iter::once(&self.input)
+                .chain(self.soap_headers.iter().map(|(_, s)| s))
+                .any(|s| s.any(&|s| matches!(s, Source::DeliveryKey { raw: r } if *r == raw)))
+        };
+        if uses(true) {
+            return Some(format!(
+                "route {}: {{delivery.raw_key}} reaches the ERP as sent, and duplicate_faults count a refused duplicate as delivered: \
+                 two clients using the same Idempotency-Key book one document; use {{delivery.key}} (scoped to the client)",
+                self.id
+            ));
+        }
+        (!uses(false) && !fed_by_sensors).then(|| {
+            format!(
+                "route {}: duplicate_faults count a refused duplicate as delivered, but no {{delivery.key}} reaches the ERP: \
+                 a write whose document number another caller already used is dropped; map {{delivery.key}} into the ERP's external document number",
+                self.id
+            )
+        })
     }
 }
 

@@ -244,6 +244,9 @@ pub async fn run_with_drain(
         rustls
     });
     let services = state.services.get().cloned();
+    // Only now, with every store open and the queue resumed: a supervisor or test that
+    // waits for this line must not see a gateway that then fails to open its store.
+    tracing::info!(local = %listener.local_addr()?, routes = state.gateway.load().routes.iter().count(), "veneer is listening");
     // MQTT ingress: stops taking messages on the signal; unacknowledged ones come back.
     #[cfg(feature = "mqtt")]
     let mqtt = services.clone().and_then(|s| {

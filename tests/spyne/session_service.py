@@ -54,7 +54,7 @@ SESSION_CALLS = {}
 def _zero_counters():
     COUNTERS.update(login_attempts=0, logins=0, login_failures=0, logouts=0,
                     overlaps=0, calls=0, expired=0, idle_expired=0,
-                    session_faults=0)
+                    session_faults=0, in_flight=0, peak_in_flight=0)
 
 
 _zero_counters()
@@ -110,12 +110,18 @@ def _begin(ctx):
         s["busy"] += 1
         s["last"] = now
         COUNTERS["calls"] += 1
+        # Business calls running at once over every session: what a
+        # max_concurrency promises the ERP.
+        COUNTERS["in_flight"] += 1
+        COUNTERS["peak_in_flight"] = max(COUNTERS["peak_in_flight"],
+                                         COUNTERS["in_flight"])
         SESSION_CALLS[sid] = SESSION_CALLS.get(sid, 0) + 1
     return sid
 
 
 def _end(sid):
     with LOCK:
+        COUNTERS["in_flight"] -= 1
         # The session may have been dropped meanwhile (Logout, ExpireAll,
         # Reset); then there is nothing to release.
         s = SESSIONS.get(sid)
@@ -179,6 +185,12 @@ class SessionService(Service):
         with LOCK:
             COUNTERS["expired"] += len(SESSIONS)
             SESSIONS.clear()
+
+    @rpc(Unicode)
+    def SetPassword(ctx, Password):
+        # An administrator changes the account's password; sessions live on.
+        with LOCK:
+            CONFIG["password"] = Password
 
     @rpc(_returns=Unicode)
     def Stats(ctx):

@@ -22,10 +22,12 @@ use crate::schema::{Element, Operation, ServiceModel};
 use crate::translate::decode::{self, Decoded};
 use crate::translate::encode;
 
+mod endpoints;
 mod login;
 mod pool;
 pub mod template;
 
+pub use endpoints::Endpoints;
 pub use pool::{Lease, SessionPool};
 use template::{Template, ValueTemplate};
 
@@ -91,6 +93,8 @@ pub struct SessionSpec {
     pub http_headers: Vec<(HeaderName, Template)>,
     /// Endpoint for calls, from captured values.
     pub url: Option<Template>,
+    /// Where that endpoint may point (the backend's origin, `allowed_hosts`).
+    pub endpoints: Endpoints,
     /// Sessions kept at most.
     pub size: usize,
     /// One call at a time per session.
@@ -184,8 +188,11 @@ impl SessionSpec {
         let url = match &self.url {
             None => None,
             Some(t) => match reqwest::Url::parse(&t.render(values)) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
-                _ => return Err("the session's url is not an http(s) URL".into()),
+                Ok(u) => {
+                    self.endpoints.check(&u)?;
+                    Some(u)
+                }
+                Err(_) => return Err("the session's url is not an http(s) URL".into()),
             },
         };
         Ok(Rendered { soap_header, http, url })

@@ -1,9 +1,9 @@
 //! A backend's sessions: created lazily up to `size`, leased per call (exclusively where the
 //! ERP serves one call at a time per session), retired when idle, old or refused, logged out
 //! once no call holds them, and all logged out on shutdown or when a reload replaces the
-//! pool. Logins are careful with the ERP account: one at a time until one has succeeded,
-//! and after a refusal none until the backoff has passed, so a wrong password costs a
-//! handful of attempts instead of one per request.
+//! pool. Logins are careful with the ERP account: one at a time, and after a refusal none
+//! until the backoff has passed, so a wrong password costs one attempt per backoff window
+//! instead of one per request or per pooled session.
 //!
 //! Callers run a session call on a task of its own (see `Transport`), so a caller that goes
 //! away never leaves a login half-recorded or an exclusive session released while the ERP
@@ -22,11 +22,9 @@ use crate::error::GatewayError;
 
 type Slot = AsyncMutex<Option<Arc<Session>>>;
 
-/// Logins so far: whether the last one worked, refusals in a row, and when the next
-/// attempt may start.
+/// Logins so far: refusals in a row, and when the next attempt may start.
 #[derive(Debug, Default)]
 struct LoginHealth {
-    healthy: bool,
     failures: u32,
     not_before: Option<Instant>,
 }
@@ -44,7 +42,7 @@ pub struct SessionPool {
     next: AtomicUsize,
     generation: AtomicU64,
     health: Mutex<LoginHealth>,
-    /// Held by the one login allowed while logins are not known to work.
+    /// Held by the one login in flight, until its outcome is recorded.
     careful: AsyncMutex<()>,
     /// Sessions taken out of their slot, logged out once no call holds them.
     retired: Mutex<Vec<Arc<Session>>>,
@@ -229,22 +227,30 @@ impl SessionPool {
         )
     }
 
+    /// The login answer's values cannot be used (a URL outside the backend's origins, text
+    /// that fits no header): the session is retired and this counts as a failed login, so
+    /// the ERP is not asked again before the backoff.
+    pub async fn unusable<'a>(&'a self, lease: &mut Lease<'a>, session: &Arc<Session>, reason: String) -> GatewayError {
+        self.retire(lease, session).await;
+        self.login_failed(reason)
+    }
+
     async fn login(&self) -> Result<Session, GatewayError> {
-        // Until a login has worked, one at a time: a wrong password at a cold start costs
-        // one attempt, not one per slot.
-        let careful = if self.healthy() { None } else { Some(self.careful.lock().await) };
-        let careful = careful.filter(|_| !self.healthy());
+        // One login in flight per pool, whatever its size and health, and its outcome is
+        // recorded before the next may start: a wrong password (at a cold start, or changed
+        // under a healthy pool whose sessions all expire at once) costs one failed login
+        // per backoff window, not one per slot. ERPs lock an account after a few (SAP B1).
+        let _one = self.careful.lock().await;
         if let Some(wait) = self.backoff_left() {
             return Err(self
                 .refusal(format!("the last login failed; the next attempt is in {} s", wait.as_secs().max(1)), wait));
         }
         let link = self.link();
         let result = login::login(&self.spec, &link).await;
-        drop(careful);
         match result {
             Ok(LoggedIn { values, idle }) => {
                 let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-                *h = LoginHealth { healthy: true, failures: 0, not_before: None };
+                *h = LoginHealth { failures: 0, not_before: None };
                 drop(h);
                 crate::telemetry::session_login(&link.settings.name, "ok");
                 tracing::info!(backend = %link.settings.name, "logged in to the ERP");
@@ -259,10 +265,6 @@ impl SessionPool {
         }
     }
 
-    fn healthy(&self) -> bool {
-        self.health.lock().unwrap_or_else(|p| p.into_inner()).healthy
-    }
-
     /// Time left before the next login may be tried, after a refusal.
     fn backoff_left(&self) -> Option<Duration> {
         let h = self.health.lock().unwrap_or_else(|p| p.into_inner());
@@ -273,7 +275,6 @@ impl SessionPool {
     /// Records a refused login (backoff doubling from `login_backoff`) and logs why.
     fn login_failed(&self, reason: String) -> GatewayError {
         let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        h.healthy = false;
         h.failures = h.failures.saturating_add(1);
         let wait = self.spec.login_backoff.saturating_mul(1u32 << (h.failures - 1).min(16)).min(MAX_LOGIN_BACKOFF);
         h.not_before = Some(Instant::now() + wait);
