@@ -156,6 +156,15 @@ pub enum GatewayError {
     /// The queue's store cannot take writes right now (disk full, I/O error).
     #[error("the delivery store is unavailable")]
     StoreUnavailable,
+    /// The queue holds as much as it is allowed to (`delivery.max_items`/`max_bytes`, or a
+    /// stream's `max_len`): new writes wait until deliveries drain it.
+    #[error("the delivery queue is full ({0}); retry once the ERP has taken some of it")]
+    QueueFull(String),
+    /// Redis does not fsync every write, so a 202 could be lost; queued routes refuse.
+    #[error(
+        "the delivery queue's Redis does not persist every write (it needs appendonly yes and appendfsync always), so no write is accepted for later delivery"
+    )]
+    QueueNotDurable,
     /// The request conflicts with the resource's state.
     #[error("{0}")]
     Conflict(String),
@@ -245,7 +254,9 @@ impl GatewayError {
             GatewayError::LimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Overloaded { status, .. } => *status,
             GatewayError::Shared(inner) => inner.status(),
-            GatewayError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::StoreUnavailable | GatewayError::QueueFull(_) | GatewayError::QueueNotDurable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayError::Conflict(_) | GatewayError::IdempotencyInFlight => StatusCode::CONFLICT,
             GatewayError::IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
             GatewayError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
@@ -345,6 +356,8 @@ impl GatewayError {
             }
             GatewayError::Shared(_) => ("internal", "Internal error"), // unreachable: delegated above
             GatewayError::StoreUnavailable => ("store-unavailable", "Delivery store unavailable"),
+            GatewayError::QueueFull(_) => ("queue-full", "Delivery queue full"),
+            GatewayError::QueueNotDurable => ("queue-not-durable", "Delivery queue not durable"),
             GatewayError::Conflict(_) => ("conflict", "Conflict"),
             GatewayError::IdempotencyKeyRequired => ("idempotency-key-required", "Idempotency-Key required"),
             GatewayError::IdempotencyInFlight => ("idempotency-key-in-flight", "Request in progress"),
@@ -441,6 +454,8 @@ impl GatewayError {
             | GatewayError::BackendLogin { retry_after: Some(d), .. } => {
                 Some(crate::throttle::local::ceil_secs(*d).max(1))
             }
+            // A full queue drains at the ERP's pace: a second would only be tried again.
+            GatewayError::QueueFull(_) | GatewayError::QueueNotDurable => Some(30),
             GatewayError::LimiterUnavailable
             | GatewayError::StoreUnavailable
             | GatewayError::IdempotencyInFlight

@@ -222,6 +222,11 @@ pub fn delivery(backend: &str, event: &'static str) {
     counter!("veneer_deliveries_total", "backend" => backend.to_string(), "event" => event).increment(1);
 }
 
+/// Idempotency records forgotten before their time because the store reached its bound.
+pub fn idempotency_evicted(n: usize) {
+    counter!("veneer_idempotency_evicted_total").increment(n as u64);
+}
+
 /// Readings taken in, by how they came (`http`, `mqtt`) and what became of them
 /// (`queued`, `delivered`, `rejected`, `failed`).
 pub fn readings(origin: &'static str, outcome: &'static str, n: u64) {

@@ -173,6 +173,17 @@ fn delivery_settings(
                     prefix: r.prefix.clone().unwrap_or_else(|| "veneer:".into()),
                     claim_after,
                     max_len: r.max_len.unwrap_or(1_000_000).max(1),
+                    relaxed: match r.durability.as_deref() {
+                        None | Some("strict") => false,
+                        Some("relaxed") => true,
+                        Some(other) => {
+                            problems.push(file.at(
+                                &["delivery", "redis", "durability"],
+                                format!("delivery.redis.durability {other:?} is strict or relaxed"),
+                            ));
+                            false
+                        }
+                    },
                 });
             }
             Ok(_) => problems.push(
@@ -187,10 +198,29 @@ fn delivery_settings(
         ("max_age", &s.max_age, &mut d.max_age),
         ("keep_delivered", &s.keep_delivered, &mut d.keep_delivered),
         ("idempotency_ttl", &s.idempotency_ttl, &mut d.idempotency_ttl),
+        ("keep_dead", &s.keep_dead, &mut d.keep_dead),
     ] {
         *slot = duration(&format!("delivery.{key}"), value.as_deref(), *slot, AtLeast::Positive, &mut |m| {
             problems.push(file.at(&["delivery", key], m))
         });
+    }
+    for (key, value, slot) in [
+        ("max_bytes", &s.max_bytes, &mut d.max_bytes),
+        ("idempotency_max_bytes", &s.idempotency_max_bytes, &mut d.idempotency_max_bytes),
+        ("idempotency_max_answer", &s.idempotency_max_answer, &mut d.idempotency_max_answer),
+        ("max_dead_input", &s.max_dead_input, &mut d.max_dead_input),
+    ] {
+        match value.as_deref().map(units::size) {
+            None => {}
+            Some(Ok(0)) => problems.push(file.at(&["delivery", key], format!("delivery.{key} must be more than 0"))),
+            Some(Ok(n)) => *slot = n as u64,
+            Some(Err(m)) => problems.push(file.at(&["delivery", key], format!("delivery.{key}: {m}"))),
+        }
+    }
+    match s.max_items {
+        Some(0) => problems.push(file.at(&["delivery", "max_items"], "delivery.max_items must be more than 0")),
+        Some(n) => d.max_items = n,
+        None => {}
     }
     d
 }

@@ -14,6 +14,10 @@ use crate::throttle::{Limit, RouteLimit, Throttle};
 /// Rate of the dev-mode demo client (DESIGN.md): newcomers see throttling work.
 pub const DEV_CLIENT_RATE: (&str, u32) = ("100/s", 200);
 
+/// Readings per caller by default: a line of 100 machines reporting ten sensors a second,
+/// with room for two full batches back to back.
+pub const DEFAULT_READINGS_RATE: (&str, u32) = ("1000/s", 2000);
+
 /// Compiles the gateway-wide and per-client parts.
 pub fn compile(
     file: &FileText,
@@ -80,6 +84,24 @@ pub fn compile(
             }
             t.quotas.insert(c.id.clone(), quotas);
         }
+    }
+    // Telemetry's readings: counted one by one, so a 1 000-reading batch costs 1 000.
+    let readings = raw.telemetry.as_ref().and_then(|t| t.readings_limit.as_ref());
+    let max_readings = raw.telemetry.as_ref().and_then(|t| t.max_readings).unwrap_or(1000);
+    let readings_rate = match readings {
+        Some(r) => rate(r).map_err(|m| format!("telemetry.readings_limit: {m}")),
+        None => Rate::parse(DEFAULT_READINGS_RATE.0, Some(DEFAULT_READINGS_RATE.1)),
+    };
+    match readings_rate {
+        Ok(r) if (r.burst as usize) < max_readings => problems.push(file.at(
+            &["telemetry", "readings_limit"],
+            format!(
+                "telemetry.readings_limit: a burst of {} is less than max_readings ({max_readings}): a full batch would never pass; raise the burst or lower max_readings",
+                r.burst
+            ),
+        )),
+        Ok(r) => t.readings = Some(Limit::new("readings", "telemetry-readings", r, &registry, shared.clone())),
+        Err(m) => problems.push(file.at(&["telemetry", "readings_limit"], m)),
     }
     if let Some((id, _)) = &options.dev_client
         && let Ok(r) = Rate::parse(DEV_CLIENT_RATE.0, Some(DEV_CLIENT_RATE.1))

@@ -43,6 +43,9 @@ pub struct TelemetrySection {
     pub max_age: Option<String>,
     /// Newest reading accepted, counted ahead of now: device clocks drift (default `5m`).
     pub max_ahead: Option<String>,
+    /// Readings each caller may send (`POST /telemetry` counts every reading of a batch),
+    /// besides its request limit (default `1000/s`, burst 2000).
+    pub readings_limit: Option<RateSection>,
 }
 
 /// `mqtt:` in gateway.yaml.
@@ -88,6 +91,21 @@ pub struct DeliveryConfigSection {
     pub keep_delivered: Option<String>,
     /// Keep an `Idempotency-Key`'s answer this long (default `24h`).
     pub idempotency_ttl: Option<String>,
+    /// Keep a dead letter this long, then delete it (default `30d`).
+    pub keep_dead: Option<String>,
+    /// Items the embedded store holds at most, dead letters and kept statuses included;
+    /// past it new items get 503 `queue-full` (default 1000000).
+    pub max_items: Option<u64>,
+    /// Bytes of stored items at most (default `1GiB`); the file is about 1.5× this.
+    pub max_bytes: Option<String>,
+    /// Bytes of `Idempotency-Key` records at most (default `64MiB`); past it the oldest
+    /// answers are forgotten first.
+    pub idempotency_max_bytes: Option<String>,
+    /// An answer larger than this is kept as its status, headers and digest, without its
+    /// body (default `64KiB`).
+    pub idempotency_max_answer: Option<String>,
+    /// A dead letter's stored input (an MQTT payload) is cut to this size (default `64KiB`).
+    pub max_dead_input: Option<String>,
     /// Redis Streams shared by a fleet of replicas (instead of `data_dir`).
     pub redis: Option<DeliveryRedisSection>,
 }
@@ -107,6 +125,9 @@ pub struct DeliveryRedisSection {
     pub claim_after: Option<String>,
     /// Items a backend's stream holds at most; past it new items get 503 (default 1000000).
     pub max_len: Option<u64>,
+    /// `strict` (default): queued routes answer 503 unless Redis runs with `appendonly yes`
+    /// and `appendfsync always`; `relaxed`: accept anyway (a Redis crash can lose a 202).
+    pub durability: Option<String>,
 }
 
 /// A route's `delivery:`: `queued`, or the same with options.

@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use redis::aio::ConnectionManager;
 
 use super::attempt;
-use super::{DeliverySettings, Item, State, now_ms};
+use super::{DeliverySettings, Item, Page, State, now_ms};
 use crate::config::Gateway;
 use crate::error::GatewayError;
 
@@ -45,6 +45,8 @@ pub struct FleetSettings {
     pub claim_after: Duration,
     /// Most entries a backend's stream holds; past it new items are refused (503).
     pub max_len: u64,
+    /// `durability: relaxed`: accept writes although Redis does not fsync every write.
+    pub relaxed: bool,
 }
 
 /// The fleet queue of one replica.
@@ -59,6 +61,9 @@ pub struct Fleet {
     holds: attempt::Holds,
     stopping: std::sync::atomic::AtomicBool,
     running: std::sync::atomic::AtomicUsize,
+    /// Redis persists every write before answering (`appendonly yes`, `appendfsync always`).
+    durable: std::sync::atomic::AtomicBool,
+    checked: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -80,18 +85,11 @@ impl Fleet {
         settings: DeliverySettings,
         gateway: Arc<ArcSwap<Gateway>>,
     ) -> Result<Arc<Fleet>, String> {
-        let mut conn = connect(&fleet.url).await?;
-        let fsync: Result<Vec<String>, _> =
-            redis::cmd("CONFIG").arg("GET").arg("appendfsync").query_async(&mut conn).await;
-        match fsync.as_deref() {
-            Ok([_, mode]) if mode == "always" => {}
-            Ok([_, mode]) => tracing::error!(
-                appendfsync = %mode,
-                "Redis does not run with appendfsync always: a 202 from a queued route can be lost if Redis crashes"
-            ),
-            _ => {
-                tracing::warn!("cannot read Redis' appendfsync setting; a 202 is durable only with appendfsync always")
-            }
+        let conn = connect(&fleet.url).await?;
+        if fleet.relaxed {
+            tracing::warn!(
+                "delivery.redis.durability is relaxed: queued routes answer 202 whatever Redis' persistence; a Redis crash or restart can lose accepted writes"
+            );
         }
         let consumer = format!("{}-{}", std::process::id(), &super::new_id()[24..]);
         let me = Arc::new(Fleet {
@@ -105,12 +103,20 @@ impl Fleet {
             holds: attempt::Holds::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             running: std::sync::atomic::AtomicUsize::new(0),
+            durable: std::sync::atomic::AtomicBool::new(false),
+            checked: std::sync::atomic::AtomicBool::new(false),
         });
+        me.check_durability().await;
+        if let Err(e) = me.build_index().await {
+            tracing::error!(error = %e, "cannot index the stored deliveries by state; the admin list may miss older items");
+        }
         let watcher = me.clone();
         tokio::spawn(async move {
             loop {
                 watcher.start_dispatchers().await;
                 tokio::time::sleep(Duration::from_secs(5)).await;
+                // A restart, a failover to a replica or a CONFIG SET can change it.
+                watcher.check_durability().await;
             }
         });
         Ok(me)
@@ -130,6 +136,94 @@ impl Fleet {
 
     fn key(&self, kind: &str, name: &str) -> String {
         format!("{}{kind}:{name}", self.fleet.prefix)
+    }
+
+    /// Reads Redis' persistence settings; a 202 means stored only with `appendonly yes` and
+    /// `appendfsync always`. Logged when it changes, loudly when it is lost.
+    async fn check_durability(&self) {
+        let setting = |name: &'static str| {
+            let mut conn = self.conn.clone();
+            async move {
+                let v: Result<Vec<String>, _> = redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut conn).await;
+                v.ok().and_then(|v| v.get(1).cloned())
+            }
+        };
+        let (aof, fsync) = (setting("appendonly").await, setting("appendfsync").await);
+        let durable = aof.as_deref() == Some("yes") && fsync.as_deref() == Some("always");
+        let was = self.durable.swap(durable, std::sync::atomic::Ordering::Relaxed);
+        if durable && !was {
+            tracing::info!("Redis persists every write (appendonly yes, appendfsync always): queued routes accept writes");
+        } else if !durable && (was || !self.started_checked()) {
+            let (aof, fsync) = (aof.unwrap_or_else(|| "unreadable".into()), fsync.unwrap_or_else(|| "unreadable".into()));
+            if self.fleet.relaxed {
+                tracing::warn!(appendonly = %aof, appendfsync = %fsync, "Redis does not persist every write; accepted anyway (durability: relaxed)");
+            } else {
+                tracing::error!(
+                    appendonly = %aof,
+                    appendfsync = %fsync,
+                    "Redis does not persist every write: queued routes answer 503 until it runs with appendonly yes and appendfsync always (or set delivery.redis.durability: relaxed)"
+                );
+            }
+        }
+    }
+
+    /// True after the first durability check (so the first finding is always logged).
+    fn started_checked(&self) -> bool {
+        self.checked.swap(true, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The sorted set (all scores 0, so ordered by id) that indexes items in `state`.
+    fn state_key(&self, state: State) -> String {
+        self.key("state", &format!("{state:?}").to_lowercase())
+    }
+
+    /// Adds to `pipe` the commands that file `id` under `state` (or under none) in the
+    /// state index, in the same transaction as the item's own write.
+    fn index(&self, pipe: &mut redis::Pipeline, id: &str, state: Option<State>) {
+        for s in [State::Queued, State::Delivering, State::Delivered, State::Dead] {
+            if Some(s) == state {
+                pipe.cmd("ZADD").arg(self.state_key(s)).arg(0).arg(id).ignore();
+            } else {
+                pipe.cmd("ZREM").arg(self.state_key(s)).arg(id).ignore();
+            }
+        }
+    }
+
+    /// Files every item written before the state index existed (once per Redis: a marker
+    /// key says it is done).
+    async fn build_index(&self) -> Result<(), String> {
+        let mut conn = self.conn.clone();
+        let marker = format!("{}index:v1", self.fleet.prefix);
+        let done: bool = redis::cmd("EXISTS").arg(&marker).query_async(&mut conn).await.map_err(|e| e.to_string())?;
+        if done {
+            return Ok(());
+        }
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(self.key("item", "*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !keys.is_empty() {
+                let values: Vec<Option<String>> =
+                    redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.map_err(|e| e.to_string())?;
+                let mut pipe = redis::pipe();
+                for item in values.into_iter().flatten().filter_map(|j| serde_json::from_str::<Item>(&j).ok()) {
+                    pipe.cmd("ZADD").arg(self.state_key(item.state)).arg(0).arg(&item.id).ignore();
+                }
+                pipe.query_async::<()>(&mut conn).await.map_err(|e| e.to_string())?;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        redis::cmd("SET").arg(&marker).arg(1).query_async::<()>(&mut conn).await.map_err(|e| e.to_string())
     }
 
     async fn start_dispatchers(self: &Arc<Self>) {
@@ -174,21 +268,24 @@ impl Fleet {
     pub async fn bury(&self, item: &Item) -> Result<(), GatewayError> {
         let mut conn = self.conn.clone();
         let json = serde_json::to_string(item).map_err(|e| GatewayError::Internal(e.to_string()))?;
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .cmd("SET")
             .arg(self.key("item", &item.id))
             .arg(json)
             .ignore()
             .add_command(self.xadd(&self.key("dead", &item.backend), &item.id, true))
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(unavailable)
+            .ignore();
+        self.index(&mut pipe, &item.id, Some(State::Dead));
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
     }
 
     /// Accepts an item: the item document and its stream entry in one transaction.
     pub async fn accept(&self, item: Item) -> Result<Item, GatewayError> {
+        if !self.fleet.relaxed && !self.durable.load(std::sync::atomic::Ordering::Relaxed) {
+            crate::telemetry::delivery(&item.backend, "refused_not_durable");
+            return Err(GatewayError::QueueNotDurable);
+        }
         let mut conn = self.conn.clone();
         let stream = self.key("q", &item.backend);
         // Waiting items count whether they are in the stream or in their backoff.
@@ -204,20 +301,22 @@ impl Fleet {
         if len >= self.fleet.max_len {
             crate::telemetry::delivery(&item.backend, "refused_full");
             tracing::error!(backend = %item.backend, len, "the delivery stream is full; new items are refused");
-            return Err(GatewayError::StoreUnavailable);
+            return Err(GatewayError::QueueFull(format!(
+                "{len} items wait for backend {}, delivery.redis.max_len is {}",
+                item.backend, self.fleet.max_len
+            )));
         }
         let json = serde_json::to_string(&item).map_err(|e| GatewayError::Internal(e.to_string()))?;
-        let _: () = redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .cmd("SET")
             .arg(self.key("item", &item.id))
             .arg(json)
             .ignore()
             .add_command(self.xadd(&stream, &item.id, false))
-            .ignore()
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .ignore();
+        self.index(&mut pipe, &item.id, Some(item.state));
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)?;
         crate::telemetry::delivery(&item.backend, "accepted");
         Ok(item)
     }
@@ -235,51 +334,99 @@ impl Fleet {
         let json = serde_json::to_string(item).map_err(|e| GatewayError::Internal(e.to_string()))?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key("item", &item.id)).arg(json);
-        if item.state == State::Delivered {
-            cmd.arg("PX").arg(self.settings.keep_delivered.as_millis() as u64);
+        // Delivered items and dead letters expire; their index entries go when a list
+        // finds them gone.
+        match item.state {
+            State::Delivered => {
+                cmd.arg("PX").arg(self.settings.keep_delivered.as_millis() as u64);
+            }
+            State::Dead => {
+                cmd.arg("PX").arg(self.settings.keep_dead.as_millis() as u64);
+            }
+            _ => {}
         }
-        cmd.query_async::<()>(&mut conn).await.map_err(unavailable)
+        let mut pipe = redis::pipe();
+        pipe.atomic().add_command(cmd).ignore();
+        self.index(&mut pipe, &item.id, Some(item.state));
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
     }
 
-    /// Items in a state (and route), at most `limit` (a scan of item keys).
-    pub async fn list(
-        &self,
-        state: Option<State>,
-        route: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Item>, GatewayError> {
+    /// A page of items in a state (and route), oldest first, after the cursor: read
+    /// through the state index (`ZRANGE … BYLEX`), never a scan of every item; without a
+    /// state, each state's index is read and the pages merged by id.
+    pub async fn list(&self, page: Page) -> Result<(Vec<Item>, Option<String>), GatewayError> {
+        let states: Vec<State> = match page.state {
+            // "delivering" is a moment inside an attempt; such items are filed as queued.
+            Some(State::Delivering) => vec![State::Queued],
+            Some(s) => vec![s],
+            None => vec![State::Queued, State::Dead, State::Delivered],
+        };
+        let mut found = Vec::new();
+        let mut more = false;
+        for state in states {
+            let (items, rest) = self.list_state(state, &page).await?;
+            found.extend(items);
+            more |= rest;
+        }
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        more |= found.len() > page.limit;
+        found.truncate(page.limit);
+        let next = if more { found.last().map(|i| i.id.clone()) } else { None };
+        Ok((found, next))
+    }
+
+    /// Up to `page.limit` items filed under `state` after the cursor, and whether more may
+    /// follow.
+    async fn list_state(&self, state: State, page: &Page) -> Result<(Vec<Item>, bool), GatewayError> {
+        const BATCH: usize = 500;
+        // A route filter may skip many: read at most this many per page.
+        const MAX_READ: usize = 50_000;
         let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
-        let mut out = Vec::new();
+        let key = self.state_key(state);
+        let mut after = page.after.clone();
+        let (mut found, mut read) = (Vec::new(), 0usize);
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(self.key("item", "*"))
-                .arg("COUNT")
-                .arg(1000)
+            let start = after.as_deref().map_or_else(|| "-".to_string(), |a| format!("({a}"));
+            let ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(&start)
+                .arg("+")
+                .arg("BYLEX")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(BATCH)
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
-            if !keys.is_empty() {
-                let values: Vec<Option<String>> =
-                    redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.map_err(unavailable)?;
-                out.extend(
-                    values
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|j| serde_json::from_str::<Item>(&j).ok())
-                        .filter(|i| state.is_none_or(|s| i.state == s) && route.is_none_or(|r| i.route == r)),
-                );
+            if ids.is_empty() {
+                return Ok((found, false));
             }
-            cursor = next;
-            if cursor == 0 || out.len() >= limit {
-                break;
+            let keys: Vec<String> = ids.iter().map(|id| self.key("item", id)).collect();
+            let values: Vec<Option<String>> =
+                redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.map_err(unavailable)?;
+            let mut gone = Vec::new();
+            for (id, value) in ids.iter().zip(values) {
+                read += 1;
+                after = Some(id.clone());
+                match value.and_then(|j| serde_json::from_str::<Item>(&j).ok()) {
+                    // Expired (its kept time is over): the index entry goes too.
+                    None => gone.push(id.clone()),
+                    Some(i) if i.state == state && page.route.as_deref().is_none_or(|r| i.route == r) => {
+                        found.push(i);
+                        if found.len() > page.limit {
+                            return Ok((found, true));
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+            if !gone.is_empty() {
+                let _: Result<(), _> = redis::cmd("ZREM").arg(&key).arg(&gone).query_async(&mut conn).await;
+            }
+            if read >= MAX_READ {
+                return Ok((found, true));
             }
         }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        out.truncate(limit);
-        Ok(out)
     }
 
     /// Queues a dead letter again.
@@ -302,7 +449,10 @@ impl Fleet {
             return Err(GatewayError::Conflict(format!("delivery {id} is not dead; only dead letters are discarded")));
         }
         let mut conn = self.conn.clone();
-        redis::cmd("DEL").arg(self.key("item", id)).query_async::<()>(&mut conn).await.map_err(unavailable)?;
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("DEL").arg(self.key("item", id)).ignore();
+        self.index(&mut pipe, id, None);
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)?;
         Ok(Some(()))
     }
 

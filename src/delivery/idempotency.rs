@@ -40,21 +40,33 @@ pub struct Answer {
     status: u16,
     content_type: Option<String>,
     location: Option<String>,
-    /// Base64 of the body.
+    /// Base64 of the body (empty when it was too large to keep).
     body: String,
+    /// An answer above `idempotency_max_answer`: its `Repr-Digest` (RFC 9530) and size,
+    /// kept instead of the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    omitted: Option<(String, usize)>,
 }
 
 impl Answer {
-    /// The response to replay, marked as a replay.
+    /// The response to replay, marked as a replay. An answer kept without its body replays
+    /// its status and Location with an empty body, and says what the body was.
     pub fn response(&self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
         let body = STANDARD.decode(&self.body).unwrap_or_default();
         let mut res = (status, body).into_response();
         let h = res.headers_mut();
-        for (name, value) in [(header::CONTENT_TYPE, &self.content_type), (header::LOCATION, &self.location)] {
+        let content_type = if self.omitted.is_some() { &None } else { &self.content_type };
+        for (name, value) in [(header::CONTENT_TYPE, content_type), (header::LOCATION, &self.location)] {
             if let Some(v) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
                 h.insert(name, v);
             }
+        }
+        if let Some((digest, size)) = &self.omitted
+            && let Ok(v) = HeaderValue::from_str(digest)
+        {
+            h.insert("repr-digest", v);
+            h.insert("idempotent-replayed-omitted-bytes", HeaderValue::from(*size));
         }
         h.insert("idempotent-replayed", HeaderValue::from_static("true"));
         res
@@ -83,6 +95,12 @@ enum Backing {
 pub struct Keys {
     backing: Backing,
     ttl: Duration,
+    /// Bytes of records the embedded store keeps at most; past it the oldest answers go.
+    max_bytes: u64,
+    /// Larger answers are kept without their body.
+    max_answer: usize,
+    /// A trim is running (one at a time).
+    trimming: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -95,15 +113,26 @@ impl std::fmt::Debug for Keys {
 }
 
 impl Keys {
-    /// Records kept for `ttl` in `store`.
-    pub fn new(store: Store, ttl: Duration) -> Keys {
-        Keys { backing: Backing::Store(store), ttl }
+    /// Records kept in `store` as `settings` say (`idempotency_ttl`, `_max_bytes`,
+    /// `_max_answer`).
+    pub fn new(store: Store, settings: &super::DeliverySettings) -> Keys {
+        Keys::with(Backing::Store(store), settings)
     }
 
-    /// Records kept for `ttl` in the fleet's Redis.
-    pub async fn redis(fleet: &super::fleet::FleetSettings, ttl: Duration) -> Result<Keys, String> {
+    /// Records kept in the fleet's Redis (bounded by their TTL and Redis' own maxmemory).
+    pub async fn redis(fleet: &super::fleet::FleetSettings, settings: &super::DeliverySettings) -> Result<Keys, String> {
         let conn = super::fleet::connect(&fleet.url).await?;
-        Ok(Keys { backing: Backing::Redis(conn, format!("{}idem:", fleet.prefix)), ttl })
+        Ok(Keys::with(Backing::Redis(conn, format!("{}idem:", fleet.prefix)), settings))
+    }
+
+    fn with(backing: Backing, settings: &super::DeliverySettings) -> Keys {
+        Keys {
+            backing,
+            ttl: settings.idempotency_ttl,
+            max_bytes: settings.idempotency_max_bytes,
+            max_answer: usize::try_from(settings.idempotency_max_answer).unwrap_or(usize::MAX),
+            trimming: std::sync::Arc::default(),
+        }
     }
 
     /// Insert-if-absent of a record; the existing one when there is one.
@@ -188,11 +217,16 @@ impl Keys {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         };
         let text = |name| parts.headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_string);
+        let omitted = (bytes.len() > self.max_answer).then(|| {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+            (format!("sha-256=:{}:", STANDARD.encode(digest.as_ref())), bytes.len())
+        });
         let answer = Answer {
             status: parts.status.as_u16(),
             content_type: text(header::CONTENT_TYPE),
             location: text(header::LOCATION),
-            body: STANDARD.encode(&bytes),
+            body: if omitted.is_some() { String::new() } else { STANDARD.encode(&bytes) },
+            omitted,
         };
         let record = Record {
             fingerprint: fingerprint.to_string(),
@@ -204,10 +238,35 @@ impl Keys {
                 if let Err(e) = self.put(key, v, self.ttl).await {
                     tracing::error!(error = %e, "an idempotency record could not be stored");
                 }
+                self.trim_if_full();
             }
             Err(e) => tracing::error!(error = %e, "an idempotency record could not be serialised"),
         }
         Response::from_parts(parts, axum::body::Body::from(bytes))
+    }
+
+    /// Past `max_bytes`, the oldest answers are forgotten until the records take 90 % of it
+    /// (claims of requests still running are kept). A retry of a forgotten key runs again;
+    /// on a queued route `{delivery.key}` and `duplicate_faults` still book it once.
+    fn trim_if_full(&self) {
+        let Backing::Store(store) = &self.backing else { return };
+        if store.size(Table::Keys).bytes() <= self.max_bytes
+            || self.trimming.swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let (store, target, trimming) = (store.clone(), self.max_bytes / 10 * 9, self.trimming.clone());
+        tokio::spawn(async move {
+            let scanning = store.clone();
+            let oldest = tokio::task::spawn_blocking(move || oldest_answers(&scanning, target)).await.unwrap_or_default();
+            let n = oldest.len();
+            for batch in oldest.chunks(1000) {
+                let _ = store.write(Write::DeleteMany(Table::Keys, batch.to_vec())).await;
+            }
+            crate::telemetry::idempotency_evicted(n);
+            tracing::warn!(forgotten = n, bytes = store.size(Table::Keys).bytes(), "idempotency records reached delivery.idempotency_max_bytes; the oldest answers were forgotten");
+            trimming.store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 
     /// Gives up a claim without an answer (the request never reached the ERP).
@@ -232,6 +291,37 @@ pub fn scoped(caller: &str, route: &str, key: &str) -> String {
 /// Checks a client's key: 1–255 visible ASCII characters (a structured-field string).
 pub fn valid_key(key: &str) -> bool {
     !key.is_empty() && key.len() <= MAX_KEY && key.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+/// The keys of the oldest finished records, enough of them that the rest take at most
+/// `target` bytes.
+fn oldest_answers(store: &Store, target: u64) -> Vec<String> {
+    /// Only what ordering needs (the answer's body is skipped, not decoded).
+    #[derive(Deserialize)]
+    struct Head {
+        expires_ms: u64,
+        #[serde(default)]
+        answer: Option<serde::de::IgnoredAny>,
+    }
+    let mut finished = Vec::new();
+    let mut total = 0u64;
+    let _ = store.each(Table::Keys, |key, bytes| {
+        total += (key.len() + bytes.len()) as u64;
+        if let Ok(Head { expires_ms, answer: Some(_) }) = serde_json::from_slice::<Head>(bytes) {
+            finished.push((expires_ms, key.to_string(), (key.len() + bytes.len()) as u64));
+        }
+        true
+    });
+    finished.sort_unstable();
+    let mut out = Vec::new();
+    for (_, key, size) in finished {
+        if total <= target {
+            break;
+        }
+        total = total.saturating_sub(size);
+        out.push(key);
+    }
+    out
 }
 
 /// Deletes expired records.

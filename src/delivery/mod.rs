@@ -45,6 +45,18 @@ pub struct DeliverySettings {
     pub keep_delivered: Duration,
     /// How long an `Idempotency-Key`'s answer is kept.
     pub idempotency_ttl: Duration,
+    /// How long a dead letter is kept.
+    pub keep_dead: Duration,
+    /// Items the embedded store holds at most (every state).
+    pub max_items: u64,
+    /// Bytes of stored items at most.
+    pub max_bytes: u64,
+    /// Bytes of idempotency records at most.
+    pub idempotency_max_bytes: u64,
+    /// Largest answer kept with its body under an `Idempotency-Key`.
+    pub idempotency_max_answer: u64,
+    /// Largest input kept with a dead letter that is one from the start (an MQTT payload).
+    pub max_dead_input: u64,
     /// Redis Streams for a fleet of replicas (instead of `data_dir`).
     pub fleet: Option<fleet::FleetSettings>,
 }
@@ -58,6 +70,12 @@ impl Default for DeliverySettings {
             max_age: Duration::from_secs(24 * 3600),
             keep_delivered: Duration::from_secs(24 * 3600),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            keep_dead: Duration::from_secs(30 * 24 * 3600),
+            max_items: 1_000_000,
+            max_bytes: 1 << 30,
+            idempotency_max_bytes: 64 << 20,
+            idempotency_max_answer: 64 << 10,
+            max_dead_input: 64 << 10,
             fleet: None,
         }
     }
@@ -183,6 +201,19 @@ impl Item {
     }
 }
 
+impl Item {
+    /// What an operator sees: the status, and what was stored for the ERP (the input, who
+    /// posted it, the ERP key), so a dead letter can be judged without the store.
+    pub fn admin_view(&self) -> Value {
+        let mut v = self.view();
+        v["backend"] = self.backend.clone().into();
+        v["client"] = self.client.clone().into();
+        v["key"] = self.key.clone().into();
+        v["input"] = self.input.clone();
+        v
+    }
+}
+
 /// Milliseconds since the epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -216,6 +247,19 @@ pub fn erp_key(caller: &str, route: &str, key: &str) -> String {
 /// A new delivery id.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+/// One page of the admin list: items in a state (and route), after a cursor.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// Only items in this state.
+    pub state: Option<State>,
+    /// Only items of this route.
+    pub route: Option<String>,
+    /// Only items after this id (the previous page's `next`).
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: usize,
 }
 
 /// The queue: embedded (one node) or Redis Streams (a fleet); one interface.
@@ -260,16 +304,19 @@ impl Queue {
         }
     }
 
-    /// Items by state and route, oldest first.
-    pub async fn list(
-        &self,
-        state: Option<State>,
-        route: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Item>, GatewayError> {
+    /// A page of items by state and route, oldest first, and the next page's cursor.
+    pub async fn list(&self, page: Page) -> Result<(Vec<Item>, Option<String>), GatewayError> {
         match self {
-            Queue::Local(q) => q.list(state, route, limit),
-            Queue::Fleet(q) => q.list(state, route, limit).await,
+            Queue::Local(q) => q.list(page).await,
+            Queue::Fleet(q) => q.list(page).await,
+        }
+    }
+
+    /// Why queued writes cannot be stored now, if they cannot (for `/readyz`).
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Queue::Local(q) => q.store().problem(),
+            Queue::Fleet(_) => None,
         }
     }
 
@@ -330,8 +377,7 @@ impl Services {
     pub async fn start(gateway: Arc<ArcSwap<Gateway>>) -> Result<Services, String> {
         let settings = gateway.load().delivery.clone();
         if let Some(fleet_settings) = settings.fleet.clone() {
-            let ttl = settings.idempotency_ttl;
-            let keys = idempotency::Keys::redis(&fleet_settings, ttl).await?;
+            let keys = idempotency::Keys::redis(&fleet_settings, &settings).await?;
             let fleet = fleet::Fleet::start(fleet_settings, settings, gateway).await?;
             return Ok(Services { queue: Some(Queue::Fleet(fleet)), keys });
         }
@@ -350,7 +396,7 @@ impl Services {
                 idempotency::sweep(&sweeping).await;
             }
         });
-        Ok(Services { queue, keys: idempotency::Keys::new(store, settings.idempotency_ttl) })
+        Ok(Services { queue, keys: idempotency::Keys::new(store, &settings) })
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 use super::attempt::{self, Outcome};
 use super::store::{Store, Table};
-use super::{DeliverySettings, Item, Queued, State, now_ms, persist};
+use super::{DeliverySettings, Item, Page, Queued, State, now_ms, persist};
 use crate::config::Gateway;
 use crate::error::GatewayError;
 
@@ -184,8 +184,31 @@ impl Runtime {
         self.notify(&item.backend).notify_one();
     }
 
+    /// Refuses a new item while the store holds `max_items` or `max_bytes` (every state
+    /// counts: dead letters and kept statuses use the disk too), before the disk fills.
+    fn check_room(&self, item: &Item) -> Result<(), GatewayError> {
+        let size = self.store.size(Table::Items);
+        let (items, bytes) = (size.rows(), size.bytes());
+        let full = if items >= self.settings.max_items {
+            Some(format!("{items} items stored, delivery.max_items is {}", self.settings.max_items))
+        } else if bytes >= self.settings.max_bytes {
+            Some(format!("{bytes} bytes stored, delivery.max_bytes is {}", self.settings.max_bytes))
+        } else {
+            None
+        };
+        match full {
+            None => Ok(()),
+            Some(why) => {
+                crate::telemetry::delivery(&item.backend, "refused_full");
+                tracing::warn!(backend = %item.backend, items, bytes, "the delivery store is full; new items are refused");
+                Err(GatewayError::QueueFull(why))
+            }
+        }
+    }
+
     /// Accepts an item: durable first, then indexed.
     pub async fn accept(self: &Arc<Self>, item: Item) -> Result<Item, GatewayError> {
+        self.check_room(&item)?;
         persist(&self.store, &item).await?;
         crate::telemetry::delivery(&item.backend, "accepted");
         self.index(&item);
@@ -194,6 +217,7 @@ impl Runtime {
 
     /// Stores a dead letter (never indexed for delivery).
     pub async fn bury(&self, item: &Item) -> Result<(), GatewayError> {
+        self.check_room(item)?;
         persist(&self.store, item).await
     }
 
@@ -208,21 +232,49 @@ impl Runtime {
         Ok(Some(item))
     }
 
-    /// Items in a state (and route), oldest first, at most `limit`.
-    pub fn list(&self, state: Option<State>, route: Option<&str>, limit: usize) -> Result<Vec<Item>, GatewayError> {
+    /// Items in a state (and route), oldest first, at most `limit`, after the id `after`:
+    /// read from the store's state index, off the async workers (a page never stalls
+    /// `/healthz`, whatever the store holds). The page and the cursor of the next one.
+    pub async fn list(self: &Arc<Self>, page: Page) -> Result<(Vec<Item>, Option<String>), GatewayError> {
+        let me = self.clone();
+        let task = tokio::task::spawn_blocking(move || me.list_blocking(&page));
+        task.await.map_err(|e| GatewayError::Internal(format!("listing deliveries failed: {e}")))?
+    }
+
+    fn list_blocking(&self, page: &Page) -> Result<(Vec<Item>, Option<String>), GatewayError> {
+        // A route filter reads items the page may not show: read at most this many per page.
+        const MAX_READ: usize = 50_000;
+        let code = page.state.map(|s| match s {
+            // Stored as queued; the index has no "delivering" (it is a moment in memory).
+            State::Delivering => State::Queued.code(),
+            s => s.code(),
+        });
         let mut out = Vec::new();
-        self.store
-            .each(Table::Items, |_, bytes| {
-                if let Ok(i) = serde_json::from_slice::<Item>(bytes)
-                    && state.is_none_or(|s| i.state == s)
-                    && route.is_none_or(|r| i.route == r)
-                {
+        let mut after = page.after.clone();
+        let mut read = 0usize;
+        while out.len() < page.limit && read < MAX_READ {
+            let ids = self
+                .store
+                .item_ids(code, after.as_deref(), 500)
+                .map_err(|_| GatewayError::StoreUnavailable)?;
+            if ids.is_empty() {
+                return Ok((out, None));
+            }
+            for id in ids {
+                read += 1;
+                let item = self.get(&id)?;
+                after = Some(id);
+                if let Some(i) = item.filter(|i| {
+                    page.state.is_none_or(|s| i.state == s) && page.route.as_deref().is_none_or(|r| i.route == r)
+                }) {
                     out.push(i);
+                    if out.len() >= page.limit {
+                        break;
+                    }
                 }
-                out.len() < limit
-            })
-            .map_err(|_| GatewayError::StoreUnavailable)?;
-        Ok(out)
+            }
+        }
+        Ok((out, after))
     }
 
     /// Queues a dead letter again (after the ERP's data was fixed).
@@ -298,6 +350,11 @@ impl Runtime {
             if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
                 return;
             }
+            // No attempt while the store cannot record its outcome.
+            if self.store.problem().is_some() {
+                self.store.writable().await;
+                continue;
+            }
             let now = now_ms();
             let hold = self.holds.until(&backend);
             let (ids, next) = self.lane_do(&backend, |l| {
@@ -329,7 +386,7 @@ impl Runtime {
                     return;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "the delivery store cannot be read; retrying later");
+                    tracing::debug!(error = %e, "the delivery store cannot be read; retrying later");
                     self.requeue_in_memory(id, now_ms() + 1000);
                     return;
                 }
@@ -347,10 +404,11 @@ impl Runtime {
         }
         let kind = attempt::settle(&mut item, outcome, queued.as_ref(), &self.settings, now);
         // Durable before the index moves on: a crash now repeats the attempt, never loses it.
-        let mut stored = persist(&self.store, &item).await;
-        while stored.is_err() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            stored = persist(&self.store, &item).await;
+        // A store that cannot write (disk full) is waited for, not hammered: it logs the
+        // outage once and says when it writes again.
+        while persist(&self.store, &item).await.is_err() {
+            self.store.writable().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         crate::telemetry::delivery(&item.backend, kind);
         if item.state == State::Queued {
@@ -383,7 +441,8 @@ impl Runtime {
     }
 
     /// Every 10 s the queue gauges are refreshed (from memory); every 5 minutes delivered
-    /// items past `keep_delivered` are deleted (a scan of the store, so not more often).
+    /// items past `keep_delivered` and dead letters past `keep_dead` are deleted (read
+    /// through the state index, off the async workers).
     async fn sweep_forever(self: Arc<Self>) {
         for round in 0u64.. {
             for (backend, depth, oldest, paused) in self.depths() {
@@ -393,26 +452,35 @@ impl Runtime {
             if round % 30 != 29 {
                 continue;
             }
-            let now = now_ms();
-            let keep = self.settings.keep_delivered.as_millis() as u64;
-            // A scan of the whole store: off the async workers.
-            let store = self.store.clone();
-            let expired = tokio::task::spawn_blocking(move || {
-                let mut expired = Vec::new();
-                let _ = store.each(Table::Items, |id, bytes| {
-                    let done = serde_json::from_slice::<Item>(bytes)
-                        .is_ok_and(|i| i.state == State::Delivered && now.saturating_sub(i.updated_ms) > keep);
-                    if done {
-                        expired.push(id.to_string());
-                    }
-                    true
-                });
-                expired
-            })
-            .await
-            .unwrap_or_default();
-            for batch in expired.chunks(1000) {
-                let _ = self.store.write(super::store::Write::DeleteMany(Table::Items, batch.to_vec())).await;
+            for (state, keep) in [(State::Delivered, self.settings.keep_delivered), (State::Dead, self.settings.keep_dead)] {
+                let me = self.clone();
+                let expired = tokio::task::spawn_blocking(move || me.expired(state, keep)).await.unwrap_or_default();
+                for batch in expired.chunks(1000) {
+                    let _ = self.store.write(super::store::Write::DeleteMany(Table::Items, batch.to_vec())).await;
+                }
+                if !expired.is_empty() {
+                    tracing::info!(state = ?state, items = expired.len(), "expired deliveries deleted");
+                }
+            }
+        }
+    }
+
+    /// Ids of items in `state` unchanged for longer than `keep`.
+    fn expired(&self, state: State, keep: Duration) -> Vec<String> {
+        let (now, keep) = (now_ms(), keep.as_millis() as u64);
+        let mut expired = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let Ok(ids) = self.store.item_ids(Some(state.code()), after.as_deref(), 1000) else { return expired };
+            if ids.is_empty() {
+                return expired;
+            }
+            for id in ids {
+                let old = self.store.get(Table::Items, &id).ok().flatten().and_then(|b| serde_json::from_slice::<Item>(&b).ok());
+                if old.is_some_and(|i| i.state == state && now.saturating_sub(i.updated_ms) > keep) {
+                    expired.push(id.clone());
+                }
+                after = Some(id);
             }
         }
     }

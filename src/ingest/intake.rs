@@ -275,6 +275,8 @@ fn failed(e: &GatewayError) -> Outcome {
     let retryable = matches!(
         e,
         GatewayError::StoreUnavailable
+            | GatewayError::QueueFull(_)
+            | GatewayError::QueueNotDurable
             | GatewayError::Overloaded { .. }
             | GatewayError::BackendUnreachable { .. }
             | GatewayError::BackendTimeout { .. }

@@ -164,7 +164,12 @@ fn spawn_keyed(
     tokio::spawn(async move {
         match execute(Some(&services), job).await {
             // Never sent to the ERP: the key is free for a retry.
-            Err(e @ (GatewayError::Overloaded { .. } | GatewayError::StoreUnavailable)) => {
+            Err(
+                e @ (GatewayError::Overloaded { .. }
+                | GatewayError::StoreUnavailable
+                | GatewayError::QueueFull(_)
+                | GatewayError::QueueNotDurable),
+            ) => {
                 services.keys.release(&scoped).await;
                 Err(e)
             }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{ADMIN_SCOPE, AppState, require_scope};
-use crate::delivery::{Queue, State as ItemState};
+use crate::delivery::{Page, Queue, State as ItemState};
 use crate::error::{FieldError, GatewayError};
 
 fn queue(state: &AppState) -> Result<Queue, GatewayError> {
@@ -48,15 +48,18 @@ pub async fn status(State(state): State<AppState>, Path(id): Path<String>, heade
     result.unwrap_or_else(|e| e.response())
 }
 
-/// `?state=dead&route=POST%20/readings&limit=100`.
+/// `?state=dead&route=POST%20/readings&limit=100&after=ID`.
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
     state: Option<String>,
     route: Option<String>,
     limit: Option<usize>,
+    /// The previous page's `next`.
+    after: Option<String>,
 }
 
-/// `GET /admin/deliveries`: items by state and route, oldest first.
+/// `GET /admin/deliveries`: a page of items by state and route, oldest first, each with
+/// what was stored for the ERP; `next` is the cursor of the following page (`?after=`).
 pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
     let result = async {
         require_scope(&state.gateway.load_full(), &headers, ADMIN_SCOPE).await?;
@@ -72,9 +75,10 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
                 }])
             })?),
         };
-        let items = queue.list(wanted, q.route.as_deref(), q.limit.unwrap_or(100).min(1000)).await?;
-        let views: Vec<_> = items.iter().map(|i| i.view()).collect();
-        Ok(axum::Json(serde_json::json!({ "items": views })).into_response())
+        let page = Page { state: wanted, route: q.route, after: q.after, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
+        let (items, next) = queue.list(page).await?;
+        let views: Vec<_> = items.iter().map(|i| i.admin_view()).collect();
+        Ok(axum::Json(serde_json::json!({ "items": views, "next": next })).into_response())
     }
     .await;
     result.unwrap_or_else(|e: GatewayError| e.response())

@@ -1,7 +1,10 @@
-//! `/healthz` (the process answers) and `/readyz` (a config snapshot is loaded and serving).
+//! `/healthz` (the process answers) and `/readyz` (a config snapshot is loaded and serving,
+//! and the delivery store can write).
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -11,8 +14,19 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: reports the loaded snapshot.
-pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
+/// Readiness: the loaded snapshot, and 503 while the embedded store cannot write (a full
+/// disk): queued writes would be refused, so a load balancer should send them elsewhere.
+/// The ERP's health is not checked here: an ERP outage is what the queue is for.
+pub async fn readyz(State(state): State<AppState>) -> Response {
     let gw = state.gateway.load();
-    Json(json!({ "status": "ready", "routes": gw.routes.iter().count(), "backends": gw.backends.len() }))
+    let (routes, backends) = (gw.routes.iter().count(), gw.backends.len());
+    let problem = state.services.get().and_then(|s| s.queue.as_ref()).and_then(|q| q.problem());
+    match problem {
+        None => Json(json!({ "status": "ready", "routes": routes, "backends": backends })).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "routes": routes, "backends": backends, "store": why })),
+        )
+            .into_response(),
+    }
 }

@@ -15,7 +15,7 @@ use crate::error::{FieldError, GatewayError};
 use crate::ingest::intake::{Outcome, Submitter};
 use crate::ingest::reading::{self, Context};
 use crate::telemetry;
-use crate::throttle::Outcome as Limits;
+use crate::throttle::{Caller, Outcome as Limits};
 
 /// Its request metrics, counted like a route's.
 static METRICS: std::sync::LazyLock<telemetry::RouteMetrics> =
@@ -78,8 +78,8 @@ async fn serve(
         return Err(GatewayError::RouteNotFound("/telemetry: the data dictionary (sensors/*.yaml) is empty".into()));
     }
     // The same checks as a route: a token with the telemetry scope, then the client's limits.
-    let client = match &gw.auth {
-        None => "anonymous".to_string(),
+    let caller = match &gw.auth {
+        None => Caller { key: "anonymous".to_string(), registered: false },
         Some(auth) => {
             let p =
                 auth.authenticate(headers).await.inspect_err(|e| telemetry::token_failure("validation", e.reason()))?;
@@ -96,7 +96,7 @@ async fn serve(
                 }
                 return Err(GatewayError::RateLimited(wait));
             }
-            caller.key
+            caller
         }
     };
     let essence = headers
@@ -131,8 +131,15 @@ async fn serve(
             detail: format!("{} readings; send 1 to {max} per request (telemetry.max_readings)", items.len()),
         }]));
     }
+    // Every reading counts: a client's request limit alone would let each request carry
+    // `max_readings` of them into the queue.
+    gw.throttle.check_readings(&caller, items.len(), limits).await?;
+    if let Some(wait) = limits.refused() {
+        telemetry::rate_limited("readings");
+        return Err(GatewayError::RateLimited(wait));
+    }
     let who = Submitter {
-        client,
+        client: caller.key,
         request_id: headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
     };
     let ctx = Context { topic: Vec::new(), now: chrono::Utc::now() };

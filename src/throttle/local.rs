@@ -58,7 +58,17 @@ impl LocalLimiter {
 
     /// Takes one request from `key`'s bucket.
     pub fn check(&self, key: &str) -> Decision {
-        match self.inner.check_key(&key.to_string()) {
+        self.check_n(key, 1)
+    }
+
+    /// Takes `n` at once from `key`'s bucket, or none; more than the burst is refused with
+    /// the wait for a full bucket.
+    pub fn check_n(&self, key: &str, n: u32) -> Decision {
+        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let Ok(result) = self.inner.check_key_n(&key.to_string(), n) else {
+            return Decision::Deny { retry_after: self.rate.interval() * self.rate.burst };
+        };
+        match result {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 Decision::Allow {

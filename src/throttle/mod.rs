@@ -57,10 +57,15 @@ impl Limit {
 
     /// One step for `key`; with Redis, the shared bucket decides unless Redis is unreachable.
     pub async fn check(&self, key: &str) -> Result<Decision, GatewayError> {
-        let Some(shared) = &self.shared else { return Ok(self.local.check(key)) };
-        match shared.check(&format!("rl:{}:{key}", self.name), self.rate).await {
+        self.check_n(key, 1).await
+    }
+
+    /// `n` steps at once for `key` (a batch of readings): all admitted, or none.
+    pub async fn check_n(&self, key: &str, n: u32) -> Result<Decision, GatewayError> {
+        let Some(shared) = &self.shared else { return Ok(self.local.check_n(key, n)) };
+        match shared.check(&format!("rl:{}:{key}", self.name), self.rate, n).await {
             Ok(d) => Ok(d),
-            Err(_) if shared.on_unavailable == OnUnavailable::Local => Ok(self.local.check(key)),
+            Err(_) if shared.on_unavailable == OnUnavailable::Local => Ok(self.local.check_n(key, n)),
             Err(_) => Err(GatewayError::LimiterUnavailable),
         }
     }
@@ -79,6 +84,8 @@ pub struct Throttle {
     pub registry: Arc<Registry>,
     /// The Redis backend, when configured.
     pub shared: Option<Arc<Shared>>,
+    /// Telemetry readings per caller, each reading one step.
+    pub readings: Option<Limit>,
 }
 
 /// What the limits said about one request, for the response headers.
@@ -165,6 +172,16 @@ impl Throttle {
         let limit = if caller.registered { self.client_limit(&caller.key) } else { self.default_client.as_ref() };
         if let Some(limit) = limit {
             let d = limit.check(&caller.key).await?;
+            out.push(limit.name, u64::from(limit.rate.burst), limit.rate.window_secs(), d);
+        }
+        Ok(())
+    }
+
+    /// Counts `n` readings against the caller's readings limit.
+    pub async fn check_readings(&self, caller: &Caller, n: usize, out: &mut Outcome) -> Result<(), GatewayError> {
+        if let Some(limit) = &self.readings {
+            let n = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+            let d = limit.check_n(&caller.key, n).await?;
             out.push(limit.name, u64::from(limit.rate.burst), limit.rate.window_secs(), d);
         }
         Ok(())

@@ -12,17 +12,18 @@ use tokio::sync::OnceCell;
 use super::Decision;
 use super::rate::Rate;
 
-/// GCRA: KEYS[1] = bucket; ARGV = emission interval (µs), burst. Returns
-/// {allowed, retry_after_µs, remaining, reset_µs}.
+/// GCRA: KEYS[1] = bucket; ARGV = emission interval (µs), burst, cost (steps taken at
+/// once). Returns {allowed, retry_after_µs, remaining, reset_µs}.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3] or 1)
 local tolerance = interval * burst
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new_tat = tat + interval
+local new_tat = tat + interval * cost
 local allow_at = new_tat - tolerance
 if now < allow_at then
   return {0, allow_at - now, 0, tat - now}
@@ -150,11 +151,11 @@ impl Shared {
         result
     }
 
-    /// One GCRA step for `key` at `rate`; `Err` when Redis did not answer.
-    pub async fn check(&self, key: &str, rate: Rate) -> Result<Decision, String> {
+    /// `cost` GCRA steps at once for `key` at `rate`; `Err` when Redis did not answer.
+    pub async fn check(&self, key: &str, rate: Rate, cost: u32) -> Result<Decision, String> {
         let interval = rate.interval().as_micros().max(1) as u64;
         let (allowed, retry_us, remaining, reset_us): (i64, i64, i64, i64) =
-            self.run(&self.gcra, key, &[interval, u64::from(rate.burst)]).await?;
+            self.run(&self.gcra, key, &[interval, u64::from(rate.burst), u64::from(cost.max(1))]).await?;
         let us = |v: i64| Duration::from_micros(v.max(0) as u64);
         Ok(if allowed == 1 {
             Decision::Allow { remaining: remaining.max(0) as u32, reset: us(reset_us) }
