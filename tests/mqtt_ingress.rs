@@ -493,3 +493,45 @@ fn mqtt_settings_are_checked_with_their_lines() {
         );
     }
 }
+
+/// A message larger than any reading (17 MiB, over rumqttc's old 16 MiB packet limit) is
+/// read, kept as a dead letter cut to `delivery.max_dead_input` with its size, and
+/// acknowledged: the connection stays up and the next reading is booked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_17_mib_message_is_a_dead_letter_and_the_subscription_goes_on() {
+    let broker = common::Mosquitto::start();
+    let spyne = common::start_spyne();
+    let dir = config(&spyne.base, broker.port, "", "").await;
+    let gw = common::Veneer::serve(dir.path(), &[]);
+    let port = broker.port;
+    until_booked(port, &spyne.base, "factory/P1/M1/T-1", "before", r#"{"id":"before","value":70}"#).await;
+    let huge = dir.path().join("huge.json");
+    let size = 17 * 1024 * 1024;
+    std::fs::write(&huge, format!(r#"{{"id":"h1","value":70,"pad":"{}"}}"#, "x".repeat(size))).expect("write");
+    let status = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t", "factory/P1/M1/T-1", "-f"])
+        .arg(&huge)
+        .status()
+        .expect("mosquitto_pub runs");
+    assert!(status.success());
+    common::eventually("the huge message rejected", Duration::from_secs(30), || async {
+        metric(&gw.base, "veneer_mqtt_messages_total", "event=\"rejected\"").await >= 1.0
+    })
+    .await;
+    until_booked(port, &spyne.base, "factory/P1/M1/T-1", "after", r#"{"id":"after","value":70}"#).await;
+    assert_eq!(metric(&gw.base, "veneer_mqtt_messages_total", "event=\"connected\"").await, 1.0, "never reconnected");
+    kill_9(gw);
+    // The dead letter, read from the store itself: cut, with its real size.
+    let store = veneer::delivery::store::Store::open(&dir.path().join("data")).expect("the store opens");
+    let mut dead = Vec::new();
+    store
+        .each(veneer::delivery::store::Table::Items, |_, bytes| {
+            dead.push(serde_json::from_slice::<Value>(bytes).expect("an item"));
+            true
+        })
+        .expect("read");
+    let letter = dead.iter().find(|i| i["state"] == "dead").expect("a dead letter");
+    assert_eq!(letter["input"]["bytes"].as_u64(), Some(size as u64 + 31), "{}", letter["input"]["bytes"]);
+    assert_eq!(letter["input"]["truncated"], true);
+    assert_eq!(letter["input"]["payload"].as_str().map(str::len), Some(64 * 1024));
+}

@@ -492,3 +492,112 @@ async fn a_claim_after_shorter_than_a_backend_timeout_is_a_config_error() {
     .expect_err("claim_after 2s < timeout 5s");
     assert!(err.to_string().contains("claim_after"), "{err}");
 }
+
+/// The embedded queue is bounded: past `max_items` a queued route answers 503 `queue-full`
+/// with a Retry-After, before the disk fills; once the ERP has taken the items, the oldest
+/// delivered statuses make room and writes are taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_queue_full_and_takes_writes_again_once_drained() {
+    let spyne = common::start_spyne();
+    let base = spyne.base.clone();
+    let dir = config(&base, "backoff: 50ms, max_backoff: 200ms, max_items: 5", "").await;
+    let gw = common::with_config(dir.path()).await;
+    drop(spyne); // the ERP is down: items stay queued
+    for i in 0..5 {
+        assert_eq!(post_reading(&gw.base, "/readings", &format!("q-{i}"), "m", 1.0).await.status(), 202);
+    }
+    let full = post_reading(&gw.base, "/readings", "q-5", "m", 1.0).await;
+    let retry_after = full.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let problem = common::problem(full, 503).await;
+    assert!(problem["type"].as_str().is_some_and(|t| t.ends_with("queue-full")), "{problem}");
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("max_items")), "{problem}");
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)), "Retry-After");
+    let spyne = common::start_spyne_on(port_of(&base));
+    common::eventually("the five booked", Duration::from_secs(60), || async { stats(&spyne.base).await.0 == 5 }).await;
+    // The refused write was not stored, and its key is free: the retry is accepted now.
+    common::eventually("a write accepted again", Duration::from_secs(20), || async {
+        post_reading(&gw.base, "/readings", "q-5", "m", 1.0).await.status() == 202
+    })
+    .await;
+    common::eventually("booked", Duration::from_secs(30), || async { stats(&spyne.base).await.0 == 6 }).await;
+}
+
+/// Idempotency records are bounded: an answer above `idempotency_max_answer` is kept as its
+/// status, Location and digest (a replay gets those and an empty body), and past
+/// `idempotency_max_bytes` the oldest answers are forgotten while recent keys still replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_records_keep_large_answers_as_a_digest_and_forget_the_oldest_past_the_bound() {
+    let spyne = common::start_spyne();
+    let dir = config(&spyne.base, "idempotency_max_answer: 8B, idempotency_max_bytes: 64KiB", "").await;
+    let gw = common::with_config(dir.path()).await;
+    let first = post_reading(&gw.base, "/readings/direct", "big-0", "m", 1.0).await;
+    assert_eq!(first.status(), 200);
+    let body = first.bytes().await.expect("body");
+    assert!(body.len() > 8, "an answer larger than the bound: {body:?}");
+    let replay = post_reading(&gw.base, "/readings/direct", "big-0", "m", 1.0).await;
+    assert_eq!(replay.status(), 200);
+    assert_eq!(replay.headers().get("idempotent-replayed").map(|v| v.as_bytes()), Some(b"true".as_slice()));
+    let digest = replay.headers().get("repr-digest").and_then(|v| v.to_str().ok()).map(str::to_string);
+    use base64::Engine;
+    let expected = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
+    let expected = format!("sha-256=:{}:", base64::engine::general_purpose::STANDARD.encode(expected.as_ref()));
+    assert_eq!(digest.as_deref(), Some(expected.as_str()));
+    assert!(replay.bytes().await.expect("body").is_empty());
+    assert_eq!(stats(&spyne.base).await.0, 1, "the replay did not call the ERP");
+    // Many keys: each record is a few hundred bytes, so 600 of them pass 64 KiB; the oldest
+    // are forgotten (their retry runs again and the ERP refuses the duplicate id), the
+    // newest still replay.
+    for i in 1..600 {
+        assert_eq!(post_reading(&gw.base, "/readings/direct", &format!("big-{i}"), "m", 1.0).await.status(), 200);
+    }
+    let newest = post_reading(&gw.base, "/readings/direct", "big-599", "m", 1.0).await;
+    assert!(newest.headers().contains_key("idempotent-replayed"), "the newest key still replays");
+    common::eventually("the oldest answers forgotten", Duration::from_secs(20), || async {
+        let oldest = post_reading(&gw.base, "/readings/direct", "big-1", "m", 1.0).await;
+        !oldest.headers().contains_key("idempotent-replayed")
+    })
+    .await;
+    let metrics = common::client().get(gw.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let evicted: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("veneer_idempotency_evicted_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(evicted >= 100.0, "forgotten answers are counted: {evicted}");
+}
+
+/// A fleet's queued routes need a Redis that persists every write: with `appendonly no` they
+/// answer 503 (a 202 could be lost), and once Redis is configured so (checked every few
+/// seconds, as after a restart or failover) they accept again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_without_appendonly_refuses_queued_writes_until_it_persists_them() {
+    let spyne = common::start_spyne();
+    let redis = common::Redis::start(); // appendonly no
+    let dir = fleet_config(&spyne.base, redis.port).await;
+    let gw = common::with_config(dir.path()).await;
+    let refused = post_reading(&gw.base, "/readings", "d-1", "m", 1.0).await;
+    let problem = common::problem(refused, 503).await;
+    assert!(problem["type"].as_str().is_some_and(|t| t.ends_with("queue-not-durable")), "{problem}");
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("appendonly")), "{problem}");
+    // A direct route is not affected.
+    assert_eq!(post_reading(&gw.base, "/readings/direct", "d-2", "m", 1.0).await.status(), 200);
+    for (name, value) in [("appendonly", "yes"), ("appendfsync", "always")] {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "CONFIG", "SET", name, value])
+            .output()
+            .expect("redis-cli runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    common::eventually("queued writes accepted again", Duration::from_secs(20), || async {
+        post_reading(&gw.base, "/readings", "d-1", "m", 1.0).await.status() == 202
+    })
+    .await;
+    common::eventually("booked", Duration::from_secs(30), || async {
+        booked_ids(&stats(&spyne.base).await.1).contains(&veneer::delivery::erp_key(
+            "anonymous",
+            "POST /readings",
+            "d-1",
+        ))
+    })
+    .await;
+}

@@ -820,3 +820,33 @@ async fn telemetry_requests_are_counted_like_routes() {
         assert!(counted, "POST /telemetry {class} is in veneer_requests_total:\n{text}");
     }
 }
+
+/// Readings count one by one against the caller's readings limit: a request limit alone
+/// would let each request carry `max_readings` of them into the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reading_counts_against_the_readings_limit() {
+    let spyne = common::start_spyne();
+    let dir = config(&spyne.base, "60s", "data").await;
+    let yaml = std::fs::read_to_string(dir.path().join("gateway.yaml")).expect("read");
+    let yaml = yaml.replace(
+        "telemetry: { max_age: 3650d, max_ahead: 5m }",
+        "telemetry: { max_age: 3650d, max_ahead: 5m, max_readings: 20, readings_limit: { rate: \"20/min\", burst: 20 } }",
+    );
+    std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write");
+    let gw = common::with_config(dir.path()).await;
+    let batch = |from: usize, n: usize| {
+        let list: Vec<Value> = (from..from + n)
+            .map(|i| json!({"sensor": "P-7", "value": 14.5, "timestamp": "2026-01-15T13:30:00Z", "id": format!("rl-{i}")}))
+            .collect();
+        Value::Array(list)
+    };
+    let (status, answer) = post(&gw.base, &batch(0, 20)).await;
+    assert_eq!(status, 202, "a full batch within the burst: {answer}");
+    let res = common::client().post(gw.url("/telemetry")).json(&batch(20, 1)).send().await.expect("post");
+    let policy = res.headers().get("ratelimit-policy").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert!(res.headers().contains_key("retry-after"));
+    common::problem(res, 429).await;
+    assert!(policy.contains("\"readings\";q=20;w=60"), "the readings policy is named: {policy}");
+    let stats = booked_n(&spyne.base, 20, Duration::from_secs(30)).await;
+    assert_eq!(booked(&stats), 20, "the refused reading was never queued: {stats}");
+}

@@ -152,9 +152,12 @@ impl Fleet {
         let durable = aof.as_deref() == Some("yes") && fsync.as_deref() == Some("always");
         let was = self.durable.swap(durable, std::sync::atomic::Ordering::Relaxed);
         if durable && !was {
-            tracing::info!("Redis persists every write (appendonly yes, appendfsync always): queued routes accept writes");
+            tracing::info!(
+                "Redis persists every write (appendonly yes, appendfsync always): queued routes accept writes"
+            );
         } else if !durable && (was || !self.started_checked()) {
-            let (aof, fsync) = (aof.unwrap_or_else(|| "unreadable".into()), fsync.unwrap_or_else(|| "unreadable".into()));
+            let (aof, fsync) =
+                (aof.unwrap_or_else(|| "unreadable".into()), fsync.unwrap_or_else(|| "unreadable".into()));
             if self.fleet.relaxed {
                 tracing::warn!(appendonly = %aof, appendfsync = %fsync, "Redis does not persist every write; accepted anyway (durability: relaxed)");
             } else {

@@ -120,7 +120,10 @@ impl Keys {
     }
 
     /// Records kept in the fleet's Redis (bounded by their TTL and Redis' own maxmemory).
-    pub async fn redis(fleet: &super::fleet::FleetSettings, settings: &super::DeliverySettings) -> Result<Keys, String> {
+    pub async fn redis(
+        fleet: &super::fleet::FleetSettings,
+        settings: &super::DeliverySettings,
+    ) -> Result<Keys, String> {
         let conn = super::fleet::connect(&fleet.url).await?;
         Ok(Keys::with(Backing::Redis(conn, format!("{}idem:", fleet.prefix)), settings))
     }
@@ -258,13 +261,18 @@ impl Keys {
         let (store, target, trimming) = (store.clone(), self.max_bytes / 10 * 9, self.trimming.clone());
         tokio::spawn(async move {
             let scanning = store.clone();
-            let oldest = tokio::task::spawn_blocking(move || oldest_answers(&scanning, target)).await.unwrap_or_default();
+            let oldest =
+                tokio::task::spawn_blocking(move || oldest_answers(&scanning, target)).await.unwrap_or_default();
             let n = oldest.len();
             for batch in oldest.chunks(1000) {
                 let _ = store.write(Write::DeleteMany(Table::Keys, batch.to_vec())).await;
             }
             crate::telemetry::idempotency_evicted(n);
-            tracing::warn!(forgotten = n, bytes = store.size(Table::Keys).bytes(), "idempotency records reached delivery.idempotency_max_bytes; the oldest answers were forgotten");
+            tracing::warn!(
+                forgotten = n,
+                bytes = store.size(Table::Keys).bytes(),
+                "idempotency records reached delivery.idempotency_max_bytes; the oldest answers were forgotten"
+            );
             trimming.store(false, std::sync::atomic::Ordering::Release);
         });
     }

@@ -177,6 +177,7 @@ pub struct Store {
     writes: mpsc::Sender<Request>,
     health: Arc<Health>,
     sizes: Arc<[Size; 2]>,
+    committer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -312,10 +313,25 @@ impl Store {
         let spawned = std::thread::Builder::new()
             .name("veneer-store".into())
             .spawn(move || commit_loop(&committer, &rx, &health2, &sizes2));
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the store's committer thread");
+        let committer = match spawned {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the store's committer thread");
+                None
+            }
+        };
+        Store { engine, writes: tx, health, sizes, committer: Arc::new(Mutex::new(committer)) }
+    }
+
+    /// Closes the file once every write so far is committed, and returns when it is
+    /// closed (another process may open it then). Only the last clone can close it.
+    pub fn close(self) -> Result<(), String> {
+        if Arc::strong_count(&self.engine) > 2 {
+            return Err("the store is still in use".into());
         }
-        Store { engine, writes: tx, health, sizes }
+        let handle = self.committer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(self);
+        handle.map_or(Ok(()), |h| h.join().map_err(|_| "the store's committer panicked".to_string()))
     }
 
     /// Applies one write durably (batched with whatever else is waiting).
@@ -734,7 +750,7 @@ mod tests {
     #[tokio::test]
     async fn sizes_and_the_state_index_follow_every_write() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for store in [Store::open(dir.path()).expect("open"), Store::memory()] {
+        for (n, store) in [Store::open(dir.path()).expect("open"), Store::memory()].into_iter().enumerate() {
             let (queued, dead) = (super::super::State::Queued.code(), super::super::State::Dead.code());
             for id in ["a", "b", "c", "d"] {
                 store.write(Write::PutItem(id.into(), queued, item("queued"))).await.expect("put");
@@ -752,16 +768,11 @@ mod tests {
             store.write(Write::PutIfAbsent(Table::Keys, "k".into(), vec![0; 10])).await.expect("key");
             store.write(Write::Put(Table::Keys, "k".into(), vec![0; 30])).await.expect("key");
             assert_eq!((store.size(Table::Keys).rows(), store.size(Table::Keys).bytes()), (1, 31));
-        }
-        // The committer thread closes the file once the last clone is gone.
-        let started = Instant::now();
-        let reopened = loop {
-            match Store::open(dir.path()) {
-                Ok(s) => break s,
-                Err(e) if started.elapsed() > Duration::from_secs(10) => panic!("reopen: {e}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            if n == 0 {
+                store.close().expect("close");
             }
-        };
+        }
+        let reopened = Store::open(dir.path()).expect("reopen");
         assert_eq!(reopened.size(Table::Items).rows(), 2);
         assert_eq!(reopened.size(Table::Keys).bytes(), 31);
         assert_eq!(reopened.item_ids(Some(super::super::State::Dead.code()), None, 10).expect("ids"), ["b", "d"]);

@@ -107,6 +107,8 @@ pub struct Runtime {
     wake: Mutex<HashMap<String, Arc<Notify>>>,
     holds: attempt::Holds,
     stopping: std::sync::atomic::AtomicBool,
+    /// One caller at a time makes room when the store is at its bound.
+    making_room: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -130,6 +132,7 @@ impl Runtime {
             wake: Mutex::default(),
             holds: attempt::Holds::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            making_room: tokio::sync::Mutex::new(()),
         });
         // Paused backends first, so no attempt starts before the pause is known.
         for b in rt.store.paused()? {
@@ -184,31 +187,72 @@ impl Runtime {
         self.notify(&item.backend).notify_one();
     }
 
-    /// Refuses a new item while the store holds `max_items` or `max_bytes` (every state
-    /// counts: dead letters and kept statuses use the disk too), before the disk fills.
-    fn check_room(&self, item: &Item) -> Result<(), GatewayError> {
+    /// Why the store takes no new item now: it holds `max_items` or `max_bytes` (every
+    /// state counts, since every record uses the disk).
+    fn full(&self) -> Option<String> {
         let size = self.store.size(Table::Items);
         let (items, bytes) = (size.rows(), size.bytes());
-        let full = if items >= self.settings.max_items {
+        if items >= self.settings.max_items {
             Some(format!("{items} items stored, delivery.max_items is {}", self.settings.max_items))
         } else if bytes >= self.settings.max_bytes {
             Some(format!("{bytes} bytes stored, delivery.max_bytes is {}", self.settings.max_bytes))
         } else {
             None
-        };
-        match full {
+        }
+    }
+
+    /// Makes room for a new item, or refuses it before the disk fills: at the bound, the
+    /// oldest delivered items' statuses are forgotten early (down to 90 % of it); only
+    /// when what is left is unfinished work and dead letters is the item refused.
+    async fn check_room(&self, item: &Item) -> Result<(), GatewayError> {
+        if self.full().is_none() {
+            return Ok(());
+        }
+        let _one = self.making_room.lock().await;
+        if self.full().is_some() {
+            self.forget_delivered().await;
+        }
+        match self.full() {
             None => Ok(()),
             Some(why) => {
                 crate::telemetry::delivery(&item.backend, "refused_full");
-                tracing::warn!(backend = %item.backend, items, bytes, "the delivery store is full; new items are refused");
+                tracing::warn!(backend = %item.backend, reason = %why, "the delivery store is full; new items are refused");
                 Err(GatewayError::QueueFull(why))
             }
         }
     }
 
+    /// Deletes the oldest delivered items until the store is at 90 % of its bounds.
+    async fn forget_delivered(&self) {
+        let size = self.store.size(Table::Items);
+        let (items, bytes) = (self.settings.max_items / 10 * 9, self.settings.max_bytes / 10 * 9);
+        let mut forgotten = 0usize;
+        while size.rows() > items || size.bytes() > bytes {
+            let store = self.store.clone();
+            let ids = tokio::task::spawn_blocking(move || store.item_ids(Some(State::Delivered.code()), None, 1000))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            if ids.is_empty() {
+                break;
+            }
+            forgotten += ids.len();
+            if self.store.write(super::store::Write::DeleteMany(Table::Items, ids)).await.is_err() {
+                break;
+            }
+        }
+        if forgotten > 0 {
+            tracing::info!(
+                items = forgotten,
+                "the store reached its bound; the oldest delivered statuses were forgotten early"
+            );
+        }
+    }
+
     /// Accepts an item: durable first, then indexed.
     pub async fn accept(self: &Arc<Self>, item: Item) -> Result<Item, GatewayError> {
-        self.check_room(&item)?;
+        self.check_room(&item).await?;
         persist(&self.store, &item).await?;
         crate::telemetry::delivery(&item.backend, "accepted");
         self.index(&item);
@@ -217,7 +261,7 @@ impl Runtime {
 
     /// Stores a dead letter (never indexed for delivery).
     pub async fn bury(&self, item: &Item) -> Result<(), GatewayError> {
-        self.check_room(item)?;
+        self.check_room(item).await?;
         persist(&self.store, item).await
     }
 
@@ -253,10 +297,7 @@ impl Runtime {
         let mut after = page.after.clone();
         let mut read = 0usize;
         while out.len() < page.limit && read < MAX_READ {
-            let ids = self
-                .store
-                .item_ids(code, after.as_deref(), 500)
-                .map_err(|_| GatewayError::StoreUnavailable)?;
+            let ids = self.store.item_ids(code, after.as_deref(), 500).map_err(|_| GatewayError::StoreUnavailable)?;
             if ids.is_empty() {
                 return Ok((out, None));
             }
@@ -452,7 +493,9 @@ impl Runtime {
             if round % 30 != 29 {
                 continue;
             }
-            for (state, keep) in [(State::Delivered, self.settings.keep_delivered), (State::Dead, self.settings.keep_dead)] {
+            for (state, keep) in
+                [(State::Delivered, self.settings.keep_delivered), (State::Dead, self.settings.keep_dead)]
+            {
                 let me = self.clone();
                 let expired = tokio::task::spawn_blocking(move || me.expired(state, keep)).await.unwrap_or_default();
                 for batch in expired.chunks(1000) {
@@ -476,7 +519,12 @@ impl Runtime {
                 return expired;
             }
             for id in ids {
-                let old = self.store.get(Table::Items, &id).ok().flatten().and_then(|b| serde_json::from_slice::<Item>(&b).ok());
+                let old = self
+                    .store
+                    .get(Table::Items, &id)
+                    .ok()
+                    .flatten()
+                    .and_then(|b| serde_json::from_slice::<Item>(&b).ok());
                 if old.is_some_and(|i| i.state == state && now.saturating_sub(i.updated_ms) > keep) {
                     expired.push(id.clone());
                 }

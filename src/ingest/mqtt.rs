@@ -64,10 +64,17 @@ mod run {
     use crate::ingest::reading::{self, Context, Rejected};
     use crate::telemetry;
 
-    /// Largest packet the client reads. Larger messages would break the connection (and
-    /// come back forever), so the limit is generous and the gateway's own `max_body`
-    /// rejects big messages as dead letters; set the broker's `message_size_limit` below it.
-    const MAX_PACKET: usize = 16 * 1024 * 1024;
+    /// Largest packet the client reads. A larger one breaks the connection before anyone
+    /// can see it, and the broker resends it after every reconnect: so the limit is far above
+    /// any reading, big messages are read and dead-lettered (cut) by the gateway's own
+    /// `max_body`, and the broker's `message_size_limit` should be set below this.
+    const MAX_PACKET: usize = 64 * 1024 * 1024;
+    /// A connection that stayed up this long resets the reconnect backoff; one dropped
+    /// sooner (a message the client cannot read, a broker refusing it) keeps doubling it.
+    const STABLE: Duration = Duration::from_secs(30);
+    /// First and longest wait between reconnects.
+    const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+    const MAX_BACKOFF: Duration = Duration::from_secs(30);
     /// Messages being processed at once (acks still go out in arrival order).
     const IN_FLIGHT: usize = 512;
     /// QoS 0 messages waiting at most; more are dropped and counted.
@@ -107,8 +114,9 @@ mod run {
         let backlog = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = backlog.clone();
         let poller = tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(500);
+            let mut backoff = FIRST_BACKOFF;
             let mut connects = 0u64;
+            let mut up_since: Option<Instant> = None;
             loop {
                 // Not stopped by the signal: the processor acknowledges what it stored and
                 // disconnects first, and those packets go out through this loop.
@@ -132,7 +140,7 @@ mod run {
                         }
                     }
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                        backoff = Duration::from_millis(500);
+                        up_since = Some(Instant::now());
                         connects += 1;
                         telemetry::mqtt_connected(true);
                         telemetry::mqtt("connected");
@@ -143,12 +151,20 @@ mod run {
                     Err(e) => {
                         telemetry::mqtt_connected(false);
                         telemetry::mqtt("connection_error");
-                        tracing::warn!(error = %e, retry_in = ?backoff, "MQTT connection failed");
+                        if up_since.take().is_some_and(|t| t.elapsed() >= STABLE) {
+                            backoff = FIRST_BACKOFF;
+                        }
+                        let text = e.to_string();
+                        if text.contains("ayload size limit") {
+                            tracing::error!(error = %text, max_bytes = MAX_PACKET, retry_in = ?backoff, "an MQTT message is larger than the gateway reads; the broker resends it after every reconnect: set the broker's message_size_limit below this");
+                        } else {
+                            tracing::warn!(error = %text, retry_in = ?backoff, "MQTT connection failed");
+                        }
                         tokio::select! {
                             () = tokio::time::sleep(backoff) => {},
                             () = stopped(&mut poll_stop) => break,
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                 }
             }
@@ -309,7 +325,8 @@ mod run {
                 if rejected.is_empty() {
                     return Some(publish);
                 }
-                if bury(&services, &settings, &who, &publish, &rejected).await {
+                let max_input = gateway.load().delivery.max_dead_input;
+                if bury(&services, &settings, &who, &publish, &rejected, max_input).await {
                     publish_error(&client, &settings, &publish, &rejected);
                     return Some(publish);
                 }
@@ -367,6 +384,7 @@ mod run {
         who: &Submitter,
         publish: &Publish,
         rejected: &[Rejected],
+        max_input: u64,
     ) -> bool {
         telemetry::mqtt("rejected");
         let reasons: Vec<Value> = rejected.iter().map(|r| json!({"pointer": r.pointer, "reason": r.reason})).collect();
@@ -377,9 +395,10 @@ mod run {
             return true;
         };
         let now = delivery::now_ms();
-        // The whole message, so a refused reading can be recovered from its dead letter;
-        // only one over the size limit is cut.
-        let shown = &publish.payload[..publish.payload.len().min(1024 * 1024)];
+        // The message, so a refused reading can be recovered from its dead letter; one
+        // larger than `delivery.max_dead_input` is cut there (its size is kept).
+        let keep = usize::try_from(max_input).unwrap_or(usize::MAX);
+        let shown = &publish.payload[..publish.payload.len().min(keep)];
         let item = Item {
             id: delivery::new_id(),
             route: format!("MQTT {}", publish.topic),
@@ -391,6 +410,7 @@ mod run {
                 "topic": publish.topic,
                 "payload": String::from_utf8_lossy(shown),
                 "bytes": publish.payload.len(),
+                "truncated": shown.len() < publish.payload.len(),
                 "client_id": settings.client_id,
             }),
             route_header: String::new(),

@@ -77,8 +77,15 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
         };
         let page = Page { state: wanted, route: q.route, after: q.after, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
         let (items, next) = queue.list(page).await?;
-        let views: Vec<_> = items.iter().map(|i| i.admin_view()).collect();
-        Ok(axum::Json(serde_json::json!({ "items": views, "next": next })).into_response())
+        // A page of a thousand items is a few MB of JSON: written off the request threads too.
+        let body = tokio::task::spawn_blocking(move || {
+            let views: Vec<_> = items.iter().map(|i| i.admin_view()).collect();
+            serde_json::to_vec(&serde_json::json!({ "items": views, "next": next }))
+        })
+        .await
+        .map_err(|e| GatewayError::Internal(format!("listing deliveries failed: {e}")))?
+        .map_err(|e| GatewayError::Internal(format!("listing deliveries failed: {e}")))?;
+        Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
     }
     .await;
     result.unwrap_or_else(|e: GatewayError| e.response())
