@@ -221,3 +221,31 @@ fn problems_point_at_their_key_not_at_a_comment_or_a_longer_key() {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
 }
+
+/// A queued route whose duplicate refusals count as delivered must send the ERP a key that
+/// names the caller: `check` passes but warns where one does not (no `{delivery.key}`, or
+/// `{delivery.raw_key}`), and stays quiet where it does.
+#[test]
+fn check_warns_where_a_queued_routes_erp_key_does_not_name_the_caller() {
+    let route = |name: &str, key: &str| {
+        format!(
+            "  - route: \"POST /{name}\"\n    backend: erp\n    operation: PostSensorReading\n    delivery: queued\n    duplicate_faults: [ {{ code: Client, reason: \"already exists\" }} ]\n    request: {{ SensorId: \"{key}\", Timestamp: \"{{body.at}}\", Value: \"{{body.value}}\", Unit: \"{{body.unit}}\" }}\n"
+        )
+    };
+    let dir = variant(|rel, t| match rel {
+        "routes/production.yaml" => format!(
+            "{t}\n{}{}{}",
+            route("scoped", "{delivery.key}"),
+            route("raw", "{delivery.raw_key}"),
+            route("none", "{body.sensor}")
+        ),
+        _ => t,
+    });
+    let (ok, out) = check(dir.path());
+    assert!(ok, "warnings do not fail check: {out}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains("warning: route")).collect();
+    assert_eq!(warnings.len(), 2, "{out}");
+    assert!(warnings.iter().any(|w| w.contains("POST /raw") && w.contains("{delivery.raw_key}")), "{out}");
+    assert!(warnings.iter().any(|w| w.contains("POST /none") && w.contains("map {delivery.key}")), "{out}");
+    assert!(!out.contains("POST /scoped:"), "{out}");
+}

@@ -369,6 +369,16 @@ async fn a_caller_that_gives_up_never_frees_its_session_for_a_second_call_too_ea
     assert_eq!(s["calls"], 3, "the abandoned call still ran: {s}");
 }
 
+/// Renames the backend in `dir` to `name`: the metrics are one registry per test process,
+/// and a test that counts logins of backend `erp` must not see another test's.
+fn rename_backend(dir: &std::path::Path, name: &str) {
+    let yaml = std::fs::read_to_string(dir.join("gateway.yaml")).expect("read");
+    std::fs::write(dir.join("gateway.yaml"), yaml.replace("  erp:\n", &format!("  {name}:\n"))).expect("write");
+    let routes = std::fs::read_to_string(dir.join("routes/erp.yaml")).expect("read");
+    std::fs::write(dir.join("routes/erp.yaml"), routes.replace("backend: erp", &format!("backend: {name}")))
+        .expect("write");
+}
+
 /// Changes the ERP account's password (as its administrator would), directly.
 async fn set_password(erp: &Spyne, password: &str) {
     let body = format!(
@@ -392,6 +402,7 @@ async fn set_password(erp: &Spyne, password: &str) {
 async fn a_password_changed_under_a_full_pool_costs_one_failed_login() {
     let erp = erp(&["--call-ms", "100"]);
     let dir = config(&erp, "secret", "      size: 5\n      exclusive: true\n      login_backoff: 30s").await;
+    rename_backend(dir.path(), "erp_rotated");
     let gw = common::with_config(dir.path()).await;
     concurrent_gets(&gw, 20).await;
     let before = stats(&erp).await;
@@ -407,11 +418,12 @@ async fn a_password_changed_under_a_full_pool_costs_one_failed_login() {
     assert_eq!(s["login_failures"], 1, "one failed login for the whole pool: {s}");
 }
 
-/// Many backends with a wrong password, each called by ten callers at once: each tries one
-/// login, however the calls interleave.
-#[tokio::test]
+/// Many backends with a wrong password, each called by ten callers at once on the
+/// gateway binary's threads: each tries one login, however the calls interleave (a waiting
+/// caller once slipped in between a refusal and its backoff).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_pools_with_a_wrong_password_try_one_login_each() {
-    const POOLS: usize = 30;
+    const POOLS: usize = 150;
     let erp = erp(&[]);
     let dir = config(&erp, "wrong", "      size: 3\n      login_backoff: 30s").await;
     let yaml = std::fs::read_to_string(dir.path().join("gateway.yaml")).expect("read");
@@ -426,9 +438,9 @@ async fn many_pools_with_a_wrong_password_try_one_login_each() {
     }
     std::fs::write(dir.path().join("gateway.yaml"), all).expect("write");
     std::fs::write(dir.path().join("routes/erp.yaml"), routes).expect("write");
-    let gw = common::with_config(dir.path()).await;
+    let gw = common::Veneer::serve(dir.path(), &[]);
     let client = common::client();
-    let calls = (0..POOLS * 10).map(|n| client.get(gw.url(&format!("/stock{}/I{n}", n % POOLS))).send());
+    let calls = (0..POOLS * 10).map(|n| client.get(format!("{}/stock{}/I{n}", gw.base, n % POOLS)).send());
     for res in futures_util::future::join_all(calls).await {
         common::problem(res.expect("request"), 502).await;
     }
@@ -445,6 +457,7 @@ async fn a_caller_that_hangs_up_keeps_max_concurrency_at_the_erp() {
     let yaml = std::fs::read_to_string(dir.path().join("gateway.yaml")).expect("read");
     let yaml = yaml.replace("    queue:", "    max_concurrency: 1\n    queue:");
     std::fs::write(dir.path().join("gateway.yaml"), yaml).expect("write");
+    rename_backend(dir.path(), "erp_capped");
     let gw = common::with_config(dir.path()).await;
     concurrent_gets(&gw, 1).await; // logged in
     let impatient = reqwest::Client::builder().no_proxy().timeout(Duration::from_millis(100)).build().expect("client");

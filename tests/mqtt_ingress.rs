@@ -275,7 +275,7 @@ sensors:
         let payload = json!({ "value": value, "timestamp": at }).to_string();
         common::mosquitto_pub(port, &format!("plant2/{machine}/vibration/V-2"), &[payload]);
     }
-    let keys = [format!("M7/V-2@{at}"), format!("M8/V-2@{at}")];
+    let keys = [format!("machine=M7/V-2@{at}"), format!("machine=M8/V-2@{at}")];
     common::eventually("both machines' readings booked", Duration::from_secs(30), || async {
         let booked = measurements(&spyne.base).await.0;
         keys.iter().all(|k| booked.contains_key(k))

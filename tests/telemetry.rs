@@ -279,12 +279,12 @@ async fn readings_are_converted_and_enriched_before_the_erp_books_them() {
         "373.15 K: {stats}"
     );
     assert_eq!(
-        fields("PRESS-01/T-107@2026-01-15T04:59:00Z"),
+        fields("machine=PRESS-01/T-107@2026-01-15T04:59:00Z"),
         ["T-107", "10", "C", "PRESS-01", "WC-PRESS-A", "night", "PO-1001", "2026-01-15T04:59:00+00:00"],
         "50 °F without an id: {stats}"
     );
-    assert_eq!(fields("PRESS-01/P-9@2026-01-15T04:59:00Z")[3], "PRESS-01", "{stats}");
-    assert_eq!(fields("PRESS-02/P-9@2026-01-15T04:59:00Z")[3], "PRESS-02", "{stats}");
+    assert_eq!(fields("machine=PRESS-01/P-9@2026-01-15T04:59:00Z")[3], "PRESS-01", "{stats}");
+    assert_eq!(fields("machine=PRESS-02/P-9@2026-01-15T04:59:00Z")[3], "PRESS-02", "{stats}");
     assert_eq!(booked(&stats), 7, "{stats}");
     assert_eq!(stats["duplicates"], 0, "no reading was refused as another's duplicate: {stats}");
     // The order is asked once per machine; the other readings use the cached value.

@@ -257,6 +257,7 @@ impl Transport {
             }
         }
         session.touch();
+        pool.worked();
         if pool.is_closed() {
             pool.retire_closed(&mut lease, &session).await;
         }

@@ -6,7 +6,8 @@
 //! queries) are plain keys.
 //!
 //! A 202 is sent once Redis acknowledged the write; that means stored only when Redis runs
-//! with `appendfsync always`, which is checked (and loudly reported) at start.
+//! with `appendonly yes` and `appendfsync always`, which is checked at start and every 5 s:
+//! without them queued routes refuse writes (unless `durability: relaxed`).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -117,6 +118,7 @@ impl Fleet {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 // A restart, a failover to a replica or a CONFIG SET can change it.
                 watcher.check_durability().await;
+                watcher.sweep_index().await;
             }
         });
         Ok(me)
@@ -139,25 +141,34 @@ impl Fleet {
     }
 
     /// Reads Redis' persistence settings; a 202 means stored only with `appendonly yes` and
-    /// `appendfsync always`. Logged when it changes, loudly when it is lost.
+    /// `appendfsync always`. Logged when it changes, loudly when it is lost. A check that
+    /// cannot read them (a timeout during a failover) keeps the last finding; one that
+    /// never could (a managed Redis without `CONFIG`) counts as not durable, and says so.
     async fn check_durability(&self) {
         let setting = |name: &'static str| {
             let mut conn = self.conn.clone();
             async move {
                 let v: Result<Vec<String>, _> = redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut conn).await;
-                v.ok().and_then(|v| v.get(1).cloned())
+                v.map(|v| v.get(1).cloned().unwrap_or_default())
             }
         };
-        let (aof, fsync) = (setting("appendonly").await, setting("appendfsync").await);
-        let durable = aof.as_deref() == Some("yes") && fsync.as_deref() == Some("always");
+        let first = !self.checked.swap(true, std::sync::atomic::Ordering::Relaxed);
+        let (aof, fsync) = match (setting("appendonly").await, setting("appendfsync").await) {
+            (Ok(a), Ok(f)) => (a, f),
+            (Err(e), _) | (_, Err(e)) => {
+                if first {
+                    tracing::error!(error = %e, "cannot read Redis' appendonly and appendfsync settings (CONFIG GET): queued routes answer 503 until they can be read; where the provider guarantees persistence and blocks CONFIG, set delivery.redis.durability: relaxed");
+                }
+                return;
+            }
+        };
+        let durable = aof == "yes" && fsync == "always";
         let was = self.durable.swap(durable, std::sync::atomic::Ordering::Relaxed);
         if durable && !was {
             tracing::info!(
                 "Redis persists every write (appendonly yes, appendfsync always): queued routes accept writes"
             );
-        } else if !durable && (was || !self.started_checked()) {
-            let (aof, fsync) =
-                (aof.unwrap_or_else(|| "unreadable".into()), fsync.unwrap_or_else(|| "unreadable".into()));
+        } else if !durable && (was || first) {
             if self.fleet.relaxed {
                 tracing::warn!(appendonly = %aof, appendfsync = %fsync, "Redis does not persist every write; accepted anyway (durability: relaxed)");
             } else {
@@ -170,24 +181,63 @@ impl Fleet {
         }
     }
 
-    /// True after the first durability check (so the first finding is always logged).
-    fn started_checked(&self) -> bool {
-        self.checked.swap(true, std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// The sorted set (all scores 0, so ordered by id) that indexes items in `state`.
     fn state_key(&self, state: State) -> String {
         self.key("state", &format!("{state:?}").to_lowercase())
     }
 
     /// Adds to `pipe` the commands that file `id` under `state` (or under none) in the
-    /// state index, in the same transaction as the item's own write.
+    /// state index, in the same transaction as the item's own write. An item that expires
+    /// (delivered, dead) is also listed by its expiry time, so its index entry goes with it.
     fn index(&self, pipe: &mut redis::Pipeline, id: &str, state: Option<State>) {
         for s in [State::Queued, State::Delivering, State::Delivered, State::Dead] {
             if Some(s) == state {
                 pipe.cmd("ZADD").arg(self.state_key(s)).arg(0).arg(id).ignore();
             } else {
                 pipe.cmd("ZREM").arg(self.state_key(s)).arg(id).ignore();
+            }
+        }
+        let expiry = self.key("state", "expiry");
+        match state.and_then(|s| self.kept(s)) {
+            Some(kept) => pipe.cmd("ZADD").arg(expiry).arg(now_ms() + kept).arg(id).ignore(),
+            None => pipe.cmd("ZREM").arg(expiry).arg(id).ignore(),
+        };
+    }
+
+    /// How long an item in `state` is kept (ms), if it expires.
+    fn kept(&self, state: State) -> Option<u64> {
+        match state {
+            State::Delivered => Some(self.settings.keep_delivered.as_millis() as u64),
+            State::Dead => Some(self.settings.keep_dead.as_millis() as u64),
+            State::Queued | State::Delivering => None,
+        }
+    }
+
+    /// Drops the index entries of items whose kept time is over (Redis expired the items).
+    async fn sweep_index(&self) {
+        let mut conn = self.conn.clone();
+        let expiry = self.key("state", "expiry");
+        loop {
+            let ids: Result<Vec<String>, _> = redis::cmd("ZRANGEBYSCORE")
+                .arg(&expiry)
+                .arg("-inf")
+                .arg(now_ms())
+                .arg("LIMIT")
+                .arg(0)
+                .arg(1000)
+                .query_async(&mut conn)
+                .await;
+            let Ok(ids) = ids else { return };
+            if ids.is_empty() {
+                return;
+            }
+            let mut pipe = redis::pipe();
+            for state in [State::Delivered, State::Dead] {
+                pipe.cmd("ZREM").arg(self.state_key(state)).arg(&ids).ignore();
+            }
+            pipe.cmd("ZREM").arg(&expiry).arg(&ids).ignore();
+            if pipe.query_async::<()>(&mut conn).await.is_err() {
+                return;
             }
         }
     }
@@ -276,6 +326,8 @@ impl Fleet {
             .cmd("SET")
             .arg(self.key("item", &item.id))
             .arg(json)
+            .arg("PX")
+            .arg(self.settings.keep_dead.as_millis() as u64)
             .ignore()
             .add_command(self.xadd(&self.key("dead", &item.backend), &item.id, true))
             .ignore();
@@ -337,16 +389,9 @@ impl Fleet {
         let json = serde_json::to_string(item).map_err(|e| GatewayError::Internal(e.to_string()))?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key("item", &item.id)).arg(json);
-        // Delivered items and dead letters expire; their index entries go when a list
-        // finds them gone.
-        match item.state {
-            State::Delivered => {
-                cmd.arg("PX").arg(self.settings.keep_delivered.as_millis() as u64);
-            }
-            State::Dead => {
-                cmd.arg("PX").arg(self.settings.keep_dead.as_millis() as u64);
-            }
-            _ => {}
+        // Delivered items and dead letters expire (their index entries with them).
+        if let Some(kept) = self.kept(item.state) {
+            cmd.arg("PX").arg(kept);
         }
         let mut pipe = redis::pipe();
         pipe.atomic().add_command(cmd).ignore();
@@ -365,22 +410,31 @@ impl Fleet {
             None => vec![State::Queued, State::Dead, State::Delivered],
         };
         let mut found = Vec::new();
-        let mut more = false;
+        // The lowest id at which a state's reading stopped: past it, that state may hold
+        // items not read yet, so the page ends there.
+        let mut bound: Option<String> = None;
         for state in states {
-            let (items, rest) = self.list_state(state, &page).await?;
+            let (items, stopped_at) = self.list_state(state, &page).await?;
             found.extend(items);
-            more |= rest;
+            if let Some(at) = stopped_at {
+                bound = Some(bound.map_or(at.clone(), |b: String| b.min(at)));
+            }
+        }
+        if let Some(b) = &bound {
+            found.retain(|i: &Item| i.id <= *b);
         }
         found.sort_by(|a, b| a.id.cmp(&b.id));
-        more |= found.len() > page.limit;
-        found.truncate(page.limit);
-        let next = if more { found.last().map(|i| i.id.clone()) } else { None };
-        Ok((found, next))
+        if found.len() > page.limit {
+            found.truncate(page.limit);
+            let next = found.last().map(|i| i.id.clone());
+            return Ok((found, next));
+        }
+        Ok((found, bound))
     }
 
-    /// Up to `page.limit` items filed under `state` after the cursor, and whether more may
-    /// follow.
-    async fn list_state(&self, state: State, page: &Page) -> Result<(Vec<Item>, bool), GatewayError> {
+    /// Items filed under `state` after the cursor (up to one more than `page.limit`), and
+    /// the id where reading stopped when more may follow.
+    async fn list_state(&self, state: State, page: &Page) -> Result<(Vec<Item>, Option<String>), GatewayError> {
         const BATCH: usize = 500;
         // A route filter may skip many: read at most this many per page.
         const MAX_READ: usize = 50_000;
@@ -402,32 +456,27 @@ impl Fleet {
                 .await
                 .map_err(unavailable)?;
             if ids.is_empty() {
-                return Ok((found, false));
+                return Ok((found, None));
             }
             let keys: Vec<String> = ids.iter().map(|id| self.key("item", id)).collect();
             let values: Vec<Option<String>> =
                 redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.map_err(unavailable)?;
-            let mut gone = Vec::new();
             for (id, value) in ids.iter().zip(values) {
                 read += 1;
                 after = Some(id.clone());
-                match value.and_then(|j| serde_json::from_str::<Item>(&j).ok()) {
-                    // Expired (its kept time is over): the index entry goes too.
-                    None => gone.push(id.clone()),
-                    Some(i) if i.state == state && page.route.as_deref().is_none_or(|r| i.route == r) => {
-                        found.push(i);
-                        if found.len() > page.limit {
-                            return Ok((found, true));
-                        }
+                // Gone (expired) items are skipped; the index sweep drops their entries.
+                if let Some(i) = value.and_then(|j| serde_json::from_str::<Item>(&j).ok())
+                    && i.state == state
+                    && page.route.as_deref().is_none_or(|r| i.route == r)
+                {
+                    found.push(i);
+                    if found.len() > page.limit {
+                        return Ok((found, after));
                     }
-                    Some(_) => {}
                 }
             }
-            if !gone.is_empty() {
-                let _: Result<(), _> = redis::cmd("ZREM").arg(&key).arg(&gone).query_async(&mut conn).await;
-            }
             if read >= MAX_READ {
-                return Ok((found, true));
+                return Ok((found, after));
             }
         }
     }

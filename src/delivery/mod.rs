@@ -229,19 +229,21 @@ pub fn created_ms(id: &str) -> Option<u64> {
     Some(secs * 1000 + u64::from(nanos) / 1_000_000)
 }
 
-/// `{delivery.key}` for a caller's own key: 32 hex digits of SHA-256 over the caller (the
-/// throttle's key: client id, or issuer and subject), the route and the key. ERPs keep one
-/// document-number space for every caller, so the raw key would let client A's
-/// `order-1001` be refused as a duplicate of client B's; the digest is stable across the
-/// caller's retries (so a duplicate fault still means "already booked") and short enough
-/// for the external-number fields ERPs have (35 characters in Business Central).
+/// `{delivery.key}` for a caller's own key: the first 80 bits of SHA-256 over the caller
+/// (the throttle's key: client id, or issuer and subject), the route and the key, as 20
+/// upper-case hex digits. ERPs keep one document-number space for every caller, so the raw
+/// key would let client A's `order-1001` be refused as a duplicate of client B's; the
+/// digest is stable across the caller's retries (so a duplicate fault still means "already
+/// booked"), fits the shortest external-number fields ERPs have (Code20 in Dynamics NAV,
+/// whose Code type upper-cases: the digest already is) and two of a billion documents
+/// share one with a chance below one in a million.
 pub fn erp_key(caller: &str, route: &str, key: &str) -> String {
     let mut d = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for part in [caller, route, key] {
         d.update(&(part.len() as u64).to_be_bytes());
         d.update(part.as_bytes());
     }
-    d.finish().as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    d.finish().as_ref()[..10].iter().map(|b| format!("{b:02X}")).collect()
 }
 
 /// A new delivery id.
@@ -426,8 +428,8 @@ mod tests {
     fn erp_keys_differ_by_caller_route_and_key_and_are_stable() {
         let k = erp_key("line-3", "POST /orders", "order-1001");
         assert_eq!(k, erp_key("line-3", "POST /orders", "order-1001"), "a retry gets the same key");
-        assert_eq!(k.len(), 32);
-        assert!(k.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(k.len(), 20, "fits a Code20 field");
+        assert!(k.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)), "{k}");
         assert_ne!(k, erp_key("line-4", "POST /orders", "order-1001"), "another caller");
         assert_ne!(k, erp_key("line-3", "POST /returns", "order-1001"), "another route");
         assert_ne!(k, erp_key("line-3", "POST /orders", "order-1002"), "another key");

@@ -555,32 +555,42 @@ fn commit_loop(engine: &Engine, rx: &mpsc::Receiver<Request>, health: &Health, s
     }
 }
 
+/// Room a store must show before it counts as writable again: a write this large must
+/// commit (the file grows past its free pages), or a disk that is still full would pass a
+/// tiny probe and fail the next real write.
+const PROBE_BYTES: usize = 1 << 20;
+
 /// Reopens a failed file (redb repairs what the failed commit left) and probes it with a
-/// small write; the store is writable again only once that write is durable.
+/// write of [`PROBE_BYTES`], removed again; the store is writable again only once both are
+/// durable. The file is opened and probed without the lock readers take, so a long repair
+/// never blocks them (they get "being reopened" meanwhile).
 fn recover(engine: &Engine, health: &Health, recovery: &mut Option<Recovery>) {
     let (Engine::Redb(r), Some(state)) = (engine, recovery.as_mut()) else { return };
-    let mut slot = r.db.write().unwrap_or_else(|p| p.into_inner());
-    let attempt = (|| {
-        if slot.is_none() {
-            *slot = Some(open_db(&r.path, false)?);
-        }
-        let db = slot.as_ref().ok_or("the store is closed")?;
+    let probe = |db: &Database| {
         guarded(|| {
-            let tx = db.begin_write().map_err(|e| e.to_string())?;
-            tx.open_table(META)
-                .map_err(|e| e.to_string())?
-                .insert("probe", super::now_ms())
-                .map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())
+            for value in [Some(vec![0u8; PROBE_BYTES]), None] {
+                let tx = db.begin_write().map_err(|e| e.to_string())?;
+                {
+                    let mut t = tx.open_table(KEYS).map_err(|e| e.to_string())?;
+                    match &value {
+                        Some(v) => t.insert("\u{0}probe", v.as_slice()).map(|_| ()),
+                        None => t.remove("\u{0}probe").map(|_| ()),
+                    }
+                    .map_err(|e| e.to_string())?;
+                }
+                tx.commit().map_err(|e| e.to_string())?;
+            }
+            Ok(())
         })
-    })();
+    };
+    let attempt = open_db(&r.path, false).and_then(|db| probe(&db).map(|()| db));
     match attempt {
-        Ok(()) => {
+        Ok(db) => {
+            *r.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
             health.recovered(&r.path, state.since.elapsed());
             *recovery = None;
         }
         Err(e) => {
-            *slot = None;
             *health.problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             state.wait = (state.wait * 2).min(MAX_REOPEN_WAIT);
             state.next = Instant::now() + state.wait;
@@ -609,14 +619,22 @@ fn apply_redb(db: &Database, batch: &[Request], sizes: &[Size; 2]) -> Result<Vec
                     index.insert((*code, id.as_str()), ())?;
                     Ok(Written::Done)
                 })(),
-                Write::Put(t, k, v) => {
-                    let table = if *t == Table::Items { &mut items } else { &mut keys };
-                    table.insert(k.as_str(), v.as_slice()).map(|old| {
-                        let old = old.map(|g| g.value().len());
-                        changes.push((table_code(*t) as usize, k.len(), v.len(), old, false));
-                        Written::Done
-                    })
-                }
+                Write::Put(Table::Items, id, v) => (|| {
+                    // An item written without its state code: read from its JSON, so the
+                    // index never misses it.
+                    let code = state_of(v);
+                    let old = items.insert(id.as_str(), v.as_slice())?.map(|g| g.value().len());
+                    changes.push((0, id.len(), v.len(), old, false));
+                    unindex(id, &mut states, &mut index)?;
+                    states.insert(id.as_str(), code)?;
+                    index.insert((code, id.as_str()), ())?;
+                    Ok(Written::Done)
+                })(),
+                Write::Put(Table::Keys, k, v) => keys.insert(k.as_str(), v.as_slice()).map(|old| {
+                    let old = old.map(|g| g.value().len());
+                    changes.push((1, k.len(), v.len(), old, false));
+                    Written::Done
+                }),
                 Write::Delete(t, k) => (|| {
                     let table = if *t == Table::Items { &mut items } else { &mut keys };
                     if let Some(old) = table.remove(k.as_str())?.map(|g| g.value().len()) {
@@ -639,18 +657,20 @@ fn apply_redb(db: &Database, batch: &[Request], sizes: &[Size; 2]) -> Result<Vec
                     }
                     Ok(Written::Done)
                 })(),
-                Write::PutIfAbsent(t, k, v) => {
+                Write::PutIfAbsent(t, k, v) => (|| {
                     let table = if *t == Table::Items { &mut items } else { &mut keys };
-                    let existing = table.get(k.as_str()).map(|g| g.map(|v| v.value().to_vec()));
-                    match existing {
-                        Ok(Some(old)) => Ok(Written::Exists(old)),
-                        Ok(None) => table.insert(k.as_str(), v.as_slice()).map(|_| {
-                            changes.push((table_code(*t) as usize, k.len(), v.len(), None, false));
-                            Written::Done
-                        }),
-                        Err(e) => Err(e),
+                    if let Some(old) = table.get(k.as_str())? {
+                        return Ok(Written::Exists(old.value().to_vec()));
                     }
-                }
+                    table.insert(k.as_str(), v.as_slice())?;
+                    changes.push((table_code(*t) as usize, k.len(), v.len(), None, false));
+                    if *t == Table::Items {
+                        let code = state_of(v);
+                        states.insert(k.as_str(), code)?;
+                        index.insert((code, k.as_str()), ())?;
+                    }
+                    Ok(Written::Done)
+                })(),
                 Write::Paused(backend, true) => paused.insert(backend.as_str(), 1).map(|_| Written::Done),
                 Write::Paused(backend, false) => paused.remove(backend.as_str()).map(|_| Written::Done),
             };
@@ -791,6 +811,7 @@ mod tests {
                     store.write(Write::PutItem(id, 0, item("queued"))).await.expect("put");
                 }
             });
+            store.close().expect("closed");
         }
         let path = dir.path().join("veneer.redb");
         let mut bytes = std::fs::read(&path).expect("read");
@@ -802,5 +823,6 @@ mod tests {
         let e = Store::open(dir.path()).expect_err("a damaged store");
         assert!(e.contains(&path.display().to_string()), "{e}");
         assert!(e.contains("move it aside"), "{e}");
+        assert!(!e.contains("already open"), "the damage is what is reported: {e}");
     }
 }

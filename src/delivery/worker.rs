@@ -225,7 +225,8 @@ impl Runtime {
     /// Deletes the oldest delivered items until the store is at 90 % of its bounds.
     async fn forget_delivered(&self) {
         let size = self.store.size(Table::Items);
-        let (items, bytes) = (self.settings.max_items / 10 * 9, self.settings.max_bytes / 10 * 9);
+        let ninety = |n: u64| u64::try_from(u128::from(n) * 9 / 10).unwrap_or(n);
+        let (items, bytes) = (ninety(self.settings.max_items), ninety(self.settings.max_bytes));
         let mut forgotten = 0usize;
         while size.rows() > items || size.bytes() > bytes {
             let store = self.store.clone();

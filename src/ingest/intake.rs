@@ -37,7 +37,29 @@ pub enum Outcome {
         reason: String,
         /// True when trying again later may succeed (the store or ERP was unavailable).
         retryable: bool,
+        /// The queue refused it for what it holds (full, or not durable): when every
+        /// reading of a request fails so, the caller gets that refusal.
+        queue: Option<QueueRefusal>,
     },
+}
+
+/// Why a queue refused a reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueRefusal {
+    /// `queue-full`, with why.
+    Full(String),
+    /// `queue-not-durable`.
+    NotDurable,
+}
+
+impl QueueRefusal {
+    /// The error a request answers with.
+    pub fn error(&self) -> GatewayError {
+        match self {
+            QueueRefusal::Full(why) => GatewayError::QueueFull(why.clone()),
+            QueueRefusal::NotDurable => GatewayError::QueueNotDurable,
+        }
+    }
 }
 
 /// Who readings are taken for.
@@ -136,7 +158,11 @@ impl Intake {
         let shift = sensor.context.calendar.as_ref().and_then(|c| c.at(reading.timestamp));
         let values = Filled { reading: &reading, shift, looked };
         let Some(body) = sensor.body.render(&values) else {
-            return Outcome::Failed { reason: "the body template rendered nothing".into(), retryable: false };
+            return Outcome::Failed {
+                reason: "the body template rendered nothing".into(),
+                retryable: false,
+                queue: None,
+            };
         };
         match &sensor.group {
             Some(g) => self.grouped(services, who, &sensor.route, g, body, reading.key.clone()).await,
@@ -179,7 +205,7 @@ impl Intake {
                 flush(services.as_ref(), &who, &route, field, batch).await;
             });
         }
-        rx.await.unwrap_or(Outcome::Failed { reason: "the group was dropped".into(), retryable: true })
+        rx.await.unwrap_or(Outcome::Failed { reason: "the group was dropped".into(), retryable: true, queue: None })
     }
 
     /// A lookup's value for this reading: fresh from the cache, else asked from the ERP
@@ -297,7 +323,12 @@ fn failed(e: &GatewayError) -> Outcome {
             format!("{}: {}", p.title, p.detail)
         }
     };
-    Outcome::Failed { reason, retryable }
+    let queue = match e {
+        GatewayError::QueueFull(why) => Some(QueueRefusal::Full(why.clone())),
+        GatewayError::QueueNotDurable => Some(QueueRefusal::NotDurable),
+        _ => None,
+    };
+    Outcome::Failed { reason, retryable, queue }
 }
 
 /// A reading's values for the templates.

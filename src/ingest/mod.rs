@@ -50,7 +50,9 @@ pub async fn take(
     }
     results
         .into_iter()
-        .map(|(p, r)| (p, r.unwrap_or(Ok(Outcome::Failed { reason: "not processed".into(), retryable: true }))))
+        .map(|(p, r)| {
+            (p, r.unwrap_or(Ok(Outcome::Failed { reason: "not processed".into(), retryable: true, queue: None })))
+        })
         .collect()
 }
 

@@ -68,7 +68,7 @@ mod run {
     /// can see it, and the broker resends it after every reconnect: so the limit is far above
     /// any reading, big messages are read and dead-lettered (cut) by the gateway's own
     /// `max_body`, and the broker's `message_size_limit` should be set below this.
-    const MAX_PACKET: usize = 64 * 1024 * 1024;
+    const MAX_PACKET: usize = 32 * 1024 * 1024;
     /// A connection that stayed up this long resets the reconnect backoff; one dropped
     /// sooner (a message the client cannot read, a broker refusing it) keeps doubling it.
     const STABLE: Duration = Duration::from_secs(30);

@@ -25,7 +25,8 @@ pub struct Reading {
     pub timestamp: DateTime<Utc>,
     /// The machine, from the reading, its topic or the dictionary.
     pub machine: Option<String>,
-    /// Stable identity: the reading's `id`, else its source and time (`plant/machine/sensor@timestamp`).
+    /// Stable identity: the reading's `id`, else its source and time
+    /// (`plant=P1/machine=M1/T-100@timestamp`).
     pub key: String,
     /// Any other fields of the reading as sent.
     pub extra: Map<String, Value>,
@@ -193,7 +194,8 @@ pub fn check(dict: &Dictionary, ctx: &Context, pointer: &str, value: Value) -> R
 /// time it was measured, so two machines reporting one sensor id in the same second never
 /// share a key (an ERP refusing the second as a duplicate would drop it). A reading without
 /// a time (stamped on arrival) also carries its place in the payload, so two of one batch
-/// never share a key. Each part is escaped, so no two sources write the same text.
+/// never share a key. Each part but the sensor is labelled with its name and every value
+/// escaped, so no two sources write the same text (`plant=P1/machine=M1/T-100@…`).
 fn source_key(
     sensor: &str,
     machine: Option<&str>,
@@ -201,15 +203,21 @@ fn source_key(
     at: DateTime<Utc>,
     unstamped: Option<&str>,
 ) -> String {
-    const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%').add(b'/').add(b'@').add(b'#');
-    let levels = topic.iter().filter(|(name, _)| name != "sensor" && name != "machine").map(|(_, v)| v.as_str());
+    const RESERVED: &percent_encoding::AsciiSet =
+        &percent_encoding::CONTROLS.add(b'%').add(b'/').add(b'@').add(b'#').add(b'=');
+    let levels = topic
+        .iter()
+        .filter(|(name, _)| name != "sensor" && name != "machine")
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .chain(machine.map(|m| ("machine", m)));
     let mut key = String::new();
-    for part in levels.chain(machine).chain([sensor]) {
-        if !key.is_empty() {
-            key.push('/');
-        }
-        key.extend(percent_encoding::utf8_percent_encode(part, RESERVED));
+    for (name, value) in levels {
+        key.extend(percent_encoding::utf8_percent_encode(name, RESERVED));
+        key.push('=');
+        key.extend(percent_encoding::utf8_percent_encode(value, RESERVED));
+        key.push('/');
     }
+    key.extend(percent_encoding::utf8_percent_encode(sensor, RESERVED));
     key.push('@');
     key.push_str(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
     if let Some(pointer) = unstamped.filter(|p| !p.is_empty()) {
@@ -274,7 +282,7 @@ mod tests {
         let r = check(&d, &ctx(), "/0", json!({"sensor": "T-100", "value": 212, "timestamp": "2026-11-25T08:00:00Z"}))
             .expect("accepted");
         assert_eq!(r.value.to_string(), "100");
-        assert_eq!(r.key, "PRESS-01/T-100@2026-11-25T08:00:00Z", "the machine and sensor at that time");
+        assert_eq!(r.key, "machine=PRESS-01/T-100@2026-11-25T08:00:00Z", "the machine and sensor at that time");
         assert_eq!(r.machine.as_deref(), Some("PRESS-01"), "the dictionary's machine");
         // Sent in another unit than the sensor's: converted twice, still exact.
         let r = check(&d, &ctx(), "", json!({"sensor": "T-100", "value": 100, "unit": "Cel", "id": "x"})).expect("ok");
@@ -291,11 +299,16 @@ mod tests {
             check(&d, &ctx, "/0", reading).expect("ok").key
         };
         assert_ne!(at("press-1", &[]), at("press-2", &[]));
-        assert_eq!(at("press-1", &[]), "press-1/P-7@2026-11-25T08:00:00Z");
+        assert_eq!(at("press-1", &[]), "machine=press-1/P-7@2026-11-25T08:00:00Z");
         assert_ne!(at("press-1", &[("plant", "P1")]), at("press-1", &[("plant", "P2")]));
-        assert_eq!(at("press-1", &[("plant", "P1"), ("machine", "press-1")]), "P1/press-1/P-7@2026-11-25T08:00:00Z");
+        assert_eq!(
+            at("press-1", &[("plant", "P1"), ("machine", "press-1")]),
+            "plant=P1/machine=press-1/P-7@2026-11-25T08:00:00Z"
+        );
+        // Labelled: a plant named like a machine is another source.
+        assert_ne!(at("P1", &[]), at("P1", &[("plant", "P1")]));
         // Separators inside a value are escaped: no two sources write the same key.
-        assert_eq!(at("a/b@c", &[]), "a%2Fb%40c/P-7@2026-11-25T08:00:00Z");
+        assert_eq!(at("a/b@c=d", &[]), "machine=a%2Fb%40c%3Dd/P-7@2026-11-25T08:00:00Z");
         let r = check(&d, &ctx(), "", json!({"sensor": "P-7", "value": 14.5, "machine": "PRESS-02"})).expect("ok");
         assert_eq!(r.value.to_string(), "1", "0.99974 bar to 3 decimals, trailing zeros dropped");
         assert_eq!(r.machine.as_deref(), Some("PRESS-02"), "the reading's own machine wins");

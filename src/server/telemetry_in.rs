@@ -89,7 +89,6 @@ async fn serve(
                 return Err(GatewayError::Forbidden(vec![gw.sensors.settings.scope.clone()]));
             }
             gw.throttle.check_client(&caller, limits).await?;
-            gw.throttle.take_quota(&caller, limits).await?;
             if let Some(wait) = limits.refused() {
                 for policy in limits.refusing() {
                     telemetry::rate_limited(policy);
@@ -132,10 +131,13 @@ async fn serve(
         }]));
     }
     // Every reading counts: a client's request limit alone would let each request carry
-    // `max_readings` of them into the queue.
+    // `max_readings` of them into the queue. Quotas last, so a refused batch uses none.
     gw.throttle.check_readings(&caller, items.len(), limits).await?;
+    gw.throttle.take_quota(&caller, limits).await?;
     if let Some(wait) = limits.refused() {
-        telemetry::rate_limited("readings");
+        for policy in limits.refusing() {
+            telemetry::rate_limited(policy);
+        }
         return Err(GatewayError::RateLimited(wait));
     }
     let who = Submitter {
@@ -147,6 +149,7 @@ async fn serve(
     let results = crate::ingest::take(&state.intake, &gw.sensors, services, &who, &ctx, items).await;
     crate::ingest::count("http", &results);
     let (mut accepted, mut rejected, mut unavailable) = (0, 0, 0);
+    let mut refusal = None;
     let mut listed = Vec::with_capacity(results.len());
     let mut errors = Vec::new();
     for (pointer, r) in &results {
@@ -159,7 +162,8 @@ async fn serve(
                 accepted += 1;
                 json!({"pointer": pointer, "status": "delivered", "erp_status": status})
             }
-            Ok(Outcome::Failed { reason, retryable }) => {
+            Ok(Outcome::Failed { reason, retryable, queue }) => {
+                refusal = refusal.or(queue.clone());
                 if *retryable {
                     unavailable += 1;
                 } else {
@@ -186,7 +190,7 @@ async fn serve(
         });
     }
     if accepted == 0 && unavailable > 0 {
-        return Err(GatewayError::StoreUnavailable);
+        return Err(refusal.map_or(GatewayError::StoreUnavailable, |r| r.error()));
     }
     if accepted == 0 {
         return Err(GatewayError::ReadingsRejected(errors));

@@ -358,6 +358,9 @@ pub struct Redis {
     child: std::process::Child,
     /// Its port.
     pub port: u16,
+    /// Its working directory (where a test that turns persistence on makes it write),
+    /// removed with it.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Redis {
@@ -380,8 +383,13 @@ impl Redis {
     /// Ready once this process says so on its own output: a port probe could be answered
     /// by another server that took the port first.
     fn spawn(port: u16, extra: &[&str]) -> Result<Redis, String> {
+        // A directory of its own unless the caller gives one: never the test's working
+        // directory (a test may turn append-only persistence on at run time).
+        let dir = (!extra.contains(&"--dir")).then(|| tempfile::tempdir().expect("tempdir"));
+        let own = dir.as_ref().map(|d| d.path().display().to_string());
         let mut child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(own.iter().flat_map(|d| ["--dir", d.as_str()]))
             .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -393,7 +401,7 @@ impl Redis {
             if line.contains("Ready to accept connections") {
                 // Keep draining, so the server never blocks on a full pipe.
                 std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-                return Ok(Redis { child, port });
+                return Ok(Redis { child, port, _dir: dir });
             }
             printed.push_str(&line);
             printed.push('\n');

@@ -250,7 +250,10 @@ impl SessionPool {
         match result {
             Ok(LoggedIn { values, idle }) => {
                 let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-                *h = LoginHealth { failures: 0, not_before: None };
+                // Refusals in a row are forgotten only once a call works in a session (see
+                // `worked`): a login the ERP accepts whose session it then refuses (a bad
+                // URL or header) keeps doubling the backoff.
+                h.not_before = None;
                 drop(h);
                 crate::telemetry::session_login(&link.settings.name, "ok");
                 tracing::info!(backend = %link.settings.name, "logged in to the ERP");
@@ -262,6 +265,14 @@ impl SessionPool {
                 Err(e)
             }
             Err(LoginError::Refused(reason)) => Err(self.login_failed(reason)),
+        }
+    }
+
+    /// A call worked in one of the pool's sessions: logins work, refusals are forgotten.
+    pub fn worked(&self) {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if h.failures > 0 {
+            *h = LoginHealth::default();
         }
     }
 
