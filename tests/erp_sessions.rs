@@ -110,8 +110,13 @@ async fn stats(erp: &Spyne) -> Value {
 
 /// Calls an operation of the ERP directly (not through the gateway).
 async fn admin(erp: &Spyne, operation: &str) {
+    call(erp, operation, "").await;
+}
+
+/// Calls `operation` of the ERP directly with `content` (XML) as its input.
+async fn call(erp: &Spyne, operation: &str, content: &str) {
     let body = format!(
-        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><{operation} xmlns="{NS}"/></soap:Body></soap:Envelope>"#
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><{operation} xmlns="{NS}">{content}</{operation}></soap:Body></soap:Envelope>"#
     );
     let res = common::client()
         .post(format!("{}/", erp.base))
@@ -381,18 +386,7 @@ fn rename_backend(dir: &std::path::Path, name: &str) {
 
 /// Changes the ERP account's password (as its administrator would), directly.
 async fn set_password(erp: &Spyne, password: &str) {
-    let body = format!(
-        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><SetPassword xmlns="{NS}"><Password>{password}</Password></SetPassword></soap:Body></soap:Envelope>"#
-    );
-    let res = common::client()
-        .post(format!("{}/", erp.base))
-        .header("content-type", "text/xml; charset=utf-8")
-        .header("soapaction", "\"SetPassword\"")
-        .body(body)
-        .send()
-        .await
-        .expect("SetPassword");
-    assert_eq!(res.status(), 200);
+    call(erp, "SetPassword", &format!("<Password>{password}</Password>")).await;
 }
 
 /// A password changed under a healthy pool whose sessions then all expire: the sessions'

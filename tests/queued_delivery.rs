@@ -372,7 +372,12 @@ fn kill_9(mut gw: common::Veneer) {
 
 /// A config for a fleet: the queue in a shared Redis instead of a data directory.
 async fn fleet_config(spyne_base: &str, redis_port: u16) -> tempfile::TempDir {
-    let dir = config(spyne_base, "backoff: 50ms, max_backoff: 300ms", "").await;
+    fleet_config_with(spyne_base, redis_port, "").await
+}
+
+/// [`fleet_config`] with an `auth:` section.
+async fn fleet_config_with(spyne_base: &str, redis_port: u16, auth: &str) -> tempfile::TempDir {
+    let dir = config(spyne_base, "backoff: 50ms, max_backoff: 300ms", auth).await;
     let yaml = std::fs::read_to_string(dir.path().join("gateway.yaml")).expect("read");
     let yaml = yaml.replace(
         "delivery: { data_dir: data, ",
@@ -600,4 +605,56 @@ async fn a_redis_without_appendonly_refuses_queued_writes_until_it_persists_them
         ))
     })
     .await;
+}
+
+/// The fleet's admin list reads Redis' state index page by page, oldest first, each item
+/// with what was stored for the ERP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_lists_deliveries_by_state_page_by_page() {
+    let spyne = common::start_spyne();
+    let redis_dir = tempfile::tempdir().expect("redis dir");
+    let redis = common::Redis::start_durable(redis_dir.path());
+    let hash = veneer::auth::clients::hash_secret("s3cret").expect("hash");
+    let auth = format!(
+        "auth:\n  issuer: \"http://veneer.test\"\n  signing_keys: keys\n  clients:\n    - {{ id: ops, secret_hash: \"{hash}\", scopes: [\"veneer:admin\"] }}\n"
+    );
+    let dir = fleet_config_with(&spyne.base, redis.port, &auth).await;
+    veneer::admin::new_key(&dir.path().join("keys"), "ES256").expect("key");
+    let gw = common::with_config_self_issuer(dir.path()).await;
+    drop(spyne); // the ERP is down: the items stay queued
+    let ops = common::access_token(&gw.base, "ops", "s3cret").await;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let res = common::client()
+            .post(gw.url("/readings"))
+            .bearer_auth(&ops)
+            .header("idempotency-key", format!("page-{i}"))
+            .json(&json!({ "machine": "m", "value": i }))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(res.status(), 202);
+        ids.push(res.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string());
+    }
+    let (mut listed, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let mut url = gw.url("/admin/deliveries?state=queued&limit=10");
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let page: Value =
+            common::client().get(url).bearer_auth(&ops).send().await.expect("list").json().await.expect("json");
+        pages += 1;
+        for item in page["items"].as_array().expect("items") {
+            assert_eq!(item["input"]["machine"], "m", "the stored input is shown: {item}");
+            listed.push(item["id"].as_str().expect("id").to_string());
+        }
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+        assert!(pages < 10, "paging ends");
+    }
+    assert_eq!(listed, ids, "every queued item once, oldest first");
+    assert_eq!(pages, 3);
 }
