@@ -4,8 +4,8 @@
 #      in-memory records (no data_dir), with the defaults (answers above 64 KiB kept as a
 #      digest) and with the bound lifted (the behaviour before it): the gateway's RSS;
 #   2. idempotency, many small records: keyed POSTs with small answers and
-#      idempotency_max_bytes: 8MiB, against 1GiB: RSS and requests sent;
-#   3. the embedded queue at max_items 20000 with the ERP down: accepted, refused (503)
+#      idempotency_max_bytes: 2MiB, against 1GiB: RSS and requests sent;
+#   3. the embedded queue at max_items 5000 with the ERP down: accepted, refused (503)
 #      and the store file's size.
 #
 # Usage: benches/bounds.sh     Env: DURATION (10s) CONNS (32) THREADS (2) VENEER_BIN
@@ -23,6 +23,7 @@ WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
+[ -n "${BOUNDS_DEBUG:-}" ] && trap - EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ERP_PORT=$(free_port)
@@ -41,8 +42,10 @@ env = lambda body: ('<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/
 open(f"{sys.argv[1]}/list.xml", "w").write(env(f'<ListProductionOrdersResponse xmlns="urn:veneer:sample-erp">{orders}</ListProductionOrdersResponse>'))
 open(f"{sys.argv[1]}/post.xml", "w").write(env('<PostSensorReadingResponse xmlns="urn:veneer:sample-erp"><Entry_No>1</Entry_No><Accepted>true</Accepted></PostSensorReadingResponse>'))
 EOF
+# The files are in a private temporary directory: as root, nginx's worker reads them as
+# root too (run as another user, the directive is ignored and the user owns them).
 cat > "$WORK/nginx/erp.conf" <<EOF
-daemon off; worker_processes 1; pid $WORK/nginx/pid; error_log $WORK/nginx/error.log warn;
+user root; daemon off; worker_processes 1; pid $WORK/nginx/pid; error_log $WORK/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off; keepalive_requests 1000000; client_body_temp_path $WORK/nginx/tmp;
@@ -82,8 +85,8 @@ EOF
 routes:
   - { route: "POST /orders/search", backend: list, operation: ListProductionOrders, request: { Status: "{body.status}" } }
   - { route: "POST /readings", backend: erp, operation: PostSensorReading }
-  - { route: "POST /queued", backend: erp, operation: PostSensorReading, delivery: queued }
 EOF
+  case "$2" in *data_dir*) echo '  - { route: "POST /queued", backend: erp, operation: PostSensorReading, delivery: queued }' >> "$dir/routes/bench.yaml" ;; esac
   RUST_LOG=warn "$BIN" serve --config "$dir" --listen "127.0.0.1:$port" 2>"$dir/gateway.log" &
   GW_PID=$!; PIDS+=("$GW_PID")
   GW="http://127.0.0.1:$port"
@@ -102,15 +105,16 @@ READING='{"sensorId":"T-100","machineId":"M-7","timestamp":"2026-11-28T10:00:00Z
 echo "1. keyed POSTs with a ~220 KB answer, records in memory"
 for mode in "bounded (defaults)|idempotency_ttl: 24h" \
             "unbounded (before)|idempotency_max_answer: 16MiB, idempotency_max_bytes: 64GiB"; do
-  gateway "idem-${mode%%|*}" "${mode#*|}"
+  name=${mode%%|*}
+  gateway "idem-${name%% *}" "${mode#*|}"
   before=$(rss)
   sent=$(load "$LIST" /orders/search)
-  echo "   ${mode%%|*}: $sent; RSS $before → $(rss) MiB"
+  echo "   $name: $sent; RSS $before → $(rss) MiB"
   kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 done
 
 echo "2. keyed POSTs with a small answer"
-for mode in "idempotency_max_bytes: 8MiB" "idempotency_max_bytes: 1GiB"; do
+for mode in "idempotency_max_bytes: 2MiB" "idempotency_max_bytes: 1GiB"; do
   gateway "small-${mode##* }" "$mode"
   before=$(rss)
   sent=$(load "$READING" /readings)
@@ -119,9 +123,9 @@ for mode in "idempotency_max_bytes: 8MiB" "idempotency_max_bytes: 1GiB"; do
   kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 done
 
-echo "3. the embedded queue at max_items 20000, the ERP down"
+echo "3. the embedded queue at max_items 5000, the ERP down"
 kill "$NGINX_PID"
-gateway queue "data_dir: data, max_items: 20000"
+gateway queue "data_dir: data, max_items: 5000"
 sent=$(load "$READING" /queued)
 accepted=$(curl -fs "$GW/metrics" | awk '/^veneer_deliveries_total.*event="accepted"/ {s+=$2} END {printf "%d", s}')
 refused=$(curl -fs "$GW/metrics" | awk '/^veneer_deliveries_total.*event="refused_full"/ {s+=$2} END {printf "%d", s}')

@@ -109,6 +109,17 @@ pub struct Runtime {
     stopping: std::sync::atomic::AtomicBool,
     /// One caller at a time makes room when the store is at its bound.
     making_room: tokio::sync::Mutex<()>,
+    /// Items admitted under the bound and not yet counted by the store.
+    storing: std::sync::atomic::AtomicU64,
+}
+
+/// A place in the store held for one item until it is stored (or refused by the store).
+struct Reserved<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -133,6 +144,7 @@ impl Runtime {
             holds: attempt::Holds::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             making_room: tokio::sync::Mutex::new(()),
+            storing: std::sync::atomic::AtomicU64::new(0),
         });
         // Paused backends first, so no attempt starts before the pause is known.
         for b in rt.store.paused()? {
@@ -187,11 +199,12 @@ impl Runtime {
         self.notify(&item.backend).notify_one();
     }
 
-    /// Why the store takes no new item now: it holds `max_items` or `max_bytes` (every
-    /// state counts, since every record uses the disk).
+    /// Why the store takes no new item now: it holds `max_items` (with the items being
+    /// stored) or `max_bytes` (every state counts, since every record uses the disk).
     fn full(&self) -> Option<String> {
         let size = self.store.size(Table::Items);
-        let (items, bytes) = (size.rows(), size.bytes());
+        let items = size.rows() + self.storing.load(std::sync::atomic::Ordering::Acquire);
+        let bytes = size.bytes();
         if items >= self.settings.max_items {
             Some(format!("{items} items stored, delivery.max_items is {}", self.settings.max_items))
         } else if bytes >= self.settings.max_bytes {
@@ -201,25 +214,39 @@ impl Runtime {
         }
     }
 
+    /// Takes one of the store's places for an item about to be stored, if one is free.
+    fn reserve(&self) -> Option<Reserved<'_>> {
+        let size = self.store.size(Table::Items);
+        if size.bytes() >= self.settings.max_bytes {
+            return None;
+        }
+        let (rows, max) = (size.rows(), self.settings.max_items);
+        let ordering = std::sync::atomic::Ordering::AcqRel;
+        let taken = self
+            .storing
+            .fetch_update(ordering, std::sync::atomic::Ordering::Acquire, |n| (rows + n < max).then_some(n + 1));
+        taken.ok().map(|_| Reserved(&self.storing))
+    }
+
     /// Makes room for a new item, or refuses it before the disk fills: at the bound, the
     /// oldest delivered items' statuses are forgotten early (down to 90 % of it); only
-    /// when what is left is unfinished work and dead letters is the item refused.
-    async fn check_room(&self, item: &Item) -> Result<(), GatewayError> {
-        if self.full().is_none() {
-            return Ok(());
+    /// when what is left is unfinished work and dead letters is the item refused. The
+    /// place is held until the item is stored, so concurrent writers never pass the bound.
+    async fn check_room(&self, item: &Item) -> Result<Reserved<'_>, GatewayError> {
+        if let Some(place) = self.reserve() {
+            return Ok(place);
         }
         let _one = self.making_room.lock().await;
         if self.full().is_some() {
             self.forget_delivered().await;
         }
-        match self.full() {
-            None => Ok(()),
-            Some(why) => {
-                crate::telemetry::delivery(&item.backend, "refused_full");
-                tracing::warn!(backend = %item.backend, reason = %why, "the delivery store is full; new items are refused");
-                Err(GatewayError::QueueFull(why))
-            }
+        if let Some(place) = self.reserve() {
+            return Ok(place);
         }
+        let why = self.full().unwrap_or_else(|| "too many items are being stored at once".into());
+        crate::telemetry::delivery(&item.backend, "refused_full");
+        tracing::warn!(backend = %item.backend, reason = %why, "the delivery store is full; new items are refused");
+        Err(GatewayError::QueueFull(why))
     }
 
     /// Deletes the oldest delivered items until the store is at 90 % of its bounds.
@@ -253,8 +280,9 @@ impl Runtime {
 
     /// Accepts an item: durable first, then indexed.
     pub async fn accept(self: &Arc<Self>, item: Item) -> Result<Item, GatewayError> {
-        self.check_room(&item).await?;
+        let place = self.check_room(&item).await?;
         persist(&self.store, &item).await?;
+        drop(place);
         crate::telemetry::delivery(&item.backend, "accepted");
         self.index(&item);
         Ok(item)
@@ -262,7 +290,7 @@ impl Runtime {
 
     /// Stores a dead letter (never indexed for delivery).
     pub async fn bury(&self, item: &Item) -> Result<(), GatewayError> {
-        self.check_room(item).await?;
+        let _place = self.check_room(item).await?;
         persist(&self.store, item).await
     }
 
