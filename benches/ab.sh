@@ -2,7 +2,7 @@
 # A/B on the load harness's backend: two gateways side by side, timed in alternating rounds,
 # so a change (a binary, or a backend setting) is compared within one run on a noisy machine.
 #
-#   BIN_A=old/veneer BIN_B=target/release/veneer benches/ab.sh      # two builds
+#   BIN_A=old/veneer BIN_B=target/release-lto/veneer benches/ab.sh      # two builds
 #   EXTRA_B='    circuit_breaker: { enabled: false }' benches/ab.sh     # two configs
 #
 # EXTRA_A/EXTRA_B: YAML lines added to the backend's settings. ROUNDS (3), DUR (8s), WT/WC
@@ -11,7 +11,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOAD="$ROOT/benches/load"
-BIN_A=${BIN_A:-$ROOT/target/release/veneer}
+BIN_A=${BIN_A:-$ROOT/target/release-lto/veneer}
 BIN_B=${BIN_B:-$BIN_A}
 ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-8s}

@@ -17,8 +17,8 @@ CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 
 command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx" >&2; exit 1; }
-if [ -z "${VENEER_BIN:-}" ]; then cargo build --release --quiet; fi
-BIN=${VENEER_BIN:-$PWD/target/release/veneer}
+if [ -z "${VENEER_BIN:-}" ]; then cargo build --profile release-lto --quiet; fi
+BIN=${VENEER_BIN:-$PWD/target/release-lto/veneer}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }

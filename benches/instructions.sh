@@ -21,8 +21,8 @@ TOP=${TOP:-25}
 for bin in valgrind callgrind_control callgrind_annotate nginx wrk curl; do
   command -v "$bin" >/dev/null || { echo "instructions.sh needs $bin" >&2; exit 1; }
 done
-if [[ -z "${VENEER_BIN:-}" ]]; then (cd "$ROOT" && cargo build --release --locked -q); fi
-BIN=${VENEER_BIN:-$ROOT/target/release/veneer}
+if [[ -z "${VENEER_BIN:-}" ]]; then (cd "$ROOT" && cargo build --profile release-lto --locked -q); fi
+BIN=${VENEER_BIN:-$ROOT/target/release-lto/veneer}
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 

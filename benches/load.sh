@@ -20,12 +20,12 @@ if [[ -n "${PEERS:-}" ]]; then
   bash "$LOAD/setup.sh"
 fi
 # VENEER_BIN: a binary to measure instead of building the release one.
-if [[ -z "${VENEER_BIN:-}" ]]; then (cd "$ROOT" && cargo build --release --locked -q); fi
-BIN=${VENEER_BIN:-$ROOT/target/release/veneer}
+if [[ -z "${VENEER_BIN:-}" ]]; then (cd "$ROOT" && cargo build --profile release-lto --locked -q); fi
+BIN=${VENEER_BIN:-$ROOT/target/release-lto/veneer}
 # FLOOR=1: measure examples/floor.rs (bare hyper in and out, fixed body) in Veneer's place.
 if [[ -n "${FLOOR:-}" ]]; then
-  (cd "$ROOT" && cargo build --release --locked -q --example floor)
-  FLOOR_BIN="$ROOT/target/release/examples/floor"
+  (cd "$ROOT" && cargo build --profile release-lto --locked -q --example floor)
+  FLOOR_BIN="$ROOT/target/release-lto/examples/floor"
 fi
 
 # A config for the harness's backend: its WSDL, one route, a client, limits that never bind.

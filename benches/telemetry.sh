@@ -35,8 +35,8 @@ for tool in wrk nginx "$MOSQUITTO" mosquitto_pub node npm curl python3; do
   command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
 done
 # VENEER_BIN: a binary to measure instead of building the release one.
-if [ -z "${VENEER_BIN:-}" ]; then cargo build --release --quiet; fi
-BIN=${VENEER_BIN:-$PWD/target/release/veneer}
+if [ -z "${VENEER_BIN:-}" ]; then cargo build --profile release-lto --quiet; fi
+BIN=${VENEER_BIN:-$PWD/target/release-lto/veneer}
 if [ ! -d benches/node-bridge/node_modules ]; then
   (cd benches/node-bridge && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

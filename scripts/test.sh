@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 
 apt_install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    # Another installer holding the lock (unattended upgrades on a fresh VM) is waited for.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >/dev/null
   else
     echo "please install: $*" >&2
     exit 1
@@ -43,4 +44,6 @@ for dir in tests/oidc tests/browser; do
   fi
 done
 
-cargo test --locked "$@"
+# Every test binary runs even when one fails (a summary at the end lists the failures);
+# rerun one with `scripts/test.sh --test NAME [TEST_NAME_FILTER]`.
+cargo test --locked --no-fail-fast "$@"

@@ -36,6 +36,15 @@ pub enum Command {
         /// Dev mode: the embedded sample config and an in-process sample ERP; needs nothing else.
         #[arg(long)]
         dev: bool,
+        /// Directory of the embedded store; overrides delivery.data_dir (not used with
+        /// delivery.redis). Dev mode's default is ./veneer-data.
+        #[arg(long, env = "VENEER_DATA")]
+        data: Option<PathBuf>,
+        /// The base URL clients reach the gateway at (behind a proxy, in a container):
+        /// tokens, the authorization-server metadata and the docs page name it. Overrides
+        /// auth.issuer.
+        #[arg(long, env = "VENEER_PUBLIC_URL")]
+        public_url: Option<String>,
     },
     /// Validate a config offline; exits non-zero listing every problem.
     Check {
@@ -165,7 +174,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keys { command: KeysCommand::New { dir, alg } } => report(admin::new_key(&dir, &alg)),
         Command::Client { command: ClientCommand::New { id, scopes } } => report(admin::new_client(&id, &scopes)),
         Command::Client { command: ClientCommand::Hash } => report(admin::hash_stdin()),
-        Command::Serve { config, listen, dev } => match serve(config, listen, dev).await {
+        Command::Serve { config, listen, dev, data, public_url } => match serve(
+            config,
+            Place { listen, data, public_url: public_url.map(|u| u.trim_end_matches('/').to_string()) },
+            dev,
+        )
+        .await
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("error: {message}");
@@ -248,7 +263,31 @@ fn check(dir: PathBuf) -> ExitCode {
     }
 }
 
-async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Result<(), String> {
+/// Where a gateway runs: its address, its data, and the URL clients reach it at.
+struct Place {
+    listen: Option<SocketAddr>,
+    data: Option<PathBuf>,
+    public_url: Option<String>,
+}
+
+/// The base URL tokens name: the public URL when given, else the address bound (never
+/// `0.0.0.0`, which no client can reach: `localhost` instead).
+fn base_url(public_url: Option<&str>, local: SocketAddr) -> String {
+    match public_url {
+        Some(u) => u.to_string(),
+        None if local.ip().is_unspecified() => format!("http://localhost:{}", local.port()),
+        None => format!("http://{local}"),
+    }
+}
+
+async fn serve(dir: PathBuf, place: Place, dev_mode: bool) -> Result<(), String> {
+    let Place { listen, data, public_url } = place;
+    if let Some(u) = &public_url {
+        match reqwest::Url::parse(u) {
+            Ok(p) if matches!(p.scheme(), "http" | "https") && p.host_str().is_some() => {}
+            _ => return Err(format!("--public-url {u:?} is not an http(s) URL such as https://veneer.plant.example")),
+        }
+    }
     // The recorder first: metrics recorded while the config loads (its fingerprint) count.
     crate::telemetry::install();
     let default_listen: SocketAddr = DEFAULT_LISTEN.parse().map_err(|e| format!("{e}"))?;
@@ -262,13 +301,15 @@ async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Resu
         let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let secret = std::env::var("VENEER_DEV_SECRET").unwrap_or_else(|_| admin::random_secret());
+        let admin_secret = std::env::var("VENEER_DEV_ADMIN_SECRET").unwrap_or_else(|_| admin::random_secret());
         // Queued writes need a place on disk; dev mode makes one in the working directory.
-        let data = std::env::var_os("VENEER_DATA").map_or_else(|| PathBuf::from("veneer-data"), PathBuf::from);
+        let data = data.unwrap_or_else(|| PathBuf::from("veneer-data"));
         let options = CompileOptions {
             backend_urls: [("erp".to_string(), erp.url.clone())].into(),
             // Tokens name the address clients actually reach.
-            issuer: Some(format!("http://{local}")),
+            issuer: Some(base_url(public_url.as_deref(), local)),
             dev_client: Some((dev::DEMO_CLIENT.to_string(), secret.clone())),
+            dev_admin: Some((dev::ADMIN_CLIENT.to_string(), admin_secret.clone())),
             data_dir: Some(data.clone()),
             retained: Default::default(),
         };
@@ -278,14 +319,15 @@ async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Resu
         // MQTT ingress when a broker runs where Mosquitto listens by default.
         let broker = if cfg!(feature = "mqtt") { dev::local_broker() } else { None };
         gateway.mqtt = broker.map(dev::mqtt_settings);
-        dev::print_welcome(local, &erp, &secret, &data, broker);
+        let base = base_url(public_url.as_deref(), local);
+        dev::print_welcome(&base, local, &erp, (&secret, &admin_secret), &data, broker);
         return server::run(listener, AppState::new(gateway), server::shutdown_signal())
             .await
             .map_err(|e| e.to_string());
     }
     // Counters, buckets and protections live outside snapshots (`options.retained`, shared
     // by every reload), so a reload keeps them.
-    let options = CompileOptions::default();
+    let options = CompileOptions { issuer: public_url, data_dir: data, ..CompileOptions::default() };
     let gateway = config::compile(&ConfigSource::Dir(dir.clone()), &options).map_err(|e| problems(&dir, e))?;
     let addr = listen.or(gateway.server.listen).unwrap_or(default_listen);
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -297,4 +339,19 @@ async fn serve(dir: PathBuf, listen: Option<SocketAddr>, dev_mode: bool) -> Resu
         r.watch().map_err(|e| format!("cannot watch the config for reloads: {e}"))?;
     }
     server::run(listener, state, server::shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_never_name_an_address_no_client_can_reach() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+        let loopback: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        assert_eq!(base_url(None, any), "http://localhost:8080");
+        assert_eq!(base_url(None, "[::]:8080".parse().expect("addr")), "http://localhost:8080");
+        assert_eq!(base_url(None, loopback), "http://127.0.0.1:8080");
+        assert_eq!(base_url(Some("https://veneer.plant.example"), any), "https://veneer.plant.example");
+    }
 }

@@ -120,3 +120,62 @@ async fn dev_mode_keeps_serving_when_nobody_reads_its_stdout() {
     assert!(client.get(&health).send().await.is_ok_and(|r| r.status() == 200));
     assert!(child.try_wait().expect("status").is_none(), "the gateway keeps running");
 }
+
+/// Dev mode's operator client reaches the admin endpoints, and `--public-url` is what
+/// tokens and the authorization-server metadata name (never the address bound).
+#[tokio::test]
+async fn dev_mode_has_an_operator_and_names_the_public_url() {
+    let data = tempfile::tempdir().expect("data dir");
+    let mut child = common::Process(
+        Command::new(env!("CARGO_BIN_EXE_veneer"))
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--public-url", "https://veneer.plant.example/"])
+            .env("RUST_LOG", "warn")
+            .env("VENEER_DEV_SECRET", "cli-test-secret")
+            .env("VENEER_DEV_ADMIN_SECRET", "cli-admin-secret")
+            .env("VENEER_DATA", data.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("veneer starts"),
+    );
+    let stdout = child.stdout.take().expect("stdout");
+    let (mut public, mut listening, mut operator) = (None, None, false);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("stdout line");
+        if let Some(rest) = line.split("gateway at ").nth(1) {
+            public = Some(rest.trim().to_string());
+        }
+        if let Some(rest) = line.split("(listening on ").nth(1) {
+            listening = rest.strip_suffix(')').map(str::to_string);
+        }
+        operator |= line.contains("client_id=dev-admin client_secret=cli-admin-secret");
+        if line.contains("admin/deliveries?state=dead") {
+            break;
+        }
+    }
+    assert!(operator, "dev mode prints the operator client");
+    assert_eq!(public.as_deref(), Some("https://veneer.plant.example"), "the commands name the public URL");
+    let base = format!("http://{}", listening.expect("the address bound, beside the public URL"));
+    let metadata: serde_json::Value = common::client()
+        .get(format!("{base}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .expect("metadata")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(metadata["issuer"], "https://veneer.plant.example", "{metadata}");
+    assert_eq!(metadata["token_endpoint"], "https://veneer.plant.example/oauth2/token", "{metadata}");
+    let admin = common::access_token(&base, "dev-admin", "cli-admin-secret").await;
+    let dead = common::client()
+        .get(format!("{base}/admin/deliveries?state=dead"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(dead.status(), 200);
+    let demo = common::access_token(&base, "demo", "cli-test-secret").await;
+    let refused =
+        common::client().get(format!("{base}/admin/deliveries")).bearer_auth(&demo).send().await.expect("list");
+    assert_eq!(refused.status(), 403, "the demo client is not an operator");
+}

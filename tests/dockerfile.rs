@@ -272,7 +272,19 @@ fn cargo() -> Command {
 fn run_build_command(build: &Stage, dir: &Path) -> (bool, String) {
     let words = build_command(build);
     assert_eq!(words.get(1).map(String::as_str), Some("build"), "expected `cargo build …`, got {words:?}");
-    let args: Vec<&str> = words[2..].iter().map(String::as_str).filter(|a| *a != "--release").collect();
+    // The dev profile: an optimised profile would compile every dependency again.
+    let mut args = Vec::new();
+    let mut rest = words[2..].iter().map(String::as_str);
+    while let Some(a) = rest.next() {
+        match a {
+            "--release" => {}
+            "--profile" => {
+                rest.next();
+            }
+            a if a.starts_with("--profile=") => {}
+            a => args.push(a),
+        }
+    }
     let out = cargo().arg("check").args(&args).arg("--offline").current_dir(dir).output().expect("run cargo");
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -319,7 +331,15 @@ fn runtime_stage_copies_what_the_build_stage_produces() {
     let (build, runtime) = dockerfile();
     let workdir = workdir(&build);
     let words = build_command(&build);
-    assert!(words.iter().any(|w| w == "--release"), "the runtime stage copies target/release; build with --release");
+    // The profile the build stage names decides the directory its binaries land in.
+    let profile = words
+        .iter()
+        .position(|w| w == "--profile")
+        .and_then(|i| words.get(i + 1).cloned())
+        .or_else(|| words.iter().find_map(|w| w.strip_prefix("--profile=").map(String::from)))
+        .or_else(|| words.iter().any(|w| w == "--release").then(|| "release".to_string()))
+        .expect("an optimised build: --release or --profile NAME");
+    assert_ne!(profile, "dev", "the image gets an optimised build");
 
     // The binaries Cargo.toml declares, from the manifest itself.
     let out = cargo()
@@ -337,7 +357,7 @@ fn runtime_stage_copies_what_the_build_stage_produces() {
         .filter(|t| t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")))
         .filter_map(|t| t["name"].as_str().map(String::from))
         .collect();
-    let produced: BTreeSet<String> = bins.iter().map(|b| format!("{workdir}/target/release/{b}")).collect();
+    let produced: BTreeSet<String> = bins.iter().map(|b| format!("{workdir}/target/{profile}/{b}")).collect();
 
     let ignore = Ignore::load(&repo());
     let mut installed = BTreeSet::new();

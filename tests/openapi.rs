@@ -21,6 +21,7 @@ fn sample_document() -> String {
         backend_urls: [("erp".to_string(), "http://127.0.0.1:7047/erp".to_string())].into(),
         issuer: Some("http://127.0.0.1:8080".into()),
         dev_client: Some((veneer::dev::DEMO_CLIENT.into(), "unused".into())),
+        dev_admin: None,
         data_dir: None,
         retained: Default::default(),
     };

@@ -19,6 +19,9 @@ use std::time::Duration;
 
 pub use verify::Principal;
 
+/// The scope of the `/admin/` endpoints (deliveries, reload, pause).
+pub const ADMIN_SCOPE: &str = "veneer:admin";
+
 use self::clients::Client;
 use self::external::ExternalIssuer;
 use self::introspect::Introspector;

@@ -151,7 +151,11 @@ fn delivery_settings(
 ) -> DeliverySettings {
     let mut d = DeliverySettings::default();
     let s = raw.delivery.as_ref();
-    d.data_dir = options.data_dir.clone().or_else(|| s.and_then(|s| s.data_dir.as_deref()).map(|p| source.path(p)));
+    let configured = s.and_then(|s| s.data_dir.as_deref()).map(|p| source.path(p));
+    // `--data`/`VENEER_DATA` moves the embedded store (a container's volume); a fleet's
+    // queue is in Redis, and the override does not apply to it.
+    let fleet = s.is_some_and(|s| s.redis.is_some());
+    d.data_dir = if fleet { configured } else { options.data_dir.clone().or(configured) };
     let Some(s) = s else { return d };
     if let Some(r) = &s.redis {
         let url = match (&r.url, &r.url_env) {

@@ -55,14 +55,17 @@ pub fn compile(
             Err(m) => here(&format!("clients.{i}"), format!("client {}: {m}", c.id)),
         }
     }
-    if let Some((id, secret)) = &options.dev_client {
+    // Dev mode's clients: the demo client with every scope routes use, and an operator.
+    let admin_scope = BTreeSet::from([crate::auth::ADMIN_SCOPE.to_string()]);
+    let dev_clients = [(&options.dev_client, route_scopes), (&options.dev_admin, &admin_scope)];
+    for (id, secret, scopes) in dev_clients.iter().filter_map(|(c, scopes)| c.as_ref().map(|(i, s)| (i, s, scopes))) {
         match clients::hash_secret(secret) {
             Ok(hash) => {
                 let dev = Client {
                     id: id.clone(),
                     secret_hash: Some(hash),
                     key: None,
-                    scopes: route_scopes.clone(),
+                    scopes: (*scopes).clone(),
                     disabled: false,
                 };
                 clients.insert(id.clone(), dev);

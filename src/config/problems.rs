@@ -27,6 +27,8 @@ pub struct CompileOptions {
     pub issuer: Option<String>,
     /// A client (id, secret) granted every scope routes use (dev mode's demo client).
     pub dev_client: Option<(String, String)>,
+    /// A client (id, secret) granted the admin scope (dev mode's `dev-admin`).
+    pub dev_admin: Option<(String, String)>,
     /// Replaces `delivery.data_dir` (dev mode's data directory).
     pub data_dir: Option<PathBuf>,
     /// State carried from one snapshot to the next (limits, quotas, replay memory, backend

@@ -34,39 +34,50 @@ pub fn mqtt_settings(broker: SocketAddr) -> crate::ingest::mqtt::MqttSettings {
 /// client_id of the dev-mode demo client.
 pub const DEMO_CLIENT: &str = "demo";
 
-/// Prints how to try the gateway, with commands that work as printed.
+/// client_id of the dev-mode operator (scope `veneer:admin`).
+pub const ADMIN_CLIENT: &str = "dev-admin";
+
+/// Prints how to try the gateway at `base` (the URL clients reach), with commands that work
+/// as printed.
 ///
 /// The text is formatted first and written in one call, and a closed stdout is ignored:
 /// `println!` would write it piece by piece and panic on a reader that stopped after the
 /// address line (`veneer serve --dev | head -2`, a test harness), taking the gateway down.
 pub fn print_welcome(
-    addr: SocketAddr,
+    base: &str,
+    local: SocketAddr,
     erp: &SampleErp,
-    secret: &str,
+    (secret, admin_secret): (&str, &str),
     data: &std::path::Path,
     mqtt: Option<SocketAddr>,
 ) {
     use std::io::Write;
     let text = format!(
-        "\nVeneer dev mode: sample ERP (SOAP) at {erp}, gateway at http://{addr}\n\
+        "\nVeneer dev mode: sample ERP (SOAP) at {erp}, gateway at {base}\n{bound}\
          Demo OAuth2 client: client_id={DEMO_CLIENT} client_secret={secret}\n\
-         (set VENEER_DEV_SECRET to choose the secret)\n\n\
+         Operator (scope veneer:admin): client_id={ADMIN_CLIENT} client_secret={admin_secret}\n\
+         (set VENEER_DEV_SECRET and VENEER_DEV_ADMIN_SECRET to choose the secrets)\n\n\
          Get a token, then call a route with it:\n  \
-         TOKEN=$(curl -s -u {DEMO_CLIENT}:{secret} -d grant_type=client_credentials http://{addr}/oauth2/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n  \
-         curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/items/1000\n\n\
+         TOKEN=$(curl -s -u {DEMO_CLIENT}:{secret} -d grant_type=client_credentials {base}/oauth2/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n  \
+         curl -s -H \"Authorization: Bearer $TOKEN\" {base}/items/1000\n\n\
          More:\n  \
-         curl -s -H \"Authorization: Bearer $TOKEN\" 'http://{addr}/production-orders?status=Released'\n  \
-         curl -s -H \"Authorization: Bearer $TOKEN\" -X POST http://{addr}/sensor-readings -H 'content-type: application/json' \\\n    \
+         curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/production-orders?status=Released'\n  \
+         curl -s -H \"Authorization: Bearer $TOKEN\" -X POST {base}/sensor-readings -H 'content-type: application/json' \\\n    \
          -d '{{\"sensorId\":\"T-100\",\"timestamp\":\"2026-11-25T08:00:00Z\",\"value\":71.25,\"unit\":\"C\"}}'\n  \
-         curl -s -H \"Authorization: Bearer $TOKEN\" -X POST http://{addr}/sensor-readings/queued -H 'content-type: application/json' \\\n    \
+         curl -s -H \"Authorization: Bearer $TOKEN\" -X POST {base}/sensor-readings/queued -H 'content-type: application/json' \\\n    \
          -d '{{\"sensorId\":\"T-100\",\"timestamp\":\"2026-11-25T08:00:00Z\",\"value\":71.25,\"unit\":\"C\"}}'   # 202; GET its Location\n  \
-         curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/items/9999      # a SOAP fault, mapped to 404\n\n\
+         curl -s -H \"Authorization: Bearer $TOKEN\" {base}/items/9999      # a SOAP fault, mapped to 404\n\n\
          Telemetry: many readings at once, checked and converted by the data dictionary (°F → °C, psi → bar):\n  \
-         curl -s -H \"Authorization: Bearer $TOKEN\" -X POST http://{addr}/telemetry -H 'content-type: application/json' \\\n    \
+         curl -s -H \"Authorization: Bearer $TOKEN\" -X POST {base}/telemetry -H 'content-type: application/json' \\\n    \
          -d '[{{\"sensor\":\"T-100\",\"value\":212}},{{\"sensor\":\"P-7\",\"value\":14.5}},{{\"sensor\":\"T-100\",\"value\":\"hot\"}}]'\n\n\
+         Operations: dead letters, retry, pause (an operator's token):\n  \
+         ADMIN=$(curl -s -u {ADMIN_CLIENT}:{admin_secret} -d grant_type=client_credentials {base}/oauth2/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n  \
+         curl -s -H \"Authorization: Bearer $ADMIN\" '{base}/admin/deliveries?state=dead'\n  \
+         curl -s -H \"Authorization: Bearer $ADMIN\" -X POST {base}/admin/backends/erp/pause\n\n\
          {mqtt_text}\n\
-         Queued writes are kept in {data} (set VENEER_DATA to move it).\n\n",
+         Queued writes are kept in {data} (--data or VENEER_DATA moves it).\n\n",
         erp = erp.url,
+        bound = if base == format!("http://{local}") { String::new() } else { format!("(listening on {local})\n") },
         data = data.display(),
         mqtt_text = match mqtt {
             Some(broker) => format!(

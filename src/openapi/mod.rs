@@ -341,6 +341,7 @@ mod tests {
             backend_urls: [("erp".to_string(), "http://127.0.0.1:9/erp".to_string())].into(),
             issuer: Some("http://127.0.0.1:8080".into()),
             dev_client: Some(("demo".into(), "secret".into())),
+            dev_admin: None,
             data_dir: None,
             retained: Default::default(),
         };

@@ -171,8 +171,7 @@ async fn admin_reload(State(state): State<AppState>, headers: HeaderMap) -> Resp
     }
 }
 
-/// Scope a token needs for `POST /admin/reload`.
-pub const ADMIN_SCOPE: &str = "veneer:admin";
+pub use crate::auth::ADMIN_SCOPE;
 
 /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests
 /// for at most `drain` before returning.

@@ -100,6 +100,7 @@ pub async fn dev() -> Gateway {
         backend_urls: [("erp".to_string(), erp.url)].into(),
         issuer: None,
         dev_client: Some((veneer::dev::DEMO_CLIENT.to_string(), DEV_SECRET.to_string())),
+        dev_admin: None,
         data_dir: Some(data.path().to_path_buf()),
         retained: Default::default(),
     };
