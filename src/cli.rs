@@ -206,7 +206,7 @@ fn report(result: Result<String, String>) -> ExitCode {
 fn openapi(dir: &std::path::Path, format: &str) -> Result<String, String> {
     let gw = config::compile(&ConfigSource::Dir(dir.to_path_buf()), &CompileOptions::default()).map_err(|e| {
         let lines: Vec<String> = e.0.iter().map(|p| ConfigSource::display_path(dir, p)).collect();
-        format!("the config has {} problem(s):\n  {}", lines.len(), lines.join("\n  "))
+        format!("the config has {}:\n  {}", count(lines.len(), "problem"), lines.join("\n  "))
     })?;
     let doc = crate::openapi::document(&gw);
     match format {
@@ -219,7 +219,8 @@ fn openapi(dir: &std::path::Path, format: &str) -> Result<String, String> {
 fn check(dir: PathBuf) -> ExitCode {
     match config::compile(&ConfigSource::Dir(dir.clone()), &CompileOptions::default()) {
         Ok(gw) => {
-            println!("{}: OK ({} routes, {} backends)", dir.display(), gw.routes.iter().count(), gw.backends.len());
+            let (routes, backends) = (count(gw.routes.iter().count(), "route"), count(gw.backends.len(), "backend"));
+            println!("{}: OK ({routes}, {backends})", dir.display());
             // The data dictionary, with each conversion and its precision spelled out.
             for (file, sensors) in config::compile_sensors::describe(&gw.sensors) {
                 println!("  {file}: {} sensor(s)", sensors.len());
@@ -229,6 +230,9 @@ fn check(dir: PathBuf) -> ExitCode {
             }
             for t in &gw.sensors.topics {
                 println!("  mqtt topic {} (subscribes to {})", t.text(), t.filter());
+            }
+            if let Some(why) = gw.auth.as_ref().and_then(|a| a.nobody_can_call()) {
+                eprintln!("  warning: auth: {why}");
             }
             for route in gw.routes.iter() {
                 let fed = gw.sensors.sensors.iter().any(|s| Arc::ptr_eq(&s.route, route));
@@ -254,13 +258,18 @@ fn check(dir: PathBuf) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{} problem(s) in {}:", e.0.len(), dir.display());
+            eprintln!("{} in {}:", count(e.0.len(), "problem"), dir.display());
             for p in &e.0 {
                 eprintln!("  {}", ConfigSource::display_path(&dir, p));
             }
             ExitCode::FAILURE
         }
     }
+}
+
+/// `1 route`, `5 routes`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 /// Where a gateway runs: its address, its data, and the URL clients reach it at.
@@ -293,7 +302,7 @@ async fn serve(dir: PathBuf, place: Place, dev_mode: bool) -> Result<(), String>
     let default_listen: SocketAddr = DEFAULT_LISTEN.parse().map_err(|e| format!("{e}"))?;
     let problems = |dir: &PathBuf, e: config::ConfigError| {
         let lines: Vec<String> = e.0.iter().map(|p| ConfigSource::display_path(dir, p)).collect();
-        format!("the config has {} problem(s):\n  {}", lines.len(), lines.join("\n  "))
+        format!("the config has {}:\n  {}", count(lines.len(), "problem"), lines.join("\n  "))
     };
     if dev_mode {
         let erp = dev::start().await.map_err(|e| format!("cannot start the sample ERP: {e}"))?;
@@ -333,6 +342,9 @@ async fn serve(dir: PathBuf, place: Place, dev_mode: bool) -> Result<(), String>
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     if gateway.auth.is_none() {
         tracing::warn!("gateway.yaml has no auth: section; every route is open to anyone who can reach it");
+    }
+    if let Some(why) = gateway.auth.as_ref().and_then(|a| a.nobody_can_call()) {
+        tracing::warn!("auth: {why}");
     }
     let state = AppState::reloadable(gateway, dir, options);
     if let Some(r) = &state.reloader {

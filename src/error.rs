@@ -65,8 +65,9 @@ pub enum GatewayError {
     /// A body arrived with a media type other than JSON.
     #[error("unsupported media type {0:?}")]
     UnsupportedMediaType(String),
-    /// No route has this path.
-    #[error("no route for {0}")]
+    /// Nothing is here: no route has this path, or the resource asked for does not exist
+    /// (the text says which, as a sentence).
+    #[error("{0}")]
     RouteNotFound(String),
     /// The path exists, the method does not.
     #[error("method not allowed")]

@@ -33,7 +33,9 @@ async fn run() -> ExitCode {
     let (text_layer, json_layer) = if json {
         (None, Some(tracing_subscriber::fmt::layer().json().with_current_span(false).with_writer(std::io::stderr)))
     } else {
-        (Some(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)), None)
+        // Colours only for a terminal: a log written to a file or a pipe stays plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+        (Some(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr)), None)
     };
     let registry = tracing_subscriber::registry().with(filter).with(text_layer).with(json_layer);
     #[cfg(feature = "otlp")]

@@ -35,7 +35,30 @@ fn check(dir: &Path) -> (bool, String) {
 fn sample_config_passes() {
     let (ok, out) = check(&sample());
     assert!(ok, "{out}");
-    assert!(out.contains("OK (5 routes, 1 backends)"), "{out}");
+    assert!(out.contains("OK (5 routes, 1 backend)"), "{out}");
+    // As shipped, no client is registered: check says so, and what to do.
+    assert!(out.contains("warning: auth: no caller can be authorised"), "{out}");
+    assert!(out.contains("veneer client new"), "{out}");
+}
+
+/// With a registered client, the warning goes.
+#[test]
+fn a_registered_client_silences_the_auth_warning() {
+    let hash = veneer::auth::clients::hash_secret("s3cret").expect("hash");
+    let dir = variant(|rel, t| match rel {
+        "gateway.yaml" => t
+            .replace("  # issuer: \"https://veneer.example.com\"", "  issuer: \"https://veneer.example.com\"")
+            .replace("  # signing_keys: keys/", "  signing_keys: keys/")
+            .replace(
+                "  clients: []",
+                &format!("  clients:\n    - {{ id: line-3, secret_hash: \"{hash}\", scopes: [items:read] }}"),
+            ),
+        _ => t,
+    });
+    veneer::admin::new_key(&dir.path().join("keys"), "ES256").expect("key");
+    let (ok, out) = check(dir.path());
+    assert!(ok, "{out}");
+    assert!(!out.contains("no caller can be authorised"), "{out}");
 }
 
 #[test]
@@ -59,7 +82,7 @@ fn every_route_problem_is_listed_with_its_line() {
     });
     let (ok, out) = check(dir.path());
     assert!(!ok);
-    assert!(out.contains("3 problem(s)"), "{out}");
+    assert!(out.contains("3 problems"), "{out}");
     assert!(
         out.contains(&format!("routes/items.yaml:{}:", line_of(dir.path(), "routes/items.yaml", "GetItems")))
             && out.contains("no operation \"GetItems\"")

@@ -78,7 +78,6 @@ async fn serve_binary(dir: &std::path::Path) -> (common::Process, impl Fn() -> S
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(dir)
             .env("RUST_LOG", "debug")
-            .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
@@ -312,6 +311,7 @@ async fn the_binary_logs_no_password_or_session_id_even_at_debug() {
     assert_eq!(s["live_sessions"], 0, "shutdown logged the live session out: {s}");
     let text = read_log();
     assert!(text.contains("logged in to the ERP"), "the log is there: {text}");
+    assert!(!text.contains('\u{1b}'), "a log written to a file has no terminal colours");
     assert!(!text.contains("Pl4nt-Secret"), "the password is in the log");
     for id in ids {
         assert!(!text.contains(id.as_str()), "session id {id} is in the log");

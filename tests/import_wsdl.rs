@@ -323,7 +323,7 @@ fn locations_written_with_character_references_are_downloaded_not_read_locally()
     assert!(!saved.contains("&#47;") && !saved.contains("&#x2F;"), "{saved}");
     assert!(dir.path().join("wsdl/ping/zero.xsd").is_file() && dir.path().join("wsdl/ping").join(&tmp_name).is_file());
     let (ok, text) = common::bounded_check(dir.path());
-    assert!(ok && text.contains("OK (1 routes, 1 backends)"), "{text}");
+    assert!(ok && text.contains("OK (1 route, 1 backend)"), "{text}");
 
     // A location that is not http(s) once decoded and resolved is refused, and no routes
     // are written.

@@ -312,6 +312,10 @@ async fn idempotency_keys_replay_refuse_changed_payloads_and_in_flight_retries()
     })
     .await;
     assert_eq!(stats(&spyne.base).await.0, 1, "booked once, however often it was sent");
+    // An unknown delivery is named as such, not as a missing route.
+    let unknown = common::client().get(gw.url("/deliveries/does-not-exist")).send().await.expect("get");
+    let problem = common::problem(unknown, 404).await;
+    assert_eq!(problem["detail"], "no delivery does-not-exist", "{problem}");
 }
 
 /// The gateway binary over `dir`, killed with -9 mid-stream, then restarted on the same data.

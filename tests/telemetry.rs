@@ -757,7 +757,7 @@ async fn veneer_check_names_file_and_line_of_each_dictionary_problem() {
     std::fs::write(dir.path().join("sensors/b.yaml"), BROKEN_B).expect("write");
     let (ok, text) = check(dir.path());
     assert!(!ok, "{text}");
-    assert!(text.contains("6 problem(s)"), "{text}");
+    assert!(text.contains("6 problems"), "{text}");
     let line = |file: &str, n: usize| problem_at(&text, dir.path(), file, n);
     let topic = line("a.yaml", TOPIC_LINE);
     assert!(topic.contains("factory/{plant"), "{topic}");
@@ -795,7 +795,7 @@ async fn a_bad_unit_is_reported_on_its_own_line_whatever_the_key_order() {
     std::fs::write(dir.path().join("sensors/y.yaml"), KEY_ORDER).expect("write");
     let (ok, text) = check(dir.path());
     assert!(!ok, "{text}");
-    assert!(text.contains("1 problem(s)"), "{text}");
+    assert!(text.contains("1 problem in "), "{text}");
     let unit = problem_at(&text, dir.path(), "y.yaml", KEY_ORDER_UNIT_LINE);
     assert!(unit.contains("Y-1") && unit.contains("[foo]"), "{unit}");
 }

@@ -52,7 +52,7 @@ fn netsuite_relative_imports_load_and_import() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let check = Command::new(veneer).args(["check", "--config", &conf.to_string_lossy()]).output().expect("check");
     let text = String::from_utf8_lossy(&check.stdout).into_owned() + &String::from_utf8_lossy(&check.stderr);
-    assert!(check.status.success() && text.contains("OK (42 routes, 1 backends)"), "{text}");
+    assert!(check.status.success() && text.contains("OK (42 routes, 1 backend)"), "{text}");
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn imports_may_climb_between_folders_inside_the_config_directory() {
     )
     .expect("write");
     let (ok, text) = common::bounded_check(conf);
-    assert!(ok && text.contains("OK (1 routes, 1 backends)"), "{text}");
+    assert!(ok && text.contains("OK (1 route, 1 backend)"), "{text}");
 }
 
 #[test]

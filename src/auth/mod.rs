@@ -73,6 +73,20 @@ pub struct Auth {
     pub(crate) cache: TokenCache,
 }
 
+impl Auth {
+    /// Why no caller can be authorised, if none can: no client registered with the
+    /// built-in issuer, and no external issuer or introspection to accept other tokens.
+    /// Every route but the public ones then answers 401.
+    pub fn nobody_can_call(&self) -> Option<&'static str> {
+        let local_clients = self.local.as_ref().is_some_and(|l| !l.clients.is_empty());
+        (!local_clients && self.external.is_empty() && self.introspection.is_none()).then_some(
+            "no caller can be authorised: no client is registered with the built-in issuer (auth.issuer, \
+             signing_keys, clients) and no external issuer or introspection accepts other tokens, so every \
+             route that is not public answers 401; `veneer keys new` and `veneer client new` print what to add",
+        )
+    }
+}
+
 /// Verified tokens by token. Hashed with foldhash (randomly seeded per cache) rather than
 /// SipHash: every request hashes its ~600-byte token, and SipHash took 1 400 instructions
 /// of it. Only tokens that verified are ever inserted, so no caller chooses the keys.

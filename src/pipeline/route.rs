@@ -213,7 +213,7 @@ impl RouteTable {
 
     /// The route for a request, with its percent-decoded path parameters.
     pub fn find(&self, method: &Method, path: &str) -> Result<Matched, GatewayError> {
-        let m = self.matcher.at(path).map_err(|_| GatewayError::RouteNotFound(path.to_string()))?;
+        let m = self.matcher.at(path).map_err(|_| GatewayError::RouteNotFound(format!("no route for {path}")))?;
         let route = m
             .value
             .iter()
