@@ -328,6 +328,8 @@ async fn serve(dir: PathBuf, place: Place, dev_mode: bool) -> Result<(), String>
         // MQTT ingress when a broker runs where Mosquitto listens by default.
         let broker = if cfg!(feature = "mqtt") { dev::local_broker() } else { None };
         gateway.mqtt = broker.map(dev::mqtt_settings);
+        // A second dev instance on the same directory fails here, before its welcome text.
+        crate::delivery::store::Store::open(&data).and_then(crate::delivery::store::Store::close)?;
         let base = base_url(public_url.as_deref(), local);
         dev::print_welcome(&base, local, &erp, (&secret, &admin_secret), &data, broker);
         return server::run(listener, AppState::new(gateway), server::shutdown_signal())

@@ -179,3 +179,25 @@ async fn dev_mode_has_an_operator_and_names_the_public_url() {
         common::client().get(format!("{base}/admin/deliveries")).bearer_auth(&demo).send().await.expect("list");
     assert_eq!(refused.status(), 403, "the demo client is not an operator");
 }
+
+/// A second dev instance on the same data directory stops before its welcome text, with a
+/// message that says why and what to do.
+#[tokio::test]
+async fn a_second_dev_instance_on_one_data_directory_says_why_before_its_banner() {
+    let data = tempfile::tempdir().expect("data dir");
+    let mut first = dev_gateway(data.path());
+    let stdout = first.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("gateway at "))), "the first instance runs");
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    let second = Command::new(env!("CARGO_BIN_EXE_veneer"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .env("VENEER_DATA", data.path())
+        .output()
+        .expect("veneer runs");
+    let (out, err) = (String::from_utf8_lossy(&second.stdout), String::from_utf8_lossy(&second.stderr));
+    assert!(!second.status.success(), "{out}{err}");
+    assert!(!out.contains("Veneer dev mode"), "no welcome text for a gateway that cannot run: {out}");
+    assert!(err.contains("in use by another process") && err.contains("--data"), "{err}");
+}

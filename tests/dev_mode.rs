@@ -259,3 +259,27 @@ async fn a_queued_reading_is_accepted_at_once_and_delivered() {
     let bad = client.post(gw.url("/sensor-readings/queued")).json(&serde_json::json!({"value": "hot"})).send();
     common::problem(bad.await.expect("post"), 422).await;
 }
+
+/// A built-in endpoint asked with another method answers as a configured route does: 405,
+/// the `method-not-allowed` problem, and `Allow` listing what it takes.
+#[tokio::test]
+async fn built_in_endpoints_answer_405_with_allow_like_routes() {
+    let gw = common::dev().await;
+    let client = gw.client();
+    for (method, path, allowed) in [
+        (reqwest::Method::POST, "/healthz", "GET"),
+        (reqwest::Method::GET, "/oauth2/token", "POST"),
+        (reqwest::Method::PUT, "/openapi.json", "GET"),
+        (reqwest::Method::DELETE, "/admin/reload", "POST"),
+        (reqwest::Method::POST, "/items/1000", "GET"),
+    ] {
+        let res = client.request(method.clone(), gw.url(path)).send().await.expect("request");
+        let allow = res.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        assert!(allow.split(',').any(|m| m.trim() == allowed), "{method} {path}: Allow {allow:?}");
+        let problem = common::problem(res, 405).await;
+        assert!(
+            problem["type"].as_str().is_some_and(|t| t.ends_with("method-not-allowed")),
+            "{method} {path}: {problem}"
+        );
+    }
+}

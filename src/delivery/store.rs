@@ -279,6 +279,13 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
         let path = dir.join("veneer.redb");
         let damaged = |e: String| {
+            if e.contains("already open") {
+                return format!(
+                    "the delivery store {} is in use by another process (another veneer on this data directory?): \
+                     stop it, or give this one its own directory (--data DIR or VENEER_DATA)",
+                    path.display()
+                );
+            }
             format!(
                 "the delivery store {} cannot be opened: {e}. If the disk is full or read-only, fix that and start \
                  again; if the file is damaged, move it aside (the gateway then starts with an empty store, and the \
@@ -823,6 +830,6 @@ mod tests {
         let e = Store::open(dir.path()).expect_err("a damaged store");
         assert!(e.contains(&path.display().to_string()), "{e}");
         assert!(e.contains("move it aside"), "{e}");
-        assert!(!e.contains("already open"), "the damage is what is reported: {e}");
+        assert!(!e.contains("in use by another process"), "the damage is what is reported: {e}");
     }
 }

@@ -95,6 +95,21 @@ fn problem_for_bare_errors(res: Response) -> Response {
     // Only bodyless errors (no content type) come from layers; anything with a body was
     // written on purpose (problem+json, or RFC 6749 errors at the token endpoint).
     let bare = !res.headers().contains_key(header::CONTENT_TYPE);
+    if bare && res.status() == StatusCode::METHOD_NOT_ALLOWED {
+        // A built-in endpoint's 405 (axum's method router): the same problem and `Allow` as a
+        // configured route's.
+        let allow: Vec<axum::http::Method> = res
+            .headers()
+            .get_all(header::ALLOW)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|m| axum::http::Method::from_bytes(m.trim().as_bytes()).ok())
+            .collect();
+        if !allow.is_empty() {
+            return crate::error::GatewayError::MethodNotAllowed(allow).response();
+        }
+    }
     if bare && (res.status().is_client_error() || res.status().is_server_error()) {
         return bare_status_problem(res.status());
     }
