@@ -124,3 +124,27 @@ async fn schemathesis_finds_every_response_documented() {
     assert!(out.status.success(), "schemathesis found problems:\n{text}");
     assert!(text.contains("passed") && !text.contains("failed"), "{text}");
 }
+
+/// The shipped config outside dev mode (an `auth:` section, no issuer or client yet): every
+/// route that is not public is declared as needing a token, as the gateway enforces, and
+/// every requirement names a scheme the document declares.
+#[test]
+fn security_is_declared_as_the_gateway_enforces_it() {
+    let gw = config::compile(&ConfigSource::Dir(root().join("config")), &CompileOptions::default()).expect("config");
+    let doc = veneer::openapi::document(&gw);
+    let schemes = doc["components"]["securitySchemes"].as_object().expect("a declared scheme");
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let security = op["security"].as_array().expect("security");
+            assert!(!security.is_empty(), "{method} {path} is declared anonymous but answers 401 without a token");
+            for requirement in security {
+                for name in requirement.as_object().expect("requirement").keys() {
+                    assert!(schemes.contains_key(name), "{method} {path} names the undeclared scheme {name}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "the routes and /telemetry: {checked}");
+}

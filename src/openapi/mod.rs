@@ -41,7 +41,7 @@ pub fn document(gw: &Gateway) -> Value {
         let path = paths.entry(route.path.clone()).or_insert_with(|| json!({}));
         path[route.method.as_str().to_ascii_lowercase()] = op;
     }
-    if let Some(item) = telemetry::path_item(&gw.sensors, gw.auth.is_some()) {
+    if let Some(item) = telemetry::path_item(&gw.sensors, security_scheme(gw).map(|(name, _)| name)) {
         paths.insert("/telemetry".into(), item);
     }
     components.insert("Problem".into(), problem_schema());
@@ -55,8 +55,8 @@ pub fn document(gw: &Gateway) -> Value {
         "paths": paths,
         "components": { "schemas": components },
     });
-    if let Some(scheme) = security_scheme(gw) {
-        doc["components"]["securitySchemes"] = json!({ "oauth2": scheme });
+    if let Some((name, scheme)) = security_scheme(gw) {
+        doc["components"]["securitySchemes"] = json!({ name: scheme });
     }
     doc
 }
@@ -78,16 +78,32 @@ pub fn yaml(doc: &Value) -> Result<String, String> {
     typed(doc)?.to_yaml().map_err(|e| e.to_string())
 }
 
-fn security_scheme(gw: &Gateway) -> Option<Value> {
+/// The scheme every route that is not public requires, exactly as the gateway enforces it:
+/// with an `auth:` section a bearer token is checked on every such route, whoever issued it.
+/// Veneer's own issuer is an OAuth2 client-credentials flow (`oauth2`); without it, tokens
+/// come from external issuers or introspection, a plain bearer token (`bearer`).
+fn security_scheme(gw: &Gateway) -> Option<(&'static str, Value)> {
     let auth = gw.auth.as_ref()?;
-    let local = auth.local.as_ref()?;
+    let Some(local) = auth.local.as_ref() else {
+        return Some((
+            "bearer",
+            json!({
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An access token from an issuer this gateway trusts (auth.external_issuers or introspection).",
+            }),
+        ));
+    };
     let scopes: Map<String, Value> =
         local.scopes().into_iter().map(|s| (s.clone(), json!(format!("Grants {s}")))).collect();
-    Some(json!({
-        "type": "oauth2",
-        "description": "Client credentials from Veneer's own authorization server.",
-        "flows": { "clientCredentials": { "tokenUrl": local.token_endpoint(), "scopes": scopes } },
-    }))
+    Some((
+        "oauth2",
+        json!({
+            "type": "oauth2",
+            "description": "Client credentials from Veneer's own authorization server.",
+            "flows": { "clientCredentials": { "tokenUrl": local.token_endpoint(), "scopes": scopes } },
+        }),
+    ))
 }
 
 fn operation(
@@ -119,12 +135,9 @@ fn operation(
     if let Some(body) = request_body(route, schemas) {
         op["requestBody"] = body;
     }
-    let secured =
-        gw.auth.as_ref().is_some_and(|a| a.local.is_some() || !a.external.is_empty() || a.introspection.is_some());
-    if secured && !route.public {
-        op["security"] = json!([{ "oauth2": route.scopes }]);
-    } else {
-        op["security"] = json!([]);
+    match security_scheme(gw) {
+        Some((name, _)) if !route.public => op["security"] = json!([{ name: route.scopes }]),
+        _ => op["security"] = json!([]),
     }
     op
 }

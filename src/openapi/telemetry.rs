@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::ingest::dictionary::Dictionary;
 
 /// The path item, or `None` when the dictionary is empty (then the endpoint is not served).
-pub fn path_item(dict: &Dictionary, secured: bool) -> Option<Value> {
+pub fn path_item(dict: &Dictionary, scheme: Option<&str>) -> Option<Value> {
     if dict.is_empty() {
         return None;
     }
@@ -90,8 +90,8 @@ pub fn path_item(dict: &Dictionary, secured: bool) -> Option<Value> {
             "503": problem("The queue could take none of the readings; try again"),
         }
     });
-    if secured {
-        op["security"] = json!([{ "oauth2": [dict.settings.scope] }]);
+    if let Some(name) = scheme {
+        op["security"] = json!([{ name: [dict.settings.scope] }]);
         op["responses"]["401"] = problem("No valid bearer token");
         op["responses"]["403"] = problem("The token lacks the telemetry scope");
     }
