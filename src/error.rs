@@ -161,6 +161,10 @@ pub enum GatewayError {
     /// stream's `max_len`): new writes wait until deliveries drain it.
     #[error("the delivery queue is full ({0}); retry once the ERP has taken some of it")]
     QueueFull(String),
+    /// A CORS preflight from an origin, for a method or with headers the policy does not
+    /// allow: answered without any CORS header, so the browser blocks the call.
+    #[error("{0}")]
+    CorsRefused(String),
     /// Redis does not fsync every write, so a 202 could be lost; queued routes refuse.
     #[error(
         "the delivery queue's Redis does not persist every write (it needs appendonly yes and appendfsync always), so no write is accepted for later delivery"
@@ -259,6 +263,7 @@ impl GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             GatewayError::Conflict(_) | GatewayError::IdempotencyInFlight => StatusCode::CONFLICT,
+            GatewayError::CorsRefused(_) => StatusCode::FORBIDDEN,
             GatewayError::IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
             GatewayError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             GatewayError::Unauthorized(crate::auth::verify::AuthError::Unavailable(_)) => {
@@ -358,6 +363,7 @@ impl GatewayError {
             GatewayError::Shared(_) => ("internal", "Internal error"), // unreachable: delegated above
             GatewayError::StoreUnavailable => ("store-unavailable", "Delivery store unavailable"),
             GatewayError::QueueFull(_) => ("queue-full", "Delivery queue full"),
+            GatewayError::CorsRefused(_) => ("cors-refused", "CORS preflight refused"),
             GatewayError::QueueNotDurable => ("queue-not-durable", "Delivery queue not durable"),
             GatewayError::Conflict(_) => ("conflict", "Conflict"),
             GatewayError::IdempotencyKeyRequired => ("idempotency-key-required", "Idempotency-Key required"),

@@ -238,6 +238,10 @@ fn server_settings(
     let s = &raw.server;
     let mut settings = ServerSettings::defaults();
     settings.allow_anonymous = s.allow_anonymous;
+    if let Some(c) = &s.cors {
+        settings.cors =
+            cors(c).map_err(|m| problems.push(file.at(&["server", "cors"], format!("server.cors: {m}")))).ok();
+    }
     settings.metrics_scope = s.metrics_scope.clone();
     if let Some(t) = &s.tls {
         let require = t.client_auth == super::raw::ClientAuth::Required;
@@ -513,4 +517,21 @@ fn credentials(source: &ConfigSource, a: &AuthSection, fail: &mut dyn FnMut(&str
         }
     }
     c
+}
+
+/// A `cors:` section, compiled.
+pub(super) fn cors(c: &super::raw::CorsSection) -> Result<Arc<crate::pipeline::cors::CorsPolicy>, String> {
+    let max_age = match c.max_age.as_deref().map(units::duration) {
+        None => Duration::from_secs(600),
+        Some(Ok(d)) => d,
+        Some(Err(m)) => return Err(format!("max_age: {m}")),
+    };
+    crate::pipeline::cors::CorsPolicy::new(
+        &c.origins,
+        c.methods.as_deref(),
+        c.headers.as_deref(),
+        c.expose.as_deref(),
+        max_age,
+    )
+    .map(Arc::new)
 }

@@ -177,8 +177,13 @@ pub fn compile(
             .map_err(|m| problems.push(here("limits", format!("limits: {m}"))))
             .ok()
     });
+    let cors = s
+        .cors
+        .as_ref()
+        .and_then(|c| super::compile::cors(c).map_err(|m| problems.push(here("cors", format!("cors: {m}")))).ok());
     match input {
         Some(input) if problems.is_empty() => Ok(Route {
+            cors,
             id: format!("{method} {path}"),
             metrics: crate::telemetry::RouteMetrics::new(&format!("{method} {path}")),
             idempotent,

@@ -94,6 +94,8 @@ pub struct ServerSettings {
     pub metrics_scope: Option<String>,
     /// The config means to run without `auth:` (a reload may then drop it).
     pub allow_anonymous: bool,
+    /// `server.cors`: CORS on every endpoint without a route policy of its own.
+    pub cors: Option<Arc<crate::pipeline::cors::CorsPolicy>>,
 }
 
 impl ServerSettings {
@@ -109,6 +111,7 @@ impl ServerSettings {
             metrics_listen: None,
             metrics_scope: None,
             allow_anonymous: false,
+            cors: None,
         }
     }
 }

@@ -453,6 +453,26 @@ pub struct ServerSection {
     /// Say so when a config without `auth:` is meant: a reload never drops `auth:` otherwise.
     #[serde(default)]
     pub allow_anonymous: bool,
+    /// CORS for browser dashboards, on every endpoint (a route's own `cors:` replaces it).
+    pub cors: Option<CorsSection>,
+}
+
+/// `cors:` of the server or of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSection {
+    /// Origins allowed (`https://dashboard.plant.example`), or `"*"` for any.
+    pub origins: Vec<String>,
+    /// Methods allowed (default: those the path serves).
+    pub methods: Option<Vec<String>>,
+    /// Request headers allowed (default: authorization, content-type, idempotency-key,
+    /// x-request-id).
+    pub headers: Option<Vec<String>>,
+    /// Response headers scripts may read (default: location, retry-after, ratelimit,
+    /// ratelimit-policy, x-request-id, idempotent-replayed).
+    pub expose: Option<Vec<String>>,
+    /// How long a browser may keep a preflight's answer (default `10m`).
+    pub max_age: Option<String>,
 }
 
 /// `server.tls`.
@@ -718,4 +738,6 @@ pub struct RouteSection {
     pub duplicate_faults: Vec<DuplicateFaultSection>,
     /// `Idempotency-Key` handling.
     pub idempotency: Option<IdempotencySection>,
+    /// CORS on this route's path, replacing `server.cors`.
+    pub cors: Option<CorsSection>,
 }

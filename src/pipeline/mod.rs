@@ -2,6 +2,7 @@
 //! decode → JSON, or a [`crate::error::GatewayError`] at whichever step failed.
 
 pub mod cache;
+pub mod cors;
 pub mod faults;
 pub mod handler;
 pub mod inputs;

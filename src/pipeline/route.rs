@@ -103,6 +103,8 @@ pub struct Route {
     pub idempotency_required: bool,
     /// Served without a token.
     pub public: bool,
+    /// CORS on this route's path, replacing the gateway's.
+    pub cors: Option<Arc<super::cors::CorsPolicy>>,
     /// Docs: summary.
     pub summary: Option<String>,
     /// Docs: description.
@@ -209,6 +211,11 @@ impl RouteTable {
     /// Every route, in config order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.routes.iter()
+    }
+
+    /// The routes on a path, whatever their method (CORS preflights ask about a path).
+    pub fn on_path(&self, path: &str) -> Vec<&Arc<Route>> {
+        self.matcher.at(path).map(|m| m.value.iter().map(|&i| &self.routes[i]).collect()).unwrap_or_default()
     }
 
     /// The route for a request, with its percent-decoded path parameters.

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
@@ -52,6 +52,8 @@ pub fn wrap(router: Router, state: AppState) -> App {
         // A panic anywhere below becomes a 500 problem, never a dropped connection.
         .layer(CatchPanicLayer::custom(panic_problem))
         .map_request(|req: axum::http::Request<Incoming>| req.map(Body::new))
+        // CORS before anything authenticates: a preflight carries no token.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
         // A whole-request deadline, above the per-backend timeouts; read from the current
         // snapshot, so a reload changes it.
         .layer(axum::middleware::from_fn_with_state(state, deadline))
@@ -89,6 +91,39 @@ async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Re
         Ok(res) => res,
         Err(_) => bare_status_problem(StatusCode::GATEWAY_TIMEOUT),
     }
+}
+
+/// CORS from the current snapshot: a route's policy on its path, else `server.cors`; none
+/// configured, no CORS header (browsers then keep other origins out).
+async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(origin) = req.headers().get(header::ORIGIN).cloned() else { return next.run(req).await };
+    let gw = state.gateway.load_full();
+    let on_path = gw.routes.on_path(req.uri().path());
+    let Some(policy) = on_path.iter().find_map(|r| r.cors.clone()).or_else(|| gw.server.cors.clone()) else {
+        return next.run(req).await;
+    };
+    let preflight =
+        req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if preflight {
+        // A configured path serves its routes' methods; a built-in endpoint answers a method
+        // it does not serve with 405 on the real request.
+        let served: Vec<Method> = if on_path.is_empty() {
+            vec![Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE]
+        } else {
+            on_path.iter().map(|r| r.method.clone()).collect()
+        };
+        return match policy.preflight(req.headers(), &served) {
+            Some(headers) => (StatusCode::NO_CONTENT, headers).into_response(),
+            None => GatewayError::CorsRefused(format!(
+                "this origin, method or header is not allowed on {} (server.cors, or the route's cors:)",
+                req.uri().path()
+            ))
+            .response(),
+        };
+    }
+    let mut res = next.run(req).await;
+    policy.decorate(Some(&origin), res.headers_mut());
+    res
 }
 
 fn problem_for_bare_errors(res: Response) -> Response {
