@@ -272,3 +272,27 @@ fn check_warns_where_a_queued_routes_erp_key_does_not_name_the_caller() {
     assert!(warnings.iter().any(|w| w.contains("POST /none") && w.contains("map {delivery.key}")), "{out}");
     assert!(!out.contains("POST /scoped:"), "{out}");
 }
+
+/// The stores' bounds are checked where they are written.
+#[test]
+fn bad_store_bounds_are_located() {
+    let dir = variant(|rel, t| {
+        if rel == "gateway.yaml" {
+            t.replace(
+                "  data_dir: data\n",
+                "  data_dir: data\n  max_items: 0\n  max_bytes: lots\n  keep_dead: forever\n",
+            )
+        } else {
+            t
+        }
+    });
+    let (ok, out) = check(dir.path());
+    assert!(!ok, "{out}");
+    for (needle, says) in
+        [("max_items: 0", "more than 0"), ("max_bytes: lots", "max_bytes"), ("keep_dead: forever", "keep_dead")]
+    {
+        let line = line_of(dir.path(), "gateway.yaml", needle);
+        let at = format!("gateway.yaml:{line}:");
+        assert!(out.lines().any(|l| l.contains(&at) && l.contains(says)), "{needle} at {at}: {out}");
+    }
+}

@@ -201,3 +201,17 @@ async fn a_second_dev_instance_on_one_data_directory_says_why_before_its_banner(
     assert!(!out.contains("Veneer dev mode"), "no welcome text for a gateway that cannot run: {out}");
     assert!(err.contains("in use by another process") && err.contains("--data"), "{err}");
 }
+
+/// A public URL that is not one stops `serve` with a message saying what to write.
+#[test]
+fn a_public_url_that_is_not_one_is_refused() {
+    let data = tempfile::tempdir().expect("data dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_veneer"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--public-url", "veneer.plant.example"])
+        .env("VENEER_DATA", data.path())
+        .output()
+        .expect("veneer runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--public-url") && err.contains("https://"), "{err}");
+}

@@ -243,7 +243,13 @@ pub fn erp_key(caller: &str, route: &str, key: &str) -> String {
         d.update(&(part.len() as u64).to_be_bytes());
         d.update(part.as_bytes());
     }
-    d.finish().as_ref()[..10].iter().map(|b| format!("{b:02X}")).collect()
+    // Runs for every keyed request: hex digits written directly, not formatted one by one.
+    let mut key = String::with_capacity(20);
+    for b in &d.finish().as_ref()[..10] {
+        key.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+        key.push(char::from(b"0123456789ABCDEF"[usize::from(b & 0xf)]));
+    }
+    key
 }
 
 /// A new delivery id.

@@ -618,25 +618,17 @@ fn apply_redb(db: &Database, batch: &[Request], sizes: &[Size; 2]) -> Result<Vec
         let mut index = tx.open_table(BY_STATE).map_err(|e| e.to_string())?;
         for req in batch {
             let result = match &req.write {
-                Write::PutItem(id, code, v) => (|| {
-                    let old = items.insert(id.as_str(), v.as_slice())?.map(|g| g.value().len());
+                Write::PutItem(id, code, v) => put_item(&mut items, &mut states, &mut index, id, *code, v).map(|old| {
                     changes.push((0, id.len(), v.len(), old, false));
-                    unindex(id, &mut states, &mut index)?;
-                    states.insert(id.as_str(), *code)?;
-                    index.insert((*code, id.as_str()), ())?;
-                    Ok(Written::Done)
-                })(),
-                Write::Put(Table::Items, id, v) => (|| {
-                    // An item written without its state code: read from its JSON, so the
-                    // index never misses it.
-                    let code = state_of(v);
-                    let old = items.insert(id.as_str(), v.as_slice())?.map(|g| g.value().len());
-                    changes.push((0, id.len(), v.len(), old, false));
-                    unindex(id, &mut states, &mut index)?;
-                    states.insert(id.as_str(), code)?;
-                    index.insert((code, id.as_str()), ())?;
-                    Ok(Written::Done)
-                })(),
+                    Written::Done
+                }),
+                // An item written without its state code: read from its JSON, so the index
+                // never misses it.
+                Write::Put(Table::Items, id, v) => put_item(&mut items, &mut states, &mut index, id, state_of(v), v)
+                    .map(|old| {
+                        changes.push((0, id.len(), v.len(), old, false));
+                        Written::Done
+                    }),
                 Write::Put(Table::Keys, k, v) => keys.insert(k.as_str(), v.as_slice()).map(|old| {
                     let old = old.map(|g| g.value().len());
                     changes.push((1, k.len(), v.len(), old, false));
@@ -689,6 +681,23 @@ fn apply_redb(db: &Database, batch: &[Request], sizes: &[Size; 2]) -> Result<Vec
         if removed { sizes[t].removed(k, v) } else { sizes[t].added(k, v, replaced) }
     }
     Ok(results)
+}
+
+/// Writes an item and files it under `code` in the state index; the length of the value it
+/// replaced, if any.
+fn put_item(
+    items: &mut redb::Table<&str, &[u8]>,
+    states: &mut redb::Table<&str, u8>,
+    index: &mut redb::Table<(u8, &str), ()>,
+    id: &str,
+    code: u8,
+    value: &[u8],
+) -> Result<Option<usize>, redb::StorageError> {
+    let old = items.insert(id, value)?.map(|g| g.value().len());
+    unindex(id, states, index)?;
+    states.insert(id, code)?;
+    index.insert((code, id), ())?;
+    Ok(old)
 }
 
 /// Drops an item's entry from the state index.
