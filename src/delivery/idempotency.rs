@@ -296,9 +296,10 @@ pub fn scoped(caller: &str, route: &str, key: &str) -> String {
     format!("{caller}\u{0}{route}\u{0}{key}")
 }
 
-/// Checks a client's key: 1–255 visible ASCII characters (a structured-field string).
+/// Checks a client's key: 1–255 visible ASCII characters (RFC 5234 VCHAR, `!` to `~`: no
+/// space, which HTTP trims at either end of a field and so could not round-trip).
 pub fn valid_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= MAX_KEY && key.bytes().all(|b| (0x20..0x7f).contains(&b))
+    !key.is_empty() && key.len() <= MAX_KEY && key.bytes().all(|b| (0x21..0x7f).contains(&b))
 }
 
 /// The keys of the oldest finished records, enough of them that the rest take at most
@@ -350,5 +351,19 @@ pub async fn sweep(store: &Store) {
     .unwrap_or_default();
     for batch in expired.chunks(1000) {
         let _ = store.write(Write::DeleteMany(Table::Keys, batch.to_vec())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_1_to_255_visible_ascii_characters() {
+        assert!(valid_key("8e03978e-40d5-43e8-bc93-6894a57f9324"));
+        assert!(valid_key("\"quoted\"") && valid_key(&"~".repeat(MAX_KEY)));
+        for bad in ["", "a b", " a", "a\tb", "é", &"x".repeat(MAX_KEY + 1)] {
+            assert!(!valid_key(bad), "{bad:?}");
+        }
     }
 }

@@ -81,7 +81,9 @@ fn respond(erp: &Erp, op: &Operation, output: &Value) -> Response {
         r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soap:Body>"#,
     );
     if let Err(errors) = encode::body_element(&mut xml, &op.output, &erp.model.schema, output) {
-        return fault("Server", &format!("response does not match the WSDL: {errors:?}"));
+        let why: Vec<String> =
+            errors.iter().map(|e| format!("{}: {}", e.pointer.as_deref().unwrap_or(""), e.detail)).collect();
+        return fault("Server", &format!("response does not match the WSDL: {}", why.join("; ")));
     }
     xml.push_str("</soap:Body></soap:Envelope>");
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()

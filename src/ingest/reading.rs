@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use rust_decimal::Decimal;
+use rust_decimal::prelude::FromPrimitive;
 use serde_json::{Map, Value};
 
 use super::dictionary::{Dictionary, Sensor};
@@ -122,7 +123,10 @@ pub fn check(dict: &Dictionary, ctx: &Context, pointer: &str, value: Value) -> R
             let text = n.to_string();
             Decimal::from_str(&text)
                 .or_else(|_| Decimal::from_scientific(&text))
-                .map_err(|_| Rejected::at(&at("value"), format!("{text} does not fit a decimal of 28 digits")))?
+                .ok()
+                // Beyond 28 places (1e-40) the nearest decimal, which may be 0.
+                .or_else(|| n.as_f64().filter(|f| f.abs() < 1.0).and_then(Decimal::from_f64))
+                .ok_or_else(|| Rejected::at(&at("value"), format!("{text} does not fit a decimal of 28 digits")))?
         }
         Some(other) => return Err(Rejected::at(&at("value"), format!("value must be a number, not {}", kind(&other)))),
         None => return Err(Rejected::at(&at("value"), "no value")),
@@ -147,14 +151,20 @@ pub fn check(dict: &Dictionary, ctx: &Context, pointer: &str, value: Value) -> R
         .conversion
         .apply(device, sensor.decimals)
         .ok_or_else(|| Rejected::at(&at("value"), "the value is too large to convert"))?;
-    let sent = ["timestamp", "time", "ts"].iter().find_map(|k| fields.remove(*k).map(|v| (*k, v)));
-    let stamped = sent.is_some();
-    let timestamp = match sent {
-        None => ctx.now,
-        Some((k, v)) => parse_time(&v).ok_or_else(|| {
+    // The first of the three names present is the time; each one present must be a time.
+    let mut sent = None;
+    for k in ["timestamp", "time", "ts"] {
+        let Some(v) = fields.get(k) else { continue };
+        let t = parse_time(v).ok_or_else(|| {
             Rejected::at(&at(k), "a timestamp is RFC 3339 text (2026-11-25T08:00:00Z) or epoch milliseconds")
-        })?,
-    };
+        })?;
+        if sent.is_none() {
+            fields.remove(k);
+            sent = Some(t);
+        }
+    }
+    let stamped = sent.is_some();
+    let timestamp = sent.unwrap_or(ctx.now);
     // Saturating: a max_age of centuries must not overflow the clock arithmetic.
     let span = |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
     let oldest = ctx.now.checked_sub_signed(span(dict.settings.max_age)).unwrap_or(DateTime::<Utc>::MIN_UTC);
@@ -227,25 +237,39 @@ fn source_key(
     key
 }
 
-/// The first of `names` present, as text; a non-string is a rejection.
+/// The first of `names` present, as text (taken out of `fields`); every one present must be
+/// text of 1 to 200 characters, as the OpenAPI document says, also an alias not used.
 fn take_text(fields: &mut Map<String, Value>, names: &[&str], pointer: &str) -> Result<Option<String>, Rejected> {
     for n in names {
-        match fields.remove(*n) {
-            None => continue,
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 => return Ok(Some(s)),
+        match fields.get(*n) {
+            None => {}
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 => {
+                // Each may reach the ERP (the body template, the raw key), so XML text only.
+                if let Some(bad) = s.chars().find(|c| !crate::translate::xmltext::is_xml_char(*c)) {
+                    let code = bad as u32;
+                    return Err(Rejected::at(pointer, format!("{n} contains U+{code:04X}, which XML cannot carry")));
+                }
+            }
             Some(Value::String(_)) => {
                 return Err(Rejected::at(pointer, format!("{n} must be 1 to 200 characters")));
             }
-            Some(other) => return Err(Rejected::at(pointer, format!("{n} must be text, not {}", kind(&other)))),
+            Some(other) => return Err(Rejected::at(pointer, format!("{n} must be text, not {}", kind(other)))),
         }
     }
-    Ok(None)
+    Ok(names.iter().find_map(|n| match fields.remove(*n) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }))
 }
 
 fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
     match v {
         Value::String(s) => DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc)),
-        Value::Number(n) => n.as_i64().and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
+        // An integer, also when written with a zero fraction (`1.7e12`, `5.0`), as JSON Schema counts them.
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64))
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
         _ => None,
     }
 }
@@ -313,7 +337,9 @@ mod tests {
         assert_eq!(r.value.to_string(), "1", "0.99974 bar to 3 decimals, trailing zeros dropped");
         assert_eq!(r.machine.as_deref(), Some("PRESS-02"), "the reading's own machine wins");
         let r = check(&d, &ctx(), "", json!({"sensor": "P-7", "value": 100})).expect("ok");
-        assert_eq!(r.value.to_string(), "6.895");
+        assert_eq!(r.value.to_string(), "6.895"); // A number beyond a decimal's 28 places is its nearest decimal, not a refusal.
+        let tiny: Value = serde_json::from_str(r#"{"sensor": "P-7", "value": 5e-324}"#).expect("json");
+        assert_eq!(check(&d, &ctx(), "", tiny).expect("ok").value.to_string(), "0");
     }
 
     #[test]
@@ -333,6 +359,9 @@ mod tests {
             ),
             (json!({"sensor": "T-100", "value": 1, "timestamp": "yesterday"}), "/3/timestamp", "RFC 3339"),
             (json!({"sensor": 7, "value": 1}), "/3/sensor", "must be text"),
+            (json!({"sensor": "T-100", "sensorId": "", "value": 1}), "/3/sensor", "1 to 200"),
+            (json!({"sensor": "T-100", "value": 1, "ts": "soon"}), "/3/ts", "RFC 3339"),
+            (json!({"sensor": "T-100", "value": 1, "id": "a\u{1}"}), "/3/id", "U+0001"),
             (json!({"value": 1}), "/3/sensor", "no sensor"),
             (json!([1, 2]), "/3", "a JSON object"),
         ];

@@ -61,21 +61,27 @@ pub fn document(gw: &Gateway) -> Value {
     doc
 }
 
-/// The document through utoipa's typed OpenAPI model: a document that does not fit the
-/// model is a bug here, reported rather than served.
-fn typed(doc: &Value) -> Result<utoipa::openapi::OpenApi, String> {
-    serde_json::from_value(doc.clone())
+/// Checks the document against utoipa's typed OpenAPI model: a document that does not fit
+/// the model (an operation, parameter, response or security shape out of place) is a bug
+/// here, reported rather than served. What is served is the document itself: utoipa 6's
+/// schema model has no place for JSON Schema 2020-12 keywords such as `contains`, or
+/// `anyOf` beside `properties`, and would drop them silently.
+fn check(doc: &Value) -> Result<(), String> {
+    serde_json::from_value::<utoipa::openapi::OpenApi>(doc.clone())
+        .map(drop)
         .map_err(|e| format!("the generated OpenAPI document does not fit the OpenAPI model: {e}"))
 }
 
 /// The document as pretty JSON.
 pub fn json(doc: &Value) -> Result<String, String> {
-    typed(doc)?.to_pretty_json().map_err(|e| e.to_string())
+    check(doc)?;
+    serde_json::to_string_pretty(doc).map_err(|e| e.to_string())
 }
 
 /// The document as YAML.
 pub fn yaml(doc: &Value) -> Result<String, String> {
-    typed(doc)?.to_yaml().map_err(|e| e.to_string())
+    check(doc)?;
+    yaml_serde::to_string(doc).map_err(|e| e.to_string())
 }
 
 /// The scheme every route that is not public requires, exactly as the gateway enforces it:
@@ -182,7 +188,7 @@ fn parameters(route: &Route, schemas: &mut Schemas) -> Value {
             "in": "header",
             "required": route.idempotency_required,
             "description": "draft-ietf-httpapi-idempotency-key-header: a retry with the same key and payload replays the first answer (marked `Idempotent-Replayed: true`); the same key with another payload is 422; a retry while the first is still running is 409. Keys are kept per client and route for the gateway's idempotency_ttl (default 24 h).",
-            "schema": { "type": "string", "minLength": 1, "maxLength": 255 },
+            "schema": { "type": "string", "minLength": 1, "maxLength": crate::delivery::idempotency::MAX_KEY, "pattern": "^[!-~]+$" },
         }));
     }
     Value::Array(out)
@@ -349,7 +355,7 @@ mod tests {
     use crate::config::{ConfigSource, compile};
 
     #[test]
-    fn the_typed_model_keeps_every_field() {
+    fn the_document_fits_the_typed_model_and_is_served_as_built() {
         let options = CompileOptions {
             backend_urls: [("erp".to_string(), "http://127.0.0.1:9/erp".to_string())].into(),
             issuer: Some("http://127.0.0.1:8080".into()),
@@ -360,8 +366,17 @@ mod tests {
         };
         let gw = compile(&ConfigSource::Embedded, &options).expect("sample config");
         let doc = document(&gw);
-        let round: Value = serde_json::from_str(&json(&doc).expect("typed")).expect("json");
-        assert_eq!(round, doc, "utoipa's model dropped or changed something");
-        assert!(yaml(&doc).expect("yaml").contains("openapi: 3.1.0"));
+        let typed: utoipa::openapi::OpenApi = serde_json::from_value(doc.clone()).expect("fits the model");
+        let served: Value = serde_json::from_str(&json(&doc).expect("json")).expect("json");
+        assert_eq!(served, doc, "served as built, keyword for keyword");
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            assert!(typed.paths.paths.contains_key(path), "{path} fits the typed model");
+            assert!(item.as_object().is_some_and(|ops| !ops.is_empty()));
+        }
+        let yaml_doc: Value = yaml_serde::from_str(&yaml(&doc).expect("yaml")).expect("yaml parses");
+        assert_eq!(yaml_doc, doc, "the YAML form says the same");
+        // The 2020-12 keywords the typed model would have dropped are served.
+        let telemetry = &doc["paths"]["/telemetry"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        assert!(telemetry["oneOf"][1]["contains"]["anyOf"].is_array(), "{telemetry}");
     }
 }

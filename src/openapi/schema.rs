@@ -230,6 +230,27 @@ fn nullable(s: Value) -> Value {
     }
 }
 
+/// Text XML 1.0 can carry: no control character but tab, LF and CR, no U+FFFE or U+FFFF
+/// (`translate::xmltext::is_xml_char`; lone surrogates cannot occur in JSON text decoded as UTF-8).
+pub const XML_TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF]*$";
+
+/// XSD's timezone: `Z` or an offset of at most ±14:00 (RFC 3339 allows more).
+macro_rules! xsd_zone {
+    () => {
+        "(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)"
+    };
+}
+
+/// `xsd:date` as the gateway reads it: four-digit year, optional timezone.
+pub const DATE_PATTERN: &str = concat!("^[0-9]{4}-[0-9]{2}-[0-9]{2}", xsd_zone!(), "?$");
+/// `xsd:dateTime` as the gateway reads it: upper-case `T`, optional fraction and timezone.
+pub const DATE_TIME_PATTERN: &str =
+    concat!("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?", xsd_zone!(), "?$");
+/// `xsd:time` as the gateway reads it.
+pub const TIME_PATTERN: &str = concat!("^[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?", xsd_zone!(), "?$");
+/// `xsd:base64Binary`: the alphabet, padding and whitespace.
+pub const BASE64_PATTERN: &str = "^[A-Za-z0-9+/=\\s]*$";
+
 /// The schema of a simple type (an array of them for an `xsd:list`).
 pub fn simple(st: &SimpleType, dir: Direction) -> Value {
     if st.list {
@@ -266,6 +287,16 @@ pub fn simple(st: &SimpleType, dir: Direction) -> Value {
     if dir == Direction::Response {
         return if st.base.json_kind() == crate::schema::builtin::JsonKind::String { s } else { nullable(s) };
     }
+    // What the gateway refuses beyond the JSON type, so that the document is exactly as
+    // strict as the encoder: the lexical forms XSD allows, and only characters XML can carry.
+    let lexical = match st.base {
+        Builtin::Date => Some(DATE_PATTERN),
+        Builtin::DateTime => Some(DATE_TIME_PATTERN),
+        Builtin::Time => Some(TIME_PATTERN),
+        Builtin::Base64 => Some(BASE64_PATTERN),
+        Builtin::String | Builtin::Any => Some(XML_TEXT_PATTERN),
+        _ => None,
+    };
     if !f.enumeration.is_empty() {
         s["enum"] = json!(f.enumeration);
     }
@@ -277,8 +308,15 @@ pub fn simple(st: &SimpleType, dir: Direction) -> Value {
             s["maxLength"] = json!(n);
         }
     }
-    if let [p] = f.patterns.as_slice() {
-        s["pattern"] = json!(p.as_str());
+    // JSON Schema has one `pattern` per schema: a facet's own pattern goes beside it in `allOf`.
+    match (f.patterns.as_slice(), lexical) {
+        ([p], Some(l)) => {
+            s["pattern"] = json!(p.as_str());
+            s["allOf"] = json!([{ "pattern": l }]);
+        }
+        ([p], None) => s["pattern"] = json!(p.as_str()),
+        (_, Some(l)) => s["pattern"] = json!(l),
+        (_, None) => {}
     }
     if let Some(v) = f.min_inclusive.as_deref().and_then(|v| v.parse::<f64>().ok()) {
         s["minimum"] = json!(v);

@@ -102,11 +102,52 @@ impl RouteCache {
 /// part is preceded by its length, so no two different part lists hash the same bytes.
 fn call_digest(input: &Value, route_header: &str) -> Context {
     let mut ctx = Context::new(&SHA256);
-    for bytes in [serde_json::to_vec(input).unwrap_or_default().as_slice(), route_header.as_bytes()] {
+    for bytes in [canonical(input).as_slice(), route_header.as_bytes()] {
         ctx.update(&(bytes.len() as u64).to_le_bytes());
         ctx.update(bytes);
     }
     ctx
+}
+
+/// The input as JSON with every object's keys in sorted order: a client that writes the
+/// same fields in another order asks the same thing (the envelope follows the schema's
+/// order), so a retry is a replay, not "a different payload", and hits the same cache entry.
+fn canonical(input: &Value) -> Vec<u8> {
+    fn write(v: &Value, out: &mut Vec<u8>) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort_unstable();
+                out.push(b'{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let _ = serde_json::to_writer(&mut *out, k);
+                    out.push(b':');
+                    write(&m[k], out);
+                }
+                out.push(b'}');
+            }
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(item, out);
+                }
+                out.push(b']');
+            }
+            // Writing a scalar into a Vec cannot fail.
+            scalar => {
+                let _ = serde_json::to_writer(&mut *out, scalar);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(128);
+    write(input, &mut out);
+    out
 }
 
 /// The hex fingerprint of a call (an `Idempotency-Key`'s payload identity).
@@ -125,6 +166,16 @@ mod tests {
             issuer: "iss".into(),
             expires_at: 0,
         }
+    }
+
+    #[test]
+    fn a_payload_is_the_same_in_any_key_order_and_another_with_another_value() {
+        let a = serde_json::json!({"quantity": 1, "at": {"x": 1, "y": [{"b": 2, "a": 1}]}});
+        let b: Value =
+            serde_json::from_str(r#"{"at": {"y": [{"a": 1, "b": 2}], "x": 1}, "quantity": 1}"#).expect("json");
+        assert_eq!(fingerprint(&a, ""), fingerprint(&b, ""));
+        assert_ne!(fingerprint(&a, ""), fingerprint(&serde_json::json!({"quantity": 2, "at": a["at"]}), ""));
+        assert_ne!(fingerprint(&a, ""), fingerprint(&a, "<H/>"));
     }
 
     #[test]

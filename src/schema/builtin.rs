@@ -185,7 +185,8 @@ fn split_tz(t: &str) -> Option<&str> {
     if bytes.len() > 6 && matches!(bytes[bytes.len() - 6], b'+' | b'-') && bytes[bytes.len() - 3] == b':' {
         let (rest, tz) = t.split_at(t.len() - 6);
         let (h, m) = (tz[1..3].parse::<u8>().ok()?, tz[4..6].parse::<u8>().ok()?);
-        return (h <= 14 && m < 60).then_some(rest);
+        // XSD's range: up to ±14:00 (RFC 3339 would allow ±23:59).
+        return ((h < 14 && m < 60) || (h == 14 && m == 0)).then_some(rest);
     }
     Some(t)
 }
@@ -377,6 +378,10 @@ mod tests {
         assert!(Builtin::DateTime.check("2026-11-25T08:30:00.125Z").is_ok());
         assert!(Builtin::DateTime.check("2026-11-25T08:30:00-05:00").is_ok());
         assert!(Builtin::DateTime.check("2026-11-25 08:30").is_err());
+        assert!(Builtin::DateTime.check("2026-11-25T08:30:00+14:00").is_ok());
+        assert!(Builtin::DateTime.check("2026-11-25T08:30:00-13:59").is_ok());
+        assert!(Builtin::DateTime.check("2026-11-25T08:30:00+14:01").is_err());
+        assert!(Builtin::DateTime.check("2026-11-25T08:30:00+15:00").is_err());
         assert!(Builtin::Time.check("08:30:00").is_ok());
     }
 
