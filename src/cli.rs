@@ -162,7 +162,10 @@ pub async fn run(cli: Cli) -> ExitCode {
                     Err(e) => return report(Err(e)),
                 }
             } else {
-                file
+                match crate::import::command::local_wsdl(&file, &backend, out.as_deref()).await {
+                    Ok(local) => local,
+                    Err(e) => return report(Err(e)),
+                }
             };
             let target = crate::import::command::ImportTarget {
                 backend: &backend,

@@ -296,3 +296,64 @@ fn bad_store_bounds_are_located() {
         assert!(out.lines().any(|l| l.contains(&at) && l.contains(says)), "{needle} at {at}: {out}");
     }
 }
+
+/// The whole sample (sensors too), with `edit` applied to each file's (relative path, text).
+fn full_variant(edit: impl Fn(&str, String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for sub in ["", "routes", "sensors", "wsdl"] {
+        for entry in std::fs::read_dir(sample().join(sub)).expect("sample dir") {
+            let path = entry.expect("entry").path();
+            if path.is_file() {
+                let rel = Path::new(sub).join(path.file_name().expect("name"));
+                let rel = rel.to_str().expect("utf-8");
+                let target = dir.path().join(rel);
+                std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+                std::fs::write(target, edit(rel, std::fs::read_to_string(&path).expect("read"))).expect("write");
+            }
+        }
+    }
+    dir
+}
+
+/// One broken backend is one problem: the routes on it and the sensors naming those routes
+/// are not each reported again.
+#[test]
+fn a_broken_backend_is_one_problem_not_one_per_sensor() {
+    let dir = full_variant(|rel, t| match rel {
+        "gateway.yaml" => t.replace("wsdl: wsdl/sample-erp.wsdl", "wsdl: wsdl/missing.wsdl"),
+        _ => t,
+    });
+    let (ok, out) = check(dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("1 problem in"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "gateway.yaml:{}: backend erp: cannot read",
+            line_of(dir.path(), "gateway.yaml", "missing.wsdl")
+        )),
+        "{out}"
+    );
+    // A sensor naming a route that was never declared is still its own problem.
+    let dir = full_variant(|rel, t| match rel {
+        "sensors/press-line.yaml" => {
+            t.replacen("route: \"POST /sensor-readings/queued\"", "route: \"POST /nowhere\"", 1)
+        }
+        _ => t,
+    });
+    let (ok, out) = check(dir.path());
+    assert!(!ok && out.contains("no route \"POST /nowhere\" is configured"), "{out}");
+}
+
+/// A key indented wrongly is blamed on its own line, with what to change.
+#[test]
+fn a_misindented_key_is_blamed_on_its_own_line() {
+    let dir = variant(|rel, t| match rel {
+        "routes/items.yaml" => t.replacen("    backend: erp", "  backend: erp", 1),
+        _ => t,
+    });
+    let (ok, out) = check(dir.path());
+    assert!(!ok, "{out}");
+    let line = line_of(dir.path(), "routes/items.yaml", "  backend: erp");
+    assert!(out.contains(&format!("routes/items.yaml:{line}: ")), "{out}");
+    assert!(out.contains("`backend:` indented by 2 spaces where the keys it belongs with are indented by 4"), "{out}");
+}

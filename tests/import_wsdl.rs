@@ -362,3 +362,32 @@ fn redirects_stay_on_the_host_unless_allowed() {
     let (ok, text) = import_url(dir.path(), &url, &["--allow-cross-host-redirects"]);
     assert!(ok, "{text}");
 }
+
+/// A local WSDL outside the config directory (here beside it, with an XSD it imports from a
+/// subfolder) is copied with its import into wsdl/<backend>/, and the routes file names it
+/// relative to the config: no absolute path that only exists on the machine that imported.
+#[test]
+fn a_wsdl_outside_the_config_is_copied_in_with_its_imports() {
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(elsewhere.path().join("xsd")).expect("mkdir");
+    std::fs::write(elsewhere.path().join("xsd/extra.xsd"), schema("urn:extra")).expect("write");
+    let wsdl = elsewhere.path().join("ping.wsdl");
+    std::fs::write(&wsdl, ping_wsdl(r#"<xsd:import namespace="urn:extra" schemaLocation="xsd/extra.xsd"/>"#))
+        .expect("write");
+    let dir = empty_config(&[]);
+    let out = dir.path().join("routes/ping.yaml");
+    let (ok, text) =
+        veneer(&["import-wsdl", &wsdl.to_string_lossy(), "--backend", "ping", "--out", &out.to_string_lossy()]);
+    assert!(ok, "{text}");
+    assert!(text.contains("copied") && text.contains("wsdl/ping"), "{text}");
+    let routes = std::fs::read_to_string(&out).expect("written");
+    assert!(routes.contains("wsdl: \"wsdl/ping/ping.wsdl\""), "{routes}");
+    assert!(!routes.contains(&*elsewhere.path().to_string_lossy()), "no path outside the config: {routes}");
+    let copied = std::fs::read_to_string(dir.path().join("wsdl/ping/ping.wsdl")).expect("the WSDL is copied");
+    assert!(copied.contains("schemaLocation=\"extra.xsd\""), "its import names the copy: {copied}");
+    assert!(dir.path().join("wsdl/ping/extra.xsd").is_file());
+    // The config no longer needs the original files.
+    drop(elsewhere);
+    let (ok, text) = veneer(&["check", "--config", &dir.path().to_string_lossy()]);
+    assert!(ok && text.contains("OK (1 route, 1 backend)"), "{text}");
+}

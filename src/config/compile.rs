@@ -83,6 +83,7 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
         }
     }
     let mut routes = Vec::new();
+    let mut refused = BTreeSet::new();
     for (file, parsed) in &route_files {
         for (i, section) in parsed.routes.iter().enumerate() {
             match compile_route::compile(
@@ -95,7 +96,10 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
                 &delivery,
             ) {
                 Ok(route) => routes.push((route, file.at(&["routes", &i.to_string(), "route"], ""))),
-                Err(mut p) => problems.append(&mut p),
+                Err(mut p) => {
+                    refused.extend(compile_sensors::route_name(&section.route));
+                    problems.append(&mut p);
+                }
             }
         }
     }
@@ -132,7 +136,8 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
         problems.append(&mut p);
         RouteTable::default()
     });
-    let sensors = compile_sensors::compile(source, &gateway_file, &raw, &routes, &mut problems);
+    let named = compile_sensors::NamedRoutes { table: &routes, refused };
+    let sensors = compile_sensors::compile(source, &gateway_file, &raw, &named, &mut problems);
     let mqtt = compile_mqtt::compile(source, &gateway_file, &raw, &mut problems);
     if problems.is_empty() {
         Ok(Gateway { server, backends, routes, auth, throttle, delivery, sensors: Arc::new(sensors), mqtt })

@@ -2,7 +2,7 @@
 //! settings against the compiled routes: units parsed and checked for a conversion, ranges,
 //! patterns that may not overlap, templates whose names exist, lookups through GET routes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ pub(crate) fn compile(
     source: &ConfigSource,
     gateway_file: &FileText,
     raw: &GatewayFile,
-    routes: &RouteTable,
+    routes: &NamedRoutes<'_>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Dictionary {
     let mut dict = Dictionary { settings: settings(gateway_file, raw, problems), ..Default::default() };
@@ -111,7 +111,7 @@ fn settings(file: &FileText, raw: &GatewayFile, problems: &mut Vec<ConfigProblem
 fn file_context(
     file: &FileText,
     parsed: &SensorsFile,
-    routes: &RouteTable,
+    routes: &NamedRoutes<'_>,
     problems: &mut Vec<ConfigProblem>,
 ) -> FileContext {
     let mut ctx = FileContext { file: file.path.clone(), ..Default::default() };
@@ -130,12 +130,17 @@ fn file_context(
     }
     for (name, l) in &parsed.lookups {
         let at = |key: &str| file.at(&["lookups", name, key], "");
-        let Some(route) = find_route(routes, &l.route) else {
-            problems.push(ConfigProblem {
-                message: format!("lookup {name}: no route {:?} is configured", l.route),
-                ..at("route")
-            });
-            continue;
+        let route = match routes.find(&l.route) {
+            Ok(route) => route,
+            // Its own problem is reported where the route is declared.
+            Err(Missing::Refused) => continue,
+            Err(Missing::Unknown) => {
+                problems.push(ConfigProblem {
+                    message: format!("lookup {name}: no route {:?} is configured", l.route),
+                    ..at("route")
+                });
+                continue;
+            }
         };
         if !route.idempotent {
             problems.push(file.at(
@@ -185,7 +190,7 @@ fn sensor(
     pattern: Pattern,
     defined_at: String,
     context: &Arc<FileContext>,
-    routes: &RouteTable,
+    routes: &NamedRoutes<'_>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Sensor> {
     let before = problems.len();
@@ -220,10 +225,15 @@ fn sensor(
     if decimals > 12 {
         fail("decimals", format!("decimals {decimals} is more than 12 places; a sensor does not measure that finely"));
     }
-    let route = find_route(routes, &s.route);
-    if route.is_none() {
-        fail("route", format!("no route {:?} is configured; name one of routes/*.yaml as \"POST /path\"", s.route));
-    }
+    let route = match routes.find(&s.route) {
+        Ok(route) => Some(route),
+        // Refused where it is declared (its backend or its mapping): said once, there.
+        Err(Missing::Refused) => return None,
+        Err(Missing::Unknown) => {
+            fail("route", format!("no route {:?} is configured; name one of routes/*.yaml as \"POST /path\"", s.route));
+            None
+        }
+    };
     let body = match Template::compile(&s.body) {
         Ok(t) => {
             for v in t.vars() {
@@ -281,11 +291,41 @@ fn sensor(
     })
 }
 
-/// The route named `"POST /path"` (spacing and method case forgiven).
-fn find_route<'a>(routes: &'a RouteTable, name: &str) -> Option<&'a Arc<Route>> {
-    let mut words = name.split_whitespace();
+/// The routes a sensor file may name: those compiled, and those declared but refused, whose
+/// problem is already reported (one broken backend is one problem, not one per sensor).
+pub(crate) struct NamedRoutes<'a> {
+    /// The compiled routes.
+    pub table: &'a RouteTable,
+    /// `"METHOD /path"` of each route declared in routes/*.yaml that did not compile.
+    pub refused: BTreeSet<String>,
+}
+
+/// Why a named route is not there.
+enum Missing {
+    /// Declared, but refused with its own problem.
+    Refused,
+    /// Not declared at all.
+    Unknown,
+}
+
+impl NamedRoutes<'_> {
+    /// The route named `"POST /path"` (spacing and method case forgiven).
+    fn find(&self, name: &str) -> Result<&Arc<Route>, Missing> {
+        let key = route_name(name).ok_or(Missing::Unknown)?;
+        let (method, path) = key.split_once(' ').ok_or(Missing::Unknown)?;
+        match self.table.iter().find(|r| r.method.as_str() == method && r.path == path) {
+            Some(route) => Ok(route),
+            None if self.refused.contains(&key) => Err(Missing::Refused),
+            None => Err(Missing::Unknown),
+        }
+    }
+}
+
+/// `"post  /path"` as `"POST /path"`.
+pub(crate) fn route_name(text: &str) -> Option<String> {
+    let mut words = text.split_whitespace();
     let (method, path) = (words.next()?.to_ascii_uppercase(), words.next()?);
-    routes.iter().find(|r| r.method.as_str() == method && r.path == path)
+    Some(format!("{method} {path}"))
 }
 
 /// The key path (under `value`) of the first string containing `text`.

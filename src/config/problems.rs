@@ -77,11 +77,50 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(file: &FileText) -> Res
             message: e.to_string(),
         });
     }
-    yaml_serde::from_str(&file.text).map_err(|e| ConfigProblem {
-        file: file.path.clone(),
-        line: e.location().map(|l| l.line()),
-        message: format!("{e}"),
+    yaml_serde::from_str(&file.text).map_err(|e| {
+        let at = e.location().map(|l| (l.line(), l.column()));
+        let message = e.to_string();
+        // A key indented wrongly still parses, as a key of another mapping, and the one it
+        // belonged to then lacks it: point at the key's own line rather than the mapping's.
+        let hint = at.and_then(|(line, column)| misplaced_key(&file.text, &message, line, column));
+        match hint {
+            Some((line, hint)) => {
+                ConfigProblem { file: file.path.clone(), line: Some(line), message: format!("{message}; {hint}") }
+            }
+            None => ConfigProblem { file: file.path.clone(), line: at.map(|(l, _)| l), message },
+        }
     })
+}
+
+/// For "missing field `NAME`" on the mapping whose first key is at (`line`, `column`): the
+/// line within that mapping's extent where `NAME:` is written at another indentation, and
+/// what to change.
+fn misplaced_key(text: &str, message: &str, line: usize, column: usize) -> Option<(usize, String)> {
+    let (_, rest) = message.split_once("missing field `")?;
+    let name = rest.split('`').next()?;
+    let indent = column.checked_sub(1)?;
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, l) in lines.iter().enumerate().skip(line) {
+        let body = l.trim_start();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let own = l.len() - body.len();
+        let is_it = body.strip_prefix(name).is_some_and(|rest| rest.trim_start().starts_with(':'));
+        if is_it && own != indent {
+            return Some((
+                i + 1,
+                format!(
+                    "line {} has `{name}:` indented by {own} spaces where the keys it belongs with are indented by {indent}: align it with them",
+                    i + 1
+                ),
+            ));
+        }
+        if own < indent {
+            break;
+        }
+    }
+    None
 }
 
 /// Compiles fault rules (the list at key path `at`), recording problems against the file.

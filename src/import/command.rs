@@ -21,6 +21,38 @@ pub async fn download_wsdl(
     Ok(main)
 }
 
+/// A local WSDL outside the config directory (`--out`'s parent's parent) is copied with its
+/// imports into `wsdl/<backend>/` there, so the routes file names it relative to the config
+/// and the config works wherever it is deployed; one inside is used where it is.
+pub async fn local_wsdl(
+    file: &std::path::Path,
+    backend: &str,
+    out: Option<&std::path::Path>,
+) -> Result<PathBuf, String> {
+    let Some(config_dir) = out.and_then(|o| o.parent()).and_then(|p| p.parent()) else {
+        return Ok(file.to_path_buf());
+    };
+    let inside = match (std::fs::canonicalize(config_dir), std::fs::canonicalize(file)) {
+        (Ok(dir), Ok(f)) => f.starts_with(dir),
+        // Unreadable: import_wsdl says so with the path as given.
+        _ => return Ok(file.to_path_buf()),
+    };
+    if inside {
+        return Ok(file.to_path_buf());
+    }
+    if backend.is_empty() || !backend.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err("--backend must be letters, digits, '-' or '_'".into());
+    }
+    let dir = config_dir.join("wsdl").join(backend);
+    let main = crate::import::fetch::copy_local(file, &dir, backend).await?;
+    eprintln!(
+        "copied {} and its imports into {} (the config names files inside its directory)",
+        file.display(),
+        dir.display()
+    );
+    Ok(main)
+}
+
 /// What `import-wsdl` imports into: the backend's name, its endpoint and port overrides.
 pub struct ImportTarget<'a> {
     /// The backend's name in the config.
@@ -71,11 +103,12 @@ pub fn import_wsdl(
     }
     // The config references the WSDL relative to the config directory (out's parent's parent).
     let config_dir = out.and_then(|o| o.parent()).and_then(|p| p.parent());
+    // Without --out the config directory is unknown: the path as given, to be adjusted.
     let absolute = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
     let wsdl_path = config_dir
         .and_then(|d| std::fs::canonicalize(d).ok())
         .and_then(|d| absolute.strip_prefix(&d).ok().map(|p| p.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| absolute.to_string_lossy().into_owned());
+        .unwrap_or_else(|| file.to_string_lossy().into_owned());
     let endpoint = endpoint
         .map(str::to_string)
         .or(model.endpoint.clone())

@@ -1,7 +1,8 @@
 //! `veneer import-wsdl URL --allow-url`: downloads a WSDL and every document it imports
 //! (`xsd:import`/`xsd:include`/`xsd:redefine` with a `schemaLocation`, `wsdl:import` with a
 //! `location`) into one folder, rewriting those locations to the local file names. The
-//! config then loads from files, and the gateway never fetches at run time.
+//! config then loads from files, and the gateway never fetches at run time. A local WSDL
+//! outside the config directory is copied the same way.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -65,15 +66,54 @@ async fn download_all(
     name: &str,
     options: &FetchOptions,
 ) -> Result<PathBuf, String> {
+    let mut total = 0usize;
+    let fetch = async |url: &Url| {
+        let budget = Budget { left: options.max_total_bytes.saturating_sub(total), total: options.max_total_bytes };
+        let (bytes, fetched) = get(client, url, budget).await?;
+        total += bytes.len();
+        Ok((bytes, fetched))
+    };
+    save_all(root, dir, name, fetch, |u| matches!(u.scheme(), "http" | "https"), "an http(s) URL").await
+}
+
+/// Copies a WSDL file that lies outside the config directory, with every document it
+/// imports, into `dir`, as a download would be saved: a config that names a file elsewhere
+/// on one machine (or an absolute path) does not work in a container or on a replica.
+pub async fn copy_local(main: &Path, dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let absolute = std::fs::canonicalize(main).map_err(|e| format!("cannot read {}: {e}", main.display()))?;
+    let root = Url::from_file_path(&absolute).map_err(|_| format!("{} is not a file path", absolute.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut total = 0usize;
+    let read = async |url: &Url| {
+        let path = url.to_file_path().map_err(|_| format!("{url} is not a local file"))?;
+        let bytes =
+            crate::schema::imports::read_file(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        total += bytes.len();
+        if total > FetchOptions::default().max_total_bytes {
+            return Err(format!("{}: the WSDL and its imports are larger than a download may be", main.display()));
+        }
+        Ok((bytes, url.clone()))
+    };
+    save_all(root, dir, name, read, |u| u.scheme() == "file", "a local file").await
+}
+
+/// Saves `root` and everything it imports into `dir`, reading each document with `fetch`
+/// (which returns its bytes and where they really came from), rewriting import locations to
+/// the saved file names; every location must resolve to a URL `allowed` accepts.
+async fn save_all(
+    root: Url,
+    dir: &Path,
+    name: &str,
+    mut fetch: impl AsyncFnMut(&Url) -> Result<(Vec<u8>, Url), String>,
+    allowed: fn(&Url) -> bool,
+    kind: &str,
+) -> Result<PathBuf, String> {
     let mut files: HashMap<Url, String> = HashMap::new();
     let main = format!("{name}.wsdl");
     files.insert(root.clone(), main.clone());
     let mut queue = VecDeque::from([root]);
-    let mut total = 0usize;
     while let Some(url) = queue.pop_front() {
-        let budget = Budget { left: options.max_total_bytes.saturating_sub(total), total: options.max_total_bytes };
-        let (bytes, fetched) = get(client, &url, budget).await?;
-        total += bytes.len();
+        let (bytes, fetched) = fetch(&url).await?;
         let doc = dom::parse(&bytes).map_err(|e| format!("{url}: not XML ({e})"))?;
         let mut locations = Vec::new();
         collect_locations(&doc, &mut locations);
@@ -81,8 +121,8 @@ async fn download_all(
         for location in locations {
             // Relative locations resolve against where the document really came from.
             let target = fetched.join(&location).map_err(|e| format!("{url}: location {location:?}: {e}"))?;
-            if !matches!(target.scheme(), "http" | "https") {
-                return Err(format!("{url}: location {location:?} is not an http(s) URL"));
+            if !allowed(&target) {
+                return Err(format!("{url}: location {location:?} is not {kind}"));
             }
             let local = match files.get(&target) {
                 Some(local) => local.clone(),
@@ -100,15 +140,15 @@ async fn download_all(
         }
         let written = rewrite(&bytes, &renames);
         // The saved file is read later by `check` and `serve`, which resolve its locations on
-        // the local disk: every one must now name a downloaded file, whatever way of writing
-        // it slipped past the rewrite.
+        // the local disk: every one must now name a saved file, whatever way of writing it
+        // slipped past the rewrite.
         let locals: HashSet<&String> = renames.values().collect();
         let reread = dom::parse(&written).map_err(|e| format!("{url}: not XML after rewriting ({e})"))?;
         let mut left = Vec::new();
         collect_locations(&reread, &mut left);
         if let Some(l) = left.iter().find(|l| !locals.contains(l)) {
             return Err(format!(
-                "{url}: the import location {l:?} could not be rewritten to its downloaded file; the document is not saved, since the location would be read from the local disk"
+                "{url}: the import location {l:?} could not be rewritten to its saved file; the document is not saved, since the location would be read from the local disk"
             ));
         }
         let local = files.get(&url).cloned().unwrap_or_else(|| local_name(&url, files.values()));
