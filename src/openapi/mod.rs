@@ -32,14 +32,19 @@ pub fn document(gw: &Gateway) -> Value {
     let mut paths = Map::new();
     let mut components = Map::new();
     let mut used_ids = std::collections::HashSet::new();
+    // One builder per backend: its component names stay unique across that backend's routes.
+    let mut builders: std::collections::BTreeMap<&str, Schemas<'_>> = std::collections::BTreeMap::new();
     for route in gw.routes.iter() {
-        let mut schemas = Schemas::new(&route.backend.model.schema, &format!("{}.", route.backend.name()));
-        let op = operation(gw, route, &mut schemas, &mut used_ids);
-        for (name, s) in std::mem::take(&mut schemas.components) {
-            components.insert(name, s);
-        }
+        let backend = route.backend.name();
+        let schemas = builders
+            .entry(backend)
+            .or_insert_with(|| Schemas::new(&route.backend.model.schema, &format!("{backend}.")));
+        let op = operation(gw, route, schemas, &mut used_ids);
         let path = paths.entry(route.path.clone()).or_insert_with(|| json!({}));
         path[route.method.as_str().to_ascii_lowercase()] = op;
+    }
+    for schemas in builders.into_values() {
+        components.extend(schemas.components);
     }
     if let Some(item) = telemetry::path_item(&gw.sensors, security_scheme(gw).map(|(name, _)| name)) {
         paths.insert("/telemetry".into(), item);

@@ -27,19 +27,21 @@ pub struct Schemas<'a> {
     prefix: String,
     /// Component name → schema.
     pub components: BTreeMap<String, Value>,
+    /// Component name → the type it describes, so two types never share a name.
+    owners: BTreeMap<String, (TypeId, Direction)>,
 }
 
 impl<'a> Schemas<'a> {
     /// A builder for one backend's types; `prefix` keeps component names unique per backend.
     pub fn new(set: &'a SchemaSet, prefix: &str) -> Self {
-        Schemas { set, prefix: prefix.to_string(), components: BTreeMap::new() }
+        Schemas { set, prefix: prefix.to_string(), components: BTreeMap::new(), owners: BTreeMap::new() }
     }
 
     /// The schema of one occurrence of `el` (arrays handled by [`Self::element`]).
     fn single(&mut self, el: &Element, dir: Direction) -> Value {
         let mut s = match &el.ty {
             TypeRef::Simple(st) => simple(st, dir),
-            TypeRef::Complex(id) => self.complex_ref(*id, dir),
+            TypeRef::Complex(id) => self.complex_ref(*id, &el.name, dir),
         };
         if el.nillable {
             s = nullable(s);
@@ -130,22 +132,27 @@ impl<'a> Schemas<'a> {
         s
     }
 
-    fn complex_ref(&mut self, id: TypeId, dir: Direction) -> Value {
+    /// A `$ref` to the type's component; an anonymous type is named after the element that
+    /// holds it (`erp.PostSensorReadingInput`), with its id only where that name is taken.
+    fn complex_ref(&mut self, id: TypeId, element: &str, dir: Direction) -> Value {
         let ct = self.set.complex(id);
         if let Some(item) = &ct.array_item {
             // A SOAP-encoded array is a plain JSON array.
             return json!({ "type": "array", "items": self.single(item, dir) });
         }
-        let base =
-            ct.name.as_deref().and_then(|n| n.rsplit('}').next()).filter(|n| !n.is_empty()).unwrap_or("Anonymous");
+        let base = ct
+            .name
+            .as_deref()
+            .and_then(|n| n.rsplit('}').next())
+            .or(Some(element))
+            .filter(|n| !n.is_empty())
+            .unwrap_or("Anonymous");
         let suffix = if dir == Direction::Request { "Input" } else { "" };
-        let name = format!(
-            "{}{}{}{}",
-            self.prefix,
-            sanitize(base),
-            suffix,
-            if ct.name.is_none() { format!("{id}") } else { String::new() }
-        );
+        let mut name = format!("{}{}{}", self.prefix, sanitize(base), suffix);
+        if self.owners.get(&name).is_some_and(|owner| *owner != (id, dir)) {
+            name = format!("{name}{id}");
+        }
+        self.owners.insert(name.clone(), (id, dir));
         if !self.components.contains_key(&name) {
             // Reserve the name first: a recursive reference finds it and stops.
             self.components.insert(name.clone(), json!({}));
@@ -325,4 +332,38 @@ pub fn simple(st: &SimpleType, dir: Direction) -> Value {
         s["maximum"] = json!(v);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::ComplexType;
+
+    fn holder(name: &str, id: TypeId) -> Element {
+        Element {
+            name: name.into(),
+            json_name: name.into(),
+            namespace: None,
+            ty: TypeRef::Complex(id),
+            min_occurs: 1,
+            max_occurs: Some(1),
+            nillable: false,
+            doc: None,
+        }
+    }
+
+    #[test]
+    fn anonymous_types_are_named_after_their_element_and_never_share_a_name() {
+        let set = SchemaSet { types: vec![ComplexType::default(), ComplexType::default()], any_as_xml: false };
+        let mut schemas = Schemas::new(&set, "erp.");
+        let first = schemas.element(&holder("Item", 0), Direction::Request);
+        let again = schemas.element(&holder("Item", 0), Direction::Request);
+        let other = schemas.element(&holder("Item", 1), Direction::Request);
+        let answer = schemas.element(&holder("Item", 0), Direction::Response);
+        assert_eq!(first["$ref"], "#/components/schemas/erp.ItemInput");
+        assert_eq!(again, first, "one type, one name");
+        assert_eq!(other["$ref"], "#/components/schemas/erp.ItemInput1", "another type under the same element name");
+        assert_eq!(answer["$ref"], "#/components/schemas/erp.Item");
+        assert_eq!(schemas.components.len(), 3);
+    }
 }
