@@ -1,6 +1,6 @@
 //! CORS through real HTTP, as a browser dashboard meets it: preflights from an allowed and a
 //! refused origin, a route with its own policy, a built-in endpoint, and what a real request
-//! carries back.
+//! carries back; and a dashboard page in a real browser.
 
 mod common;
 
@@ -107,4 +107,34 @@ fn a_bad_origin_is_a_config_error_on_its_line() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(text.contains("gateway.yaml:2:") && text.contains("scheme://host"), "{text}");
+}
+
+/// In a real browser (headless Chromium through playwright-core): a dashboard page from the
+/// allowed origin reads the answer and an exposed header; one from another origin cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_dashboard_calls_from_the_allowed_origin_only() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core").exists(),
+        "run scripts/test.sh (it runs `npm ci` in tests/browser)"
+    );
+    let erp = veneer::dev::start().await.expect("the sample ERP");
+    let yaml = format!(
+        "server:\n  cors: {{ origins: [\"http://dash.example\"] }}\nbackends:\n  erp: {{ url: \"{}\", wsdl: wsdl/sample-erp.wsdl }}\n",
+        erp.url
+    );
+    let dir = common::config_dir(&yaml, &["items.yaml"], true);
+    let gw = common::with_config(dir.path()).await;
+    let base = gw.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(root.join("tests/browser/cors.mjs"))
+            .arg(base.trim_end_matches('/'))
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("node runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("CORS OK"), "{text}");
 }
