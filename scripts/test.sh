@@ -7,7 +7,7 @@
 #   - redis-server (Debian), for limits shared across replicas;
 #   - mosquitto and mosquitto-clients (Debian), an MQTT broker and its publisher;
 #   - openapi-spec-validator and schemathesis (Python), the OpenAPI contract checks;
-#   - chromium (Debian) and playwright-core (npm), the docs-page browser test.
+#   - chromium (Debian) and playwright-core (npm), the docs-page and CORS browser tests.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh --test spyne_backend).
 set -euo pipefail
 cd "$(dirname "$0")/.."
