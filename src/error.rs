@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use crate::translate::FieldError;
 use crate::translate::fault::Fault;
 
 /// Most input problems listed in one 422 answer; the detail says how many more there are.
@@ -17,29 +18,6 @@ pub const MAX_LISTED_ERRORS: usize = 100;
 
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// One problem with one input value; several are reported at once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    /// JSON pointer (RFC 6901) into the request body, when the value came from it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pointer: Option<String>,
-    /// `path`, `query` or `header` when the value came from a parameter.
-    #[serde(rename = "in", skip_serializing_if = "Option::is_none")]
-    pub location: Option<&'static str>,
-    /// The parameter's name, with `in`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parameter: Option<String>,
-    /// What is wrong and what is expected.
-    pub detail: String,
-}
-
-impl FieldError {
-    /// An error about the value at a JSON pointer of the SOAP input being built.
-    pub fn at(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
-        FieldError { pointer: Some(pointer.into()), location: None, parameter: None, detail: detail.into() }
-    }
-}
 
 /// Everything that can go wrong while serving a request.
 #[derive(Debug, thiserror::Error)]
@@ -130,12 +108,12 @@ pub enum GatewayError {
     },
     /// No valid bearer token.
     #[error("{0}")]
-    Unauthorized(#[from] crate::auth::verify::AuthError),
+    Unauthorized(#[from] AuthError),
     /// A valid token without the scopes the route needs.
     #[error("the token lacks the scope(s) {}", .0.join(" "))]
     Forbidden(Vec<String>),
     /// A rate limit or quota refused the request.
-    #[error("rate limit exceeded; retry after {} s", crate::throttle::local::ceil_secs(*.0))]
+    #[error("rate limit exceeded; retry after {} s", ceil_secs(*.0))]
     RateLimited(std::time::Duration),
     /// The shared limiter (Redis) is unreachable and the policy is to refuse.
     #[error("the shared rate limiter is unavailable")]
@@ -266,9 +244,7 @@ impl GatewayError {
             GatewayError::CorsRefused(_) => StatusCode::FORBIDDEN,
             GatewayError::IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
             GatewayError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            GatewayError::Unauthorized(crate::auth::verify::AuthError::Unavailable(_)) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GatewayError::Unauthorized(AuthError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -369,9 +345,7 @@ impl GatewayError {
             GatewayError::IdempotencyKeyRequired => ("idempotency-key-required", "Idempotency-Key required"),
             GatewayError::IdempotencyInFlight => ("idempotency-key-in-flight", "Request in progress"),
             GatewayError::IdempotencyMismatch => ("idempotency-key-reused", "Idempotency-Key reused"),
-            GatewayError::Unauthorized(crate::auth::verify::AuthError::Unavailable(_)) => {
-                ("auth-unavailable", "Token check unavailable")
-            }
+            GatewayError::Unauthorized(AuthError::Unavailable(_)) => ("auth-unavailable", "Token check unavailable"),
             GatewayError::Unauthorized(_) => ("unauthorized", "Authentication required"),
             GatewayError::Forbidden(_) => ("forbidden", "Insufficient scope"),
             GatewayError::Internal(_) => {
@@ -391,10 +365,8 @@ impl GatewayError {
     fn challenge(&self) -> Option<HeaderValue> {
         let quote = |s: &str| s.replace(['"', '\\'], "'");
         let value = match self {
-            GatewayError::Unauthorized(crate::auth::verify::AuthError::Missing) => {
-                "Bearer realm=\"veneer\"".to_string()
-            }
-            GatewayError::Unauthorized(crate::auth::verify::AuthError::Unavailable(_)) => return None,
+            GatewayError::Unauthorized(AuthError::Missing) => "Bearer realm=\"veneer\"".to_string(),
+            GatewayError::Unauthorized(AuthError::Unavailable(_)) => return None,
             GatewayError::Unauthorized(e) => {
                 format!(
                     "Bearer realm=\"veneer\", error=\"invalid_token\", error_description=\"{}\"",
@@ -458,15 +430,13 @@ impl GatewayError {
         let retry_after = match self {
             GatewayError::RateLimited(d)
             | GatewayError::Overloaded { retry_after: d, .. }
-            | GatewayError::BackendLogin { retry_after: Some(d), .. } => {
-                Some(crate::throttle::local::ceil_secs(*d).max(1))
-            }
+            | GatewayError::BackendLogin { retry_after: Some(d), .. } => Some(ceil_secs(*d).max(1)),
             // A full queue drains at the ERP's pace: a second would only be tried again.
             GatewayError::QueueFull(_) | GatewayError::QueueNotDurable => Some(30),
             GatewayError::LimiterUnavailable
             | GatewayError::StoreUnavailable
             | GatewayError::IdempotencyInFlight
-            | GatewayError::Unauthorized(crate::auth::verify::AuthError::Unavailable(_)) => Some(1),
+            | GatewayError::Unauthorized(AuthError::Unavailable(_)) => Some(1),
             _ => None,
         };
         if let Some(secs) = retry_after {
@@ -483,4 +453,39 @@ impl GatewayError {
         }
         res
     }
+}
+
+/// Why a request is not authenticated; the text goes into `error_description`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization` header (RFC 6750 §3.1: no error code in the challenge).
+    #[error("the request carries no bearer token")]
+    Missing,
+    /// Anything wrong with the token.
+    #[error("{detail}")]
+    Invalid {
+        /// A bounded label for metrics (`expired`, `audience`, `signature`, …).
+        reason: &'static str,
+        /// What is wrong, for `error_description`.
+        detail: String,
+    },
+    /// The token could not be checked right now (introspection busy or unreachable): 503.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl AuthError {
+    /// A bounded reason for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Unavailable(_) => "unavailable",
+            AuthError::Invalid { reason, .. } => reason,
+        }
+    }
+}
+
+/// Seconds, rounded up, for `Retry-After`.
+pub fn ceil_secs(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }

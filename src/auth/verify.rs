@@ -31,35 +31,7 @@ pub struct Principal {
     pub expires_at: u64,
 }
 
-/// Why a request is not authenticated; the text goes into `error_description`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    /// No `Authorization` header (RFC 6750 §3.1: no error code in the challenge).
-    #[error("the request carries no bearer token")]
-    Missing,
-    /// Anything wrong with the token.
-    #[error("{detail}")]
-    Invalid {
-        /// A bounded label for metrics (`expired`, `audience`, `signature`, …).
-        reason: &'static str,
-        /// What is wrong, for `error_description`.
-        detail: String,
-    },
-    /// The token could not be checked right now (introspection busy or unreachable): 503.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl AuthError {
-    /// A bounded reason for metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            AuthError::Missing => "missing",
-            AuthError::Unavailable(_) => "unavailable",
-            AuthError::Invalid { reason, .. } => reason,
-        }
-    }
-}
+pub use crate::error::AuthError;
 
 /// An invalid token: `reason` is the metrics label, `msg` the description.
 pub(crate) fn invalid(reason: &'static str, msg: impl Into<String>) -> AuthError {

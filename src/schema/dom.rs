@@ -9,7 +9,7 @@ use std::rc::Rc;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::NsReader;
 
-use crate::translate::xmltext;
+use super::xmltext;
 
 /// An element with its resolved name, attributes, children and direct text.
 #[derive(Debug)]

@@ -10,6 +10,7 @@ pub mod imports;
 pub mod naming;
 pub mod ns;
 pub mod wsdl;
+pub mod xmltext;
 pub mod xsd_regex;
 
 use std::sync::Arc;

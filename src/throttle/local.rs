@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use governor::clock::{Clock, ReasonablyRealtime};
 use governor::middleware::StateInformationMiddleware;
@@ -108,14 +107,12 @@ impl Registry {
     }
 }
 
-/// Seconds, rounded up, for `Retry-After`.
-pub fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
+pub use crate::error::ceil_secs;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn allowed(d: Decision) -> Option<u32> {
         match d {

@@ -6,9 +6,9 @@
 
 use serde_json::{Map, Value};
 
+use super::FieldError;
 use super::xmltext::{check_fragment, escape_into, is_xml_char};
 use super::{XSI, pointer_push};
-use crate::error::FieldError;
 use crate::schema::builtin::{Builtin, JsonKind, plain_decimal};
 use crate::schema::ns::SOAP_ENC;
 use crate::schema::{
