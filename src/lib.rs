@@ -5,8 +5,10 @@
 //! - [`config`]: YAML files → validated, compiled, immutable [`config::Gateway`] snapshot.
 //! - [`schema`]: the operation model (element trees, XSD types) read from a WSDL.
 //! - [`translate`]: the pure core, JSON ⇄ SOAP. No IO, no panics on any input.
-//! - [`pipeline`]: one request through a compiled route: collect inputs → encode →
-//!   [`backend`] call → decode → JSON or problem.
+//! - [`route`]: compiled routes, their inputs, cache and delivery settings, and the
+//!   exchange with the ERP (encode → [`backend`] call → decode) that every way in uses.
+//! - [`pipeline`]: one HTTP request through a compiled route: authenticate → throttle →
+//!   `Idempotency-Key` → exchange, queue or cache → JSON or problem.
 //! - [`auth`]: OAuth2: the built-in issuer, bearer checks, external issuers, introspection.
 //! - [`throttle`]: rate limits and quotas per client and route (local, or shared in Redis).
 //! - [`backend`]: pooled HTTP clients for the SOAP services, and their protections.
@@ -36,6 +38,7 @@ pub mod import;
 pub mod ingest;
 pub mod openapi;
 pub mod pipeline;
+pub mod route;
 pub mod schema;
 pub mod server;
 pub mod state;

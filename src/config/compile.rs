@@ -16,7 +16,7 @@ use super::{
 use crate::backend::credentials::{UpstreamOAuth, WsSecurity};
 use crate::backend::{Backend, BackendSettings, BackendTls, BasicAuth, Credentials, DEFAULT_MAX_RESPONSE};
 use crate::delivery::DeliverySettings;
-use crate::pipeline::route::RouteTable;
+use crate::route::RouteTable;
 use crate::schema::SoapVersion;
 use crate::schema::wsdl::{self, ReadOptions};
 use crate::state::Retained;
@@ -132,8 +132,8 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
             "server.metrics_scope needs an auth: section to check tokens with; add auth: or remove metrics_scope",
         ));
     }
-    let routes = RouteTable::build(routes).unwrap_or_else(|mut p| {
-        problems.append(&mut p);
+    let routes = RouteTable::build(routes).unwrap_or_else(|refused| {
+        problems.extend(refused.into_iter().map(|(at, message)| ConfigProblem { message, ..at }));
         RouteTable::default()
     });
     let named = compile_sensors::NamedRoutes { table: &routes, refused };
@@ -525,13 +525,13 @@ fn credentials(source: &ConfigSource, a: &AuthSection, fail: &mut dyn FnMut(&str
 }
 
 /// A `cors:` section, compiled.
-pub(super) fn cors(c: &super::raw::CorsSection) -> Result<Arc<crate::pipeline::cors::CorsPolicy>, String> {
+pub(super) fn cors(c: &super::raw::CorsSection) -> Result<Arc<crate::route::cors::CorsPolicy>, String> {
     let max_age = match c.max_age.as_deref().map(units::duration) {
         None => Duration::from_secs(600),
         Some(Ok(d)) => d,
         Some(Err(m)) => return Err(format!("max_age: {m}")),
     };
-    crate::pipeline::cors::CorsPolicy::new(
+    crate::route::cors::CorsPolicy::new(
         &c.origins,
         c.methods.as_deref(),
         c.headers.as_deref(),

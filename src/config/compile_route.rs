@@ -15,8 +15,8 @@ use super::units;
 use super::{ConfigProblem, compile_limits};
 use crate::backend::Backend;
 use crate::delivery::{DeliverySettings, Queued};
-use crate::pipeline::cache::RouteCache;
-use crate::pipeline::route::{Route, Source};
+use crate::route::cache::RouteCache;
+use crate::route::{Route, Source};
 use crate::schema::{Element, SchemaSet, TypeRef};
 use crate::throttle::Throttle;
 

@@ -19,7 +19,7 @@ use crate::ingest::pattern::Pattern;
 use crate::ingest::template::{Template, Var};
 use crate::ingest::topic::TopicTemplate;
 use crate::ingest::units::Conversion;
-use crate::pipeline::route::{Route, RouteTable};
+use crate::route::{Route, RouteTable};
 
 /// Compiles every sensor file; problems go to `problems`.
 pub(crate) fn compile(

@@ -12,12 +12,12 @@ use serde_json::{Map, Value};
 use super::problems::{self, AtLeast, http_url};
 use super::raw_session::{LoginSection, NetSuiteTbaSection, SessionSection};
 use super::{ConfigProblem, ConfigSource, secret};
+use crate::backend::faults::FaultRule;
 use crate::backend::netsuite::{TokenParts, TokenPassport};
 use crate::backend::session::template::{Template, ValueTemplate};
 use crate::backend::session::{
     DEFAULT_EXPIRED_CODE, DEFAULT_EXPIRED_REASON, Endpoints, HeaderSpec, SessionCall, SessionSpec,
 };
-use crate::pipeline::faults::FaultRule;
 use crate::schema::{Element, SIMPLE_CONTENT_KEY, SchemaSet, ServiceModel, TypeRef};
 use crate::translate::encode;
 

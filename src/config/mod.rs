@@ -34,7 +34,7 @@ pub use source::ConfigSource;
 
 use crate::auth::Auth;
 use crate::backend::Backend;
-use crate::pipeline::route::RouteTable;
+use crate::route::RouteTable;
 use crate::throttle::Throttle;
 
 /// One problem in the config, located as precisely as possible.
@@ -95,7 +95,7 @@ pub struct ServerSettings {
     /// The config means to run without `auth:` (a reload may then drop it).
     pub allow_anonymous: bool,
     /// `server.cors`: CORS on every endpoint without a route policy of its own.
-    pub cors: Option<Arc<crate::pipeline::cors::CorsPolicy>>,
+    pub cors: Option<Arc<crate::route::cors::CorsPolicy>>,
 }
 
 impl ServerSettings {

@@ -14,7 +14,7 @@ use super::marks::Marks;
 use super::raw::FaultRuleSection;
 use super::units;
 use super::{ConfigProblem, ConfigSource};
-use crate::pipeline::faults::FaultRule;
+use crate::backend::faults::FaultRule;
 use crate::state::Retained;
 
 /// Adjustments made by the caller rather than the files (dev mode points backends at the

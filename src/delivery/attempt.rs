@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{DeliverySettings, Item, Queued, State};
 use crate::config::Gateway;
 use crate::error::GatewayError;
-use crate::pipeline::route::Route;
+use crate::route::Route;
 use crate::translate::encode;
 
 /// One attempt at an item against the current snapshot: its route (an item whose route
@@ -90,7 +90,7 @@ pub(crate) async fn call(route: &Route, item: &Item) -> Outcome {
     let forward = http::HeaderValue::from_str(&item.request_id)
         .map(|v| vec![(crate::backend::REQUEST_ID, v)])
         .unwrap_or_default();
-    match crate::pipeline::handler::fetch(route, envelope, forward).await {
+    match crate::route::exchange::fetch(route, envelope, forward).await {
         Ok(answer) => Outcome::Delivered(serde_json::from_slice(&answer.body).unwrap_or(Value::Null), false),
         Err(GatewayError::Fault { fault, status, backend }) => {
             if super::is_duplicate(&route.duplicate_faults, &fault) {

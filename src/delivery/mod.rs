@@ -12,6 +12,7 @@ mod attempt;
 pub mod fleet;
 pub mod idempotency;
 pub mod store;
+pub mod submit;
 mod worker;
 
 use std::path::PathBuf;
@@ -23,11 +24,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use self::store::{Store, Write};
+use crate::backend::faults::FaultRule;
 use crate::config::Gateway;
 use crate::error::GatewayError;
-use crate::pipeline::faults::FaultRule;
-use crate::pipeline::route::Source;
 
+/// A route's delivery settings and its ERP key live with the route (`crate::route::queued`).
+pub use crate::route::queued::{Queued, erp_key};
 pub use worker::Runtime;
 
 /// `delivery:` in gateway.yaml, compiled.
@@ -79,19 +81,6 @@ impl Default for DeliverySettings {
             fleet: None,
         }
     }
-}
-
-/// A route's queued-delivery settings.
-#[derive(Debug, Clone)]
-pub struct Queued {
-    /// Deliver in arrival order (per partition).
-    pub ordered: bool,
-    /// What partitions an ordered route (e.g. `{body.machineId}`); one order per route without it.
-    pub partition: Option<Source>,
-    /// Retry until this age, then dead letter.
-    pub max_age: Duration,
-    /// Or until this many attempts.
-    pub max_attempts: Option<u32>,
 }
 
 /// Where an item is.
@@ -175,6 +164,33 @@ pub struct Item {
 }
 
 impl Item {
+    /// A new item with a fresh id, queued now, with nothing attempted: the one constructor
+    /// for every way an item is made (a route's call, a refused MQTT message kept as a dead
+    /// letter); the maker sets what differs.
+    pub fn new(route: String, backend: String, client: String, input: Value) -> Item {
+        let now = now_ms();
+        Item {
+            id: new_id(),
+            route,
+            backend,
+            client,
+            key: String::new(),
+            partition: None,
+            input,
+            route_header: String::new(),
+            request_id: String::new(),
+            state: State::Queued,
+            attempts: 0,
+            created_ms: now,
+            updated_ms: now,
+            next_ms: now,
+            last_error: None,
+            result: None,
+            duplicate: false,
+            retried_ms: None,
+        }
+    }
+
     /// The status document `GET /deliveries/{id}` answers.
     pub fn view(&self) -> Value {
         let mut v = serde_json::json!({
@@ -227,29 +243,6 @@ fn iso(ms: u64) -> String {
 pub fn created_ms(id: &str) -> Option<u64> {
     let (secs, nanos) = uuid::Uuid::parse_str(id).ok()?.get_timestamp()?.to_unix();
     Some(secs * 1000 + u64::from(nanos) / 1_000_000)
-}
-
-/// `{delivery.key}` for a caller's own key: the first 80 bits of SHA-256 over the caller
-/// (the throttle's key: client id, or issuer and subject), the route and the key, as 20
-/// upper-case hex digits. ERPs keep one document-number space for every caller, so the raw
-/// key would let client A's `order-1001` be refused as a duplicate of client B's; the
-/// digest is stable across the caller's retries (so a duplicate fault still means "already
-/// booked"), fits the shortest external-number fields ERPs have (Code20 in Dynamics NAV,
-/// whose Code type upper-cases: the digest already is) and two of a billion documents
-/// share one with a chance below one in a million.
-pub fn erp_key(caller: &str, route: &str, key: &str) -> String {
-    let mut d = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for part in [caller, route, key] {
-        d.update(&(part.len() as u64).to_be_bytes());
-        d.update(part.as_bytes());
-    }
-    // Runs for every keyed request: hex digits written directly, not formatted one by one.
-    let mut key = String::with_capacity(20);
-    for b in &d.finish().as_ref()[..10] {
-        key.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
-        key.push(char::from(b"0123456789ABCDEF"[usize::from(b & 0xf)]));
-    }
-    key
 }
 
 /// A new delivery id.

@@ -15,7 +15,7 @@ use super::pattern::Pattern;
 use super::template::Template;
 use super::topic::TopicTemplate;
 use super::units::Conversion;
-use crate::pipeline::route::Route;
+use crate::route::Route;
 
 /// Everything the gateway knows about sensors.
 #[derive(Debug, Default)]

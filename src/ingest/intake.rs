@@ -16,9 +16,10 @@ use super::dictionary::{Group, Lookup};
 use super::reading::Reading;
 use super::template::{Values, Var};
 use crate::delivery::Services;
+use crate::delivery::submit::{self, Submitted};
 use crate::error::GatewayError;
-use crate::pipeline::handler::{self, Submitted};
-use crate::pipeline::route::Route;
+use crate::route::Route;
+use crate::route::exchange;
 
 /// After a failed lookup, the ERP is asked again for that key after this long at the
 /// earliest (a stale value, or none, stands in meanwhile).
@@ -226,7 +227,7 @@ impl Intake {
         if let Some(answer) = entry.as_ref().and_then(|e| e.cached(now, l.ttl, l.max_stale)) {
             return answer;
         }
-        match handler::read(&l.route, &params).await {
+        match exchange::read(&l.route, &params).await {
             Ok(answer) => {
                 let value = if l.pick.is_empty() { Some(answer) } else { answer.pointer(&l.pick).cloned() };
                 let value = value.filter(|v| !v.is_null());
@@ -288,7 +289,7 @@ fn group_key<'a>(keys: impl Iterator<Item = &'a str>) -> String {
 
 /// One call through the route.
 async fn send(services: Option<&Services>, who: &Submitter, route: &Arc<Route>, body: Value, key: &str) -> Outcome {
-    match handler::submit(services, route, body, key, &who.client, &who.request_id).await {
+    match submit::submit(services, route, body, key, &who.client, &who.request_id).await {
         Ok(Submitted::Queued(id)) => Outcome::Queued(id),
         Ok(Submitted::Answered(status)) => Outcome::Delivered(status.as_u16()),
         Err(e) => failed(&e),

@@ -59,7 +59,7 @@ mod run {
 
     use super::MqttSettings;
     use crate::config::Gateway;
-    use crate::delivery::{self, Item, Services, State};
+    use crate::delivery::{Item, Services, State};
     use crate::ingest::intake::{Intake, Outcome, Submitter};
     use crate::ingest::reading::{self, Context, Rejected};
     use crate::telemetry;
@@ -394,36 +394,21 @@ mod run {
             // No store: nothing to keep it in; the log line above is the record.
             return true;
         };
-        let now = delivery::now_ms();
         // The message, so a refused reading can be recovered from its dead letter; one
         // larger than `delivery.max_dead_input` is cut there (its size is kept).
         let keep = usize::try_from(max_input).unwrap_or(usize::MAX);
         let shown = &publish.payload[..publish.payload.len().min(keep)];
+        let input = json!({
+            "topic": publish.topic,
+            "payload": String::from_utf8_lossy(shown),
+            "bytes": publish.payload.len(),
+            "truncated": shown.len() < publish.payload.len(),
+            "client_id": settings.client_id,
+        });
         let item = Item {
-            id: delivery::new_id(),
-            route: format!("MQTT {}", publish.topic),
-            backend: "mqtt".into(),
-            client: who.client.clone(),
-            key: String::new(),
-            partition: None,
-            input: json!({
-                "topic": publish.topic,
-                "payload": String::from_utf8_lossy(shown),
-                "bytes": publish.payload.len(),
-                "truncated": shown.len() < publish.payload.len(),
-                "client_id": settings.client_id,
-            }),
-            route_header: String::new(),
-            request_id: String::new(),
             state: State::Dead,
-            attempts: 0,
-            created_ms: now,
-            updated_ms: now,
-            next_ms: now,
             last_error: Some(json!({ "title": "Invalid readings", "readings": reasons })),
-            result: None,
-            duplicate: false,
-            retried_ms: None,
+            ..Item::new(format!("MQTT {}", publish.topic), "mqtt".into(), who.client.clone(), input)
         };
         queue.bury(item).await.is_ok()
     }

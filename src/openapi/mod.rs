@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use self::schema::{Direction, Schemas};
 use crate::config::Gateway;
-use crate::pipeline::route::{Route, Source};
+use crate::route::{Route, Source};
 use crate::schema::{Element, TypeRef};
 
 /// Status codes every route may answer, with when.

@@ -11,7 +11,7 @@ use crate::ingest::dictionary::{Dictionary, Sensor};
 use crate::ingest::template::{Template, Var};
 use crate::ingest::units::Conversion;
 use crate::openapi::schema::XML_TEXT_PATTERN;
-use crate::pipeline::route::Source;
+use crate::route::Source;
 use crate::schema::TypeRef;
 
 /// The path item, or `None` when the dictionary is empty (then the endpoint is not served).

@@ -13,21 +13,19 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::cache::{self, Cached};
-use super::faults;
-use super::inputs::{self, RequestValues};
-use super::route::{Matched, Route};
 use crate::auth::Principal;
 use crate::backend::{self, REQUEST_ID};
 use crate::config::Gateway;
 use crate::delivery::idempotency::{self, Claim};
+use crate::delivery::submit::{Origin, item_for};
 use crate::delivery::{self, Services};
 use crate::error::{FieldError, GatewayError};
+use crate::route::cache;
+use crate::route::exchange::{Call, encode_call, fetch, partition};
+use crate::route::inputs::RequestValues;
+use crate::route::{Matched, Route};
 use crate::telemetry;
 use crate::throttle::{Caller, Outcome};
-use crate::translate::decode::{self, DecodeError, Decoded};
-use crate::translate::encode;
-use crate::translate::fault::FaultDetail;
 
 /// Serves one request against a snapshot; every failure becomes a problem response.
 /// `services` holds the delivery queue and the idempotency keys (absent in tests that use
@@ -248,40 +246,6 @@ fn idempotency_key(route: &Route, headers: &HeaderMap) -> Result<Option<String>,
     Ok(Some(key.to_string()))
 }
 
-/// What the ERP will be asked: the input, the route's SOAP header values, the envelope.
-struct Call {
-    input: Value,
-    route_header: String,
-    envelope: String,
-}
-
-/// Assembles the input and encodes the envelope; 422 with every problem located.
-fn encode_call(route: &Route, values: &RequestValues<'_>) -> Result<Call, GatewayError> {
-    let input = inputs::assemble(&route.input, values).unwrap_or(Value::Object(Default::default()));
-    let op = route.operation();
-    let backend = &route.backend;
-    // SOAP headers the route fills (they are inputs, and so part of a cache key).
-    let mut route_header = String::new();
-    let mut errors = Vec::new();
-    for (i, source) in &route.soap_headers {
-        if let Some(value) = inputs::assemble(source, values)
-            && let Err(e) = encode::body_element(&mut route_header, &op.headers[*i], &backend.model.schema, &value)
-        {
-            errors.extend(e.into_iter().map(|e| inputs::locate(source, e)));
-        }
-    }
-    // The backend adds its own (credentials, session) per attempt.
-    let header = &route_header;
-    match encode::envelope(op, &backend.model.schema, &input, (!header.is_empty()).then_some(header.as_str())) {
-        Ok(envelope) if errors.is_empty() => Ok(Call { input, route_header, envelope }),
-        Ok(_) => Err(GatewayError::Validation(errors)),
-        Err(e) => {
-            errors.extend(e.into_iter().map(|e| inputs::locate(&route.input, e)));
-            Err(GatewayError::Validation(errors))
-        }
-    }
-}
-
 /// A validated request, ready to be queued, served from cache or sent (owned, so it can
 /// outlive the request on its own task).
 struct Job {
@@ -333,149 +297,17 @@ async fn enqueue(services: Option<&Services>, job: Job) -> Result<Response, Gate
 
 /// Stores a job as a queued item; its id once committed.
 async fn store_job(services: Option<&Services>, job: Job) -> Result<String, GatewayError> {
-    let queue = services.and_then(|s| s.queue.as_ref()).ok_or(GatewayError::StoreUnavailable)?;
-    let route = &job.route;
-    let id = job.delivery_id.unwrap_or_else(delivery::new_id);
-    let now = delivery::now_ms();
-    let item = delivery::Item {
-        id: id.clone(),
-        route: route.id.clone(),
-        backend: route.backend.name().to_string(),
+    let origin = Origin {
         client: job.who.key().to_string(),
         key: job.delivery_key,
         partition: job.partition,
-        input: job.call.input,
-        route_header: job.call.route_header,
         request_id: job.request_id,
-        state: delivery::State::Queued,
-        attempts: 0,
-        created_ms: now,
-        updated_ms: now,
-        next_ms: now,
-        last_error: None,
-        result: None,
-        duplicate: false,
-        retried_ms: None,
     };
-    queue.accept(item).await?;
-    Ok(id)
-}
-
-/// What became of a call the gateway made on a caller's behalf.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Submitted {
-    /// Stored for delivery under this id.
-    Queued(String),
-    /// Sent at once; the ERP answered with this status.
-    Answered(StatusCode),
-}
-
-/// A write the gateway makes itself on a caller's behalf (a reading from the data
-/// dictionary): the route's mapping, XSD validation, then its queue, or a direct call.
-/// `client` owns the delivery (it may read its status); `key` is `{delivery.raw_key}`, and
-/// `{delivery.key}` is it scoped to the client and route.
-pub(crate) async fn submit(
-    services: Option<&Services>,
-    route: &Arc<Route>,
-    body: Value,
-    key: &str,
-    client: &str,
-    request_id: &str,
-) -> Result<Submitted, GatewayError> {
-    let headers = HeaderMap::new();
-    let delivery_key = delivery::erp_key(client, &route.id, key);
-    let values = RequestValues {
-        path: &[],
-        query: &[],
-        headers: &headers,
-        body: Some(&body),
-        delivery_key: &delivery_key,
-        raw_key: key,
-    };
-    let job = Job {
-        route: route.clone(),
-        partition: partition(route, &values),
-        call: encode_call(route, &values)?,
-        who: Who { principal: None, caller: Some(Caller { key: client.to_string(), registered: false }) },
-        forward: backend::Forward::default(),
-        request_id: request_id.to_string(),
-        delivery_id: None,
-        delivery_key,
-    };
-    if route.queued.is_some() {
-        return store_job(services, job).await.map(Submitted::Queued);
+    let mut item = item_for(&job.route, job.call, origin);
+    if let Some(id) = job.delivery_id {
+        item.id = id;
     }
-    let answer = fetch(route, job.call.envelope, job.forward).await?;
-    Ok(Submitted::Answered(answer.status))
-}
-
-/// Reads through a GET route with these parameters (path and query alike) and returns the
-/// JSON it would answer: the data dictionary's lookups.
-pub(crate) async fn read(route: &Route, params: &[(String, String)]) -> Result<Value, GatewayError> {
-    let headers = HeaderMap::new();
-    let values =
-        RequestValues { path: params, query: params, headers: &headers, body: None, delivery_key: "", raw_key: "" };
-    let call = encode_call(route, &values)?;
-    let answer = fetch(route, call.envelope, backend::Forward::default()).await?;
-    serde_json::from_slice(&answer.body).map_err(|e| GatewayError::Internal(format!("reading a lookup: {e}")))
-}
-
-/// An ordered route's partition: the route, and the value of its `partition:` source (one
-/// order per machine, say) in this request.
-fn partition(route: &Route, values: &RequestValues<'_>) -> Option<String> {
-    let queued = route.queued.as_ref().filter(|q| q.ordered)?;
-    let by = match queued.partition.as_ref().and_then(|p| inputs::assemble(p, values)) {
-        Some(Value::String(s)) => s,
-        Some(other) => other.to_string(),
-        None => String::new(),
-    };
-    Some(format!("{}\u{0}{by}", route.id))
-}
-
-/// Calls the backend and turns its answer into the route's JSON, or the right error.
-pub(crate) async fn fetch(route: &Route, envelope: String, forward: backend::Forward) -> Result<Cached, GatewayError> {
-    let backend = &route.backend;
-    let op = route.operation();
-    let reply = backend.call(route.operation, envelope, forward, route.idempotent).await?;
-    if op.one_way && reply.status.is_success() && reply.body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Cached { status: axum::http::StatusCode::ACCEPTED, body: Bytes::new(), stored: Instant::now() });
-    }
-    // The route's JSON is written straight from the XML, down the `response:` path.
-    let decoded = decode::response_json(&op.output, &op.faults, &backend.model.schema, &reply.body, &route.response);
-    let bad_response = |title: &'static str, detail: String| GatewayError::BackendResponse {
-        backend: backend.name().to_string(),
-        title,
-        detail,
-    };
-    match decoded {
-        Ok(Decoded::Fault(mut fault)) => {
-            telemetry::fault(backend.name(), fault.code_local());
-            if fault.detail.is_some() && backend.settings.fault_detail != FaultDetail::Pass {
-                tracing::info!(backend = backend.name(), code = %fault.code, detail = %fault.detail.as_ref().map(ToString::to_string).unwrap_or_default(), "SOAP fault detail (not shown to the caller)");
-                fault.redact(backend.settings.fault_detail);
-            }
-            let status = faults::status_for(&route.faults, &backend.settings.faults, &fault);
-            Err(GatewayError::Fault { backend: backend.name().to_string(), fault: Box::new(fault), status })
-        }
-        Ok(Decoded::Body(_)) if !reply.status.is_success() => Err(bad_response(
-            "Backend returned an HTTP error",
-            format!("HTTP {} with a SOAP body that is not a Fault", reply.status),
-        )),
-        Ok(Decoded::Body(body)) => Ok(Cached { status: route.status, body: Bytes::from(body), stored: Instant::now() }),
-        Err(e) if !reply.status.is_success() && !matches!(e, DecodeError::Doctype) => {
-            // The body (an HTML error page, a stack trace) goes to the log, not to the caller.
-            let start = String::from_utf8_lossy(&reply.body[..reply.body.len().min(500)]).into_owned();
-            tracing::warn!(backend = backend.name(), status = %reply.status, error = %e, body = %start, "backend answered an HTTP error without a SOAP fault");
-            Err(bad_response(
-                "Backend returned an HTTP error",
-                format!(
-                    "HTTP {} without a SOAP Fault; the request id finds the details in the gateway log",
-                    reply.status
-                ),
-            ))
-        }
-        Err(e) => Err(bad_response(e.title(), e.to_string())),
-    }
+    crate::delivery::submit::enqueue(services, item).await
 }
 
 /// Reads a body of at most `limit` bytes: 413 past it, 400 for a broken upload.

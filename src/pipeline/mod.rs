@@ -1,9 +1,4 @@
 //! One request through a compiled route: match → collect inputs → encode → backend →
 //! decode → JSON, or a [`crate::error::GatewayError`] at whichever step failed.
 
-pub mod cache;
-pub mod cors;
-pub mod faults;
 pub mod handler;
-pub mod inputs;
-pub mod route;

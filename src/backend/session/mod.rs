@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderName, HeaderValue};
 use serde_json::Value;
 
-use crate::pipeline::faults::FaultRule;
+use crate::backend::faults::FaultRule;
 use crate::schema::{Element, Operation, ServiceModel};
 use crate::translate::decode::{self, Decoded};
 use crate::translate::encode;

@@ -4,7 +4,7 @@
 use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 
-use super::route::Source;
+use super::Source;
 use crate::error::FieldError;
 
 /// The parts of a request that routes can read.

@@ -1,13 +1,22 @@
-//! Compiled routes and the path matcher over them.
+//! The route room, below both the HTTP pipeline and the delivery workers: compiled routes
+//! and the path matcher over them, where each input comes from (`inputs`), the response
+//! cache (`cache`), CORS policies (`cors`), queued-delivery settings (`queued`), and the
+//! exchange with the ERP that every way in uses (`exchange`: encode the call, send it, read
+//! and decode the answer).
+
+pub mod cache;
+pub mod cors;
+pub mod exchange;
+pub mod inputs;
+pub mod queued;
 
 use std::sync::Arc;
 
 use axum::http::{HeaderName, Method, StatusCode};
 use serde_json::Value;
 
-use super::faults::FaultRule;
 use crate::backend::Backend;
-use crate::config::ConfigProblem;
+use crate::backend::faults::FaultRule;
 use crate::error::GatewayError;
 use crate::schema::Operation;
 
@@ -25,7 +34,7 @@ pub enum Source {
     /// A constant from the route config.
     Literal(Value),
     /// `{delivery.key}`: the caller's `Idempotency-Key` scoped to caller and route (see
-    /// [`crate::delivery::erp_key`]), else the delivery id; with `raw`
+    /// [`queued::erp_key`]), else the delivery id; with `raw`
     /// (`{delivery.raw_key}`) the key exactly as the caller sent it.
     DeliveryKey {
         /// The caller's key as sent, which two callers may share.
@@ -86,7 +95,7 @@ pub struct Route {
     /// Safe to retry.
     pub idempotent: bool,
     /// Response cache with request coalescing.
-    pub cache: Option<super::cache::RouteCache>,
+    pub cache: Option<cache::RouteCache>,
     /// Status of a successful answer.
     pub status: StatusCode,
     /// Route-level fault rules (tried before the backend's).
@@ -96,7 +105,7 @@ pub struct Route {
     /// The route's own rate limit.
     pub limit: Option<crate::throttle::RouteLimit>,
     /// `delivery: queued`: stored, answered 202, delivered by the workers.
-    pub queued: Option<crate::delivery::Queued>,
+    pub queued: Option<queued::Queued>,
     /// Faults meaning "the ERP already has this" (a queued item counts as delivered).
     pub duplicate_faults: Vec<FaultRule>,
     /// `Idempotency-Key` must be sent (400 without it).
@@ -104,7 +113,7 @@ pub struct Route {
     /// Served without a token.
     pub public: bool,
     /// CORS on this route's path, replacing the gateway's.
-    pub cors: Option<Arc<super::cors::CorsPolicy>>,
+    pub cors: Option<Arc<cors::CorsPolicy>>,
     /// Docs: summary.
     pub summary: Option<String>,
     /// Docs: description.
@@ -171,23 +180,21 @@ impl std::fmt::Debug for RouteTable {
 }
 
 impl RouteTable {
-    /// Builds the matcher; each route comes with a problem template locating it in its file.
-    pub fn build(routes: Vec<(Route, ConfigProblem)>) -> Result<Self, Vec<ConfigProblem>> {
+    /// Builds the matcher. Each route comes with where it was declared (`At`, the config's
+    /// problem template); a route defined twice or overlapping another is refused with its
+    /// place and what to change.
+    pub fn build<At: Clone>(routes: Vec<(Route, At)>) -> Result<Self, Vec<(At, String)>> {
         let mut table = RouteTable::default();
         let mut problems = Vec::new();
-        let mut paths: Vec<(String, Vec<usize>, ConfigProblem)> = Vec::new();
+        let mut paths: Vec<(String, Vec<usize>, At)> = Vec::new();
         for (route, at) in routes {
             let idx = table.routes.len();
             match paths.iter_mut().find(|(p, _, _)| *p == route.path) {
                 Some((_, ids, _)) => {
                     if ids.iter().any(|&i| table.routes[i].method == route.method) {
-                        problems.push(ConfigProblem {
-                            message: format!(
-                                "route {} {} is defined twice; remove or rename one",
-                                route.method, route.path
-                            ),
-                            ..at
-                        });
+                        let message =
+                            format!("route {} {} is defined twice; remove or rename one", route.method, route.path);
+                        problems.push((at, message));
                         continue;
                     }
                     ids.push(idx);
@@ -199,10 +206,7 @@ impl RouteTable {
         for (path, ids, at) in paths {
             if let Err(e) = table.matcher.insert(path.clone(), ids.clone()) {
                 let route = &table.routes[ids[0]];
-                problems.push(ConfigProblem {
-                    message: format!("route path {path} ({} {}) overlaps another route: {e}; use the same parameter names or distinct literal segments", route.method, route.path),
-                    ..at
-                });
+                problems.push((at, format!("route path {path} ({} {}) overlaps another route: {e}; use the same parameter names or distinct literal segments", route.method, route.path)));
             }
         }
         if problems.is_empty() { Ok(table) } else { Err(problems) }
