@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use crate::auth::guard::HashPool;
 use crate::auth::introspect::IntrospectionState;
-use crate::backend::Link;
 use crate::backend::breaker::Breaker;
 use crate::backend::protect::{BreakerSettings, Gate, QueueSettings};
 use crate::backend::session::{SessionPool, SessionSpec};
+use crate::backend::{Kept, Link};
 use crate::throttle::local::Registry;
 use crate::throttle::quota::{Counts, Window};
 
@@ -104,12 +104,15 @@ impl Retained {
         pool
     }
 
-    /// `gateway` serves now: its pools become the live ones (handed its backends' clients),
+    /// A snapshot with these backends serves now: their pools become the live ones (handed its backends' clients),
     /// and pools it no longer uses log their sessions out in the background.
-    pub fn commit_sessions(&self, gateway: &crate::config::Gateway) {
+    pub fn commit_sessions<'a>(
+        &self,
+        backends: impl IntoIterator<Item = (&'a String, &'a Arc<crate::backend::Backend>)>,
+    ) {
         let mut pools = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let mut live = HashMap::new();
-        for (name, backend) in &gateway.backends {
+        for (name, backend) in backends {
             if let Some((pool, link)) = backend.session_pool() {
                 pool.adopt(link.clone());
                 live.insert(name.clone(), pool.clone());
@@ -149,5 +152,19 @@ impl Retained {
                 breaker
             }
         }
+    }
+}
+
+impl Kept for Retained {
+    fn gate(&self, name: &str, settings: QueueSettings) -> Arc<Gate> {
+        Retained::gate(self, name, settings)
+    }
+
+    fn breaker(&self, name: &str, settings: BreakerSettings) -> Arc<Breaker> {
+        Retained::breaker(self, name, settings)
+    }
+
+    fn session_pool(&self, name: &str, spec: Arc<SessionSpec>, link: Link) -> Arc<SessionPool> {
+        Retained::session_pool(self, name, spec, link)
     }
 }

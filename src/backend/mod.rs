@@ -16,7 +16,6 @@ use self::session::{Lease, Rendered, Session, SessionPool, SessionSpec};
 use crate::backend::faults::FaultRule;
 use crate::error::{GatewayError, OverloadKind};
 use crate::schema::{Operation, ServiceModel};
-use crate::state::Retained;
 use crate::telemetry::BackendMetrics;
 use crate::translate::decode::{self, Decoded};
 use crate::translate::encode;
@@ -332,6 +331,18 @@ impl Transport {
     }
 }
 
+/// What a backend keeps across config snapshots, by its name and settings (the slot gate,
+/// the breaker, the ERP session pool): a reload that leaves them unchanged hands the new
+/// backend the same ones. `state::Retained` keeps them for the process.
+pub trait Kept {
+    /// The slot gate for these queue settings.
+    fn gate(&self, name: &str, settings: QueueSettings) -> Arc<Gate>;
+    /// The circuit breaker for these settings.
+    fn breaker(&self, name: &str, settings: BreakerSettings) -> Arc<Breaker>;
+    /// The session pool for this session spec, reaching the ERP over `link`.
+    fn session_pool(&self, name: &str, spec: Arc<SessionSpec>, link: Link) -> Arc<SessionPool>;
+}
+
 impl Backend {
     /// Builds the backend, its client pool and its protections.
     pub fn new(
@@ -340,7 +351,7 @@ impl Backend {
         protection: Protection,
         tls: BackendTls,
         session: Option<SessionSpec>,
-        retained: &Retained,
+        retained: &dyn Kept,
     ) -> Result<Self, String> {
         let client = HttpClient::new(tls, settings.connect_timeout, settings.timeout, settings.max_response)?;
         let uri = Uri::try_from(settings.url.as_str()).map_err(|e| format!("url {}: {e}", settings.url))?;

@@ -18,6 +18,7 @@ pub mod raw;
 pub mod raw_sensors;
 pub mod raw_session;
 pub mod secret;
+mod snapshot;
 pub mod source;
 pub mod tls;
 pub mod units;

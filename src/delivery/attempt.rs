@@ -7,20 +7,20 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::Directory;
 use super::{DeliverySettings, Item, Queued, State};
-use crate::config::Gateway;
 use crate::error::GatewayError;
 use crate::route::Route;
 use crate::translate::encode;
 
 /// One attempt at an item against the current snapshot: its route (an item whose route
 /// was removed is dead), the call, and the route's queued settings for [`settle`].
-pub(crate) async fn run(gateway: &Gateway, item: &Item) -> (Outcome, Option<Queued>) {
-    let Some(route) = gateway.routes.iter().find(|r| r.id == item.route) else {
+pub(crate) async fn run(gateway: &dyn Directory, item: &Item) -> (Outcome, Option<Queued>) {
+    let Some(route) = gateway.route(&item.route) else {
         let gone = GatewayError::RouteNotFound(format!("route {} is no longer configured", item.route));
         return (Outcome::Dead(problem_value(&gone)), None);
     };
-    (call(route, item).await, route.queued.clone())
+    (call(&route, item).await, route.queued.clone())
 }
 
 /// Backends found down as a whole: consecutive failures and the time before which no new

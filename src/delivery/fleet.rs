@@ -13,12 +13,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use redis::aio::ConnectionManager;
 
+use super::Directory;
 use super::attempt;
 use super::{DeliverySettings, Item, Page, State, now_ms};
-use crate::config::Gateway;
 use crate::error::GatewayError;
 
 const GROUP: &str = "veneer";
@@ -55,7 +54,7 @@ pub struct Fleet {
     conn: ConnectionManager,
     settings: DeliverySettings,
     fleet: FleetSettings,
-    gateway: Arc<ArcSwap<Gateway>>,
+    gateway: Arc<dyn Directory>,
     consumer: String,
     started: Mutex<HashSet<String>>,
     promote: redis::Script,
@@ -84,7 +83,7 @@ impl Fleet {
     pub async fn start(
         fleet: FleetSettings,
         settings: DeliverySettings,
-        gateway: Arc<ArcSwap<Gateway>>,
+        gateway: Arc<dyn Directory>,
     ) -> Result<Arc<Fleet>, String> {
         let conn = connect(&fleet.url).await?;
         if fleet.relaxed {
@@ -280,14 +279,7 @@ impl Fleet {
     }
 
     async fn start_dispatchers(self: &Arc<Self>) {
-        let backends: HashSet<String> = self
-            .gateway
-            .load()
-            .routes
-            .iter()
-            .filter(|r| r.queued.is_some())
-            .map(|r| r.backend.name().to_string())
-            .collect();
+        let backends: HashSet<String> = self.gateway.queued_backends().into_iter().collect();
         for b in backends {
             let new = self.started.lock().unwrap_or_else(|p| p.into_inner()).insert(b.clone());
             if new {
@@ -540,9 +532,7 @@ impl Fleet {
     async fn dispatch(self: Arc<Self>, backend: String) {
         let stream = self.key("q", &backend);
         let delayed = self.key("delayed", &backend);
-        let slots = Arc::new(tokio::sync::Semaphore::new(
-            self.gateway.load().backends.get(&backend).map_or(1, |b| b.gate.max_concurrency()),
-        ));
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.gateway.max_concurrency(&backend)));
         let mut round = 0u64;
         loop {
             round += 1;
@@ -678,7 +668,7 @@ impl Fleet {
             self.ack(stream, sid).await; // a duplicate entry (claimed after a slow attempt)
             return;
         }
-        let (outcome, queued) = attempt::run(&self.gateway.load_full(), &item).await;
+        let (outcome, queued) = attempt::run(self.gateway.as_ref(), &item).await;
         self.holds.record(&item.backend, outcome.backend_down(), &self.settings, now_ms());
         let kind = attempt::settle(&mut item, outcome, queued.as_ref(), &self.settings, now_ms());
         // The item's new state first, then the entry's acknowledgement: a crash between the

@@ -19,13 +19,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use self::store::{Store, Write};
 use crate::backend::faults::FaultRule;
-use crate::config::Gateway;
 use crate::error::GatewayError;
 
 /// A route's delivery settings and its ERP key live with the route (`crate::route::queued`).
@@ -363,6 +361,19 @@ impl Queue {
     }
 }
 
+/// What the delivery workers read from the serving config snapshot, current across
+/// reloads: a route by its id (an item names the route it was accepted on), the backends
+/// that have queued routes, a backend's call slots. The snapshot implements it
+/// (`config::Gateway`, behind its `ArcSwap`), so the workers never hold the whole snapshot.
+pub trait Directory: Send + Sync + 'static {
+    /// The route with this id (`"POST /path"`), if the serving snapshot still has it.
+    fn route(&self, id: &str) -> Option<Arc<crate::route::Route>>;
+    /// The backends that at least one queued route calls.
+    fn queued_backends(&self) -> Vec<String>;
+    /// How many calls `backend` may have in flight (1 for a backend no longer configured).
+    fn max_concurrency(&self, backend: &str) -> usize;
+}
+
 /// The services a request may use besides the snapshot: the queue and the idempotency keys.
 #[derive(Debug, Clone)]
 pub struct Services {
@@ -375,8 +386,7 @@ pub struct Services {
 impl Services {
     /// Opens the store (Redis, redb, or memory for idempotency keys alone) and starts the
     /// workers.
-    pub async fn start(gateway: Arc<ArcSwap<Gateway>>) -> Result<Services, String> {
-        let settings = gateway.load().delivery.clone();
+    pub async fn start(settings: DeliverySettings, gateway: Arc<dyn Directory>) -> Result<Services, String> {
         if let Some(fleet_settings) = settings.fleet.clone() {
             let keys = idempotency::Keys::redis(&fleet_settings, &settings).await?;
             let fleet = fleet::Fleet::start(fleet_settings, settings, gateway).await?;

@@ -12,13 +12,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
+use super::Directory;
 use super::attempt::{self, Outcome};
 use super::store::{Store, Table};
 use super::{DeliverySettings, Item, Page, Queued, State, now_ms, persist};
-use crate::config::Gateway;
 use crate::error::GatewayError;
 
 /// One backend's queue index.
@@ -102,7 +101,7 @@ impl Lane {
 pub struct Runtime {
     store: Store,
     settings: DeliverySettings,
-    gateway: Arc<ArcSwap<Gateway>>,
+    gateway: Arc<dyn Directory>,
     lanes: Mutex<HashMap<String, Lane>>,
     wake: Mutex<HashMap<String, Arc<Notify>>>,
     holds: attempt::Holds,
@@ -133,7 +132,7 @@ impl Runtime {
     pub fn start(
         store: Store,
         settings: DeliverySettings,
-        gateway: Arc<ArcSwap<Gateway>>,
+        gateway: Arc<dyn Directory>,
     ) -> Result<Arc<Runtime>, String> {
         let rt = Arc::new(Runtime {
             store,
@@ -413,10 +412,7 @@ impl Runtime {
     async fn dispatch(self: Arc<Self>, backend: String) {
         let wake = self.notify(&backend);
         loop {
-            let slots = {
-                let gw = self.gateway.load();
-                gw.backends.get(&backend).map_or(1, |b| b.gate.max_concurrency())
-            };
+            let slots = { self.gateway.max_concurrency(&backend) };
             if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
                 return;
             }
@@ -461,7 +457,7 @@ impl Runtime {
                     return;
                 }
             };
-        let (outcome, queued) = attempt::run(&self.gateway.load_full(), &item).await;
+        let (outcome, queued) = attempt::run(self.gateway.as_ref(), &item).await;
         self.settle(item, outcome, queued).await;
     }
 

@@ -10,6 +10,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What MQTT ingress reads from the serving config snapshot for each message, current
+/// across reloads; the snapshot implements it (`config::Gateway`, behind its `ArcSwap`).
+pub trait Current: Send + Sync + 'static {
+    /// The data dictionary (topics, sensors, `telemetry:` settings).
+    fn dictionary(&self) -> std::sync::Arc<crate::ingest::dictionary::Dictionary>;
+    /// `server.max_body`: a larger message is refused as a whole.
+    fn max_body(&self) -> usize;
+    /// `delivery.max_dead_input`: how much of a refused message its dead letter keeps.
+    fn max_dead_input(&self) -> u64;
+}
+
 /// `mqtt:` from gateway.yaml, compiled.
 #[derive(Debug, Clone)]
 pub struct MqttSettings {
@@ -50,16 +61,15 @@ mod run {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use arc_swap::ArcSwap;
     use futures_util::StreamExt;
     use futures_util::stream::FuturesOrdered;
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
     use serde_json::{Value, json};
     use tokio::sync::{mpsc, watch};
 
-    use super::MqttSettings;
-    use crate::config::Gateway;
+    use super::{Current, MqttSettings};
     use crate::delivery::{Item, Services, State};
+    use crate::ingest::dictionary::Dictionary;
     use crate::ingest::intake::{Intake, Outcome, Submitter};
     use crate::ingest::reading::{self, Context, Rejected};
     use crate::telemetry;
@@ -82,12 +92,12 @@ mod run {
 
     /// Connects to the broker and takes messages until `stop` turns true; returns the task.
     pub fn start(
-        gateway: Arc<ArcSwap<Gateway>>,
+        settings: MqttSettings,
+        gateway: Arc<dyn Current>,
         services: Services,
         intake: Arc<Intake>,
         stop: watch::Receiver<bool>,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        let settings = gateway.load().mqtt.clone()?;
         let mut opts = MqttOptions::new(settings.client_id.clone(), settings.host.clone(), settings.port);
         opts.set_keep_alive(settings.keep_alive)
             .set_clean_session(false)
@@ -190,7 +200,7 @@ mod run {
     /// Keeps the subscriptions equal to the dictionary's topics: on every (re)connect, and
     /// after a reload adds or removes topics.
     async fn subscriptions(
-        gateway: Arc<ArcSwap<Gateway>>,
+        gateway: Arc<dyn Current>,
         settings: MqttSettings,
         client: AsyncClient,
         mut connected: watch::Receiver<u64>,
@@ -211,7 +221,7 @@ mod run {
                 continue;
             }
             let wanted: BTreeSet<String> =
-                gateway.load().sensors.topics.iter().map(|t| settings.subscription(&t.filter())).collect();
+                gateway.dictionary().topics.iter().map(|t| settings.subscription(&t.filter())).collect();
             for filter in wanted.difference(&subscribed).cloned().collect::<Vec<_>>() {
                 if client.subscribe(filter.clone(), QoS::AtLeastOnce).await.is_ok() {
                     tracing::info!(%filter, "MQTT subscribed");
@@ -232,7 +242,7 @@ mod run {
     /// that is not) and disconnects; the rest come back from the broker.
     #[allow(clippy::too_many_arguments)]
     async fn process(
-        gateway: Arc<ArcSwap<Gateway>>,
+        gateway: Arc<dyn Current>,
         settings: MqttSettings,
         services: Services,
         intake: Arc<Intake>,
@@ -292,7 +302,7 @@ mod run {
     /// stops; `None` when stopping first (then it is not acknowledged).
     #[allow(clippy::too_many_arguments)]
     async fn one(
-        gateway: Arc<ArcSwap<Gateway>>,
+        gateway: Arc<dyn Current>,
         settings: MqttSettings,
         services: Services,
         intake: Arc<Intake>,
@@ -301,13 +311,13 @@ mod run {
         publish: Publish,
         stop: watch::Receiver<bool>,
     ) -> Option<Publish> {
-        let (ctx, mut pending, mut rejected) = prepare(&gateway.load(), &publish);
+        let (ctx, mut pending, mut rejected) = prepare(&gateway.dictionary(), gateway.max_body(), &publish);
         let mut backoff = Duration::from_millis(200);
         loop {
             if !pending.is_empty() {
-                let gw = gateway.load_full();
+                let dictionary = gateway.dictionary();
                 let results =
-                    crate::ingest::take(&intake, &gw.sensors, Some(&services), &who, &ctx, pending.clone()).await;
+                    crate::ingest::take(&intake, &dictionary, Some(&services), &who, &ctx, pending.clone()).await;
                 crate::ingest::count("mqtt", &results);
                 let mut retry = Vec::new();
                 for (pointer, result) in results {
@@ -325,7 +335,7 @@ mod run {
                 if rejected.is_empty() {
                     return Some(publish);
                 }
-                let max_input = gateway.load().delivery.max_dead_input;
+                let max_input = gateway.max_dead_input();
                 if bury(&services, &settings, &who, &publish, &rejected, max_input).await {
                     publish_error(&client, &settings, &publish, &rejected);
                     return Some(publish);
@@ -342,10 +352,10 @@ mod run {
     }
 
     /// The message's topic levels, its readings, and what is wrong with it as a whole.
-    fn prepare(gw: &Gateway, publish: &Publish) -> (Context, Vec<reading::Item>, Vec<Rejected>) {
+    fn prepare(dict: &Dictionary, max_body: usize, publish: &Publish) -> (Context, Vec<reading::Item>, Vec<Rejected>) {
         let topic = &publish.topic;
         let mut ctx = Context { topic: Vec::new(), now: chrono::Utc::now() };
-        let Some(captured) = gw.sensors.topics.iter().find_map(|t| t.capture(topic)) else {
+        let Some(captured) = dict.topics.iter().find_map(|t| t.capture(topic)) else {
             return (
                 ctx,
                 Vec::new(),
@@ -353,7 +363,7 @@ mod run {
             );
         };
         ctx.topic = captured;
-        let (size, max) = (publish.payload.len(), gw.server.max_body);
+        let (size, max) = (publish.payload.len(), max_body);
         if size > max {
             return (
                 ctx,
@@ -362,11 +372,11 @@ mod run {
             );
         }
         match reading::split(&publish.payload, false) {
-            Ok(list) if list.len() > gw.sensors.settings.max_readings => {
+            Ok(list) if list.len() > dict.settings.max_readings => {
                 let why = format!(
                     "{} readings in one message; at most {} (telemetry.max_readings)",
                     list.len(),
-                    gw.sensors.settings.max_readings
+                    dict.settings.max_readings
                 );
                 (ctx, Vec::new(), vec![Rejected::at("", why)])
             }

@@ -171,6 +171,8 @@ pub struct Matched {
 pub struct RouteTable {
     routes: Vec<Arc<Route>>,
     matcher: matchit::Router<Vec<usize>>,
+    /// Route id (`"POST /path"`) → index: a delivery finds its route without a scan.
+    by_id: std::collections::HashMap<String, usize>,
 }
 
 impl std::fmt::Debug for RouteTable {
@@ -201,6 +203,7 @@ impl RouteTable {
                 }
                 None => paths.push((route.path.clone(), vec![idx], at)),
             }
+            table.by_id.insert(route.id.clone(), idx);
             table.routes.push(Arc::new(route));
         }
         for (path, ids, at) in paths {
@@ -210,6 +213,11 @@ impl RouteTable {
             }
         }
         if problems.is_empty() { Ok(table) } else { Err(problems) }
+    }
+
+    /// The route with this id (`"POST /path"`).
+    pub fn by_id(&self, id: &str) -> Option<&Arc<Route>> {
+        self.by_id.get(id).map(|&i| &self.routes[i])
     }
 
     /// Every route, in config order.

@@ -77,7 +77,7 @@ impl AppState {
     /// State serving the config in `dir`, reloadable; `options.retained` should be set so
     /// counters, buckets and protections survive reloads.
     pub fn reloadable(gateway: Gateway, dir: PathBuf, options: CompileOptions) -> Self {
-        options.retained.commit_sessions(&gateway);
+        options.retained.commit_sessions(&gateway.backends);
         let swap = Arc::new(ArcSwap::from_pointee(gateway));
         let tls: Arc<OnceLock<RustlsConfig>> = Arc::default();
         let reloader = Reloader::new(dir, options, swap.clone(), tls.clone());
@@ -194,7 +194,9 @@ pub async fn run_with_drain(
     telemetry::install();
     // The queue resumes what the store holds before the first request is accepted.
     if state.services.get().is_none() {
-        let services = crate::delivery::Services::start(state.gateway.clone()).await.map_err(std::io::Error::other)?;
+        let services = crate::delivery::Services::start(state.gateway.load().delivery.clone(), state.gateway.clone())
+            .await
+            .map_err(std::io::Error::other)?;
         let _ = state.services.set(services);
     }
     let gateway = state.gateway.clone();
@@ -248,14 +250,14 @@ pub async fn run_with_drain(
     tracing::info!(local = %listener.local_addr()?, routes = state.gateway.load().routes.iter().count(), "veneer is listening");
     // MQTT ingress: stops taking messages on the signal; unacknowledged ones come back.
     #[cfg(feature = "mqtt")]
-    let mqtt = services.clone().and_then(|s| {
+    let mqtt = services.clone().zip(state.gateway.load().mqtt.clone()).and_then(|(s, settings)| {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let stop = stopped();
         tokio::spawn(async move {
             stop.await;
             let _ = tx.send(true);
         });
-        crate::ingest::mqtt::start(state.gateway.clone(), s, state.intake.clone(), rx)
+        crate::ingest::mqtt::start(settings, state.gateway.clone(), s, state.intake.clone(), rx)
     });
     let sessions = state.gateway.clone();
     // The serving threads stay up until everything below has finished with the ERP.

@@ -66,7 +66,7 @@ impl Reloader {
                     live.reload_from_config(config);
                 }
                 let gateway = Arc::new(gateway);
-                self.options.retained.commit_sessions(&gateway);
+                self.options.retained.commit_sessions(&gateway.backends);
                 self.gateway.store(gateway);
                 let mut current = self.hash.lock().unwrap_or_else(|p| p.into_inner());
                 telemetry::config_loaded(Some(&current), &hash);
