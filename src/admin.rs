@@ -12,7 +12,7 @@ use jsonwebtoken::Algorithm;
 use crate::auth::{clients, keys};
 
 /// A random 256-bit secret, base64url.
-pub fn random_secret() -> String {
+pub(crate) fn random_secret() -> String {
     let mut bytes = [0u8; 32];
     // The system RNG failing is unrecoverable and would make every secret guessable: abort.
     SystemRandom::new().fill(&mut bytes).unwrap_or_else(|_| std::process::abort());
@@ -70,7 +70,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// A new client: its secret (shown once) and the config lines to paste.
-pub fn new_client(id: &str, scopes: &[String]) -> Result<String, String> {
+pub(crate) fn new_client(id: &str, scopes: &[String]) -> Result<String, String> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
         return Err("--id must be letters, digits, '-', '.' or '_'".into());
     }
@@ -83,7 +83,7 @@ pub fn new_client(id: &str, scopes: &[String]) -> Result<String, String> {
 }
 
 /// Hashes a secret read from standard input.
-pub fn hash_stdin() -> Result<String, String> {
+pub(crate) fn hash_stdin() -> Result<String, String> {
     let mut secret = String::new();
     std::io::stdin().read_to_string(&mut secret).map_err(|e| format!("cannot read the secret from stdin: {e}"))?;
     let secret = secret.trim_end_matches(['\n', '\r']);

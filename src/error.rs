@@ -17,7 +17,7 @@ use crate::translate::fault::Fault;
 pub const MAX_LISTED_ERRORS: usize = 100;
 
 /// Media type of every error body.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Everything that can go wrong while serving a request.
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +192,7 @@ impl OverloadKind {
 
 /// The RFC 9457 body.
 #[derive(Debug, Serialize)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// URI naming the problem type.
     #[serde(rename = "type")]
     pub kind: String,
@@ -252,7 +252,7 @@ impl GatewayError {
     }
 
     /// The problem document for this error.
-    pub fn to_problem(&self) -> Problem {
+    pub(crate) fn to_problem(&self) -> Problem {
         if let GatewayError::Shared(inner) = self {
             return inner.to_problem();
         }
@@ -383,7 +383,7 @@ impl GatewayError {
 }
 
 /// A problem response for a status produced outside the pipeline (timeouts, panics…).
-pub fn bare_status_problem(status: StatusCode) -> Response {
+pub(crate) fn bare_status_problem(status: StatusCode) -> Response {
     let problem = Problem {
         kind: problem_type(&status.as_u16().to_string()),
         title: status.canonical_reason().unwrap_or("Error").to_string(),
@@ -486,6 +486,6 @@ impl AuthError {
 }
 
 /// Seconds, rounded up, for `Retry-After`.
-pub fn ceil_secs(d: std::time::Duration) -> u64 {
+pub(crate) fn ceil_secs(d: std::time::Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }

@@ -21,7 +21,7 @@ use crate::throttle::local::Registry;
 use crate::throttle::quota::{Counts, Window};
 
 /// How long a used client-assertion `jti` is remembered (assertions live at most an hour).
-pub const ASSERTION_MEMORY: Duration = Duration::from_secs(3660);
+pub(crate) const ASSERTION_MEMORY: Duration = Duration::from_secs(3660);
 
 /// Everything carried from one snapshot to the next.
 pub struct Retained {
@@ -76,7 +76,7 @@ impl Default for Retained {
 
 impl Retained {
     /// The call counters of quotas over `window` (per client), kept across reloads.
-    pub fn quota_counts(&self, window: Window) -> Arc<Counts> {
+    pub(crate) fn quota_counts(&self, window: Window) -> Arc<Counts> {
         let mut map = self.quotas.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(window).or_default().clone()
     }
@@ -93,7 +93,7 @@ impl Retained {
     /// while its login settings are unchanged, else a new one. Nothing changes for the
     /// serving snapshot until [`Retained::commit_sessions`]: a reload that is then refused
     /// leaves its pools alone.
-    pub fn session_pool(&self, name: &str, spec: Arc<SessionSpec>, link: Link) -> Arc<SessionPool> {
+    pub(crate) fn session_pool(&self, name: &str, spec: Arc<SessionSpec>, link: Link) -> Arc<SessionPool> {
         let mut pools = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let same = |p: &&Arc<SessionPool>| p.spec().fingerprint == spec.fingerprint;
         if let Some(pool) = pools.live.get(name).filter(same).or_else(|| pools.staged.get(name).filter(same)) {
@@ -106,7 +106,7 @@ impl Retained {
 
     /// A snapshot with these backends serves now: their pools become the live ones (handed its backends' clients),
     /// and pools it no longer uses log their sessions out in the background.
-    pub fn commit_sessions<'a>(
+    pub(crate) fn commit_sessions<'a>(
         &self,
         backends: impl IntoIterator<Item = (&'a String, &'a Arc<crate::backend::Backend>)>,
     ) {

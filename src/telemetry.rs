@@ -33,12 +33,12 @@ pub fn install() {
 }
 
 /// Renders the metrics page.
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     handle().map(PrometheusHandle::render).unwrap_or_default()
 }
 
 /// Compacts histogram buckets; call periodically (STACK.md trap 8).
-pub fn upkeep() {
+pub(crate) fn upkeep() {
     if let Some(h) = handle() {
         h.run_upkeep();
     }
@@ -56,14 +56,14 @@ fn status_class(status: u16) -> &'static str {
 
 /// The method as a label: the standard methods by name, anything else `other` (a caller
 /// chooses the method token, so it must not choose series).
-pub fn method_label(method: &str) -> &'static str {
+pub(crate) fn method_label(method: &str) -> &'static str {
     const KNOWN: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
     KNOWN.iter().find(|m| **m == method).copied().unwrap_or("other")
 }
 
 /// A fault code as a label: the SOAP 1.1/1.2 codes (a dotted 1.1 subcode such as
 /// `Client.NotFound` counts under `Client`), anything else `other` (the backend chooses it).
-pub fn fault_code_label(code: &str) -> &'static str {
+pub(crate) fn fault_code_label(code: &str) -> &'static str {
     const KNOWN: &[&str] =
         &["Client", "Server", "VersionMismatch", "MustUnderstand", "DataEncodingUnknown", "Sender", "Receiver"];
     let head = code.split('.').next().unwrap_or(code);
@@ -139,7 +139,7 @@ const OUTCOMES: [&str; 4] = ["ok", "shed", "timeout", "error"];
 
 /// A backend's call-duration histograms by operation and outcome, resolved on first use
 /// (like [`RouteMetrics`]) instead of building label strings per call.
-pub struct BackendMetrics {
+pub(crate) struct BackendMetrics {
     backend: String,
     operations: Vec<(String, [OnceLock<metrics::Histogram>; OUTCOMES.len()])>,
 }
@@ -152,14 +152,14 @@ impl std::fmt::Debug for BackendMetrics {
 
 impl BackendMetrics {
     /// Handles for backend `backend` with these operations (by index).
-    pub fn new<'a>(backend: &str, operations: impl IntoIterator<Item = &'a str>) -> Self {
+    pub(crate) fn new<'a>(backend: &str, operations: impl IntoIterator<Item = &'a str>) -> Self {
         let operations = operations.into_iter().map(|o| (o.to_string(), Default::default())).collect();
         BackendMetrics { backend: backend.to_string(), operations }
     }
 
     /// One call of operation `op` (all attempts); `outcome` is one of `ok`, `shed`,
     /// `timeout`, `error`.
-    pub fn call(&self, op: usize, outcome: &'static str, elapsed: Duration) {
+    pub(crate) fn call(&self, op: usize, outcome: &'static str, elapsed: Duration) {
         let Some((name, slots)) = self.operations.get(op) else { return };
         let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(OUTCOMES.len() - 1);
         slots[i]
@@ -177,7 +177,7 @@ pub fn fault(backend: &str, code: &str) {
 }
 
 /// A request refused by a limit (`client`, `route`, `client-route`, `day`, `month`).
-pub fn rate_limited(policy: &str) {
+pub(crate) fn rate_limited(policy: &str) {
     counter!("veneer_rate_limited_total", "policy" => policy.to_string()).increment(1);
 }
 
@@ -187,27 +187,27 @@ pub fn shed(backend: &str, reason: &'static str) {
 }
 
 /// Circuit breaker state: 0 closed, 1 open, 2 half-open.
-pub fn circuit_state(backend: &str, state: u8) {
+pub(crate) fn circuit_state(backend: &str, state: u8) {
     gauge!("veneer_circuit_state", "backend" => backend.to_string()).set(f64::from(state));
 }
 
 /// An ERP session login (`ok`, `failed`).
-pub fn session_login(backend: &str, outcome: &'static str) {
+pub(crate) fn session_login(backend: &str, outcome: &'static str) {
     counter!("veneer_session_logins_total", "backend" => backend.to_string(), "outcome" => outcome).increment(1);
 }
 
 /// A call the ERP refused because it forgot the session (sent again after a new login).
-pub fn session_expired(backend: &str) {
+pub(crate) fn session_expired(backend: &str) {
     counter!("veneer_session_expired_total", "backend" => backend.to_string()).increment(1);
 }
 
 /// A token issued by the built-in server.
-pub fn token_issued(client: &str) {
+pub(crate) fn token_issued(client: &str) {
     counter!("veneer_tokens_issued_total", "client" => client.to_string()).increment(1);
 }
 
 /// A token request refused, or a bearer token rejected, by bounded reason.
-pub fn token_failure(stage: &'static str, reason: &'static str) {
+pub(crate) fn token_failure(stage: &'static str, reason: &'static str) {
     counter!("veneer_token_failures_total", "stage" => stage, "reason" => reason).increment(1);
 }
 
@@ -223,7 +223,7 @@ pub fn delivery(backend: &str, event: &'static str) {
 }
 
 /// Idempotency records forgotten before their time because the store reached its bound.
-pub fn idempotency_evicted(n: usize) {
+pub(crate) fn idempotency_evicted(n: usize) {
     counter!("veneer_idempotency_evicted_total").increment(n as u64);
 }
 
@@ -245,24 +245,24 @@ pub fn mqtt(event: &'static str) {
 }
 
 /// MQTT ack lag: seconds from a message's arrival to its acknowledgement (after storing).
-pub fn mqtt_ack_lag(seconds: f64) {
+pub(crate) fn mqtt_ack_lag(seconds: f64) {
     histogram!("veneer_mqtt_ack_lag_seconds").record(seconds);
 }
 
 /// MQTT connection state (1 connected, 0 not).
-pub fn mqtt_connected(up: bool) {
+pub(crate) fn mqtt_connected(up: bool) {
     gauge!("veneer_mqtt_connected").set(if up { 1.0 } else { 0.0 });
 }
 
 /// A backend's delivery queue: unfinished items, the oldest one's age, and whether paused.
-pub fn queue_depth(backend: &str, depth: usize, oldest_seconds: f64, paused: bool) {
+pub(crate) fn queue_depth(backend: &str, depth: usize, oldest_seconds: f64, paused: bool) {
     gauge!("veneer_delivery_queue_depth", "backend" => backend.to_string()).set(depth as f64);
     gauge!("veneer_delivery_oldest_seconds", "backend" => backend.to_string()).set(oldest_seconds);
     gauge!("veneer_delivery_paused", "backend" => backend.to_string()).set(if paused { 1.0 } else { 0.0 });
 }
 
 /// Shared limiter (Redis) unreachable.
-pub fn limiter_unavailable() {
+pub(crate) fn limiter_unavailable() {
     counter!("veneer_limiter_redis_errors_total").increment(1);
 }
 
@@ -272,7 +272,7 @@ pub fn reload(ok: bool) {
 }
 
 /// The loaded config's fingerprint (one series set to 1; the previous one removed).
-pub fn config_loaded(previous: Option<&str>, hash: &str) {
+pub(crate) fn config_loaded(previous: Option<&str>, hash: &str) {
     if let Some(p) = previous.filter(|p| *p != hash) {
         gauge!("veneer_config_info", "hash" => p.to_string()).set(0.0);
     }

@@ -105,7 +105,7 @@ pub fn hash_secret(secret: &str) -> Result<String, String> {
 }
 
 /// Validates a PHC string from config.
-pub fn check_hash(hash: &str) -> Result<(), String> {
+pub(crate) fn check_hash(hash: &str) -> Result<(), String> {
     if !hash.starts_with("$argon2id$") {
         return Err("secret_hash must be an argon2id hash ($argon2id$…); create one with `veneer client new` or `veneer client hash`".into());
     }

@@ -46,14 +46,14 @@ fn address_key(ip: IpAddr) -> String {
 
 impl LoginGuard {
     /// How long `client_id` (when known) or `addr` must still wait, if either is penalised.
-    pub fn refused(&self, client_id: Option<&str>, addr: Option<IpAddr>) -> Option<Duration> {
+    pub(crate) fn refused(&self, client_id: Option<&str>, addr: Option<IpAddr>) -> Option<Duration> {
         let now = Instant::now();
         let keys = client_id.map(client_key).into_iter().chain(addr.map(address_key));
         keys.filter_map(|k| self.penalties.get(&k)).filter(|until| *until > now).map(|until| until - now).max()
     }
 
     /// Records one failed attempt; returns the wait when this failure used up a limit.
-    pub fn failed(&self, client_id: Option<&str>, addr: Option<IpAddr>) -> Option<Duration> {
+    pub(crate) fn failed(&self, client_id: Option<&str>, addr: Option<IpAddr>) -> Option<Duration> {
         let mut wait = None;
         let mut step = |limiter: &LocalLimiter, key: String| {
             if let Decision::Deny { retry_after } = limiter.check(&key) {
@@ -72,7 +72,7 @@ impl LoginGuard {
     }
 
     /// Runs a password check on the hashing threads.
-    pub async fn hash_check<F: FnOnce() -> bool + Send + 'static>(&self, check: F) -> bool {
+    pub(crate) async fn hash_check<F: FnOnce() -> bool + Send + 'static>(&self, check: F) -> bool {
         self.hashing.run(check).await
     }
 }
@@ -91,7 +91,7 @@ pub struct HashPool {
 
 impl HashPool {
     /// A pool of `threads` threads, started on first use.
-    pub fn new(threads: usize) -> Self {
+    pub(crate) fn new(threads: usize) -> Self {
         let threads = threads.max(1);
         HashPool { threads, slots: Semaphore::new(threads), jobs: OnceLock::new() }
     }
@@ -126,7 +126,7 @@ impl HashPool {
     }
 
     /// Runs `check` on a hashing thread once one is free; false if it cannot run.
-    pub async fn run<F: FnOnce() -> bool + Send + 'static>(&self, check: F) -> bool {
+    pub(crate) async fn run<F: FnOnce() -> bool + Send + 'static>(&self, check: F) -> bool {
         // At most one job per thread is handed over, so callers wait here, not in a queue
         // that outlives their request.
         let Ok(_slot) = self.slots.acquire().await else { return false };
@@ -163,7 +163,7 @@ impl std::fmt::Debug for ReplayMemory {
 impl ReplayMemory {
     /// True the first time `key` is seen (and records it); false for a replay. `Err` when
     /// Redis is unreachable and the policy is to refuse rather than fall back.
-    pub async fn first_use(&self, key: &str) -> Result<bool, ()> {
+    pub(crate) async fn first_use(&self, key: &str) -> Result<bool, ()> {
         if let Some(shared) = &self.shared {
             match shared.first_use(&format!("jti:{key}"), self.ttl.as_secs().max(1)).await {
                 Ok(first) => {

@@ -49,7 +49,7 @@ pub async fn send(http: &reqwest::Client, req: oauth2::HttpRequest) -> Result<oa
 
 /// `oauth2`'s HTTP client trait over our reqwest client. A named type with a boxed `Send`
 /// future: a closure here makes the whole handler future fail the `Send` bound.
-pub struct OAuthHttp(pub reqwest::Client);
+pub(crate) struct OAuthHttp(pub reqwest::Client);
 
 impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp {
     type Error = HttpError;
@@ -62,7 +62,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp {
 }
 
 /// A reqwest client for token and introspection calls: short timeout, no redirects, no proxy.
-pub fn token_http_client() -> Result<reqwest::Client, String> {
+pub(crate) fn token_http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())

@@ -70,7 +70,7 @@ impl KeySet {
     }
 
     /// A fresh in-memory ES256 key, for dev mode: tokens die with the process.
-    pub fn ephemeral() -> Result<KeySet, String> {
+    pub(crate) fn ephemeral() -> Result<KeySet, String> {
         Ok(KeySet { keys: vec![from_pem(&generate_pem(Algorithm::ES256)?)?] })
     }
 

@@ -17,7 +17,7 @@ pub fn jwks(local: Option<&LocalIssuer>) -> Response {
 }
 
 /// Authorization server metadata.
-pub fn server_metadata(local: Option<&LocalIssuer>) -> Response {
+pub(crate) fn server_metadata(local: Option<&LocalIssuer>) -> Response {
     let Some(l) = local else { return not_configured() };
     let base = l.issuer.trim_end_matches('/');
     Json(json!({

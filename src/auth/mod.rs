@@ -7,7 +7,7 @@
 
 pub mod clients;
 pub mod external;
-pub mod guard;
+pub(crate) mod guard;
 pub mod introspect;
 pub mod keys;
 pub mod metadata;
@@ -20,7 +20,7 @@ use std::time::Duration;
 pub use verify::Principal;
 
 /// The scope of the `/admin/` endpoints (deliveries, reload, pause).
-pub const ADMIN_SCOPE: &str = "veneer:admin";
+pub(crate) const ADMIN_SCOPE: &str = "veneer:admin";
 
 use self::clients::Client;
 use self::external::ExternalIssuer;
@@ -77,7 +77,7 @@ impl Auth {
     /// Why no caller can be authorised, if none can: no client registered with the
     /// built-in issuer, and no external issuer or introspection to accept other tokens.
     /// Every route but the public ones then answers 401.
-    pub fn nobody_can_call(&self) -> Option<&'static str> {
+    pub(crate) fn nobody_can_call(&self) -> Option<&'static str> {
         let local_clients = self.local.as_ref().is_some_and(|l| !l.clients.is_empty());
         (!local_clients && self.external.is_empty() && self.introspection.is_none()).then_some(
             "no caller can be authorised: no client is registered with the built-in issuer (auth.issuer, \

@@ -65,9 +65,9 @@ fn no_store() -> [(header::HeaderName, &'static str); 2] {
 }
 
 /// Largest token request body: a client-credentials request with an assertion fits in 4 KiB.
-pub const MAX_BODY: usize = 16 * 1024;
+pub(crate) const MAX_BODY: usize = 16 * 1024;
 /// Most parameters in a token request (the grant uses at most six).
-pub const MAX_PARAMS: usize = 32;
+pub(crate) const MAX_PARAMS: usize = 32;
 
 /// A too-many-failures refusal: 429 with `Retry-After`, in the RFC 6749 error shape.
 fn slow_down(wait: Duration) -> Response {

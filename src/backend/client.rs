@@ -49,13 +49,13 @@ thread_local! {
 /// Makes this thread's calls use pool `index`: each serving runtime has its own thread and
 /// its own pool, so a call's connection is driven by the runtime that waits for it (no
 /// wakeup crosses threads).
-pub fn use_pool(index: usize) {
+pub(crate) fn use_pool(index: usize) {
     POOL.with(|p| p.set(index));
 }
 
 /// How many pools a client keeps: one per serving runtime, and so also how many serving
 /// runtimes the listener starts (one per core).
-pub fn pools() -> usize {
+pub(crate) fn pools() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 

@@ -26,7 +26,7 @@ impl FaultRule {
 
 /// The status for a fault: the route's rules, then the backend's, then the default
 /// (422 for client/sender faults, 502 for everything else).
-pub fn status_for(route_rules: &[FaultRule], backend_rules: &[FaultRule], fault: &Fault) -> StatusCode {
+pub(crate) fn status_for(route_rules: &[FaultRule], backend_rules: &[FaultRule], fault: &Fault) -> StatusCode {
     route_rules
         .iter()
         .chain(backend_rules)

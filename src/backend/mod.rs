@@ -26,20 +26,21 @@ pub mod client;
 pub mod credentials;
 pub mod faults;
 pub mod netsuite;
-pub mod protect;
+pub(crate) mod protect;
 pub mod session;
 
 pub use client::BackendTls;
-pub use credentials::{BasicAuth, Credentials};
+pub use credentials::BasicAuth;
+pub use credentials::Credentials;
 
 use self::client::{CallError, HttpClient};
 
 /// Header carrying the request id to the backend (and back in responses).
-pub const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// `max_response` when a backend does not set it: 8 MiB. Far above ordinary SOAP answers,
 /// yet a misbehaving ERP cannot make the gateway buffer hundreds of megabytes per call.
-pub const DEFAULT_MAX_RESPONSE: usize = 8 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_RESPONSE: usize = 8 * 1024 * 1024;
 
 /// A backend's compiled settings.
 #[derive(Debug)]
@@ -123,10 +124,10 @@ struct Attempt {
 
 /// Headers carried from the client's request to the backend: `x-request-id`,
 /// `traceparent` and `tracestate` (W3C Trace Context).
-pub type Forward = Vec<(&'static str, HeaderValue)>;
+pub(crate) type Forward = Vec<(&'static str, HeaderValue)>;
 
 /// The headers of `headers` that travel to the backend.
-pub fn forwarded(headers: &axum::http::HeaderMap) -> Forward {
+pub(crate) fn forwarded(headers: &axum::http::HeaderMap) -> Forward {
     [REQUEST_ID, "traceparent", "tracestate"].iter().filter_map(|n| headers.get(*n).map(|v| (*n, v.clone()))).collect()
 }
 
@@ -377,7 +378,7 @@ impl Backend {
     }
 
     /// Logs the backend's ERP sessions out (shutdown), waiting at most `deadline`.
-    pub async fn close_sessions(&self, deadline: Duration) {
+    pub(crate) async fn close_sessions(&self, deadline: Duration) {
         if let Some(s) = &self.session {
             s.pool.close(deadline).await;
         }
@@ -389,7 +390,7 @@ impl Backend {
     }
 
     /// Does the backend's session fill SOAP header element `el` on every call?
-    pub fn session_fills(&self, el: &crate::schema::Element) -> bool {
+    pub(crate) fn session_fills(&self, el: &crate::schema::Element) -> bool {
         self.session.as_ref().is_some_and(|s| {
             s.spec.soap_headers.iter().any(|h| h.element.name == el.name && h.element.namespace == el.namespace)
         })

@@ -20,7 +20,7 @@ use crate::translate::encode;
 const ELEMENT: &str = "tokenPassport";
 
 /// The signature method NetSuite names in the header.
-pub const ALGORITHM: &str = "HMAC-SHA256";
+pub(crate) const ALGORITHM: &str = "HMAC-SHA256";
 
 /// A TBA credential: the account and the four parts of an integration's access token.
 pub struct TokenPassport {
@@ -90,7 +90,7 @@ impl TokenPassport {
     }
 
     /// The header for a given nonce and timestamp (seconds since the epoch).
-    pub fn render(&self, schema: &SchemaSet, nonce: &str, timestamp: i64) -> String {
+    pub(crate) fn render(&self, schema: &SchemaSet, nonce: &str, timestamp: i64) -> String {
         let mut out = String::new();
         // Checked against the element when the config loaded; the values are plain text.
         let _ = encode::body_element(&mut out, &self.element, schema, &self.value(schema, nonce, timestamp));

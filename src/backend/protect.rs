@@ -76,17 +76,17 @@ impl std::fmt::Debug for Gate {
 
 impl Gate {
     /// A gate with these limits.
-    pub fn new(settings: QueueSettings) -> Self {
+    pub(crate) fn new(settings: QueueSettings) -> Self {
         Gate { slots: Arc::new(Semaphore::new(settings.max_concurrency)), settings, waiting: AtomicUsize::new(0) }
     }
 
     /// Calls in flight at most.
-    pub fn max_concurrency(&self) -> usize {
+    pub(crate) fn max_concurrency(&self) -> usize {
         self.settings.max_concurrency
     }
 
     /// Waits for a call slot: at once when free, else in the queue until the deadline.
-    pub async fn enter(&self, backend: &str) -> Result<OwnedSemaphorePermit, GatewayError> {
+    pub(crate) async fn enter(&self, backend: &str) -> Result<OwnedSemaphorePermit, GatewayError> {
         let overloaded = |reason: &str| GatewayError::Overloaded {
             backend: backend.to_string(),
             kind: OverloadKind::Queue,
@@ -115,7 +115,7 @@ impl Gate {
 }
 
 /// The retry budget and policy of one backend.
-pub struct Retries {
+pub(crate) struct Retries {
     /// Policy.
     pub settings: RetrySettings,
     budget: TpsBudget,
@@ -129,23 +129,23 @@ impl std::fmt::Debug for Retries {
 
 impl Retries {
     /// A policy with its budget (validated at config load: ratio within 0..=1).
-    pub fn new(settings: RetrySettings) -> Self {
+    pub(crate) fn new(settings: RetrySettings) -> Self {
         let ratio = settings.budget_ratio.clamp(0.0, 1.0);
         Retries { settings, budget: TpsBudget::new(Duration::from_secs(10), 1, ratio) }
     }
 
     /// Every call deposits, so retries stay a fraction of real traffic.
-    pub fn deposit(&self) {
+    pub(crate) fn deposit(&self) {
         self.budget.deposit();
     }
 
     /// May attempt `n` (1-based retry number) go ahead? Consumes budget when it may.
-    pub fn allow(&self, n: u32) -> bool {
+    pub(crate) fn allow(&self, n: u32) -> bool {
         n <= self.settings.attempts && self.budget.withdraw()
     }
 
     /// Exponential backoff with full jitter for retry `n`.
-    pub fn backoff(&self, n: u32) -> Duration {
+    pub(crate) fn backoff(&self, n: u32) -> Duration {
         let cap = self.settings.backoff.saturating_mul(1 << n.min(10));
         cap.mul_f64(rand::random::<f64>())
     }
@@ -153,7 +153,7 @@ impl Retries {
 
 /// Errors worth retrying: the call never reached the ERP, or the ERP said it is busy.
 /// Timeouts are not retried: a slow ERP gets slower with more calls.
-pub fn retryable(e: &GatewayError) -> bool {
+pub(crate) fn retryable(e: &GatewayError) -> bool {
     match e {
         GatewayError::BackendUnreachable { .. } => true,
         GatewayError::Overloaded { kind, .. } => *kind == OverloadKind::Busy,
@@ -162,6 +162,6 @@ pub fn retryable(e: &GatewayError) -> bool {
 }
 
 /// Errors the circuit breaker counts as failures.
-pub fn breaker_failure(e: &GatewayError) -> bool {
+pub(crate) fn breaker_failure(e: &GatewayError) -> bool {
     matches!(e, GatewayError::BackendUnreachable { .. } | GatewayError::BackendTimeout { .. }) || retryable(e)
 }

@@ -21,7 +21,7 @@ use crate::throttle::rate::Rate;
 
 /// Compiles the auth section; `route_scopes` are every scope a route requires (the dev
 /// client gets them all).
-pub fn compile(
+pub(crate) fn compile(
     source: &ConfigSource,
     file: &FileText,
     s: &AuthConfigSection,

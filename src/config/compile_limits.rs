@@ -12,14 +12,14 @@ use crate::throttle::shared::{OnUnavailable, Shared};
 use crate::throttle::{Limit, RouteLimit, Throttle};
 
 /// Rate of the dev-mode demo client (DESIGN.md): newcomers see throttling work.
-pub const DEV_CLIENT_RATE: (&str, u32) = ("100/s", 200);
+pub(crate) const DEV_CLIENT_RATE: (&str, u32) = ("100/s", 200);
 
 /// Readings per caller by default: a line of 100 machines reporting ten sensors a second,
 /// with room for two full batches back to back.
-pub const DEFAULT_READINGS_RATE: (&str, u32) = ("1000/s", 2000);
+pub(crate) const DEFAULT_READINGS_RATE: (&str, u32) = ("1000/s", 2000);
 
 /// Compiles the gateway-wide and per-client parts.
-pub fn compile(
+pub(crate) fn compile(
     file: &FileText,
     raw: &GatewayFile,
     options: &CompileOptions,
@@ -116,7 +116,7 @@ fn rate(s: &RateSection) -> Result<Rate, String> {
 }
 
 /// A route's own limit.
-pub fn route(s: &RouteLimitSection, route_key: &str, t: &Throttle) -> Result<RouteLimit, String> {
+pub(crate) fn route(s: &RouteLimitSection, route_key: &str, t: &Throttle) -> Result<RouteLimit, String> {
     let rate = Rate::parse(&s.rate, s.burst)?;
     let per_client = s.per == super::raw::LimitPer::Client;
     let (name, scope) = if per_client {

@@ -12,7 +12,7 @@ use crate::backend::Protection;
 use crate::backend::protect::{BreakerSettings, BusyRule, QueueSettings, RetrySettings};
 
 /// Compiles protection; each problem goes to `fail(key path under the backend, message)`.
-pub fn protection(s: &BackendSection, fail: &mut dyn FnMut(&str, String)) -> Protection {
+pub(crate) fn protection(s: &BackendSection, fail: &mut dyn FnMut(&str, String)) -> Protection {
     let mut duration = |path: &str, v: Option<&String>, default: Duration| {
         problems::duration(path, v.map(String::as_str), default, AtLeast::Zero, &mut |m| fail(path, m))
     };

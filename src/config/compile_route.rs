@@ -21,7 +21,7 @@ use crate::schema::{Element, SchemaSet, TypeRef};
 use crate::throttle::Throttle;
 
 /// Compiles a route; `backend_declared` distinguishes a typo from a backend that failed to compile.
-pub fn compile(
+pub(crate) fn compile(
     file: &FileText,
     index: usize,
     s: &RouteSection,

@@ -10,7 +10,7 @@ use yaml_rust2::scanner::Marker;
 /// Key path → 1-based line. A path is the mapping keys and sequence indexes from the
 /// document root: `["backends", "erp", "timeout"]`, `["routes", "3", "operation"]`.
 #[derive(Debug, Default, Clone)]
-pub struct Marks(HashMap<Vec<String>, usize>);
+pub(crate) struct Marks(HashMap<Vec<String>, usize>);
 
 enum Frame {
     Map { path: Vec<String>, key: Option<String> },
@@ -92,7 +92,7 @@ impl MarkedEventReceiver for Collect {
 
 impl Marks {
     /// The marks of `text`; empty when it does not parse (the deserializer reports that).
-    pub fn of(text: &str) -> Marks {
+    pub(crate) fn of(text: &str) -> Marks {
         let mut collect = Collect::default();
         let mut parser = Parser::new_from_str(text);
         if parser.load(&mut collect, false).is_err() {
@@ -103,7 +103,7 @@ impl Marks {
 
     /// The line of `path`, else of its nearest ancestor that is in the file (a missing
     /// key is blamed on the section that should hold it).
-    pub fn line(&self, path: &[&str]) -> Option<usize> {
+    pub(crate) fn line(&self, path: &[&str]) -> Option<usize> {
         (0..=path.len()).rev().find_map(|n| {
             let key: Vec<String> = path[..n].iter().map(|s| s.to_string()).collect();
             self.0.get(&key).copied()

@@ -15,8 +15,8 @@ mod compile_session;
 mod marks;
 pub(crate) mod problems;
 pub mod raw;
-pub mod raw_sensors;
-pub mod raw_session;
+pub(crate) mod raw_sensors;
+pub(crate) mod raw_session;
 pub mod secret;
 mod snapshot;
 pub mod source;
@@ -101,7 +101,7 @@ pub struct ServerSettings {
 
 impl ServerSettings {
     /// The defaults: 1 MiB bodies, 30 s per request, 10 s for headers, 10 000 connections.
-    pub fn defaults() -> Self {
+    pub(crate) fn defaults() -> Self {
         ServerSettings {
             listen: None,
             max_body: 1024 * 1024,

@@ -47,12 +47,12 @@ pub(crate) struct FileText {
 impl FileText {
     /// A problem about the key at `path` (mapping keys and sequence indexes from the root),
     /// on its line; a key that is not in the file is blamed on its nearest ancestor.
-    pub fn at(&self, path: &[&str], message: impl Into<String>) -> ConfigProblem {
+    pub(crate) fn at(&self, path: &[&str], message: impl Into<String>) -> ConfigProblem {
         ConfigProblem { file: self.path.clone(), line: self.marks.line(path), message: message.into() }
     }
 
     /// The line of the key at `path` (or of its nearest ancestor in the file).
-    pub fn line(&self, path: &[&str]) -> Option<usize> {
+    pub(crate) fn line(&self, path: &[&str]) -> Option<usize> {
         self.marks.line(path)
     }
 }

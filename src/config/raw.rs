@@ -12,7 +12,7 @@ use crate::schema::naming::JsonNaming;
 /// `gateway.yaml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GatewayFile {
+pub(crate) struct GatewayFile {
     /// Listener settings.
     #[serde(default)]
     pub server: ServerSection,
@@ -34,7 +34,7 @@ pub struct GatewayFile {
 /// `telemetry:` in gateway.yaml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TelemetrySection {
+pub(crate) struct TelemetrySection {
     /// Scope a token needs for `POST /telemetry` (default `telemetry:write`).
     pub scope: Option<String>,
     /// Readings per request or message at most (default 1000).
@@ -51,7 +51,7 @@ pub struct TelemetrySection {
 /// `mqtt:` in gateway.yaml.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MqttSection {
+pub(crate) struct MqttSection {
     /// `mqtt://host:1883` or `mqtts://host:8883`.
     pub url: String,
     /// A stable client id: the broker keeps its session (and unacknowledged messages) under it.
@@ -78,7 +78,7 @@ pub struct MqttSection {
 /// `delivery:` in gateway.yaml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DeliveryConfigSection {
+pub(crate) struct DeliveryConfigSection {
     /// Directory of the embedded store (relative to the config directory).
     pub data_dir: Option<String>,
     /// First retry delay (default `1s`); doubles per attempt, with jitter.
@@ -113,7 +113,7 @@ pub struct DeliveryConfigSection {
 /// `delivery.redis`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DeliveryRedisSection {
+pub(crate) struct DeliveryRedisSection {
     /// `redis://host:port/db`.
     pub url: Option<String>,
     /// Environment variable holding the URL.
@@ -133,7 +133,7 @@ pub struct DeliveryRedisSection {
 /// A route's `delivery:`: `queued`, or the same with options.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum DeliverySection {
+pub(crate) enum DeliverySection {
     /// `direct` or `queued`.
     Mode(String),
     /// `{ mode: queued, ordered: true, … }`.
@@ -143,7 +143,7 @@ pub enum DeliverySection {
 /// `delivery: { mode: queued, … }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DeliveryDetail {
+pub(crate) struct DeliveryDetail {
     /// `queued` or `direct`.
     pub mode: String,
     /// Deliver in arrival order.
@@ -160,7 +160,7 @@ pub struct DeliveryDetail {
 /// A fault meaning "the ERP already has this".
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DuplicateFaultSection {
+pub(crate) struct DuplicateFaultSection {
     /// Fault code or subcode, without prefix.
     pub code: Option<String>,
     /// Regular expression matched against the fault reason.
@@ -170,7 +170,7 @@ pub struct DuplicateFaultSection {
 /// A route's `idempotency:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IdempotencySection {
+pub(crate) struct IdempotencySection {
     /// Refuse requests without `Idempotency-Key` (400).
     #[serde(default)]
     pub required: bool,
@@ -179,7 +179,7 @@ pub struct IdempotencySection {
 /// `limits:` in gateway.yaml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LimitsSection {
+pub(crate) struct LimitsSection {
     /// Per-client limit for clients without their own.
     pub default: Option<RateSection>,
     /// Share limits and quotas across replicas.
@@ -189,7 +189,7 @@ pub struct LimitsSection {
 /// A rate with its burst.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RateSection {
+pub(crate) struct RateSection {
     /// `50/s`, `600/min`, `1000/h`.
     pub rate: String,
     /// Requests admitted back to back (default: the rate's count).
@@ -199,7 +199,7 @@ pub struct RateSection {
 /// Redis for shared limits.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RedisSection {
+pub(crate) struct RedisSection {
     /// `redis://host:port/db`.
     pub url: Option<String>,
     /// Env var holding the URL (it may carry a password).
@@ -215,7 +215,7 @@ pub struct RedisSection {
 /// A client's own limits.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClientLimitsSection {
+pub(crate) struct ClientLimitsSection {
     /// `50/s` etc.
     pub rate: Option<String>,
     /// Burst.
@@ -227,7 +227,7 @@ pub struct ClientLimitsSection {
 /// Quotas.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QuotaSection {
+pub(crate) struct QuotaSection {
     /// Calls per UTC day.
     pub day: Option<u64>,
     /// Calls per UTC month.
@@ -237,7 +237,7 @@ pub struct QuotaSection {
 /// `cache:` of a route.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum CacheSection {
+pub(crate) enum CacheSection {
     /// Just a TTL.
     Ttl(String),
     /// TTL and scope.
@@ -247,7 +247,7 @@ pub enum CacheSection {
 /// `cache: { ttl, per_client }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CacheFullSection {
+pub(crate) struct CacheFullSection {
     /// Freshness lifetime.
     pub ttl: String,
     /// Keep answers per client.
@@ -258,7 +258,7 @@ pub struct CacheFullSection {
 /// A route's own limit.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RouteLimitSection {
+pub(crate) struct RouteLimitSection {
     /// `20/s` etc.
     pub rate: String,
     /// Burst.
@@ -271,7 +271,7 @@ pub struct RouteLimitSection {
 /// Whom a route's own limit counts: everyone together, or each client apart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LimitPer {
+pub(crate) enum LimitPer {
     /// One bucket for the route.
     #[default]
     Route,
@@ -282,7 +282,7 @@ pub enum LimitPer {
 /// `server.tls.client_auth`: whether client certificates are required.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     /// Every client presents one.
     #[default]
     Required,
@@ -293,7 +293,7 @@ pub enum ClientAuth {
 /// `xsd_any:`: how `xs:any` content travels in JSON.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum XsdAny {
+pub(crate) enum XsdAny {
     /// As JSON, converted element by element.
     #[default]
     Json,
@@ -304,7 +304,7 @@ pub enum XsdAny {
 /// `ws_security.password_type`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum PasswordType {
+pub(crate) enum PasswordType {
     /// PasswordDigest (nonce and created time hashed with the password).
     #[default]
     Digest,
@@ -315,7 +315,7 @@ pub enum PasswordType {
 /// `auth:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuthConfigSection {
+pub(crate) struct AuthConfigSection {
     /// `iss` of tokens Veneer issues: its public base URL.
     pub issuer: Option<String>,
     /// `aud` of tokens Veneer issues (default: the issuer).
@@ -341,7 +341,7 @@ pub struct AuthConfigSection {
 /// `auth.login_failures`: failed attempts per client id and per source address.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LoginFailuresSection {
+pub(crate) struct LoginFailuresSection {
     /// Per `client_id` (default `10/min`, burst 10).
     pub per_client: Option<RateSection>,
     /// Per source address (default `60/min`, burst 60).
@@ -351,7 +351,7 @@ pub struct LoginFailuresSection {
 /// One registered client.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClientSection {
+pub(crate) struct ClientSection {
     /// `client_id`.
     pub id: String,
     /// argon2id hash of its secret (`veneer client new`).
@@ -371,7 +371,7 @@ pub struct ClientSection {
 /// One external issuer.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExternalIssuerSection {
+pub(crate) struct ExternalIssuerSection {
     /// Exact `iss`.
     pub issuer: String,
     /// Accepted audience(s).
@@ -390,7 +390,7 @@ pub struct ExternalIssuerSection {
 /// A string or a list of strings.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum OneOrMany {
+pub(crate) enum OneOrMany {
     /// One value.
     One(String),
     /// Several.
@@ -399,7 +399,7 @@ pub enum OneOrMany {
 
 impl OneOrMany {
     /// As a list.
-    pub fn to_vec(&self) -> Vec<String> {
+    pub(crate) fn to_vec(&self) -> Vec<String> {
         match self {
             OneOrMany::One(s) => vec![s.clone()],
             OneOrMany::Many(v) => v.clone(),
@@ -410,7 +410,7 @@ impl OneOrMany {
 /// RFC 7662 introspection endpoint and Veneer's credentials for it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IntrospectionSection {
+pub(crate) struct IntrospectionSection {
     /// Endpoint URL.
     pub endpoint: String,
     /// Veneer's client id at the introspection endpoint.
@@ -432,7 +432,7 @@ pub struct IntrospectionSection {
 /// `server:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServerSection {
+pub(crate) struct ServerSection {
     /// `host:port`; `--listen` and `VENEER_LISTEN` override it.
     pub listen: Option<String>,
     /// Largest accepted request body, e.g. `1MiB`.
@@ -460,7 +460,7 @@ pub struct ServerSection {
 /// `cors:` of the server or of a route.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CorsSection {
+pub(crate) struct CorsSection {
     /// Origins allowed (`https://dashboard.plant.example`), or `"*"` for any.
     pub origins: Vec<String>,
     /// Methods allowed (default: those the path serves).
@@ -478,7 +478,7 @@ pub struct CorsSection {
 /// `server.tls`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServerTlsSection {
+pub(crate) struct ServerTlsSection {
     /// PEM certificate chain.
     pub cert_file: String,
     /// PEM private key.
@@ -493,7 +493,7 @@ pub struct ServerTlsSection {
 /// A backend's `tls:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BackendTlsSection {
+pub(crate) struct BackendTlsSection {
     /// Extra CA bundle to trust for this backend (a company CA).
     pub ca_file: Option<String>,
     /// Client certificate to present.
@@ -505,7 +505,7 @@ pub struct BackendTlsSection {
 /// One entry under `backends:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BackendSection {
+pub(crate) struct BackendSection {
     /// SOAP endpoint URL.
     pub url: Option<String>,
     /// How much of a SOAP fault's detail callers see: `typed` (default), `pass` or `hide`.
@@ -561,7 +561,7 @@ pub struct BackendSection {
 /// `queue:` of a backend.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QueueSection {
+pub(crate) struct QueueSection {
     /// Calls waiting at most (default 64; 0 = refuse when all slots are busy).
     pub max: Option<usize>,
     /// Longest wait for a slot (default `2s`).
@@ -571,7 +571,7 @@ pub struct QueueSection {
 /// `retries:` of a backend.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RetriesSection {
+pub(crate) struct RetriesSection {
     /// Extra attempts (default 2; 0 disables).
     pub attempts: Option<u32>,
     /// First backoff (default `100ms`), doubling, with jitter.
@@ -583,7 +583,7 @@ pub struct RetriesSection {
 /// `circuit_breaker:` of a backend.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BreakerSection {
+pub(crate) struct BreakerSection {
     /// Set false to disable.
     pub enabled: Option<bool>,
     /// Failure ratio that opens it (default 0.5).
@@ -599,7 +599,7 @@ pub struct BreakerSection {
 /// One busy-fault pattern.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BusyFaultSection {
+pub(crate) struct BusyFaultSection {
     /// Fault code or subcode.
     pub code: Option<String>,
     /// Regex on the fault reason.
@@ -613,7 +613,7 @@ pub struct BusyFaultSection {
 /// `auth:` of a backend.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuthSection {
+pub(crate) struct AuthSection {
     /// HTTP Basic.
     pub basic: Option<BasicSection>,
     /// WS-Security UsernameToken.
@@ -627,7 +627,7 @@ pub struct AuthSection {
 /// WS-Security UsernameToken; the password only by reference.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WsSecuritySection {
+pub(crate) struct WsSecuritySection {
     /// User name.
     pub username: String,
     /// Environment variable holding the password.
@@ -644,7 +644,7 @@ pub struct WsSecuritySection {
 /// OAuth2 client credentials for the backend.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpstreamOAuthSection {
+pub(crate) struct UpstreamOAuthSection {
     /// The IdP's token endpoint.
     pub token_url: String,
     /// Veneer's client id there.
@@ -661,7 +661,7 @@ pub struct UpstreamOAuthSection {
 /// HTTP Basic credentials; the password only by reference.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BasicSection {
+pub(crate) struct BasicSection {
     /// User name (not secret).
     pub username: String,
     /// Environment variable holding the password.
@@ -673,7 +673,7 @@ pub struct BasicSection {
 /// One fault mapping rule: every given condition must match.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FaultRuleSection {
+pub(crate) struct FaultRuleSection {
     /// Fault code or subcode, without prefix (`Client`, `Client.NotFound`, `Sender`).
     pub code: Option<String>,
     /// Regular expression matched against the fault reason.
@@ -685,7 +685,7 @@ pub struct FaultRuleSection {
 /// A file under `routes/`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RoutesFile {
+pub(crate) struct RoutesFile {
     /// Backends declared beside their routes (names are global across files).
     #[serde(default)]
     pub backends: BTreeMap<String, BackendSection>,
@@ -697,7 +697,7 @@ pub struct RoutesFile {
 /// One route.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RouteSection {
+pub(crate) struct RouteSection {
     /// `"METHOD /path/{param}"`.
     pub route: String,
     /// Backend name.

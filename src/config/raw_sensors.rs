@@ -11,7 +11,7 @@ use serde_json::Value;
 /// MQTT topics).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SensorsFile {
+pub(crate) struct SensorsFile {
     /// IANA time zone of the shift calendar (`Europe/Berlin`); default UTC.
     pub time_zone: Option<String>,
     /// The shift calendar: each shift from its start (`"06:00"`) to the next one's.
@@ -35,7 +35,7 @@ pub struct SensorsFile {
 /// One shift of the calendar.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ShiftSection {
+pub(crate) struct ShiftSection {
     /// Its name, as the ERP knows it.
     pub name: String,
     /// Local start time, `HH:MM`.
@@ -45,7 +45,7 @@ pub struct ShiftSection {
 /// `lookups.NAME`: a value read from the ERP through a configured GET route.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LookupSection {
+pub(crate) struct LookupSection {
     /// The route, as `"GET /production-orders"`.
     pub route: String,
     /// Route parameters (path or query names) → template (`"{machine}"`).
@@ -63,7 +63,7 @@ pub struct LookupSection {
 /// One dictionary entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SensorSection {
+pub(crate) struct SensorSection {
     /// A sensor id, or a pattern with `*` and `?` (`T-1*`).
     pub id: String,
     /// What it measures (`temperature`); free text, passed on as `{quantity}`.
@@ -92,7 +92,7 @@ pub struct SensorSection {
 /// `group:` on a sensor.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GroupSection {
+pub(crate) struct GroupSection {
     /// The body field that holds the list (`Readings`).
     pub field: String,
     /// Readings per call at most (default 100).

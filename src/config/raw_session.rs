@@ -8,7 +8,7 @@ use serde::Deserialize;
 /// the ERP forgets it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SessionSection {
+pub(crate) struct SessionSection {
     /// The call that opens a session.
     pub login: LoginSection,
     /// Name → dot-separated path in the login answer (JSON keys under the output element):
@@ -51,7 +51,7 @@ pub struct SessionSection {
 /// `session.login:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LoginSection {
+pub(crate) struct LoginSection {
     /// WSDL operation.
     pub operation: String,
     /// A second WSDL holding it (SAP B1's `LoginService`), relative to the config directory;
@@ -74,7 +74,7 @@ pub struct LoginSection {
 /// `session.logout:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogoutSection {
+pub(crate) struct LogoutSection {
     /// WSDL operation, in the login WSDL when there is one, else the backend's.
     pub operation: String,
     /// Constant values of its input.
@@ -88,7 +88,7 @@ pub struct LogoutSection {
 /// One "session expired" fault pattern: every given condition must match.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExpiredFaultSection {
+pub(crate) struct ExpiredFaultSection {
     /// Fault code or subcode, without prefix (`INVALID_SESSION_ID`).
     pub code: Option<String>,
     /// Regular expression searched in the fault reason.
@@ -99,7 +99,7 @@ pub struct ExpiredFaultSection {
 /// header on every call). Everything but the account only by reference.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NetSuiteTbaSection {
+pub(crate) struct NetSuiteTbaSection {
     /// The NetSuite account id (`1234567`, `1234567_SB1` for a sandbox).
     pub account: String,
     /// Environment variable holding the integration's consumer key.

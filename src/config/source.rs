@@ -52,7 +52,7 @@ impl ConfigSource {
     }
 
     /// The data dictionary's files (`sensors/*.yaml` and `*.yml`), sorted.
-    pub fn sensor_files(&self) -> Result<Vec<PathBuf>, ConfigProblem> {
+    pub(crate) fn sensor_files(&self) -> Result<Vec<PathBuf>, ConfigProblem> {
         self.yaml_files("sensors")
     }
 
@@ -87,7 +87,7 @@ impl ConfigSource {
 
 impl ConfigSource {
     /// A problem with its file shown under the config directory, as a user would open it.
-    pub fn display_path(dir: &Path, p: &ConfigProblem) -> String {
+    pub(crate) fn display_path(dir: &Path, p: &ConfigProblem) -> String {
         ConfigProblem { file: dir.join(&p.file), ..p.clone() }.to_string()
     }
 }

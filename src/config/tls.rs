@@ -62,12 +62,12 @@ pub fn server_config(
 }
 
 /// Reads a CA bundle for a backend.
-pub fn backend_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn backend_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     certs(path)
 }
 
 /// Reads a client certificate chain and its key for a backend.
-pub fn backend_identity(
+pub(crate) fn backend_identity(
     cert: &Path,
     key_file: &Path,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
@@ -76,7 +76,7 @@ pub fn backend_identity(
 
 /// A TLS client config trusting `ca` (the edge broker's CA), presenting a client certificate
 /// when `identity` is given.
-pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

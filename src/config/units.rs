@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Parses a duration; the error says what to write instead.
-pub fn duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|_| format!("{text:?} is not a duration; write e.g. 250ms, 5s or 1m"))
 }

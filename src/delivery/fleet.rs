@@ -310,7 +310,7 @@ impl Fleet {
     }
 
     /// Stores a dead letter: its document and an entry in the backend's dead stream.
-    pub async fn bury(&self, item: &Item) -> Result<(), GatewayError> {
+    pub(crate) async fn bury(&self, item: &Item) -> Result<(), GatewayError> {
         let mut conn = self.conn.clone();
         let json = serde_json::to_string(item).map_err(|e| GatewayError::Internal(e.to_string()))?;
         let mut pipe = redis::pipe();
@@ -507,7 +507,7 @@ impl Fleet {
     }
 
     /// Pauses or resumes a backend's deliveries on every replica.
-    pub async fn set_paused(&self, backend: &str, paused: bool) -> Result<(), GatewayError> {
+    pub(crate) async fn set_paused(&self, backend: &str, paused: bool) -> Result<(), GatewayError> {
         let mut conn = self.conn.clone();
         let verb = if paused { "SADD" } else { "SREM" };
         redis::cmd(verb)

@@ -20,10 +20,10 @@ use super::store::{Store, Table, Write, Written};
 use crate::error::GatewayError;
 
 /// How long an unfinished claim blocks its key (a request never runs longer than this).
-pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(300);
+pub(crate) const IN_FLIGHT_TTL: Duration = Duration::from_secs(300);
 
 /// Longest accepted key (the draft leaves it to the server).
-pub const MAX_KEY: usize = 255;
+pub(crate) const MAX_KEY: usize = 255;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
@@ -298,7 +298,7 @@ pub fn scoped(caller: &str, route: &str, key: &str) -> String {
 
 /// Checks a client's key: 1–255 visible ASCII characters (RFC 5234 VCHAR, `!` to `~`: no
 /// space, which HTTP trims at either end of a field and so could not round-trip).
-pub fn valid_key(key: &str) -> bool {
+pub(crate) fn valid_key(key: &str) -> bool {
     !key.is_empty() && key.len() <= MAX_KEY && key.bytes().all(|b| (0x21..0x7f).contains(&b))
 }
 
@@ -334,7 +334,7 @@ fn oldest_answers(store: &Store, target: u64) -> Vec<String> {
 }
 
 /// Deletes expired records.
-pub async fn sweep(store: &Store) {
+pub(crate) async fn sweep(store: &Store) {
     let now = now_ms();
     let scanning = store.clone();
     let expired = tokio::task::spawn_blocking(move || {

@@ -12,7 +12,7 @@ mod attempt;
 pub mod fleet;
 pub mod idempotency;
 pub mod store;
-pub mod submit;
+pub(crate) mod submit;
 mod worker;
 
 use std::path::PathBuf;
@@ -190,7 +190,7 @@ impl Item {
     }
 
     /// The status document `GET /deliveries/{id}` answers.
-    pub fn view(&self) -> Value {
+    pub(crate) fn view(&self) -> Value {
         let mut v = serde_json::json!({
             "id": self.id,
             "state": self.state,
@@ -218,7 +218,7 @@ impl Item {
 impl Item {
     /// What an operator sees: the status, and what was stored for the ERP (the input, who
     /// posted it, the ERP key), so a dead letter can be judged without the store.
-    pub fn admin_view(&self) -> Value {
+    pub(crate) fn admin_view(&self) -> Value {
         let mut v = self.view();
         v["backend"] = self.backend.clone().into();
         v["client"] = self.client.clone().into();
@@ -287,7 +287,7 @@ impl Queue {
 
     /// Stores an item that is a dead letter from the start (an MQTT message that is not a
     /// valid reading): kept with its reason for an operator, never delivered.
-    pub async fn bury(&self, item: Item) -> Result<(), GatewayError> {
+    pub(crate) async fn bury(&self, item: Item) -> Result<(), GatewayError> {
         debug_assert_eq!(item.state, State::Dead);
         match self {
             Queue::Local(q) => q.bury(&item).await,
@@ -353,7 +353,7 @@ impl Queue {
     }
 
     /// Pauses or resumes a backend's deliveries.
-    pub async fn set_paused(&self, backend: &str, paused: bool) -> Result<(), GatewayError> {
+    pub(crate) async fn set_paused(&self, backend: &str, paused: bool) -> Result<(), GatewayError> {
         match self {
             Queue::Local(q) => q.set_paused(backend, paused).await,
             Queue::Fleet(q) => q.set_paused(backend, paused).await,
@@ -422,7 +422,7 @@ pub(crate) async fn persist(store: &Store, item: &Item) -> Result<(), GatewayErr
 }
 
 /// Does a fault mean "the ERP already has this item"?
-pub fn is_duplicate(rules: &[FaultRule], fault: &crate::translate::fault::Fault) -> bool {
+pub(crate) fn is_duplicate(rules: &[FaultRule], fault: &crate::translate::fault::Fault) -> bool {
     rules.iter().any(|r| {
         r.code.as_deref().is_none_or(|c| fault.has_code(c))
             && r.reason.as_ref().is_none_or(|re| re.is_match(&fault.reason))

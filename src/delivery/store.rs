@@ -415,7 +415,7 @@ impl Store {
 
     /// Up to `limit` item ids after `after` (exclusive), oldest first; only those in state
     /// `code` when given (read from the index: no item is read or parsed).
-    pub fn item_ids(&self, code: Option<u8>, after: Option<&str>, limit: usize) -> Result<Vec<String>, String> {
+    pub(crate) fn item_ids(&self, code: Option<u8>, after: Option<&str>, limit: usize) -> Result<Vec<String>, String> {
         if let Engine::Memory(m) = &*self.engine {
             let m = m.lock().unwrap_or_else(|p| p.into_inner());
             let ids = m

@@ -15,7 +15,7 @@ use crate::route::exchange::{self, Call};
 use crate::route::inputs::RequestValues;
 
 /// Whose call it is and how the ERP will know it: what a queued item keeps besides the call.
-pub struct Origin {
+pub(crate) struct Origin {
     /// Who owns the delivery (the throttle's caller key); they may read its status.
     pub client: String,
     /// `{delivery.key}` as sent to the ERP.
@@ -27,7 +27,7 @@ pub struct Origin {
 }
 
 /// The queue item for a call through `route`, queued now.
-pub fn item_for(route: &Route, call: Call, origin: Origin) -> Item {
+pub(crate) fn item_for(route: &Route, call: Call, origin: Origin) -> Item {
     Item {
         key: origin.key,
         partition: origin.partition,
@@ -38,7 +38,7 @@ pub fn item_for(route: &Route, call: Call, origin: Origin) -> Item {
 }
 
 /// Stores an item for the delivery workers; its id once the store has committed it.
-pub async fn enqueue(services: Option<&Services>, item: Item) -> Result<String, GatewayError> {
+pub(crate) async fn enqueue(services: Option<&Services>, item: Item) -> Result<String, GatewayError> {
     let queue = services.and_then(|s| s.queue.as_ref()).ok_or(GatewayError::StoreUnavailable)?;
     let id = item.id.clone();
     queue.accept(item).await?;
@@ -47,7 +47,7 @@ pub async fn enqueue(services: Option<&Services>, item: Item) -> Result<String, 
 
 /// What became of a call the gateway made on a caller's behalf.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Submitted {
+pub(crate) enum Submitted {
     /// Stored for delivery under this id.
     Queued(String),
     /// Sent at once; the ERP answered with this status.
@@ -58,7 +58,7 @@ pub enum Submitted {
 /// dictionary): the route's mapping, XSD validation, then its queue, or a direct call.
 /// `client` owns the delivery (it may read its status); `key` is `{delivery.raw_key}`, and
 /// `{delivery.key}` is it scoped to the client and route.
-pub async fn submit(
+pub(crate) async fn submit(
     services: Option<&Services>,
     route: &Arc<Route>,
     body: Value,

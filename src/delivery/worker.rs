@@ -171,7 +171,7 @@ impl Runtime {
     }
 
     /// The store (for idempotency records and the admin API).
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
@@ -278,7 +278,7 @@ impl Runtime {
     }
 
     /// Accepts an item: durable first, then indexed.
-    pub async fn accept(self: &Arc<Self>, item: Item) -> Result<Item, GatewayError> {
+    pub(crate) async fn accept(self: &Arc<Self>, item: Item) -> Result<Item, GatewayError> {
         let place = self.check_room(&item).await?;
         persist(&self.store, &item).await?;
         drop(place);
@@ -288,13 +288,13 @@ impl Runtime {
     }
 
     /// Stores a dead letter (never indexed for delivery).
-    pub async fn bury(&self, item: &Item) -> Result<(), GatewayError> {
+    pub(crate) async fn bury(&self, item: &Item) -> Result<(), GatewayError> {
         let _place = self.check_room(item).await?;
         persist(&self.store, item).await
     }
 
     /// One item, if it exists.
-    pub fn get(&self, id: &str) -> Result<Option<Item>, GatewayError> {
+    pub(crate) fn get(&self, id: &str) -> Result<Option<Item>, GatewayError> {
         let bytes = self.store.get(Table::Items, id).map_err(|_| GatewayError::StoreUnavailable)?;
         let Some(bytes) = bytes else { return Ok(None) };
         let mut item: Item = serde_json::from_slice(&bytes).map_err(|e| GatewayError::Internal(e.to_string()))?;
@@ -307,7 +307,7 @@ impl Runtime {
     /// Items in a state (and route), oldest first, at most `limit`, after the id `after`:
     /// read from the store's state index, off the async workers (a page never stalls
     /// `/healthz`, whatever the store holds). The page and the cursor of the next one.
-    pub async fn list(self: &Arc<Self>, page: Page) -> Result<(Vec<Item>, Option<String>), GatewayError> {
+    pub(crate) async fn list(self: &Arc<Self>, page: Page) -> Result<(Vec<Item>, Option<String>), GatewayError> {
         let me = self.clone();
         let task = tokio::task::spawn_blocking(move || me.list_blocking(&page));
         task.await.map_err(|e| GatewayError::Internal(format!("listing deliveries failed: {e}")))?
@@ -347,7 +347,7 @@ impl Runtime {
     }
 
     /// Queues a dead letter again (after the ERP's data was fixed).
-    pub async fn retry(self: &Arc<Self>, id: &str) -> Result<Option<Item>, GatewayError> {
+    pub(crate) async fn retry(self: &Arc<Self>, id: &str) -> Result<Option<Item>, GatewayError> {
         let Some(mut item) = self.get(id)? else { return Ok(None) };
         if item.state != State::Dead {
             return Err(GatewayError::Conflict(format!("delivery {id} is {:?}, not dead", item.state).to_lowercase()));
@@ -362,7 +362,7 @@ impl Runtime {
     }
 
     /// Deletes a dead letter.
-    pub async fn discard(&self, id: &str) -> Result<Option<()>, GatewayError> {
+    pub(crate) async fn discard(&self, id: &str) -> Result<Option<()>, GatewayError> {
         let Some(item) = self.get(id)? else { return Ok(None) };
         if item.state != State::Dead {
             return Err(GatewayError::Conflict(format!("delivery {id} is not dead; only dead letters are discarded")));
@@ -375,7 +375,7 @@ impl Runtime {
     }
 
     /// Pauses or resumes a backend's deliveries (remembered across restarts).
-    pub async fn set_paused(self: &Arc<Self>, backend: &str, paused: bool) -> Result<(), GatewayError> {
+    pub(crate) async fn set_paused(self: &Arc<Self>, backend: &str, paused: bool) -> Result<(), GatewayError> {
         self.store
             .write(super::store::Write::Paused(backend.to_string(), paused))
             .await
@@ -392,7 +392,7 @@ impl Runtime {
     }
 
     /// Queue depth and oldest unfinished age (seconds) per backend, and whether paused.
-    pub fn depths(&self) -> Vec<(String, usize, f64, bool)> {
+    pub(crate) fn depths(&self) -> Vec<(String, usize, f64, bool)> {
         let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
         lanes

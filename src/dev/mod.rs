@@ -5,20 +5,21 @@ mod erp;
 
 use std::net::SocketAddr;
 
-pub use erp::{SampleErp, start};
+pub use erp::SampleErp;
+pub use erp::start;
 
 /// Where dev mode looks for an MQTT broker (Mosquitto's default).
-pub const DEV_BROKER: &str = "127.0.0.1:1883";
+pub(crate) const DEV_BROKER: &str = "127.0.0.1:1883";
 
 /// The broker on [`DEV_BROKER`], when one answers: dev mode then subscribes to the sample
 /// dictionary's topics.
-pub fn local_broker() -> Option<SocketAddr> {
+pub(crate) fn local_broker() -> Option<SocketAddr> {
     let addr: SocketAddr = DEV_BROKER.parse().ok()?;
     std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).ok().map(|_| addr)
 }
 
 /// MQTT settings for dev mode's broker.
-pub fn mqtt_settings(broker: SocketAddr) -> crate::ingest::mqtt::MqttSettings {
+pub(crate) fn mqtt_settings(broker: SocketAddr) -> crate::ingest::mqtt::MqttSettings {
     crate::ingest::mqtt::MqttSettings {
         host: broker.ip().to_string(),
         port: broker.port(),
@@ -35,7 +36,7 @@ pub fn mqtt_settings(broker: SocketAddr) -> crate::ingest::mqtt::MqttSettings {
 pub const DEMO_CLIENT: &str = "demo";
 
 /// client_id of the dev-mode operator (scope `veneer:admin`).
-pub const ADMIN_CLIENT: &str = "dev-admin";
+pub(crate) const ADMIN_CLIENT: &str = "dev-admin";
 
 /// Prints how to try the gateway at `base` (the URL clients reach), with commands that work
 /// as printed.
@@ -43,7 +44,7 @@ pub const ADMIN_CLIENT: &str = "dev-admin";
 /// The text is formatted first and written in one call, and a closed stdout is ignored:
 /// `println!` would write it piece by piece and panic on a reader that stopped after the
 /// address line (`veneer serve --dev | head -2`, a test harness), taking the gateway down.
-pub fn print_welcome(
+pub(crate) fn print_welcome(
     base: &str,
     local: SocketAddr,
     erp: &SampleErp,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Downloads a WSDL set into `wsdl/<backend>/` of the config directory (`--out`'s parent's
 /// parent), or of the current directory.
-pub async fn download_wsdl(
+pub(crate) async fn download_wsdl(
     url: &str,
     backend: &str,
     out: Option<&std::path::Path>,
@@ -24,7 +24,7 @@ pub async fn download_wsdl(
 /// A local WSDL outside the config directory (`--out`'s parent's parent) is copied with its
 /// imports into `wsdl/<backend>/` there, so the routes file names it relative to the config
 /// and the config works wherever it is deployed; one inside is used where it is.
-pub async fn local_wsdl(
+pub(crate) async fn local_wsdl(
     file: &std::path::Path,
     backend: &str,
     out: Option<&std::path::Path>,
@@ -54,7 +54,7 @@ pub async fn local_wsdl(
 }
 
 /// What `import-wsdl` imports into: the backend's name, its endpoint and port overrides.
-pub struct ImportTarget<'a> {
+pub(crate) struct ImportTarget<'a> {
     /// The backend's name in the config.
     pub backend: &'a str,
     /// Its endpoint, when not the WSDL's.
@@ -65,7 +65,7 @@ pub struct ImportTarget<'a> {
 
 /// Reads a WSDL file and writes (or returns) a routes file for it; problems are messages
 /// that say what to fix.
-pub fn import_wsdl(
+pub(crate) fn import_wsdl(
     file: &std::path::Path,
     target: &ImportTarget<'_>,
     out: Option<&std::path::Path>,

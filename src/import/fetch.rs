@@ -79,7 +79,7 @@ async fn download_all(
 /// Copies a WSDL file that lies outside the config directory, with every document it
 /// imports, into `dir`, as a download would be saved: a config that names a file elsewhere
 /// on one machine (or an absolute path) does not work in a container or on a replica.
-pub async fn copy_local(main: &Path, dir: &Path, name: &str) -> Result<PathBuf, String> {
+pub(crate) async fn copy_local(main: &Path, dir: &Path, name: &str) -> Result<PathBuf, String> {
     let absolute = std::fs::canonicalize(main).map_err(|e| format!("cannot read {}: {e}", main.display()))?;
     let root = Url::from_file_path(&absolute).map_err(|_| format!("{} is not a file path", absolute.display()))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

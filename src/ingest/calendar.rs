@@ -15,7 +15,7 @@ pub struct Calendar {
 
 /// The shift a moment falls in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShiftAt {
+pub(crate) struct ShiftAt {
     /// Its name.
     pub name: String,
     /// The local date it started on (a night shift's readings after midnight belong to the
@@ -25,7 +25,7 @@ pub struct ShiftAt {
 
 impl Calendar {
     /// A calendar in `zone` (an IANA name, default UTC) with `(name, "HH:MM")` shifts.
-    pub fn new(zone: Option<&str>, shifts: &[(String, String)]) -> Result<Self, String> {
+    pub(crate) fn new(zone: Option<&str>, shifts: &[(String, String)]) -> Result<Self, String> {
         let zone: Tz = match zone {
             None => Tz::UTC,
             Some(z) => z.parse().map_err(|_| {
@@ -46,13 +46,8 @@ impl Calendar {
         Ok(Calendar { zone, shifts: parsed })
     }
 
-    /// True when the file defines shifts.
-    pub fn is_empty(&self) -> bool {
-        self.shifts.is_empty()
-    }
-
     /// The shift at `at`, if the calendar has any.
-    pub fn at(&self, at: DateTime<Utc>) -> Option<ShiftAt> {
+    pub(crate) fn at(&self, at: DateTime<Utc>) -> Option<ShiftAt> {
         let local = at.with_timezone(&self.zone);
         let minutes = local.hour() * 60 + local.minute();
         match self.shifts.iter().rev().find(|(start, _)| *start <= minutes) {
@@ -63,11 +58,6 @@ impl Calendar {
                 date: local.date_naive().pred_opt().unwrap_or(local.date_naive()),
             }),
         }
-    }
-
-    /// The zone's name, for the docs.
-    pub fn zone(&self) -> &str {
-        self.zone.name()
     }
 }
 

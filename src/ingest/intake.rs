@@ -23,7 +23,7 @@ use crate::route::exchange;
 
 /// After a failed lookup, the ERP is asked again for that key after this long at the
 /// earliest (a stale value, or none, stands in meanwhile).
-pub const RETRY_LOOKUP: Duration = Duration::from_secs(5);
+pub(crate) const RETRY_LOOKUP: Duration = Duration::from_secs(5);
 
 /// What became of one accepted reading.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! each is checked against the dictionary ([`reading::check`]), and the accepted ones are
 //! enriched, mapped and stored by the [`intake::Intake`].
 
-pub mod calendar;
+pub(crate) mod calendar;
 pub mod dictionary;
 pub mod intake;
 pub mod mqtt;
@@ -21,7 +21,7 @@ use intake::{Intake, Outcome, Submitter};
 use reading::{Context, Rejected};
 
 /// What became of each reading of a payload, in order, with its pointer.
-pub type Results = Vec<(String, Result<Outcome, Rejected>)>;
+pub(crate) type Results = Vec<(String, Result<Outcome, Rejected>)>;
 
 /// Checks every reading of a payload and takes the valid ones; one result per reading.
 pub async fn take(

@@ -15,7 +15,7 @@ impl Pattern {
     }
 
     /// True when the pattern has no `*` or `?`: a single sensor id.
-    pub fn is_exact(&self) -> bool {
+    pub(crate) fn is_exact(&self) -> bool {
         !self.chars.iter().any(|c| matches!(c, '*' | '?'))
     }
 

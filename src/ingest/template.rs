@@ -100,7 +100,7 @@ pub enum Piece {
 }
 
 /// Where a template's values come from.
-pub trait Values {
+pub(crate) trait Values {
     /// The value of `var`, or `None` when this reading has none.
     fn get(&self, var: &Var) -> Option<Value>;
 }
@@ -141,7 +141,7 @@ impl Template {
     }
 
     /// Every name the template uses.
-    pub fn vars(&self) -> Vec<&Var> {
+    pub(crate) fn vars(&self) -> Vec<&Var> {
         match self {
             Template::Literal(_) => Vec::new(),
             Template::Var(v) => vec![v],
@@ -152,7 +152,7 @@ impl Template {
     }
 
     /// Fills the template in; `None` when a value it names is missing.
-    pub fn render(&self, values: &dyn Values) -> Option<Value> {
+    pub(crate) fn render(&self, values: &dyn Values) -> Option<Value> {
         match self {
             Template::Literal(v) => Some(v.clone()),
             Template::Var(v) => values.get(v),

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 
 /// Significant digits the UCUM crate keeps of a factor or offset that is not a short
 /// decimal (`[degF]`→`Cel` is 5/9).
-pub const FACTOR_DIGITS: u32 = 28;
+pub(crate) const FACTOR_DIGITS: u32 = 28;
 
 /// A conversion between two commensurable units.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,14 +52,14 @@ impl Conversion {
         Ok(Conversion { from: from.into(), to: to.into(), factor, offset, exact: f_exact && o_exact })
     }
     /// True when nothing changes.
-    pub fn is_identity(&self) -> bool {
+    pub(crate) fn is_identity(&self) -> bool {
         self.factor == Decimal::ONE && self.offset.is_zero()
     }
 
     /// Converts a value, rounded to `decimals` places (half away from zero, as a person
     /// would) without trailing zeros, also when no conversion is needed; `None` when the
     /// result does not fit a decimal.
-    pub fn apply(&self, value: Decimal, decimals: u32) -> Option<Decimal> {
+    pub(crate) fn apply(&self, value: Decimal, decimals: u32) -> Option<Decimal> {
         let converted =
             if self.is_identity() { value } else { value.checked_mul(self.factor)?.checked_add(self.offset)? };
         Some(
@@ -70,7 +70,7 @@ impl Conversion {
     }
 
     /// How the conversion is done, for `veneer check` and the docs.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let how = if self.exact {
             "exact".to_string()
         } else {

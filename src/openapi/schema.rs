@@ -239,7 +239,7 @@ fn nullable(s: Value) -> Value {
 
 /// Text XML 1.0 can carry: no control character but tab, LF and CR, no U+FFFE or U+FFFF
 /// (`translate::xmltext::is_xml_char`; lone surrogates cannot occur in JSON text decoded as UTF-8).
-pub const XML_TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF]*$";
+pub(crate) const XML_TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF]*$";
 
 /// XSD's timezone: `Z` or an offset of at most ±14:00 (RFC 3339 allows more).
 macro_rules! xsd_zone {
@@ -249,17 +249,17 @@ macro_rules! xsd_zone {
 }
 
 /// `xsd:date` as the gateway reads it: four-digit year, optional timezone.
-pub const DATE_PATTERN: &str = concat!("^[0-9]{4}-[0-9]{2}-[0-9]{2}", xsd_zone!(), "?$");
+pub(crate) const DATE_PATTERN: &str = concat!("^[0-9]{4}-[0-9]{2}-[0-9]{2}", xsd_zone!(), "?$");
 /// `xsd:dateTime` as the gateway reads it: upper-case `T`, optional fraction and timezone.
-pub const DATE_TIME_PATTERN: &str =
+pub(crate) const DATE_TIME_PATTERN: &str =
     concat!("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?", xsd_zone!(), "?$");
 /// `xsd:time` as the gateway reads it.
-pub const TIME_PATTERN: &str = concat!("^[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?", xsd_zone!(), "?$");
+pub(crate) const TIME_PATTERN: &str = concat!("^[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?", xsd_zone!(), "?$");
 /// `xsd:base64Binary`: the alphabet, padding and whitespace.
-pub const BASE64_PATTERN: &str = "^[A-Za-z0-9+/=\\s]*$";
+pub(crate) const BASE64_PATTERN: &str = "^[A-Za-z0-9+/=\\s]*$";
 
 /// The schema of a simple type (an array of them for an `xsd:list`).
-pub fn simple(st: &SimpleType, dir: Direction) -> Value {
+pub(crate) fn simple(st: &SimpleType, dir: Direction) -> Value {
     if st.list {
         return json!({ "type": "array", "items": simple(&SimpleType { list: false, ..st.clone() }, dir) });
     }

@@ -15,7 +15,7 @@ use crate::route::Source;
 use crate::schema::TypeRef;
 
 /// The path item, or `None` when the dictionary is empty (then the endpoint is not served).
-pub fn path_item(dict: &Dictionary, scheme: Option<&str>) -> Option<Value> {
+pub(crate) fn path_item(dict: &Dictionary, scheme: Option<&str>) -> Option<Value> {
     if dict.is_empty() {
         return None;
     }

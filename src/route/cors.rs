@@ -11,10 +11,10 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 /// Request headers a browser may send by default: a token, a JSON body, an idempotency key.
-pub const DEFAULT_HEADERS: [&str; 4] = ["authorization", "content-type", "idempotency-key", "x-request-id"];
+pub(crate) const DEFAULT_HEADERS: [&str; 4] = ["authorization", "content-type", "idempotency-key", "x-request-id"];
 
 /// Response headers a script may read by default: where a 202 went, limits, the request id.
-pub const DEFAULT_EXPOSE: [&str; 6] =
+pub(crate) const DEFAULT_EXPOSE: [&str; 6] =
     ["location", "retry-after", "ratelimit", "ratelimit-policy", "x-request-id", "idempotent-replayed"];
 
 /// A compiled CORS policy.
@@ -120,7 +120,7 @@ impl CorsPolicy {
     }
 
     /// Adds the headers an allowed origin's real request gets; nothing for another origin.
-    pub fn decorate(&self, origin: Option<&HeaderValue>, res: &mut HeaderMap) {
+    pub(crate) fn decorate(&self, origin: Option<&HeaderValue>, res: &mut HeaderMap) {
         res.append(header::VARY, HeaderValue::from_static("origin"));
         let Some(origin) = origin.filter(|o| o.to_str().is_ok_and(|o| self.allows_origin(o))) else { return };
         res.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());

@@ -19,7 +19,7 @@ use crate::translate::encode;
 use crate::translate::fault::FaultDetail;
 
 /// What the ERP will be asked: the input, the route's SOAP header values, the envelope.
-pub struct Call {
+pub(crate) struct Call {
     /// The operation's input as JSON (what a cache key and an idempotency fingerprint hash).
     pub input: Value,
     /// The SOAP header elements the route fills, written out.
@@ -29,7 +29,7 @@ pub struct Call {
 }
 
 /// Assembles the input and encodes the envelope; 422 with every problem located.
-pub fn encode_call(route: &Route, values: &RequestValues<'_>) -> Result<Call, GatewayError> {
+pub(crate) fn encode_call(route: &Route, values: &RequestValues<'_>) -> Result<Call, GatewayError> {
     let input = inputs::assemble(&route.input, values).unwrap_or(Value::Object(Default::default()));
     let op = route.operation();
     let backend = &route.backend;
@@ -57,7 +57,7 @@ pub fn encode_call(route: &Route, values: &RequestValues<'_>) -> Result<Call, Ga
 
 /// Reads through a GET route with these parameters (path and query alike) and returns the
 /// JSON it would answer: the data dictionary's lookups.
-pub async fn read(route: &Route, params: &[(String, String)]) -> Result<Value, GatewayError> {
+pub(crate) async fn read(route: &Route, params: &[(String, String)]) -> Result<Value, GatewayError> {
     let headers = HeaderMap::new();
     let values =
         RequestValues { path: params, query: params, headers: &headers, body: None, delivery_key: "", raw_key: "" };
@@ -68,7 +68,7 @@ pub async fn read(route: &Route, params: &[(String, String)]) -> Result<Value, G
 
 /// An ordered route's partition: the route, and the value of its `partition:` source (one
 /// order per machine, say) in this request.
-pub fn partition(route: &Route, values: &RequestValues<'_>) -> Option<String> {
+pub(crate) fn partition(route: &Route, values: &RequestValues<'_>) -> Option<String> {
     let queued = route.queued.as_ref().filter(|q| q.ordered)?;
     let by = match queued.partition.as_ref().and_then(|p| inputs::assemble(p, values)) {
         Some(Value::String(s)) => s,
@@ -79,7 +79,7 @@ pub fn partition(route: &Route, values: &RequestValues<'_>) -> Option<String> {
 }
 
 /// Calls the backend and turns its answer into the route's JSON, or the right error.
-pub async fn fetch(route: &Route, envelope: String, forward: backend::Forward) -> Result<Cached, GatewayError> {
+pub(crate) async fn fetch(route: &Route, envelope: String, forward: backend::Forward) -> Result<Cached, GatewayError> {
     let backend = &route.backend;
     let op = route.operation();
     let reply = backend.call(route.operation, envelope, forward, route.idempotent).await?;

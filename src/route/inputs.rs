@@ -8,7 +8,7 @@ use super::Source;
 use crate::error::FieldError;
 
 /// The parts of a request that routes can read.
-pub struct RequestValues<'a> {
+pub(crate) struct RequestValues<'a> {
     /// Percent-decoded path parameters.
     pub path: &'a [(String, String)],
     /// Decoded query pairs, in order.
@@ -24,7 +24,7 @@ pub struct RequestValues<'a> {
 }
 
 /// Builds the input value; `None` when the source has no value in this request.
-pub fn assemble(source: &Source, req: &RequestValues<'_>) -> Option<Value> {
+pub(crate) fn assemble(source: &Source, req: &RequestValues<'_>) -> Option<Value> {
     match source {
         Source::Path(name) => req.path.iter().find(|(k, _)| k == name).map(|(_, v)| Value::String(v.clone())),
         Source::Query(name) => req.query.iter().find(|(k, _)| k == name).map(|(_, v)| Value::String(v.clone())),
@@ -59,7 +59,7 @@ pub fn assemble(source: &Source, req: &RequestValues<'_>) -> Option<Value> {
 
 /// Rewrites an encoder error (pointer into the assembled input) to point where the client
 /// supplied the value.
-pub fn locate(source: &Source, err: FieldError) -> FieldError {
+pub(crate) fn locate(source: &Source, err: FieldError) -> FieldError {
     let pointer = err.pointer.clone().unwrap_or_default();
     relocate(source, &pointer, err)
 }

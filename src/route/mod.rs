@@ -6,8 +6,8 @@
 
 pub mod cache;
 pub mod cors;
-pub mod exchange;
-pub mod inputs;
+pub(crate) mod exchange;
+pub(crate) mod inputs;
 pub mod queued;
 
 use std::sync::Arc;
@@ -51,7 +51,7 @@ pub enum Source {
 
 impl Source {
     /// True when any part of the input comes from the request body.
-    pub fn reads_body(&self) -> bool {
+    pub(crate) fn reads_body(&self) -> bool {
         match self {
             Source::Body(_) => true,
             Source::Object { fields, spread } => {
@@ -132,7 +132,7 @@ impl Route {
     /// may: its `duplicate_faults` count "already exists" as delivered, so the key that
     /// reaches the ERP must tell callers apart. `fed_by_sensors`: the data dictionary fills
     /// the body, with a `{key}` naming the reading's source.
-    pub fn erp_key_warning(&self, fed_by_sensors: bool) -> Option<String> {
+    pub(crate) fn erp_key_warning(&self, fed_by_sensors: bool) -> Option<String> {
         if self.queued.is_none() || self.duplicate_faults.is_empty() {
             return None;
         }
@@ -216,7 +216,7 @@ impl RouteTable {
     }
 
     /// The route with this id (`"POST /path"`).
-    pub fn by_id(&self, id: &str) -> Option<&Arc<Route>> {
+    pub(crate) fn by_id(&self, id: &str) -> Option<&Arc<Route>> {
         self.by_id.get(id).map(|&i| &self.routes[i])
     }
 
@@ -226,7 +226,7 @@ impl RouteTable {
     }
 
     /// The routes on a path, whatever their method (CORS preflights ask about a path).
-    pub fn on_path(&self, path: &str) -> Vec<&Arc<Route>> {
+    pub(crate) fn on_path(&self, path: &str) -> Vec<&Arc<Route>> {
         self.matcher.at(path).map(|m| m.value.iter().map(|&i| &self.routes[i]).collect()).unwrap_or_default()
     }
 

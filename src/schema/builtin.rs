@@ -41,7 +41,7 @@ pub enum Builtin {
 
 /// How a built-in type appears in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JsonKind {
+pub(crate) enum JsonKind {
     /// A JSON string.
     String,
     /// A JSON number.
@@ -52,7 +52,7 @@ pub enum JsonKind {
 
 impl Builtin {
     /// The built-in type for an XSD local name, or `None` when it is not a built-in.
-    pub fn from_xsd(local: &str) -> Option<Builtin> {
+    pub(crate) fn from_xsd(local: &str) -> Option<Builtin> {
         let int = |min: Option<i128>, max: Option<i128>| Some(Builtin::Integer { min, max });
         match local {
             "string" | "normalizedString" | "token" | "language" | "Name" | "NCName" | "ID" | "IDREF" | "IDREFS"
@@ -85,7 +85,7 @@ impl Builtin {
     }
 
     /// How values of this type look in JSON.
-    pub fn json_kind(self) -> JsonKind {
+    pub(crate) fn json_kind(self) -> JsonKind {
         match self {
             Builtin::Boolean => JsonKind::Boolean,
             Builtin::Decimal | Builtin::Float | Builtin::Integer { .. } => JsonKind::Number,
@@ -94,7 +94,7 @@ impl Builtin {
     }
 
     /// Checks an XML lexical form; `Err` says what is expected, for a problem detail.
-    pub fn check(self, text: &str) -> Result<(), String> {
+    pub(crate) fn check(self, text: &str) -> Result<(), String> {
         let ok = match self {
             Builtin::String | Builtin::Any => true,
             Builtin::Boolean => parse_bool(text).is_some(),
@@ -111,7 +111,7 @@ impl Builtin {
     }
 
     /// A short human description, used in error messages.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Builtin::String | Builtin::Any => "a string",
             Builtin::Boolean => "a boolean (true or false)",
@@ -128,7 +128,7 @@ impl Builtin {
 }
 
 /// `true`/`1` and `false`/`0`, as XSD defines them.
-pub fn parse_bool(text: &str) -> Option<bool> {
+pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     match text.trim() {
         "true" | "1" => Some(true),
         "false" | "0" => Some(false),
@@ -210,7 +210,7 @@ fn parse_time(text: &str) -> bool {
 /// Whether `text` is a JSON number exactly as RFC 8259 writes one (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`),
 /// and so can be copied into JSON as it is. The decoder asks this of every numeric value;
 /// parsing into a `serde_json::Number` would accept the same texts but copy each one.
-pub fn is_json_number(text: &str) -> bool {
+pub(crate) fn is_json_number(text: &str) -> bool {
     let b = text.as_bytes();
     let digits = |mut i: usize| {
         while b.get(i).is_some_and(u8::is_ascii_digit) {
@@ -247,7 +247,7 @@ pub fn is_json_number(text: &str) -> bool {
 
 /// Rewrites an XSD decimal/float lexical form into a valid JSON number, keeping every digit
 /// (`+1.50` → `1.50`, `.5` → `0.5`, `007` → `7`). `None` for forms JSON cannot carry (`NaN`, `INF`).
-pub fn json_number_text(text: &str) -> Option<String> {
+pub(crate) fn json_number_text(text: &str) -> Option<String> {
     let t = text.trim();
     let (neg, t) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
@@ -290,7 +290,7 @@ pub fn json_number_text(text: &str) -> Option<String> {
 /// Rewrites a JSON number in exponent form (`1.5e-7`, `9.8e16`) as a plain decimal
 /// (`0.00000015`, `98000000000000000`), since `xs:decimal` has no exponent. Exponents beyond
 /// ±400 are refused rather than expanded into huge strings.
-pub fn plain_decimal(text: &str) -> Option<String> {
+pub(crate) fn plain_decimal(text: &str) -> Option<String> {
     let t = text.trim();
     let (mantissa, exp) = t.split_once(['e', 'E'])?;
     let exp: i64 = exp.strip_prefix('+').unwrap_or(exp).parse().ok().filter(|e: &i64| e.abs() <= 400)?;

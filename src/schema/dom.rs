@@ -33,7 +33,7 @@ pub struct Node {
 
 impl Node {
     /// Marks this node and everything under it as read from `file`.
-    pub fn set_file(&mut self, file: &Rc<str>) {
+    pub(crate) fn set_file(&mut self, file: &Rc<str>) {
         self.file = Some(file.clone());
         for c in &mut self.children {
             c.set_file(file);
@@ -46,7 +46,7 @@ impl Node {
     }
 
     /// Child elements in a namespace with a local name.
-    pub fn children_named<'a>(&'a self, ns: &'a str, local: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+    pub(crate) fn children_named<'a>(&'a self, ns: &'a str, local: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
         self.children.iter().filter(move |c| c.ns == ns && c.local == local)
     }
 
@@ -56,7 +56,7 @@ impl Node {
     }
 
     /// Resolves a QName value (`tns:Item`, or `Item` in the default namespace) to `(ns, local)`.
-    pub fn resolve_qname(&self, value: &str) -> (String, String) {
+    pub(crate) fn resolve_qname(&self, value: &str) -> (String, String) {
         let (prefix, local) = value.trim().split_once(':').unwrap_or(("", value.trim()));
         let ns = self.scope.get(prefix).cloned().unwrap_or_default();
         (ns, local.to_string())

@@ -79,7 +79,7 @@ fn normalize(path: &Path) -> PathBuf {
 /// Reads a file for the schema reader: only a regular file (not a device such as
 /// `/dev/zero`, a FIFO or a directory), and at most [`MAX_FILE_BYTES`], counted while
 /// reading so a file that grows meanwhile is still bounded.
-pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, String> {
     let too_large = || format!("larger than {} MiB", MAX_FILE_BYTES / (1024 * 1024));
     // Checked before opening: opening a FIFO for reading would block until a writer comes.
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
@@ -124,7 +124,7 @@ impl Ref {
 
 /// The WSDL documents `root` imports with `wsdl:import location=…`, transitively, each with
 /// the directory its own relative locations resolve against.
-pub fn wsdl_documents(
+pub(crate) fn wsdl_documents(
     root: &Node,
     base: Option<&Path>,
     sources: &Sources<'_>,

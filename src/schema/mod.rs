@@ -4,21 +4,21 @@
 //! types cost nothing and the model can grow (extension, choice, attributes, imports)
 //! without changing the translators' shape. Everything here is immutable after loading.
 
-pub mod builtin;
+pub(crate) mod builtin;
 pub mod dom;
 pub mod imports;
 pub mod naming;
 pub mod ns;
 pub mod wsdl;
 pub mod xmltext;
-pub mod xsd_regex;
+pub(crate) mod xsd_regex;
 
 use std::sync::Arc;
 
 pub use builtin::Builtin;
 
 /// Index of a complex type in [`SchemaSet::types`].
-pub type TypeId = usize;
+pub(crate) type TypeId = usize;
 
 /// Every complex type reachable from a WSDL's operations.
 #[derive(Debug, Default)]
@@ -31,12 +31,12 @@ pub struct SchemaSet {
 
 impl SchemaSet {
     /// The complex type behind an id.
-    pub fn complex(&self, id: TypeId) -> &ComplexType {
+    pub(crate) fn complex(&self, id: TypeId) -> &ComplexType {
         &self.types[id]
     }
 
     /// Sets [`ComplexType::distinct_keys`] on every type, once the types are complete.
-    pub fn mark_distinct_keys(&mut self) {
+    pub(crate) fn mark_distinct_keys(&mut self) {
         for ct in &mut self.types {
             let mut seen = std::collections::HashSet::new();
             let simple = ct.simple_content.as_ref().map(|_| SIMPLE_CONTENT_KEY);
@@ -75,7 +75,7 @@ impl Element {
     }
 
     /// True when the element must appear at least once.
-    pub fn is_required(&self) -> bool {
+    pub(crate) fn is_required(&self) -> bool {
         self.min_occurs > 0
     }
 }
@@ -143,20 +143,20 @@ impl ComplexType {
 }
 
 /// `{ns}local` (how type names are kept) → `(ns, local)`; a bare name has no namespace.
-pub fn split_name(name: &str) -> (&str, &str) {
+pub(crate) fn split_name(name: &str) -> (&str, &str) {
     name.strip_prefix('{').and_then(|n| n.split_once('}')).unwrap_or(("", name))
 }
 
 /// JSON key holding the undeclared (`xsd:any`) content of an open type as one XML string,
 /// when the backend sets `xsd_any: xml`.
-pub const XML_KEY: &str = "@xml";
+pub(crate) const XML_KEY: &str = "@xml";
 
 /// JSON key naming the `xsi:type` of a value whose type has subtypes (`"@type": "Customer"`);
 /// no XML name can start with `@`, so it never collides with a field.
-pub const TYPE_KEY: &str = "@type";
+pub(crate) const TYPE_KEY: &str = "@type";
 
 /// JSON key holding the text of an element with simple content and attributes.
-pub const SIMPLE_CONTENT_KEY: &str = "value";
+pub(crate) const SIMPLE_CONTENT_KEY: &str = "value";
 
 /// An attribute declaration.
 #[derive(Debug, Clone)]
@@ -188,7 +188,7 @@ pub struct SimpleType {
 
 impl SimpleType {
     /// The union member a text belongs to: the first whose type and enumeration accept it.
-    pub fn union_member(&self, text: &str) -> Option<&SimpleType> {
+    pub(crate) fn union_member(&self, text: &str) -> Option<&SimpleType> {
         self.union.iter().map(Arc::as_ref).find(|m| {
             m.base.check(text).is_ok()
                 && (m.facets.enumeration.is_empty() || m.facets.enumeration.iter().any(|e| e == text))
@@ -198,7 +198,7 @@ impl SimpleType {
 
 impl SimpleType {
     /// A bare built-in type with no facets.
-    pub fn builtin(base: Builtin) -> Self {
+    pub(crate) fn builtin(base: Builtin) -> Self {
         SimpleType { name: None, base, facets: Facets::default(), list: false, union: Vec::new() }
     }
 }
@@ -237,7 +237,7 @@ pub enum SoapVersion {
 
 impl SoapVersion {
     /// The envelope namespace.
-    pub fn envelope_ns(self) -> &'static str {
+    pub(crate) fn envelope_ns(self) -> &'static str {
         match self {
             SoapVersion::V11 => "http://schemas.xmlsoap.org/soap/envelope/",
             SoapVersion::V12 => "http://www.w3.org/2003/05/soap-envelope",

@@ -15,7 +15,7 @@ pub enum JsonNaming {
 
 impl JsonNaming {
     /// The JSON key for an XSD name.
-    pub fn apply(self, xsd_name: &str) -> String {
+    pub(crate) fn apply(self, xsd_name: &str) -> String {
         let decoded = decode_xml_name(xsd_name);
         match self {
             JsonNaming::Original => decoded,
@@ -25,7 +25,7 @@ impl JsonNaming {
 }
 
 /// Decodes the `_xHHHH_` escapes that .NET and NAV put in XML names (`_x0033_rd` → `3rd`).
-pub fn decode_xml_name(name: &str) -> String {
+pub(crate) fn decode_xml_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut rest = name;
     while let Some(pos) = rest.find("_x") {

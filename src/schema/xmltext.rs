@@ -7,7 +7,7 @@ use quick_xml::events::BytesRef;
 
 /// Returns the document as UTF-8, transcoding from the encoding its BOM or XML declaration
 /// names (ERPs still send ISO-8859-1 and windows-1252).
-pub fn to_utf8(bytes: &[u8]) -> Result<Cow<'_, str>, String> {
+pub(crate) fn to_utf8(bytes: &[u8]) -> Result<Cow<'_, str>, String> {
     let (encoding, body) = match Encoding::for_bom(bytes) {
         Some((enc, bom_len)) => (enc, &bytes[bom_len..]),
         None => (declared_encoding(bytes)?.unwrap_or(encoding_rs::UTF_8), bytes),
@@ -73,7 +73,7 @@ pub fn resolve_ref(r: &BytesRef<'_>) -> Result<char, String> {
 }
 
 /// Appends `text` to `out` escaped for element content or a double-quoted attribute.
-pub fn escape_into(out: &mut String, text: &str) {
+pub(crate) fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -90,7 +90,7 @@ pub fn escape_into(out: &mut String, text: &str) {
 
 /// True for characters XML 1.0 can carry at all (control characters other than tab, LF, CR
 /// cannot be sent, not even escaped).
-pub fn is_xml_char(c: char) -> bool {
+pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 

@@ -3,7 +3,7 @@
 
 /// An XSD regular expression in Rust's syntax: XSD's name classes (`\i`, `\c`), the common
 /// Unicode block names, and `^`/`$`, which are plain characters in XSD.
-pub fn translate(pattern: &str) -> String {
+pub(crate) fn translate(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len() + 8);
     let mut chars = pattern.chars().peekable();
     let mut in_class = false;

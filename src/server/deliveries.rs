@@ -24,7 +24,7 @@ fn not_found(id: &str) -> GatewayError {
 }
 
 /// `GET /deliveries/{id}`: the item's state for the client that posted it (or an admin).
-pub async fn status(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn status(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let result = async {
         let queue = queue(&state)?;
         let gw = state.gateway.load_full();
@@ -50,7 +50,7 @@ pub async fn status(State(state): State<AppState>, Path(id): Path<String>, heade
 
 /// `?state=dead&route=POST%20/readings&limit=100&after=ID`.
 #[derive(Debug, Deserialize)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     state: Option<String>,
     route: Option<String>,
     limit: Option<usize>,
@@ -60,7 +60,7 @@ pub struct ListQuery {
 
 /// `GET /admin/deliveries`: a page of items by state and route, oldest first, each with
 /// what was stored for the ERP; `next` is the cursor of the following page (`?after=`).
-pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
     let result = async {
         require_scope(&state.gateway.load_full(), &headers, ADMIN_SCOPE).await?;
         let queue = queue(&state)?;
@@ -92,7 +92,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
 }
 
 /// `POST /admin/deliveries/{id}/retry`: a dead letter goes back to the queue.
-pub async fn retry(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn retry(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let result = async {
         require_scope(&state.gateway.load_full(), &headers, ADMIN_SCOPE).await?;
         let item = queue(&state)?.retry(&id).await?.ok_or_else(|| not_found(&id))?;
@@ -103,7 +103,7 @@ pub async fn retry(State(state): State<AppState>, Path(id): Path<String>, header
 }
 
 /// `DELETE /admin/deliveries/{id}`: a dead letter is discarded.
-pub async fn discard(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn discard(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let result = async {
         require_scope(&state.gateway.load_full(), &headers, ADMIN_SCOPE).await?;
         queue(&state)?.discard(&id).await?.ok_or_else(|| not_found(&id))?;
@@ -114,7 +114,7 @@ pub async fn discard(State(state): State<AppState>, Path(id): Path<String>, head
 }
 
 /// `POST /admin/backends/{name}/pause` and `/resume`.
-pub async fn pause(
+pub(crate) async fn pause(
     State(state): State<AppState>,
     Path((name, action)): Path<(String, String)>,
     headers: HeaderMap,

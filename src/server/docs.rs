@@ -12,7 +12,7 @@ use crate::error::GatewayError;
 use crate::openapi;
 
 /// `GET /openapi.json`.
-pub async fn openapi_json(State(state): State<AppState>) -> Response {
+pub(crate) async fn openapi_json(State(state): State<AppState>) -> Response {
     let gw = state.gateway.load();
     match openapi::json(&openapi::document(&gw)) {
         Ok(doc) => ([(header::CONTENT_TYPE, "application/json")], doc).into_response(),
@@ -21,7 +21,7 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /openapi.yaml`.
-pub async fn openapi_yaml(State(state): State<AppState>) -> Response {
+pub(crate) async fn openapi_yaml(State(state): State<AppState>) -> Response {
     let gw = state.gateway.load();
     match openapi::yaml(&openapi::document(&gw)) {
         Ok(doc) => ([(header::CONTENT_TYPE, "application/yaml")], doc).into_response(),
@@ -31,7 +31,7 @@ pub async fn openapi_yaml(State(state): State<AppState>) -> Response {
 
 /// Swagger UI at `/docs`, reading our own `/openapi.json` (never a frozen copy) and getting
 /// tokens from our own token endpoint with the client-credentials flow.
-pub fn swagger_ui() -> Router<AppState> {
+pub(crate) fn swagger_ui() -> Router<AppState> {
     let config =
         Config::new(["/openapi.json"]).validator_url("none").try_it_out_enabled(true).persist_authorization(false);
     Router::from(SwaggerUi::new("/docs").config(config).oauth(oauth::Config::new().app_name("Veneer")))

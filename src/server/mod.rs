@@ -171,7 +171,7 @@ async fn admin_reload(State(state): State<AppState>, headers: HeaderMap) -> Resp
     }
 }
 
-pub use crate::auth::ADMIN_SCOPE;
+pub(crate) use crate::auth::ADMIN_SCOPE;
 
 /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests
 /// for at most `drain` before returning.
@@ -184,7 +184,7 @@ pub async fn run(
 }
 
 /// [`run`] with an explicit drain deadline.
-pub async fn run_with_drain(
+pub(crate) async fn run_with_drain(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -293,7 +293,7 @@ pub async fn run_with_drain(
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

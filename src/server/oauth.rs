@@ -9,7 +9,7 @@ use super::AppState;
 use crate::auth::{metadata, token};
 
 /// `POST /oauth2/token`.
-pub async fn token(State(state): State<AppState>, req: Request) -> Response {
+pub(crate) async fn token(State(state): State<AppState>, req: Request) -> Response {
     let gw = state.gateway.load_full();
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let (parts, body) = req.into_parts();
@@ -20,13 +20,13 @@ pub async fn token(State(state): State<AppState>, req: Request) -> Response {
 }
 
 /// `GET /.well-known/jwks.json`.
-pub async fn jwks(State(state): State<AppState>) -> Response {
+pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
     let gw = state.gateway.load();
     metadata::jwks(gw.auth.as_ref().and_then(|a| a.local.as_ref()))
 }
 
 /// `GET /.well-known/oauth-authorization-server`.
-pub async fn metadata(State(state): State<AppState>) -> Response {
+pub(crate) async fn metadata(State(state): State<AppState>) -> Response {
     let gw = state.gateway.load();
     metadata::server_metadata(gw.auth.as_ref().and_then(|a| a.local.as_ref()))
 }

@@ -30,7 +30,7 @@ pub struct Reloader {
 
 impl Reloader {
     /// A reloader for `dir`; `options.retained` carries state across snapshots.
-    pub fn new(
+    pub(crate) fn new(
         dir: PathBuf,
         options: CompileOptions,
         gateway: Arc<ArcSwap<Gateway>>,

@@ -23,17 +23,17 @@ use crate::error::{GatewayError, bare_status_problem};
 
 /// The whole application as one service, as the listeners serve it: a request from hyper in,
 /// a response out.
-pub type App = BoxCloneSyncService<axum::http::Request<Incoming>, Response, Infallible>;
+pub(crate) type App = BoxCloneSyncService<axum::http::Request<Incoming>, Response, Infallible>;
 
 /// An application without middleware (the metrics listener), as the listeners serve it.
-pub fn bare(router: Router) -> App {
+pub(crate) fn bare(router: Router) -> App {
     BoxCloneSyncService::new(router)
 }
 
 /// Wraps the app in the gateway's middleware: one service around the whole router, so a
 /// request clones the stack once (a few `Arc`s), where `Router::layer` would box and clone
 /// each layer again for every route it reaches.
-pub fn wrap(router: Router, state: AppState) -> App {
+pub(crate) fn wrap(router: Router, state: AppState) -> App {
     let request_id = HeaderName::from_static(REQUEST_ID);
     // Listed outermost first: the order a request passes through.
     let stack = ServiceBuilder::new()

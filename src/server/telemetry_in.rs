@@ -22,7 +22,7 @@ static METRICS: std::sync::LazyLock<telemetry::RouteMetrics> =
     std::sync::LazyLock::new(|| telemetry::RouteMetrics::new("POST /telemetry"));
 
 /// The handler: the request, then its metrics and access-log line, as for a route.
-pub async fn post(State(state): State<AppState>, req: Request) -> Response {
+pub(crate) async fn post(State(state): State<AppState>, req: Request) -> Response {
     let started = std::time::Instant::now();
     let gw = state.gateway.load_full();
     let mut limits = Limits::default();

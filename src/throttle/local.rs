@@ -18,7 +18,7 @@ type Keyed =
 /// Governor's clock read from tokio's: the same monotonic time in production, and paused,
 /// advanced time in tests (`start_paused`), so refill arithmetic is tested exactly.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TokioClock;
+pub(crate) struct TokioClock;
 
 impl Clock for TokioClock {
     type Instant = std::time::Instant;
@@ -62,7 +62,7 @@ impl LocalLimiter {
 
     /// Takes `n` at once from `key`'s bucket, or none; more than the burst is refused with
     /// the wait for a full bucket.
-    pub fn check_n(&self, key: &str, n: u32) -> Decision {
+    pub(crate) fn check_n(&self, key: &str, n: u32) -> Decision {
         let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         let Ok(result) = self.inner.check_key_n(&key.to_string(), n) else {
             return Decision::Deny { retry_after: self.rate.interval() * self.rate.burst };
@@ -80,7 +80,7 @@ impl LocalLimiter {
     }
 
     /// Forgets keys whose buckets are full again (bounded memory).
-    pub fn shrink(&self) {
+    pub(crate) fn shrink(&self) {
         self.inner.retain_recent();
     }
 }
@@ -99,7 +99,7 @@ impl Registry {
     }
 
     /// Drops idle keys everywhere; run periodically.
-    pub fn shrink(&self) {
+    pub(crate) fn shrink(&self) {
         let map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
         for l in map.values() {
             l.shrink();
@@ -107,7 +107,7 @@ impl Registry {
     }
 }
 
-pub use crate::error::ceil_secs;
+pub(crate) use crate::error::ceil_secs;
 
 #[cfg(test)]
 mod tests {

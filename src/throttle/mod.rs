@@ -61,7 +61,7 @@ impl Limit {
     }
 
     /// `n` steps at once for `key` (a batch of readings): all admitted, or none.
-    pub async fn check_n(&self, key: &str, n: u32) -> Result<Decision, GatewayError> {
+    pub(crate) async fn check_n(&self, key: &str, n: u32) -> Result<Decision, GatewayError> {
         let Some(shared) = &self.shared else { return Ok(self.local.check_n(key, n)) };
         match shared.check(&format!("rl:{}:{key}", self.name), self.rate, n).await {
             Ok(d) => Ok(d),
@@ -112,12 +112,12 @@ impl Outcome {
     }
 
     /// The policies that refused.
-    pub fn refusing(&self) -> impl Iterator<Item = &'static str> + '_ {
+    pub(crate) fn refusing(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.entries.iter().filter(|(_, _, _, d)| matches!(d, Decision::Deny { .. })).map(|(n, _, _, _)| *n)
     }
 
     /// Adds `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
-    pub fn apply(&self, headers: &mut HeaderMap) {
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         if self.entries.is_empty() {
             return;
         }
@@ -160,7 +160,7 @@ fn item(out: &mut String, digits: &mut itoa::Buffer, name: &str, (a, x): (&str, 
 
 impl Throttle {
     /// The rate limit that applies to a client.
-    pub fn client_limit(&self, client_id: &str) -> Option<&Limit> {
+    pub(crate) fn client_limit(&self, client_id: &str) -> Option<&Limit> {
         self.clients.get(client_id).or(self.default_client.as_ref())
     }
 
@@ -168,7 +168,7 @@ impl Throttle {
     /// (of the built-in issuer) gets its own configured limit; any other caller the default
     /// one, in a bucket of its own (`caller.key` names issuer and client, so an external
     /// token whose `client_id` equals a registered id never shares that client's bucket).
-    pub async fn check_client(&self, caller: &Caller, out: &mut Outcome) -> Result<(), GatewayError> {
+    pub(crate) async fn check_client(&self, caller: &Caller, out: &mut Outcome) -> Result<(), GatewayError> {
         let limit = if caller.registered { self.client_limit(&caller.key) } else { self.default_client.as_ref() };
         if let Some(limit) = limit {
             let d = limit.check(&caller.key).await?;
@@ -178,7 +178,12 @@ impl Throttle {
     }
 
     /// Counts `n` readings against the caller's readings limit.
-    pub async fn check_readings(&self, caller: &Caller, n: usize, out: &mut Outcome) -> Result<(), GatewayError> {
+    pub(crate) async fn check_readings(
+        &self,
+        caller: &Caller,
+        n: usize,
+        out: &mut Outcome,
+    ) -> Result<(), GatewayError> {
         if let Some(limit) = &self.readings {
             let n = u32::try_from(n).unwrap_or(u32::MAX).max(1);
             let d = limit.check_n(&caller.key, n).await?;
@@ -189,7 +194,7 @@ impl Throttle {
 
     /// Counts the call against a registered client's quotas; run last, so a request another
     /// limit refused does not use up quota.
-    pub async fn take_quota(&self, caller: &Caller, out: &mut Outcome) -> Result<(), GatewayError> {
+    pub(crate) async fn take_quota(&self, caller: &Caller, out: &mut Outcome) -> Result<(), GatewayError> {
         if !caller.registered || out.refused().is_some() {
             return Ok(());
         }

@@ -25,7 +25,7 @@ pub type Counts = Mutex<HashMap<String, (u64, u64)>>;
 
 /// The Unix second at which the window holding `now` ends (the next UTC midnight or first
 /// of the month). Pure, so calendar edges are tested without a clock.
-pub fn window_end(window: Window, now: DateTime<Utc>) -> u64 {
+pub(crate) fn window_end(window: Window, now: DateTime<Utc>) -> u64 {
     let end = match window {
         Window::Day => Utc
             .with_ymd_and_hms(now.year(), now.month(), now.day(), 0, 0, 0)
@@ -71,7 +71,7 @@ impl Quota {
     }
 
     /// Nominal window length in seconds (for `RateLimit-Policy`).
-    pub fn window_secs(&self) -> u64 {
+    pub(crate) fn window_secs(&self) -> u64 {
         nominal_secs(self.window)
     }
 

@@ -39,7 +39,7 @@ impl Rate {
     }
 
     /// Seconds for an empty bucket to refill completely (the policy window).
-    pub fn window_secs(&self) -> u64 {
+    pub(crate) fn window_secs(&self) -> u64 {
         (self.interval() * self.burst).as_secs_f64().ceil().max(1.0) as u64
     }
 }

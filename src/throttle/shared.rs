@@ -165,7 +165,7 @@ impl Shared {
     }
 
     /// Records `key` for `ttl_secs` in one atomic step; true when it was not there before.
-    pub async fn first_use(&self, key: &str, ttl_secs: u64) -> Result<bool, String> {
+    pub(crate) async fn first_use(&self, key: &str, ttl_secs: u64) -> Result<bool, String> {
         let n: i64 = self.run(&self.first_use, key, &[ttl_secs]).await?;
         Ok(n == 1)
     }

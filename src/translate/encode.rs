@@ -57,7 +57,7 @@ pub fn envelope(
 /// `envelope` (as [`envelope`] wrote it) with `header` elements first in its `soap:Header`,
 /// which is added when the envelope has none. What [`envelope`] writes before its Header or
 /// Body is fixed text, so the first `<soap:Header>` or `<soap:Body>` is the real one.
-pub fn with_header(envelope: &[u8], header: &str) -> bytes::Bytes {
+pub(crate) fn with_header(envelope: &[u8], header: &str) -> bytes::Bytes {
     let find = |needle: &[u8]| envelope.windows(needle.len()).position(|w| w == needle);
     let mut out = Vec::with_capacity(envelope.len() + header.len() + 32);
     if let Some(i) = find(b"<soap:Header>") {
@@ -85,7 +85,7 @@ pub fn body_element(out: &mut String, el: &Element, schema: &SchemaSet, value: &
 }
 
 /// The `Content-Type` and optional `SOAPAction` header for an operation.
-pub fn http_headers(op: &Operation) -> (String, Option<String>) {
+pub(crate) fn http_headers(op: &Operation) -> (String, Option<String>) {
     match op.soap_version {
         SoapVersion::V11 => ("text/xml; charset=utf-8".into(), Some(format!("\"{}\"", op.soap_action))),
         SoapVersion::V12 if op.soap_action.is_empty() => ("application/soap+xml; charset=utf-8".into(), None),

@@ -38,29 +38,29 @@ pub struct Fault {
 }
 
 /// The local part of a QName value (`soap:Client.NotFound` → `Client.NotFound`).
-pub fn local_part(qname: &str) -> &str {
+pub(crate) fn local_part(qname: &str) -> &str {
     qname.trim().rsplit_once(':').map_or(qname.trim(), |(_, l)| l)
 }
 
 impl Fault {
     /// The fault code without its prefix.
-    pub fn code_local(&self) -> &str {
+    pub(crate) fn code_local(&self) -> &str {
         local_part(&self.code)
     }
 
     /// True when the fault blames the request (SOAP 1.1 `Client*`, SOAP 1.2 `Sender`).
-    pub fn is_client_fault(&self) -> bool {
+    pub(crate) fn is_client_fault(&self) -> bool {
         let code = self.code_local();
         code.starts_with("Client") || code == "Sender"
     }
 
     /// True when `code` names this fault's code or one of its subcodes (prefixes ignored).
-    pub fn has_code(&self, code: &str) -> bool {
+    pub(crate) fn has_code(&self, code: &str) -> bool {
         self.code_local() == code || self.subcodes.iter().any(|s| local_part(s) == code)
     }
 
     /// Applies a backend's `fault_detail` policy to what callers will see.
-    pub fn redact(&mut self, policy: FaultDetail) {
+    pub(crate) fn redact(&mut self, policy: FaultDetail) {
         match policy {
             FaultDetail::Pass => {}
             FaultDetail::Hide => self.detail = None,
@@ -96,7 +96,7 @@ impl Fault {
 
 /// An untyped element tree, for fault bodies whose schema the route does not know.
 #[derive(Debug, Default)]
-pub struct XNode {
+pub(crate) struct XNode {
     /// Local name.
     pub name: String,
     /// Attributes (local name, value); namespace declarations dropped.
@@ -114,7 +114,7 @@ impl XNode {
 
     /// Untyped JSON: text-only elements become strings, repeated names arrays,
     /// attributes `@name` keys.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         if self.children.is_empty() && self.attrs.is_empty() {
             return Value::String(self.text.trim().to_string());
         }
@@ -143,7 +143,7 @@ impl XNode {
 }
 
 /// Reads a `Fault` element tree into a [`Fault`].
-pub fn from_tree(version: SoapVersion, node: &XNode) -> Fault {
+pub(crate) fn from_tree(version: SoapVersion, node: &XNode) -> Fault {
     let detail_of = |n: Option<&XNode>| {
         n.filter(|d| !d.children.is_empty() || !d.text.trim().is_empty()).map(|d| {
             let mut m = Map::new();

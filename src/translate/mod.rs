@@ -37,7 +37,7 @@ impl FieldError {
     }
 }
 /// XML Schema instance namespace (`xsi:nil`, `xsi:type`).
-pub const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
+pub(crate) const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
 /// Appends a JSON-pointer token, escaped per RFC 6901.
 pub(crate) fn pointer_push(pointer: &str, token: &str) -> String {

@@ -48,7 +48,10 @@ impl fmt::Debug for Endpoints {
 impl Endpoints {
     /// The backend's own origins (its URL, the login call's) and the configured extra
     /// hosts; an entry that cannot be read is an error naming it.
-    pub fn new<'a>(own: impl IntoIterator<Item = &'a reqwest::Url>, allowed_hosts: &[String]) -> Result<Self, String> {
+    pub(crate) fn new<'a>(
+        own: impl IntoIterator<Item = &'a reqwest::Url>,
+        allowed_hosts: &[String],
+    ) -> Result<Self, String> {
         let mut e = Endpoints::default();
         for url in own {
             let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else { continue };
@@ -63,7 +66,7 @@ impl Endpoints {
 
     /// Refuses a URL outside the allowed origins; the reason names its host, never the rest
     /// (a path may hold an org id or a session).
-    pub fn check(&self, url: &reqwest::Url) -> Result<(), String> {
+    pub(crate) fn check(&self, url: &reqwest::Url) -> Result<(), String> {
         let scheme = url.scheme();
         if !matches!(scheme, "http" | "https") {
             return Err("the session's url is not an http(s) URL".into());

@@ -28,7 +28,8 @@ mod pool;
 pub mod template;
 
 pub use endpoints::Endpoints;
-pub use pool::{Lease, SessionPool};
+pub use pool::Lease;
+pub use pool::SessionPool;
 use template::{Template, ValueTemplate};
 
 /// A call the session makes itself (login, logout): compiled once.
@@ -70,7 +71,7 @@ pub struct HeaderSpec {
 
 impl HeaderSpec {
     /// Does `op` declare this header element?
-    pub fn declared_by(&self, op: &Operation) -> bool {
+    pub(crate) fn declared_by(&self, op: &Operation) -> bool {
         op.headers.iter().any(|h| h.name == self.element.name && h.namespace == self.element.namespace)
     }
 }
@@ -127,21 +128,21 @@ impl fmt::Debug for SessionSpec {
 }
 
 /// Longest wait between failed logins.
-pub const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(300);
+pub(crate) const MAX_LOGIN_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Fault reasons that mean "session expired or invalid" in SAP B1 ("Invalid session or
 /// session already timeout"), Salesforce ("INVALID_SESSION_ID: Invalid Session ID found in
 /// SessionHeader") and Siebel ("Session Token is missing or invalid or has expired").
 /// Anchored on the word session (with an optional "id" or "token") next to the verdict, so
 /// a business fault such as "Training session 42 is invalid" does not match.
-pub const DEFAULT_EXPIRED_REASON: &str = r"(?i)\b(invalid|expired|unknown) session\b|\bsession( ?id| token)?( is| has| was)?( already)?( been)? (expired|timed? ?out|invalid|not valid|unknown|missing)\b";
+pub(crate) const DEFAULT_EXPIRED_REASON: &str = r"(?i)\b(invalid|expired|unknown) session\b|\bsession( ?id| token)?( is| has| was)?( already)?( been)? (expired|timed? ?out|invalid|not valid|unknown|missing)\b";
 
 /// Salesforce's fault code for an expired session.
-pub const DEFAULT_EXPIRED_CODE: &str = "INVALID_SESSION_ID";
+pub(crate) const DEFAULT_EXPIRED_CODE: &str = "INVALID_SESSION_ID";
 
 impl SessionSpec {
     /// Is `body` (the ERP's answer to operation `op`) a fault saying the session is gone?
-    pub fn is_expired(&self, model: &ServiceModel, op: usize, body: &[u8]) -> bool {
+    pub(crate) fn is_expired(&self, model: &ServiceModel, op: usize, body: &[u8]) -> bool {
         if self.expired.is_empty() || !body.windows(5).any(|w| w == b"Fault") {
             return false;
         }
@@ -152,13 +153,13 @@ impl SessionSpec {
     }
 
     /// `text` with every configured secret blanked out (an ERP may echo its input).
-    pub fn redact(&self, text: &str) -> String {
+    pub(crate) fn redact(&self, text: &str) -> String {
         self.secrets.iter().filter(|s| s.len() >= 3).fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
     }
 }
 
 /// What a session adds to one attempt: SOAP header elements, HTTP headers, the endpoint.
-pub struct Rendered {
+pub(crate) struct Rendered {
     /// SOAP header elements for the operation (may be empty).
     pub soap_header: String,
     /// HTTP headers, marked sensitive.
@@ -172,7 +173,7 @@ impl SessionSpec {
     /// `model` (the spec is the current snapshot's, so a reload that changed the WSDL or
     /// the JSON naming is followed while the logged-in session carries on). Errors name
     /// the value, never its content.
-    pub fn render(&self, model: &ServiceModel, op: usize, session: &Session) -> Result<Rendered, String> {
+    pub(crate) fn render(&self, model: &ServiceModel, op: usize, session: &Session) -> Result<Rendered, String> {
         let values = &session.values;
         let mut soap_header = String::new();
         for k in self.headers_by_op.get(op).into_iter().flatten() {
@@ -199,7 +200,7 @@ impl SessionSpec {
     }
 
     /// The HTTP headers a session sends, marked sensitive.
-    pub fn http_headers(&self, session: &Session) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    pub(crate) fn http_headers(&self, session: &Session) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
         let mut http = Vec::with_capacity(self.http_headers.len());
         for (name, t) in &self.http_headers {
             let mut v = HeaderValue::from_str(&t.render(&session.values))
@@ -257,13 +258,13 @@ impl Session {
     }
 
     /// Records a call the ERP accepted in this session.
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         self.proven.store(true, Ordering::Relaxed);
     }
 
     /// Has the ERP accepted a call in this session yet?
-    pub fn proven(&self) -> bool {
+    pub(crate) fn proven(&self) -> bool {
         self.proven.load(Ordering::Relaxed)
     }
 

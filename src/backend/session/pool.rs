@@ -91,7 +91,7 @@ impl std::ops::DerefMut for SlotRef<'_, '_> {
 impl SessionPool {
     /// A pool for `spec`, with no session yet; starts the sweeper that logs out idle and
     /// retired sessions when a runtime is there to run it (not in `veneer check`).
-    pub fn new(spec: Arc<SessionSpec>, link: Link) -> Arc<SessionPool> {
+    pub(crate) fn new(spec: Arc<SessionSpec>, link: Link) -> Arc<SessionPool> {
         let size = spec.size.max(1);
         let pool = Arc::new(SessionPool {
             free: spec.exclusive.then(|| Semaphore::new(size)),
@@ -112,12 +112,12 @@ impl SessionPool {
     }
 
     /// The settings it was made with.
-    pub fn spec(&self) -> &SessionSpec {
+    pub(crate) fn spec(&self) -> &SessionSpec {
         &self.spec
     }
 
     /// Hands the pool the client of the backend now using it.
-    pub fn adopt(&self, link: Link) {
+    pub(crate) fn adopt(&self, link: Link) {
         *self.link.lock().unwrap_or_else(|p| p.into_inner()) = link;
     }
 
@@ -126,14 +126,14 @@ impl SessionPool {
     }
 
     /// Was the pool replaced or shut down?
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
     }
 
     /// A slot for one call: an exclusive pool waits for a free one (the backend's
     /// `max_concurrency` is at most `size`, so this wait is short); a shared pool takes
     /// the next in turn.
-    pub async fn lease(&self) -> Lease<'_> {
+    pub(crate) async fn lease(&self) -> Lease<'_> {
         let Some(free) = &self.free else {
             let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
             return Lease { slot, held: None, _permit: None };
@@ -165,7 +165,7 @@ impl SessionPool {
 
     /// The lease's session, logging in first when it has none or its own is past its
     /// lifetime or idle time (that one is retired).
-    pub async fn session<'a>(&'a self, lease: &mut Lease<'a>) -> Result<Arc<Session>, GatewayError> {
+    pub(crate) async fn session<'a>(&'a self, lease: &mut Lease<'a>) -> Result<Arc<Session>, GatewayError> {
         let mut guard = self.slot(lease).await;
         if let Some(s) = guard.as_ref() {
             if s.usable(Instant::now()) {
@@ -192,7 +192,7 @@ impl SessionPool {
     /// Takes `session` out of the lease's slot (unless a newer one replaced it meanwhile)
     /// and logs it out once no call holds it: after the ERP refused it (the logout then
     /// fails harmlessly) or after a call on a closed pool.
-    pub async fn retire<'a>(&'a self, lease: &mut Lease<'a>, session: &Arc<Session>) {
+    pub(crate) async fn retire<'a>(&'a self, lease: &mut Lease<'a>, session: &Arc<Session>) {
         let mut guard = self.slot(lease).await;
         if guard.as_ref().is_some_and(|s| s.generation == session.generation) {
             *guard = None;
@@ -203,7 +203,7 @@ impl SessionPool {
 
     /// After a call on a closed pool (replaced by a reload, or shut down): the session is
     /// taken out and logged out now, since the pool's sweeper ends with the pool.
-    pub async fn retire_closed<'a>(self: &'a Arc<Self>, lease: &mut Lease<'a>, session: &Arc<Session>) {
+    pub(crate) async fn retire_closed<'a>(self: &'a Arc<Self>, lease: &mut Lease<'a>, session: &Arc<Session>) {
         self.retire(lease, session).await;
         let taken: Vec<Arc<Session>> = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|p| p.into_inner()));
         let (pool, link) = (self.clone(), self.link());
@@ -219,7 +219,7 @@ impl SessionPool {
     /// The ERP refused a session it had just handed out (before any call succeeded in it):
     /// the login is what does not work (a header or URL the ERP does not accept), so it
     /// counts as a failed login, with the backoff.
-    pub async fn refused_at_once<'a>(&'a self, lease: &mut Lease<'a>, session: &Arc<Session>) -> GatewayError {
+    pub(crate) async fn refused_at_once<'a>(&'a self, lease: &mut Lease<'a>, session: &Arc<Session>) -> GatewayError {
         self.retire(lease, session).await;
         self.login_failed(
             "the ERP refused the session right after handing it out; check the session's soap_headers, http_headers and url"
@@ -230,7 +230,12 @@ impl SessionPool {
     /// The login answer's values cannot be used (a URL outside the backend's origins, text
     /// that fits no header): the session is retired and this counts as a failed login, so
     /// the ERP is not asked again before the backoff.
-    pub async fn unusable<'a>(&'a self, lease: &mut Lease<'a>, session: &Arc<Session>, reason: String) -> GatewayError {
+    pub(crate) async fn unusable<'a>(
+        &'a self,
+        lease: &mut Lease<'a>,
+        session: &Arc<Session>,
+        reason: String,
+    ) -> GatewayError {
         self.retire(lease, session).await;
         self.login_failed(reason)
     }
@@ -269,7 +274,7 @@ impl SessionPool {
     }
 
     /// A call worked in one of the pool's sessions: logins work, refusals are forgotten.
-    pub fn worked(&self) {
+    pub(crate) fn worked(&self) {
         let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
         if h.failures > 0 {
             *h = LoginHealth::default();
@@ -308,7 +313,7 @@ impl SessionPool {
 
     /// Logs every session out (shutdown, or a reload that replaced the pool); calls still
     /// holding exclusive sessions get until `deadline`.
-    pub async fn close(&self, deadline: Duration) {
+    pub(crate) async fn close(&self, deadline: Duration) {
         self.closed.store(true, Ordering::Relaxed);
         let until = tokio::time::Instant::now() + deadline;
         let _all = match &self.free {

@@ -64,7 +64,7 @@ impl Template {
 
     /// The text with every placeholder replaced by its value (empty when missing; the
     /// login checks every capture is present).
-    pub fn render(&self, values: &BTreeMap<String, String>) -> String {
+    pub(crate) fn render(&self, values: &BTreeMap<String, String>) -> String {
         let mut out = String::new();
         for p in &self.0 {
             match p {
@@ -105,7 +105,7 @@ impl ValueTemplate {
     }
 
     /// The JSON value with captured values put in.
-    pub fn render(&self, values: &BTreeMap<String, String>) -> Value {
+    pub(crate) fn render(&self, values: &BTreeMap<String, String>) -> Value {
         match self {
             ValueTemplate::Text(t) => Value::String(t.render(values)),
             ValueTemplate::Plain(v) => v.clone(),
