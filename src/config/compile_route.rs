@@ -14,6 +14,7 @@ use super::raw::{CacheSection, DeliverySection, FaultRuleSection, RouteSection};
 use super::units;
 use super::{ConfigProblem, compile_limits};
 use crate::backend::Backend;
+use crate::backend::faults::FaultRule;
 use crate::delivery::{DeliverySettings, Queued};
 use crate::route::cache::RouteCache;
 use crate::route::{Route, Source};
@@ -37,133 +38,33 @@ pub(crate) fn compile(
             ["routes", index.as_str()].into_iter().chain(key.split('.').filter(|k| !k.is_empty())).collect();
         file.at(&path, format!("route {:?}: {message}", s.route))
     };
-    let mut problems = Vec::new();
-
-    let (method, path, params) = match parse_route(&s.route) {
-        Ok(x) => x,
-        Err(m) => return Err(vec![here("route", m)]),
-    };
-    let Some(backend) = backends.get(&s.backend) else {
-        if backend_declared {
-            return Err(Vec::new()); // its own problems are already reported
-        }
-        let known: Vec<&str> = backends.keys().map(String::as_str).collect();
-        return Err(vec![here(
-            "backend",
-            format!("unknown backend {:?}; known backends: {}", s.backend, known.join(", ")),
-        )]);
-    };
-    let Some(op_index) = backend.model.operations.iter().position(|o| o.name == s.operation) else {
-        if let Some(skipped) = backend.model.skipped.iter().find(|k| k.operation == s.operation) {
-            return Err(vec![here(
-                "operation",
-                format!(
-                    "operation {:?} of backend {} cannot be used ({} of its WSDL set): {}",
-                    s.operation,
-                    s.backend,
-                    skipped.location(),
-                    skipped.reason
-                ),
-            )]);
-        }
-        let known: Vec<&str> = backend.model.operations.iter().map(|o| o.name.as_str()).collect();
-        return Err(vec![here(
-            "operation",
-            format!("backend {} has no operation {:?}; its WSDL offers: {}", s.backend, s.operation, known.join(", ")),
-        )]);
-    };
+    let (method, path, params) = parse_route(&s.route).map_err(|m| vec![here("route", m)])?;
+    let (backend, op_index) = operation(s, backends, backend_declared, &here)?;
     let op = &backend.model.operations[op_index];
     let schema = &backend.model.schema;
-
-    let ctx = MapCtx { schema, params: &params, problems: &mut problems, here: &here };
+    let mut problems = Vec::new();
+    let mut ctx = MapCtx { schema, params: &params, problems: &mut problems, here: &here };
     let input = match &s.request {
         None if matches!(method, Method::GET | Method::DELETE | Method::HEAD) => {
             Some(Source::Object { fields: Vec::new(), spread: None })
         }
         None => Some(Source::Body(Vec::new())),
-        Some(value) => ctx.source(&op.input, value, &op.input.name, "request"),
+        Some(value) => ctx.source_mut(&op.input, value, &op.input.name, "request"),
     };
-    let mut soap_headers = Vec::new();
-    if let Some(map) = &s.soap_headers {
-        let mut ctx = MapCtx { schema, params: &params, problems: &mut problems, here: &here };
-        for (k, v) in map {
-            let key = k.as_str().unwrap_or("");
-            match op.headers.iter().position(|h| h.name == key || h.json_name == key) {
-                // Two writers of one header element would send it twice.
-                Some(i) if backend.session_fills(&op.headers[i]) => ctx.problems.push(here(
-                    &format!("soap_headers.{key}"),
-                    format!(
-                        "SOAP header {key:?} is filled by backend {}'s session; remove it from the route",
-                        backend.name()
-                    ),
-                )),
-                Some(i) => {
-                    if let Some(src) = ctx.source_mut(&op.headers[i], v, key, &format!("soap_headers.{key}")) {
-                        soap_headers.push((i, src));
-                    }
-                }
-                None => {
-                    let names: Vec<&str> = op.headers.iter().map(|h| h.name.as_str()).collect();
-                    let known = if names.is_empty() { "none".to_string() } else { names.join(", ") };
-                    ctx.problems.push(here(
-                        "soap_headers",
-                        format!("operation {} has no SOAP header {key:?}; its headers: {known}", op.name),
-                    ));
-                }
-            }
-        }
-    }
+    let soap_headers = soap_headers(s, backend, op_index, &mut ctx);
+    let queued = queued(s, &method, delivery, &op.input, &mut ctx);
     if let Some(Source::Object { fields, spread: None }) = &input {
         check_required(&op.input, schema, fields, &mut problems, &here);
     }
-    let response = match response_path(&op.output, schema, s.response.as_deref()) {
-        Ok(r) => r,
-        Err(m) => {
-            problems.push(here("response", m));
-            Vec::new()
-        }
-    };
-    let status = match s.status.map(StatusCode::from_u16) {
-        None => StatusCode::OK,
-        Some(Ok(st)) if st.is_success() => st,
-        Some(_) => {
-            problems.push(here("status", "status must be a 2xx code such as 200 or 201".into()));
-            StatusCode::OK
-        }
-    };
+    let response = response_path(&op.output, schema, s.response.as_deref()).unwrap_or_else(|m| {
+        problems.push(here("response", m));
+        Vec::new()
+    });
+    let status = answer_status(s, &mut problems, &here);
     let faults = fault_rules(file, &["routes", &index, "faults"], &s.faults, &mut problems);
     let idempotent = s.idempotent.unwrap_or(method == Method::GET);
-    let cache = s.cache.as_ref().and_then(|c| {
-        let (ttl, per_client) = match c {
-            CacheSection::Ttl(t) => (t.as_str(), false),
-            CacheSection::Full(f) => (f.ttl.as_str(), f.per_client),
-        };
-        if !idempotent {
-            problems.push(here("cache", "cache: is only for idempotent routes (GET, or idempotent: true)".into()));
-            return None;
-        }
-        match units::duration(ttl) {
-            Ok(d) if !d.is_zero() => Some(RouteCache::new(d, per_client)),
-            Ok(_) => None,
-            Err(m) => {
-                problems.push(here("cache", format!("cache: {m}")));
-                None
-            }
-        }
-    });
-    let queued = queued(s, &method, delivery, &params, schema, &op.input, &mut problems, &here);
-    let duplicate_faults = s
-        .duplicate_faults
-        .iter()
-        .map(|d| FaultRuleSection { code: d.code.clone(), reason: d.reason.clone(), status: 409 })
-        .collect::<Vec<_>>();
-    let duplicate_faults = fault_rules(file, &["routes", &index, "duplicate_faults"], &duplicate_faults, &mut problems);
-    if !duplicate_faults.is_empty() && queued.is_none() {
-        problems.push(here(
-            "duplicate_faults",
-            "duplicate_faults: apply to queued deliveries; add delivery: queued".into(),
-        ));
-    }
+    let cache = cache(s, idempotent, &mut problems, &here);
+    let duplicate_faults = duplicate_faults(file, &index, s, queued.is_some(), &mut problems, &here);
     let idempotency_required = s.idempotency.as_ref().is_some_and(|i| i.required);
     if idempotency_required && idempotent {
         problems.push(here(
@@ -210,18 +111,159 @@ pub(crate) fn compile(
     }
 }
 
+/// The route's backend and the index of its operation; an unknown name is a problem listing
+/// the known ones (a backend that failed to compile has already said why: no problem here).
+fn operation<'b>(
+    s: &RouteSection,
+    backends: &'b BTreeMap<String, Arc<Backend>>,
+    backend_declared: bool,
+    here: &impl Fn(&str, String) -> ConfigProblem,
+) -> Result<(&'b Arc<Backend>, usize), Vec<ConfigProblem>> {
+    let Some(backend) = backends.get(&s.backend) else {
+        if backend_declared {
+            return Err(Vec::new()); // its own problems are already reported
+        }
+        let known: Vec<&str> = backends.keys().map(String::as_str).collect();
+        return Err(vec![here(
+            "backend",
+            format!("unknown backend {:?}; known backends: {}", s.backend, known.join(", ")),
+        )]);
+    };
+    if let Some(i) = backend.model.operations.iter().position(|o| o.name == s.operation) {
+        return Ok((backend, i));
+    }
+    if let Some(skipped) = backend.model.skipped.iter().find(|k| k.operation == s.operation) {
+        return Err(vec![here(
+            "operation",
+            format!(
+                "operation {:?} of backend {} cannot be used ({} of its WSDL set): {}",
+                s.operation,
+                s.backend,
+                skipped.location(),
+                skipped.reason
+            ),
+        )]);
+    }
+    let known: Vec<&str> = backend.model.operations.iter().map(|o| o.name.as_str()).collect();
+    Err(vec![here(
+        "operation",
+        format!("backend {} has no operation {:?}; its WSDL offers: {}", s.backend, s.operation, known.join(", ")),
+    )])
+}
+
+/// The route's `soap_headers:`: each names a header element of the operation that the
+/// backend's session does not fill (two writers would send it twice).
+fn soap_headers<F: Fn(&str, String) -> ConfigProblem>(
+    s: &RouteSection,
+    backend: &Backend,
+    op_index: usize,
+    ctx: &mut MapCtx<'_, F>,
+) -> Vec<(usize, Source)> {
+    let op = &backend.model.operations[op_index];
+    let mut out = Vec::new();
+    for (k, v) in s.soap_headers.iter().flatten() {
+        let key = k.as_str().unwrap_or("");
+        match op.headers.iter().position(|h| h.name == key || h.json_name == key) {
+            Some(i) if backend.session_fills(&op.headers[i]) => ctx.problems.push((ctx.here)(
+                &format!("soap_headers.{key}"),
+                format!(
+                    "SOAP header {key:?} is filled by backend {}'s session; remove it from the route",
+                    backend.name()
+                ),
+            )),
+            Some(i) => {
+                if let Some(src) = ctx.source_mut(&op.headers[i], v, key, &format!("soap_headers.{key}")) {
+                    out.push((i, src));
+                }
+            }
+            None => {
+                let names: Vec<&str> = op.headers.iter().map(|h| h.name.as_str()).collect();
+                let known = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+                ctx.problems.push((ctx.here)(
+                    "soap_headers",
+                    format!("operation {} has no SOAP header {key:?}; its headers: {known}", op.name),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `status:`, a 2xx code (default 200).
+fn answer_status(
+    s: &RouteSection,
+    problems: &mut Vec<ConfigProblem>,
+    here: &impl Fn(&str, String) -> ConfigProblem,
+) -> StatusCode {
+    match s.status.map(StatusCode::from_u16) {
+        None => StatusCode::OK,
+        Some(Ok(st)) if st.is_success() => st,
+        Some(_) => {
+            problems.push(here("status", "status must be a 2xx code such as 200 or 201".into()));
+            StatusCode::OK
+        }
+    }
+}
+
+/// `cache:`, only on idempotent routes; a zero TTL is no cache.
+fn cache(
+    s: &RouteSection,
+    idempotent: bool,
+    problems: &mut Vec<ConfigProblem>,
+    here: &impl Fn(&str, String) -> ConfigProblem,
+) -> Option<RouteCache> {
+    let (ttl, per_client) = match s.cache.as_ref()? {
+        CacheSection::Ttl(t) => (t.as_str(), false),
+        CacheSection::Full(f) => (f.ttl.as_str(), f.per_client),
+    };
+    if !idempotent {
+        problems.push(here("cache", "cache: is only for idempotent routes (GET, or idempotent: true)".into()));
+        return None;
+    }
+    match units::duration(ttl) {
+        Ok(d) if !d.is_zero() => Some(RouteCache::new(d, per_client)),
+        Ok(_) => None,
+        Err(m) => {
+            problems.push(here("cache", format!("cache: {m}")));
+            None
+        }
+    }
+}
+
+/// `duplicate_faults:` (a fault that means "already booked": 409, delivered), only on
+/// queued routes.
+fn duplicate_faults(
+    file: &FileText,
+    index: &str,
+    s: &RouteSection,
+    queued: bool,
+    problems: &mut Vec<ConfigProblem>,
+    here: &impl Fn(&str, String) -> ConfigProblem,
+) -> Vec<FaultRule> {
+    let sections: Vec<FaultRuleSection> = s
+        .duplicate_faults
+        .iter()
+        .map(|d| FaultRuleSection { code: d.code.clone(), reason: d.reason.clone(), status: 409 })
+        .collect();
+    let rules = fault_rules(file, &["routes", index, "duplicate_faults"], &sections, problems);
+    if !rules.is_empty() && !queued {
+        problems.push(here(
+            "duplicate_faults",
+            "duplicate_faults: apply to queued deliveries; add delivery: queued".into(),
+        ));
+    }
+    rules
+}
+
 /// A route's `delivery:`, checked: queued only for writes, and only with a data directory.
-#[allow(clippy::too_many_arguments)]
-fn queued(
+fn queued<F: Fn(&str, String) -> ConfigProblem>(
     s: &RouteSection,
     method: &Method,
     delivery: &DeliverySettings,
-    params: &[String],
-    schema: &SchemaSet,
     input: &Element,
-    problems: &mut Vec<ConfigProblem>,
-    here: &impl Fn(&str, String) -> ConfigProblem,
+    ctx: &mut MapCtx<'_, F>,
 ) -> Option<Queued> {
+    let here = ctx.here;
     let (mode, detail) = match s.delivery.as_ref()? {
         DeliverySection::Mode(m) => (m.as_str(), None),
         DeliverySection::Detailed(d) => (d.mode.as_str(), Some(d)),
@@ -230,15 +272,15 @@ fn queued(
         "direct" => return None,
         "queued" => {}
         other => {
-            problems.push(here("delivery", format!("delivery: {other:?} is unknown; write queued or direct")));
+            ctx.problems.push(here("delivery", format!("delivery: {other:?} is unknown; write queued or direct")));
             return None;
         }
     }
     if !matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
-        problems.push(here("delivery", "delivery: queued is for writes (POST, PUT, PATCH, DELETE)".into()));
+        ctx.problems.push(here("delivery", "delivery: queued is for writes (POST, PUT, PATCH, DELETE)".into()));
     }
     if delivery.data_dir.is_none() && delivery.fleet.is_none() {
-        problems.push(here("delivery",
+        ctx.problems.push(here("delivery",
             "delivery: queued needs a store; add to gateway.yaml `delivery: { data_dir: data }` (or delivery.redis for a fleet)".into(),
         ));
     }
@@ -246,22 +288,20 @@ fn queued(
     if let Some(d) = detail {
         q.ordered = d.ordered;
         if d.ordered && delivery.fleet.is_some() {
-            problems.push(here("ordered",
+            ctx.problems.push(here("ordered",
                 "ordered delivery needs the embedded store (delivery.data_dir); a fleet's Redis queue delivers concurrently".into(),
             ));
         }
         q.max_attempts = d.max_attempts;
         q.max_age = duration("delivery.max_age", d.max_age.as_deref(), q.max_age, AtLeast::Positive, &mut |m| {
-            problems.push(here("delivery.max_age", m))
+            ctx.problems.push(here("delivery.max_age", m))
         });
         if let Some(p) = &d.partition {
             if !d.ordered {
-                problems.push(here("delivery.partition", "delivery.partition orders items; add ordered: true".into()));
+                ctx.problems
+                    .push(here("delivery.partition", "delivery.partition orders items; add ordered: true".into()));
             }
-            let mut scratch = Vec::new();
-            let ctx = MapCtx { schema, params, problems: &mut scratch, here };
-            q.partition = ctx.source(input, &Yaml::String(p.clone()), "partition", "delivery.partition");
-            problems.append(&mut scratch);
+            q.partition = ctx.source_mut(input, &Yaml::String(p.clone()), "partition", "delivery.partition");
         }
     }
     Some(q)
@@ -312,10 +352,6 @@ struct MapCtx<'a, F: Fn(&str, String) -> ConfigProblem> {
 impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
     /// The source for element `el` from its mapping value; `None` after recording a problem.
     /// `at` names the element in messages; `path` is where its mapping is in the route.
-    fn source(mut self, el: &Element, value: &Yaml, at: &str, path: &str) -> Option<Source> {
-        self.source_mut(el, value, at, path)
-    }
-
     fn source_mut(&mut self, el: &Element, value: &Yaml, at: &str, path: &str) -> Option<Source> {
         match value {
             Yaml::String(s) => self.expression(s, path),
