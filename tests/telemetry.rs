@@ -809,15 +809,25 @@ async fn telemetry_requests_are_counted_like_routes() {
     assert_eq!(status, 202);
     let (status, _) = post(&gw.base, &json!([{"sensor": "nope", "value": 1}])).await;
     assert_eq!(status, 422);
+    // The other built-in endpoints go through the same front: counted by their path template.
+    let admin = common::client().get(format!("{}/admin/deliveries", gw.base)).send().await.expect("admin");
+    assert_eq!(admin.status(), 403, "no auth: section, so no one holds veneer:admin");
+    let missing = common::client().get(format!("{}/deliveries/nope", gw.base)).send().await.expect("status");
+    assert_eq!(missing.status(), 404);
     let page = common::client().get(format!("{}/metrics", gw.base)).send().await.expect("metrics");
     let text = page.text().await.expect("text");
-    for class in ["2xx", "4xx"] {
+    for (route, class) in [
+        ("POST /telemetry", "2xx"),
+        ("POST /telemetry", "4xx"),
+        ("GET /admin/deliveries", "4xx"),
+        ("GET /deliveries/{id}", "4xx"),
+    ] {
         let counted = text.lines().any(|l| {
             l.starts_with("veneer_requests_total{")
-                && l.contains("route=\"POST /telemetry\"")
+                && l.contains(&format!("route=\"{route}\""))
                 && l.contains(&format!("status=\"{class}\""))
         });
-        assert!(counted, "POST /telemetry {class} is in veneer_requests_total:\n{text}");
+        assert!(counted, "{route} {class} is in veneer_requests_total:\n{text}");
     }
 }
 

@@ -3,11 +3,12 @@
 //! pausing a backend's deliveries.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{ADMIN_SCOPE, AppState, require_scope};
+use super::AppState;
+use super::front::{Admin, AnyCaller, Authorized};
 use crate::delivery::{Page, Queue, State as ItemState};
 use crate::error::{FieldError, GatewayError};
 
@@ -24,18 +25,15 @@ fn not_found(id: &str) -> GatewayError {
 }
 
 /// `GET /deliveries/{id}`: the item's state for the client that posted it (or an admin).
-pub(crate) async fn status(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    who: Authorized<AnyCaller>,
+    Path(id): Path<String>,
+) -> Response {
     let result = async {
         let queue = queue(&state)?;
-        let gw = state.gateway.load_full();
         // The same caller key the pipeline used when it accepted the item.
-        let (caller, admin) = match gw.auth.as_ref() {
-            None => ("anonymous".to_string(), true),
-            Some(auth) => {
-                let p = auth.authenticate(&headers).await?;
-                (auth.caller(&p).key, p.scopes.contains(ADMIN_SCOPE))
-            }
-        };
+        let (caller, admin) = (who.caller.key.as_str(), who.is_admin());
         let item = queue.get(&id).await?.ok_or_else(|| not_found(&id))?;
         // Another client's item does not exist, as far as this caller can tell. An item
         // posted without a token (a public route) is no one's: its id is the secret.
@@ -60,9 +58,8 @@ pub(crate) struct ListQuery {
 
 /// `GET /admin/deliveries`: a page of items by state and route, oldest first, each with
 /// what was stored for the ERP; `next` is the cursor of the following page (`?after=`).
-pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+pub(crate) async fn list(State(state): State<AppState>, _: Authorized<Admin>, Query(q): Query<ListQuery>) -> Response {
     let result = async {
-        require_scope(&state.gateway.load_full(), &headers, ADMIN_SCOPE).await?;
         let queue = queue(&state)?;
         let wanted = match q.state.as_deref() {
             None => None,
@@ -92,9 +89,8 @@ pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap, Quer
 }
 
 /// `POST /admin/deliveries/{id}/retry`: a dead letter goes back to the queue.
-pub(crate) async fn retry(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn retry(State(state): State<AppState>, _: Authorized<Admin>, Path(id): Path<String>) -> Response {
     let result = async {
-        require_scope(&state.gateway.load_full(), &headers, ADMIN_SCOPE).await?;
         let item = queue(&state)?.retry(&id).await?.ok_or_else(|| not_found(&id))?;
         Ok(axum::Json(item.view()).into_response())
     }
@@ -103,9 +99,8 @@ pub(crate) async fn retry(State(state): State<AppState>, Path(id): Path<String>,
 }
 
 /// `DELETE /admin/deliveries/{id}`: a dead letter is discarded.
-pub(crate) async fn discard(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn discard(State(state): State<AppState>, _: Authorized<Admin>, Path(id): Path<String>) -> Response {
     let result = async {
-        require_scope(&state.gateway.load_full(), &headers, ADMIN_SCOPE).await?;
         queue(&state)?.discard(&id).await?.ok_or_else(|| not_found(&id))?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
@@ -116,12 +111,11 @@ pub(crate) async fn discard(State(state): State<AppState>, Path(id): Path<String
 /// `POST /admin/backends/{name}/pause` and `/resume`.
 pub(crate) async fn pause(
     State(state): State<AppState>,
+    _: Authorized<Admin>,
     Path((name, action)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
     let result = async {
         let gw = state.gateway.load_full();
-        require_scope(&gw, &headers, ADMIN_SCOPE).await?;
         let paused = match action.as_str() {
             "pause" => true,
             "resume" => false,

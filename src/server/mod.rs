@@ -3,6 +3,7 @@
 
 mod deliveries;
 mod docs;
+mod front;
 mod health;
 pub mod listener;
 mod oauth;
@@ -20,13 +21,14 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 
+use self::front::Authorized;
 use crate::config::Gateway;
 use crate::config::compile::CompileOptions;
 use crate::delivery::Services;
@@ -101,13 +103,18 @@ pub fn app(state: AppState) -> stack::App {
         .route("/.well-known/jwks.json", get(oauth::jwks))
         .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
         .route("/metrics", get(metrics))
-        .route("/admin/reload", post(admin_reload))
-        .route("/telemetry", post(telemetry_in::post))
-        .route("/deliveries/{id}", get(deliveries::status))
-        .route("/admin/deliveries", get(deliveries::list))
-        .route("/admin/deliveries/{id}", axum::routing::delete(deliveries::discard))
-        .route("/admin/deliveries/{id}/retry", post(deliveries::retry))
-        .route("/admin/backends/{name}/{action}", post(deliveries::pause))
+        // The gateway's own endpoints for callers: one front (who, scope, log, metrics).
+        .merge(
+            Router::new()
+                .route("/admin/reload", post(admin_reload))
+                .route("/telemetry", post(telemetry_in::post))
+                .route("/deliveries/{id}", get(deliveries::status))
+                .route("/admin/deliveries", get(deliveries::list))
+                .route("/admin/deliveries/{id}", axum::routing::delete(deliveries::discard))
+                .route("/admin/deliveries/{id}/retry", post(deliveries::retry))
+                .route("/admin/backends/{name}/{action}", post(deliveries::pause))
+                .route_layer(axum::middleware::from_fn(front::observe)),
+        )
         .route("/openapi.json", get(docs::openapi_json))
         .route("/openapi.yaml", get(docs::openapi_yaml))
         .merge(docs::swagger_ui())
@@ -123,15 +130,9 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
 
 /// `GET /metrics` on the main listener: absent when `server.metrics_listen` moves it to its
 /// own address, and behind a bearer token when `server.metrics_scope` is set.
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let gw = state.gateway.load_full();
-    if gw.server.metrics_listen.is_some() {
+async fn metrics(State(state): State<AppState>, _: Authorized<front::Metrics>) -> Response {
+    if state.gateway.load().server.metrics_listen.is_some() {
         return GatewayError::RouteNotFound("/metrics is served on the metrics listener".into()).response();
-    }
-    if let Some(scope) = &gw.server.metrics_scope
-        && let Err(e) = require_scope(&gw, &headers, scope).await
-    {
-        return e.response();
     }
     metrics_page().await
 }
@@ -141,21 +142,8 @@ async fn metrics_page() -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], telemetry::render()).into_response()
 }
 
-/// Authenticates a bearer token that must carry `scope`.
-async fn require_scope(gw: &Gateway, headers: &HeaderMap, scope: &str) -> Result<(), GatewayError> {
-    let Some(auth) = gw.auth.as_ref() else {
-        return Err(GatewayError::Forbidden(vec![scope.into()]));
-    };
-    let p = auth.authenticate(headers).await?;
-    if p.scopes.contains(scope) { Ok(()) } else { Err(GatewayError::Forbidden(vec![scope.into()])) }
-}
-
 /// `POST /admin/reload`: a third reload trigger, for a token with the admin scope.
-async fn admin_reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let gw = state.gateway.load_full();
-    if let Err(e) = require_scope(&gw, &headers, ADMIN_SCOPE).await {
-        return e.response();
-    }
+async fn admin_reload(State(state): State<AppState>, _: Authorized<front::Admin>) -> Response {
     let Some(reloader) = &state.reloader else {
         return GatewayError::RouteNotFound("this gateway runs an embedded config, which cannot be reloaded".into())
             .response();
@@ -170,8 +158,6 @@ async fn admin_reload(State(state): State<AppState>, headers: HeaderMap) -> Resp
         .response(),
     }
 }
-
-pub(crate) use crate::auth::ADMIN_SCOPE;
 
 /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests
 /// for at most `drain` before returning.

@@ -10,60 +10,25 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::front::{Authorized, Telemetry};
 use crate::backend::REQUEST_ID;
 use crate::error::{FieldError, GatewayError};
 use crate::ingest::intake::{Outcome, Submitter};
 use crate::ingest::reading::{self, Context};
 use crate::telemetry;
-use crate::throttle::{Caller, Outcome as Limits};
+use crate::throttle::Outcome as Limits;
 
-/// Its request metrics, counted like a route's.
-static METRICS: std::sync::LazyLock<telemetry::RouteMetrics> =
-    std::sync::LazyLock::new(|| telemetry::RouteMetrics::new("POST /telemetry"));
-
-/// The handler: the request, then its metrics and access-log line, as for a route.
-pub(crate) async fn post(State(state): State<AppState>, req: Request) -> Response {
-    let started = std::time::Instant::now();
+/// The handler; the front (`front::observe`) counts and logs the request as for a route.
+pub(crate) async fn post(State(state): State<AppState>, who: Authorized<Telemetry>, req: Request) -> Response {
     let gw = state.gateway.load_full();
     let mut limits = Limits::default();
     let (parts, body) = req.into_parts();
-    let request_id = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let mut client = Client::default();
-    let mut res = match serve(&state, &gw, &parts.headers, body, &mut limits, &mut client).await {
+    let mut res = match serve(&state, &gw, &parts.headers, body, who, &mut limits).await {
         Ok(res) => res,
         Err(e) => e.response(),
     };
     limits.apply(res.headers_mut());
-    let elapsed = started.elapsed();
-    METRICS.request("POST", res.status().as_u16(), client.label(), elapsed);
-    tracing::info!(
-        target: "veneer::access",
-        request_id = %request_id,
-        route = "POST /telemetry",
-        client = client.id.as_deref().unwrap_or("-"),
-        status = res.status().as_u16(),
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        "request"
-    );
     res
-}
-
-/// Who posted, for the metrics label and the access log.
-#[derive(Default)]
-struct Client {
-    id: Option<String>,
-    registered: bool,
-}
-
-impl Client {
-    /// A registered client by id; every other caller folded into one value (bounded labels).
-    fn label(&self) -> &str {
-        match (&self.id, self.registered) {
-            (Some(id), true) => id,
-            (Some(_), false) => "external",
-            (None, _) => "anonymous",
-        }
-    }
 }
 
 async fn serve(
@@ -71,33 +36,23 @@ async fn serve(
     gw: &crate::config::Gateway,
     headers: &HeaderMap,
     body: Body,
+    who: Authorized<Telemetry>,
     limits: &mut Limits,
-    seen: &mut Client,
 ) -> Result<Response, GatewayError> {
     if gw.sensors.is_empty() {
         return Err(GatewayError::RouteNotFound("/telemetry: the data dictionary (sensors/*.yaml) is empty".into()));
     }
-    // The same checks as a route: a token with the telemetry scope, then the client's limits.
-    let caller = match &gw.auth {
-        None => Caller { key: "anonymous".to_string(), registered: false },
-        Some(auth) => {
-            let p =
-                auth.authenticate(headers).await.inspect_err(|e| telemetry::token_failure("validation", e.reason()))?;
-            let caller = auth.caller(&p);
-            *seen = Client { id: Some(p.client_id.clone()), registered: caller.registered };
-            if !p.scopes.contains(&gw.sensors.settings.scope) {
-                return Err(GatewayError::Forbidden(vec![gw.sensors.settings.scope.clone()]));
+    // The front checked the token and its scope; then the client's limits, as for a route.
+    let caller = who.caller;
+    if who.principal.is_some() {
+        gw.throttle.check_client(&caller, limits).await?;
+        if let Some(wait) = limits.refused() {
+            for policy in limits.refusing() {
+                telemetry::rate_limited(policy);
             }
-            gw.throttle.check_client(&caller, limits).await?;
-            if let Some(wait) = limits.refused() {
-                for policy in limits.refusing() {
-                    telemetry::rate_limited(policy);
-                }
-                return Err(GatewayError::RateLimited(wait));
-            }
-            caller
+            return Err(GatewayError::RateLimited(wait));
         }
-    };
+    }
     let essence = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
