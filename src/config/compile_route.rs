@@ -16,6 +16,7 @@ use super::{ConfigProblem, compile_limits};
 use crate::backend::Backend;
 use crate::backend::faults::FaultRule;
 use crate::delivery::{DeliverySettings, Queued};
+use crate::placeholder::Whole;
 use crate::route::cache::RouteCache;
 use crate::route::{Route, Source};
 use crate::schema::{Element, SchemaSet, TypeRef};
@@ -399,8 +400,17 @@ impl<F: Fn(&str, String) -> ConfigProblem> MapCtx<'_, F> {
     }
 
     fn expression(&mut self, text: &str, path: &str) -> Option<Source> {
-        let Some(inner) = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')) else {
-            return Some(Source::Literal(text.into()));
+        let inner = match crate::placeholder::whole(text) {
+            Ok(Whole::Var(inner)) => inner,
+            Ok(Whole::Text(t)) => return Some(Source::Literal(t.into())),
+            Ok(Whole::Mixed) => {
+                self.problems.push((self.here)(path, format!("{text:?} mixes text with a placeholder; a mapping value is one placeholder such as \"{{path.no}}\" or a constant")));
+                return None;
+            }
+            Err(m) => {
+                self.problems.push((self.here)(path, m));
+                return None;
+            }
         };
         let (kind, name) = inner.split_once('.').unwrap_or((inner, ""));
         let fail = |m: String| (self.here)(path, m);

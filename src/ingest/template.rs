@@ -120,22 +120,16 @@ impl Template {
 
     fn text(s: &str) -> Result<Template, String> {
         let mut pieces = Vec::new();
-        let mut rest = s;
-        while let Some(open) = rest.find('{') {
-            let close =
-                rest[open..].find('}').map(|c| open + c).ok_or_else(|| format!("{s:?}: a {{ without its }}"))?;
-            if open > 0 {
-                pieces.push(Piece::Text(rest[..open].to_string()));
-            }
-            pieces.push(Piece::Var(Var::parse(&rest[open + 1..close])?));
-            rest = &rest[close + 1..];
-        }
-        if !rest.is_empty() {
-            pieces.push(Piece::Text(rest.to_string()));
+        for piece in crate::placeholder::split(s)? {
+            pieces.push(match piece {
+                crate::placeholder::Piece::Text(t) => Piece::Text(t),
+                crate::placeholder::Piece::Var(name) => Piece::Var(Var::parse(name)?),
+            });
         }
         Ok(match pieces.as_slice() {
             [Piece::Var(v)] => Template::Var(v.clone()),
-            [] | [Piece::Text(_)] => Template::Literal(Value::String(s.to_string())),
+            [] => Template::Literal(Value::String(String::new())),
+            [Piece::Text(t)] => Template::Literal(Value::String(t.clone())),
             _ => Template::Text(pieces),
         })
     }

@@ -31,7 +31,11 @@ impl TopicTemplate {
         let mut levels = Vec::new();
         let mut names: Vec<&str> = Vec::new();
         for (i, part) in parts.iter().enumerate() {
-            let level = if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            let named = match crate::placeholder::whole(part) {
+                Ok(crate::placeholder::Whole::Var(name)) => Some(name),
+                _ => None,
+            };
+            let level = if let Some(name) = named {
                 let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
                     return Err(format!(

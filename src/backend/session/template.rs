@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::placeholder::Piece;
+
 /// One piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
@@ -21,43 +23,24 @@ impl Template {
     /// `{{` and `}}` stand for literal braces.
     pub fn parse(text: &str, known: &[&str]) -> Result<Template, String> {
         let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut rest = text;
-        while let Some(i) = rest.find(['{', '}']) {
-            literal.push_str(&rest[..i]);
-            let tail = &rest[i..];
-            if let Some(t) = tail.strip_prefix("{{") {
-                literal.push('{');
-                rest = t;
-            } else if let Some(t) = tail.strip_prefix("}}") {
-                literal.push('}');
-                rest = t;
-            } else if tail.starts_with('}') {
-                return Err(format!("{text:?} has an unmatched '}}' (write }}}} for a literal brace)"));
-            } else {
-                let end = tail.find('}').ok_or_else(|| format!("{text:?} has an unclosed '{{'"))?;
-                let inner = tail[1..end].trim();
-                let Some(name) = inner.strip_prefix("session.") else {
-                    return Err(format!(
-                        "{{{inner}}} in {text:?}: a session value can only use {{session.NAME}} (a captured value)"
-                    ));
-                };
-                if !known.contains(&name) {
-                    return Err(format!(
-                        "{{session.{name}}} in {text:?} is not captured; capture: names {}",
-                        if known.is_empty() { "nothing".to_string() } else { known.join(", ") }
-                    ));
+        for piece in crate::placeholder::split(text)? {
+            match piece {
+                Piece::Text(t) => parts.push(Part::Text(t)),
+                Piece::Var(inner) => {
+                    let Some(name) = inner.strip_prefix("session.") else {
+                        return Err(format!(
+                            "{{{inner}}} in {text:?}: a session value can only use {{session.NAME}} (a captured value)"
+                        ));
+                    };
+                    if !known.contains(&name) {
+                        return Err(format!(
+                            "{{session.{name}}} in {text:?} is not captured; capture: names {}",
+                            if known.is_empty() { "nothing".to_string() } else { known.join(", ") }
+                        ));
+                    }
+                    parts.push(Part::Var(name.to_string()));
                 }
-                if !literal.is_empty() {
-                    parts.push(Part::Text(std::mem::take(&mut literal)));
-                }
-                parts.push(Part::Var(name.to_string()));
-                rest = &tail[end + 1..];
             }
-        }
-        literal.push_str(rest);
-        if !literal.is_empty() {
-            parts.push(Part::Text(literal));
         }
         Ok(Template(parts))
     }
