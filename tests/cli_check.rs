@@ -357,3 +357,20 @@ fn a_misindented_key_is_blamed_on_its_own_line() {
     assert!(out.contains(&format!("routes/items.yaml:{line}: ")), "{out}");
     assert!(out.contains("`backend:` indented by 2 spaces where the keys it belongs with are indented by 4"), "{out}");
 }
+
+/// A mapping value is one placeholder or a constant: text around a placeholder is named, not
+/// sent to the ERP as the literal `x-{path.no}`.
+#[test]
+fn a_mapping_value_mixing_text_and_a_placeholder_is_a_problem() {
+    let dir = variant(|rel, t| match rel {
+        "routes/items.yaml" => t.replacen("ItemNo: \"{path.no}\"", "ItemNo: \"x-{path.no}\"", 1),
+        _ => t,
+    });
+    let (ok, out) = check(dir.path());
+    assert!(!ok, "{out}");
+    let line = line_of(dir.path(), "routes/items.yaml", "x-{path.no}");
+    assert!(
+        out.contains(&format!("routes/items.yaml:{line}: ")) && out.contains("mixes text with a placeholder"),
+        "{out}"
+    );
+}
