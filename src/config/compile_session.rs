@@ -51,17 +51,7 @@ pub(super) fn session(
     };
     let mut secrets = Vec::new();
     let login = login_model.and_then(|m| login_call(source, &s.login, m, &mut secrets, &mut bad));
-    let login_url = match (&s.login.url, &s.login.wsdl, &login) {
-        (Some(u), _, _) => http_url(u).map_err(|m| bad("session.login.url", format!("login.url: {m}"))).ok(),
-        (None, Some(_), Some(call)) => match call.model.endpoint.as_deref().map(http_url) {
-            Some(Ok(u)) => Some(u),
-            _ => {
-                bad("session.login", "the login WSDL has no http(s) address; set login.url".into());
-                None
-            }
-        },
-        _ => None,
-    };
+    let login_url = login_url(s, login.as_ref(), &mut bad);
     let login = login.map(|c| SessionCall { url: login_url, ..c });
 
     // Paths name elements of the login answer (XML or JSON names), kept as JSON keys.
@@ -76,9 +66,7 @@ pub(super) fn session(
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             bad(&format!("session.capture.{name}"), format!("capture name {name:?}: use letters, digits and _"));
         }
-        if let Some(p) = answer_path(&format!("session.capture.{name}"), path, &mut bad) {
-            capture.push((name.clone(), p));
-        }
+        capture.extend(answer_path(&format!("session.capture.{name}"), path, &mut bad).map(|p| (name.clone(), p)));
     }
     let expires_in = s.expires_in.as_deref().and_then(|p| answer_path("session.expires_in", p, &mut bad));
     if s.capture.is_empty() {
@@ -92,14 +80,7 @@ pub(super) fn session(
         .iter()
         .map(|op| soap_headers.iter().enumerate().filter(|(_, h)| h.declared_by(op)).map(|(i, _)| i).collect())
         .collect();
-    let mut http_headers = Vec::new();
-    for (name, value) in &s.http_headers {
-        match (HeaderName::from_bytes(name.as_bytes()), Template::parse(value, &names)) {
-            (Ok(n), Ok(t)) => http_headers.push((n, t)),
-            (Err(_), _) => bad(&format!("session.http_headers.{name}"), format!("{name:?} is not an HTTP header name")),
-            (_, Err(m)) => bad(&format!("session.http_headers.{name}"), format!("http_headers.{name}: {m}")),
-        }
-    }
+    let http_headers = http_headers(s, &names, &mut bad);
     let url = s
         .url
         .as_deref()
@@ -112,41 +93,8 @@ pub(super) fn session(
         bad("session", "the session is never sent: add soap_headers: or http_headers:".into());
     }
 
-    let logout = s.logout.as_ref().and_then(|l| {
-        // In the login WSDL when there is one (nothing to check when that failed to load).
-        let logout_model = match &s.login.wsdl {
-            Some(_) => login.as_ref()?.model.clone(),
-            None => model.clone(),
-        };
-        let op =
-            find_operation(&logout_model, &l.operation).map_err(|m| bad("session.logout.operation", format!("logout: {m}"))).ok()?;
-        let input = input_value(&l.input, &logout_model, op).map_err(|m| bad("session.logout.input", format!("logout.input: {m}")));
-        let headers = match &l.soap_headers {
-            Some(h) => header_specs(Some(h), &logout_model, &names, "session.logout.soap_headers", Fit::Exact, &mut bad),
-            // The session's own values, for the elements the logout declares, without the
-            // fields they lack (SAP B1's login service has a MsgHeader of the same name
-            // without ServiceName).
-            None => {
-                let own = header_specs(s.soap_headers.as_ref(), &logout_model, &names, "", Fit::Prune, &mut |_, _| ());
-                let declared: Vec<HeaderSpec> =
-                    own.into_iter().filter(|h| h.declared_by(&logout_model.operations[op])).collect();
-                // (A template that does not compile is reported once, for the session.)
-                let session_ok = soap_headers.len() == s.soap_headers.as_ref().map_or(0, |h| h.len());
-                if declared.is_empty() && s.http_headers.is_empty() && session_ok {
-                    bad(
-                        "session.logout",
-                        format!(
-                            "logout: operation {} declares none of the session's SOAP headers, so the ERP could not tell which session ends; give logout.soap_headers",
-                            l.operation
-                        ),
-                    );
-                }
-                declared
-            }
-        };
-        let url = if s.login.wsdl.is_some() { login.as_ref().and_then(|c| c.url.clone()) } else { None };
-        Some(SessionCall { model: logout_model.clone(), op, url, input: input.ok()?, headers })
-    });
+    let session_headers_ok = soap_headers.len() == s.soap_headers.as_ref().map_or(0, |h| h.len());
+    let logout = logout(s, model, login.as_ref(), &names, session_headers_ok, &mut bad);
 
     let mut duration = |key: &str, value: &Option<String>, default: Duration| {
         problems::duration(key, value.as_deref(), default, AtLeast::Positive, &mut |m| {
@@ -160,27 +108,7 @@ pub(super) fn session(
     if size == 0 || size > 256 {
         bad("session.size", format!("size: {size} sessions; use 1 to 256"));
     }
-    let expired = match &s.expired_faults {
-        None => {
-            vec![rule(Some(DEFAULT_EXPIRED_CODE.into()), None), rule(None, Regex::new(DEFAULT_EXPIRED_REASON).ok())]
-        }
-        Some(list) => {
-            let mut rules = Vec::new();
-            for r in list {
-                match r.reason.as_deref().map(Regex::new).transpose() {
-                    Ok(reason) if r.code.is_some() || reason.is_some() => rules.push(rule(r.code.clone(), reason)),
-                    Ok(_) => {
-                        bad("session.expired_faults", "an expired_faults entry needs code:, reason: or both".into())
-                    }
-                    Err(e) => bad(
-                        "session.expired_faults",
-                        format!("expired_faults reason is not a valid regular expression: {e}"),
-                    ),
-                }
-            }
-            rules
-        }
-    };
+    let expired = expired_rules(s, &mut bad);
     let fingerprint = fingerprint(s, &secrets, backend_url);
     match login {
         Some(login) if !failed && problems.len() == before => Some(SessionSpec {
@@ -203,6 +131,111 @@ pub(super) fn session(
             fingerprint,
         }),
         _ => None,
+    }
+}
+
+/// Where the login call goes: `login.url`, else the login WSDL's own address.
+fn login_url(
+    s: &SessionSection,
+    login: Option<&SessionCall>,
+    bad: &mut dyn FnMut(&str, String),
+) -> Option<reqwest::Url> {
+    match (&s.login.url, &s.login.wsdl, login) {
+        (Some(u), _, _) => http_url(u).map_err(|m| bad("session.login.url", format!("login.url: {m}"))).ok(),
+        (None, Some(_), Some(call)) => match call.model.endpoint.as_deref().map(http_url) {
+            Some(Ok(u)) => Some(u),
+            _ => {
+                bad("session.login", "the login WSDL has no http(s) address; set login.url".into());
+                None
+            }
+        },
+        _ => None,
+    }
+}
+
+/// `http_headers:`: header names and their `{session.NAME}` templates.
+fn http_headers(s: &SessionSection, names: &[&str], bad: &mut dyn FnMut(&str, String)) -> Vec<(HeaderName, Template)> {
+    let mut out = Vec::new();
+    for (name, value) in &s.http_headers {
+        match (HeaderName::from_bytes(name.as_bytes()), Template::parse(value, names)) {
+            (Ok(n), Ok(t)) => out.push((n, t)),
+            (Err(_), _) => bad(&format!("session.http_headers.{name}"), format!("{name:?} is not an HTTP header name")),
+            (_, Err(m)) => bad(&format!("session.http_headers.{name}"), format!("http_headers.{name}: {m}")),
+        }
+    }
+    out
+}
+
+/// `logout:`, in the login WSDL when there is one; without its own `soap_headers:` it sends
+/// the session's values for the header elements the logout operation declares.
+/// `session_headers_ok`: every session header compiled (a broken one is reported once).
+fn logout(
+    s: &SessionSection,
+    model: &Arc<ServiceModel>,
+    login: Option<&SessionCall>,
+    names: &[&str],
+    session_headers_ok: bool,
+    bad: &mut dyn FnMut(&str, String),
+) -> Option<SessionCall> {
+    let l = s.logout.as_ref()?;
+    // In the login WSDL when there is one (nothing to check when that failed to load).
+    let logout_model = match &s.login.wsdl {
+        Some(_) => login?.model.clone(),
+        None => model.clone(),
+    };
+    let op = find_operation(&logout_model, &l.operation)
+        .map_err(|m| bad("session.logout.operation", format!("logout: {m}")))
+        .ok()?;
+    let input =
+        input_value(&l.input, &logout_model, op).map_err(|m| bad("session.logout.input", format!("logout.input: {m}")));
+    let headers = match &l.soap_headers {
+        Some(h) => header_specs(Some(h), &logout_model, names, "session.logout.soap_headers", Fit::Exact, bad),
+        // The session's own values, for the elements the logout declares, without the
+        // fields they lack (SAP B1's login service has a MsgHeader of the same name
+        // without ServiceName).
+        None => {
+            let own = header_specs(s.soap_headers.as_ref(), &logout_model, names, "", Fit::Prune, &mut |_, _| ());
+            let declared: Vec<HeaderSpec> =
+                own.into_iter().filter(|h| h.declared_by(&logout_model.operations[op])).collect();
+            if declared.is_empty() && s.http_headers.is_empty() && session_headers_ok {
+                bad(
+                    "session.logout",
+                    format!(
+                        "logout: operation {} declares none of the session's SOAP headers, so the ERP could not tell which session ends; give logout.soap_headers",
+                        l.operation
+                    ),
+                );
+            }
+            declared
+        }
+    };
+    let url = if s.login.wsdl.is_some() { login.and_then(|c| c.url.clone()) } else { None };
+    Some(SessionCall { model: logout_model.clone(), op, url, input: input.ok()?, headers })
+}
+
+/// `expired_faults:`, or the defaults (the code `INVALID_SESSION_ID`, or a reason saying the
+/// session expired, timed out or is invalid or unknown).
+fn expired_rules(s: &SessionSection, bad: &mut dyn FnMut(&str, String)) -> Vec<FaultRule> {
+    match &s.expired_faults {
+        None => {
+            vec![rule(Some(DEFAULT_EXPIRED_CODE.into()), None), rule(None, Regex::new(DEFAULT_EXPIRED_REASON).ok())]
+        }
+        Some(list) => {
+            let mut rules = Vec::new();
+            for r in list {
+                match r.reason.as_deref().map(Regex::new).transpose() {
+                    Ok(reason) if r.code.is_some() || reason.is_some() => rules.push(rule(r.code.clone(), reason)),
+                    Ok(_) => {
+                        bad("session.expired_faults", "an expired_faults entry needs code:, reason: or both".into())
+                    }
+                    Err(e) => bad(
+                        "session.expired_faults",
+                        format!("expired_faults reason is not a valid regular expression: {e}"),
+                    ),
+                }
+            }
+            rules
+        }
     }
 }
 
