@@ -46,35 +46,10 @@ async fn serve(
     let caller = who.caller;
     if who.principal.is_some() {
         gw.throttle.check_client(&caller, limits).await?;
-        if let Some(wait) = limits.refused() {
-            for policy in limits.refusing() {
-                telemetry::rate_limited(policy);
-            }
-            return Err(GatewayError::RateLimited(wait));
-        }
+        refuse_if_limited(limits)?;
     }
-    let essence = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let ndjson = match essence.as_str() {
-        "application/json" => false,
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => true,
-        other => {
-            return Err(GatewayError::UnsupportedMediaType(if other.is_empty() {
-                "(none)".into()
-            } else {
-                other.into()
-            }));
-        }
-    };
-    let limit = gw.server.max_body;
-    let bytes = crate::pipeline::handler::read_body(body, limit).await?;
+    let ndjson = ndjson(headers)?;
+    let bytes = crate::pipeline::handler::read_body(body, gw.server.max_body).await?;
     let items = reading::split(&bytes, ndjson).map_err(|r| GatewayError::MalformedJson { detail: r.reason })?;
     let max = gw.sensors.settings.max_readings;
     if items.is_empty() || items.len() > max {
@@ -89,12 +64,7 @@ async fn serve(
     // `max_readings` of them into the queue. Quotas last, so a refused batch uses none.
     gw.throttle.check_readings(&caller, items.len(), limits).await?;
     gw.throttle.take_quota(&caller, limits).await?;
-    if let Some(wait) = limits.refused() {
-        for policy in limits.refusing() {
-            telemetry::rate_limited(policy);
-        }
-        return Err(GatewayError::RateLimited(wait));
-    }
+    refuse_if_limited(limits)?;
     let who = Submitter {
         client: caller.key,
         request_id: headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
@@ -103,11 +73,49 @@ async fn serve(
     let services = state.services.get();
     let results = crate::ingest::take(&state.intake, &gw.sensors, services, &who, &ctx, items).await;
     crate::ingest::count("http", &results);
+    answer(&results)
+}
+
+/// 429 when a limit or quota refused the request (each refusing policy counted).
+fn refuse_if_limited(limits: &Limits) -> Result<(), GatewayError> {
+    match limits.refused() {
+        Some(wait) => {
+            for policy in limits.refusing() {
+                telemetry::rate_limited(policy);
+            }
+            Err(GatewayError::RateLimited(wait))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Whether the body is NDJSON (one reading per line) rather than JSON; 415 for anything else.
+fn ndjson(headers: &HeaderMap) -> Result<bool, GatewayError> {
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(false),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(true),
+        "" => Err(GatewayError::UnsupportedMediaType("(none)".into())),
+        other => Err(GatewayError::UnsupportedMediaType(other.into())),
+    }
+}
+
+/// Every reading's fate: 202 listing them when any was accepted, 503 when none was and the
+/// store (or the ERP) could take none, 422 with each reason when every one was refused.
+fn answer(results: &[(String, Result<Outcome, reading::Rejected>)]) -> Result<Response, GatewayError> {
     let (mut accepted, mut rejected, mut unavailable) = (0, 0, 0);
     let mut refusal = None;
     let mut listed = Vec::with_capacity(results.len());
     let mut errors = Vec::new();
-    for (pointer, r) in &results {
+    for (pointer, r) in results {
         listed.push(match r {
             Ok(Outcome::Queued(id)) => {
                 accepted += 1;
