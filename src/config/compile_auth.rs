@@ -30,20 +30,34 @@ pub(crate) fn compile(
     throttle: &Throttle,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Auth> {
-    let retained = &options.retained;
     // `key`: a dotted key path under `auth` ("" for the section itself).
     let mut here = |key: &str, m: String| {
         let mut path = vec!["auth"];
         path.extend(key.split('.').filter(|k| !k.is_empty()));
         problems.push(file.at(&path, format!("auth: {m}")))
     };
-    let duration = |key: &str, v: &Option<String>, default: Duration, here: &mut dyn FnMut(&str, String)| {
-        let label = key.rsplit('.').next().unwrap_or(key);
-        problems::duration(label, v.as_deref(), default, AtLeast::Zero, &mut |m| here(key, m))
-    };
     let ttl = duration("token_ttl", &s.token_ttl, Duration::from_secs(900), &mut here);
     let leeway = duration("leeway", &s.leeway, Duration::from_secs(30), &mut here);
+    let clients = registered_clients(s, options, route_scopes, &mut here);
+    let local = local_issuer(source, s, options, clients, ttl, throttle, &mut here);
+    let external = external_issuers(s, &mut here);
+    let introspection = introspection(source, s, &options.retained, &mut here);
+    Some(Auth { local, external, introspection, leeway, cache: Auth::new_cache() })
+}
 
+/// A duration under `auth` (`key` is its dotted path there), at least zero.
+fn duration(key: &str, v: &Option<String>, default: Duration, here: &mut dyn FnMut(&str, String)) -> Duration {
+    let label = key.rsplit('.').next().unwrap_or(key);
+    problems::duration(label, v.as_deref(), default, AtLeast::Zero, &mut |m| here(key, m))
+}
+
+/// `clients:`, and dev mode's: the demo client with every scope routes use, and an operator.
+fn registered_clients(
+    s: &AuthConfigSection,
+    options: &CompileOptions,
+    route_scopes: &BTreeSet<String>,
+    here: &mut dyn FnMut(&str, String),
+) -> BTreeMap<String, Client> {
     let mut clients = BTreeMap::new();
     for (i, c) in s.clients.iter().enumerate() {
         match client(c) {
@@ -55,7 +69,6 @@ pub(crate) fn compile(
             Err(m) => here(&format!("clients.{i}"), format!("client {}: {m}", c.id)),
         }
     }
-    // Dev mode's clients: the demo client with every scope routes use, and an operator.
     let admin_scope = BTreeSet::from([crate::auth::ADMIN_SCOPE.to_string()]);
     let dev_clients = [(&options.dev_client, route_scopes), (&options.dev_admin, &admin_scope)];
     for (id, secret, scopes) in dev_clients.iter().filter_map(|(c, scopes)| c.as_ref().map(|(i, s)| (i, s, scopes))) {
@@ -74,8 +87,23 @@ pub(crate) fn compile(
         }
     }
 
+    clients
+}
+
+/// The built-in issuer (`issuer`, `signing_keys`, the clients), when configured; dev mode's
+/// runs with an in-memory key.
+fn local_issuer(
+    source: &ConfigSource,
+    s: &AuthConfigSection,
+    options: &CompileOptions,
+    clients: BTreeMap<String, Client>,
+    ttl: Duration,
+    throttle: &Throttle,
+    here: &mut dyn FnMut(&str, String),
+) -> Option<LocalIssuer> {
+    let retained = &options.retained;
     let issuer = options.issuer.clone().or_else(|| s.issuer.clone());
-    let local = match (&issuer, &s.signing_keys, clients.is_empty() && options.dev_client.is_none()) {
+    match (&issuer, &s.signing_keys, clients.is_empty() && options.dev_client.is_none()) {
         (None, _, true) => None,
         (None, _, false) => {
             here(
@@ -107,7 +135,7 @@ pub(crate) fn compile(
                         shared: throttle.shared.clone(),
                         ttl: ASSERTION_MEMORY,
                     },
-                    guard: login_guard(s.login_failures.as_ref(), retained, &mut here),
+                    guard: login_guard(s.login_failures.as_ref(), retained, here),
                 }),
                 (_, Err(m)) => {
                     here("signing_keys", m);
@@ -119,8 +147,11 @@ pub(crate) fn compile(
                 }
             }
         }
-    };
+    }
+}
 
+/// `external_issuers:`, each with its algorithms and JWKS refresh.
+fn external_issuers(s: &AuthConfigSection, here: &mut dyn FnMut(&str, String)) -> Vec<ExternalIssuer> {
     let mut external = Vec::new();
     for (i, e) in s.external_issuers.iter().enumerate() {
         let mut algorithms = Vec::new();
@@ -136,7 +167,7 @@ pub(crate) fn compile(
             &format!("external_issuers.{i}.refresh_interval"),
             &e.refresh_interval,
             Duration::from_secs(60),
-            &mut here,
+            here,
         );
         let settings = ExternalSettings {
             issuer: e.issuer.clone(),
@@ -152,22 +183,31 @@ pub(crate) fn compile(
         }
     }
 
-    let introspection = s.introspection.as_ref().and_then(|i| {
-        let max_cache = duration("introspection.max_cache", &i.max_cache, Duration::from_secs(60), &mut here);
-        let expect =
-            Expect { audiences: i.audience.as_ref().map(|a| a.to_vec()).unwrap_or_default(), issuer: i.issuer.clone() };
-        let slots = i.max_concurrency.unwrap_or(16);
-        if slots == 0 {
-            here("introspection.max_concurrency", "introspection.max_concurrency must be at least 1".into());
-        }
-        // Call slots and remembered refusals outlive the snapshot while these settings hold.
-        let state = retained.introspection(format!("{}\u{0}{slots}\u{0}{expect:?}", i.endpoint), slots);
-        secret::resolve(source, i.client_secret_env.as_deref(), i.client_secret_file.as_deref(), "client_secret")
-            .and_then(|sec| Introspector::new(&i.endpoint, &i.client_id, sec, max_cache, expect, state))
-            .map_err(|m| here("introspection", m))
-            .ok()
-    });
-    Some(Auth { local, external, introspection, leeway, cache: Auth::new_cache() })
+    external
+}
+
+/// `introspection:` (RFC 7662), its call slots and remembered refusals kept across reloads
+/// while its settings hold.
+fn introspection(
+    source: &ConfigSource,
+    s: &AuthConfigSection,
+    retained: &Retained,
+    here: &mut dyn FnMut(&str, String),
+) -> Option<Introspector> {
+    let i = s.introspection.as_ref()?;
+    let max_cache = duration("introspection.max_cache", &i.max_cache, Duration::from_secs(60), here);
+    let expect =
+        Expect { audiences: i.audience.as_ref().map(|a| a.to_vec()).unwrap_or_default(), issuer: i.issuer.clone() };
+    let slots = i.max_concurrency.unwrap_or(16);
+    if slots == 0 {
+        here("introspection.max_concurrency", "introspection.max_concurrency must be at least 1".into());
+    }
+    // Call slots and remembered refusals outlive the snapshot while these settings hold.
+    let state = retained.introspection(format!("{}\u{0}{slots}\u{0}{expect:?}", i.endpoint), slots);
+    secret::resolve(source, i.client_secret_env.as_deref(), i.client_secret_file.as_deref(), "client_secret")
+        .and_then(|sec| Introspector::new(&i.endpoint, &i.client_id, sec, max_cache, expect, state))
+        .map_err(|m| here("introspection", m))
+        .ok()
 }
 
 /// The token endpoint's failed-login limits (defaults: 10/min per client id, 60/min per
