@@ -320,23 +320,7 @@ fn backend(
     };
     let mut problems = Vec::new();
 
-    let url = match (options.backend_urls.get(name), &s.url, &s.url_env) {
-        (Some(u), _, _) => Some(u.clone()),
-        (None, Some(u), None) => Some(u.clone()),
-        (None, None, Some(var)) => std::env::var(var)
-            .map_err(|_| problems.push(here("url_env", format!("environment variable {var} is not set"))))
-            .ok(),
-        (None, Some(_), Some(_)) => {
-            problems.push(here("url", "set either url or url_env, not both".into()));
-            None
-        }
-        (None, None, None) => {
-            problems.push(here("", "no endpoint; add url: \"http://host:port/path\" or url_env: VAR".into()));
-            None
-        }
-    };
-    let url = url.and_then(|u| http_url(&u).map_err(|m| problems.push(here("url", m))).ok());
-
+    let url = backend_url(name, s, options, &mut |key, m| problems.push(here(key, m)));
     let soap_version = match s.soap_version.as_deref() {
         None => None,
         Some("1.1") => Some(SoapVersion::V11),
@@ -358,18 +342,7 @@ fn backend(
     };
     let timeout = time("timeout", &s.timeout, Duration::from_secs(30));
     let connect_timeout = time("connect_timeout", &s.connect_timeout, Duration::from_secs(5));
-    let max_response = match s.max_response.as_deref().map(units::size) {
-        None => DEFAULT_MAX_RESPONSE,
-        Some(Ok(0)) => {
-            problems.push(here("max_response", "max_response: 0 would refuse every response; write e.g. 8MiB".into()));
-            DEFAULT_MAX_RESPONSE
-        }
-        Some(Ok(n)) => n,
-        Some(Err(m)) => {
-            problems.push(here("max_response", format!("max_response: {m}")));
-            DEFAULT_MAX_RESPONSE
-        }
-    };
+    let max_response = max_response(s, &mut |key, m| problems.push(here(key, m)));
     let credentials = s
         .auth
         .as_ref()
@@ -393,19 +366,8 @@ fn backend(
             problems.extend(found);
         }
     }
-    // One call at a time per session: more slots than sessions would only wait for one.
-    if let Some(spec) = session.as_ref().filter(|spec| spec.exclusive) {
-        match s.max_concurrency {
-            Some(n) if n > spec.size => problems.push(here(
-                "max_concurrency",
-                format!(
-                    "max_concurrency {n} is more than session.size {} with exclusive sessions; calls past {} would hold a slot only to wait for a session. Set max_concurrency to at most {} or raise size",
-                    spec.size, spec.size, spec.size
-                ),
-            )),
-            Some(_) => {}
-            None => protection.queue.max_concurrency = spec.size,
-        }
+    if let Some(spec) = &session {
+        slots_for_sessions(s, spec, &mut protection, &mut |key, m| problems.push(here(key, m)));
     }
 
     match (url, model, problems.is_empty()) {
@@ -428,6 +390,71 @@ fn backend(
                 .map_err(|m| vec![here("", m)])
         }
         _ => Err(problems),
+    }
+}
+
+/// The backend's endpoint: `--backend-url` (dev mode), `url`, or `url_env`, as an http(s) URL.
+fn backend_url(
+    name: &str,
+    s: &BackendSection,
+    options: &CompileOptions,
+    here: &mut dyn FnMut(&str, String),
+) -> Option<reqwest::Url> {
+    let url = match (options.backend_urls.get(name), &s.url, &s.url_env) {
+        (Some(u), _, _) => Some(u.clone()),
+        (None, Some(u), None) => Some(u.clone()),
+        (None, None, Some(var)) => {
+            std::env::var(var).map_err(|_| here("url_env", format!("environment variable {var} is not set"))).ok()
+        }
+        (None, Some(_), Some(_)) => {
+            here("url", "set either url or url_env, not both".into());
+            None
+        }
+        (None, None, None) => {
+            here("", "no endpoint; add url: \"http://host:port/path\" or url_env: VAR".into());
+            None
+        }
+    };
+    url.and_then(|u| http_url(&u).map_err(|m| here("url", m)).ok())
+}
+
+/// `max_response:`, more than zero bytes.
+fn max_response(s: &BackendSection, here: &mut dyn FnMut(&str, String)) -> usize {
+    match s.max_response.as_deref().map(units::size) {
+        None => DEFAULT_MAX_RESPONSE,
+        Some(Ok(0)) => {
+            here("max_response", "max_response: 0 would refuse every response; write e.g. 8MiB".into());
+            DEFAULT_MAX_RESPONSE
+        }
+        Some(Ok(n)) => n,
+        Some(Err(m)) => {
+            here("max_response", format!("max_response: {m}"));
+            DEFAULT_MAX_RESPONSE
+        }
+    }
+}
+
+/// With exclusive sessions, one call at a time per session: more slots than sessions would
+/// only wait for one, so `max_concurrency` defaults to the pool's size and may not exceed it.
+fn slots_for_sessions(
+    s: &BackendSection,
+    spec: &crate::backend::session::SessionSpec,
+    protection: &mut crate::backend::Protection,
+    here: &mut dyn FnMut(&str, String),
+) {
+    if !spec.exclusive {
+        return;
+    }
+    match s.max_concurrency {
+        Some(n) if n > spec.size => here(
+            "max_concurrency",
+            format!(
+                "max_concurrency {n} is more than session.size {} with exclusive sessions; calls past {} would hold a slot only to wait for a session. Set max_concurrency to at most {} or raise size",
+                spec.size, spec.size, spec.size
+            ),
+        ),
+        Some(_) => {}
+        None => protection.queue.max_concurrency = spec.size,
     }
 }
 
