@@ -13,13 +13,16 @@ use super::{
     ConfigError, ConfigProblem, ConfigSource, Gateway, ServerSettings, compile_auth, compile_limits, compile_mqtt,
     compile_protect, compile_route, compile_sensors, compile_session, secret, tls, units,
 };
+use crate::auth::Auth;
 use crate::backend::credentials::{UpstreamOAuth, WsSecurity};
 use crate::backend::{Backend, BackendSettings, BackendTls, BasicAuth, Credentials, DEFAULT_MAX_RESPONSE};
 use crate::delivery::DeliverySettings;
+use crate::route::Route;
 use crate::route::RouteTable;
 use crate::schema::SoapVersion;
 use crate::schema::wsdl::{self, ReadOptions};
 use crate::state::Retained;
+use crate::throttle::Throttle;
 
 /// Loads, validates and compiles the config; every problem is reported at once.
 pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gateway, ConfigError> {
@@ -31,30 +34,8 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
     let server = server_settings(source, &gateway_file, &raw, &mut problems);
 
     // Route files first: they may declare backends of their own (as `veneer import-wsdl` writes).
-    let mut route_files = Vec::new();
-    for rel in source.route_files().unwrap_or_else(|p| {
-        problems.push(p);
-        Vec::new()
-    }) {
-        match read_text(source, &rel).and_then(|file| parse_yaml::<RoutesFile>(&file).map(|parsed| (file, parsed))) {
-            Ok(f) => route_files.push(f),
-            Err(p) => problems.push(p),
-        }
-    }
-    let mut declared: BTreeMap<&str, (&FileText, &BackendSection)> = BTreeMap::new();
-    for (name, section) in &raw.backends {
-        declared.insert(name, (&gateway_file, section));
-    }
-    for (file, parsed) in &route_files {
-        for (name, section) in &parsed.backends {
-            if let Some((first, _)) = declared.insert(name, (file, section)) {
-                problems.push(file.at(
-                    &["backends", name],
-                    format!("backend {name} is already defined in {}; rename one", first.path.display()),
-                ));
-            }
-        }
-    }
+    let route_files = route_files(source, &mut problems);
+    let declared = declared_backends(&gateway_file, &raw, &route_files, &mut problems);
     let mut backends = BTreeMap::new();
     for (name, (file, section)) in &declared {
         match backend(source, file, name, section, options, &retained) {
@@ -68,19 +49,7 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
     let throttle = compile_limits::compile(&gateway_file, &raw, options, &retained, &mut problems);
     let delivery = delivery_settings(source, &gateway_file, &raw, options, &mut problems);
     if let Some(fleet) = &delivery.fleet {
-        // A replica still calling past claim_after would see its item taken over and sent
-        // again by another one.
-        for (name, b) in &backends {
-            if fleet.claim_after <= b.settings.timeout {
-                problems.push(gateway_file.at(
-                    &["delivery", "redis", "claim_after"],
-                    format!(
-                        "delivery.redis.claim_after ({:?}) must be longer than backend {name}'s timeout ({:?})",
-                        fleet.claim_after, b.settings.timeout
-                    ),
-                ));
-            }
-        }
+        claims_outlast_calls(&gateway_file, fleet, &backends, &mut problems);
     }
     let mut routes = Vec::new();
     let mut refused = BTreeSet::new();
@@ -103,29 +72,7 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
             }
         }
     }
-    let mut route_scopes: BTreeSet<String> = routes.iter().flat_map(|(r, _)| r.scopes.iter().cloned()).collect();
-    // POST /telemetry's scope counts as used once there is a data dictionary.
-    if source.sensor_files().is_ok_and(|f| !f.is_empty()) {
-        route_scopes
-            .insert(raw.telemetry.as_ref().and_then(|t| t.scope.clone()).unwrap_or_else(|| "telemetry:write".into()));
-    }
-    let auth = match &raw.auth {
-        Some(section) => {
-            compile_auth::compile(source, &gateway_file, section, options, &route_scopes, &throttle, &mut problems)
-        }
-        None => {
-            for (route, at) in routes.iter().filter(|(r, _)| !r.scopes.is_empty()) {
-                problems.push(ConfigProblem {
-                    message: format!(
-                        "route {} {} requires scopes, but gateway.yaml has no auth: section to check them",
-                        route.method, route.path
-                    ),
-                    ..at.clone()
-                });
-            }
-            None
-        }
-    };
+    let auth = auth(source, &gateway_file, &raw, options, &routes, &throttle, &mut problems);
     if auth.is_none() && server.metrics_scope.is_some() {
         problems.push(gateway_file.at(
             &["server", "metrics_scope"],
@@ -143,6 +90,103 @@ pub fn compile(source: &ConfigSource, options: &CompileOptions) -> Result<Gatewa
         Ok(Gateway { server, backends, routes, auth, throttle, delivery, sensors: Arc::new(sensors), mqtt })
     } else {
         Err(ConfigError(problems))
+    }
+}
+
+/// Every `routes/*.yaml`, read and parsed (a file that is not is a problem, and left out).
+fn route_files(source: &ConfigSource, problems: &mut Vec<ConfigProblem>) -> Vec<(FileText, RoutesFile)> {
+    let mut files = Vec::new();
+    for rel in source.route_files().unwrap_or_else(|p| {
+        problems.push(p);
+        Vec::new()
+    }) {
+        match read_text(source, &rel).and_then(|file| parse_yaml::<RoutesFile>(&file).map(|parsed| (file, parsed))) {
+            Ok(f) => files.push(f),
+            Err(p) => problems.push(p),
+        }
+    }
+    files
+}
+
+/// Every backend declared, in gateway.yaml or a routes file, with where; a name declared
+/// twice is a problem.
+fn declared_backends<'a>(
+    gateway_file: &'a FileText,
+    raw: &'a GatewayFile,
+    route_files: &'a [(FileText, RoutesFile)],
+    problems: &mut Vec<ConfigProblem>,
+) -> BTreeMap<&'a str, (&'a FileText, &'a BackendSection)> {
+    let mut declared: BTreeMap<&str, (&FileText, &BackendSection)> = BTreeMap::new();
+    for (name, section) in &raw.backends {
+        declared.insert(name, (gateway_file, section));
+    }
+    for (file, parsed) in route_files {
+        for (name, section) in &parsed.backends {
+            if let Some((first, _)) = declared.insert(name, (file, section)) {
+                problems.push(file.at(
+                    &["backends", name],
+                    format!("backend {name} is already defined in {}; rename one", first.path.display()),
+                ));
+            }
+        }
+    }
+    declared
+}
+
+/// A replica still calling past `claim_after` would see its item taken over and sent again
+/// by another one: the claim must outlast every backend's timeout.
+fn claims_outlast_calls(
+    gateway_file: &FileText,
+    fleet: &crate::delivery::fleet::FleetSettings,
+    backends: &BTreeMap<String, Arc<Backend>>,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    for (name, b) in backends {
+        if fleet.claim_after <= b.settings.timeout {
+            problems.push(gateway_file.at(
+                &["delivery", "redis", "claim_after"],
+                format!(
+                    "delivery.redis.claim_after ({:?}) must be longer than backend {name}'s timeout ({:?})",
+                    fleet.claim_after, b.settings.timeout
+                ),
+            ));
+        }
+    }
+}
+
+/// `auth:` with every scope the routes (and `POST /telemetry`) use; without it, a route
+/// that requires scopes is a problem, since nothing could check them.
+fn auth(
+    source: &ConfigSource,
+    gateway_file: &FileText,
+    raw: &GatewayFile,
+    options: &CompileOptions,
+    routes: &[(Route, ConfigProblem)],
+    throttle: &Throttle,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Auth> {
+    let mut route_scopes: BTreeSet<String> = routes.iter().flat_map(|(r, _)| r.scopes.iter().cloned()).collect();
+    // POST /telemetry's scope counts as used once there is a data dictionary.
+    if source.sensor_files().is_ok_and(|f| !f.is_empty()) {
+        route_scopes
+            .insert(raw.telemetry.as_ref().and_then(|t| t.scope.clone()).unwrap_or_else(|| "telemetry:write".into()));
+    }
+    match &raw.auth {
+        Some(section) => {
+            compile_auth::compile(source, gateway_file, section, options, &route_scopes, throttle, problems)
+        }
+        None => {
+            for (route, at) in routes.iter().filter(|(r, _)| !r.scopes.is_empty()) {
+                problems.push(ConfigProblem {
+                    message: format!(
+                        "route {} {} requires scopes, but gateway.yaml has no auth: section to check them",
+                        route.method, route.path
+                    ),
+                    ..at.clone()
+                });
+            }
+            None
+        }
     }
 }
 
