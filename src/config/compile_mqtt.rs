@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::problems::{AtLeast, FileText, duration};
-use super::raw::GatewayFile;
+use super::raw::{BackendTlsSection, GatewayFile, MqttSection};
 use super::{ConfigProblem, ConfigSource, secret, tls};
 use crate::ingest::mqtt::MqttSettings;
 
@@ -24,25 +24,7 @@ pub(crate) fn compile(
     if !cfg!(feature = "mqtt") {
         fail("", "this veneer was built without the mqtt feature; rebuild with default features".into());
     }
-    let (secure, rest) = match m.url.split_once("://") {
-        Some(("mqtt" | "tcp", rest)) => (false, rest),
-        Some(("mqtts" | "ssl", rest)) => (true, rest),
-        _ => {
-            fail("url", format!("url {:?} is not mqtt://host:port or mqtts://host:port", m.url));
-            return None;
-        }
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => match p.parse::<u16>() {
-            Ok(p) => (h.trim_matches(['[', ']']).to_string(), p),
-            Err(_) => {
-                fail("url", format!("url {:?}: port {p:?} is not a number", m.url));
-                return None;
-            }
-        },
-        None => (rest.to_string(), if secure { 8883 } else { 1883 }),
-    };
+    let (secure, host, port) = broker(&m.url, &mut fail)?;
     if host.is_empty() {
         fail("url", format!("url {:?} names no host", m.url));
     }
@@ -52,54 +34,8 @@ pub(crate) fn compile(
             "client_id must be 1 to 128 characters, and stable: the broker keeps the session under it".into(),
         );
     }
-    let password = match (&m.password_env, &m.password_file) {
-        (None, None) => None,
-        (env, f) => match secret::resolve(source, env.as_deref(), f.as_deref(), "password") {
-            Ok(p) => Some(p.trim_end_matches(['\r', '\n']).to_string()),
-            Err(msg) => {
-                fail(if m.password_env.is_some() { "password_env" } else { "password_file" }, msg);
-                None
-            }
-        },
-    };
-    let credentials = match (&m.username, password) {
-        (Some(u), p) => Some((u.clone(), p.unwrap_or_default())),
-        (None, Some(_)) => {
-            fail(
-                if m.password_env.is_some() { "password_env" } else { "password_file" },
-                "a password needs a username".into(),
-            );
-            None
-        }
-        (None, None) => None,
-    };
-    let tls = match (secure, &m.tls) {
-        (false, None) => None,
-        (false, Some(_)) => {
-            fail("tls", "tls: needs an mqtts:// url".into());
-            None
-        }
-        (true, t) => {
-            let ca = t.as_ref().and_then(|t| t.ca_file.as_deref());
-            let identity = t.as_ref().and_then(|t| t.client_cert_file.as_deref().zip(t.client_key_file.as_deref()));
-            match ca {
-                None => {
-                    fail("url", "mqtts needs tls.ca_file: the CA that signed the broker's certificate".into());
-                    None
-                }
-                Some(ca) => {
-                    let (c, k) = identity.map(|(c, k)| (source.path(c), source.path(k))).unzip();
-                    match tls::client_config(&source.path(ca), c.as_deref().zip(k.as_deref())) {
-                        Ok(cfg) => Some(cfg),
-                        Err(msg) => {
-                            fail("tls", msg);
-                            None
-                        }
-                    }
-                }
-            }
-        }
-    };
+    let credentials = credentials(source, m, &mut fail);
+    let tls = broker_tls(source, secure, m.tls.as_ref(), &mut fail);
     let keep_alive =
         duration("keep_alive", m.keep_alive.as_deref(), Duration::from_secs(30), AtLeast::Secs(1), &mut |msg| {
             fail("keep_alive", msg)
@@ -127,4 +63,90 @@ pub(crate) fn compile(
         error_topic: m.error_topic.clone(),
         keep_alive,
     })
+}
+
+/// `url:` as (TLS or not, host, port), the port defaulting to 1883 or 8883.
+fn broker(url: &str, fail: &mut dyn FnMut(&str, String)) -> Option<(bool, String, u16)> {
+    let (secure, rest) = match url.split_once("://") {
+        Some(("mqtt" | "tcp", rest)) => (false, rest),
+        Some(("mqtts" | "ssl", rest)) => (true, rest),
+        _ => {
+            fail("url", format!("url {:?} is not mqtt://host:port or mqtts://host:port", url));
+            return None;
+        }
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => match p.parse::<u16>() {
+            Ok(p) => (h.trim_matches(['[', ']']).to_string(), p),
+            Err(_) => {
+                fail("url", format!("url {:?}: port {p:?} is not a number", url));
+                return None;
+            }
+        },
+        None => (rest.to_string(), if secure { 8883 } else { 1883 }),
+    };
+    Some((secure, host, port))
+}
+
+/// `username:` and its password (`password_env` or `password_file`); a password alone is a
+/// problem.
+fn credentials(source: &ConfigSource, m: &MqttSection, fail: &mut dyn FnMut(&str, String)) -> Option<(String, String)> {
+    let password = match (&m.password_env, &m.password_file) {
+        (None, None) => None,
+        (env, f) => match secret::resolve(source, env.as_deref(), f.as_deref(), "password") {
+            Ok(p) => Some(p.trim_end_matches(['\r', '\n']).to_string()),
+            Err(msg) => {
+                fail(if m.password_env.is_some() { "password_env" } else { "password_file" }, msg);
+                None
+            }
+        },
+    };
+    match (&m.username, password) {
+        (Some(u), p) => Some((u.clone(), p.unwrap_or_default())),
+        (None, Some(_)) => {
+            fail(
+                if m.password_env.is_some() { "password_env" } else { "password_file" },
+                "a password needs a username".into(),
+            );
+            None
+        }
+        (None, None) => None,
+    }
+}
+
+/// `tls:` for an `mqtts://` broker: its CA, and a client identity when given.
+fn broker_tls(
+    source: &ConfigSource,
+    secure: bool,
+    t: Option<&BackendTlsSection>,
+    fail: &mut dyn FnMut(&str, String),
+) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+    match (secure, t) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            fail("tls", "tls: needs an mqtts:// url".into());
+            None
+        }
+        (true, t) => {
+            let ca = t.and_then(|t| t.ca_file.as_deref());
+            let identity = t.and_then(|t| t.client_cert_file.as_deref().zip(t.client_key_file.as_deref()));
+            match ca {
+                None => {
+                    fail("url", "mqtts needs tls.ca_file: the CA that signed the broker's certificate".into());
+                    None
+                }
+                Some(ca) => {
+                    let (c, k) = identity.map(|(c, k)| (source.path(c), source.path(k))).unzip();
+                    match tls::client_config(&source.path(ca), c.as_deref().zip(k.as_deref())) {
+                        Ok(cfg) => Some(cfg),
+                        Err(msg) => {
+                            fail("tls", msg);
+                            None
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
