@@ -79,7 +79,8 @@ pub(crate) fn compile(
                 continue;
             }
             seen.push((pattern.clone(), here.clone()));
-            if let Some(sensor) = sensor(&file, &index, s, pattern, here, &context, routes, problems) {
+            let entry = Entry { file: &file, index: &index, context: &context };
+            if let Some(sensor) = sensor(&entry, s, pattern, here, routes, problems) {
                 dict.sensors.push(Arc::new(sensor));
             }
         }
@@ -182,17 +183,22 @@ fn file_context(
     ctx
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where a sensor entry is: its file, its index in `sensors:`, and the file's context.
+struct Entry<'a> {
+    file: &'a FileText,
+    index: &'a str,
+    context: &'a Arc<FileContext>,
+}
+
 fn sensor(
-    file: &FileText,
-    index: &str,
+    entry: &Entry<'_>,
     s: &SensorSection,
     pattern: Pattern,
     defined_at: String,
-    context: &Arc<FileContext>,
     routes: &NamedRoutes<'_>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Sensor> {
+    let (file, index, context) = (entry.file, entry.index, entry.context);
     let before = problems.len();
     // `key`: a dotted key path under this sensor's entry.
     let mut fail = |key: &str, message: String| {
@@ -211,16 +217,7 @@ fn sensor(
             None
         }
     };
-    let range = match s.range {
-        None => None,
-        Some([lo, hi]) => match (Decimal::from_f64(lo), Decimal::from_f64(hi)) {
-            (Some(lo), Some(hi)) if lo <= hi => Some((lo, hi)),
-            _ => {
-                fail("range", format!("range [{lo}, {hi}] is not [min, max] with min ≤ max"));
-                None
-            }
-        },
-    };
+    let range = range(s, &mut fail);
     let decimals = s.decimals.unwrap_or(6);
     if decimals > 12 {
         fail("decimals", format!("decimals {decimals} is more than 12 places; a sensor does not measure that finely"));
@@ -234,7 +231,46 @@ fn sensor(
             None
         }
     };
-    let body = match Template::compile(&s.body) {
+    let body = body(s, context, &mut fail);
+    let group = group(s, &mut fail);
+    if problems.len() > before {
+        return None;
+    }
+    Some(Sensor {
+        pattern,
+        defined_at,
+        quantity: s.quantity.clone(),
+        unit: s.unit.clone(),
+        erp_label: s.erp_unit_label.clone().unwrap_or(erp_unit),
+        conversion: conversion?,
+        range,
+        decimals,
+        machine: s.machine.clone(),
+        route: route?.clone(),
+        body: body?,
+        group,
+        context: context.clone(),
+    })
+}
+
+/// `range: [min, max]`, in the device's unit.
+fn range(s: &SensorSection, fail: &mut dyn FnMut(&str, String)) -> Option<(Decimal, Decimal)> {
+    match s.range {
+        None => None,
+        Some([lo, hi]) => match (Decimal::from_f64(lo), Decimal::from_f64(hi)) {
+            (Some(lo), Some(hi)) if lo <= hi => Some((lo, hi)),
+            _ => {
+                fail("range", format!("range [{lo}, {hi}] is not [min, max] with min ≤ max"));
+                None
+            }
+        },
+    }
+}
+
+/// `body:`, its placeholders checked against the file's lookups and calendar; a bad one is
+/// blamed on the body field that holds it.
+fn body(s: &SensorSection, context: &FileContext, fail: &mut dyn FnMut(&str, String)) -> Option<Template> {
+    match Template::compile(&s.body) {
         Ok(t) => {
             for v in t.vars() {
                 if let Var::Lookup(name) = v
@@ -258,8 +294,12 @@ fn sensor(
             fail(&at, m);
             None
         }
-    };
-    let group = s.group.as_ref().and_then(|g| {
+    }
+}
+
+/// `group:`: readings sent together in one call, by `field`, at most `max`, waiting `wait`.
+fn group(s: &SensorSection, fail: &mut dyn FnMut(&str, String)) -> Option<Group> {
+    s.group.as_ref().and_then(|g| {
         let wait = duration("group.wait", g.wait.as_deref(), Duration::from_millis(200), AtLeast::Zero, &mut |m| {
             fail("group.wait", m)
         });
@@ -270,24 +310,6 @@ fn sensor(
             }
             max => Some(Group { field: g.field.clone(), max: max.unwrap_or(100), wait }),
         }
-    });
-    if problems.len() > before {
-        return None;
-    }
-    Some(Sensor {
-        pattern,
-        defined_at,
-        quantity: s.quantity.clone(),
-        unit: s.unit.clone(),
-        erp_label: s.erp_unit_label.clone().unwrap_or(erp_unit),
-        conversion: conversion?,
-        range,
-        decimals,
-        machine: s.machine.clone(),
-        route: route?.clone(),
-        body: body?,
-        group,
-        context: context.clone(),
     })
 }
 
