@@ -54,24 +54,7 @@ pub(super) fn session(
     let login_url = login_url(s, login.as_ref(), &mut bad);
     let login = login.map(|c| SessionCall { url: login_url, ..c });
 
-    // Paths name elements of the login answer (XML or JSON names), kept as JSON keys.
-    let answer = login.as_ref().map(|c| (c.model.clone(), c.operation().output.clone()));
-    let answer_path = |key: &str, path: &str, bad: &mut dyn FnMut(&str, String)| -> Option<Vec<String>> {
-        let (m, output) = answer.as_ref()?;
-        let what = key.trim_start_matches("session.").replace('.', " ");
-        json_path(output, &m.schema, &key_path(path)).map_err(|e| bad(key, format!("{what}: {e}"))).ok()
-    };
-    let mut capture = Vec::new();
-    for (name, path) in &s.capture {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            bad(&format!("session.capture.{name}"), format!("capture name {name:?}: use letters, digits and _"));
-        }
-        capture.extend(answer_path(&format!("session.capture.{name}"), path, &mut bad).map(|p| (name.clone(), p)));
-    }
-    let expires_in = s.expires_in.as_deref().and_then(|p| answer_path("session.expires_in", p, &mut bad));
-    if s.capture.is_empty() {
-        bad("session.capture", "capture: names nothing; capture at least the session id (id: SessionID)".into());
-    }
+    let (capture, expires_in) = captures(s, login.as_ref(), &mut bad);
 
     let soap_headers =
         header_specs(s.soap_headers.as_ref(), model, &names, "session.soap_headers", Fit::Exact, &mut bad);
@@ -132,6 +115,36 @@ pub(super) fn session(
         }),
         _ => None,
     }
+}
+
+/// JSON keys from the login answer's root down to one value.
+type KeyPath = Vec<String>;
+
+/// `capture:` and `expires_in:`: paths into the login answer (XML or JSON names), kept as
+/// JSON keys; every capture name is letters, digits and _.
+fn captures(
+    s: &SessionSection,
+    login: Option<&SessionCall>,
+    bad: &mut dyn FnMut(&str, String),
+) -> (Vec<(String, KeyPath)>, Option<KeyPath>) {
+    let answer = login.map(|c| (c.model.clone(), c.operation().output.clone()));
+    let answer_path = |key: &str, path: &str, bad: &mut dyn FnMut(&str, String)| -> Option<Vec<String>> {
+        let (m, output) = answer.as_ref()?;
+        let what = key.trim_start_matches("session.").replace('.', " ");
+        json_path(output, &m.schema, &key_path(path)).map_err(|e| bad(key, format!("{what}: {e}"))).ok()
+    };
+    let mut capture = Vec::new();
+    for (name, path) in &s.capture {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bad(&format!("session.capture.{name}"), format!("capture name {name:?}: use letters, digits and _"));
+        }
+        capture.extend(answer_path(&format!("session.capture.{name}"), path, bad).map(|p| (name.clone(), p)));
+    }
+    let expires_in = s.expires_in.as_deref().and_then(|p| answer_path("session.expires_in", p, bad));
+    if s.capture.is_empty() {
+        bad("session.capture", "capture: names nothing; capture at least the session id (id: SessionID)".into());
+    }
+    (capture, expires_in)
 }
 
 /// Where the login call goes: `login.url`, else the login WSDL's own address.
