@@ -26,6 +26,20 @@
 //! - [`admin`]: `veneer keys` and `veneer client`: signing keys and client secrets.
 //! - [`dev`]: the in-process sample ERP behind `veneer serve --dev`.
 //! - [`cli`]: the `veneer` command line.
+//!
+//! The layers import downwards only (`tests/architecture.rs` keeps the graph free of loops):
+//! `schema` ← `translate` ← `error` ← `throttle`, `auth` ← `backend` ← `state`, `route` ←
+//! `delivery` ← `ingest` ← `config` ← `openapi`, `pipeline` ← `server` ← `cli`. A room below
+//! reads what it needs from the serving snapshot through a trait of its own
+//! (`backend::Kept`, `delivery::Directory`, `ingest::mqtt::Current`), implemented above.
+//!
+//! Items are `pub(crate)` unless something outside the crate uses them. The public seams are
+//! what the binary, the end-to-end tests, the benchmarks and the examples drive: compiling a
+//! config (`config::compile`, `CompileOptions`, `ConfigSource`) and serving it
+//! (`server::app`, `server::run`, `AppState`); the pure translation core (`translate`,
+//! `schema::wsdl::read`) that the fixture, fuzz and decoder benchmarks call directly; the
+//! delivery store and its items (`delivery`), which crash tests open after a kill -9; the
+//! sample ERP (`dev::start`); and the operator commands (`admin`, `import`, `openapi`).
 
 pub mod admin;
 pub mod auth;
