@@ -18,7 +18,7 @@
 //! - [`state`]: what outlives a config snapshot (buckets, counters, replay memory, backend
 //!   slots and breakers), so a reload never resets it.
 //! - [`server`]: the axum app, its middleware stack, health endpoints, graceful shutdown.
-//! - [`placeholder`]: `{…}` placeholders, split one way for every template in the config.
+//! - `placeholder`: `{…}` placeholders, split one way for every template in the config.
 //! - [`error`]: the one error type and its mapping to `application/problem+json`.
 //! - [`openapi`]: the OpenAPI 3.1 document, built from the compiled routes.
 //! - [`telemetry`]: Prometheus metrics with bounded labels.

@@ -21,14 +21,14 @@ pub enum HttpError {
     /// Transport.
     #[error(transparent)]
     Http(#[from] reqwest::Error),
-    /// The answer was larger than [`MAX_ANSWER`].
+    /// The answer was larger than `MAX_ANSWER`.
     #[error("the answer is larger than {MAX_ANSWER} bytes")]
     TooLarge,
 }
 
 /// Sends one `oauth2` request with reqwest 0.13; no redirects are followed (the client is
 /// built with `Policy::none()`), so a token call cannot be bounced elsewhere, and the
-/// answer is read up to [`MAX_ANSWER`] bytes.
+/// answer is read up to `MAX_ANSWER` bytes.
 pub async fn send(http: &reqwest::Client, req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, HttpError> {
     let (parts, body) = req.into_parts();
     let mut res = http.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body).send().await?;

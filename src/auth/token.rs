@@ -5,10 +5,10 @@
 //! Errors here follow RFC 6749 §5.2 (`{"error": …}`), not problem+json: OAuth clients
 //! parse that format and no other.
 //!
-//! Work per unauthenticated request is bounded: the body is at most [`MAX_BODY`] bytes and
-//! [`MAX_PARAMS`] parameters, duplicates are found with a set, argon2 runs off the async
+//! Work per unauthenticated request is bounded: the body is at most `MAX_BODY` bytes and
+//! `MAX_PARAMS` parameters, duplicates are found with a set, argon2 runs off the async
 //! workers, and failed attempts are limited per client id and per address
-//! ([`super::guard::LoginGuard`]).
+//! (`super::guard::LoginGuard`).
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;

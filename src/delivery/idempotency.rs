@@ -5,7 +5,7 @@
 //!
 //! The first request claims the key with one atomic insert-if-absent in the store, so two
 //! replicas or two concurrent retries cannot both run it. A claim left by a crash expires
-//! after [`IN_FLIGHT_TTL`].
+//! after `IN_FLIGHT_TTL`.
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! once" book exactly once in ERPs that refuse a duplicate external document number.
 //!
 //! The store ([`store::Store`], redb under the data directory) is the truth; the worker's
-//! index in memory ([`worker`]) is rebuilt from it at start, so a restart (or a kill -9)
+//! index in memory (`worker`) is rebuilt from it at start, so a restart (or a kill -9)
 //! resumes every accepted item. `Idempotency-Key` ([`idempotency`]) uses the same store.
 
 mod attempt;

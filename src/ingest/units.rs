@@ -25,7 +25,7 @@ pub struct Conversion {
     /// Added after multiplying (temperatures).
     pub offset: Decimal,
     /// True when factor and offset are exact decimals (`[in_i]`→`mm` is 25.4); false when
-    /// they are rounded to [`FACTOR_DIGITS`] significant digits.
+    /// they are rounded to `FACTOR_DIGITS` significant digits.
     pub exact: bool,
 }
 

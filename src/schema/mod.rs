@@ -23,9 +23,9 @@ pub(crate) type TypeId = usize;
 /// Every complex type reachable from a WSDL's operations.
 #[derive(Debug, Default)]
 pub struct SchemaSet {
-    /// Complex types, addressed by [`TypeId`].
+    /// Complex types, addressed by `TypeId`.
     pub types: Vec<ComplexType>,
-    /// `xsd:any` content travels as raw XML under [`XML_KEY`] instead of untyped JSON.
+    /// `xsd:any` content travels as raw XML under `XML_KEY` instead of untyped JSON.
     pub any_as_xml: bool,
 }
 
@@ -112,21 +112,21 @@ pub struct ComplexType {
     pub children: Vec<Element>,
     /// Attributes, kept as JSON keys beside the children.
     pub attributes: Vec<Attribute>,
-    /// `simpleContent`: the text of the element, exposed as [`SIMPLE_CONTENT_KEY`].
+    /// `simpleContent`: the text of the element, exposed as `SIMPLE_CONTENT_KEY`.
     pub simple_content: Option<Arc<SimpleType>>,
     /// `mixed="true"` or `xsd:any` seen: content we cannot type precisely.
     pub open: bool,
     /// `abstract="true"`: a value must name one of [`ComplexType::subtypes`] with `xsi:type`.
     pub is_abstract: bool,
     /// Named types derived from this one (transitively), which a value may substitute with
-    /// `xsi:type` (NetSuite's `Record` → `Customer`); JSON names the choice in [`TYPE_KEY`].
+    /// `xsi:type` (NetSuite's `Record` → `Customer`); JSON names the choice in `TYPE_KEY`.
     pub subtypes: Vec<TypeId>,
     /// A SOAP-encoding array (`soapenc:Array` restricted by `wsdl:arrayType`): the value is
     /// a JSON array of these items, not an object.
     pub array_item: Option<Box<Element>>,
     /// No two of its JSON keys (`xsi:type`, attributes, simple content, children) are the
     /// same, so a decoded object needs no duplicate-key check. Set once the whole schema is
-    /// read ([`SchemaSet::mark_distinct_keys`]); `false` is always safe.
+    /// read (`SchemaSet::mark_distinct_keys`); `false` is always safe.
     pub distinct_keys: bool,
 }
 

@@ -20,7 +20,7 @@ pub enum Window {
 }
 
 /// Local call counts per client: (window end, calls in that window). Shared by successive
-/// snapshots ([`crate::state::Retained::quota_counts`]), so a reload never refills a quota.
+/// snapshots (`crate::state::Retained::quota_counts`), so a reload never refills a quota.
 pub type Counts = Mutex<HashMap<String, (u64, u64)>>;
 
 /// The Unix second at which the window holding `now` ends (the next UTC midnight or first

@@ -106,7 +106,7 @@ pub struct SessionSpec {
     pub lifetime: Duration,
     /// Faults meaning "this session is no longer valid".
     pub expired: Vec<FaultRule>,
-    /// First wait after a failed login; doubles up to [`MAX_LOGIN_BACKOFF`].
+    /// First wait after a failed login; doubles up to `MAX_LOGIN_BACKOFF`.
     pub login_backoff: Duration,
     /// Configured secret values, blanked out of anything logged.
     pub secrets: Vec<String>,
