@@ -90,6 +90,18 @@ mod run {
     /// QoS 0 messages waiting at most; more are dropped and counted.
     const MAX_QOS0_BACKLOG: usize = 10_000;
 
+    /// What every message's processing shares: the snapshot's view, the settings, where
+    /// readings go, the broker connection and the stop signal.
+    #[derive(Clone)]
+    struct Ingress {
+        gateway: Arc<dyn Current>,
+        settings: MqttSettings,
+        services: Services,
+        intake: Arc<Intake>,
+        client: AsyncClient,
+        stop: watch::Receiver<bool>,
+    }
+
     /// Connects to the broker and takes messages until `stop` turns true; returns the task.
     pub fn start(
         settings: MqttSettings,
@@ -180,7 +192,8 @@ mod run {
             }
         });
         tokio::spawn(subscriptions(gateway.clone(), settings.clone(), client.clone(), connected_rx, stop.clone()));
-        let processor = tokio::spawn(process(gateway, settings, services, intake, client, rx, backlog, stop));
+        let ingress = Ingress { gateway, settings, services, intake, client, stop };
+        let processor = tokio::spawn(process(ingress, rx, backlog));
         Some(tokio::spawn(async move {
             let _ = processor.await;
             // The acks and the disconnect leave through the poller; it gets a moment for them.
@@ -242,15 +255,11 @@ mod run {
     /// that is not) and disconnects; the rest come back from the broker.
     #[allow(clippy::too_many_arguments)]
     async fn process(
-        gateway: Arc<dyn Current>,
-        settings: MqttSettings,
-        services: Services,
-        intake: Arc<Intake>,
-        client: AsyncClient,
+        ingress: Ingress,
         mut rx: mpsc::UnboundedReceiver<(Publish, Instant)>,
         backlog: Arc<std::sync::atomic::AtomicUsize>,
-        stop: watch::Receiver<bool>,
     ) {
+        let Ingress { settings, client, stop, .. } = ingress.clone();
         let who = Submitter { client: format!("mqtt:{}", settings.client_id), request_id: String::new() };
         let mut inflight = FuturesOrdered::new();
         let mut stopping = stop.clone();
@@ -283,7 +292,7 @@ mod run {
                             as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>);
                         continue;
                     }
-                    let job = one(gateway.clone(), settings.clone(), services.clone(), intake.clone(), client.clone(), who.clone(), publish, stop.clone());
+                    let job = one(ingress.clone(), who.clone(), publish);
                     inflight.push_back(Box::pin(async move { job.await.map(|p| (p, arrived)) }));
                 }
             }
@@ -300,17 +309,8 @@ mod run {
 
     /// One message, until it is stored (readings queued, or a dead letter) or the gateway
     /// stops; `None` when stopping first (then it is not acknowledged).
-    #[allow(clippy::too_many_arguments)]
-    async fn one(
-        gateway: Arc<dyn Current>,
-        settings: MqttSettings,
-        services: Services,
-        intake: Arc<Intake>,
-        client: AsyncClient,
-        who: Submitter,
-        publish: Publish,
-        stop: watch::Receiver<bool>,
-    ) -> Option<Publish> {
+    async fn one(ingress: Ingress, who: Submitter, publish: Publish) -> Option<Publish> {
+        let Ingress { gateway, settings, services, intake, client, stop } = ingress;
         let (ctx, mut pending, mut rejected) = prepare(&gateway.dictionary(), gateway.max_body(), &publish);
         let mut backoff = Duration::from_millis(200);
         loop {
