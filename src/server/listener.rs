@@ -140,6 +140,17 @@ async fn handshake(
     }
 }
 
+/// How serving ends: accepting stops when `stop` turns true, in-flight requests get `drain`
+/// to finish, and the threads' runtimes stay up until `release` turns true.
+pub(crate) struct Ending {
+    /// Stop accepting.
+    pub stop: watch::Receiver<bool>,
+    /// Let the serving threads' runtimes go.
+    pub release: watch::Receiver<bool>,
+    /// How long in-flight requests may take once accepting stopped.
+    pub drain: Duration,
+}
+
 /// Serves `app` on `listener` from one current-thread runtime per core: this task's runtime
 /// and `threads - 1` more, each on a thread of its own, all accepting on the same socket,
 /// until `stop` turns true. Work-stealing across threads cost more than it saved on the load
@@ -148,17 +159,15 @@ async fn handshake(
 /// until `release` turns true, so tasks they started (pooled backend connections, calls
 /// finishing on their own task) live as long as the rest of the gateway; [`Threads::join`]
 /// waits for them.
-#[allow(clippy::too_many_arguments)]
-pub async fn serve_on_threads(
+pub(crate) async fn serve_on_threads(
     listener: TcpListener,
     app: App,
     tls: Option<RustlsConfig>,
     limits: Limits,
-    stop: watch::Receiver<bool>,
-    release: watch::Receiver<bool>,
-    drain: Duration,
+    ending: Ending,
     threads: usize,
 ) -> (std::io::Result<()>, Threads) {
+    let Ending { stop, release, drain } = ending;
     let mut helpers = Threads(Vec::new());
     let socket = match listener.into_std() {
         Ok(s) => s,

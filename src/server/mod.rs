@@ -249,8 +249,15 @@ pub(crate) async fn run_with_drain(
     // The serving threads stay up until everything below has finished with the ERP.
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
     let threads = crate::backend::client::pools();
-    let (result, serving) =
-        listener::serve_on_threads(listener, app(state), tls, limits, stop_rx, release_rx, drain, threads).await;
+    let (result, serving) = listener::serve_on_threads(
+        listener,
+        app(state),
+        tls,
+        limits,
+        listener::Ending { stop: stop_rx, release: release_rx, drain },
+        threads,
+    )
+    .await;
     // Without a signal this listener stopped only by failing (a serving thread that could
     // not start): the others stop too, or joining them below would wait for ever.
     let _ = stop_tx.send(true);
