@@ -34,10 +34,36 @@ pub struct Retained {
     /// The threads argon2 runs on, one per core.
     pub hashing: Arc<HashPool>,
     quotas: Mutex<HashMap<Window, Arc<Counts>>>,
-    gates: Mutex<HashMap<(String, QueueSettings), Arc<Gate>>>,
-    breakers: Mutex<HashMap<String, (BreakerSettings, Arc<Breaker>)>>,
-    introspection: Mutex<HashMap<String, Arc<IntrospectionState>>>,
+    gates: KeptBy<QueueSettings, Gate>,
+    breakers: KeptBy<BreakerSettings, Breaker>,
+    introspection: KeptBy<String, IntrospectionState>,
     sessions: Mutex<Pools>,
+}
+
+/// Values kept by name while their settings are unchanged: equal settings get the same
+/// value (with its state: slots in use, an open circuit), changed ones a new value that
+/// replaces the old. One rule for every piece of state a reload must not reset.
+struct KeptBy<S, V>(Mutex<HashMap<String, (S, Arc<V>)>>);
+
+impl<S, V> Default for KeptBy<S, V> {
+    fn default() -> Self {
+        KeptBy(Mutex::default())
+    }
+}
+
+impl<S: PartialEq + Clone, V> KeptBy<S, V> {
+    /// `name`'s value for `settings`, made by `make` when there is none or they changed.
+    fn get(&self, name: &str, settings: &S, make: impl FnOnce() -> V) -> Arc<V> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(name) {
+            Some((kept, value)) if kept == settings => value.clone(),
+            _ => {
+                let value = Arc::new(make());
+                map.insert(name.to_string(), (settings.clone(), value.clone()));
+                value
+            }
+        }
+    }
 }
 
 /// ERP session pools by backend name: those of the serving snapshot, and those a compile
@@ -66,9 +92,9 @@ impl Default for Retained {
                 .build(),
             hashing: Arc::new(HashPool::new(cores)),
             quotas: Mutex::default(),
-            gates: Mutex::default(),
-            breakers: Mutex::default(),
-            introspection: Mutex::default(),
+            gates: KeptBy::default(),
+            breakers: KeptBy::default(),
+            introspection: KeptBy::default(),
             sessions: Mutex::default(),
         }
     }
@@ -84,9 +110,7 @@ impl Retained {
     /// Backend `name`'s slot gate: the same one while its queue settings are unchanged, so
     /// calls in flight before a reload still count against `max_concurrency` after it.
     pub fn gate(&self, name: &str, settings: QueueSettings) -> Arc<Gate> {
-        let mut map = self.gates.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|(n, s), _| n != name || *s == settings);
-        map.entry((name.to_string(), settings)).or_insert_with(|| Arc::new(Gate::new(settings))).clone()
+        self.gates.get(name, &settings, || Gate::new(settings))
     }
 
     /// Backend `name`'s ERP session pool: the serving one (with its logged-in sessions)
@@ -132,26 +156,14 @@ impl Retained {
     /// The introspection endpoint's call slots and remembered refusals for these settings
     /// (`identity`), so calls in flight across a reload still count against the cap.
     pub fn introspection(&self, identity: String, max_concurrency: usize) -> Arc<IntrospectionState> {
-        let mut map = self.introspection.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(state) = map.get(&identity) {
-            return state.clone();
-        }
-        map.clear(); // one endpoint is configured at a time
-        map.entry(identity).or_insert_with(|| Arc::new(IntrospectionState::new(max_concurrency))).clone()
+        // One endpoint is configured at a time: its settings are the identity.
+        self.introspection.get("", &identity, || IntrospectionState::new(max_concurrency))
     }
 
     /// Backend `name`'s circuit breaker with these settings: the same circuit while they
     /// are unchanged, so a reload never closes an open circuit.
     pub fn breaker(&self, name: &str, settings: BreakerSettings) -> Arc<Breaker> {
-        let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(name) {
-            Some((kept, breaker)) if *kept == settings => breaker.clone(),
-            _ => {
-                let breaker = Arc::new(Breaker::new(name, settings));
-                map.insert(name.to_string(), (settings, breaker.clone()));
-                breaker
-            }
-        }
+        self.breakers.get(name, &settings, || Breaker::new(name, settings))
     }
 }
 
@@ -166,5 +178,22 @@ impl Kept for Retained {
 
     fn session_pool(&self, name: &str, spec: Arc<SessionSpec>, link: Link) -> Arc<SessionPool> {
         Retained::session_pool(self, name, spec, link)
+    }
+}
+
+#[cfg(test)]
+mod kept_tests {
+    use super::*;
+
+    #[test]
+    fn a_value_is_kept_while_its_settings_hold_and_replaced_when_they_change() {
+        let kept: KeptBy<u32, String> = KeptBy::default();
+        let first = kept.get("erp", &1, || "first".into());
+        assert!(Arc::ptr_eq(&first, &kept.get("erp", &1, || "unused".into())), "same settings, same value");
+        let other = kept.get("crm", &1, || "crm".into());
+        assert!(!Arc::ptr_eq(&first, &other), "another name has its own");
+        let changed = kept.get("erp", &2, || "second".into());
+        assert_eq!(*changed, "second");
+        assert!(Arc::ptr_eq(&changed, &kept.get("erp", &2, || "unused".into())), "the new value is kept now");
     }
 }
