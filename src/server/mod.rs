@@ -185,15 +185,7 @@ pub(crate) async fn run_with_drain(
             .map_err(std::io::Error::other)?;
         let _ = state.services.set(services);
     }
-    let gateway = state.gateway.clone();
-    let upkeep = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            telemetry::upkeep();
-            // Forget rate-limit keys whose buckets are full again, so memory stays bounded.
-            gateway.load().throttle.registry.shrink();
-        }
-    });
+    let upkeep = tokio::spawn(upkeep(state.gateway.clone()));
     let server = state.gateway.load().server.clone();
     let limits = listener::Limits::new(server.header_timeout, server.max_connections);
     // Several listeners stop on one signal.
@@ -216,13 +208,7 @@ pub(crate) async fn run_with_drain(
         }
     };
     let metrics = match server.metrics_listen {
-        Some(addr) => {
-            let l = TcpListener::bind(addr).await?;
-            tracing::info!(local = %l.local_addr()?, "metrics listener");
-            let router = Router::new().route("/metrics", get(metrics_page));
-            let limits = listener::Limits::new(server.header_timeout, server.max_connections);
-            Some(tokio::spawn(listener::serve(l, stack::bare(router), None, limits, stopped(), drain)))
-        }
+        Some(addr) => Some(metrics_listener(addr, &server, stopped(), drain).await?),
         None => None,
     };
     let tls = server.tls.map(|config| {
@@ -277,12 +263,35 @@ pub(crate) async fn run_with_drain(
     // Last, once nothing calls the ERP any more: log its sessions out (licences freed at
     // once instead of at the ERP's idle timeout).
     let gateway = sessions.load_full();
-    let logouts = gateway.backends.values().map(|b| b.close_sessions(Duration::from_secs(5)));
-    futures_util::future::join_all(logouts).await;
+    futures_util::future::join_all(gateway.backends.values().map(|b| b.close_sessions(Duration::from_secs(5)))).await;
     let _ = release_tx.send(true);
     serving.join().await;
     upkeep.abort();
     result
+}
+
+/// Every five seconds: the metrics' upkeep, and rate-limit keys whose buckets are full
+/// again forgotten, so memory stays bounded.
+async fn upkeep(gateway: Arc<ArcSwap<Gateway>>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        telemetry::upkeep();
+        gateway.load().throttle.registry.shrink();
+    }
+}
+
+/// `/metrics` on `server.metrics_listen`, its own address, until `stopped` resolves.
+async fn metrics_listener(
+    addr: std::net::SocketAddr,
+    server: &crate::config::ServerSettings,
+    stopped: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let l = TcpListener::bind(addr).await?;
+    tracing::info!(local = %l.local_addr()?, "metrics listener");
+    let router = Router::new().route("/metrics", get(metrics_page));
+    let limits = listener::Limits::new(server.header_timeout, server.max_connections);
+    Ok(tokio::spawn(listener::serve(l, stack::bare(router), None, limits, stopped, drain)))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
