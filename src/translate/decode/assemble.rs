@@ -192,3 +192,30 @@ impl<'x, 's> Decoder<'x, 's> {
         self.fields.truncate(base);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same puts, and what they leave, whether the keys are searched or indexed.
+    #[test]
+    fn entries_replace_in_place_or_keep_the_first_below_and_above_the_index_threshold() {
+        for n in [3, Entries::<u32>::LINEAR + 5] {
+            let mut e = Entries::with_capacity(n);
+            for i in 0..n {
+                e.put(format!("k{i}").into(), 0, false);
+            }
+            e.put("k1".into(), 1, false); // a later declared field: replaces, same place
+            e.put("k2".into(), 2, true); // an undeclared one of a declared name: ignored
+            e.put("extra".into(), 3, true);
+            e.put("extra".into(), 4, true);
+            let keys: Vec<&str> = e.list.iter().map(|(k, _)| k.as_ref()).collect();
+            assert_eq!(keys.len(), n + 1, "n = {n}: {keys:?}");
+            assert_eq!((keys[1], keys[n]), ("k1", "extra"), "n = {n}");
+            assert_eq!(e.list[1].1, 1, "n = {n}");
+            assert_eq!(e.list[2].1, 0, "n = {n}");
+            assert_eq!(e.position("extra"), Some(n), "n = {n}");
+            assert_eq!(e.take("extra"), Some(3), "n = {n}");
+        }
+    }
+}

@@ -171,3 +171,20 @@ pub(super) fn field(ct: &ComplexType, no: usize) -> (&str, bool) {
         None => (ct.attributes[no].json_name.as_str(), false),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Strings are written as serde_json writes them, whether or not they need escaping.
+    #[test]
+    fn quoted_strings_are_what_serde_json_writes() {
+        for s in
+            ["plain", "", "quote \" inside", "back\\slash", "tab\there", "nul\u{0}", "Ø 622 mm", "\u{7f}del", "\u{1f}"]
+        {
+            let mut out = Vec::new();
+            write_string(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).expect("json"), "{s:?}");
+        }
+    }
+}

@@ -136,18 +136,6 @@ mod tests {
     use super::*;
     use crate::schema::TypeRef;
 
-    /// Strings are written as serde_json writes them, whether or not they need escaping.
-    #[test]
-    fn quoted_strings_are_what_serde_json_writes() {
-        for s in
-            ["plain", "", "quote \" inside", "back\\slash", "tab\there", "nul\u{0}", "Ø 622 mm", "\u{7f}del", "\u{1f}"]
-        {
-            let mut out = Vec::new();
-            write_string(&mut out, s);
-            assert_eq!(out, serde_json::to_vec(s).expect("json"), "{s:?}");
-        }
-    }
-
     /// A WSDL in namespace `urn:x` (prefix `t`) over `types`, with one document/literal
     /// operation `Get{E}` per element `E` in `elements`, taking and answering that element.
     fn wsdl_with(types: &str, elements: &[&str]) -> crate::schema::ServiceModel {
@@ -377,28 +365,6 @@ mod tests {
             response(&op.output, &model.schema, too_deep.as_bytes()).map(|_| ()),
         ] {
             assert!(matches!(&err, Err(DecodeError::Schema(m)) if m.contains("nest deeper than")), "{err:?}");
-        }
-    }
-
-    /// The same puts, and what they leave, whether the keys are searched or indexed.
-    #[test]
-    fn entries_replace_in_place_or_keep_the_first_below_and_above_the_index_threshold() {
-        for n in [3, Entries::<u32>::LINEAR + 5] {
-            let mut e = Entries::with_capacity(n);
-            for i in 0..n {
-                e.put(format!("k{i}").into(), 0, false);
-            }
-            e.put("k1".into(), 1, false); // a later declared field: replaces, same place
-            e.put("k2".into(), 2, true); // an undeclared one of a declared name: ignored
-            e.put("extra".into(), 3, true);
-            e.put("extra".into(), 4, true);
-            let keys: Vec<&str> = e.list.iter().map(|(k, _)| k.as_ref()).collect();
-            assert_eq!(keys.len(), n + 1, "n = {n}: {keys:?}");
-            assert_eq!((keys[1], keys[n]), ("k1", "extra"), "n = {n}");
-            assert_eq!(e.list[1].1, 1, "n = {n}");
-            assert_eq!(e.list[2].1, 0, "n = {n}");
-            assert_eq!(e.position("extra"), Some(n), "n = {n}");
-            assert_eq!(e.take("extra"), Some(3), "n = {n}");
         }
     }
 }
