@@ -138,11 +138,11 @@ impl Seen {
 
     /// The client id for the log, and the bounded metrics label: a registered client by id,
     /// every other caller folded into one value.
-    fn labels(&self) -> (String, &'static str, Option<String>) {
-        match self.0.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            Some((id, true)) => (id.clone(), "", Some(id)),
-            Some((id, false)) => (id, "external", None),
-            None => ("-".to_string(), "anonymous", None),
+    fn labels(&self) -> (String, String) {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some((id, true)) => (id.clone(), id),
+            Some((id, false)) => (id, "external".into()),
+            None => ("-".into(), "anonymous".into()),
         }
     }
 }
@@ -158,9 +158,8 @@ pub(crate) async fn observe(path: Option<MatchedPath>, mut req: Request, next: N
     let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let res = next.run(req).await;
     let elapsed = started.elapsed();
-    let (client, folded, registered) = seen.labels();
-    let label = registered.as_deref().unwrap_or(folded);
-    telemetry::request(&route, method.as_str(), res.status().as_u16(), label, elapsed);
+    let (client, label) = seen.labels();
+    telemetry::request(&route, method.as_str(), res.status().as_u16(), &label, elapsed);
     tracing::info!(
         target: "veneer::access",
         request_id = %request_id,
